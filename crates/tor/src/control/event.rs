@@ -1,0 +1,143 @@
+//! Asynchronous `650` events and the typed view of the ones we use.
+
+use super::reply::{arg, parse_args, Reply, ReplyLine};
+
+/// One asynchronous event (`650 ...`, possibly multi-line or with data blocks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The event's lines; the first holds the event name.
+    pub lines: Vec<ReplyLine>,
+}
+
+impl Event {
+    pub(crate) fn from_reply(reply: Reply) -> Self {
+        Event { lines: reply.lines }
+    }
+
+    /// The event name (`HS_DESC`, `STATUS_CLIENT`, ...).
+    pub fn kind(&self) -> &str {
+        self.text().split(' ').next().unwrap_or("")
+    }
+
+    /// The first line's text, event name included.
+    pub fn text(&self) -> &str {
+        self.lines.first().map(|l| l.text.as_str()).unwrap_or("")
+    }
+
+    /// The first data block of the event, if any (the descriptor of an
+    /// `HS_DESC_CONTENT` event).
+    pub fn data(&self) -> Option<&str> {
+        self.lines.iter().find_map(|l| l.data.as_deref())
+    }
+
+    /// Parses an `HS_DESC` event; `None` for any other kind.
+    pub fn hs_desc(&self) -> Option<HsDescEvent> {
+        if self.kind() != "HS_DESC" {
+            return None;
+        }
+        let args = parse_args(self.text());
+        let positional: Vec<&str> = args
+            .iter()
+            .skip(1)
+            .filter(|a| a.key.is_none())
+            .map(|a| a.value.as_str())
+            .collect();
+        Some(HsDescEvent {
+            action: (*positional.first()?).to_string(),
+            address: (*positional.get(1)?).to_string(),
+            auth_type: positional.get(2).map(|s| s.to_string()).unwrap_or_default(),
+            hsdir: positional.get(3).map(|s| s.to_string()).unwrap_or_default(),
+            descriptor_id: positional.get(4).map(|s| s.to_string()),
+            reason: arg(&args, "REASON").map(str::to_string),
+        })
+    }
+
+    /// Parses an `HS_DESC_CONTENT` event: `(address, hsdir, descriptor)`.
+    /// An empty descriptor means the fetch found nothing.
+    pub fn hs_desc_content(&self) -> Option<HsDescContent> {
+        if self.kind() != "HS_DESC_CONTENT" {
+            return None;
+        }
+        let args = parse_args(self.text());
+        Some(HsDescContent {
+            address: args.get(1)?.value.clone(),
+            descriptor_id: args.get(2).map(|a| a.value.clone()).unwrap_or_default(),
+            hsdir: args.get(3).map(|a| a.value.clone()).unwrap_or_default(),
+            descriptor: self.data().unwrap_or("").to_string(),
+        })
+    }
+}
+
+/// A parsed `HS_DESC` event (control-spec 4.1.25).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HsDescEvent {
+    /// `REQUESTED`, `UPLOAD`, `RECEIVED`, `UPLOADED`, `IGNORE`, `FAILED`, `CREATED`.
+    pub action: String,
+    /// Onion address without `.onion` (or `UNKNOWN`).
+    pub address: String,
+    /// Client authorisation type (`NO_AUTH`, `UNKNOWN`, ...).
+    pub auth_type: String,
+    /// The HSDir, `$FINGERPRINT~nick` or `UNKNOWN`.
+    pub hsdir: String,
+    /// Descriptor id / blinded key, when tor reports it.
+    pub descriptor_id: Option<String>,
+    /// `REASON=` of a failed action.
+    pub reason: Option<String>,
+}
+
+/// A parsed `HS_DESC_CONTENT` event (control-spec 4.1.26).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HsDescContent {
+    /// Onion address without `.onion`.
+    pub address: String,
+    /// Descriptor id (blinded key) reported by tor.
+    pub descriptor_id: String,
+    /// The HSDir that served it.
+    pub hsdir: String,
+    /// The descriptor text; empty when the HSDir had none.
+    pub descriptor: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(lines: &[(&str, Option<&str>)]) -> Event {
+        Event {
+            lines: lines
+                .iter()
+                .map(|(t, d)| ReplyLine {
+                    text: t.to_string(),
+                    data: d.map(str::to_string),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn hs_desc_uploaded() {
+        let e = ev(&[("HS_DESC UPLOADED abcdef UNKNOWN $AAAA~r1 REASON=x", None)]);
+        let h = e.hs_desc().unwrap();
+        assert_eq!(h.action, "UPLOADED");
+        assert_eq!(h.address, "abcdef");
+        assert_eq!(h.hsdir, "$AAAA~r1");
+        assert_eq!(h.descriptor_id, None);
+        assert_eq!(h.reason.as_deref(), Some("x"));
+        assert!(e.hs_desc_content().is_none());
+    }
+
+    #[test]
+    fn hs_desc_content() {
+        let e = ev(&[
+            (
+                "HS_DESC_CONTENT addr descid $BB~r2",
+                Some("hs-descriptor 3\n"),
+            ),
+            ("OK", None),
+        ]);
+        let c = e.hs_desc_content().unwrap();
+        assert_eq!(c.address, "addr");
+        assert_eq!(c.hsdir, "$BB~r2");
+        assert_eq!(c.descriptor, "hs-descriptor 3\n");
+    }
+}

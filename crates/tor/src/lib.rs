@@ -1,0 +1,13 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod control;
+mod err;
+pub mod process;
+pub mod torrc;
+
+pub use control::ControlClient;
+pub use err::{Error, Result};
+pub use process::{ProcessId, TorLaunch, TorProcess};
+pub use torrc::Torrc;
