@@ -1,0 +1,17 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod address;
+pub mod atomic;
+pub mod descriptor;
+pub mod err;
+pub mod fixture;
+pub mod keys;
+pub mod ring;
+pub mod time;
+
+pub use address::OnionAddress;
+pub use err::{Error, Result};
+pub use keys::IdentityKey;
+pub use time::TimeParams;
