@@ -60,10 +60,7 @@ impl OnionAddress {
                 body.len()
             )));
         }
-        if let Some(c) = body
-            .chars()
-            .find(|c| !matches!(c, 'a'..='z' | '2'..='7'))
-        {
+        if let Some(c) = body.chars().find(|c| !matches!(c, 'a'..='z' | '2'..='7')) {
             return Err(bad(format!(
                 "{c:?} is not a base32 character (allowed: a-z and 2-7)"
             )));
@@ -130,7 +127,10 @@ mod test {
         let a = OnionAddress::parse(ADDR).unwrap();
         assert_eq!(a.without_suffix(), ADDR);
         assert_eq!(a.to_string(), format!("{ADDR}.onion"));
-        assert_eq!(OnionAddress::parse(&format!("{}.ONION", ADDR.to_uppercase())).unwrap(), a);
+        assert_eq!(
+            OnionAddress::parse(&format!("{}.ONION", ADDR.to_uppercase())).unwrap(),
+            a
+        );
     }
 
     #[test]
@@ -150,7 +150,9 @@ mod test {
         raw[..32].copy_from_slice(a.public_key());
         raw[32..34].copy_from_slice(&checksum(a.public_key()));
         raw[34] = 4;
-        let v4 = data_encoding::BASE32_NOPAD.encode(&raw).to_ascii_lowercase();
+        let v4 = data_encoding::BASE32_NOPAD
+            .encode(&raw)
+            .to_ascii_lowercase();
         assert!(e(&v4).contains("version byte is 4"));
     }
 }

@@ -11,12 +11,16 @@ mod layer;
 mod merge;
 mod parse;
 
-pub use build::{build_master_descriptor, BuildParams, BuiltDescriptor, DEFAULT_LIFETIME_MINUTES};
+pub use build::{
+    build_master_descriptor, revision_counter, BuildParams, BuiltDescriptor,
+    DEFAULT_LIFETIME_MINUTES,
+};
 pub use merge::{select_intro_points, InstanceIntros};
 pub use parse::{parse_descriptor, ParsedDescriptor};
 
-/// Largest descriptor tor's HSDirs accept (`HS_DESC_MAX_LEN`).
-pub const MAX_DESCRIPTOR_SIZE: usize = 50_000;
+/// Largest descriptor tor's HSDirs accept: C tor refuses `>= HS_DESC_MAX_LEN`
+/// (50,000), so 49,999 bytes is the most that is stored.
+pub const MAX_DESCRIPTOR_SIZE: usize = 49_999;
 /// Most intro points a client accepts in one descriptor.
 pub const MAX_INTRO_POINTS: usize = tor_hscrypto::NUM_INTRO_POINT_MAX;
 

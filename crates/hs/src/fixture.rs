@@ -19,7 +19,12 @@ pub fn fake_intro_point<R: Rng + CryptoRng>(rng: &mut R) -> IntroPointDesc {
     rng.fill_bytes(&mut rsa);
     let mut ed = [0u8; 32];
     rng.fill_bytes(&mut ed);
-    let ip = IpAddr::V4(Ipv4Addr::new(10, rng.random(), rng.random(), rng.random::<u8>()));
+    let ip = IpAddr::V4(Ipv4Addr::new(
+        10,
+        rng.random(),
+        rng.random(),
+        rng.random::<u8>(),
+    ));
     let specs = [
         LinkSpec::OrPort(ip, 9001),
         LinkSpec::RsaId(RsaIdentity::from(rsa)),

@@ -99,9 +99,11 @@ impl IdentityKey {
         if data.starts_with(b"-----BEGIN") {
             return Self::from_pem(data);
         }
-        Err("unknown format: expected tor's hs_ed25519_secret_key (starts with \
+        Err(
+            "unknown format: expected tor's hs_ed25519_secret_key (starts with \
              \"== ed25519v1-secret: type0 ==\") or a PEM \"BEGIN PRIVATE KEY\" file"
-            .into())
+                .into(),
+        )
     }
 
     /// Parse a PKCS#8 PEM ed25519 private key (Onionbalance's format).

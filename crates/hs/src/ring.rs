@@ -330,7 +330,12 @@ impl HsDirSet {
         let mut ring: Vec<([u8; 32], &HsDir)> = self
             .dirs
             .iter()
-            .map(|d| (node_index(&d.ed25519_id, srv, period_num, period_minutes), d))
+            .map(|d| {
+                (
+                    node_index(&d.ed25519_id, srv, period_num, period_minutes),
+                    d,
+                )
+            })
             .collect();
         ring.sort_by(|a, b| a.0.cmp(&b.0));
         let mut chosen: Vec<HsDir> = Vec::new();
@@ -359,7 +364,12 @@ impl HsDirSet {
 }
 
 /// `SHA3-256("node-idx" | ed25519_id | SRV | INT_8(period_num) | INT_8(period_length))`.
-pub fn node_index(ed25519_id: &[u8; 32], srv: &[u8; 32], period_num: u64, period_minutes: u32) -> [u8; 32] {
+pub fn node_index(
+    ed25519_id: &[u8; 32],
+    srv: &[u8; 32],
+    period_num: u64,
+    period_minutes: u32,
+) -> [u8; 32] {
     let mut h = Sha3_256::new();
     h.update(b"node-idx");
     h.update(ed25519_id);
@@ -370,7 +380,12 @@ pub fn node_index(ed25519_id: &[u8; 32], srv: &[u8; 32], period_num: u64, period
 }
 
 /// `SHA3-256("store-at-idx" | blinded_pk | INT_8(replica) | INT_8(period_length) | INT_8(period_num))`.
-pub fn store_index(blinded_pk: &[u8; 32], replica: u8, period_num: u64, period_minutes: u32) -> [u8; 32] {
+pub fn store_index(
+    blinded_pk: &[u8; 32],
+    replica: u8,
+    period_num: u64,
+    period_minutes: u32,
+) -> [u8; 32] {
     let mut h = Sha3_256::new();
     h.update(b"store-at-idx");
     h.update(blinded_pk);
@@ -418,10 +433,15 @@ mod test {
         let set = HsDirSet::from_dirs((1..=10).map(dir).collect(), 1, 1);
         let (bk, tp, len, srv) = ([42u8; 32], 7, 8, [1u8; 32]);
         let target = store_index(&bk, 1, tp, len);
-        let mut idx: Vec<_> = (1..=10u8).map(|i| (node_index(&[i; 32], &srv, tp, len), i)).collect();
+        let mut idx: Vec<_> = (1..=10u8)
+            .map(|i| (node_index(&[i; 32], &srv, tp, len), i))
+            .collect();
         idx.sort();
         let want = idx.iter().find(|(k, _)| *k >= target).unwrap_or(&idx[0]).1;
-        assert_eq!(set.responsible(&bk, tp, len, &srv)[0].ed25519_id, [want; 32]);
+        assert_eq!(
+            set.responsible(&bk, tp, len, &srv)[0].ed25519_id,
+            [want; 32]
+        );
     }
 
     #[test]
@@ -459,7 +479,10 @@ directory-footer
         assert_eq!(c.srv_previous.unwrap()[31], 31);
         assert!(c.srv_current.is_none());
         assert_eq!(c.time_params(true).unwrap(), TimeParams::testing(20));
-        assert_eq!(c.relays[0].fingerprint(), "000102030405060708090A0B0C0D0E0F10111213");
+        assert_eq!(
+            c.relays[0].fingerprint(),
+            "000102030405060708090A0B0C0D0E0F10111213"
+        );
     }
 
     #[test]

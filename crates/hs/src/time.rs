@@ -187,7 +187,9 @@ pub struct DescriptorSlot {
 
 /// Unix seconds of a `SystemTime` (0 before the epoch).
 pub fn unix_secs(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// `SystemTime` of Unix seconds.
@@ -213,16 +215,32 @@ mod test {
         // rend-spec-v3 [TIME-PERIODS]: 2016-04-13 11:15:01 UTC is in period 16903;
         // periods start at 12:00 UTC.
         let p = TimeParams::REAL_NETWORK;
-        assert_eq!(p.period_at(from_unix(ts("2016-04-13T11:15:01Z"))).unwrap().interval_num(), 16903);
-        assert_eq!(p.period_at(from_unix(ts("2016-04-13T12:00:00Z"))).unwrap().interval_num(), 16904);
+        assert_eq!(
+            p.period_at(from_unix(ts("2016-04-13T11:15:01Z")))
+                .unwrap()
+                .interval_num(),
+            16903
+        );
+        assert_eq!(
+            p.period_at(from_unix(ts("2016-04-13T12:00:00Z")))
+                .unwrap()
+                .interval_num(),
+            16904
+        );
         assert_eq!(p.period_start(16904), ts("2016-04-13T12:00:00Z"));
     }
 
     #[test]
     fn srv_run_and_phase_on_real_network() {
         let p = TimeParams::REAL_NETWORK;
-        assert_eq!(p.srv_run_start(ts("2026-11-22T05:00:00Z")), ts("2026-11-22T00:00:00Z"));
-        assert_eq!(p.srv_run_start(ts("2026-11-22T23:00:00Z")), ts("2026-11-22T00:00:00Z"));
+        assert_eq!(
+            p.srv_run_start(ts("2026-11-22T05:00:00Z")),
+            ts("2026-11-22T00:00:00Z")
+        );
+        assert_eq!(
+            p.srv_run_start(ts("2026-11-22T23:00:00Z")),
+            ts("2026-11-22T00:00:00Z")
+        );
         assert!(!p.between_tp_and_srv(ts("2026-11-22T00:00:00Z")));
         assert!(!p.between_tp_and_srv(ts("2026-11-22T11:00:00Z")));
         assert!(p.between_tp_and_srv(ts("2026-11-22T12:00:00Z")));
@@ -254,7 +272,10 @@ mod test {
         assert_eq!(p.period_offset_secs(), 240);
         assert_eq!(p.srv_run_secs(), 480);
         // Runs are aligned on 480 s; periods start 240 s into a run.
-        assert_eq!(p.srv_run_start(1_000_000_020), 1_000_000_020 - (1_000_000_020 % 480));
+        assert_eq!(
+            p.srv_run_start(1_000_000_020),
+            1_000_000_020 - (1_000_000_020 % 480)
+        );
         let va = 960_000_000; // a run start (divisible by 480)
         assert!(!p.between_tp_and_srv(va));
         assert!(!p.between_tp_and_srv(va + 220));
@@ -267,7 +288,8 @@ mod test {
         let va = from_unix(1_000_000_000);
         let p = TimeParams::from_consensus(va, va + Duration::from_secs(20), None, true).unwrap();
         assert_eq!(p, TimeParams::testing(20));
-        let p = TimeParams::from_consensus(va, va + Duration::from_secs(3600), None, false).unwrap();
+        let p =
+            TimeParams::from_consensus(va, va + Duration::from_secs(3600), None, false).unwrap();
         assert_eq!(p, TimeParams::REAL_NETWORK);
         assert!(TimeParams::from_consensus(va, va, None, false).is_err());
     }

@@ -40,7 +40,12 @@ fn instances(rng: &mut ChaCha20Rng, n: usize, ips: usize) -> Vec<InstanceIntros>
         .collect()
 }
 
-fn build(master: &IdentityKey, ips: &[rustbalance_hs::descriptor::IntroPointDesc], at: u64, rng: &mut ChaCha20Rng) -> rustbalance_hs::descriptor::BuiltDescriptor {
+fn build(
+    master: &IdentityKey,
+    ips: &[rustbalance_hs::descriptor::IntroPointDesc],
+    at: u64,
+    rng: &mut ChaCha20Rng,
+) -> rustbalance_hs::descriptor::BuiltDescriptor {
     build_master_descriptor(
         &BuildParams {
             master,
@@ -76,7 +81,11 @@ fn merged_descriptor_round_trips() {
     let (fc, inc) = parsed.flow_control.clone().unwrap();
     assert_eq!((fc.to_string(), inc), ("FlowCtrl=1-2".to_string(), 31));
     let mut want: Vec<_> = ips.iter().map(|i| i.ipt_ntor_key().to_bytes()).collect();
-    let mut got: Vec<_> = parsed.intro_points.iter().map(|i| i.ipt_ntor_key().to_bytes()).collect();
+    let mut got: Vec<_> = parsed
+        .intro_points
+        .iter()
+        .map(|i| i.ipt_ntor_key().to_bytes())
+        .collect();
     want.sort();
     got.sort();
     assert_eq!(want, got);
@@ -92,9 +101,15 @@ fn superencrypted_layer_is_padded_like_c_tor() {
         let b = text.find("-----BEGIN MESSAGE-----\n").unwrap() + 24;
         let e = text.find("-----END MESSAGE-----").unwrap();
         let blob: String = text[b..e].split_whitespace().collect();
-        let blob = base64::engine::general_purpose::STANDARD.decode(blob).unwrap();
+        let blob = base64::engine::general_purpose::STANDARD
+            .decode(blob)
+            .unwrap();
         let plain_len = blob.len() - 16 - 32; // salt and MAC
-        assert_eq!(plain_len % 10_000, 0, "{n} intro points: plaintext {plain_len}");
+        assert_eq!(
+            plain_len % 10_000,
+            0,
+            "{n} intro points: plaintext {plain_len}"
+        );
     }
 }
 
@@ -136,7 +151,9 @@ fn fair_round_robin_and_cap() {
         for (n, _) in &chosen {
             *per.entry(n.clone()).or_default() += 1;
         }
-        let counts: Vec<usize> = (0..7).map(|i| per.get(&format!("n{i}")).copied().unwrap_or(0)).collect();
+        let counts: Vec<usize> = (0..7)
+            .map(|i| per.get(&format!("n{i}")).copied().unwrap_or(0))
+            .collect();
         let (mn, mx) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
         assert!(mx - mn <= 1, "cap {cap}: {counts:?}");
     }

@@ -163,13 +163,23 @@ fn repad_superencrypted<R: Rng + CryptoRng>(
     const BEGIN: &str = "superencrypted\n-----BEGIN MESSAGE-----\n";
     const END: &str = "-----END MESSAGE-----\n";
     let internal = |what: &str| Error::Build(format!("unexpected builder output: {what}"));
-    let b = text.find(BEGIN).ok_or_else(|| internal("no superencrypted"))? + BEGIN.len();
-    let e = b + text[b..].find(END).ok_or_else(|| internal("no END MESSAGE"))?;
-    let sig = text[e..].find("signature ").ok_or_else(|| internal("no signature"))? + e;
+    let b = text
+        .find(BEGIN)
+        .ok_or_else(|| internal("no superencrypted"))?
+        + BEGIN.len();
+    let e = b + text[b..]
+        .find(END)
+        .ok_or_else(|| internal("no END MESSAGE"))?;
+    let sig = text[e..]
+        .find("signature ")
+        .ok_or_else(|| internal("no signature"))?
+        + e;
     let b64 = base64::engine::general_purpose::STANDARD;
     let blob: String = text[b..e].split_whitespace().collect();
     let blob = b64.decode(blob).map_err(|_| internal("bad base64"))?;
-    let plain = keys.decrypt(&blob).ok_or_else(|| internal("MAC mismatch"))?;
+    let plain = keys
+        .decrypt(&blob)
+        .ok_or_else(|| internal("MAC mismatch"))?;
     let blob = keys.encrypt(rng, &repad(&plain, SUPERENC_PAD_MULTIPLE));
 
     let mut out = String::with_capacity(text.len());

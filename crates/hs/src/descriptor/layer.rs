@@ -67,7 +67,8 @@ impl LayerKeys<'_> {
         let mut out = Vec::with_capacity(SALT_LEN + plaintext.len() + MAC_LEN);
         out.extend_from_slice(&salt);
         out.extend_from_slice(plaintext);
-        let mut c = Aes256Ctr::new_from_slices(&k[..32], &k[32..48]).expect("fixed key and IV lengths");
+        let mut c =
+            Aes256Ctr::new_from_slices(&k[..32], &k[32..48]).expect("fixed key and IV lengths");
         c.apply_keystream(&mut out[SALT_LEN..]);
         let mac = Self::mac(&k[48..80], &salt, &out[SALT_LEN..]);
         out.extend_from_slice(&mac);
@@ -87,7 +88,8 @@ impl LayerKeys<'_> {
             return None;
         }
         let mut pt = Zeroizing::new(ct.to_vec());
-        let mut c = Aes256Ctr::new_from_slices(&k[..32], &k[32..48]).expect("fixed key and IV lengths");
+        let mut c =
+            Aes256Ctr::new_from_slices(&k[..32], &k[32..48]).expect("fixed key and IV lengths");
         c.apply_keystream(&mut pt[..]);
         Some(pt)
     }
@@ -127,7 +129,10 @@ mod test {
         let mut bad = blob.clone();
         bad[20] ^= 1;
         assert!(keys.decrypt(&bad).is_none());
-        let other = LayerKeys { revision: 78, ..keys };
+        let other = LayerKeys {
+            revision: 78,
+            ..keys
+        };
         assert!(other.decrypt(&blob).is_none());
     }
 

@@ -151,8 +151,13 @@ fn signing_cert_bytes(text: &str) -> std::result::Result<Vec<u8>, String> {
         .find("\ndescriptor-signing-key-cert\n-----BEGIN ED25519 CERT-----\n")
         .ok_or("no descriptor-signing-key-cert")?;
     let body = &text[start..];
-    let b = body.find("-----BEGIN ED25519 CERT-----\n").ok_or("bad cert")? + 29;
-    let e = body.find("-----END ED25519 CERT-----").ok_or("unterminated cert")?;
+    let b = body
+        .find("-----BEGIN ED25519 CERT-----\n")
+        .ok_or("bad cert")?
+        + 29;
+    let e = body
+        .find("-----END ED25519 CERT-----")
+        .ok_or("unterminated cert")?;
     let b64: String = body[b..e].split_whitespace().collect();
     base64::engine::general_purpose::STANDARD
         .decode(b64)
@@ -174,6 +179,10 @@ fn cert_signing_key(text: &str) -> std::result::Result<[u8; 32], String> {
 fn cert_expiry(text: &str) -> Option<SystemTime> {
     let bytes = signing_cert_bytes(text).ok()?;
     let cert = tor_cert::Ed25519Cert::decode(&bytes).ok()?;
-    let (cert, _sig) = cert.should_have_signing_key().ok()?.dangerously_split().ok()?;
+    let (cert, _sig) = cert
+        .should_have_signing_key()
+        .ok()?
+        .dangerously_split()
+        .ok()?;
     Some(cert.dangerously_assume_timely().expiry())
 }

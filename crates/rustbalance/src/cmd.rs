@@ -1,0 +1,61 @@
+//! Subcommand dispatch.
+
+mod descriptor;
+mod keygen;
+
+use crate::cli::{Cli, Command, DescriptorCmd, NetworkArgs};
+use anyhow::{bail, Result};
+use rustbalance_hs::TimeParams;
+use std::time::SystemTime;
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Keygen { out } => keygen::run(&out),
+        Command::Descriptor(DescriptorCmd::Inspect {
+            address,
+            file,
+            json,
+            net,
+        }) => descriptor::inspect(&address, &file, json, &net),
+        Command::Descriptor(DescriptorCmd::Merge {
+            master_key,
+            instances,
+            max_intro_points,
+            carry_pow,
+            out,
+            net,
+        }) => descriptor::merge(
+            &master_key,
+            &instances,
+            max_intro_points,
+            carry_pow,
+            &out,
+            &net,
+        ),
+    }
+}
+
+impl NetworkArgs {
+    /// The clock parameters chosen on the command line.
+    pub fn time_params(&self) -> Result<TimeParams> {
+        Ok(match (self.period_minutes, self.testing_voting_interval) {
+            (Some(0), _) => bail!("--period-minutes must be at least 1"),
+            (Some(m), _) => TimeParams {
+                voting_interval_secs: 3600,
+                period_minutes: m,
+            },
+            (None, Some(v)) if !(10..=3600).contains(&v) => {
+                bail!("--testing-voting-interval must be between 10 and 3600 seconds")
+            }
+            (None, Some(v)) => TimeParams::testing(v),
+            (None, None) => TimeParams::REAL_NETWORK,
+        })
+    }
+
+    /// `--time`, or now.
+    pub fn now(&self) -> SystemTime {
+        self.time
+            .map(rustbalance_hs::time::from_unix)
+            .unwrap_or_else(SystemTime::now)
+    }
+}
