@@ -8,6 +8,7 @@ pub mod descriptor;
 pub mod err;
 pub mod fixture;
 pub mod keys;
+pub mod publish;
 pub mod ring;
 pub mod time;
 

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The test command (README.md): installs what the tests need on a fresh
+# Debian machine, then runs fmt, clippy and every test, real tor included.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v tor >/dev/null || need+=(tor)
+command -v tor-gencert >/dev/null || need+=(tor)
+/usr/bin/python3 -c 'import stem, cryptography' 2>/dev/null || need+=(python3-stem python3-cryptography)
+command -v onionbalance >/dev/null || need+=(onionbalance)
+command -v curl >/dev/null || need+=(curl)
+command -v ip >/dev/null || need+=(iproute2)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "== installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# Debian's tor package may start a system tor; the tests never use it.
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-2}"
