@@ -1,0 +1,114 @@
+//! The torrc of each kind of lab process.
+//!
+//! These are the options that make a private network work with tor
+//! 0.4.9.11: `TestingTorNetwork`, 20-second voting with 4-second vote and
+//! distribution delays (Onionbalance's `--is-testnet` assumes 20 s), flags
+//! voted by fiat (`TestingDirAuthVoteGuard/Exit/HSDir`), `AssumeReachable`,
+//! no IPv6, empty GeoIP files, and every listener on the node's own
+//! loopback address.
+
+use std::net::Ipv4Addr;
+
+use rustbalance_tor::Torrc;
+
+use crate::err::Result;
+use crate::net::{CONTROL_PORT, DIR_PORT, OR_PORT};
+use crate::state::{LabState, Layout, NodeSpec, Role};
+
+/// Lines every tor of the lab gets: testing network, data directory, log,
+/// control port (cookie authentication), GeoIP, the lab's authorities.
+pub(crate) fn common(layout: &Layout, state: &LabState, name: &str, ip: Ipv4Addr) -> Result<Torrc> {
+    let dir = layout.node(name);
+    let mut t = Torrc::new();
+    t.push("TestingTorNetwork", 1)?
+        .push("Nickname", name)?
+        .push("DataDirectory", dir.display())?
+        .push("PidFile", layout.pid_file(name).display())?
+        .push(
+            "Log",
+            format!("notice file {}", layout.log_file(name).display()),
+        )?
+        .push("SafeLogging", 0)?
+        .push("ShutdownWaitLength", 0)?
+        .push("ControlPort", format!("{ip}:{CONTROL_PORT}"))?
+        .push("CookieAuthentication", 1)?
+        .push("GeoIPFile", layout.geoip().display())?
+        .push("GeoIPv6File", layout.geoip().display())?
+        .push("OutboundBindAddress", ip)?
+        .push("ClientUseIPv6", 0)?;
+    for a in &state.authorities {
+        t.push(
+            "DirAuthority",
+            format!(
+                "{} orport={OR_PORT} v3ident={} {}:{DIR_PORT} {}",
+                a.nick, a.v3ident, a.ip, a.fingerprint
+            ),
+        )?;
+    }
+    Ok(t)
+}
+
+/// Lines of a relay (authorities included).
+fn relay(t: &mut Torrc, node: &NodeSpec) -> Result<()> {
+    t.push("SocksPort", 0)?
+        .push("ORPort", format!("{}:{OR_PORT}", node.ip))?
+        .push("Address", node.ip)?
+        .push("AddressDisableIPv6", 1)?
+        .push("AssumeReachable", 1)?
+        .push(
+            "ContactInfo",
+            format!("rustbalance-lab-{} <nobody@example.invalid>", node.name),
+        )?;
+    Ok(())
+}
+
+/// The full torrc of a core node.
+pub(crate) fn core_torrc(layout: &Layout, state: &LabState, node: &NodeSpec) -> Result<Torrc> {
+    let mut t = common(layout, state, &node.name, node.ip)?;
+    let ips = |role: Role| -> String {
+        let v: Vec<String> = state
+            .nodes
+            .iter()
+            .filter(|n| n.role == role)
+            .map(|n| n.ip.to_string())
+            .collect();
+        v.join(",")
+    };
+    match node.role {
+        Role::Authority => {
+            relay(&mut t, node)?;
+            t.push("DirPort", format!("{}:{DIR_PORT}", node.ip))?
+                .push("ExitRelay", 0)?
+                .push("ExitPolicy", "reject *:*")?
+                .push("AuthoritativeDirectory", 1)?
+                .push("V3AuthoritativeDirectory", 1)?
+                .push("V3AuthVotingInterval", "20 seconds")?
+                .push("V3AuthVoteDelay", "4 seconds")?
+                .push("V3AuthDistDelay", "4 seconds")?
+                .push("TestingV3AuthInitialVotingInterval", "20 seconds")?
+                .push("TestingV3AuthInitialVoteDelay", "4 seconds")?
+                .push("TestingV3AuthInitialDistDelay", "4 seconds")?
+                .push("TestingDirAuthVoteGuard", ips(Role::Guard))?
+                .push("TestingDirAuthVoteExit", ips(Role::Exit))?
+                .push("TestingDirAuthVoteHSDir", "*")?;
+        }
+        Role::Guard => {
+            relay(&mut t, node)?;
+            t.push("ExitRelay", 0)?.push("ExitPolicy", "reject *:*")?;
+        }
+        Role::Exit => {
+            relay(&mut t, node)?;
+            // Exits reach loopback only (demo targets), nothing else.
+            t.push("ExitRelay", 1)?
+                .push("ExitPolicyRejectPrivate", 0)?
+                .push("ExitPolicy", "accept 127.0.0.0/8:*")?
+                .push("ExitPolicy", "reject *:*")?;
+        }
+        Role::Client => {
+            let port = node.socks_port.unwrap_or(crate::net::SOCKS_PORT);
+            t.push("SocksPort", format!("{}:{port} ExtendedErrors", node.ip))?;
+        }
+        Role::Tor | Role::Program => {}
+    }
+    Ok(t)
+}

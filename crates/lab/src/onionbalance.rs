@@ -1,0 +1,280 @@
+//! Onionbalance (Debian's 0.2.2) in the lab: the anchor RustBalance is
+//! compared with, on the same network and inputs.
+//!
+//! [`OnionbalanceSetup::start`] builds the documented layout: a master key
+//! from `onionbalance-config`, N instance tors with
+//! `HiddenServiceOnionbalanceInstance 1` and an `ob_config` naming the
+//! master (written, in a 0700 HiddenServiceDir, before the tor starts: an
+//! empty `MasterOnionAddress` crashes tor 0.4.9.11), each instance serving
+//! its own [`DemoTarget`], a tor for Onionbalance's control port
+//! (bootstrapped first: Onionbalance crashes without a consensus), and
+//! `onionbalance --is-testnet` itself.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use rustbalance_tor::Torrc;
+
+use crate::err::{file_err, Error, Result};
+use crate::state::private_dir;
+use crate::{DemoTarget, Lab, LabProcess, LabTor};
+
+/// The Onionbalance daemon.
+pub const ONIONBALANCE: &str = "/usr/sbin/onionbalance";
+/// Its config generator.
+pub const ONIONBALANCE_CONFIG: &str = "/usr/sbin/onionbalance-config";
+
+/// One backend instance.
+#[derive(Debug)]
+pub struct ObInstance {
+    /// Its tor.
+    pub tor: LabTor,
+    /// Its own onion address (with `.onion`).
+    pub address: String,
+    /// The HTTP target it serves; bodies read `served by NAME`.
+    pub target: DemoTarget,
+}
+
+/// A running Onionbalance setup.
+#[derive(Debug)]
+pub struct OnionbalanceSetup {
+    name: String,
+    dir: PathBuf,
+    master: String,
+    instances: Vec<ObInstance>,
+    control_tor: LabTor,
+    daemon: LabProcess,
+    started: Instant,
+}
+
+impl OnionbalanceSetup {
+    /// Starts a setup named `name` (letters/digits, at most 14) with
+    /// `instances` backends in `lab`, and returns right after Onionbalance
+    /// started (see [`Self::wait_master_reachable`]).
+    pub async fn start(lab: &Lab, name: &str, instances: usize, timeout: Duration) -> Result<Self> {
+        if name.is_empty() || name.len() > 14 || !name.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(Error::Name {
+                name: name.into(),
+                detail: "an Onionbalance setup name is 1 to 14 letters and digits".into(),
+            });
+        }
+        if instances == 0 {
+            return Err(Error::Options(
+                "an Onionbalance setup needs at least one instance".into(),
+            ));
+        }
+        let dir = lab.dir().join("onionbalance").join(name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| file_err("remove", &dir, e))?;
+        }
+        private_dir(&dir)?;
+        let (key, master) = generate_master(&dir).await?;
+
+        let mut backends = Vec::new();
+        for i in 1..=instances {
+            let inst = format!("{name}i{i}");
+            let target = DemoTarget::start(&format!("served by {inst}")).await?;
+            let hs = dir.join(format!("{inst}-hs"));
+            private_dir(&hs)?;
+            let ob_config = hs.join("ob_config");
+            std::fs::write(&ob_config, format!("MasterOnionAddress {master}\n"))
+                .map_err(|e| file_err("write", &ob_config, e))?;
+            let torrc = Torrc::new()
+                .with("HiddenServiceDir", hs.display())?
+                .with("HiddenServicePort", format!("80 {}", target.addr()))?
+                .with("HiddenServiceOnionbalanceInstance", 1)?;
+            let tor = lab.spawn_tor(&inst, &torrc).await?;
+            let address = read_hostname(&hs.join("hostname"), &tor).await?;
+            backends.push(ObInstance {
+                tor,
+                address,
+                target,
+            });
+        }
+
+        let control_tor = lab.spawn_tor(&format!("{name}ctl"), &Torrc::new()).await?;
+        control_tor.wait_bootstrapped(timeout).await?;
+
+        let config = dir.join("config.yaml");
+        let mut yaml = format!("services:\n- key: {}\n  instances:\n", key.display());
+        for b in &backends {
+            yaml.push_str(&format!(
+                "  - address: {}\n    name: {}\n",
+                b.address,
+                b.tor.name()
+            ));
+        }
+        std::fs::write(&config, yaml).map_err(|e| file_err("write", &config, e))?;
+
+        let ctl = control_tor.control_addr();
+        let args: Vec<OsString> = vec![
+            "--is-testnet".into(),
+            "-s".into(),
+            "".into(),
+            "-i".into(),
+            ctl.ip().to_string().into(),
+            "-p".into(),
+            ctl.port().to_string().into(),
+            "-c".into(),
+            config.into_os_string(),
+            "-v".into(),
+            "info".into(),
+        ];
+        let daemon = lab.spawn_program(&format!("{name}ob"), ONIONBALANCE, &args)?;
+        let started = Instant::now();
+        Ok(OnionbalanceSetup {
+            name: name.to_string(),
+            dir,
+            master,
+            instances: backends,
+            control_tor,
+            daemon,
+            started,
+        })
+    }
+
+    /// The setup's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Its directory (master key, config.yaml, HiddenServiceDirs).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    /// The master address, with `.onion`.
+    pub fn master_address(&self) -> &str {
+        &self.master
+    }
+    /// `http://MASTER/`.
+    pub fn master_url(&self) -> String {
+        format!("http://{}/", self.master)
+    }
+    /// The backends.
+    pub fn instances(&self) -> &[ObInstance] {
+        &self.instances
+    }
+    /// The tor whose control port Onionbalance uses.
+    pub fn control_tor(&self) -> &LabTor {
+        &self.control_tor
+    }
+    /// The Onionbalance process.
+    pub fn daemon(&self) -> &LabProcess {
+        &self.daemon
+    }
+    /// When Onionbalance was started.
+    pub fn started_at(&self) -> Instant {
+        self.started
+    }
+
+    /// Waits until `GET` of the master address through the lab client
+    /// answers from one of the instances; returns the time from Onionbalance's
+    /// start. Fails early if Onionbalance dies.
+    pub async fn wait_master_reachable(&self, lab: &Lab, timeout: Duration) -> Result<Duration> {
+        let deadline = self.started + timeout;
+        let url = self.master_url();
+        let mut last = String::from("no attempt yet");
+        while Instant::now() < deadline {
+            self.daemon.check_alive()?;
+            for b in &self.instances {
+                b.tor.check_alive()?;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lab.http_get(&url, left.min(Duration::from_secs(30))).await {
+                Ok(r) if r.status == 200 && r.text().starts_with("served by ") => {
+                    return Ok(self.started.elapsed());
+                }
+                Ok(r) => last = format!("HTTP {} {:?}", r.status, r.text()),
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Err(Error::Timeout {
+            what: format!("Onionbalance's master {} to answer", self.master),
+            waited: timeout,
+            last: format!(
+                "{last}; Onionbalance log tail:\n{}",
+                rustbalance_tor::process::log_tail(self.daemon.log_file(), 20)
+            ),
+        })
+    }
+
+    /// Stops Onionbalance, its tor and the instances. Blocks the calling thread.
+    pub fn stop(&self) -> Result<()> {
+        self.daemon.stop()?;
+        self.control_tor.stop()?;
+        for b in &self.instances {
+            b.tor.stop()?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs `onionbalance-config` in `dir/gen`; returns the master key path and
+/// the master address (`<address>.onion`).
+async fn generate_master(dir: &Path) -> Result<(PathBuf, String)> {
+    let gen = dir.join("gen");
+    let out = tokio::process::Command::new(ONIONBALANCE_CONFIG)
+        .args([
+            "--hs-version",
+            "v3",
+            "--no-interactive",
+            "-n",
+            "2",
+            "--output",
+        ])
+        .arg(&gen)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| Error::Helper {
+            program: ONIONBALANCE_CONFIG.into(),
+            status: format!("cannot start: {e}"),
+            output: String::new(),
+        })?;
+    if !out.status.success() {
+        return Err(Error::Helper {
+            program: ONIONBALANCE_CONFIG.into(),
+            status: out.status.to_string(),
+            output: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
+    }
+    let entries = std::fs::read_dir(&gen).map_err(|e| file_err("list", &gen, e))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "key") {
+            if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
+                let master = format!("{stem}.onion");
+                return Ok((path.clone(), master));
+            }
+        }
+    }
+    Err(Error::Helper {
+        program: ONIONBALANCE_CONFIG.into(),
+        status: "wrote no <master>.key".into(),
+        output: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// Waits (up to 30 s) for tor to write the onion service's hostname file.
+async fn read_hostname(path: &Path, tor: &LabTor) -> Result<String> {
+    let t0 = Instant::now();
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path) {
+            let s = s.trim();
+            if s.ends_with(".onion") {
+                return Ok(s.to_string());
+            }
+        }
+        tor.check_alive()?;
+        if t0.elapsed() > Duration::from_secs(30) {
+            return Err(Error::Timeout {
+                what: format!("{} to write {}", tor.name(), path.display()),
+                waited: Duration::from_secs(30),
+                last: "no hostname file".into(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
