@@ -31,6 +31,70 @@ pub enum Command {
     /// Inspect or build v3 onion-service descriptors offline.
     #[command(subcommand)]
     Descriptor(DescriptorCmd),
+    /// A private Tor network on this machine, for trying RustBalance and for
+    /// end-to-end tests. Every process listens on 127.0.0.0/8 only and is
+    /// stopped by its pid file.
+    #[command(subcommand)]
+    Lab(LabCmd),
+}
+
+/// Where a lab lives.
+#[derive(Args, Debug, Clone)]
+pub struct LabDir {
+    /// Lab directory (default: $TMPDIR/rustbalance-lab).
+    #[arg(long, value_name = "DIR", env = "RUSTBALANCE_LAB_DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LabCmd {
+    /// Generate keys and torrcs, start 3 directory authorities, the relays
+    /// and a client, and return once the lab is usable (consensus with
+    /// HSDir, Guard and Exit flags; client bootstrapped).
+    Up {
+        #[command(flatten)]
+        dir: LabDir,
+        /// Number of relays (all HSDirs; half guards, half exits).
+        #[arg(long, default_value_t = 6)]
+        relays: usize,
+    },
+    /// Show every process of the lab: name, role, pid, alive, addresses.
+    Status {
+        #[command(flatten)]
+        dir: LabDir,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop every process of the lab (by pid file) and check nothing listens.
+    Down {
+        #[command(flatten)]
+        dir: LabDir,
+    },
+    /// One HTTP GET through the lab client's SOCKS port (fresh circuit);
+    /// prints the body.
+    Curl {
+        #[command(flatten)]
+        dir: LabDir,
+        /// The URL, e.g. http://ADDRESS.onion/
+        url: String,
+        /// Seconds before giving up.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// The main job end to end: a lab, two onion-service instances behind
+    /// one master address, RustBalance merging and publishing the master
+    /// descriptor, and a real tor client reaching the master address.
+    Demo {
+        #[command(flatten)]
+        dir: LabDir,
+        /// Requests to send to the master address at the end.
+        #[arg(long, default_value_t = 20)]
+        requests: usize,
+        /// Leave the lab running afterwards (stop it with `lab down`).
+        #[arg(long)]
+        keep: bool,
+    },
 }
 
 /// Which Tor network's clock to use.

@@ -2,6 +2,7 @@
 
 mod descriptor;
 mod keygen;
+mod lab;
 
 use crate::cli::{Cli, Command, DescriptorCmd, NetworkArgs};
 use anyhow::{bail, Result};
@@ -32,6 +33,7 @@ pub fn run(cli: Cli) -> Result<()> {
             &out,
             &net,
         ),
+        Command::Lab(cmd) => lab::run(cmd),
     }
 }
 

@@ -4,3 +4,5 @@
 
 pub mod cli;
 mod cmd;
+pub mod publisher;
+pub mod demo;

@@ -1,0 +1,139 @@
+//! `rustbalance lab ...`.
+
+use crate::cli::{LabCmd, LabDir};
+use crate::demo::MasterSetup;
+use crate::publisher::require_uploaded;
+use anyhow::{bail, Context, Result};
+use rustbalance_lab::{Lab, LabOptions, Progress};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+impl LabDir {
+    fn path(&self, default_name: &str) -> PathBuf {
+        self.dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join(default_name))
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn show(p: &Progress) {
+    eprintln!("[{:6.1}s] {} ({})", p.elapsed.as_secs_f64(), p.phase, p.detail);
+}
+
+pub fn run(cmd: LabCmd) -> Result<()> {
+    let rt = runtime()?;
+    rt.block_on(async move {
+        match cmd {
+            LabCmd::Up { dir, relays } => {
+                let dir = dir.path("rustbalance-lab");
+                let lab = Lab::create(&dir, LabOptions { relays, ..Default::default() }).await?;
+                eprintln!("starting lab in {} ...", dir.display());
+                let report = lab.start(show).await?;
+                println!(
+                    "lab usable after {:.1}s; SOCKS {} (stop it with: rustbalance lab down --dir {})",
+                    report.total.as_secs_f64(),
+                    lab.socks_addr(),
+                    dir.display()
+                );
+                Ok(())
+            }
+            LabCmd::Status { dir, json } => {
+                let lab = Lab::open(dir.path("rustbalance-lab"))?;
+                let st = lab.status()?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&st)?);
+                } else {
+                    println!("lab {} ({}), running: {}, SOCKS {}", st.dir.display(), st.block, st.running, st.socks);
+                    for p in &st.processes {
+                        println!("  {}", serde_json::to_string(p)?);
+                    }
+                }
+                Ok(())
+            }
+            LabCmd::Down { dir } => {
+                let lab = Lab::open(dir.path("rustbalance-lab"))?;
+                let r = lab.stop_and_verify().await?;
+                println!("stopped {} processes; nothing of the lab listens any more", r.stopped.len());
+                Ok(())
+            }
+            LabCmd::Curl { dir, url, timeout } => {
+                let lab = Lab::open(dir.path("rustbalance-lab"))?;
+                let r = lab.http_get(&url, Duration::from_secs(timeout)).await?;
+                print!("{}", r.text());
+                if r.status != 200 {
+                    bail!("HTTP status {}", r.status);
+                }
+                Ok(())
+            }
+            LabCmd::Demo { dir, requests, keep } => demo(dir.path("rustbalance-demo"), requests, keep).await,
+        }
+    })
+}
+
+async fn demo(dir: PathBuf, requests: usize, keep: bool) -> Result<()> {
+    let t0 = Instant::now();
+    let at = || t0.elapsed().as_secs_f64();
+    let lab = Lab::create(&dir, LabOptions::default()).await?;
+    eprintln!("== 1/4 private Tor network in {}", dir.display());
+    let result = async {
+        lab.start(show).await?;
+        eprintln!("== 2/4 two onion-service instances (own keys, HiddenServiceOnionbalanceInstance 1, PublishHidServDescriptors 0)");
+        let setup = MasterSetup::start(&lab, "instance", 2).await?;
+        for i in &setup.instances {
+            eprintln!("         {} = {} -> {}", i.name, i.address, i.target.addr());
+        }
+        let descs = setup.instance_descriptors(Duration::from_secs(180)).await?;
+        let t_desc = at();
+        eprintln!(
+            "[{t_desc:6.1}s] instance descriptors read over the control port: {} intro points",
+            descs.iter().map(|d| d.intro_points.len().to_string()).collect::<Vec<_>>().join(" + ")
+        );
+        eprintln!("== 3/4 RustBalance merges and publishes the master descriptor for {}", setup.address());
+        let mut publisher = setup.publisher().await?;
+        let reports = publisher
+            .publish(&descs, std::time::SystemTime::now(), Duration::from_secs(30), &mut rand::rng())
+            .await?;
+        for r in &reports {
+            eprintln!(
+                "[{:6.1}s] time period {} revision {}: {} intro points, {} bytes -> {}/{} HSDirs confirmed",
+                at(), r.period_num, r.revision, r.intro_points, r.size, r.uploaded(), r.hsdirs.len()
+            );
+        }
+        require_uploaded(&reports)?;
+        eprintln!("== 4/4 a tor client reaches the master address");
+        let (resp, took) = lab
+            .wait_http(&setup.url(), "served by", Duration::from_secs(120))
+            .await?;
+        eprintln!(
+            "[{:6.1}s] {} answered: {:?} ({:.1}s after the instance descriptors existed)",
+            at(), setup.address(), resp.text().trim(), at() - t_desc
+        );
+        let _ = took;
+        let split = setup.split(&lab, requests).await;
+        println!("master address {}", setup.address());
+        println!("{requests} requests on fresh circuits:");
+        for (k, v) in &split {
+            println!("  {v:3}  {k}");
+        }
+        if split.keys().filter(|k| k.starts_with("served by")).count() < 2 {
+            eprintln!("note: not every instance answered this time (each client picks an intro point at random)");
+        }
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    if keep && result.is_ok() {
+        eprintln!("lab left running; stop it with: rustbalance lab down --dir {}", dir.display());
+    } else {
+        lab.stop_and_verify().await?;
+        eprintln!("lab stopped");
+    }
+    result
+}

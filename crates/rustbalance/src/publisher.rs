@@ -1,0 +1,242 @@
+//! The publisher: reads instance descriptors and the network view from tor
+//! over the control port, plans both live master descriptors with the hs
+//! core, uploads each to exactly its responsible HSDirs (`+HSPOST
+//! SERVER=...`), and confirms every upload from `HS_DESC` events.
+//!
+//! ```text
+//!  instance tors ──GETINFO hs/service/desc/id──▶ intro points ─┐
+//!  publishing tor ─GETINFO consensus-microdesc, md/all──▶ ring ─┼─▶ plan ─▶ HSPOST ×2 ─▶ HS_DESC UPLOADED/FAILED
+//! ```
+
+use anyhow::{bail, Context, Result};
+use rand::CryptoRng;
+use rustbalance_hs::descriptor::{
+    parse_descriptor, select_intro_points, InstanceIntros, IntroPointDesc, ParsedDescriptor,
+    MAX_INTRO_POINTS,
+};
+use rustbalance_hs::publish::{plan_uploads, PublishInput, SlotUpload};
+use rustbalance_hs::ring::{parse_microdescs, Consensus, HsDirSet};
+use rustbalance_hs::{IdentityKey, OnionAddress, TimeParams};
+use rustbalance_tor::control::{ControlClient, Event};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// What tor currently knows of the network.
+pub struct NetworkView {
+    /// The microdesc consensus.
+    pub consensus: Consensus,
+    /// Its HSDirs with ed25519 ids.
+    pub hsdirs: HsDirSet,
+    /// Clock parameters.
+    pub time: TimeParams,
+}
+
+/// Read the consensus and microdescriptors from a tor.
+pub async fn network_view(ctl: &ControlClient, testing_network: bool) -> Result<NetworkView> {
+    let text = ctl
+        .getinfo("dir/status-vote/current/consensus-microdesc")
+        .await
+        .context("tor has no microdesc consensus yet (is it bootstrapped?)")?;
+    let consensus = Consensus::parse(&text)?;
+    let mds = parse_microdescs(&ctl.getinfo("md/all").await?);
+    let hsdirs = HsDirSet::new(&consensus, &mds);
+    let time = consensus.time_params(testing_network)?;
+    Ok(NetworkView {
+        consensus,
+        hsdirs,
+        time,
+    })
+}
+
+/// Read and decrypt an instance's own current descriptor from its tor.
+pub async fn instance_descriptor(
+    ctl: &ControlClient,
+    instance: &OnionAddress,
+    time: &TimeParams,
+    now: SystemTime,
+) -> Result<ParsedDescriptor> {
+    let text = ctl
+        .getinfo(&format!("hs/service/desc/id/{}", instance.without_suffix()))
+        .await
+        .context("instance tor has no descriptor yet")?;
+    Ok(parse_descriptor(&text, instance, time, now)?)
+}
+
+/// The outcome of uploading one descriptor slot.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SlotReport {
+    pub period_num: u64,
+    pub revision: u64,
+    pub intro_points: usize,
+    pub size: usize,
+    /// HSDir fingerprint → "UPLOADED", "FAILED <reason>" or "NO ANSWER".
+    pub hsdirs: BTreeMap<String, String>,
+}
+
+impl SlotReport {
+    /// How many HSDirs confirmed the upload.
+    pub fn uploaded(&self) -> usize {
+        self.hsdirs.values().filter(|s| *s == "UPLOADED").count()
+    }
+}
+
+/// Publishes master descriptors through one tor's control port.
+pub struct Publisher {
+    ctl: ControlClient,
+    events: UnboundedReceiver<Event>,
+    master: IdentityKey,
+    testing_network: bool,
+    max_intro_points: usize,
+}
+
+impl Publisher {
+    /// Take over `ctl` (its event stream is used for upload confirmations).
+    pub async fn new(
+        ctl: ControlClient,
+        master: IdentityKey,
+        testing_network: bool,
+        max_intro_points: usize,
+    ) -> Result<Self> {
+        let events = ctl
+            .take_events()
+            .context("the control connection's event stream is already taken")?;
+        ctl.setevents(&["HS_DESC"]).await?;
+        Ok(Publisher {
+            ctl,
+            events,
+            master,
+            testing_network,
+            max_intro_points: max_intro_points.clamp(1, MAX_INTRO_POINTS),
+        })
+    }
+
+    /// The master address.
+    pub fn address(&self) -> OnionAddress {
+        self.master.address()
+    }
+
+    /// The control client (to read the network view from the same tor).
+    pub fn control(&self) -> &ControlClient {
+        &self.ctl
+    }
+
+    /// Merge `instances`, build both live descriptors and upload each to
+    /// its responsible HSDirs; wait up to `confirm_timeout` for the
+    /// `HS_DESC` answers.
+    pub async fn publish<R: rand::Rng + CryptoRng>(
+        &mut self,
+        instances: &[ParsedDescriptor],
+        now: SystemTime,
+        confirm_timeout: Duration,
+        rng: &mut R,
+    ) -> Result<Vec<SlotReport>> {
+        let view = network_view(&self.ctl, self.testing_network).await?;
+        let intros: Vec<InstanceIntros> = instances
+            .iter()
+            .map(|d| InstanceIntros {
+                instance: d.address.to_string(),
+                intro_points: d.intro_points.clone(),
+            })
+            .collect();
+        let chosen: Vec<IntroPointDesc> = select_intro_points(&intros, self.max_intro_points, rng)
+            .into_iter()
+            .map(|(_, ip)| ip)
+            .collect();
+        let flow_control = if instances.iter().all(|d| d.flow_control.is_some()) {
+            instances.first().and_then(|d| d.flow_control.clone())
+        } else {
+            None
+        };
+        let plan = plan_uploads(
+            &PublishInput {
+                master: &self.master,
+                consensus: &view.consensus,
+                hsdirs: &view.hsdirs,
+                time: view.time,
+                now,
+                intro_points: &chosen,
+                flow_control,
+                pow_params: None,
+            },
+            rng,
+        )?;
+        // Drop stale events from earlier rounds.
+        while self.events.try_recv().is_ok() {}
+        let addr = self.master.address().without_suffix();
+        let mut reports = Vec::new();
+        for up in &plan {
+            let servers: Vec<String> = up.hsdirs.iter().map(|d| d.fingerprint.clone()).collect();
+            self.ctl
+                .hspost(&up.descriptor.text, &servers, Some(&addr))
+                .await
+                .with_context(|| format!("HSPOST for time period {}", up.slot.period_num))?;
+            reports.push(report_of(up));
+        }
+        self.confirm(&addr, &mut reports, confirm_timeout).await;
+        Ok(reports)
+    }
+
+    /// Fill in `HS_DESC UPLOADED/FAILED` answers until all are in or time runs out.
+    async fn confirm(&mut self, addr: &str, reports: &mut [SlotReport], timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let pending = |r: &[SlotReport]| r.iter().flat_map(|s| s.hsdirs.values()).any(|v| v == "NO ANSWER");
+        while pending(reports) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(Some(ev)) = tokio::time::timeout(left, self.events.recv()).await else {
+                break;
+            };
+            // 650 HS_DESC UPLOADED|FAILED <addr> <auth> <$FPR~nick> [<desc-id>] [REASON=...]
+            let f: Vec<&str> = ev.text().split(' ').collect();
+            if f.len() < 5 || f[0] != "HS_DESC" || f[2] != addr {
+                continue;
+            }
+            let status = match f[1] {
+                "UPLOADED" => "UPLOADED".to_string(),
+                "FAILED" => format!(
+                    "FAILED {}",
+                    f.iter().find_map(|x| x.strip_prefix("REASON=")).unwrap_or("")
+                ),
+                _ => continue,
+            };
+            let fpr = f[4].trim_start_matches('$');
+            let fpr = fpr.split(['~', '=']).next().unwrap_or("").to_ascii_uppercase();
+            // An HSDir may hold both slots; fill the first slot still waiting on it.
+            if let Some(v) = reports
+                .iter_mut()
+                .filter_map(|r| r.hsdirs.get_mut(&fpr))
+                .find(|v| *v == "NO ANSWER")
+            {
+                *v = status;
+            }
+        }
+    }
+}
+
+fn report_of(up: &SlotUpload) -> SlotReport {
+    SlotReport {
+        period_num: up.slot.period_num,
+        revision: up.descriptor.revision,
+        intro_points: up.descriptor.intro_count,
+        size: up.descriptor.text.len(),
+        hsdirs: up
+            .hsdirs
+            .iter()
+            .map(|d| (d.fingerprint.clone(), "NO ANSWER".to_string()))
+            .collect(),
+    }
+}
+
+/// Fail unless every slot reached at least one HSDir.
+pub fn require_uploaded(reports: &[SlotReport]) -> Result<()> {
+    for r in reports {
+        if r.uploaded() == 0 {
+            bail!(
+                "no HSDir confirmed the descriptor for time period {}: {:?}",
+                r.period_num,
+                r.hsdirs
+            );
+        }
+    }
+    Ok(())
+}
