@@ -37,7 +37,8 @@ pub struct MasterSetup {
 }
 
 impl MasterSetup {
-    /// Generate a master key and start `n` instance tors named `PREFIX-1..n`.
+    /// Generate a master key and start `n` instance tors named `PREFIX1..n`
+    /// (letters and digits only: the name is also the tor nickname).
     pub async fn start(lab: &Lab, prefix: &str, n: usize) -> Result<MasterSetup> {
         let mut rng = rand::rng();
         let master = IdentityKey::generate(&mut rng);
@@ -45,7 +46,7 @@ impl MasterSetup {
         master.write_tor_dir(&base.join(format!("{prefix}-master")))?;
         let mut instances = Vec::new();
         for i in 1..=n {
-            let name = format!("{prefix}-{i}");
+            let name = format!("{prefix}{i}");
             let key = IdentityKey::generate(&mut rng);
             let hs_dir: PathBuf = base.join(&name).join("hs");
             key.write_tor_dir(&hs_dir)?;
@@ -97,7 +98,8 @@ impl MasterSetup {
                 }
             };
             let d = loop {
-                match instance_descriptor(&ctl, &inst.address, &view.time, SystemTime::now()).await {
+                match instance_descriptor(&ctl, &inst.address, &view.time, SystemTime::now()).await
+                {
                     Ok(d) if !d.intro_points.is_empty() => break d,
                     Ok(_) | Err(_) if Instant::now() < deadline => {
                         tokio::time::sleep(Duration::from_millis(500)).await
@@ -125,7 +127,12 @@ impl MasterSetup {
     pub async fn publish_once(&self, publisher: &mut Publisher) -> Result<Vec<SlotReport>> {
         let descs = self.instance_descriptors(Duration::from_secs(120)).await?;
         publisher
-            .publish(&descs, SystemTime::now(), Duration::from_secs(30), &mut rand::rng())
+            .publish(
+                &descs,
+                SystemTime::now(),
+                Duration::from_secs(30),
+                &mut rand::rng(),
+            )
             .await
     }
 

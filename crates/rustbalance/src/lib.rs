@@ -4,5 +4,5 @@
 
 pub mod cli;
 mod cmd;
-pub mod publisher;
 pub mod demo;
+pub mod publisher;

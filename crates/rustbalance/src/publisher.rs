@@ -180,7 +180,11 @@ impl Publisher {
     /// Fill in `HS_DESC UPLOADED/FAILED` answers until all are in or time runs out.
     async fn confirm(&mut self, addr: &str, reports: &mut [SlotReport], timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        let pending = |r: &[SlotReport]| r.iter().flat_map(|s| s.hsdirs.values()).any(|v| v == "NO ANSWER");
+        let pending = |r: &[SlotReport]| {
+            r.iter()
+                .flat_map(|s| s.hsdirs.values())
+                .any(|v| v == "NO ANSWER")
+        };
         while pending(reports) {
             let left = deadline.saturating_duration_since(Instant::now());
             let Ok(Some(ev)) = tokio::time::timeout(left, self.events.recv()).await else {
@@ -195,12 +199,18 @@ impl Publisher {
                 "UPLOADED" => "UPLOADED".to_string(),
                 "FAILED" => format!(
                     "FAILED {}",
-                    f.iter().find_map(|x| x.strip_prefix("REASON=")).unwrap_or("")
+                    f.iter()
+                        .find_map(|x| x.strip_prefix("REASON="))
+                        .unwrap_or("")
                 ),
                 _ => continue,
             };
             let fpr = f[4].trim_start_matches('$');
-            let fpr = fpr.split(['~', '=']).next().unwrap_or("").to_ascii_uppercase();
+            let fpr = fpr
+                .split(['~', '='])
+                .next()
+                .unwrap_or("")
+                .to_ascii_uppercase();
             // An HSDir may hold both slots; fill the first slot still waiting on it.
             if let Some(v) = reports
                 .iter_mut()

@@ -25,7 +25,12 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn show(p: &Progress) {
-    eprintln!("[{:6.1}s] {} ({})", p.elapsed.as_secs_f64(), p.phase, p.detail);
+    eprintln!(
+        "[{:6.1}s] {} ({})",
+        p.elapsed.as_secs_f64(),
+        p.phase,
+        p.detail
+    );
 }
 
 pub fn run(cmd: LabCmd) -> Result<()> {
@@ -130,7 +135,10 @@ async fn demo(dir: PathBuf, requests: usize, keep: bool) -> Result<()> {
     }
     .await;
     if keep && result.is_ok() {
-        eprintln!("lab left running; stop it with: rustbalance lab down --dir {}", dir.display());
+        eprintln!(
+            "lab left running; stop it with: rustbalance lab down --dir {}",
+            dir.display()
+        );
     } else {
         lab.stop_and_verify().await?;
         eprintln!("lab stopped");

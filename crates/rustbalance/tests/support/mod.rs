@@ -28,8 +28,15 @@ impl OfflineTor {
             ),
         )
         .unwrap();
-        let launch = TorLaunch::new("offline", torrc, dir.join("tor.pid"), dir.join("notice.log"));
-        let proc = TorProcess::start(&launch).await.expect("start tor (apt-get install tor)");
+        let launch = TorLaunch::new(
+            "offline",
+            torrc,
+            dir.join("tor.pid"),
+            dir.join("notice.log"),
+        );
+        let proc = TorProcess::start(&launch)
+            .await
+            .expect("start tor (apt-get install tor)");
         OfflineTor { proc, dir }
     }
 
