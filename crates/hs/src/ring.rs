@@ -337,7 +337,7 @@ impl HsDirSet {
                 )
             })
             .collect();
-        ring.sort_by(|a, b| a.0.cmp(&b.0));
+        ring.sort_by_key(|(k, _)| *k);
         let mut chosen: Vec<HsDir> = Vec::new();
         if ring.is_empty() {
             return chosen;

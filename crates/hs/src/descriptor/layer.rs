@@ -84,7 +84,7 @@ impl LayerKeys<'_> {
         let (ct, mac) = rest.split_at(rest.len() - MAC_LEN);
         let k = self.derive(salt);
         let want = Self::mac(&k[48..80], salt, ct);
-        if !bool::from(subtle_eq(&want, mac)) {
+        if !subtle_eq(&want, mac) {
             return None;
         }
         let mut pt = Zeroizing::new(ct.to_vec());
