@@ -1,0 +1,428 @@
+//! The node configuration file (TOML). Every key is documented in
+//! `docs/CONFIG.md`; unknown keys are errors, so a typo never silently
+//! falls back to a default.
+
+use crate::err::{Error, Result};
+use rustbalance_hs::OnionAddress;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[node]`.
+    pub node: NodeSection,
+    /// `[service]`.
+    pub service: ServiceSection,
+    /// `[target]`.
+    pub target: TargetSection,
+    /// `[proxy]`.
+    #[serde(default)]
+    pub proxy: ProxySection,
+    /// `[pow]`.
+    #[serde(default)]
+    pub pow: PowSection,
+    /// `[tor]`.
+    #[serde(default)]
+    pub tor: TorSection,
+    /// `[admin]`.
+    #[serde(default)]
+    pub admin: AdminSection,
+}
+
+/// `[node]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// A name for this node (letters, digits, `-`, `_`; used in logs and the cluster).
+    pub name: String,
+    /// Where RustBalance keeps tor's data, the rendered torrc and its state.
+    pub data_dir: PathBuf,
+}
+
+/// `[service]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSection {
+    /// Master key (tor's `hs_ed25519_secret_key` or Onionbalance PEM). A node
+    /// holding it is publisher-eligible; in single-node mode its tor serves it.
+    pub master_key: PathBuf,
+    /// The port clients connect to on the onion address.
+    #[serde(default = "default_virtual_port")]
+    pub virtual_port: u16,
+}
+
+/// `[target]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSection {
+    /// `tcp://HOST:PORT` or `onion://ADDRESS.onion:PORT`.
+    pub url: String,
+    /// `tcp` (splice bytes, any protocol) or `http` (rewrite Host/Location/cookies;
+    /// for onion targets).
+    #[serde(default = "default_target_mode")]
+    pub mode: String,
+}
+
+/// `[proxy]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxySection {
+    /// Address of the listener tor forwards to (port 0: chosen at start).
+    pub listen: SocketAddr,
+    /// Seconds to connect to the target.
+    pub connect_timeout_secs: u64,
+    /// Seconds without traffic before a connection is closed.
+    pub idle_timeout_secs: u64,
+    /// Concurrent connections; more are closed at once.
+    pub max_connections: usize,
+    /// Send a PROXY protocol header to the target: `none`, `v1` or `v2`.
+    pub proxy_protocol: String,
+    /// Ask tor for each client circuit's id (`HiddenServiceExportCircuitID haproxy`).
+    pub export_circuit_id: bool,
+}
+
+/// `[pow]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PowSection {
+    /// `HiddenServicePoWDefensesEnabled`.
+    pub enabled: bool,
+    /// `HiddenServicePoWQueueRate` (requests/s dispatched from the queue).
+    pub queue_rate: u32,
+    /// `HiddenServicePoWQueueBurst`.
+    pub queue_burst: u32,
+}
+
+/// `[tor]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TorSection {
+    /// The tor binary.
+    pub binary: PathBuf,
+    /// Extra torrc lines, appended verbatim (e.g. how to join the lab network).
+    pub extra_torrc: Vec<String>,
+    /// Seconds to wait for tor's bootstrap before reporting a problem.
+    pub bootstrap_timeout_secs: u64,
+    /// Whether the network is a TestingTorNetwork (short time periods).
+    pub testing_network: bool,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSection {
+    /// Status and `/metrics` HTTP listener; loopback or a private address.
+    pub listen: SocketAddr,
+}
+
+fn default_virtual_port() -> u16 {
+    80
+}
+fn default_target_mode() -> String {
+    "tcp".into()
+}
+
+impl Default for ProxySection {
+    fn default() -> Self {
+        ProxySection {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            connect_timeout_secs: 5,
+            idle_timeout_secs: 300,
+            max_connections: 4096,
+            proxy_protocol: "none".into(),
+            export_circuit_id: false,
+        }
+    }
+}
+
+impl Default for PowSection {
+    fn default() -> Self {
+        PowSection {
+            enabled: true,
+            queue_rate: 250,
+            queue_burst: 2500,
+        }
+    }
+}
+
+impl Default for TorSection {
+    fn default() -> Self {
+        TorSection {
+            binary: PathBuf::from("tor"),
+            extra_torrc: Vec::new(),
+            bootstrap_timeout_secs: 300,
+            testing_network: false,
+        }
+    }
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        AdminSection {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9661)),
+        }
+    }
+}
+
+/// Where the proxy sends connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetUrl {
+    /// A local application.
+    Tcp {
+        /// Host name or address.
+        host: String,
+        /// Port.
+        port: u16,
+    },
+    /// Another onion service, through tor's SOCKS port.
+    Onion {
+        /// Its address.
+        address: OnionAddress,
+        /// Port.
+        port: u16,
+    },
+}
+
+/// Options tor must never receive from `extra_torrc`: RustBalance sets them.
+const RESERVED_TORRC: &[&str] = &[
+    "DataDirectory",
+    "ControlPort",
+    "ControlPortWriteToFile",
+    "CookieAuthentication",
+    "HiddenServiceDir",
+    "HiddenServicePort",
+    "RunAsDaemon",
+    "__OwningControllerProcess",
+];
+
+fn invalid(key: &str, problem: impl Into<String>) -> Error {
+    Error::Config {
+        key: key.to_string(),
+        problem: problem.into(),
+    }
+}
+
+impl Config {
+    /// Read, parse and validate a config file.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ReadConfig {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let cfg: Config = toml::from_str(&text).map_err(|e| Error::ParseConfig {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Check every value; the error names the key and what is allowed.
+    pub fn validate(&self) -> Result<()> {
+        let n = &self.node.name;
+        if n.is_empty()
+            || n.len() > 32
+            || !n
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(invalid(
+                "node.name",
+                format!("{n:?}: use 1 to 32 letters, digits, '-' or '_'"),
+            ));
+        }
+        if !self.node.data_dir.is_absolute() {
+            return Err(invalid("node.data_dir", "must be an absolute path"));
+        }
+        if !self.service.master_key.exists() {
+            return Err(invalid(
+                "service.master_key",
+                format!(
+                    "{} does not exist (create one with `rustbalance keygen --out DIR` or `rustbalance init`)",
+                    self.service.master_key.display()
+                ),
+            ));
+        }
+        if self.service.virtual_port == 0 {
+            return Err(invalid("service.virtual_port", "must be 1..65535"));
+        }
+        self.target_url()?;
+        match self.target.mode.as_str() {
+            "tcp" | "http" => {}
+            other => {
+                return Err(invalid(
+                    "target.mode",
+                    format!("{other:?}: allowed are \"tcp\" and \"http\""),
+                ))
+            }
+        }
+        if self.target.mode == "http" && !matches!(self.target_url()?, TargetUrl::Onion { .. }) {
+            return Err(invalid(
+                "target.mode",
+                "\"http\" rewriting is for onion:// targets; use \"tcp\" for tcp:// targets",
+            ));
+        }
+        if !self.proxy.listen.ip().is_loopback() {
+            return Err(invalid(
+                "proxy.listen",
+                "must be a loopback address (only tor connects to it)",
+            ));
+        }
+        if self.proxy.connect_timeout_secs == 0 || self.proxy.connect_timeout_secs > 300 {
+            return Err(invalid("proxy.connect_timeout_secs", "must be 1..=300"));
+        }
+        if self.proxy.idle_timeout_secs == 0 {
+            return Err(invalid("proxy.idle_timeout_secs", "must be at least 1"));
+        }
+        if self.proxy.max_connections == 0 {
+            return Err(invalid("proxy.max_connections", "must be at least 1"));
+        }
+        match self.proxy.proxy_protocol.as_str() {
+            "none" | "v1" | "v2" => {}
+            other => {
+                return Err(invalid(
+                    "proxy.proxy_protocol",
+                    format!("{other:?}: allowed are \"none\", \"v1\", \"v2\""),
+                ))
+            }
+        }
+        for line in &self.tor.extra_torrc {
+            if line.contains('\n') || line.contains('\r') {
+                return Err(invalid(
+                    "tor.extra_torrc",
+                    "one torrc line per entry, without newlines",
+                ));
+            }
+            let opt = line.split_whitespace().next().unwrap_or("");
+            if let Some(r) = RESERVED_TORRC.iter().find(|r| r.eq_ignore_ascii_case(opt)) {
+                return Err(invalid(
+                    "tor.extra_torrc",
+                    format!("{r} is set by RustBalance itself; remove that line"),
+                ));
+            }
+        }
+        if self.tor.bootstrap_timeout_secs == 0 {
+            return Err(invalid("tor.bootstrap_timeout_secs", "must be at least 1"));
+        }
+        let a = self.admin.listen.ip();
+        let private = match a {
+            std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_private(),
+            std::net::IpAddr::V6(v6) => v6.is_loopback(),
+        };
+        if !private {
+            return Err(invalid(
+                "admin.listen",
+                format!("{a} is public: use a loopback or private address"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The parsed target.
+    pub fn target_url(&self) -> Result<TargetUrl> {
+        let url = &self.target.url;
+        let bad = |p: &str| invalid("target.url", format!("{url:?}: {p}"));
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| bad("expected tcp://HOST:PORT or onion://ADDRESS.onion:PORT"))?;
+        let (host, port) = rest.rsplit_once(':').ok_or_else(|| bad("missing :PORT"))?;
+        let port: u16 = port
+            .parse()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| bad("port must be 1..65535"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(bad("missing host"));
+        }
+        match scheme {
+            "tcp" => Ok(TargetUrl::Tcp {
+                host: host.to_string(),
+                port,
+            }),
+            "onion" => Ok(TargetUrl::Onion {
+                address: OnionAddress::parse(host).map_err(|e| bad(&e.to_string()))?,
+                port,
+            }),
+            other => Err(bad(&format!(
+                "unknown scheme {other:?} (allowed: tcp, onion)"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn cfg(dir: &Path, extra: &str) -> std::result::Result<Config, String> {
+        let key = dir.join("key");
+        std::fs::write(&key, b"x").unwrap();
+        let text = format!(
+            "[node]\nname = \"n1\"\ndata_dir = \"{d}/data\"\n[service]\nmaster_key = \"{k}\"\n\
+             [target]\nurl = \"tcp://127.0.0.1:8080\"\n{extra}",
+            d = dir.display(),
+            k = key.display()
+        );
+        let p = dir.join("c.toml");
+        std::fs::write(&p, text).unwrap();
+        Config::load(&p).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let d = tempfile::tempdir().unwrap();
+        let c = cfg(d.path(), "").unwrap();
+        assert!(c.pow.enabled);
+        assert_eq!(c.service.virtual_port, 80);
+        assert_eq!(
+            c.target_url().unwrap(),
+            TargetUrl::Tcp {
+                host: "127.0.0.1".into(),
+                port: 8080
+            }
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let d = tempfile::tempdir().unwrap();
+        let e = cfg(d.path(), "[proxy]\nmax_conections = 5\n").unwrap_err();
+        assert!(
+            e.contains("max_conections") && e.contains("unknown field"),
+            "{e}"
+        );
+        let e = cfg(d.path(), "[proxy]\nproxy_protocol = \"v3\"\n").unwrap_err();
+        assert!(e.contains("proxy.proxy_protocol"), "{e}");
+        let e = cfg(d.path(), "[tor]\nextra_torrc = [\"DataDirectory /x\"]\n").unwrap_err();
+        assert!(e.contains("set by RustBalance"), "{e}");
+        let e = cfg(d.path(), "[admin]\nlisten = \"8.8.8.8:80\"\n").unwrap_err();
+        assert!(e.contains("admin.listen"), "{e}");
+        let e = cfg(d.path(), "[proxy]\nlisten = \"127.0.0.1:99999\"\n").unwrap_err();
+        assert!(e.contains("listen"), "{e}");
+    }
+
+    #[test]
+    fn target_urls() {
+        let d = tempfile::tempdir().unwrap();
+        let mut c = cfg(d.path(), "").unwrap();
+        for (u, ok) in [
+            ("tcp://localhost:80", true),
+            ("tcp://[::1]:80", true),
+            (
+                "onion://25njqamcweflpvkl73j4szahhihoc4xt3ktcgjnpaingr5yhkenl5sid.onion:80",
+                true,
+            ),
+            ("onion://abc.onion:80", false),
+            ("http://x:80", false),
+            ("tcp://x", false),
+            ("tcp://x:0", false),
+        ] {
+            c.target.url = u.into();
+            assert_eq!(c.target_url().is_ok(), ok, "{u}");
+        }
+    }
+}

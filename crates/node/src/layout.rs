@@ -1,0 +1,51 @@
+//! Where a node keeps its files, all under `node.data_dir` (0700).
+
+use std::path::{Path, PathBuf};
+
+/// Paths of one node.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// `node.data_dir`.
+    pub data_dir: PathBuf,
+}
+
+impl Layout {
+    /// The layout under `data_dir`.
+    pub fn new(data_dir: &Path) -> Self {
+        Layout {
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+    /// tor's DataDirectory.
+    pub fn tor_dir(&self) -> PathBuf {
+        self.data_dir.join("tor")
+    }
+    /// HiddenServiceDir of the master service (single-node mode).
+    pub fn master_hs_dir(&self) -> PathBuf {
+        self.data_dir.join("hs-master")
+    }
+    /// The rendered torrc.
+    pub fn torrc(&self) -> PathBuf {
+        self.data_dir.join("torrc")
+    }
+    /// `PORT=...` written by tor.
+    pub fn control_port_file(&self) -> PathBuf {
+        self.tor_dir().join("control-port")
+    }
+    /// tor's notice log.
+    pub fn tor_log(&self) -> PathBuf {
+        self.data_dir.join("tor-notice.log")
+    }
+    /// tor's stdout/stderr.
+    pub fn tor_output(&self) -> PathBuf {
+        self.data_dir.join("tor-output.log")
+    }
+    /// Pid file of the tor child.
+    pub fn tor_pid(&self) -> PathBuf {
+        self.data_dir.join("tor.pid")
+    }
+    /// Pid file of the RustBalance daemon.
+    pub fn daemon_pid(&self) -> PathBuf {
+        self.data_dir.join("rustbalance.pid")
+    }
+}

@@ -1,0 +1,14 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod admin;
+pub mod config;
+pub mod err;
+pub mod layout;
+pub mod metrics;
+pub mod supervisor;
+pub mod torrc;
+
+pub use config::Config;
+pub use err::{Error, Result};

@@ -1,0 +1,58 @@
+//! The torrc a node renders for its tor.
+
+use crate::config::Config;
+use crate::err::Result;
+use crate::layout::Layout;
+use rustbalance_tor::Torrc;
+use std::net::SocketAddr;
+
+/// The torrc of a single-node service: tor holds the master key and
+/// publishes natively, with tor's own PoW defences.
+pub fn single_node(
+    cfg: &Config,
+    layout: &Layout,
+    proxy: SocketAddr,
+    owner_pid: u32,
+    socks: bool,
+) -> Result<Torrc> {
+    let mut t = Torrc::new();
+    common(&mut t, layout, owner_pid, socks)?;
+    t.push("HiddenServiceDir", layout.master_hs_dir().display())?;
+    t.push(
+        "HiddenServicePort",
+        format!("{} {proxy}", cfg.service.virtual_port),
+    )?;
+    t.push("HiddenServicePoWDefensesEnabled", u8::from(cfg.pow.enabled))?;
+    if cfg.pow.enabled {
+        t.push("HiddenServicePoWQueueRate", cfg.pow.queue_rate)?;
+        t.push("HiddenServicePoWQueueBurst", cfg.pow.queue_burst)?;
+    }
+    if cfg.proxy.export_circuit_id {
+        t.push("HiddenServiceExportCircuitID", "haproxy")?;
+    }
+    for line in &cfg.tor.extra_torrc {
+        let (k, v) = line
+            .trim()
+            .split_once(char::is_whitespace)
+            .unwrap_or((line.trim(), ""));
+        t.push(k, v.trim())?;
+    }
+    Ok(t)
+}
+
+/// Lines every node's tor gets.
+fn common(t: &mut Torrc, layout: &Layout, owner_pid: u32, socks: bool) -> Result<()> {
+    t.push("DataDirectory", layout.tor_dir().display())?;
+    t.push("RunAsDaemon", 0)?;
+    t.push("__OwningControllerProcess", owner_pid)?;
+    t.push("ControlPort", "127.0.0.1:auto")?;
+    t.push(
+        "ControlPortWriteToFile",
+        layout.control_port_file().display(),
+    )?;
+    t.push("CookieAuthentication", 1)?;
+    t.push("SocksPort", if socks { "127.0.0.1:auto" } else { "0" })?;
+    t.push("Log", format!("notice file {}", layout.tor_log().display()))?;
+    t.push("AvoidDiskWrites", 1)?;
+    Ok(())
+}
