@@ -43,7 +43,10 @@ pub fn encode_intro_points(ips: &[IntroPointDesc]) -> String {
 /// that says what is wrong.
 pub fn decode_intro_points(text: &str) -> Result<Vec<IntroPointDesc>, String> {
     if text.len() > MAX_ENCODED_LEN * 4 / 3 + 4 {
-        return Err(format!("encoded intro points too long ({} bytes)", text.len()));
+        return Err(format!(
+            "encoded intro points too long ({} bytes)",
+            text.len()
+        ));
     }
     let raw = base64::engine::general_purpose::STANDARD_NO_PAD
         .decode(text.trim())
@@ -55,25 +58,31 @@ pub fn decode_intro_points(text: &str) -> Result<Vec<IntroPointDesc>, String> {
     }
     let count = r.take_u8().map_err(|_| "truncated header")? as usize;
     if count > MAX_INTRO_POINTS {
-        return Err(format!("{count} intro points, at most {MAX_INTRO_POINTS} allowed"));
+        return Err(format!(
+            "{count} intro points, at most {MAX_INTRO_POINTS} allowed"
+        ));
     }
     let mut out = Vec::with_capacity(count);
     for i in 0..count {
         let bad = |what: &str| format!("intro point {i}: {what}");
         let n = r.take_u8().map_err(|_| bad("truncated"))? as usize;
         if n == 0 || n > MAX_LINK_SPECS {
-            return Err(bad(&format!("{n} link specifiers (allowed 1..={MAX_LINK_SPECS})")));
+            return Err(bad(&format!(
+                "{n} link specifiers (allowed 1..={MAX_LINK_SPECS})"
+            )));
         }
         let mut specs = Vec::with_capacity(n);
         for _ in 0..n {
             let s: EncodedLinkSpec = r.extract().map_err(|_| bad("truncated link specifier"))?;
-            s.parse().map_err(|e| bad(&format!("bad link specifier: {e}")))?;
+            s.parse()
+                .map_err(|e| bad(&format!("bad link specifier: {e}")))?;
             specs.push(s);
         }
         let ntor: [u8; 32] = r.extract().map_err(|_| bad("truncated keys"))?;
         let sid: [u8; 32] = r.extract().map_err(|_| bad("truncated keys"))?;
         let svc: [u8; 32] = r.extract().map_err(|_| bad("truncated keys"))?;
-        let sid = ed25519::PublicKey::from_bytes(&sid).map_err(|_| bad("auth key is not an ed25519 point"))?;
+        let sid = ed25519::PublicKey::from_bytes(&sid)
+            .map_err(|_| bad("auth key is not an ed25519 point"))?;
         let ip = IntroPointDesc::builder()
             .link_specifiers(specs)
             .ipt_kp_ntor(curve25519::PublicKey::from(ntor))
@@ -108,7 +117,9 @@ mod test {
         }
         assert!(enc.len() < 3 * 250, "compact: {} bytes", enc.len());
         // Every truncation is an error, never a panic.
-        let raw = base64::engine::general_purpose::STANDARD_NO_PAD.decode(&enc).unwrap();
+        let raw = base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(&enc)
+            .unwrap();
         for cut in 0..raw.len() {
             let t = base64::engine::general_purpose::STANDARD_NO_PAD.encode(&raw[..cut]);
             assert!(decode_intro_points(&t).is_err(), "cut at {cut}");
