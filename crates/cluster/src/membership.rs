@@ -1,0 +1,314 @@
+//! Gossip membership: who is alive and what each node advertises.
+//!
+//! A thin driver over [`chitchat`] (Scuttlebutt anti-entropy + phi-accrual failure
+//! detection). Every datagram goes through [`crate::transport`], i.e. is authenticated
+//! with a key derived from the cluster secret. Per-node state is a string key/value map;
+//! the well-known keys are in [`crate::keys`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chitchat::{
+    spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, NodeState,
+};
+use tokio::sync::watch;
+
+use crate::auth::{ClusterSecret, MacKey};
+use crate::election::{LeaseAdvert, Member, NodeId};
+use crate::err::ClusterError;
+use crate::keys;
+use crate::transport::{AuthTransport, Counters, Network, TransportCounters};
+
+/// How a node joins the gossip.
+#[derive(Clone, Debug)]
+pub struct MembershipConfig {
+    /// Unique and stable node id.
+    pub node_id: NodeId,
+    /// Where to listen (port 0: any free port).
+    pub listen_addr: SocketAddr,
+    /// What peers should send to, when it differs from the bound address.
+    pub advertise_addr: Option<SocketAddr>,
+    /// Peers to contact first.
+    pub seeds: Vec<SocketAddr>,
+    /// Nodes with a different cluster id ignore each other.
+    pub cluster_id: String,
+    pub gossip_interval: Duration,
+    /// Phi-accrual threshold above which a peer is reported dead.
+    pub phi_threshold: f64,
+    /// How long a dead node is remembered before it is dropped from the state.
+    pub dead_node_grace_period: Duration,
+    /// Accepted clock difference between nodes for datagram timestamps.
+    pub replay_window: Duration,
+    /// Increases at every start of the node (default: Unix time in ms at `new`).
+    pub generation: u64,
+}
+
+impl MembershipConfig {
+    pub fn new(node_id: impl Into<NodeId>, listen_addr: SocketAddr) -> MembershipConfig {
+        let generation = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        MembershipConfig {
+            node_id: node_id.into(),
+            listen_addr,
+            advertise_addr: None,
+            seeds: Vec::new(),
+            cluster_id: "rustbalance".into(),
+            gossip_interval: Duration::from_millis(100),
+            phi_threshold: 8.0,
+            dead_node_grace_period: Duration::from_secs(3600),
+            replay_window: Duration::from_secs(30),
+            generation,
+        }
+    }
+}
+
+/// What the membership knows about one node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeView {
+    pub node_id: NodeId,
+    pub generation: u64,
+    pub addr: SocketAddr,
+    pub live: bool,
+    pub state: BTreeMap<String, String>,
+}
+
+impl NodeView {
+    fn from_chitchat(id: &ChitchatId, live: bool, state: Option<&NodeState>) -> NodeView {
+        NodeView {
+            node_id: id.node_id.to_string(),
+            generation: id.generation_id,
+            addr: id.gossip_advertise_addr,
+            live,
+            state: state
+                .map(|s| {
+                    s.key_values()
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.state.get(key).map(String::as_str)
+    }
+
+    /// Election priority ([`keys::PRIORITY`]); unreadable or absent ranks last.
+    pub fn priority(&self) -> u32 {
+        self.get(keys::PRIORITY)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(u32::MAX)
+    }
+
+    /// [`keys::ELIGIBLE`] is `"true"`.
+    pub fn eligible(&self) -> bool {
+        self.get(keys::ELIGIBLE) == Some("true")
+    }
+
+    /// The advertised lease; an unreadable one counts as none.
+    pub fn lease(&self) -> Option<LeaseAdvert> {
+        self.get(keys::LEASE)
+            .and_then(|l| LeaseAdvert::decode(l).ok())
+    }
+
+    /// `(instance, serialized intro points)` for every tor instance of the node.
+    pub fn intro_points(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.state.iter().filter_map(|(k, v)| {
+            k.strip_prefix(keys::INTRO_POINTS_PREFIX)
+                .map(|i| (i, v.as_str()))
+        })
+    }
+
+    /// The election's view of this node.
+    pub fn to_member(&self) -> Member {
+        Member {
+            id: self.node_id.clone(),
+            priority: self.priority(),
+            eligible: self.eligible(),
+            live: self.live,
+            lease: self.lease(),
+        }
+    }
+}
+
+/// A running gossip membership.
+pub struct Membership {
+    handle: ChitchatHandle,
+    counters: Arc<Counters>,
+    local_addr: SocketAddr,
+}
+
+impl Membership {
+    /// Binds the socket on `network`, then starts gossiping with `initial` state.
+    pub async fn start(
+        cfg: MembershipConfig,
+        secret: &ClusterSecret,
+        initial: Vec<(String, String)>,
+        network: &dyn Network,
+    ) -> Result<Membership, ClusterError> {
+        if cfg.gossip_interval.is_zero() {
+            return Err(ClusterError::BadConfig(
+                "the gossip interval must not be zero; 100ms is a good value".into(),
+            ));
+        }
+        let socket = network
+            .bind(cfg.listen_addr)
+            .await
+            .map_err(|source| ClusterError::Bind {
+                addr: cfg.listen_addr,
+                source,
+            })?;
+        let local_addr = socket.local_addr();
+        let counters = Arc::new(Counters::default());
+        let window_ms = u64::try_from(cfg.replay_window.as_millis()).unwrap_or(u64::MAX);
+        let transport = AuthTransport::new(
+            socket,
+            MacKey::derive(secret),
+            rand::random(),
+            window_ms,
+            counters.clone(),
+        );
+        let advertise = cfg.advertise_addr.unwrap_or(local_addr);
+        let config = ChitchatConfig {
+            chitchat_id: ChitchatId::new(cfg.node_id.clone(), cfg.generation, advertise),
+            cluster_id: cfg.cluster_id.clone(),
+            gossip_interval: cfg.gossip_interval,
+            listen_addr: local_addr,
+            seed_nodes: cfg.seeds.iter().map(ToString::to_string).collect(),
+            failure_detector_config: FailureDetectorConfig {
+                phi_threshold: cfg.phi_threshold,
+                sampling_window_size: 1_000,
+                max_interval: Duration::from_secs(10),
+                initial_interval: cfg.gossip_interval,
+                dead_node_grace_period: cfg.dead_node_grace_period,
+            },
+            marked_for_deletion_grace_period: Duration::from_secs(3600),
+            catchup_callback: None,
+            extra_liveness_predicate: None,
+        };
+        let handle = spawn_chitchat(config, initial, &transport)
+            .await
+            .map_err(|e| ClusterError::Gossip {
+                addr: local_addr,
+                message: format!("{e:#}"),
+            })?;
+        Ok(Membership {
+            handle,
+            counters,
+            local_addr,
+        })
+    }
+
+    /// The address this node gossips on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.handle.chitchat_id().node_id
+    }
+
+    /// Sets one key of this node's state (gossiped to every peer).
+    pub async fn set(&self, key: &str, value: &str) {
+        self.handle
+            .with_chitchat(|c| c.self_node_state().set(key, value))
+            .await;
+    }
+
+    /// Deletes one key of this node's state.
+    pub async fn delete(&self, key: &str) {
+        self.handle
+            .with_chitchat(|c| {
+                if c.self_node_state().contains_key(key) {
+                    c.self_node_state().delete(key);
+                }
+            })
+            .await;
+    }
+
+    /// Nodes considered alive (this node included), sorted by node id.
+    pub async fn live_nodes(&self) -> Vec<NodeView> {
+        self.members()
+            .await
+            .into_iter()
+            .filter(|n| n.live)
+            .collect()
+    }
+
+    /// Live and dead (not yet forgotten) nodes, one entry per node id (a restarted node
+    /// shows its newest live generation), sorted by node id.
+    pub async fn members(&self) -> Vec<NodeView> {
+        let views = self
+            .handle
+            .with_chitchat(|c| {
+                let live: Vec<ChitchatId> = c.live_nodes().cloned().collect();
+                let dead: Vec<ChitchatId> = c.dead_nodes().cloned().collect();
+                live.iter()
+                    .map(|id| NodeView::from_chitchat(id, true, c.node_state(id)))
+                    .chain(
+                        dead.iter()
+                            .map(|id| NodeView::from_chitchat(id, false, c.node_state(id))),
+                    )
+                    .collect::<Vec<_>>()
+            })
+            .await;
+        let mut by_id: BTreeMap<NodeId, NodeView> = BTreeMap::new();
+        for v in views {
+            let better = by_id
+                .get(&v.node_id)
+                .is_none_or(|old| (v.live, v.generation) > (old.live, old.generation));
+            if better {
+                by_id.insert(v.node_id.clone(), v);
+            }
+        }
+        by_id.into_values().collect()
+    }
+
+    /// A watch that fires when a node joins, leaves or changes its state.
+    pub async fn subscribe(&self) -> MembershipWatch {
+        MembershipWatch {
+            rx: self.handle.with_chitchat(|c| c.live_nodes_watcher()).await,
+        }
+    }
+
+    /// Transport counters (sent, accepted, dropped by reason).
+    pub fn counters(&self) -> TransportCounters {
+        self.counters.snapshot()
+    }
+
+    /// Stops gossiping and releases the socket.
+    pub async fn shutdown(self) -> Result<(), ClusterError> {
+        let addr = self.local_addr;
+        self.handle
+            .shutdown()
+            .await
+            .map_err(|e| ClusterError::Gossip {
+                addr,
+                message: format!("{e:#}"),
+            })
+    }
+}
+
+/// Change notifications of a [`Membership`].
+pub struct MembershipWatch {
+    rx: watch::Receiver<BTreeMap<ChitchatId, NodeState>>,
+}
+
+impl MembershipWatch {
+    /// Waits for the next change and returns the live nodes; `None` once the membership
+    /// has shut down.
+    pub async fn changed(&mut self) -> Option<Vec<NodeView>> {
+        self.rx.changed().await.ok()?;
+        let map = self.rx.borrow_and_update();
+        Some(
+            map.iter()
+                .map(|(id, state)| NodeView::from_chitchat(id, true, Some(state)))
+                .collect(),
+        )
+    }
+}

@@ -1,0 +1,253 @@
+//! The gossip transport: datagrams in, authenticated chitchat messages out.
+//!
+//! Two layers, each behind a trait:
+//!
+//! * [`Network`] / [`DatagramSocket`] carry raw datagrams. [`UdpNetwork`] is the real
+//!   thing; [`crate::simnet::SimNet`] is the in-process fake whose links tests can cut.
+//! * [`AuthTransport`] implements chitchat's [`Transport`] on top of any [`Network`],
+//!   sealing every outgoing message and opening every incoming datagram with
+//!   [`crate::auth`]. Rejected datagrams are dropped and counted in [`TransportCounters`].
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use chitchat::transport::{Socket, Transport};
+use chitchat::{ChitchatMessage, Deserializable, Serializable};
+use tracing::debug;
+
+use crate::auth::{MacKey, Opener, Rejection, Sealer};
+
+/// Largest UDP payload over IPv4.
+pub const MAX_DATAGRAM: usize = 65_507;
+
+/// A datagram network (the boundary the fake replaces).
+#[async_trait]
+pub trait Network: Send + Sync + 'static {
+    /// Binds a socket; port 0 picks a free one.
+    async fn bind(&self, addr: SocketAddr) -> io::Result<Box<dyn DatagramSocket>>;
+}
+
+/// One bound datagram socket.
+#[async_trait]
+pub trait DatagramSocket: Send + Sync + 'static {
+    fn local_addr(&self) -> SocketAddr;
+    async fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<()>;
+    /// Must be cancel-safe: chitchat drops this future when its gossip timer fires.
+    async fn recv_from(&mut self) -> io::Result<(Vec<u8>, SocketAddr)>;
+}
+
+/// Real UDP sockets.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct UdpNetwork;
+
+struct UdpDatagramSocket {
+    socket: tokio::net::UdpSocket,
+    local: SocketAddr,
+    buf: Box<[u8]>,
+}
+
+#[async_trait]
+impl Network for UdpNetwork {
+    async fn bind(&self, addr: SocketAddr) -> io::Result<Box<dyn DatagramSocket>> {
+        let socket = tokio::net::UdpSocket::bind(addr).await?;
+        let local = socket.local_addr()?;
+        Ok(Box::new(UdpDatagramSocket {
+            socket,
+            local,
+            buf: vec![0u8; MAX_DATAGRAM].into_boxed_slice(),
+        }))
+    }
+}
+
+#[async_trait]
+impl DatagramSocket for UdpDatagramSocket {
+    fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    async fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<()> {
+        self.socket.send_to(datagram, to).await.map(|_| ())
+    }
+
+    async fn recv_from(&mut self) -> io::Result<(Vec<u8>, SocketAddr)> {
+        loop {
+            match self.socket.recv_from(&mut self.buf).await {
+                Ok((n, from)) => return Ok((self.buf[..n].to_vec(), from)),
+                // ICMP errors from earlier sends surface here; they are not fatal.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
+                    ) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Counters of one node's gossip transport (monotonic since start).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TransportCounters {
+    pub datagrams_sent: u64,
+    pub bytes_sent: u64,
+    pub send_errors: u64,
+    pub datagrams_accepted: u64,
+    pub bytes_received: u64,
+    pub dropped_malformed: u64,
+    pub dropped_bad_mac: u64,
+    pub dropped_stale: u64,
+    pub dropped_replayed: u64,
+}
+
+impl TransportCounters {
+    /// All dropped datagrams.
+    pub fn dropped(&self) -> u64 {
+        self.dropped_malformed + self.dropped_bad_mac + self.dropped_stale + self.dropped_replayed
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    datagrams_sent: AtomicU64,
+    bytes_sent: AtomicU64,
+    send_errors: AtomicU64,
+    datagrams_accepted: AtomicU64,
+    bytes_received: AtomicU64,
+    dropped_malformed: AtomicU64,
+    dropped_bad_mac: AtomicU64,
+    dropped_stale: AtomicU64,
+    dropped_replayed: AtomicU64,
+}
+
+fn bump(c: &AtomicU64, n: usize) {
+    c.fetch_add(n as u64, Ordering::Relaxed);
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> TransportCounters {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        TransportCounters {
+            datagrams_sent: get(&self.datagrams_sent),
+            bytes_sent: get(&self.bytes_sent),
+            send_errors: get(&self.send_errors),
+            datagrams_accepted: get(&self.datagrams_accepted),
+            bytes_received: get(&self.bytes_received),
+            dropped_malformed: get(&self.dropped_malformed),
+            dropped_bad_mac: get(&self.dropped_bad_mac),
+            dropped_stale: get(&self.dropped_stale),
+            dropped_replayed: get(&self.dropped_replayed),
+        }
+    }
+
+    fn rejected(&self, r: Rejection) {
+        let c = match r {
+            Rejection::Malformed => &self.dropped_malformed,
+            Rejection::BadMac => &self.dropped_bad_mac,
+            Rejection::Stale => &self.dropped_stale,
+            Rejection::Replayed => &self.dropped_replayed,
+        };
+        bump(c, 1);
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Chitchat transport that authenticates every datagram.
+///
+/// It hands chitchat a socket bound beforehand (so that a node listening on port 0 knows
+/// its address before it tells chitchat what to advertise); `open` works once.
+pub(crate) struct AuthTransport {
+    socket: Mutex<Option<AuthSocket>>,
+}
+
+impl AuthTransport {
+    pub(crate) fn new(
+        inner: Box<dyn DatagramSocket>,
+        key: MacKey,
+        session: u64,
+        window_ms: u64,
+        counters: Arc<Counters>,
+    ) -> AuthTransport {
+        AuthTransport {
+            socket: Mutex::new(Some(AuthSocket {
+                inner,
+                sealer: Sealer::new(key.clone(), session),
+                opener: Opener::new(key, window_ms),
+                counters,
+            })),
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for AuthTransport {
+    async fn open(&self, listen_addr: SocketAddr) -> anyhow::Result<Box<dyn Socket>> {
+        let socket = self
+            .socket
+            .lock()
+            .map_err(|_| anyhow::anyhow!("transport lock poisoned"))?
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("gossip socket for {listen_addr} already opened"))?;
+        Ok(Box::new(socket))
+    }
+}
+
+struct AuthSocket {
+    inner: Box<dyn DatagramSocket>,
+    sealer: Sealer,
+    opener: Opener,
+    counters: Arc<Counters>,
+}
+
+#[async_trait]
+impl Socket for AuthSocket {
+    async fn send(&mut self, to: SocketAddr, msg: ChitchatMessage) -> anyhow::Result<()> {
+        let datagram = self.sealer.seal(unix_ms(), &msg.serialize_to_vec());
+        match self.inner.send_to(&datagram, to).await {
+            Ok(()) => {
+                bump(&self.counters.datagrams_sent, 1);
+                bump(&self.counters.bytes_sent, datagram.len());
+            }
+            Err(e) => {
+                // Unreachable peers are routine in gossip: count, do not fail the loop.
+                bump(&self.counters.send_errors, 1);
+                debug!(%to, error = %e, len = datagram.len(), "gossip send failed");
+            }
+        }
+        Ok(())
+    }
+
+    async fn recv(&mut self) -> anyhow::Result<(SocketAddr, ChitchatMessage)> {
+        loop {
+            let (datagram, from) = self.inner.recv_from().await?;
+            let payload = match self.opener.open(unix_ms(), &datagram) {
+                Ok(p) => p,
+                Err(r) => {
+                    debug!(%from, reason = ?r, "dropped gossip datagram");
+                    self.counters.rejected(r);
+                    continue;
+                }
+            };
+            match ChitchatMessage::deserialize(&mut payload.as_slice()) {
+                Ok(msg) => {
+                    bump(&self.counters.datagrams_accepted, 1);
+                    bump(&self.counters.bytes_received, datagram.len());
+                    return Ok((from, msg));
+                }
+                Err(e) => {
+                    debug!(%from, error = %e, "authenticated but undecodable gossip");
+                    self.counters.rejected(Rejection::Malformed);
+                }
+            }
+        }
+    }
+}
