@@ -528,11 +528,24 @@ impl Lab {
             .iter()
             .filter(|n| matches!(n.role, Role::Guard | Role::Exit))
             .collect();
+        // Relays still behind when the consensus is complete are usually
+        // waiting out a download backoff: nudge them at once, then every few s.
+        let mut last_nudge: Option<Instant> = None;
         self.poll("every relay to report bootstrap 100%", async || {
+            let nudge = last_nudge.is_none_or(|t| t.elapsed() >= NUDGE_EVERY);
+            if nudge {
+                last_nudge = Some(Instant::now());
+            }
             let mut behind = Vec::new();
             for n in &relays {
                 let p = match ControlClient::connect_authenticated(n.control()).await {
-                    Ok(c) => c.bootstrap_progress().await.unwrap_or(0),
+                    Ok(c) => {
+                        let p = c.bootstrap_progress().await.unwrap_or(0);
+                        if p < 100 && nudge {
+                            nudge_downloads(&c).await;
+                        }
+                        p
+                    }
                     Err(_) => 0,
                 };
                 if p < 100 {
@@ -561,8 +574,16 @@ impl Lab {
     pub fn stop(&self) -> Result<StopReport> {
         let records = self.layout.records()?;
         let alive: Vec<&ProcessRecord> = records.iter().filter(|r| r.id.is_alive()).collect();
-        let ids: Vec<_> = alive.iter().map(|r| r.id).collect();
-        stop_all(&ids, Duration::from_secs(10))?;
+        // SIGTERM everything at once; programs (Onionbalance hangs after
+        // SIGTERM) get a short grace, tors (ShutdownWaitLength 0) a long one.
+        for r in &alive {
+            r.id.terminate()?;
+        }
+        let (programs, tors): (Vec<_>, Vec<_>) =
+            alive.iter().partition(|r| r.role == Role::Program);
+        let ids = |v: &[&&ProcessRecord]| v.iter().map(|r| r.id).collect::<Vec<_>>();
+        stop_all(&ids(&programs), PROGRAM_GRACE)?;
+        stop_all(&ids(&tors), Duration::from_secs(10))?;
         Ok(StopReport {
             stopped: alive.iter().map(|r| r.name.clone()).collect(),
         })
@@ -607,13 +628,20 @@ pub(crate) async fn wait_bootstrapped_at(
     alive: impl Fn() -> Result<()>,
 ) -> Result<()> {
     let t0 = Instant::now();
+    let mut last_nudge = Instant::now();
     let mut last;
     loop {
         alive()?;
         match ControlClient::connect_authenticated(addr).await {
             Ok(c) => match c.bootstrap_progress().await {
                 Ok(100) => return Ok(()),
-                Ok(p) => last = format!("{p}%"),
+                Ok(p) => {
+                    last = format!("{p}%");
+                    if last_nudge.elapsed() >= NUDGE_EVERY {
+                        last_nudge = Instant::now();
+                        nudge_downloads(&c).await;
+                    }
+                }
                 Err(e) => last = e.to_string(),
             },
             Err(e) => last = e.to_string(),
@@ -626,6 +654,25 @@ pub(crate) async fn wait_bootstrapped_at(
             });
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// How long a program (not a tor) gets between SIGTERM and SIGKILL.
+pub(crate) const PROGRAM_GRACE: Duration = Duration::from_secs(3);
+
+/// How often a tor that is still bootstrapping gets nudged.
+const NUDGE_EVERY: Duration = Duration::from_secs(4);
+
+/// Makes a bootstrapping tor retry its directory downloads now.
+///
+/// In a fresh network the first consensus fetches all fail (there is none
+/// yet), and tor's exponential download backoff can then leave a relay idle
+/// for 30 s or more after the consensus exists. `SIGNAL RELOAD` (SIGHUP)
+/// resets tor's download failure counters and retries at once; the torrc
+/// it re-reads is unchanged.
+async fn nudge_downloads(c: &ControlClient) {
+    if let Err(e) = c.signal("RELOAD").await {
+        tracing::debug!(addr = %c.addr(), error = %e, "nudging a bootstrapping tor failed");
     }
 }
 

@@ -107,6 +107,12 @@ pub(crate) fn core_torrc(layout: &Layout, state: &LabState, node: &NodeSpec) -> 
         Role::Client => {
             let port = node.socks_port.unwrap_or(crate::net::SOCKS_PORT);
             t.push("SocksPort", format!("{}:{port} ExtendedErrors", node.ip))?;
+            // With vanguards-lite, tor does not keep the guard out of the
+            // last hop of internal (onion service) circuits. With 9 relays the
+            // client's first circuits then often run guard -> X -> guard,
+            // which X refuses ("extend back to the previous hop"), and
+            // bootstrap stalled for 10-45 s in about one start in three.
+            t.push("VanguardsLiteEnabled", 0)?;
         }
         Role::Tor | Role::Program => {}
     }

@@ -1,9 +1,48 @@
-//! A cold lab start, a plain v3 onion service, a GET through the lab client,
-//! and a clean stop.
+//! The lab with real tor processes. The two tests run in parallel, each with
+//! its own lab, which also shows that two labs do not collide.
+//!
+//! * `lab_plain_onion_service`: cold start, a plain v3 onion service, its
+//!   descriptor fetched (HSFETCH) and re-posted (+HSPOST) over the control
+//!   port, a GET through the lab client, and a clean stop.
+//! * `onionbalance_anchor`: Onionbalance with 2 instances; its master
+//!   address answers through the lab client.
 
 use std::time::{Duration, Instant};
 
+use rustbalance_lab::onionbalance::OnionbalanceSetup;
 use rustbalance_lab::{DemoTarget, Error, Lab, LabOptions, Torrc};
+use rustbalance_tor::control::Event;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+fn show(name: &'static str) -> impl FnMut(&rustbalance_lab::Progress) {
+    move |p| {
+        eprintln!(
+            "[{name}] t+{:5.1}s {}: {}",
+            p.elapsed.as_secs_f64(),
+            p.phase,
+            p.detail
+        )
+    }
+}
+
+/// Waits (bounded) for the first event for which `pick` returns `Some`.
+async fn next_event<T>(
+    events: &mut UnboundedReceiver<Event>,
+    within: Duration,
+    what: &str,
+    mut pick: impl FnMut(&Event) -> Option<T>,
+) -> T {
+    tokio::time::timeout(within, async {
+        while let Some(ev) = events.recv().await {
+            if let Some(v) = pick(&ev) {
+                return v;
+            }
+        }
+        panic!("control connection closed while waiting for {what}");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {what} within {within:?}"))
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lab_plain_onion_service() {
@@ -16,20 +55,14 @@ async fn lab_plain_onion_service() {
         .await
         .unwrap();
     let _guard = lab.stop_on_drop();
-    eprintln!("lab in {} (block {})", lab.dir().display(), lab.block());
-    let report = lab
-        .start(|p| {
-            eprintln!(
-                "[lab] t+{:5.1}s {}: {}",
-                p.elapsed.as_secs_f64(),
-                p.phase,
-                p.detail
-            )
-        })
-        .await
-        .unwrap();
     eprintln!(
-        "lab usable {:.1}s after start ({:.1}s with key generation)",
+        "[plain] lab in {} (block {})",
+        lab.dir().display(),
+        lab.block()
+    );
+    let report = lab.start(show("plain")).await.unwrap();
+    eprintln!(
+        "[plain] lab usable {:.1}s after start ({:.1}s with key generation)",
         report.total.as_secs_f64(),
         t0.elapsed().as_secs_f64()
     );
@@ -54,18 +87,19 @@ async fn lab_plain_onion_service() {
 
     // A plain onion service in front of a demo target.
     let target = DemoTarget::start("served by hs1").await.unwrap();
+    let hs_dir = lab.dir().join("hs1-hs");
     let torrc = Torrc::new()
-        .with("HiddenServiceDir", lab.dir().join("hs1-hs").display())
+        .with("HiddenServiceDir", hs_dir.display())
         .unwrap()
         .with("HiddenServicePort", format!("80 {}", target.addr()))
         .unwrap();
     let hs_start = Instant::now();
     let hs = lab.spawn_tor("hs1", &torrc).await.unwrap();
     let ctl = hs.control().await.unwrap();
-    let mut events = ctl.take_events().unwrap();
+    let mut hs_events = ctl.take_events().unwrap();
     ctl.setevents(&["HS_DESC"]).await.unwrap();
     let address = loop {
-        match std::fs::read_to_string(lab.dir().join("hs1-hs/hostname")) {
+        match std::fs::read_to_string(hs_dir.join("hostname")) {
             Ok(s) if s.trim().ends_with(".onion") => break s.trim().to_string(),
             _ => {
                 assert!(
@@ -77,25 +111,18 @@ async fn lab_plain_onion_service() {
         }
     };
     let bare = address.trim_end_matches(".onion").to_string();
-    let uploaded = tokio::time::timeout(Duration::from_secs(120), async {
-        while let Some(ev) = events.recv().await {
-            if let Some(h) = ev.hs_desc() {
-                if h.action == "UPLOADED" && h.address == bare {
-                    return h.hsdir;
-                }
-            }
-        }
-        panic!("control connection of hs1 closed: {:?}", hs.check_alive());
-    })
-    .await
-    .unwrap_or_else(|_| {
-        panic!(
-            "no HS_DESC UPLOADED for {address} within 120 s; hs1 alive: {:?}",
-            hs.check_alive()
-        )
-    });
+    let hsdir = next_event(
+        &mut hs_events,
+        Duration::from_secs(120),
+        "HS_DESC UPLOADED",
+        |ev| {
+            let h = ev.hs_desc()?;
+            (h.action == "UPLOADED" && h.address == bare).then_some(h.hsdir)
+        },
+    )
+    .await;
     eprintln!(
-        "descriptor uploaded to {uploaded} {:.1}s after the service started",
+        "[plain] descriptor uploaded to {hsdir} {:.1}s after the service started",
         hs_start.elapsed().as_secs_f64()
     );
 
@@ -106,7 +133,7 @@ async fn lab_plain_onion_service() {
         .unwrap();
     assert_eq!(resp.text(), "served by hs1");
     eprintln!(
-        "onion service answered {:.1}s after upload (cold start to answer: {:.1}s)",
+        "[plain] onion service answered {:.1}s after upload (cold start to answer: {:.1}s)",
         took.as_secs_f64(),
         t0.elapsed().as_secs_f64()
     );
@@ -115,10 +142,67 @@ async fn lab_plain_onion_service() {
     assert_eq!((resp.status, resp.text().as_str()), (200, "served by hs1"));
     assert!(target.requests() >= 2);
 
+    // HSFETCH through the client's control port returns the descriptor as a
+    // data-block event; +HSPOST sends it back to one named HSDir.
+    let client = lab.control("c1").await.unwrap();
+    let mut client_events = client.take_events().unwrap();
+    client
+        .setevents(&["HS_DESC", "HS_DESC_CONTENT"])
+        .await
+        .unwrap();
+    let fpr = hsdir
+        .trim_start_matches('$')
+        .split('~')
+        .next()
+        .unwrap()
+        .to_string();
+    client.hsfetch(&address, &[fpr.as_str()]).await.unwrap();
+    let descriptor = next_event(
+        &mut client_events,
+        Duration::from_secs(30),
+        "HS_DESC_CONTENT",
+        |ev| {
+            let c = ev.hs_desc_content()?;
+            (c.address == bare).then_some(c.descriptor)
+        },
+    )
+    .await;
+    assert!(
+        descriptor.starts_with("hs-descriptor 3\n"),
+        "{descriptor:.200}"
+    );
+    assert!(descriptor.contains("\nsignature "));
+    client
+        .hspost(&descriptor, &[fpr.as_str()], Some(&address))
+        .await
+        .unwrap();
+    // The HSDir already has this very revision, so it may reject it as
+    // "not newer": either outcome proves the post reached that HSDir.
+    let outcome = next_event(
+        &mut client_events,
+        Duration::from_secs(30),
+        "HS_DESC UPLOADED/FAILED after HSPOST",
+        |ev| {
+            let h = ev.hs_desc()?;
+            (h.address == bare
+                && h.hsdir.contains(&fpr)
+                && (h.action == "UPLOADED" || h.action == "FAILED"))
+                .then(|| format!("{} {:?}", h.action, h.reason))
+        },
+    )
+    .await;
+    eprintln!("[plain] HSPOST to {fpr}: {outcome}");
+    assert!(matches!(
+        client.getinfo("no/such/key").await,
+        Err(rustbalance_tor::Error::Refused { code: 552, .. })
+    ));
+
     // Stop: nothing of the lab runs or listens afterwards.
     let addrs = lab.listen_addrs().unwrap();
     assert!(addrs.len() >= 11, "{addrs:?}");
+    let t_stop = Instant::now();
     let report = lab.stop_and_verify().await.unwrap();
+    eprintln!("[plain] stopped in {:.1}s", t_stop.elapsed().as_secs_f64());
     assert_eq!(report.stopped.len(), 11, "{report:?}");
     assert!(!hs.is_alive());
     let status = lab.status().unwrap();
@@ -130,4 +214,63 @@ async fn lab_plain_onion_service() {
             "{addr} still listens"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onionbalance_anchor() {
+    let tmp = tempfile::Builder::new()
+        .prefix("rb-lab-ob-")
+        .tempdir()
+        .unwrap();
+    let lab = Lab::create(tmp.path().join("lab"), LabOptions::default())
+        .await
+        .unwrap();
+    let _guard = lab.stop_on_drop();
+    eprintln!(
+        "[ob] lab in {} (block {})",
+        lab.dir().display(),
+        lab.block()
+    );
+    let report = lab.start(show("ob")).await.unwrap();
+    eprintln!("[ob] lab usable after {:.1}s", report.total.as_secs_f64());
+
+    let t0 = Instant::now();
+    let ob = OnionbalanceSetup::start(&lab, "ob", 2, Duration::from_secs(120))
+        .await
+        .unwrap();
+    eprintln!(
+        "[ob] onionbalance started {:.1}s after the setup began; master {}",
+        t0.elapsed().as_secs_f64(),
+        ob.master_address()
+    );
+    assert_eq!(ob.instances().len(), 2);
+    for inst in ob.instances() {
+        assert_ne!(inst.address, ob.master_address());
+    }
+    let took = ob
+        .wait_master_reachable(&lab, Duration::from_secs(240))
+        .await
+        .unwrap();
+    eprintln!(
+        "[ob] onionbalance start -> master reachable: {:.1}s",
+        took.as_secs_f64()
+    );
+
+    // Requests on fresh circuits are answered by the instances.
+    let resp = lab
+        .http_get(&ob.master_url(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 200);
+    assert!(resp.text().starts_with("served by obi"), "{}", resp.text());
+    let served: u64 = ob.instances().iter().map(|i| i.target.requests()).sum();
+    assert!(served >= 2, "instances served {served} requests");
+
+    let status = lab.status().unwrap();
+    assert!(status.processes.iter().any(|p| p.name == "obob" && p.alive));
+    let t_stop = Instant::now();
+    ob.stop().unwrap();
+    assert!(!ob.daemon().is_alive());
+    lab.stop_and_verify().await.unwrap();
+    eprintln!("[ob] stopped in {:.1}s", t_stop.elapsed().as_secs_f64());
 }

@@ -106,9 +106,9 @@ impl LabProcess {
     pub fn check_alive(&self) -> Result<()> {
         Ok(TorProcess::attach(&self.name, self.id, self.log_file.clone()).check_alive()?)
     }
-    /// Stops it (SIGTERM, SIGKILL after 10 s). Blocks the calling thread.
+    /// Stops it (SIGTERM, SIGKILL after 3 s). Blocks the calling thread.
     pub fn stop(&self) -> Result<StopOutcome> {
-        Ok(self.id.stop(Duration::from_secs(10))?)
+        Ok(self.id.stop(super::PROGRAM_GRACE)?)
     }
 }
 
