@@ -4,6 +4,7 @@
 
 pub mod control;
 mod err;
+pub mod fake;
 pub mod process;
 pub mod torrc;
 
