@@ -186,6 +186,24 @@ mod tests {
     }
 
     #[test]
+    fn collisions_are_detected_before_start() {
+        let block = AddrBlock::new(250, 251).unwrap();
+        let taken = std::net::TcpListener::bind((block.ip(200), 0)).unwrap();
+        let addr = taken.local_addr().unwrap();
+        let free = SocketAddr::from((block.ip(201), addr.port()));
+        assert!(probe_free(&[free], block).is_ok());
+        match probe_free(&[free, addr], block) {
+            Err(Error::AddressInUse {
+                addr: a, block: b, ..
+            }) => {
+                assert_eq!(a, addr);
+                assert_eq!(b, "127.250.251.0/24");
+            }
+            other => panic!("expected AddressInUse, got {other:?}"),
+        }
+    }
+
+    #[test]
     fn only_loopback_is_allowed() {
         let p = Placement::HostLoopback;
         assert!(p.check_addr(Ipv4Addr::new(127, 3, 4, 5)).is_ok());
