@@ -1,0 +1,330 @@
+//! The boundary to WireGuard: a [`Backend`] trait, its real implementation over
+//! `defguard_wireguard_rs` (kernel module through netlink, or boringtun in-process over
+//! /dev/net/tun), and an in-process [`FakeBackend`] for tests.
+
+mod fake;
+
+use std::fmt;
+use std::fs::OpenOptions;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use defguard_wireguard_rs::error::WireguardInterfaceError;
+use defguard_wireguard_rs::key::Key;
+use defguard_wireguard_rs::net::IpAddrMask;
+use defguard_wireguard_rs::peer::Peer;
+use defguard_wireguard_rs::{
+    InterfaceConfiguration, Kernel, Userspace, WGApi, WireguardInterfaceApi,
+};
+use tracing::{debug, warn};
+use zeroize::Zeroize;
+
+use crate::config::BackendChoice;
+use crate::err::{Error, Result};
+use crate::key::{PrivateKey, PublicKey};
+
+pub use fake::{FakeBackend, FakeState};
+
+/// The WireGuard implementation actually in use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// The Linux kernel module, driven over netlink.
+    Kernel,
+    /// boringtun running inside this process over /dev/net/tun.
+    Userspace,
+    /// [`FakeBackend`].
+    Fake,
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Kernel => "kernel",
+            Self::Userspace => "userspace",
+            Self::Fake => "fake",
+        })
+    }
+}
+
+/// A peer as the backend sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WgPeer {
+    /// Its key.
+    pub public_key: PublicKey,
+    /// Its UDP endpoint.
+    pub endpoint: SocketAddr,
+    /// Its overlay address; AllowedIPs is this /128.
+    pub overlay_addr: Ipv6Addr,
+    /// Persistent keepalive, seconds.
+    pub keepalive: Option<u16>,
+}
+
+/// The whole interface configuration.
+pub struct InterfaceSetup<'a> {
+    /// This node's key.
+    pub private_key: &'a PrivateKey,
+    /// UDP listen port.
+    pub listen_port: u16,
+    /// This node's overlay address, assigned with `prefix_len`.
+    pub addr: Ipv6Addr,
+    /// Prefix length of the overlay (64).
+    pub prefix_len: u8,
+    /// Interface MTU.
+    pub mtu: u32,
+    /// The peers.
+    pub peers: &'a [WgPeer],
+}
+
+/// What the mesh reports about a peer.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PeerStatus {
+    /// The peer.
+    pub public_key: PublicKey,
+    /// The overlay address routed to it (its AllowedIPs /128).
+    pub overlay_addr: Option<Ipv6Addr>,
+    /// Its current endpoint (WireGuard roams: this follows the peer's last packets).
+    pub endpoint: Option<SocketAddr>,
+    /// When the last handshake completed; `None` if never.
+    pub last_handshake: Option<SystemTime>,
+    /// Bytes received from it.
+    pub rx_bytes: u64,
+    /// Bytes sent to it.
+    pub tx_bytes: u64,
+}
+
+/// One WireGuard interface. Calls block briefly (a netlink or control-socket round trip).
+pub trait Backend: Send + Sync {
+    /// Which implementation this is.
+    fn kind(&self) -> BackendKind;
+    /// Apply key, port, address, MTU and the full peer list.
+    fn configure(&mut self, setup: &InterfaceSetup<'_>) -> Result<()>;
+    /// Add a peer or replace its endpoint/AllowedIPs.
+    fn set_peer(&mut self, peer: &WgPeer) -> Result<()>;
+    /// Remove a peer.
+    fn remove_peer(&mut self, key: &PublicKey) -> Result<()>;
+    /// Read every peer's status.
+    fn peers(&self) -> Result<Vec<PeerStatus>>;
+    /// Delete the interface; returns once it is gone.
+    fn remove(&mut self) -> Result<()>;
+}
+
+/// Whether a network interface named `name` exists in this network namespace.
+pub(crate) fn interface_exists(name: &str) -> bool {
+    Path::new("/sys/class/net").join(name).exists()
+}
+
+/// Create the interface with the chosen backend.
+pub(crate) fn open(ifname: &str, choice: BackendChoice) -> Result<Box<dyn Backend>> {
+    let created = |api| -> Box<dyn Backend> {
+        Box::new(Wg {
+            ifname: ifname.to_owned(),
+            api: Some(api),
+        })
+    };
+    match choice {
+        BackendChoice::Kernel => open_kernel(ifname)
+            .map(created)
+            .map_err(|reason| Error::Create {
+                ifname: ifname.into(),
+                backend: "kernel",
+                reason,
+            }),
+        BackendChoice::Userspace => {
+            open_userspace(ifname)
+                .map(created)
+                .map_err(|reason| Error::Create {
+                    ifname: ifname.into(),
+                    backend: "userspace",
+                    reason,
+                })
+        }
+        BackendChoice::Auto => match open_kernel(ifname) {
+            Ok(api) => Ok(created(api)),
+            Err(kernel) => {
+                debug!(ifname, %kernel, "kernel WireGuard unavailable, trying userspace");
+                open_userspace(ifname)
+                    .map(created)
+                    .map_err(|userspace| Error::NoBackend {
+                        ifname: ifname.into(),
+                        kernel,
+                        userspace,
+                    })
+            }
+        },
+    }
+}
+
+fn open_kernel(ifname: &str) -> Result<Api, String> {
+    let mut api = WGApi::<Kernel>::new(ifname).map_err(|e| e.to_string())?;
+    match api.create_interface() {
+        // netlink's "create" also succeeds when the link exists; the caller checked before.
+        Ok(()) if interface_exists(ifname) => Ok(Api::Kernel(api)),
+        Ok(()) => Err("the kernel accepted the request but no interface appeared".into()),
+        Err(e) if !Path::new("/sys/module/wireguard").exists() => Err(format!(
+            "the wireguard module is not loaded (no /sys/module/wireguard): {e}"
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn open_userspace(ifname: &str) -> Result<Api, String> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")
+        .map_err(|e| format!("cannot open /dev/net/tun: {e}"))?;
+    let mut api = WGApi::<Userspace>::new(ifname).map_err(|e| e.to_string())?;
+    api.create_interface().map_err(|e| e.to_string())?;
+    Ok(Api::Userspace(api))
+}
+
+enum Api {
+    Kernel(WGApi<Kernel>),
+    Userspace(WGApi<Userspace>),
+}
+
+impl Api {
+    fn get(&self) -> &dyn WireguardInterfaceApi {
+        match self {
+            Api::Kernel(a) => a,
+            Api::Userspace(a) => a,
+        }
+    }
+}
+
+/// The real backend.
+struct Wg {
+    ifname: String,
+    /// `None` once removed.
+    api: Option<Api>,
+}
+
+impl Wg {
+    fn api(&self, action: &'static str) -> Result<&dyn WireguardInterfaceApi> {
+        self.api
+            .as_ref()
+            .map(Api::get)
+            .ok_or_else(|| self.err(action, WireguardInterfaceError::Interface("removed".into())))
+    }
+
+    fn err(&self, action: &'static str, source: WireguardInterfaceError) -> Error {
+        Error::Wireguard {
+            ifname: self.ifname.clone(),
+            action,
+            source,
+        }
+    }
+}
+
+fn to_defguard(peer: &WgPeer) -> Peer {
+    let mut p = Peer::new(Key::new(*peer.public_key.as_bytes()));
+    p.endpoint = Some(peer.endpoint);
+    p.persistent_keepalive_interval = peer.keepalive;
+    p.allowed_ips = vec![IpAddrMask::host(IpAddr::V6(peer.overlay_addr))];
+    p
+}
+
+fn from_defguard(p: &Peer) -> PeerStatus {
+    PeerStatus {
+        public_key: PublicKey::from_bytes(p.public_key.as_array()),
+        overlay_addr: p.allowed_ips.iter().find_map(|a| match a.address {
+            IpAddr::V6(v6) if a.cidr == 128 => Some(v6),
+            _ => None,
+        }),
+        endpoint: p.endpoint,
+        // The kernel reports 0 for "never".
+        last_handshake: p.last_handshake.filter(|t| *t != SystemTime::UNIX_EPOCH),
+        rx_bytes: p.rx_bytes,
+        tx_bytes: p.tx_bytes,
+    }
+}
+
+impl Backend for Wg {
+    fn kind(&self) -> BackendKind {
+        match self.api {
+            Some(Api::Kernel(_)) => BackendKind::Kernel,
+            _ => BackendKind::Userspace,
+        }
+    }
+
+    fn configure(&mut self, setup: &InterfaceSetup<'_>) -> Result<()> {
+        let api = self.api("configure")?;
+        let mut config = InterfaceConfiguration {
+            name: self.ifname.clone(),
+            // The crate takes the key as a string; it goes to the kernel over netlink or to
+            // boringtun over its control socket, never to a command line. Our copy is wiped
+            // right after (the crate's internal copies are not under our control).
+            prvkey: String::from(setup.private_key.to_base64().as_str()),
+            addresses: vec![IpAddrMask::new(IpAddr::V6(setup.addr), setup.prefix_len)],
+            port: setup.listen_port,
+            peers: setup.peers.iter().map(to_defguard).collect(),
+            mtu: Some(setup.mtu),
+            fwmark: None,
+        };
+        let result = api.configure_interface(&config);
+        config.prvkey.zeroize();
+        result.map_err(|e| self.err("configure the interface", e))
+    }
+
+    fn set_peer(&mut self, peer: &WgPeer) -> Result<()> {
+        self.api("add a peer")?
+            .configure_peer(&to_defguard(peer))
+            .map_err(|e| self.err("add a peer", e))
+    }
+
+    fn remove_peer(&mut self, key: &PublicKey) -> Result<()> {
+        self.api("remove a peer")?
+            .remove_peer(&Key::new(*key.as_bytes()))
+            .map_err(|e| self.err("remove a peer", e))
+    }
+
+    fn peers(&self) -> Result<Vec<PeerStatus>> {
+        let host = self
+            .api("read peers")?
+            .read_interface_data()
+            .map_err(|e| self.err("read the peers", e))?;
+        let mut peers: Vec<PeerStatus> = host.peers.values().map(from_defguard).collect();
+        peers.sort_by_key(|p| p.public_key);
+        Ok(peers)
+    }
+
+    fn remove(&mut self) -> Result<()> {
+        let Some(api) = self.api.take() else {
+            return Ok(());
+        };
+        // The crate also clears per-interface DNS settings on removal (we never set any) and
+        // fails when the host has neither systemd-resolved nor resolvconf: ignore that part.
+        match api.get().remove_interface() {
+            Ok(()) | Err(WireguardInterfaceError::DnsError(_)) => {}
+            Err(e) => warn!(ifname = %self.ifname, error = %e, "removing the WireGuard interface"),
+        }
+        // Dropping the userspace handle stops boringtun's threads; the tun device goes away
+        // when the last one exits.
+        drop(api);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while interface_exists(&self.ifname) {
+            if Instant::now() > deadline {
+                // Kernel interface left behind (the crate removes the link after the DNS step
+                // that may have failed): delete it by name. No secret on this command line.
+                let deleted = Command::new("ip")
+                    .args(["link", "del", "dev", &self.ifname])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if deleted && !interface_exists(&self.ifname) {
+                    break;
+                }
+                return Err(Error::InterfaceStillPresent {
+                    ifname: self.ifname.clone(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,222 @@
+//! `rbmesh-node`: bring up one mesh node and serve or probe over the overlay.
+//!
+//! A test and diagnostic helper (the integration test runs two of them in two network
+//! namespaces); the daemon uses the library directly. The private key is read from a 0600
+//! file, never from the command line. Output is one JSON object per line on stdout.
+//!
+//! ```text
+//! rbmesh-node --ifname NAME --key-file PATH --port UDP_PORT --cluster ID
+//!             [--backend auto|kernel|userspace] [--peer PUBKEY@IP:PORT]...
+//!             serve                          # UDP echo + TCP byte sink on [overlay]:P
+//!                                            # until stdin closes
+//!           | probe --target [ADDR]:P [--bytes N]  # first packet / handshake / RTT /
+//!                                                  # TCP throughput, then exit
+//! ```
+
+use std::error::Error;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, SocketAddrV6, TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rustbalance_mesh::{BackendChoice, Mesh, MeshConfig, MeshPeer, PrivateKey};
+use serde_json::json;
+
+type Res<T> = Result<T, Box<dyn Error>>;
+
+struct Args {
+    ifname: String,
+    key_file: PathBuf,
+    port: u16,
+    cluster: String,
+    backend: BackendChoice,
+    peers: Vec<MeshPeer>,
+    mode: String,
+    target: Option<SocketAddr>,
+    bytes: u64,
+}
+
+fn parse_args() -> Res<Args> {
+    let mut it = std::env::args().skip(1);
+    let mut a = Args {
+        ifname: String::new(),
+        key_file: PathBuf::new(),
+        port: 0,
+        cluster: String::new(),
+        backend: BackendChoice::Auto,
+        peers: Vec::new(),
+        mode: String::new(),
+        target: None,
+        bytes: 50 * 1024 * 1024,
+    };
+    while let Some(arg) = it.next() {
+        let mut val = || it.next().ok_or_else(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--ifname" => a.ifname = val()?,
+            "--key-file" => a.key_file = val()?.into(),
+            "--port" => a.port = val()?.parse()?,
+            "--cluster" => a.cluster = val()?,
+            "--backend" => a.backend = val()?.parse()?,
+            "--peer" => {
+                let v = val()?;
+                let (key, ep) = v.split_once('@').ok_or("--peer wants PUBKEY@IP:PORT")?;
+                a.peers.push(MeshPeer {
+                    public_key: key.parse()?,
+                    endpoint: ep.parse()?,
+                });
+            }
+            "--target" => a.target = Some(val()?.parse()?),
+            "--bytes" => a.bytes = val()?.parse()?,
+            "serve" | "probe" => a.mode = arg,
+            other => return Err(format!("unknown argument {other:?}").into()),
+        }
+    }
+    Ok(a)
+}
+
+fn emit(v: serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{v}");
+    let _ = out.flush();
+}
+
+fn main() -> Res<()> {
+    let a = parse_args()?;
+    let key = PrivateKey::load(&a.key_file)?;
+    let mut cfg = MeshConfig::new(&a.ifname, &a.cluster, key, a.port, a.peers.clone());
+    cfg.backend = a.backend;
+    let started = Instant::now();
+    let mesh = Mesh::up(cfg)?;
+    emit(json!({
+        "event": "up",
+        "backend": mesh.backend_kind(),
+        "ifname": mesh.interface(),
+        "overlay": mesh.overlay_addr(),
+        "public_key": mesh.public_key(),
+        "up_ms": started.elapsed().as_secs_f64() * 1e3,
+    }));
+    let outcome = match a.mode.as_str() {
+        "serve" => serve(&mesh),
+        "probe" => probe(&mesh, &a),
+        _ => Err("say `serve` or `probe`".into()),
+    };
+    emit(json!({ "event": "status", "peers": mesh.peers_status()? }));
+    mesh.down()?;
+    emit(json!({ "event": "down" }));
+    outcome
+}
+
+fn serve(mesh: &Mesh) -> Res<()> {
+    let tcp = TcpListener::bind(SocketAddrV6::new(mesh.overlay_addr(), 0, 0, 0))?;
+    let port = tcp.local_addr()?.port();
+    let udp = UdpSocket::bind(SocketAddrV6::new(mesh.overlay_addr(), port, 0, 0))?;
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = udp.recv_from(&mut buf) {
+            let _ = udp.send_to(&buf[..n], from);
+        }
+    });
+    std::thread::spawn(move || {
+        for conn in tcp.incoming().flatten() {
+            std::thread::spawn(move || sink(conn));
+        }
+    });
+    emit(json!({ "event": "ready", "port": port }));
+    // Run until the parent closes our stdin.
+    let mut rest = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut rest);
+    Ok(())
+}
+
+/// Count bytes until EOF, answer with the count.
+fn sink(mut conn: TcpStream) {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total: u64 = 0;
+    while let Ok(n) = conn.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+    }
+    let _ = conn.write_all(&total.to_be_bytes());
+}
+
+fn probe(mesh: &Mesh, a: &Args) -> Res<()> {
+    let target = a.target.ok_or("probe needs --target")?;
+    let udp = UdpSocket::bind(SocketAddrV6::new(mesh.overlay_addr(), 0, 0, 0))?;
+    udp.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let mut buf = [0u8; 64];
+
+    // 1. First datagram: includes the WireGuard handshake (initiation + response) + one RTT.
+    //    Meanwhile another thread polls the peer status to see when the handshake completes.
+    let t0 = Instant::now();
+    let (first_packet, handshake) = std::thread::scope(|s| {
+        let watcher = s.spawn(|| {
+            while t0.elapsed() < Duration::from_secs(20) {
+                let done = mesh
+                    .peers_status()
+                    .map(|ps| ps.iter().any(|p| p.last_handshake.is_some()))
+                    .unwrap_or(false);
+                if done {
+                    return Some(t0.elapsed());
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            None
+        });
+        let first = loop {
+            udp.send_to(b"ping", target).map_err(|e| e.to_string())?;
+            if let Ok((n, _)) = udp.recv_from(&mut buf) {
+                if &buf[..n] == b"ping" {
+                    break t0.elapsed();
+                }
+            }
+            if t0.elapsed() > Duration::from_secs(20) {
+                return Err(format!("no answer from {target} over the overlay in 20 s"));
+            }
+        };
+        Ok((first, watcher.join().ok().flatten()))
+    })?;
+    let handshake_ms = handshake.map(|d| d.as_secs_f64() * 1e3);
+
+    // 2. RTT with an established session.
+    let mut rtts = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        udp.send_to(b"rtt", target)?;
+        if udp.recv_from(&mut buf).is_ok() {
+            rtts.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    rtts.sort_by(f64::total_cmp);
+    let rtt_median = rtts.get(rtts.len() / 2).copied();
+
+    // 3. TCP throughput: write `bytes`, the sink confirms the count.
+    let mut conn = TcpStream::connect_timeout(&target, Duration::from_secs(10))?;
+    let chunk = vec![0x5au8; 64 * 1024];
+    let t = Instant::now();
+    let mut left = a.bytes;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        conn.write_all(&chunk[..n])?;
+        left -= n as u64;
+    }
+    conn.shutdown(Shutdown::Write)?;
+    let mut count = [0u8; 8];
+    conn.read_exact(&mut count)?;
+    let secs = t.elapsed().as_secs_f64();
+    let received = u64::from_be_bytes(count);
+    if received != a.bytes {
+        return Err(format!("sink got {received} bytes, sent {}", a.bytes).into());
+    }
+    emit(json!({
+        "event": "result",
+        "first_packet_ms": first_packet.as_secs_f64() * 1e3,
+        "handshake_ms": handshake_ms,
+        "rtt_median_ms": rtt_median,
+        "tcp_bytes": a.bytes,
+        "tcp_secs": secs,
+        "tcp_mbit_s": a.bytes as f64 * 8.0 / secs / 1e6,
+    }));
+    Ok(())
+}

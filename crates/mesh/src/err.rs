@@ -1,0 +1,184 @@
+//! The mesh's error type: every variant a user can cause reads as a sentence that says what to do.
+
+use std::io;
+use std::path::PathBuf;
+
+use defguard_wireguard_rs::error::WireguardInterfaceError;
+
+use crate::key::PublicKey;
+
+/// Everything that can go wrong while bringing up, changing or tearing down the mesh.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Neither backend could create an interface.
+    #[error(
+        "no wireguard kernel module and /dev/net/tun unavailable for interface {ifname}: load the \
+         module (`modprobe wireguard`, Linux >= 5.6) or give the process /dev/net/tun (root or \
+         CAP_NET_ADMIN; in a container add `--device /dev/net/tun --cap-add NET_ADMIN`) \
+         [kernel: {kernel}] [userspace: {userspace}]"
+    )]
+    NoBackend {
+        /// The interface we tried to create.
+        ifname: String,
+        /// Why the kernel backend failed.
+        kernel: String,
+        /// Why the userspace backend failed.
+        userspace: String,
+    },
+
+    /// The forced backend could not create the interface.
+    #[error(
+        "could not create the {backend} WireGuard interface {ifname}: {reason}; check that you \
+         run as root or with CAP_NET_ADMIN, or pick `backend = \"auto\"`"
+    )]
+    Create {
+        /// The interface we tried to create.
+        ifname: String,
+        /// `kernel` or `userspace`.
+        backend: &'static str,
+        /// The backend's own message.
+        reason: String,
+    },
+
+    /// A WireGuard operation on an existing interface failed.
+    #[error("could not {action} on WireGuard interface {ifname}: {source}")]
+    Wireguard {
+        /// The interface.
+        ifname: String,
+        /// What we were doing ("configure", "add peer", ...).
+        action: &'static str,
+        /// The backend error.
+        #[source]
+        source: WireguardInterfaceError,
+    },
+
+    /// The interface name is not usable.
+    #[error(
+        "invalid mesh interface name {name:?}: {reason}; use 1 to 15 characters from \
+         [A-Za-z0-9_-], e.g. \"rbmesh0\""
+    )]
+    InterfaceName {
+        /// The rejected name.
+        name: String,
+        /// Why.
+        reason: &'static str,
+    },
+
+    /// Something already uses the interface name.
+    #[error(
+        "network interface {ifname} already exists: another mesh is running or a previous run \
+         left it behind; stop that process, or remove it with `ip link del {ifname}`, or choose \
+         another interface name"
+    )]
+    InterfaceExists {
+        /// The name in use.
+        ifname: String,
+    },
+
+    /// The interface did not go away after `down`.
+    #[error(
+        "network interface {ifname} is still present after shutting the mesh down; remove it with \
+         `ip link del {ifname}`"
+    )]
+    InterfaceStillPresent {
+        /// The interface.
+        ifname: String,
+    },
+
+    /// The overlay address never became usable.
+    #[error(
+        "overlay address {addr} on {ifname} did not become usable: {source}; check that IPv6 is \
+         enabled (sysctl net.ipv6.conf.all.disable_ipv6=0)"
+    )]
+    AddressUnusable {
+        /// The interface.
+        ifname: String,
+        /// The overlay address.
+        addr: std::net::Ipv6Addr,
+        /// The last bind error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A configuration value is not acceptable.
+    #[error("invalid mesh configuration: {0}")]
+    Config(String),
+
+    /// The same peer was listed twice.
+    #[error("peer {public_key} is listed twice in the mesh configuration; list every node once")]
+    DuplicatePeer {
+        /// The repeated key.
+        public_key: PublicKey,
+    },
+
+    /// The node's own key was listed as a peer.
+    #[error(
+        "peer {public_key} is this node's own public key; remove it from the peer list (a node \
+         never peers with itself)"
+    )]
+    SelfPeer {
+        /// This node's key.
+        public_key: PublicKey,
+    },
+
+    /// A public key did not parse.
+    #[error(
+        "{input:?} is not a WireGuard public key: expected 44 characters of base64 (as printed by \
+         `wg pubkey` or `rustbalance mesh pubkey`)"
+    )]
+    PublicKeyFormat {
+        /// The rejected text (public, so safe to show).
+        input: String,
+    },
+
+    /// The key file could not be read.
+    #[error(
+        "cannot read the mesh private key file {path}: {source}; check the path and permissions"
+    )]
+    KeyFileRead {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The key file could not be written.
+    #[error(
+        "cannot write the mesh private key file {path}: {source}; check that the directory exists \
+         and is writable"
+    )]
+    KeyFileWrite {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The key file is readable by others.
+    #[error(
+        "mesh private key file {path} is accessible by group or others (mode {mode:03o}); run \
+         `chmod 600 {path}` (and consider rotating the key)"
+    )]
+    KeyFileMode {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+
+    /// The key file content is not a key.
+    #[error(
+        "mesh private key file {path} does not hold a base64 WireGuard private key (one line, 44 \
+         characters, as written by `wg genkey`); restore it from backup or generate a new one"
+    )]
+    KeyFileFormat {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// Result with the mesh [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
