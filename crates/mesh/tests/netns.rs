@@ -306,8 +306,9 @@ fn scenario(backend: &str) -> Value {
     );
 
     println!(
-        "mesh[{backend}] first packet over the overlay {:.1} ms (handshake done after {} ms), \
+        "mesh[{backend}] Mesh::up {:.1} ms; first packet over the overlay {:.1} ms (handshake done after {} ms), \
          RTT {:.3} ms, TCP {} bytes in {:.3} s = {:.0} Mbit/s",
+        up_a["up_ms"].as_f64().unwrap(),
         result["first_packet_ms"].as_f64().unwrap(),
         result["handshake_ms"]
             .as_f64()
@@ -318,6 +319,67 @@ fn scenario(backend: &str) -> Value {
         result["tcp_mbit_s"].as_f64().unwrap(),
     );
     result
+}
+
+/// Runs a node that must fail; returns its stderr.
+fn node_fails(ns: &str, wrapper: &[&str], ifname: &str, key: &Path) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(wrapper)
+        .arg(NODE_BIN)
+        .args(["--ifname", ifname, "--key-file"])
+        .arg(key)
+        .args(["--port", "51820", "--cluster", "x", "serve"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run node");
+    assert!(!out.status.success(), "node unexpectedly came up");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The errors an operator meets first say what to do.
+fn error_paths(kernel: bool) {
+    let pid = std::process::id();
+    let ns = format!("rbmesh-e-{pid}");
+    let lab = Lab::new(std::slice::from_ref(&ns));
+    let (key, _) = write_key(lab.dir.path(), "e");
+    let ifname = format!("rbm{pid}e");
+
+    // The name is taken (here by a veth): refuse, never adopt someone else's interface.
+    must_ip(&[
+        "-n", &ns, "link", "add", &ifname, "type", "veth", "peer", "name", "rbmother",
+    ]);
+    let err = node_fails(&ns, &[], &ifname, &key);
+    assert!(
+        err.contains("already exists") && err.contains("ip link del"),
+        "{err}"
+    );
+    must_ip(&["-n", &ns, "link", "del", &ifname]);
+
+    // No kernel module and no /dev/net/tun (hidden by a tmpfs in a private mount namespace).
+    let unshare = Command::new("unshare").arg("--help").output().is_ok();
+    if kernel || !unshare {
+        println!("no-backend error not exercised (kernel module present or no `unshare`)");
+        return;
+    }
+    let err = node_fails(
+        &ns,
+        &[
+            "unshare",
+            "-m",
+            "sh",
+            "-c",
+            "mount -t tmpfs none /dev/net && exec \"$0\" \"$@\"",
+        ],
+        &ifname,
+        &key,
+    );
+    assert!(
+        err.contains("no wireguard kernel module and /dev/net/tun unavailable")
+            && err.contains("modprobe wireguard"),
+        "{err}"
+    );
+    println!("no-backend error: {}", err.trim());
 }
 
 #[test]
@@ -335,6 +397,7 @@ fn two_nodes_talk_over_the_overlay() {
         drop(lab);
         k
     };
+    error_paths(kernel);
     if kernel {
         scenario("kernel");
     } else {

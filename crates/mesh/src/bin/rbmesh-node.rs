@@ -17,6 +17,7 @@ use std::error::Error;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, SocketAddrV6, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use rustbalance_mesh::{BackendChoice, Mesh, MeshConfig, MeshPeer, PrivateKey};
@@ -80,7 +81,17 @@ fn emit(v: serde_json::Value) {
     let _ = out.flush();
 }
 
-fn main() -> Res<()> {
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rbmesh-node: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Res<()> {
     let a = parse_args()?;
     let key = PrivateKey::load(&a.key_file)?;
     let mut cfg = MeshConfig::new(&a.ifname, &a.cluster, key, a.port, a.peers.clone());
