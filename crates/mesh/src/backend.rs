@@ -116,6 +116,13 @@ pub(crate) fn interface_exists(name: &str) -> bool {
     Path::new("/sys/class/net").join(name).exists()
 }
 
+/// Whether a live userspace WireGuard (ours or wireguard-go) answers on the control socket
+/// for `name`. That directory is shared by all network namespaces, so this catches a name
+/// clash that `/sys/class/net` (per namespace) cannot see. A stale socket file does not count.
+pub(crate) fn control_socket_in_use(name: &str) -> bool {
+    std::os::unix::net::UnixStream::connect(format!("/var/run/wireguard/{name}.sock")).is_ok()
+}
+
 /// Create the interface with the chosen backend.
 pub(crate) fn open(ifname: &str, choice: BackendChoice) -> Result<Box<dyn Backend>> {
     let created = |api| -> Box<dyn Backend> {
@@ -301,24 +308,23 @@ impl Backend for Wg {
             Ok(()) | Err(WireguardInterfaceError::DnsError(_)) => {}
             Err(e) => warn!(ifname = %self.ifname, error = %e, "removing the WireGuard interface"),
         }
+        let kernel = matches!(api, Api::Kernel(_));
         // Dropping the userspace handle stops boringtun's threads; the tun device goes away
         // when the last one exits.
         drop(api);
+        if kernel && interface_exists(&self.ifname) {
+            // The crate deletes a kernel link only after the DNS step, which may have failed:
+            // delete it by name (no secret on this command line).
+            let _ = Command::new("ip")
+                .args(["link", "del", "dev", &self.ifname])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
         let deadline = Instant::now() + Duration::from_secs(3);
         while interface_exists(&self.ifname) {
             if Instant::now() > deadline {
-                // Kernel interface left behind (the crate removes the link after the DNS step
-                // that may have failed): delete it by name. No secret on this command line.
-                let deleted = Command::new("ip")
-                    .args(["link", "del", "dev", &self.ifname])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success());
-                if deleted && !interface_exists(&self.ifname) {
-                    break;
-                }
                 return Err(Error::InterfaceStillPresent {
                     ifname: self.ifname.clone(),
                 });

@@ -67,9 +67,10 @@ pub enum Error {
 
     /// Something already uses the interface name.
     #[error(
-        "network interface {ifname} already exists: another mesh is running or a previous run \
-         left it behind; stop that process, or remove it with `ip link del {ifname}`, or choose \
-         another interface name"
+        "network interface {ifname} already exists (here, or as a userspace WireGuard in another \
+         network namespace): another mesh is running or a previous run left it behind; stop \
+         that process, or remove it with `ip link del {ifname}`, or choose another interface \
+         name"
     )]
     InterfaceExists {
         /// The name in use.

@@ -41,7 +41,9 @@ impl Mesh {
     /// `cfg.backend` says otherwise). When this returns, the overlay address can be bound.
     pub fn up(cfg: MeshConfig) -> Result<Self> {
         cfg.validate()?;
-        if backend::interface_exists(&cfg.interface) {
+        if backend::interface_exists(&cfg.interface)
+            || backend::control_socket_in_use(&cfg.interface)
+        {
             return Err(Error::InterfaceExists {
                 ifname: cfg.interface.clone(),
             });
@@ -357,6 +359,12 @@ mod tests {
         let (m, fake) = mesh(vec![]);
         drop(m);
         assert!(fake.state().removed);
+    }
+
+    #[test]
+    fn mesh_can_be_shared_between_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Mesh>();
     }
 
     #[test]

@@ -77,18 +77,20 @@ impl Node {
 /// Namespaces and processes, torn down on drop even when the test fails.
 struct Lab {
     namespaces: Vec<String>,
+    /// Mesh interface names used in this lab.
+    interfaces: Vec<String>,
     nodes: Vec<Node>,
     dir: tempfile::TempDir,
 }
 
 impl Lab {
     fn new(names: &[String]) -> Self {
-        let lab = Lab {
+        let mut lab = Lab {
             namespaces: Vec::new(),
+            interfaces: Vec::new(),
             nodes: Vec::new(),
             dir: tempfile::tempdir().expect("tempdir"),
         };
-        let mut lab = lab;
         for n in names {
             // A namespace left by a killed earlier run with the same pid: remove it first.
             ip(&["netns", "del", n]);
@@ -152,14 +154,30 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        // First ask nicely (a node stops when its stdin closes), then stop by pid.
         for node in &mut self.nodes {
             drop(node.stdin.take());
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline
+            && self
+                .nodes
+                .iter_mut()
+                .any(|n| matches!(n.child.try_wait(), Ok(None)))
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for node in &mut self.nodes {
             if let Ok(None) = node.child.try_wait() {
                 // Stop by pid (the one in the pid file).
                 let _ = node.child.kill();
                 let _ = node.child.wait();
             }
             let _ = std::fs::remove_file(&node.pid_file);
+        }
+        // A killed userspace node cannot remove its control socket.
+        for ifname in &self.interfaces {
+            let _ = std::fs::remove_file(format!("/var/run/wireguard/{ifname}.sock"));
         }
         for ns in &self.namespaces {
             if !ip(&["netns", "del", ns]) {
@@ -222,6 +240,7 @@ fn scenario(backend: &str) -> Value {
     // Interface names are unique per run: the userspace backend's control socket lives in
     // the shared /var/run/wireguard.
     let (if_a, if_b) = (format!("rbm{pid}a"), format!("rbm{pid}b"));
+    lab.interfaces = vec![if_a.clone(), if_b.clone()];
     let (key_a, pub_a) = write_key(lab.dir.path(), "a");
     let (key_b, pub_b) = write_key(lab.dir.path(), "b");
     let cluster = format!("rbmesh-test-{pid}");
@@ -252,6 +271,12 @@ fn scenario(backend: &str) -> Value {
     let overlay_b = prefix.addr_of(&pub_b);
     assert_eq!(up_b["overlay"], overlay_b.to_string());
     assert_eq!(up_b["backend"], backend);
+    if backend == "userspace" {
+        // B's name is taken machine-wide (shared control socket dir), even from another
+        // namespace: A may not steal it.
+        let err = node_fails(&ns_a, &[], &if_b, &key_a);
+        assert!(err.contains("already exists"), "{err}");
+    }
 
     let bytes: u64 = std::env::var("RBMESH_BENCH_BYTES")
         .ok()
@@ -269,17 +294,20 @@ fn scenario(backend: &str) -> Value {
     let up_a = lab.nodes[a].next("up", Duration::from_secs(10));
     assert_eq!(up_a["overlay"], prefix.addr_of(&pub_a).to_string());
     let result = lab.nodes[a].next("result", Duration::from_secs(40));
+    assert_eq!(result["removed_peer_blocked"], true);
+    assert!(result["rejoin_ms"].as_f64().is_some());
     let status_a = lab.nodes[a].next("status", Duration::from_secs(5));
     lab.nodes[a].next("down", Duration::from_secs(5));
     lab.wait_exit(a, Duration::from_secs(5));
 
-    // A saw B: a completed handshake and traffic both ways, AllowedIPs = B's derived /128.
+    // A sees B (re-added by set_peers, so its counters restarted): a completed handshake,
+    // traffic both ways, AllowedIPs = B's derived /128.
     let peer = &status_a["peers"][0];
     assert_eq!(peer["public_key"], pub_b.to_string());
     assert_eq!(peer["overlay_addr"], overlay_b.to_string());
     assert!(!peer["last_handshake"].is_null(), "no handshake: {peer}");
-    assert!(peer["tx_bytes"].as_u64().unwrap() > bytes);
-    assert!(peer["rx_bytes"].as_u64().unwrap() > 0);
+    assert!(peer["tx_bytes"].as_u64().unwrap() > 0, "{peer}");
+    assert!(peer["rx_bytes"].as_u64().unwrap() > 0, "{peer}");
 
     // Stop B by closing its stdin; it removes its interface and exits cleanly.
     drop(lab.nodes[b].stdin.take());
@@ -307,7 +335,8 @@ fn scenario(backend: &str) -> Value {
 
     println!(
         "mesh[{backend}] Mesh::up {:.1} ms; first packet over the overlay {:.1} ms (handshake done after {} ms), \
-         RTT {:.3} ms, TCP {} bytes in {:.3} s = {:.0} Mbit/s",
+         RTT {:.3} ms, TCP {} bytes in {:.3} s = {:.0} Mbit/s; \
+         remove_peer blocked traffic, set_peers restored it in {:.1} ms",
         up_a["up_ms"].as_f64().unwrap(),
         result["first_packet_ms"].as_f64().unwrap(),
         result["handshake_ms"]
@@ -317,6 +346,7 @@ fn scenario(backend: &str) -> Value {
         result["tcp_bytes"],
         result["tcp_secs"].as_f64().unwrap(),
         result["tcp_mbit_s"].as_f64().unwrap(),
+        result["rejoin_ms"].as_f64().unwrap(),
     );
     result
 }
@@ -341,9 +371,10 @@ fn node_fails(ns: &str, wrapper: &[&str], ifname: &str, key: &Path) -> String {
 fn error_paths(kernel: bool) {
     let pid = std::process::id();
     let ns = format!("rbmesh-e-{pid}");
-    let lab = Lab::new(std::slice::from_ref(&ns));
+    let mut lab = Lab::new(std::slice::from_ref(&ns));
     let (key, _) = write_key(lab.dir.path(), "e");
     let ifname = format!("rbm{pid}e");
+    lab.interfaces.push(ifname.clone());
 
     // The name is taken (here by a veth): refuse, never adopt someone else's interface.
     must_ip(&[

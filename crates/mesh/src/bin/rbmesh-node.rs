@@ -106,9 +106,10 @@ fn run() -> Res<()> {
         "public_key": mesh.public_key(),
         "up_ms": started.elapsed().as_secs_f64() * 1e3,
     }));
+    let mut mesh = mesh;
     let outcome = match a.mode.as_str() {
         "serve" => serve(&mesh),
-        "probe" => probe(&mesh, &a),
+        "probe" => probe(&mut mesh, &a),
         _ => Err("say `serve` or `probe`".into()),
     };
     emit(json!({ "event": "status", "peers": mesh.peers_status()? }));
@@ -152,7 +153,7 @@ fn sink(mut conn: TcpStream) {
     let _ = conn.write_all(&total.to_be_bytes());
 }
 
-fn probe(mesh: &Mesh, a: &Args) -> Res<()> {
+fn probe(mesh: &mut Mesh, a: &Args) -> Res<()> {
     let target = a.target.ok_or("probe needs --target")?;
     let udp = UdpSocket::bind(SocketAddrV6::new(mesh.overlay_addr(), 0, 0, 0))?;
     udp.set_read_timeout(Some(Duration::from_millis(100)))?;
@@ -220,8 +221,45 @@ fn probe(mesh: &Mesh, a: &Args) -> Res<()> {
     if received != a.bytes {
         return Err(format!("sink got {received} bytes, sent {}", a.bytes).into());
     }
+    // 4. Peer management on the live interface: without the peer nothing gets through;
+    //    with it back (set_peers), traffic resumes after a new handshake.
+    let peer_key = a.peers.first().ok_or("probe needs --peer")?.public_key;
+    if !mesh.remove_peer(&peer_key)? {
+        return Err("the peer was not configured".into());
+    }
+    let _ = udp.send_to(b"gone", target);
+    let mut blocked = true;
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(300) {
+        if udp
+            .recv_from(&mut buf)
+            .is_ok_and(|(n, _)| &buf[..n] == b"gone")
+        {
+            blocked = false;
+        }
+    }
+    if !blocked {
+        return Err("traffic still flowed after remove_peer".into());
+    }
+    mesh.set_peers(a.peers.clone())?;
+    let t = Instant::now();
+    let rejoin = loop {
+        udp.send_to(b"back", target)?;
+        if udp
+            .recv_from(&mut buf)
+            .is_ok_and(|(n, _)| &buf[..n] == b"back")
+        {
+            break t.elapsed();
+        }
+        if t.elapsed() > Duration::from_secs(10) {
+            return Err("no traffic after set_peers re-added the peer".into());
+        }
+    };
+
     emit(json!({
         "event": "result",
+        "removed_peer_blocked": blocked,
+        "rejoin_ms": rejoin.as_secs_f64() * 1e3,
         "first_packet_ms": first_packet.as_secs_f64() * 1e3,
         "handshake_ms": handshake_ms,
         "rtt_median_ms": rtt_median,
