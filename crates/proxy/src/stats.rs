@@ -1,0 +1,65 @@
+//! Counters the daemon exports to Prometheus. No addresses, no client data.
+
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Atomic counters of one proxy. Cheap to read at any time; see
+/// [`ProxyStats::snapshot`].
+#[derive(Debug, Default)]
+pub struct ProxyStats {
+    pub(crate) accepted: AtomicU64,
+    pub(crate) active: AtomicU64,
+    pub(crate) rejected: AtomicU64,
+    pub(crate) bytes_to_target: AtomicU64,
+    pub(crate) bytes_to_client: AtomicU64,
+    pub(crate) connect_errors: AtomicU64,
+    pub(crate) timeouts: AtomicU64,
+    pub(crate) proxy_header_errors: AtomicU64,
+    pub(crate) http_errors: AtomicU64,
+}
+
+/// One consistent-enough reading of [`ProxyStats`] (each counter is read
+/// atomically, the set is not).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StatsSnapshot {
+    /// Connections accepted from tor, the rejected ones included.
+    pub accepted: u64,
+    /// Connections open now.
+    pub active: u64,
+    /// Connections closed at once because `max_connections` were open.
+    pub rejected: u64,
+    /// Payload bytes read from clients and forwarded to the target (PROXY
+    /// headers and rewritten HTTP heads count at their original size).
+    pub bytes_to_target: u64,
+    /// Payload bytes read from the target and forwarded to clients.
+    pub bytes_to_client: u64,
+    /// Connections to the target that failed (refused, SOCKS error or timeout).
+    pub connect_errors: u64,
+    /// Connections closed by a timeout: idle, connect, or waiting for a head.
+    pub timeouts: u64,
+    /// Missing or malformed PROXY lines from tor.
+    pub proxy_header_errors: u64,
+    /// Http mode: malformed or oversized heads (answered 400/431/502).
+    pub http_errors: u64,
+}
+
+impl ProxyStats {
+    /// Read every counter.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            accepted: self.accepted.load(Relaxed),
+            active: self.active.load(Relaxed),
+            rejected: self.rejected.load(Relaxed),
+            bytes_to_target: self.bytes_to_target.load(Relaxed),
+            bytes_to_client: self.bytes_to_client.load(Relaxed),
+            connect_errors: self.connect_errors.load(Relaxed),
+            timeouts: self.timeouts.load(Relaxed),
+            proxy_header_errors: self.proxy_header_errors.load(Relaxed),
+            http_errors: self.http_errors.load(Relaxed),
+        }
+    }
+
+    pub(crate) fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+}

@@ -1,0 +1,522 @@
+//! The proxy against in-process targets: echo servers, a fake SOCKS5 server
+//! standing in for tor, and a fake HTTP onion service.
+
+use rustbalance_proxy::proxy_protocol::{encode_v2, ProxyAddrs};
+use rustbalance_proxy::{Mode, Proxy, ProxyConfig, ProxyHandle, ProxyVersion, Target};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const ONION: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb.onion";
+const T: Duration = Duration::from_secs(5);
+
+fn any_port() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// An echo server: copies every connection back to itself, half-close aware.
+async fn echo_on(l: TcpListener) {
+    loop {
+        let Ok((mut s, _)) = l.accept().await else {
+            return;
+        };
+        tokio::spawn(async move {
+            let (mut r, mut w) = s.split();
+            let _ = tokio::io::copy(&mut r, &mut w).await;
+            let _ = w.shutdown().await;
+        });
+    }
+}
+
+async fn echo_server() -> SocketAddr {
+    let l = TcpListener::bind(any_port()).await.unwrap();
+    let a = l.local_addr().unwrap();
+    tokio::spawn(echo_on(l));
+    a
+}
+
+/// A port nothing listens on (bound, then released).
+async fn dead_port() -> SocketAddr {
+    TcpListener::bind(any_port())
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn tcp_cfg(target: SocketAddr) -> ProxyConfig {
+    ProxyConfig::new(
+        any_port(),
+        Target::Tcp {
+            host: target.ip().to_string(),
+            port: target.port(),
+        },
+    )
+}
+
+async fn start(cfg: ProxyConfig) -> ProxyHandle {
+    Proxy::start(cfg).await.unwrap()
+}
+
+async fn read_to_end(s: &mut TcpStream) -> Vec<u8> {
+    let mut v = Vec::new();
+    tokio::time::timeout(T, s.read_to_end(&mut v))
+        .await
+        .expect("read timed out")
+        .unwrap_or(0);
+    v
+}
+
+async fn roundtrip(p: &ProxyHandle, msg: &[u8]) -> Vec<u8> {
+    let mut c = TcpStream::connect(p.local_addr()).await.unwrap();
+    c.write_all(msg).await.unwrap();
+    c.shutdown().await.unwrap();
+    read_to_end(&mut c).await
+}
+
+#[tokio::test]
+async fn tcp_echo_with_half_close() {
+    let p = start(tcp_cfg(echo_server().await)).await;
+    let mut c = TcpStream::connect(p.local_addr()).await.unwrap();
+    c.write_all(b"hello ").await.unwrap();
+    let mut buf = [0u8; 6];
+    c.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"hello ");
+    c.write_all(b"world").await.unwrap();
+    c.shutdown().await.unwrap(); // half-close: we can still read
+    assert_eq!(read_to_end(&mut c).await, b"world");
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let s = p.stats().snapshot();
+    assert_eq!(
+        (s.accepted, s.active, s.bytes_to_target, s.bytes_to_client),
+        (1, 0, 11, 11)
+    );
+    assert_eq!(p.health().up, Some(true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_transfer_integrity() {
+    let p = start(tcp_cfg(echo_server().await)).await;
+    let data: Vec<u8> = (0..16u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let c = TcpStream::connect(p.local_addr()).await.unwrap();
+    let (mut r, mut w) = c.into_split();
+    let sent = data.clone();
+    let writer = tokio::spawn(async move {
+        w.write_all(&sent).await.unwrap();
+        w.shutdown().await.unwrap();
+    });
+    let mut got = Vec::with_capacity(data.len());
+    tokio::time::timeout(Duration::from_secs(20), r.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    writer.await.unwrap();
+    assert!(
+        got == data,
+        "16 MiB came back altered ({} bytes)",
+        got.len()
+    );
+}
+
+#[tokio::test]
+async fn dead_target_closes_promptly_and_recovers() {
+    let target = dead_port().await;
+    let p = start(tcp_cfg(target)).await;
+    let t0 = Instant::now();
+    assert_eq!(roundtrip(&p, b"x").await, b"");
+    assert!(
+        t0.elapsed() < Duration::from_secs(1),
+        "closed after {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(p.stats().snapshot().connect_errors, 1);
+    let h = p.health();
+    assert_eq!(h.up, Some(false));
+    assert!(h
+        .last_error
+        .unwrap()
+        .contains("cannot connect to the target"));
+
+    // The target comes back on the same port: the proxy serves again.
+    tokio::spawn(echo_on(TcpListener::bind(target).await.unwrap()));
+    assert_eq!(roundtrip(&p, b"back").await, b"back");
+    assert_eq!(p.health().up, Some(true));
+}
+
+#[tokio::test]
+async fn dead_target_http_gets_502() {
+    let mut cfg = tcp_cfg(dead_port().await);
+    cfg.mode = Mode::Http;
+    let p = start(cfg).await;
+    let t0 = Instant::now();
+    let res = roundtrip(&p, b"GET / HTTP/1.1\r\nHost: m.onion\r\n\r\n").await;
+    assert!(
+        res.starts_with(b"HTTP/1.1 502 Bad Gateway\r\n"),
+        "{}",
+        String::from_utf8_lossy(&res)
+    );
+    assert!(t0.elapsed() < Duration::from_secs(1));
+    let bad = roundtrip(&p, b"NOT HTTP AT ALL\r\n\r\n").await;
+    assert!(bad.starts_with(b"HTTP/1.1 400 "));
+    let huge = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(20_000));
+    assert!(roundtrip(&p, huge.as_bytes())
+        .await
+        .starts_with(b"HTTP/1.1 431 "));
+    assert_eq!(p.stats().snapshot().http_errors, 2);
+}
+
+#[tokio::test]
+async fn idle_timeout_closes_both_sides() {
+    let mut cfg = tcp_cfg(echo_server().await);
+    cfg.idle_timeout = Duration::from_millis(300);
+    let p = start(cfg).await;
+
+    // Traffic every 100 ms keeps the connection open past the timeout.
+    let mut busy = TcpStream::connect(p.local_addr()).await.unwrap();
+    let mut t0 = Instant::now();
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        busy.write_all(b".").await.unwrap();
+        let mut b = [0u8; 1];
+        busy.read_exact(&mut b).await.unwrap();
+        t0 = Instant::now();
+    }
+    // Then silence: closed within idle * 1.125 (+ scheduling slack).
+    assert_eq!(read_to_end(&mut busy).await, b"");
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_millis(700),
+        "closed after {waited:?}"
+    );
+    assert_eq!(p.stats().snapshot().timeouts, 1);
+}
+
+#[tokio::test]
+async fn connection_limit_rejects_the_excess_at_once() {
+    let mut cfg = tcp_cfg(echo_server().await);
+    cfg.max_connections = 2;
+    let p = start(cfg).await;
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut c = TcpStream::connect(p.local_addr()).await.unwrap();
+        c.write_all(b"a").await.unwrap();
+        let mut b = [0u8; 1];
+        c.read_exact(&mut b).await.unwrap();
+        open.push(c);
+    }
+    let t0 = Instant::now();
+    let mut third = TcpStream::connect(p.local_addr()).await.unwrap();
+    assert_eq!(read_to_end(&mut third).await, b"");
+    assert!(t0.elapsed() < Duration::from_millis(500));
+    let s = p.stats().snapshot();
+    assert_eq!((s.accepted, s.active, s.rejected), (3, 2, 1));
+    drop(open.pop());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(roundtrip(&p, b"ok").await, b"ok");
+}
+
+/// A target that records the first `n` bytes it receives, then echoes.
+async fn recording_target(n: usize) -> (SocketAddr, tokio::sync::oneshot::Receiver<Vec<u8>>) {
+    let l = TcpListener::bind(any_port()).await.unwrap();
+    let a = l.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut v = vec![0u8; n];
+        s.read_exact(&mut v).await.unwrap();
+        let _ = tx.send(v);
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest).await;
+    });
+    (a, rx)
+}
+
+#[tokio::test]
+async fn tor_proxy_header_is_parsed_and_forwarded_as_v1() {
+    let tor_line = b"PROXY TCP6 fc00:dead:beef:4dad::0:29 ::1 65535 42\r\n";
+    let forwarded = b"PROXY TCP6 fc00:dead:beef:4dad::29 ::1 65535 42\r\n";
+    let (target, got) = recording_target(forwarded.len() + 5).await;
+    let mut cfg = tcp_cfg(target);
+    cfg.expect_proxy_header = true;
+    cfg.send_proxy = Some(ProxyVersion::V1);
+    let p = start(cfg).await;
+    let mut c = TcpStream::connect(p.local_addr()).await.unwrap();
+    // tor's line and the client's first bytes in one segment.
+    c.write_all(&[&tor_line[..], b"hello"].concat())
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(T, got).await.unwrap().unwrap();
+    assert_eq!(got, [&forwarded[..], b"hello"].concat());
+    let conns = p.connections();
+    assert_eq!(conns.len(), 1);
+    assert_eq!(conns[0].circuit_id, Some(41));
+}
+
+#[tokio::test]
+async fn tor_proxy_header_forwarded_as_v2_and_bad_lines_counted() {
+    let v2 = encode_v2(&ProxyAddrs::tor_circuit(0xdead_beef, 80));
+    let (target, got) = recording_target(v2.len() + 2).await;
+    let mut cfg = tcp_cfg(target);
+    cfg.expect_proxy_header = true;
+    cfg.send_proxy = Some(ProxyVersion::V2);
+    let p = start(cfg).await;
+    let mut c = TcpStream::connect(p.local_addr()).await.unwrap();
+    c.write_all(b"PROXY TCP6 fc00:dead:beef:4dad::dead:beef ::1 65535 80\r\n")
+        .await
+        .unwrap();
+    c.write_all(b"hi").await.unwrap();
+    assert_eq!(
+        tokio::time::timeout(T, got).await.unwrap().unwrap(),
+        [&v2[..], b"hi"].concat()
+    );
+
+    // No PROXY line (tor not configured for it): the connection is closed.
+    assert_eq!(roundtrip(&p, b"GET / HTTP/1.1\r\n\r\n").await, b"");
+    assert_eq!(p.stats().snapshot().proxy_header_errors, 1);
+}
+
+/// A fake tor SOCKS port: SOCKS5 without auth; CONNECT to `ONION:80` goes to
+/// `backend`, anything else gets "host unreachable". Records requested hosts.
+async fn fake_socks(backend: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let l = TcpListener::bind(any_port()).await.unwrap();
+    let a = l.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut g = [0u8; 3];
+                s.read_exact(&mut g).await.unwrap();
+                assert_eq!(g, [5, 1, 0], "greeting: SOCKS5, one method, no auth");
+                s.write_all(&[5, 0]).await.unwrap();
+                let mut h = [0u8; 5];
+                s.read_exact(&mut h).await.unwrap();
+                assert_eq!(h[..4], [5, 1, 0, 3], "CONNECT by domain name");
+                let mut name = vec![0u8; h[4] as usize + 2];
+                s.read_exact(&mut name).await.unwrap();
+                let port = u16::from_be_bytes([name[name.len() - 2], name[name.len() - 1]]);
+                let host = String::from_utf8(name[..name.len() - 2].to_vec()).unwrap();
+                log.lock().unwrap().push(format!("{host}:{port}"));
+                if host != ONION || port != 80 {
+                    s.write_all(&[5, 4, 0, 1, 0, 0, 0, 0, 0, 0]).await.unwrap();
+                    return;
+                }
+                let mut b = TcpStream::connect(backend).await.unwrap();
+                s.write_all(&[5, 0, 0, 1, 127, 0, 0, 1, 0, 0])
+                    .await
+                    .unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut s, &mut b).await;
+            });
+        }
+    });
+    (a, seen)
+}
+
+/// A fake onion web application: returns the request head it got and
+/// answers with a redirect and cookies naming its own address.
+async fn fake_onion_app() -> (SocketAddr, tokio::sync::mpsc::Receiver<String>) {
+    let l = TcpListener::bind(any_port()).await.unwrap();
+    let a = l.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut v = Vec::new();
+                let mut b = [0u8; 1024];
+                while !v.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = s.read(&mut b).await.unwrap();
+                    assert!(n > 0);
+                    v.extend_from_slice(&b[..n]);
+                }
+                let text = String::from_utf8(v).unwrap();
+                let body_len: usize = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Content-Length: "))
+                    .map_or(0, |n| n.trim().parse().unwrap());
+                let have = text.len() - text.find("\r\n\r\n").unwrap() - 4;
+                let mut body = vec![0u8; body_len - have];
+                s.read_exact(&mut body).await.unwrap();
+                tx.send(text).await.unwrap();
+                let res = format!(
+                    "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 302 Found\r\nLocation: http://{ONION}/login?next=%2F\r\n\
+                     Set-Cookie: sid=42; Domain={ONION}; Path=/; HttpOnly\r\nSet-Cookie: x=1; Domain=.{ONION}\r\n\
+                     Connection: keep-alive\r\nContent-Length: 5\r\n\r\nmoved"
+                );
+                s.write_all(res.as_bytes()).await.unwrap();
+                // A compliant server closes after answering `Connection: close`.
+            });
+        }
+    });
+    (a, rx)
+}
+
+#[tokio::test]
+async fn http_mode_rewrites_through_socks() {
+    let (app, mut heads) = fake_onion_app().await;
+    let (socks, seen) = fake_socks(app).await;
+    let mut cfg = ProxyConfig::new(
+        any_port(),
+        Target::Onion {
+            address: ONION.into(),
+            port: 80,
+            socks,
+        },
+    );
+    cfg.mode = Mode::Http;
+    cfg.public_host = Some("master.onion".into());
+    let p = start(cfg).await;
+
+    let t0 = Instant::now();
+    let mut c = TcpStream::connect(p.local_addr()).await.unwrap();
+    c.write_all(
+        b"POST /form HTTP/1.1\r\nHost: master.onion\r\nOrigin: http://master.onion\r\nConnection: keep-alive\r\nContent-Length: 4\r\n\r\nbody",
+    )
+    .await
+    .unwrap();
+    let res = String::from_utf8(read_to_end(&mut c).await).unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    assert_eq!(
+        res,
+        "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 302 Found\r\nLocation: http://master.onion/login?next=%2F\r\n\
+         Set-Cookie: sid=42; Domain=master.onion; Path=/; HttpOnly\r\nSet-Cookie: x=1; Domain=.master.onion\r\n\
+         Content-Length: 5\r\nConnection: close\r\n\r\nmoved"
+    );
+    let head = heads.recv().await.unwrap();
+    assert_eq!(
+        head,
+        format!(
+            "POST /form HTTP/1.1\r\nHost: {ONION}\r\nOrigin: http://{ONION}\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbody"
+        )
+    );
+    assert_eq!(*seen.lock().unwrap(), [format!("{ONION}:80")]);
+    assert_eq!(p.health().up, Some(true));
+}
+
+#[tokio::test]
+async fn http_mode_socks_failure_gives_502() {
+    let (socks, _) = fake_socks(dead_port().await).await;
+    let other = ONION.replace('b', "c");
+    let mut cfg = ProxyConfig::new(
+        any_port(),
+        Target::Onion {
+            address: other,
+            port: 80,
+            socks,
+        },
+    );
+    cfg.mode = Mode::Http;
+    let p = start(cfg).await;
+    let res = roundtrip(&p, b"GET / HTTP/1.1\r\nHost: m.onion\r\n\r\n").await;
+    assert!(res.starts_with(b"HTTP/1.1 502 "));
+    let err = p.health().last_error.unwrap();
+    assert!(
+        err.contains("host unreachable") && err.contains("cccccc….onion"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn graceful_drain_then_close() {
+    let p = start(tcp_cfg(echo_server().await)).await;
+    let addr = p.local_addr();
+    // One connection finishes during the drain, one never does.
+    let mut finishing = TcpStream::connect(addr).await.unwrap();
+    let mut stuck = TcpStream::connect(addr).await.unwrap();
+    for c in [&mut finishing, &mut stuck] {
+        c.write_all(b"x").await.unwrap();
+        let mut b = [0u8; 1];
+        c.read_exact(&mut b).await.unwrap();
+    }
+    let t0 = Instant::now();
+    let shutdown = tokio::spawn(p.shutdown(Duration::from_millis(400)));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "the listener is closed"
+    );
+    // Still served while draining.
+    finishing.write_all(b"y").await.unwrap();
+    let mut b = [0u8; 1];
+    finishing.read_exact(&mut b).await.unwrap();
+    finishing.shutdown().await.unwrap();
+    assert_eq!(read_to_end(&mut finishing).await, b"");
+    let report = shutdown.await.unwrap();
+    assert!(t0.elapsed() >= Duration::from_millis(400) && t0.elapsed() < Duration::from_secs(2));
+    assert_eq!((report.in_flight, report.drained, report.closed), (2, 1, 1));
+    assert_eq!(
+        read_to_end(&mut stuck).await,
+        b"",
+        "the stuck connection is closed"
+    );
+
+    // Nothing open: the drain returns at once.
+    let p = start(tcp_cfg(echo_server().await)).await;
+    let t0 = Instant::now();
+    let r = p.shutdown(Duration::from_secs(10)).await;
+    assert_eq!((r.in_flight, r.closed), (0, 0));
+    assert!(t0.elapsed() < Duration::from_millis(500));
+}
+
+#[tokio::test]
+async fn active_health_probe_follows_the_target() {
+    let l = TcpListener::bind(any_port()).await.unwrap();
+    let target = l.local_addr().unwrap();
+    let mut cfg = tcp_cfg(target);
+    cfg.health_check_interval = Some(Duration::from_millis(50));
+    let p = start(cfg).await;
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let h = p.health();
+    assert_eq!((h.up, h.source), (Some(true), Some("probe")));
+    drop(l);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(p.health().up, Some(false));
+}
+
+#[tokio::test]
+async fn invalid_configurations_are_refused_with_a_reason() {
+    let socks: SocketAddr = "127.0.0.1:9050".parse().unwrap();
+    let mut c = tcp_cfg("127.0.0.1:1".parse().unwrap());
+    c.max_connections = 0;
+    assert!(Proxy::start(c)
+        .await
+        .err()
+        .unwrap()
+        .to_string()
+        .contains("max_connections"));
+    let c = ProxyConfig::new(
+        any_port(),
+        Target::Onion {
+            address: "short.onion".into(),
+            port: 80,
+            socks,
+        },
+    );
+    assert!(Proxy::start(c)
+        .await
+        .err()
+        .unwrap()
+        .to_string()
+        .contains("v3 address"));
+    let busy = TcpListener::bind(any_port()).await.unwrap();
+    let mut c = tcp_cfg("127.0.0.1:1".parse().unwrap());
+    c.listen = busy.local_addr().unwrap();
+    assert!(Proxy::start(c)
+        .await
+        .err()
+        .unwrap()
+        .to_string()
+        .contains("cannot listen"));
+}
