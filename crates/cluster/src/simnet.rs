@@ -17,7 +17,12 @@ use tokio::sync::mpsc;
 
 use crate::transport::{DatagramSocket, Network, MAX_DATAGRAM};
 
-type Mailbox = mpsc::UnboundedSender<(Vec<u8>, SocketAddr)>;
+type Mailbox = mpsc::Sender<(Vec<u8>, SocketAddr)>;
+
+/// Datagrams queued per socket before new ones are dropped, like a UDP receive buffer.
+/// Without this bound an overloaded simulation queues without limit and its latency
+/// grows until every node looks dead.
+const MAILBOX: usize = 512;
 
 /// One datagram seen by the recorder.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,7 +37,8 @@ pub struct Recorded {
 pub struct Traffic {
     pub datagrams_sent: u64,
     pub bytes_sent: u64,
-    /// Dropped because of a cut link, an unbound destination or the size limit.
+    /// Dropped because of a cut link, an unbound destination, the size limit or a full
+    /// receive queue.
     pub dropped: u64,
 }
 
@@ -108,7 +114,7 @@ impl SimNet {
     /// Delivers `bytes` to `to` as if sent by `from` (links and limits do not apply).
     pub fn inject(&self, from: SocketAddr, to: SocketAddr, bytes: Vec<u8>) {
         if let Some((_, tx)) = self.lock().mailboxes.get(&to) {
-            let _ = tx.send((bytes, from));
+            let _ = tx.try_send((bytes, from));
         }
     }
 
@@ -141,14 +147,15 @@ impl SimNet {
             t.dropped += 1;
             return;
         };
-        drop(inner);
         let msg = (bytes.to_vec(), from);
         if delay.is_zero() {
-            let _ = tx.send(msg);
+            if tx.try_send(msg).is_err() {
+                t.dropped += 1;
+            }
         } else {
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
-                let _ = tx.send(msg);
+                let _ = tx.try_send(msg);
             });
         }
     }
@@ -174,7 +181,7 @@ impl Network for SimNet {
                 format!("{addr} is already bound"),
             ));
         }
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(MAILBOX);
         let id = inner.next_socket_id;
         inner.next_socket_id += 1;
         inner.mailboxes.insert(addr, (id, tx));
@@ -191,7 +198,7 @@ struct SimSocket {
     net: SimNet,
     addr: SocketAddr,
     id: u64,
-    rx: mpsc::UnboundedReceiver<(Vec<u8>, SocketAddr)>,
+    rx: mpsc::Receiver<(Vec<u8>, SocketAddr)>,
 }
 
 #[async_trait]
