@@ -697,7 +697,7 @@ fn consensus_complete(ns: &str, expected: &[&NodeSpec]) -> std::result::Result<S
             missing.push(format!("{} not listed", n.name));
             continue;
         };
-        let mut need = vec!["Running", "HSDir"];
+        let mut need = vec!["Running", "Valid", "HSDir", "Stable", "Fast"];
         match n.role {
             Role::Guard => need.push("Guard"),
             Role::Exit => need.push("Exit"),
@@ -797,7 +797,7 @@ mod tests {
             },
         );
         let expected: Vec<&NodeSpec> = nodes.iter().filter(|n| n.role != Role::Client).collect();
-        let ns = "r a1 x\ns Authority HSDir Running V2Dir Valid\nr r1 y\ns Fast Guard HSDir Running\nr r2 z\ns Fast HSDir Running\n";
+        let ns = "r a1 x\ns Authority Fast HSDir Running Stable V2Dir Valid\nr r1 y\ns Fast Guard HSDir Running Stable Valid\nr r2 z\ns Fast HSDir Running Stable Valid\n";
         let err = consensus_complete(ns, &expected).unwrap_err();
         assert!(err.contains("r2 lacks Exit"), "{err}");
         let ns = ns.replace("s Fast HSDir", "s Exit Fast HSDir");

@@ -90,7 +90,16 @@ pub(crate) fn core_torrc(layout: &Layout, state: &LabState, node: &NodeSpec) -> 
                 .push("TestingV3AuthInitialDistDelay", "4 seconds")?
                 .push("TestingDirAuthVoteGuard", ips(Role::Guard))?
                 .push("TestingDirAuthVoteExit", ips(Role::Exit))?
-                .push("TestingDirAuthVoteHSDir", "*")?;
+                .push("TestingDirAuthVoteHSDir", "*")?
+                // Stable and Fast for every relay from the first consensus.
+                // Otherwise only a few relays are Stable at first, and a
+                // client's high-uptime internal (onion service) circuits
+                // then pick the same node as guard and last hop over and
+                // over ("Client asked me to extend back to the previous
+                // hop"): bootstrap stalled for 30-80 s under load.
+                .push("AuthDirVoteStableGuaranteeMinUptime", "0 seconds")?
+                .push("AuthDirVoteStableGuaranteeMTBF", "0 seconds")?
+                .push("AuthDirFastGuarantee", "0 bytes")?;
         }
         Role::Guard => {
             relay(&mut t, node)?;
@@ -107,12 +116,6 @@ pub(crate) fn core_torrc(layout: &Layout, state: &LabState, node: &NodeSpec) -> 
         Role::Client => {
             let port = node.socks_port.unwrap_or(crate::net::SOCKS_PORT);
             t.push("SocksPort", format!("{}:{port} ExtendedErrors", node.ip))?;
-            // With vanguards-lite, tor does not keep the guard out of the
-            // last hop of internal (onion service) circuits. With 9 relays the
-            // client's first circuits then often run guard -> X -> guard,
-            // which X refuses ("extend back to the previous hop"), and
-            // bootstrap stalled for 10-45 s in about one start in three.
-            t.push("VanguardsLiteEnabled", 0)?;
         }
         Role::Tor | Role::Program => {}
     }

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use rustbalance_tor::process::stop_all;
 use rustbalance_tor::Torrc;
 
 use crate::err::{file_err, Error, Result};
@@ -202,11 +203,16 @@ impl OnionbalanceSetup {
 
     /// Stops Onionbalance, its tor and the instances. Blocks the calling thread.
     pub fn stop(&self) -> Result<()> {
-        self.daemon.stop()?;
-        self.control_tor.stop()?;
-        for b in &self.instances {
-            b.tor.stop()?;
+        let daemon = [self.daemon.process_id()];
+        let tors: Vec<_> = std::iter::once(&self.control_tor)
+            .chain(self.instances.iter().map(|b| &b.tor))
+            .map(LabTor::process_id)
+            .collect();
+        for id in daemon.iter().chain(&tors) {
+            id.terminate()?;
         }
+        stop_all(&daemon, crate::lab::PROGRAM_GRACE)?;
+        stop_all(&tors, Duration::from_secs(10))?;
         Ok(())
     }
 }

@@ -55,6 +55,10 @@ impl LabTor {
     pub fn pid(&self) -> u32 {
         self.process.pid()
     }
+    /// Its pid and start time.
+    pub fn process_id(&self) -> ProcessId {
+        self.process.id()
+    }
     /// True while it runs.
     pub fn is_alive(&self) -> bool {
         self.process.is_alive()
@@ -93,6 +97,10 @@ impl LabProcess {
     /// Its pid.
     pub fn pid(&self) -> u32 {
         self.id.pid
+    }
+    /// Its pid and start time.
+    pub fn process_id(&self) -> ProcessId {
+        self.id
     }
     /// Its stdout/stderr log.
     pub fn log_file(&self) -> &Path {
