@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod daemon;
 pub mod err;
 pub mod layout;
 pub mod metrics;

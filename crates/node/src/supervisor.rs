@@ -78,7 +78,7 @@ pub struct TorStatus {
 pub struct TorSupervisor {
     status: watch::Receiver<TorStatus>,
     stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl TorSupervisor {
@@ -97,7 +97,7 @@ impl TorSupervisor {
         TorSupervisor {
             status: rx,
             stop: stop_tx,
-            task,
+            task: std::sync::Mutex::new(Some(task)),
         }
     }
 
@@ -152,10 +152,14 @@ impl TorSupervisor {
         Ok(ControlClient::connect_authenticated(addr).await?)
     }
 
-    /// Stop tor (SIGTERM, SIGKILL after 10 s) and the watchdog.
-    pub async fn stop(self) {
+    /// Stop tor (SIGTERM, SIGKILL after 10 s) and the watchdog; returns
+    /// once tor is gone. Later calls return at once.
+    pub async fn stop(&self) {
         let _ = self.stop.send(true);
-        let _ = self.task.await;
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = task {
+            let _ = t.await;
+        }
     }
 }
 

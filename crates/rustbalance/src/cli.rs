@@ -31,11 +31,56 @@ pub enum Command {
     /// Inspect or build v3 onion-service descriptors offline.
     #[command(subcommand)]
     Descriptor(DescriptorCmd),
+    /// Run a node: supervised tor, reverse proxy to the target, admin
+    /// endpoint. Stops cleanly on SIGTERM/SIGINT.
+    Run {
+        /// The node's config file (see docs/CONFIG.md).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Create a new single-node service: master key, config file; prints
+    /// the onion address.
+    Init {
+        /// Directory for the key, the config and the node's data.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// Where clients are forwarded: tcp://HOST:PORT or onion://ADDRESS.onion:PORT.
+        #[arg(long, value_name = "URL")]
+        target: String,
+        /// Node name.
+        #[arg(long, default_value = "node1")]
+        name: String,
+        /// Admin endpoint (status, metrics).
+        #[arg(long, default_value = "127.0.0.1:9661")]
+        admin: std::net::SocketAddr,
+    },
+    /// Validate a config file and explain every problem.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Show a running node's status (from its admin endpoint).
+    Status {
+        /// The node's config file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// A private Tor network on this machine, for trying RustBalance and for
     /// end-to-end tests. Every process listens on 127.0.0.0/8 only and is
     /// stopped by its pid file.
     #[command(subcommand)]
     Lab(LabCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCmd {
+    /// Check a config file; exit status 0 when it is valid.
+    Check {
+        /// The config file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
 }
 
 /// Where a lab lives.
@@ -81,6 +126,24 @@ pub enum LabCmd {
         /// Seconds before giving up.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
+    },
+    /// Print a complete node config for the lab network (use it with
+    /// `rustbalance run --config`).
+    NodeConfig {
+        #[command(flatten)]
+        dir: LabDir,
+        /// Node name.
+        #[arg(long)]
+        name: String,
+        /// The target, HOST:PORT.
+        #[arg(long, value_name = "HOST:PORT")]
+        target: String,
+        /// Master key file (default: a new key under the lab dir).
+        #[arg(long, value_name = "FILE")]
+        master_key: Option<PathBuf>,
+        /// Admin endpoint.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        admin: std::net::SocketAddr,
     },
     /// The main job end to end: a lab, two onion-service instances behind
     /// one master address, RustBalance merging and publishing the master

@@ -2,9 +2,10 @@
 
 mod descriptor;
 mod keygen;
-mod lab;
+pub mod lab;
+mod node;
 
-use crate::cli::{Cli, Command, DescriptorCmd, NetworkArgs};
+use crate::cli::{Cli, Command, ConfigCmd, DescriptorCmd, NetworkArgs};
 use anyhow::{bail, Result};
 use rustbalance_hs::TimeParams;
 use std::time::SystemTime;
@@ -34,6 +35,15 @@ pub fn run(cli: Cli) -> Result<()> {
             &net,
         ),
         Command::Lab(cmd) => lab::run(cmd),
+        Command::Run { config } => node::run(&config),
+        Command::Init {
+            dir,
+            target,
+            name,
+            admin,
+        } => node::init(&dir, &target, &name, admin),
+        Command::Config(ConfigCmd::Check { config }) => node::check(&config),
+        Command::Status { config, json } => node::status(&config, json),
     }
 }
 

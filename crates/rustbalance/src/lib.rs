@@ -3,6 +3,6 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
-mod cmd;
+pub mod cmd;
 pub mod demo;
 pub mod publisher;

@@ -78,6 +78,11 @@ pub fn run(cmd: LabCmd) -> Result<()> {
                 }
                 Ok(())
             }
+            LabCmd::NodeConfig { dir, name, target, master_key, admin } => {
+                let lab = Lab::open(dir.path("rustbalance-lab"))?;
+                print!("{}", node_config(&lab, &name, &target, master_key, admin)?);
+                Ok(())
+            }
             LabCmd::Demo { dir, requests, keep } => demo(dir.path("rustbalance-demo"), requests, keep).await,
         }
     })
@@ -144,4 +149,51 @@ async fn demo(dir: PathBuf, requests: usize, keep: bool) -> Result<()> {
         eprintln!("lab stopped");
     }
     result
+}
+
+/// A node config that joins `lab`'s network.
+pub fn node_config(
+    lab: &Lab,
+    name: &str,
+    target: &str,
+    master_key: Option<PathBuf>,
+    admin: std::net::SocketAddr,
+) -> Result<String> {
+    let base = lab.dir().join("rustbalance").join(name);
+    let master_key = match master_key {
+        Some(k) => k,
+        None => {
+            let dir = base.join("master");
+            let file = dir.join(rustbalance_hs::keys::SECRET_KEY_FILE);
+            if !file.exists() {
+                rustbalance_hs::IdentityKey::generate(&mut rand::rng()).write_tor_dir(&dir)?;
+            }
+            file
+        }
+    };
+    // A fixed admin port, so that `rustbalance status --config` finds it.
+    let admin = if admin.port() == 0 {
+        std::net::TcpListener::bind(admin)?.local_addr()?
+    } else {
+        admin
+    };
+    let mut extra = vec![
+        "TestingTorNetwork 1".to_string(),
+        "ClientUseIPv6 0".to_string(),
+    ];
+    extra.extend(
+        lab.dir_authority_lines()
+            .into_iter()
+            .map(|l| format!("DirAuthority {l}")),
+    );
+    Ok(rustbalance_node::config::Template {
+        name: name.to_string(),
+        data_dir: base.join("data"),
+        master_key,
+        target: format!("tcp://{target}"),
+        admin,
+        extra_torrc: extra,
+        testing_network: true,
+    }
+    .render())
 }

@@ -1,0 +1,324 @@
+//! `rustbalance run`: one node in single-node mode.
+//!
+//! Start order: data directory and pid file → master key into tor's
+//! HiddenServiceDir → proxy listener (its port goes into the torrc) →
+//! supervised tor → admin endpoint → upload watcher. Shutdown (SIGTERM or
+//! SIGINT) runs it backwards: stop accepting, drain the proxy, stop tor.
+
+use crate::admin::{Admin, StatusFn};
+use crate::config::{Config, TargetUrl};
+use crate::err::{Error, Result};
+use crate::layout::Layout;
+use crate::metrics::Metrics;
+use crate::supervisor::{TorPhase, TorSpec, TorStatus, TorSupervisor};
+use rustbalance_hs::atomic::{create_private_dir, write_atomic};
+use rustbalance_hs::IdentityKey;
+use rustbalance_proxy::{Mode, Proxy, ProxyConfig, ProxyHandle, ProxyVersion, Target};
+use serde::Serialize;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// Last descriptor upload seen on tor's control port.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UploadStatus {
+    /// `HS_DESC UPLOADED` events seen.
+    pub uploaded: u64,
+    /// `HS_DESC FAILED` events seen (uploads).
+    pub failed: u64,
+    /// When the last successful upload was confirmed (RFC 3339).
+    pub last_uploaded: Option<String>,
+}
+
+/// Pick a free loopback port (for tor's SocksPort when the target is an onion).
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| Error::Other(format!("cannot find a free port: {e}")))?;
+    Ok(l.local_addr()
+        .map_err(|e| Error::Other(e.to_string()))?
+        .port())
+}
+
+fn proxy_config(cfg: &Config, socks: Option<SocketAddr>) -> Result<ProxyConfig> {
+    let target = match cfg.target_url()? {
+        TargetUrl::Tcp { host, port } => Target::Tcp { host, port },
+        TargetUrl::Onion { address, port } => Target::Onion {
+            address: address.to_string(),
+            port,
+            socks: socks.ok_or_else(|| Error::Other("onion target without a SOCKS port".into()))?,
+        },
+    };
+    let mut p = ProxyConfig::new(cfg.proxy.listen, target);
+    p.mode = if cfg.target.mode == "http" {
+        Mode::Http
+    } else {
+        Mode::Tcp
+    };
+    p.connect_timeout = Duration::from_secs(cfg.proxy.connect_timeout_secs);
+    p.idle_timeout = Duration::from_secs(cfg.proxy.idle_timeout_secs);
+    p.max_connections = cfg.proxy.max_connections;
+    p.expect_proxy_header = cfg.proxy.export_circuit_id;
+    p.send_proxy = match cfg.proxy.proxy_protocol.as_str() {
+        "v1" => Some(ProxyVersion::V1),
+        "v2" => Some(ProxyVersion::V2),
+        _ => None,
+    };
+    Ok(p)
+}
+
+/// Run a node until `shutdown` resolves. `progress` receives one line per
+/// start-up step.
+pub async fn run(
+    cfg: Config,
+    shutdown: impl Future<Output = ()>,
+    progress: impl Fn(&str),
+) -> Result<()> {
+    let layout = Layout::new(&cfg.node.data_dir);
+    create_private_dir(&layout.data_dir)?;
+    create_private_dir(&layout.tor_dir())?;
+    let pid_file = layout.daemon_pid();
+    if let Ok(old) = std::fs::read_to_string(&pid_file) {
+        if let Some(id) = old
+            .trim()
+            .parse()
+            .ok()
+            .and_then(rustbalance_tor::ProcessId::of_pid)
+        {
+            if id.pid != std::process::id() {
+                return Err(Error::Other(format!(
+                    "another rustbalance (pid {}) runs on {}; stop it first",
+                    id.pid,
+                    layout.data_dir.display()
+                )));
+            }
+        }
+    }
+    write_atomic(
+        &pid_file,
+        format!("{}\n", std::process::id()).as_bytes(),
+        0o644,
+    )?;
+
+    let master = IdentityKey::load(&cfg.service.master_key)?;
+    master.write_tor_dir(&layout.master_hs_dir())?;
+    progress(&format!("master address {}", master.address()));
+
+    let onion_target = matches!(cfg.target_url()?, TargetUrl::Onion { .. });
+    let socks = if onion_target {
+        Some(SocketAddr::from(([127, 0, 0, 1], free_port()?)))
+    } else {
+        None
+    };
+    let proxy = Proxy::start(proxy_config(&cfg, socks)?)
+        .await
+        .map_err(|e| Error::Other(format!("proxy: {e}")))?;
+    progress(&format!(
+        "proxy listening on {} -> {}",
+        proxy.local_addr(),
+        cfg.target.url
+    ));
+
+    let mut torrc =
+        crate::torrc::single_node(&cfg, &layout, proxy.local_addr(), std::process::id(), false)?;
+    if let Some(s) = socks {
+        torrc.push("SocksPort", s)?;
+    }
+    write_atomic(&layout.torrc(), torrc.render().as_bytes(), 0o600)?;
+    let tor = Arc::new(TorSupervisor::start(TorSpec {
+        binary: cfg.tor.binary.clone(),
+        torrc: layout.torrc(),
+        control_port_file: layout.control_port_file(),
+        log_file: layout.tor_log(),
+        output_file: layout.tor_output(),
+        pid_file: layout.tor_pid(),
+        backoff_min: Duration::from_secs(1),
+        backoff_max: Duration::from_secs(30),
+    }));
+
+    let uploads = Arc::new(Mutex::new(UploadStatus::default()));
+    let metrics = Metrics::new();
+    register_metrics(&metrics, &tor, &proxy, &uploads);
+    let status_fn: StatusFn = {
+        let (tor, stats, uploads, addr) = (
+            tor.clone(),
+            proxy.stats(),
+            uploads.clone(),
+            master.address(),
+        );
+        let (name, target, listen) = (
+            cfg.node.name.clone(),
+            cfg.target.url.clone(),
+            proxy.local_addr(),
+        );
+        let health = proxy.health_handle();
+        Arc::new(move || {
+            serde_json::json!({
+                "node": name,
+                "mode": "single",
+                "master_address": addr.to_string(),
+                "tor": tor.status(),
+                "proxy": { "listen": listen, "stats": stats.snapshot() },
+                "target": { "url": target, "health": health.get() },
+                "uploads": uploads.lock().map(|u| u.clone()).unwrap_or_default(),
+            })
+        })
+    };
+    let admin = Admin::start(cfg.admin.listen, metrics.clone(), status_fn)
+        .await
+        .map_err(|e| Error::Other(format!("admin endpoint {}: {e}", cfg.admin.listen)))?;
+    progress(&format!(
+        "admin endpoint http://{}/status and /metrics",
+        admin.addr()
+    ));
+
+    let watcher = tokio::spawn(watch_uploads(
+        tor.clone(),
+        master.address().without_suffix(),
+        uploads.clone(),
+    ));
+
+    let boot = tor.wait_running(Duration::from_secs(cfg.tor.bootstrap_timeout_secs), {
+        let mut last = (TorPhase::Stopped, 255u8);
+        move |s: &TorStatus| {
+            if (s.phase, s.bootstrap) != last {
+                last = (s.phase, s.bootstrap);
+                progress(&format!("tor {:?} {} %", s.phase, s.bootstrap));
+            }
+        }
+    });
+    tokio::pin!(shutdown);
+    tokio::select! {
+        r = boot => if let Err(e) = r { tracing::warn!("{e}; still waiting for tor"); },
+        _ = &mut shutdown => {}
+    }
+    shutdown.await;
+
+    tracing::info!("shutting down: draining the proxy, stopping tor");
+    admin.stop();
+    watcher.abort();
+    let report = proxy.shutdown(Duration::from_secs(5)).await;
+    tracing::info!("proxy drained: {report:?}");
+    tor.stop().await;
+    tracing::info!("tor stopped");
+    let _ = std::fs::remove_file(&pid_file);
+    Ok(())
+}
+
+fn register_metrics(
+    m: &Metrics,
+    tor: &Arc<TorSupervisor>,
+    proxy: &ProxyHandle,
+    uploads: &Arc<Mutex<UploadStatus>>,
+) {
+    let t = tor.clone();
+    m.register(move |w| {
+        let s = t.status();
+        w.gauge(
+            "rustbalance_tor_up",
+            "1 when tor is bootstrapped and running.",
+            f64::from(u8::from(s.phase == TorPhase::Running)),
+        );
+        w.gauge(
+            "rustbalance_tor_bootstrap_percent",
+            "tor's bootstrap progress.",
+            f64::from(s.bootstrap),
+        );
+        w.counter(
+            "rustbalance_tor_restarts_total",
+            "Times the watchdog restarted tor.",
+            s.restarts,
+        );
+    });
+    let stats = proxy.stats();
+    m.register(move |w| {
+        let s = stats.snapshot();
+        w.counter(
+            "rustbalance_proxy_connections_total",
+            "Connections accepted from tor.",
+            s.accepted,
+        );
+        w.gauge(
+            "rustbalance_proxy_connections_active",
+            "Connections open now.",
+            s.active as f64,
+        );
+        w.counter(
+            "rustbalance_proxy_connections_rejected_total",
+            "Connections refused by the limit.",
+            s.rejected,
+        );
+        w.counter(
+            "rustbalance_proxy_bytes_to_target_total",
+            "Bytes sent to the target.",
+            s.bytes_to_target,
+        );
+        w.counter(
+            "rustbalance_proxy_bytes_to_client_total",
+            "Bytes sent back to clients.",
+            s.bytes_to_client,
+        );
+        w.counter(
+            "rustbalance_proxy_target_errors_total",
+            "Failed connections to the target.",
+            s.connect_errors,
+        );
+        w.counter(
+            "rustbalance_proxy_timeouts_total",
+            "Connections closed by a timeout.",
+            s.timeouts,
+        );
+    });
+    let u = uploads.clone();
+    m.register(move |w| {
+        let s = u.lock().map(|s| s.clone()).unwrap_or_default();
+        w.counter(
+            "rustbalance_descriptor_uploads_total",
+            "Descriptor uploads confirmed by HSDirs.",
+            s.uploaded,
+        );
+        w.counter(
+            "rustbalance_descriptor_upload_failures_total",
+            "Descriptor uploads that failed.",
+            s.failed,
+        );
+    });
+}
+
+/// Follow `HS_DESC` events of the master address on tor's control port;
+/// reconnects after tor restarts.
+async fn watch_uploads(tor: Arc<TorSupervisor>, addr: String, uploads: Arc<Mutex<UploadStatus>>) {
+    loop {
+        let ctl = match tor.control().await {
+            Ok(c) => c,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let Some(mut events) = ctl.take_events() else {
+            return;
+        };
+        if ctl.setevents(&["HS_DESC"]).await.is_err() {
+            continue;
+        }
+        while let Some(ev) = events.recv().await {
+            let f: Vec<&str> = ev.text().split(' ').collect();
+            if f.len() < 3 || f[0] != "HS_DESC" || f[2] != addr {
+                continue;
+            }
+            if let Ok(mut u) = uploads.lock() {
+                match f[1] {
+                    "UPLOADED" => {
+                        u.uploaded += 1;
+                        u.last_uploaded =
+                            Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
+                    }
+                    "FAILED" => u.failed += 1,
+                    _ => {}
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -1,0 +1,131 @@
+//! `rustbalance run | init | config check | status`.
+
+use anyhow::{bail, Context, Result};
+use rustbalance_hs::IdentityKey;
+use rustbalance_node::config::Template;
+use rustbalance_node::Config;
+use std::net::SocketAddr;
+use std::path::Path;
+
+pub fn run(config: &Path) -> Result<()> {
+    let cfg = Config::load(config)?;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let shutdown = async {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                return std::future::pending().await;
+            };
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM"),
+                _ = int.recv() => tracing::info!("SIGINT"),
+            }
+        };
+        rustbalance_node::daemon::run(cfg, shutdown, |line| tracing::info!("{line}")).await
+    })?;
+    Ok(())
+}
+
+pub fn check(config: &Path) -> Result<()> {
+    let cfg = Config::load(config)?;
+    let key = IdentityKey::load(&cfg.service.master_key)?;
+    println!(
+        "{}: valid; master address {}",
+        config.display(),
+        key.address()
+    );
+    Ok(())
+}
+
+pub fn init(dir: &Path, target: &str, name: &str, admin: SocketAddr) -> Result<()> {
+    let config = dir.join("rustbalance.toml");
+    if config.exists() {
+        bail!(
+            "{} already exists; refusing to overwrite it",
+            config.display()
+        );
+    }
+    let dir = std::path::absolute(dir).context("cannot resolve --dir")?;
+    rustbalance_hs::atomic::create_private_dir(&dir)?;
+    let key = IdentityKey::generate(&mut rand::rng());
+    let key_dir = dir.join("master");
+    key.write_tor_dir(&key_dir)?;
+    let text = Template {
+        name: name.to_string(),
+        data_dir: dir.join("data"),
+        master_key: key_dir.join(rustbalance_hs::keys::SECRET_KEY_FILE),
+        target: target.to_string(),
+        admin,
+        extra_torrc: Vec::new(),
+        testing_network: false,
+    }
+    .render();
+    // Validate before writing: a bad --target is reported as a config error.
+    let tmp = dir.join(".rustbalance.toml.check");
+    rustbalance_hs::atomic::write_atomic(&tmp, text.as_bytes(), 0o600)?;
+    let checked = Config::load(&tmp);
+    let _ = std::fs::remove_file(&tmp);
+    checked?;
+    rustbalance_hs::atomic::write_atomic(&config, text.as_bytes(), 0o600)?;
+    eprintln!(
+        "wrote {} and the master key in {}",
+        config.display(),
+        key_dir.display()
+    );
+    eprintln!(
+        "start it with: rustbalance run --config {}",
+        config.display()
+    );
+    println!("{}", key.address());
+    Ok(())
+}
+
+pub fn status(config: &Path, json: bool) -> Result<()> {
+    let cfg = Config::load(config)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let body = rt
+        .block_on(rustbalance_node::admin::get(cfg.admin.listen, "/status"))
+        .with_context(|| {
+            format!(
+                "no node answers on {} (is `rustbalance run` running?)",
+                cfg.admin.listen
+            )
+        })?;
+    if json {
+        print!("{body}");
+        return Ok(());
+    }
+    let v: serde_json::Value = serde_json::from_str(&body)?;
+    println!("node            {}", v["node"].as_str().unwrap_or("?"));
+    println!(
+        "master address  {}",
+        v["master_address"].as_str().unwrap_or("?")
+    );
+    println!("mode            {}", v["mode"].as_str().unwrap_or("?"));
+    println!(
+        "tor             {} (pid {}, bootstrap {} %, restarts {})",
+        v["tor"]["phase"], v["tor"]["pid"], v["tor"]["bootstrap"], v["tor"]["restarts"]
+    );
+    println!(
+        "proxy           {} {}",
+        v["proxy"]["listen"], v["proxy"]["stats"]
+    );
+    println!(
+        "target          {} {}",
+        v["target"]["url"], v["target"]["health"]
+    );
+    println!("uploads         {}", v["uploads"]);
+    Ok(())
+}
