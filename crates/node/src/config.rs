@@ -30,6 +30,45 @@ pub struct Config {
     /// `[admin]`.
     #[serde(default)]
     pub admin: AdminSection,
+    /// `[cluster]`: present → multi-node mode.
+    #[serde(default)]
+    pub cluster: Option<ClusterSection>,
+}
+
+/// `[cluster]`: several nodes serve one master address.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// File with the cluster secret (at least 32 bytes; 0600). Every
+    /// gossip datagram is authenticated with a key derived from it.
+    pub secret_file: PathBuf,
+    /// UDP address to gossip on.
+    pub listen: SocketAddr,
+    /// Address peers send to, if it differs from `listen`.
+    #[serde(default)]
+    pub advertise: Option<SocketAddr>,
+    /// Gossip addresses of other nodes to contact first.
+    #[serde(default)]
+    pub seeds: Vec<SocketAddr>,
+    /// Election priority: the lowest live publisher-eligible node publishes.
+    #[serde(default = "default_priority")]
+    pub priority: u32,
+    /// Nodes with another cluster id ignore each other.
+    #[serde(default = "default_cluster_id")]
+    pub cluster_id: String,
+    /// Republish at least this often even when nothing changed (seconds).
+    #[serde(default = "default_republish")]
+    pub republish_secs: u64,
+}
+
+fn default_priority() -> u32 {
+    100
+}
+fn default_cluster_id() -> String {
+    "rustbalance".into()
+}
+fn default_republish() -> u64 {
+    600
 }
 
 /// `[node]`.
@@ -48,7 +87,12 @@ pub struct NodeSection {
 pub struct ServiceSection {
     /// Master key (tor's `hs_ed25519_secret_key` or Onionbalance PEM). A node
     /// holding it is publisher-eligible; in single-node mode its tor serves it.
-    pub master_key: PathBuf,
+    /// Worker nodes of a cluster leave it out and set `master_address`.
+    #[serde(default)]
+    pub master_key: Option<PathBuf>,
+    /// The master onion address (required on cluster workers without the key).
+    #[serde(default)]
+    pub master_address: Option<String>,
     /// The port clients connect to on the onion address.
     #[serde(default = "default_virtual_port")]
     pub virtual_port: u16,
@@ -249,14 +293,49 @@ impl Config {
         if !self.node.data_dir.is_absolute() {
             return Err(invalid("node.data_dir", "must be an absolute path"));
         }
-        if !self.service.master_key.exists() {
-            return Err(invalid(
-                "service.master_key",
-                format!(
-                    "{} does not exist (create one with `rustbalance keygen --out DIR` or `rustbalance init`)",
-                    self.service.master_key.display()
-                ),
-            ));
+        match (&self.service.master_key, &self.service.master_address, &self.cluster) {
+            (Some(k), _, _) if !k.exists() => {
+                return Err(invalid(
+                    "service.master_key",
+                    format!(
+                        "{} does not exist (create one with `rustbalance keygen --out DIR` or `rustbalance init`)",
+                        k.display()
+                    ),
+                ))
+            }
+            (None, _, None) => {
+                return Err(invalid(
+                    "service.master_key",
+                    "required for a single node (only cluster workers run without it)",
+                ))
+            }
+            (None, None, Some(_)) => {
+                return Err(invalid(
+                    "service.master_address",
+                    "a cluster worker without master_key must name the master address",
+                ))
+            }
+            _ => {}
+        }
+        if let Some(a) = &self.service.master_address {
+            OnionAddress::parse(a).map_err(|e| invalid("service.master_address", e.to_string()))?;
+        }
+        if let Some(c) = &self.cluster {
+            if !c.secret_file.exists() {
+                return Err(invalid(
+                    "cluster.secret_file",
+                    format!("{} does not exist", c.secret_file.display()),
+                ));
+            }
+            if c.listen.port() == 0 {
+                return Err(invalid(
+                    "cluster.listen",
+                    "needs a fixed port (peers must find it)",
+                ));
+            }
+            if c.republish_secs < 30 {
+                return Err(invalid("cluster.republish_secs", "must be at least 30"));
+            }
         }
         if self.service.virtual_port == 0 {
             return Err(invalid("service.virtual_port", "must be 1..65535"));
@@ -331,6 +410,20 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The master address: from the key if this node holds it, else `service.master_address`.
+    pub fn master_address(&self) -> Result<OnionAddress> {
+        if let Some(k) = &self.service.master_key {
+            return Ok(rustbalance_hs::IdentityKey::load(k)?.address());
+        }
+        let a = self.service.master_address.as_deref().ok_or_else(|| {
+            invalid(
+                "service.master_address",
+                "required when master_key is not set",
+            )
+        })?;
+        OnionAddress::parse(a).map_err(|e| invalid("service.master_address", e.to_string()))
     }
 
     /// The parsed target.
@@ -456,6 +549,21 @@ pub struct Template {
     pub extra_torrc: Vec<String>,
     /// `tor.testing_network`.
     pub testing_network: bool,
+    /// `[cluster]`, for a cluster node.
+    pub cluster: Option<ClusterTemplate>,
+}
+
+/// The `[cluster]` part of a [`Template`].
+#[derive(Debug, Clone)]
+pub struct ClusterTemplate {
+    /// `cluster.secret_file`.
+    pub secret_file: PathBuf,
+    /// `cluster.listen`.
+    pub listen: SocketAddr,
+    /// `cluster.seeds`.
+    pub seeds: Vec<SocketAddr>,
+    /// `cluster.priority`.
+    pub priority: u32,
 }
 
 /// TOML quoting of a string.
@@ -479,7 +587,7 @@ impl Template {
              [proxy]\nlisten = \"127.0.0.1:0\"\nconnect_timeout_secs = 5\nidle_timeout_secs = 300\nmax_connections = 4096\nproxy_protocol = \"none\"\nexport_circuit_id = false\n\n\
              [pow]\nenabled = true\nqueue_rate = 250\nqueue_burst = 2500\n\n\
              [tor]\nbinary = \"tor\"\nbootstrap_timeout_secs = 300\ntesting_network = {testing}\nextra_torrc = [\n{extra}\n]\n\n\
-             [admin]\nlisten = {admin}\n",
+             [admin]\nlisten = {admin}\n{cluster}",
             name = q(&self.name),
             data = q(&self.data_dir.display().to_string()),
             key = q(&self.master_key.display().to_string()),
@@ -487,6 +595,13 @@ impl Template {
             testing = self.testing_network,
             extra = extra.join("\n"),
             admin = q(&self.admin.to_string()),
+            cluster = self.cluster.as_ref().map(|c| format!(
+                "\n[cluster]\nsecret_file = {}\nlisten = {}\nseeds = [{}]\npriority = {}\n",
+                q(&c.secret_file.display().to_string()),
+                q(&c.listen.to_string()),
+                c.seeds.iter().map(|s| q(&s.to_string())).collect::<Vec<_>>().join(", "),
+                c.priority
+            )).unwrap_or_default(),
         )
     }
 }
@@ -511,6 +626,7 @@ mod template_test {
                 "DirAuthority a \"quoted\"".into(),
             ],
             testing_network: true,
+            cluster: None,
         };
         let p = d.path().join("c.toml");
         std::fs::write(&p, t.render()).unwrap();

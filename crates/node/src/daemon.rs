@@ -6,6 +6,7 @@
 //! SIGINT) runs it backwards: stop accepting, drain the proxy, stop tor.
 
 use crate::admin::{Admin, StatusFn};
+use crate::cluster_node::{ClusterNode, ClusterParams};
 use crate::config::{Config, TargetUrl};
 use crate::err::{Error, Result};
 use crate::layout::Layout;
@@ -100,9 +101,41 @@ pub async fn run(
         0o644,
     )?;
 
-    let master = IdentityKey::load(&cfg.service.master_key)?;
-    master.write_tor_dir(&layout.master_hs_dir())?;
-    progress(&format!("master address {}", master.address()));
+    let master = match &cfg.service.master_key {
+        Some(k) => Some(IdentityKey::load(k)?),
+        None => None,
+    };
+    let master_address = cfg.master_address()?;
+    progress(&format!("master address {master_address}"));
+    // Multi-node mode: this node's tor runs an instance with its own key.
+    let instance = match &cfg.cluster {
+        None => {
+            let m = master.as_ref().ok_or_else(|| Error::Config {
+                key: "service.master_key".into(),
+                problem: "required in single-node mode".into(),
+            })?;
+            m.write_tor_dir(&layout.master_hs_dir())?;
+            None
+        }
+        Some(_) => {
+            let dir = layout.instance_hs_dir();
+            let file = dir.join(rustbalance_hs::keys::SECRET_KEY_FILE);
+            let key = if file.exists() {
+                IdentityKey::load(&file)?
+            } else {
+                let k = IdentityKey::generate(&mut rand::rng());
+                k.write_tor_dir(&dir)?;
+                k
+            };
+            write_atomic(
+                &dir.join("ob_config"),
+                format!("MasterOnionAddress {master_address}\n").as_bytes(),
+                0o600,
+            )?;
+            progress(&format!("cluster mode: instance {}", key.address()));
+            Some(key.address())
+        }
+    };
 
     let onion_target = matches!(cfg.target_url()?, TargetUrl::Onion { .. });
     let socks = if onion_target {
@@ -119,8 +152,12 @@ pub async fn run(
         cfg.target.url
     ));
 
-    let mut torrc =
-        crate::torrc::single_node(&cfg, &layout, proxy.local_addr(), std::process::id(), false)?;
+    let mut torrc = match instance {
+        None => {
+            crate::torrc::single_node(&cfg, &layout, proxy.local_addr(), std::process::id(), false)?
+        }
+        Some(_) => crate::torrc::instance(&cfg, &layout, proxy.local_addr(), std::process::id())?,
+    };
     if let Some(s) = socks {
         torrc.push("SocksPort", s)?;
     }
@@ -139,23 +176,70 @@ pub async fn run(
     let uploads = Arc::new(Mutex::new(UploadStatus::default()));
     let metrics = Metrics::new();
     register_metrics(&metrics, &tor, &proxy, &uploads);
+    let cluster = match (&cfg.cluster, instance) {
+        (Some(c), Some(inst)) => {
+            let node = ClusterNode::start(ClusterParams {
+                name: cfg.node.name.clone(),
+                cfg: c.clone(),
+                tor: tor.clone(),
+                master: master.as_ref().map(|m| {
+                    IdentityKey::from_bytes(&m.tor_secret_file()).expect("own key re-parses")
+                }),
+                instance: inst,
+                target_health: proxy.health_handle(),
+                testing_network: cfg.tor.testing_network,
+            })
+            .await?;
+            progress(&format!("gossip on {} ({} seeds)", c.listen, c.seeds.len()));
+            let st = node.status_handle();
+            metrics.register(move |w| {
+                let s = st.lock().map(|s| s.clone()).unwrap_or_default();
+                w.gauge(
+                    "rustbalance_cluster_publisher",
+                    "1 while this node publishes.",
+                    f64::from(u8::from(s.role == "publisher")),
+                );
+                w.gauge(
+                    "rustbalance_cluster_members_live",
+                    "Live cluster members.",
+                    s.members.iter().filter(|m| m.live).count() as f64,
+                );
+                w.counter(
+                    "rustbalance_cluster_publishes_total",
+                    "Master descriptor publications by this node.",
+                    s.publishes,
+                );
+                w.counter(
+                    "rustbalance_cluster_publish_failures_total",
+                    "Failed publications.",
+                    s.publish_failures,
+                );
+                w.counter(
+                    "rustbalance_gossip_dropped_total",
+                    "Gossip datagrams dropped (bad MAC, replay, malformed, stale).",
+                    s.gossip_dropped,
+                );
+            });
+            Some(node)
+        }
+        _ => None,
+    };
+    let cluster_status = cluster.as_ref().map(|c| c.status_handle());
     let status_fn: StatusFn = {
-        let (tor, stats, uploads, addr) = (
-            tor.clone(),
-            proxy.stats(),
-            uploads.clone(),
-            master.address(),
-        );
+        let (tor, stats, uploads, addr) =
+            (tor.clone(), proxy.stats(), uploads.clone(), master_address);
         let (name, target, listen) = (
             cfg.node.name.clone(),
             cfg.target.url.clone(),
             proxy.local_addr(),
         );
         let health = proxy.health_handle();
+        let cluster_status = cluster_status.clone();
         Arc::new(move || {
             serde_json::json!({
                 "node": name,
-                "mode": "single",
+                "mode": if cluster_status.is_some() { "cluster" } else { "single" },
+                "cluster": cluster_status.as_ref().map(|c| c.lock().map(|s| s.clone()).unwrap_or_default()),
                 "master_address": addr.to_string(),
                 "tor": tor.status(),
                 "proxy": { "listen": listen, "stats": stats.snapshot() },
@@ -174,7 +258,7 @@ pub async fn run(
 
     let watcher = tokio::spawn(watch_uploads(
         tor.clone(),
-        master.address().without_suffix(),
+        master_address.without_suffix(),
         uploads.clone(),
     ));
 
@@ -194,7 +278,10 @@ pub async fn run(
     }
     shutdown.await;
 
-    tracing::info!("shutting down: draining the proxy, stopping tor");
+    tracing::info!("shutting down: leaving the cluster, draining the proxy, stopping tor");
+    if let Some(c) = cluster {
+        c.stop().await;
+    }
     admin.stop();
     watcher.abort();
     let report = proxy.shutdown(Duration::from_secs(5)).await;

@@ -24,6 +24,10 @@ impl Layout {
     pub fn master_hs_dir(&self) -> PathBuf {
         self.data_dir.join("hs-master")
     }
+    /// HiddenServiceDir of this node's instance (cluster mode).
+    pub fn instance_hs_dir(&self) -> PathBuf {
+        self.data_dir.join("hs-instance")
+    }
     /// The rendered torrc.
     pub fn torrc(&self) -> PathBuf {
         self.data_dir.join("torrc")

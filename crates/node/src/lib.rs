@@ -3,11 +3,13 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod cluster_node;
 pub mod config;
 pub mod daemon;
 pub mod err;
 pub mod layout;
 pub mod metrics;
+pub mod publisher;
 pub mod supervisor;
 pub mod torrc;
 

@@ -40,6 +40,38 @@ pub fn single_node(
     Ok(t)
 }
 
+/// The torrc of a cluster node: an Onionbalance-style instance with its
+/// own key that accepts introductions for the master address (`ob_config`)
+/// and publishes nothing itself: the cluster's publisher uploads the merged
+/// master descriptor.
+pub fn instance(cfg: &Config, layout: &Layout, proxy: SocketAddr, owner_pid: u32) -> Result<Torrc> {
+    let mut t = Torrc::new();
+    common(&mut t, layout, owner_pid, false)?;
+    t.push("HiddenServiceDir", layout.instance_hs_dir().display())?;
+    t.push(
+        "HiddenServicePort",
+        format!("{} {proxy}", cfg.service.virtual_port),
+    )?;
+    t.push("HiddenServiceOnionbalanceInstance", 1)?;
+    t.push("PublishHidServDescriptors", 0)?;
+    if cfg.proxy.export_circuit_id {
+        t.push("HiddenServiceExportCircuitID", "haproxy")?;
+    }
+    extra(&mut t, cfg)?;
+    Ok(t)
+}
+
+fn extra(t: &mut Torrc, cfg: &Config) -> Result<()> {
+    for line in &cfg.tor.extra_torrc {
+        let (k, v) = line
+            .trim()
+            .split_once(char::is_whitespace)
+            .unwrap_or((line.trim(), ""));
+        t.push(k, v.trim())?;
+    }
+    Ok(())
+}
+
 /// Lines every node's tor gets.
 fn common(t: &mut Torrc, layout: &Layout, owner_pid: u32, socks: bool) -> Result<()> {
     t.push("DataDirectory", layout.tor_dir().display())?;

@@ -7,11 +7,11 @@
 //! address, and `PublishHidServDescriptors 0`: it builds its descriptor
 //! (read back over the control port) but never uploads it.
 
-use crate::publisher::{instance_descriptor, network_view, Publisher, SlotReport};
 use anyhow::{Context, Result};
 use rustbalance_hs::descriptor::ParsedDescriptor;
 use rustbalance_hs::{IdentityKey, OnionAddress};
 use rustbalance_lab::{DemoTarget, Lab, LabTor, Torrc};
+use rustbalance_node::publisher::{instance_descriptor, network_view, Publisher, SlotReport};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
@@ -93,7 +93,7 @@ impl MasterSetup {
             let view = loop {
                 match network_view(&ctl, true).await {
                     Ok(v) => break v,
-                    Err(e) if Instant::now() > deadline => return Err(e),
+                    Err(e) if Instant::now() > deadline => return Err(e.into()),
                     Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
                 }
             };
@@ -116,7 +116,7 @@ impl MasterSetup {
     /// A publisher for this master key on the first instance's tor.
     pub async fn publisher(&self) -> Result<Publisher> {
         let ctl = self.instances[0].tor.control().await?;
-        Publisher::new(ctl, self.master_clone(), true, 20).await
+        Ok(Publisher::new(ctl, self.master_clone(), true, 20).await?)
     }
 
     fn master_clone(&self) -> IdentityKey {
@@ -126,14 +126,14 @@ impl MasterSetup {
     /// Read the instances' descriptors and publish the merged ones.
     pub async fn publish_once(&self, publisher: &mut Publisher) -> Result<Vec<SlotReport>> {
         let descs = self.instance_descriptors(Duration::from_secs(120)).await?;
-        publisher
+        Ok(publisher
             .publish(
                 &descs,
                 SystemTime::now(),
                 Duration::from_secs(30),
                 &mut rand::rng(),
             )
-            .await
+            .await?)
     }
 
     /// `n` requests to the master address, each on a fresh circuit; counts

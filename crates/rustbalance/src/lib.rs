@@ -3,6 +3,6 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod cluster_lab;
 pub mod cmd;
 pub mod demo;
-pub mod publisher;

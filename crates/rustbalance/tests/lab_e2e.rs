@@ -6,11 +6,11 @@
 //! instances answer. One lab is shared by the checks of this file.
 
 use rustbalance::demo::MasterSetup;
-use rustbalance::publisher::{instance_descriptor, network_view, require_uploaded};
 use rustbalance_hs::descriptor::revision_counter;
 use rustbalance_hs::time::{from_unix, DescriptorSlot, SrvChoice};
 use rustbalance_hs::IdentityKey;
 use rustbalance_lab::{Lab, LabOptions, Torrc};
+use rustbalance_node::publisher::{instance_descriptor, network_view, require_uploaded};
 use std::time::{Duration, Instant, SystemTime};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

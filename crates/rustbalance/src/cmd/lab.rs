@@ -2,9 +2,9 @@
 
 use crate::cli::{LabCmd, LabDir};
 use crate::demo::MasterSetup;
-use crate::publisher::require_uploaded;
 use anyhow::{bail, Context, Result};
 use rustbalance_lab::{Lab, LabOptions, Progress};
+use rustbalance_node::publisher::require_uploaded;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -159,6 +159,18 @@ pub fn node_config(
     master_key: Option<PathBuf>,
     admin: std::net::SocketAddr,
 ) -> Result<String> {
+    node_config_with(lab, name, target, master_key, admin, None)
+}
+
+/// [`node_config`] with a `[cluster]` section.
+pub fn node_config_with(
+    lab: &Lab,
+    name: &str,
+    target: &str,
+    master_key: Option<PathBuf>,
+    admin: std::net::SocketAddr,
+    cluster: Option<rustbalance_node::config::ClusterTemplate>,
+) -> Result<String> {
     let base = lab.dir().join("rustbalance").join(name);
     let master_key = match master_key {
         Some(k) => k,
@@ -194,6 +206,7 @@ pub fn node_config(
         admin,
         extra_torrc: extra,
         testing_network: true,
+        cluster,
     }
     .render())
 }

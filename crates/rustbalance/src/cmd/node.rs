@@ -38,11 +38,15 @@ pub fn run(config: &Path) -> Result<()> {
 
 pub fn check(config: &Path) -> Result<()> {
     let cfg = Config::load(config)?;
-    let key = IdentityKey::load(&cfg.service.master_key)?;
+    let mode = match (&cfg.cluster, &cfg.service.master_key) {
+        (None, _) => "single node",
+        (Some(_), Some(_)) => "cluster node, publisher-eligible",
+        (Some(_), None) => "cluster worker",
+    };
     println!(
-        "{}: valid; master address {}",
+        "{}: valid ({mode}); master address {}",
         config.display(),
-        key.address()
+        cfg.master_address()?
     );
     Ok(())
 }
@@ -68,6 +72,7 @@ pub fn init(dir: &Path, target: &str, name: &str, admin: SocketAddr) -> Result<(
         admin,
         extra_torrc: Vec::new(),
         testing_network: false,
+        cluster: None,
     }
     .render();
     // Validate before writing: a bad --target is reported as a config error.

@@ -8,11 +8,11 @@
 //!  publishing tor ─GETINFO consensus-microdesc, md/all──▶ ring ─┼─▶ plan ─▶ HSPOST ×2 ─▶ HS_DESC UPLOADED/FAILED
 //! ```
 
-use anyhow::{bail, Context, Result};
+use crate::err::{Error, Result};
 use rand::CryptoRng;
 use rustbalance_hs::descriptor::{
     parse_descriptor, select_intro_points, InstanceIntros, IntroPointDesc, ParsedDescriptor,
-    MAX_INTRO_POINTS,
+    Protocols, MAX_INTRO_POINTS,
 };
 use rustbalance_hs::publish::{plan_uploads, PublishInput, SlotUpload};
 use rustbalance_hs::ring::{parse_microdescs, Consensus, HsDirSet};
@@ -37,7 +37,11 @@ pub async fn network_view(ctl: &ControlClient, testing_network: bool) -> Result<
     let text = ctl
         .getinfo("dir/status-vote/current/consensus-microdesc")
         .await
-        .context("tor has no microdesc consensus yet (is it bootstrapped?)")?;
+        .map_err(|e| {
+            Error::Other(format!(
+                "tor has no microdesc consensus yet (is it bootstrapped?): {e}"
+            ))
+        })?;
     let consensus = Consensus::parse(&text)?;
     let mds = parse_microdescs(&ctl.getinfo("md/all").await?);
     let hsdirs = HsDirSet::new(&consensus, &mds);
@@ -59,16 +63,20 @@ pub async fn instance_descriptor(
     let text = ctl
         .getinfo(&format!("hs/service/desc/id/{}", instance.without_suffix()))
         .await
-        .context("instance tor has no descriptor yet")?;
+        .map_err(|e| Error::Other(format!("instance tor has no descriptor yet: {e}")))?;
     Ok(parse_descriptor(&text, instance, time, now)?)
 }
 
 /// The outcome of uploading one descriptor slot.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SlotReport {
+    /// Time period of the descriptor.
     pub period_num: u64,
+    /// Its revision counter.
     pub revision: u64,
+    /// Intro points listed.
     pub intro_points: usize,
+    /// Size in bytes.
     pub size: usize,
     /// HSDir fingerprint → "UPLOADED", "FAILED <reason>" or "NO ANSWER".
     pub hsdirs: BTreeMap<String, String>,
@@ -98,9 +106,9 @@ impl Publisher {
         testing_network: bool,
         max_intro_points: usize,
     ) -> Result<Self> {
-        let events = ctl
-            .take_events()
-            .context("the control connection's event stream is already taken")?;
+        let events = ctl.take_events().ok_or_else(|| {
+            Error::Other("the control connection's event stream is already taken".into())
+        })?;
         ctl.setevents(&["HS_DESC"]).await?;
         Ok(Publisher {
             ctl,
@@ -131,7 +139,6 @@ impl Publisher {
         confirm_timeout: Duration,
         rng: &mut R,
     ) -> Result<Vec<SlotReport>> {
-        let view = network_view(&self.ctl, self.testing_network).await?;
         let intros: Vec<InstanceIntros> = instances
             .iter()
             .map(|d| InstanceIntros {
@@ -139,15 +146,30 @@ impl Publisher {
                 intro_points: d.intro_points.clone(),
             })
             .collect();
-        let chosen: Vec<IntroPointDesc> = select_intro_points(&intros, self.max_intro_points, rng)
-            .into_iter()
-            .map(|(_, ip)| ip)
-            .collect();
         let flow_control = if instances.iter().all(|d| d.flow_control.is_some()) {
             instances.first().and_then(|d| d.flow_control.clone())
         } else {
             None
         };
+        self.publish_intros(&intros, flow_control, now, confirm_timeout, rng)
+            .await
+    }
+
+    /// Like [`Publisher::publish`], from intro points already extracted
+    /// (e.g. received over gossip).
+    pub async fn publish_intros<R: rand::Rng + CryptoRng>(
+        &mut self,
+        intros: &[InstanceIntros],
+        flow_control: Option<(Protocols, u8)>,
+        now: SystemTime,
+        confirm_timeout: Duration,
+        rng: &mut R,
+    ) -> Result<Vec<SlotReport>> {
+        let view = network_view(&self.ctl, self.testing_network).await?;
+        let chosen: Vec<IntroPointDesc> = select_intro_points(intros, self.max_intro_points, rng)
+            .into_iter()
+            .map(|(_, ip)| ip)
+            .collect();
         let plan = plan_uploads(
             &PublishInput {
                 master: &self.master,
@@ -170,7 +192,12 @@ impl Publisher {
             self.ctl
                 .hspost(&up.descriptor.text, &servers, Some(&addr))
                 .await
-                .with_context(|| format!("HSPOST for time period {}", up.slot.period_num))?;
+                .map_err(|e| {
+                    Error::Other(format!(
+                        "HSPOST for time period {}: {e}",
+                        up.slot.period_num
+                    ))
+                })?;
             reports.push(report_of(up));
         }
         self.confirm(&addr, &mut reports, confirm_timeout).await;
@@ -241,11 +268,10 @@ fn report_of(up: &SlotUpload) -> SlotReport {
 pub fn require_uploaded(reports: &[SlotReport]) -> Result<()> {
     for r in reports {
         if r.uploaded() == 0 {
-            bail!(
+            return Err(Error::Other(format!(
                 "no HSDir confirmed the descriptor for time period {}: {:?}",
-                r.period_num,
-                r.hsdirs
-            );
+                r.period_num, r.hsdirs
+            )));
         }
     }
     Ok(())

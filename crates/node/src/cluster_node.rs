@@ -1,0 +1,520 @@
+//! Multi-node mode: this node's tor runs an *instance* of the master
+//! service (own key, `HiddenServiceOnionbalanceInstance 1`,
+//! `PublishHidServDescriptors 0`); the node shares its intro points over
+//! authenticated gossip, takes part in the lease election, and — while it
+//! holds the lease — merges every healthy node's intro points into the
+//! master descriptor and uploads it.
+//!
+//! ```text
+//!  intro task:   tor GETINFO own descriptor ─▶ gossip intro/<node>, target_health
+//!  publish task: lease held? ─▶ live healthy nodes' intro points ─▶ changed / due / HSDirs failed?
+//!                   └─▶ Publisher: plan both descriptors ─▶ HSPOST SERVER=… ─▶ HS_DESC answers
+//! ```
+
+use crate::config::ClusterSection;
+use crate::err::{Error, Result};
+use crate::publisher::{Publisher, SlotReport};
+use crate::supervisor::{TorPhase, TorSupervisor};
+use rustbalance_cluster::{
+    keys, ClusterSecret, Election, ElectionConfig, Elector, Membership, MembershipConfig,
+    UdpNetwork,
+};
+use rustbalance_hs::descriptor::{
+    decode_intro_points, encode_intro_points, InstanceIntros, Protocols,
+};
+use rustbalance_hs::{IdentityKey, OnionAddress};
+use rustbalance_proxy::HealthHandle;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::task::JoinHandle;
+
+/// What `/status` shows of the cluster.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClusterStatus {
+    /// `publisher` or `follower`.
+    pub role: String,
+    /// Nodes currently advertising a lease.
+    pub lease_holders: Vec<String>,
+    /// Every known node.
+    pub members: Vec<MemberStatus>,
+    /// Intro points this node advertises.
+    pub own_intro_points: usize,
+    /// Descriptor publications by this node.
+    pub publishes: u64,
+    /// Failed publications by this node.
+    pub publish_failures: u64,
+    /// The last publication by this node.
+    pub last_publish: Option<PublishRecord>,
+    /// Gossip datagrams dropped (bad MAC, replayed, malformed, stale).
+    pub gossip_dropped: u64,
+}
+
+/// One member as seen from here.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberStatus {
+    /// Node name.
+    pub name: String,
+    /// Alive according to the failure detector.
+    pub live: bool,
+    /// Intro points it advertises.
+    pub intro_points: usize,
+    /// Its target health (`up`, `down`, `unknown`).
+    pub target: String,
+}
+
+/// A publication.
+#[derive(Debug, Clone, Serialize)]
+pub struct PublishRecord {
+    /// When (RFC 3339).
+    pub at: String,
+    /// Why: `changed`, `periodic`, `retry`, `new period`, `became publisher`.
+    pub reason: String,
+    /// Intro points per node in the published descriptors.
+    pub intro_points: BTreeMap<String, usize>,
+    /// Per descriptor slot: HSDir answers.
+    pub slots: Vec<SlotReport>,
+}
+
+/// A running cluster membership + publisher.
+pub struct ClusterNode {
+    membership: Arc<Membership>,
+    elector: Elector,
+    tasks: Vec<JoinHandle<()>>,
+    status: Arc<Mutex<ClusterStatus>>,
+}
+
+/// Inputs of [`ClusterNode::start`].
+pub struct ClusterParams {
+    /// This node's name (its gossip id).
+    pub name: String,
+    /// `[cluster]`.
+    pub cfg: ClusterSection,
+    /// The node's supervised tor.
+    pub tor: Arc<TorSupervisor>,
+    /// The master key, if this node is publisher-eligible.
+    pub master: Option<IdentityKey>,
+    /// This node's instance address.
+    pub instance: OnionAddress,
+    /// Target health from the proxy.
+    pub target_health: HealthHandle,
+    /// A TestingTorNetwork (the lab).
+    pub testing_network: bool,
+}
+
+fn read_secret(path: &std::path::Path) -> Result<ClusterSecret> {
+    let raw = zeroize::Zeroizing::new(std::fs::read(path).map_err(|source| Error::Io {
+        action: "read cluster secret",
+        path: path.to_path_buf(),
+        source,
+    })?);
+    ClusterSecret::new(raw.to_vec()).map_err(|e| Error::Config {
+        key: "cluster.secret_file".into(),
+        problem: e.to_string(),
+    })
+}
+
+impl ClusterNode {
+    /// Join the gossip, start the election and the intro/publish tasks.
+    pub async fn start(p: ClusterParams) -> Result<ClusterNode> {
+        let secret = read_secret(&p.cfg.secret_file)?;
+        let mut mcfg = MembershipConfig::new(p.name.clone(), p.cfg.listen);
+        mcfg.advertise_addr = p.cfg.advertise;
+        mcfg.seeds = p.cfg.seeds.clone();
+        mcfg.cluster_id = p.cfg.cluster_id.clone();
+        let eligible = p.master.is_some();
+        let initial = vec![
+            (keys::PRIORITY.to_string(), p.cfg.priority.to_string()),
+            (keys::ELIGIBLE.to_string(), eligible.to_string()),
+            (keys::ROLE.to_string(), "follower".to_string()),
+        ];
+        let membership = Arc::new(
+            Membership::start(mcfg, &secret, initial, &UdpNetwork)
+                .await
+                .map_err(|e| Error::Other(format!("gossip: {e}")))?,
+        );
+        let incarnation = rustbalance_hs::time::unix_secs(SystemTime::now());
+        let election = Election::new(
+            p.name.clone(),
+            p.cfg.priority,
+            eligible,
+            incarnation,
+            ElectionConfig::default(),
+        )
+        .map_err(|e| Error::Other(format!("election: {e}")))?;
+        let elector = Elector::spawn(membership.clone(), election, Duration::from_millis(250));
+        let status = Arc::new(Mutex::new(ClusterStatus {
+            role: "follower".into(),
+            ..Default::default()
+        }));
+        let flow = Arc::new(Mutex::new(None));
+        let mut tasks = vec![tokio::spawn(intro_task(
+            membership.clone(),
+            p.tor.clone(),
+            p.instance,
+            p.name.clone(),
+            p.target_health.clone(),
+            p.testing_network,
+            status.clone(),
+            flow.clone(),
+        ))];
+        tasks.push(tokio::spawn(status_task(
+            membership.clone(),
+            status.clone(),
+        )));
+        if let Some(master) = p.master {
+            tasks.push(tokio::spawn(publish_task(PublishCtx {
+                membership: membership.clone(),
+                publishing: elector.watch(),
+                tor: p.tor.clone(),
+                master,
+                testing: p.testing_network,
+                republish: Duration::from_secs(p.cfg.republish_secs),
+                status: status.clone(),
+                flow,
+            })));
+        }
+        Ok(ClusterNode {
+            membership,
+            elector,
+            tasks,
+            status,
+        })
+    }
+
+    /// What `/status` shows.
+    pub fn status(&self) -> ClusterStatus {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// A shared handle on the status.
+    pub fn status_handle(&self) -> Arc<Mutex<ClusterStatus>> {
+        self.status.clone()
+    }
+
+    /// Gossip counters.
+    pub fn counters(&self) -> rustbalance_cluster::TransportCounters {
+        self.membership.counters()
+    }
+
+    /// Leave: give up the lease so a standby takes over at once, stop tasks.
+    pub async fn stop(self) {
+        self.elector.yield_lease();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.elector.stop().await;
+        if let Ok(m) = Arc::try_unwrap(self.membership) {
+            let _ = m.shutdown().await;
+        }
+    }
+}
+
+/// Read this node's own instance descriptor and advertise its intro points.
+#[allow(clippy::too_many_arguments)]
+async fn intro_task(
+    membership: Arc<Membership>,
+    tor: Arc<TorSupervisor>,
+    instance: OnionAddress,
+    name: String,
+    health: HealthHandle,
+    testing: bool,
+    status: Arc<Mutex<ClusterStatus>>,
+    flow: Arc<Mutex<Option<(Protocols, u8)>>>,
+) {
+    let key = keys::intro_points(&name);
+    let mut last_enc = String::new();
+    let mut last_health = String::new();
+    let mut ctl = None;
+    loop {
+        let h = match health.get().up {
+            Some(true) => "up",
+            Some(false) => "down",
+            None => "unknown",
+        };
+        if h != last_health {
+            membership.set(keys::TARGET_HEALTH, h).await;
+            last_health = h.to_string();
+        }
+        if tor.status().phase != TorPhase::Running {
+            ctl = None;
+            if !last_enc.is_empty() {
+                // Our tor is down: our intro points are dead, withdraw them.
+                membership.delete(&key).await;
+                last_enc.clear();
+            }
+        } else {
+            if ctl.is_none() {
+                ctl = tor.control().await.ok();
+            }
+            if let Some(c) = &ctl {
+                let got = async {
+                    let view = crate::publisher::network_view(c, testing).await?;
+                    crate::publisher::instance_descriptor(
+                        c,
+                        &instance,
+                        &view.time,
+                        SystemTime::now(),
+                    )
+                    .await
+                }
+                .await;
+                match got {
+                    Ok(d) if !d.intro_points.is_empty() => {
+                        if let Ok(mut f) = flow.lock() {
+                            *f = d.flow_control.clone();
+                        }
+                        let enc = encode_intro_points(&d.intro_points);
+                        if enc != last_enc {
+                            membership.set(&key, &enc).await;
+                            tracing::info!("advertising {} intro points", d.intro_points.len());
+                            if let Ok(mut s) = status.lock() {
+                                s.own_intro_points = d.intro_points.len();
+                            }
+                            last_enc = enc;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(Error::Tor(_)) => ctl = None,
+                    Err(_) => {}
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn status_task(membership: Arc<Membership>, status: Arc<Mutex<ClusterStatus>>) {
+    loop {
+        let members = membership.members().await;
+        let dropped = membership.counters().dropped();
+        if let Ok(mut s) = status.lock() {
+            s.members = members
+                .iter()
+                .map(|v| MemberStatus {
+                    name: v.node_id.clone(),
+                    live: v.live,
+                    intro_points: v
+                        .intro_points()
+                        .map(|(_, e)| decode_intro_points(e).map(|v| v.len()).unwrap_or(0))
+                        .sum(),
+                    target: v.get(keys::TARGET_HEALTH).unwrap_or("unknown").to_string(),
+                })
+                .collect();
+            s.lease_holders = members
+                .iter()
+                .filter(|v| v.live && v.lease().is_some())
+                .map(|v| v.node_id.clone())
+                .collect();
+            s.gossip_dropped = dropped;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+struct PublishCtx {
+    membership: Arc<Membership>,
+    publishing: tokio::sync::watch::Receiver<bool>,
+    tor: Arc<TorSupervisor>,
+    master: IdentityKey,
+    testing: bool,
+    republish: Duration,
+    status: Arc<Mutex<ClusterStatus>>,
+    flow: Arc<Mutex<Option<(Protocols, u8)>>>,
+}
+
+/// The intro points of every live node whose target is not down, with a
+/// fingerprint of the set (to notice changes).
+async fn healthy_intros(m: &Membership) -> (Vec<InstanceIntros>, String) {
+    let mut out = Vec::new();
+    let mut fp = String::new();
+    let mut nodes = m.live_nodes().await;
+    nodes.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+    for v in nodes {
+        if v.get(keys::TARGET_HEALTH) == Some("down") {
+            continue;
+        }
+        for (_, enc) in v.intro_points() {
+            match decode_intro_points(enc) {
+                Ok(ips) if !ips.is_empty() => {
+                    fp.push_str(&v.node_id);
+                    fp.push(':');
+                    fp.push_str(enc);
+                    fp.push(';');
+                    out.push(InstanceIntros {
+                        instance: v.node_id.clone(),
+                        intro_points: ips,
+                    });
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(node = %v.node_id, "ignoring bad intro points: {e}"),
+            }
+        }
+    }
+    (out, fp)
+}
+
+async fn publish_task(mut c: PublishCtx) {
+    let mut publisher: Option<(u32, Publisher)> = None;
+    let mut last_fp = String::new();
+    let mut last_at: Option<Instant> = None;
+    let mut last_periods: Vec<u64> = Vec::new();
+    let mut retry_at: Option<Instant> = None;
+    let mut failures = 0u32;
+    let mut was_publishing = false;
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let publishing = *c.publishing.borrow_and_update();
+        if !publishing {
+            if was_publishing {
+                c.membership.set(keys::ROLE, "follower").await;
+                if let Ok(mut s) = c.status.lock() {
+                    s.role = "follower".into();
+                }
+            }
+            was_publishing = false;
+            continue;
+        }
+        let st = c.tor.status();
+        let (Some(pid), TorPhase::Running) = (st.pid, st.phase) else {
+            continue;
+        };
+        if publisher.as_ref().map(|(p, _)| *p) != Some(pid) {
+            let ctl = match c.tor.control().await {
+                Ok(ctl) => ctl,
+                Err(_) => continue,
+            };
+            let key =
+                IdentityKey::from_bytes(&c.master.tor_secret_file()).expect("own key re-parses");
+            match Publisher::new(ctl, key, c.testing, 20).await {
+                Ok(p) => publisher = Some((pid, p)),
+                Err(e) => {
+                    tracing::warn!("publisher: {e}");
+                    continue;
+                }
+            }
+        }
+        let (intros, fp) = healthy_intros(&c.membership).await;
+        if intros.is_empty() {
+            continue;
+        }
+        let now = SystemTime::now();
+        let periods = match publisher.as_ref() {
+            Some((_, p)) => match crate::publisher::network_view(p.control(), c.testing).await {
+                Ok(v) => v
+                    .time
+                    .live_slots(
+                        rustbalance_hs::time::unix_secs(now),
+                        v.consensus.valid_after_unix(),
+                    )
+                    .iter()
+                    .map(|s| s.period_num)
+                    .collect(),
+                Err(_) => continue,
+            },
+            None => continue,
+        };
+        let reason = if !was_publishing {
+            "became publisher"
+        } else if fp != last_fp {
+            "changed"
+        } else if periods != last_periods {
+            "new period"
+        } else if retry_at.is_some_and(|r| Instant::now() >= r) {
+            "retry"
+        } else if last_at.is_none_or(|t| t.elapsed() >= c.republish) {
+            "periodic"
+        } else {
+            continue;
+        };
+        if !was_publishing {
+            c.membership.set(keys::ROLE, "publisher").await;
+            if let Ok(mut s) = c.status.lock() {
+                s.role = "publisher".into();
+            }
+            was_publishing = true;
+        }
+        let flow = c.flow.lock().ok().and_then(|f| f.clone());
+        let Some((_, p)) = publisher.as_mut() else {
+            continue;
+        };
+        let t0 = Instant::now();
+        let mut rng = {
+            use rand::SeedableRng;
+            rand::rngs::StdRng::from_rng(&mut rand::rng())
+        };
+        let result = p
+            .publish_intros(&intros, flow, now, Duration::from_secs(10), &mut rng)
+            .await;
+        match result {
+            Ok(slots) => {
+                let complete = slots.iter().all(|s| s.uploaded() == s.hsdirs.len());
+                let any = slots.iter().all(|s| s.uploaded() > 0);
+                tracing::info!(
+                    "published ({reason}): {} intro points from {} nodes in {:.1}s; HSDirs {}",
+                    intros.iter().map(|i| i.intro_points.len()).sum::<usize>(),
+                    intros.len(),
+                    t0.elapsed().as_secs_f64(),
+                    slots
+                        .iter()
+                        .map(|s| format!("{}/{}", s.uploaded(), s.hsdirs.len()))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+                last_fp = fp;
+                last_periods = periods;
+                last_at = Some(Instant::now());
+                if complete {
+                    failures = 0;
+                    retry_at = None;
+                } else {
+                    failures += 1;
+                    let backoff =
+                        Duration::from_secs(5u64 << failures.min(4)).min(Duration::from_secs(60));
+                    retry_at = Some(Instant::now() + backoff);
+                }
+                c.membership
+                    .set(
+                        keys::LAST_PUBLISH,
+                        &format!(
+                            "{} {}",
+                            rustbalance_hs::time::unix_secs(now),
+                            if any { "ok" } else { "failed" }
+                        ),
+                    )
+                    .await;
+                if let Ok(mut s) = c.status.lock() {
+                    s.publishes += 1;
+                    if !any {
+                        s.publish_failures += 1;
+                    }
+                    s.last_publish = Some(PublishRecord {
+                        at: humantime::format_rfc3339_seconds(now).to_string(),
+                        reason: reason.to_string(),
+                        intro_points: intros
+                            .iter()
+                            .map(|i| (i.instance.clone(), i.intro_points.len().min(20)))
+                            .collect(),
+                        slots,
+                    });
+                }
+            }
+            Err(e) => {
+                tracing::warn!("publishing failed: {e}");
+                failures += 1;
+                retry_at = Some(
+                    Instant::now()
+                        + Duration::from_secs(5u64 << failures.min(4)).min(Duration::from_secs(60)),
+                );
+                if let Ok(mut s) = c.status.lock() {
+                    s.publish_failures += 1;
+                }
+                if matches!(e, Error::Tor(_)) {
+                    publisher = None;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Several RustBalance nodes serving one master address in the lab: what
+//! `rustbalance lab cluster` starts and what the cluster tests stand on.
+//! Each node is a real `rustbalance run` process with its own tor, its own
+//! target ("served by NAME") and a `[cluster]` section; all share one
+//! master key and one cluster secret.
+
+use crate::cmd::lab::node_config_with;
+use anyhow::{Context, Result};
+use rustbalance_hs::atomic::write_atomic;
+use rustbalance_hs::IdentityKey;
+use rustbalance_lab::{DemoTarget, Lab};
+use rustbalance_node::config::ClusterTemplate;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One node process.
+pub struct ClusterNodeProc {
+    /// Its name (`node1`).
+    pub name: String,
+    /// Its config file.
+    pub config: PathBuf,
+    /// Its admin endpoint.
+    pub admin: SocketAddr,
+    /// Its data directory.
+    pub data: PathBuf,
+    /// Its target.
+    pub target: DemoTarget,
+    child: Option<Child>,
+}
+
+fn free_port(udp: bool) -> Result<u16> {
+    Ok(if udp {
+        std::net::UdpSocket::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port()
+    } else {
+        std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port()
+    })
+}
+
+impl ClusterNodeProc {
+    /// The node's `/status`, if it answers.
+    pub async fn status(&self) -> Option<serde_json::Value> {
+        let body = rustbalance_node::admin::get(self.admin, "/status")
+            .await
+            .ok()?;
+        serde_json::from_str(&body).ok()
+    }
+
+    /// Pid of the rustbalance process.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Pid of its tor.
+    pub fn tor_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.data.join("tor.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Start (or restart) the node process, output to `log`.
+    pub fn start(&mut self, bin: &Path, log: &Path) -> Result<()> {
+        let out = std::fs::File::create(log)?;
+        let child = Command::new(bin)
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .context("start rustbalance run")?;
+        std::fs::write(
+            self.data
+                .parent()
+                .unwrap_or(&self.data)
+                .join("rustbalance-run.pid"),
+            format!("{}\n", child.id()),
+        )?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILL the node and its tor (a machine dying).
+    pub fn kill(&mut self) {
+        let tor = self.tor_pid();
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(p) = tor.and_then(rustbalance_tor::ProcessId::of_pid) {
+            let _ = p.kill();
+        }
+    }
+
+    /// SIGTERM and wait up to 10 s.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(10) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for ClusterNodeProc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Write configs (shared master key and cluster secret, priorities 10, 20, …)
+/// and targets for `n` nodes under `lab.dir()/cluster`.
+pub async fn prepare(lab: &Lab, n: usize) -> Result<(IdentityKey, Vec<ClusterNodeProc>)> {
+    let base = lab.dir().join("cluster");
+    let master = IdentityKey::generate(&mut rand::rng());
+    master.write_tor_dir(&base.join("master"))?;
+    let secret_file = base.join("cluster.secret");
+    let mut secret = [0u8; 32];
+    rand::RngExt::fill(&mut rand::rng(), &mut secret[..]);
+    write_atomic(&secret_file, &secret, 0o600)?;
+    let gossip: Vec<SocketAddr> = (0..n)
+        .map(|_| Ok(SocketAddr::from(([127, 0, 0, 1], free_port(true)?))))
+        .collect::<Result<_>>()?;
+    let mut nodes = Vec::new();
+    for i in 0..n {
+        let name = format!("node{}", i + 1);
+        let target = DemoTarget::start(&format!("served by {name}\n")).await?;
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port(false)?));
+        let text = node_config_with(
+            lab,
+            &name,
+            &target.addr().to_string(),
+            Some(
+                base.join("master")
+                    .join(rustbalance_hs::keys::SECRET_KEY_FILE),
+            ),
+            admin,
+            Some(ClusterTemplate {
+                secret_file: secret_file.clone(),
+                listen: gossip[i],
+                seeds: gossip
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, a)| *a)
+                    .collect(),
+                priority: 10 * (i as u32 + 1),
+            }),
+        )?;
+        let config = base.join(format!("{name}.toml"));
+        write_atomic(&config, text.as_bytes(), 0o600)?;
+        let node_dir = lab.dir().join("rustbalance").join(&name);
+        rustbalance_hs::atomic::create_private_dir(&node_dir)?;
+        nodes.push(ClusterNodeProc {
+            data: node_dir.join("data"),
+            name,
+            config,
+            admin,
+            target,
+            child: None,
+        });
+    }
+    Ok((master, nodes))
+}
