@@ -123,6 +123,7 @@ impl ClusterNode {
         mcfg.advertise_addr = p.cfg.advertise;
         mcfg.seeds = p.cfg.seeds.clone();
         mcfg.cluster_id = p.cfg.cluster_id.clone();
+        mcfg.phi_threshold = p.cfg.phi_threshold;
         let eligible = p.master.is_some();
         let initial = vec![
             (keys::PRIORITY.to_string(), p.cfg.priority.to_string()),

@@ -59,6 +59,14 @@ pub struct ClusterSection {
     /// Republish at least this often even when nothing changed (seconds).
     #[serde(default = "default_republish")]
     pub republish_secs: u64,
+    /// Failure-detector threshold (phi accrual): higher is slower to call a
+    /// peer dead and less prone to false alarms on a loaded machine.
+    #[serde(default = "default_phi")]
+    pub phi_threshold: f64,
+}
+
+fn default_phi() -> f64 {
+    12.0
 }
 
 fn default_priority() -> u32 {
@@ -331,6 +339,12 @@ impl Config {
                 return Err(invalid(
                     "cluster.listen",
                     "needs a fixed port (peers must find it)",
+                ));
+            }
+            if !(4.0..=40.0).contains(&c.phi_threshold) {
+                return Err(invalid(
+                    "cluster.phi_threshold",
+                    "must be between 4 and 40 (default 12)",
                 ));
             }
             if c.republish_secs < 30 {

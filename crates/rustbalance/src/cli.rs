@@ -145,16 +145,16 @@ pub enum LabCmd {
         #[arg(long, default_value = "127.0.0.1:0")]
         admin: std::net::SocketAddr,
     },
-    /// The main job end to end: a lab, two onion-service instances behind
-    /// one master address, RustBalance merging and publishing the master
-    /// descriptor, and a real tor client reaching the master address.
+    /// The main job end to end: a lab, a 3-node RustBalance cluster serving
+    /// one master address, a real tor client reaching it, and the cluster
+    /// surviving the publisher's death.
     Demo {
         #[command(flatten)]
         dir: LabDir,
         /// Requests to send to the master address at the end.
         #[arg(long, default_value_t = 20)]
         requests: usize,
-        /// Leave the lab running afterwards (stop it with `lab down`).
+        /// Leave the Tor lab running afterwards (stop it with `lab down`).
         #[arg(long)]
         keep: bool,
     },

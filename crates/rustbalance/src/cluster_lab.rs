@@ -178,3 +178,88 @@ pub async fn prepare(lab: &Lab, n: usize) -> Result<(IdentityKey, Vec<ClusterNod
     }
     Ok((master, nodes))
 }
+
+/// The node that currently publishes and its last publication
+/// (`/status` → `cluster.last_publish`).
+pub async fn publisher(nodes: &[ClusterNodeProc]) -> Option<(usize, serde_json::Value)> {
+    for (i, n) in nodes.iter().enumerate() {
+        if let Some(s) = n.status().await {
+            if s["cluster"]["role"] == "publisher" && !s["cluster"]["last_publish"].is_null() {
+                return Some((i, s["cluster"]["last_publish"].clone()));
+            }
+        }
+    }
+    None
+}
+
+/// Node names whose intro points a publication lists.
+pub fn published_nodes(p: &serde_json::Value) -> Vec<String> {
+    p["intro_points"]
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// Wait until a node other than `not` has published, at or after `since`,
+/// descriptors listing exactly the nodes `want` and confirmed by at least one
+/// HSDir each. Returns the publisher's index and the time waited.
+pub async fn wait_published(
+    nodes: &[ClusterNodeProc],
+    not: Option<usize>,
+    since: std::time::SystemTime,
+    want: &[&str],
+    timeout: Duration,
+) -> Result<(usize, Duration)> {
+    let t0 = Instant::now();
+    let since_s = rustbalance_hs::time::unix_secs(since);
+    loop {
+        if let Some((i, p)) = publisher(nodes).await {
+            let at = p["at"]
+                .as_str()
+                .and_then(|a| humantime::parse_rfc3339(a).ok())
+                .map(rustbalance_hs::time::unix_secs)
+                .unwrap_or(0);
+            let confirmed = p["slots"].as_array().is_some_and(|s| {
+                s.iter().all(|s| {
+                    s["hsdirs"]
+                        .as_object()
+                        .is_some_and(|h| h.values().any(|v| v == "UPLOADED"))
+                })
+            });
+            if Some(i) != not && at >= since_s && published_nodes(&p) == want && confirmed {
+                return Ok((i, t0.elapsed()));
+            }
+        }
+        if t0.elapsed() > timeout {
+            anyhow::bail!(
+                "no publication listing {want:?} within {timeout:?}; last: {:?}",
+                publisher(nodes).await
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `n` GETs of `url` through the lab client, each on a fresh circuit;
+/// counts answers by body ("served by NAME") and failures.
+pub async fn split(lab: &Lab, url: &str, n: usize) -> std::collections::BTreeMap<String, usize> {
+    let mut m = std::collections::BTreeMap::new();
+    for _ in 0..n {
+        let k = match lab.http_get(url, Duration::from_secs(30)).await {
+            Ok(r) if r.status == 200 => r.text().trim().to_string(),
+            Ok(r) => format!("HTTP {}", r.status),
+            Err(e) => failure_kind(&e.to_string()),
+        };
+        *m.entry(k).or_insert(0) += 1;
+    }
+    m
+}
+
+/// "failed: SOCKS error 0xF2 ..." → a short, stable label for counting.
+pub fn failure_kind(e: &str) -> String {
+    match e.find("SOCKS error") {
+        Some(i) => format!("failed ({})", e[i..].split(':').next().unwrap_or("SOCKS")),
+        None if e.contains("no complete response") => "failed (timeout)".into(),
+        None => "failed (other)".into(),
+    }
+}

@@ -4,84 +4,9 @@
 //! non-publisher is SIGKILLed and its intro points leave the descriptor
 //! within 15 s; clients keep being served. Times are printed for the notes.
 
-use rustbalance::cluster_lab::{prepare, ClusterNodeProc};
+use rustbalance::cluster_lab::{prepare, split, wait_published};
 use rustbalance_lab::{Lab, LabOptions};
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
-
-/// The publisher among `nodes` and its last publication's intro points per node.
-async fn publisher(nodes: &[ClusterNodeProc]) -> Option<(usize, serde_json::Value)> {
-    for (i, n) in nodes.iter().enumerate() {
-        if let Some(s) = n.status().await {
-            if s["cluster"]["role"] == "publisher" && !s["cluster"]["last_publish"].is_null() {
-                return Some((i, s["cluster"]["last_publish"].clone()));
-            }
-        }
-    }
-    None
-}
-
-fn published_nodes(p: &serde_json::Value) -> Vec<String> {
-    p["intro_points"]
-        .as_object()
-        .map(|o| o.keys().cloned().collect())
-        .unwrap_or_default()
-}
-
-/// Wait until some node (other than `not`) has published at or after
-/// `since` a descriptor whose nodes are exactly `want`.
-async fn wait_published(
-    nodes: &[ClusterNodeProc],
-    not: Option<usize>,
-    since: SystemTime,
-    want: &[&str],
-    timeout: Duration,
-) -> (usize, Duration) {
-    let t0 = Instant::now();
-    let since_s = rustbalance_hs::time::unix_secs(since);
-    loop {
-        if let Some((i, p)) = publisher(nodes).await {
-            let at = p["at"]
-                .as_str()
-                .and_then(|a| humantime::parse_rfc3339(a).ok())
-                .map(rustbalance_hs::time::unix_secs)
-                .unwrap_or(0);
-            let got = published_nodes(&p);
-            let ok_hsdirs = p["slots"]
-                .as_array()
-                .map(|s| {
-                    s.iter().all(|s| {
-                        s["hsdirs"]
-                            .as_object()
-                            .is_some_and(|h| h.values().any(|v| v == "UPLOADED"))
-                    })
-                })
-                .unwrap_or(false);
-            if Some(i) != not && at >= since_s && got == want && ok_hsdirs {
-                return (i, t0.elapsed());
-            }
-        }
-        assert!(
-            t0.elapsed() < timeout,
-            "no publication of {want:?} within {timeout:?}; publisher: {:?}",
-            publisher(nodes).await
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn split(lab: &Lab, url: &str, n: usize) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for _ in 0..n {
-        let k = match lab.http_get(url, Duration::from_secs(30)).await {
-            Ok(r) if r.status == 200 => r.text().trim().to_string(),
-            Ok(r) => format!("HTTP {}", r.status),
-            Err(_) => "failed".into(),
-        };
-        *m.entry(k).or_insert(0) += 1;
-    }
-    m
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_fail_over_in_seconds() {
@@ -111,7 +36,7 @@ async fn three_nodes_fail_over_in_seconds() {
             &["node1", "node2", "node3"],
             Duration::from_secs(180),
         )
-        .await;
+        .await?;
         eprintln!(
             "first publication with all 3 nodes by {} after {:.1}s",
             nodes[p].name,
@@ -152,7 +77,7 @@ async fn three_nodes_fail_over_in_seconds() {
             &rest,
             Duration::from_secs(15),
         )
-        .await;
+        .await?;
         eprintln!(
             "publisher {} SIGKILLed: {} published without it after {:.1}s",
             nodes[dead].name,
@@ -182,7 +107,7 @@ async fn three_nodes_fail_over_in_seconds() {
             &last,
             Duration::from_secs(15),
         )
-        .await;
+        .await?;
         eprintln!(
             "non-publisher {} SIGKILLed: its intro points left the descriptor after {:.1}s",
             nodes[victim].name,

@@ -1,10 +1,8 @@
 //! `rustbalance lab ...`.
 
 use crate::cli::{LabCmd, LabDir};
-use crate::demo::MasterSetup;
 use anyhow::{bail, Context, Result};
 use rustbalance_lab::{Lab, LabOptions, Progress};
-use rustbalance_node::publisher::require_uploaded;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -89,59 +87,59 @@ pub fn run(cmd: LabCmd) -> Result<()> {
 }
 
 async fn demo(dir: PathBuf, requests: usize, keep: bool) -> Result<()> {
+    use crate::cluster_lab::{prepare, published_nodes, publisher, split, wait_published};
     let t0 = Instant::now();
     let at = || t0.elapsed().as_secs_f64();
     let lab = Lab::create(&dir, LabOptions::default()).await?;
     eprintln!("== 1/4 private Tor network in {}", dir.display());
+    let mut nodes = Vec::new();
     let result = async {
         lab.start(show).await?;
-        eprintln!("== 2/4 two onion-service instances (own keys, HiddenServiceOnionbalanceInstance 1, PublishHidServDescriptors 0)");
-        let setup = MasterSetup::start(&lab, "instance", 2).await?;
-        for i in &setup.instances {
-            eprintln!("         {} = {} -> {}", i.name, i.address, i.target.addr());
+        eprintln!("== 2/4 a 3-node RustBalance cluster: each node runs its own tor (an instance of the master service), gossips its intro points, and the elected publisher uploads the merged descriptor");
+        let (master, n) = prepare(&lab, 3).await?;
+        nodes = n;
+        let bin = std::env::current_exe().context("locate the rustbalance binary")?;
+        for n in nodes.iter_mut() {
+            n.start(&bin, &lab.dir().join(format!("{}.log", n.name)))?;
+            eprintln!("         {} started (target {}, log {}/{}.log)", n.name, n.target.addr(), lab.dir().display(), n.name);
         }
-        let descs = setup.instance_descriptors(Duration::from_secs(180)).await?;
-        let t_desc = at();
-        eprintln!(
-            "[{t_desc:6.1}s] instance descriptors read over the control port: {} intro points",
-            descs.iter().map(|d| d.intro_points.len().to_string()).collect::<Vec<_>>().join(" + ")
-        );
-        eprintln!("== 3/4 RustBalance merges and publishes the master descriptor for {}", setup.address());
-        let mut publisher = setup.publisher().await?;
-        let reports = publisher
-            .publish(&descs, std::time::SystemTime::now(), Duration::from_secs(30), &mut rand::rng())
-            .await?;
-        for r in &reports {
-            eprintln!(
-                "[{:6.1}s] time period {} revision {}: {} intro points, {} bytes -> {}/{} HSDirs confirmed",
-                at(), r.period_num, r.revision, r.intro_points, r.size, r.uploaded(), r.hsdirs.len()
-            );
-        }
-        require_uploaded(&reports)?;
-        eprintln!("== 4/4 a tor client reaches the master address");
-        let (resp, took) = lab
-            .wait_http(&setup.url(), "served by", Duration::from_secs(120))
-            .await?;
-        eprintln!(
-            "[{:6.1}s] {} answered: {:?} ({:.1}s after the instance descriptors existed)",
-            at(), setup.address(), resp.text().trim(), at() - t_desc
-        );
-        let _ = took;
-        let split = setup.split(&lab, requests).await;
-        println!("master address {}", setup.address());
+        let all = ["node1", "node2", "node3"];
+        let (p, _) = wait_published(&nodes, None, std::time::SystemTime::UNIX_EPOCH, &all, Duration::from_secs(240)).await?;
+        eprintln!("[{:6.1}s] {} is the publisher; master descriptor lists the intro points of {:?}", at(), nodes[p].name, all);
+        eprintln!("== 3/4 a tor client reaches the master address {}", master.address());
+        let url = format!("http://{}/", master.address());
+        let (resp, _) = lab.wait_http(&url, "served by", Duration::from_secs(120)).await?;
+        eprintln!("[{:6.1}s] answered: {:?}", at(), resp.text().trim());
+        let s = split(&lab, &url, requests).await;
+        println!("master address {}", master.address());
         println!("{requests} requests on fresh circuits:");
-        for (k, v) in &split {
+        for (k, v) in &s {
             println!("  {v:3}  {k}");
         }
-        if split.keys().filter(|k| k.starts_with("served by")).count() < 2 {
-            eprintln!("note: not every instance answered this time (each client picks an intro point at random)");
+        eprintln!("== 4/4 the publisher {} dies (SIGKILL, its tor too)", nodes[p].name);
+        let killed = std::time::SystemTime::now();
+        nodes[p].kill();
+        let rest: Vec<&str> = all.into_iter().filter(|n| *n != nodes[p].name).collect();
+        let (p2, took) = wait_published(&nodes, Some(p), killed, &rest, Duration::from_secs(60)).await?;
+        eprintln!("[{:6.1}s] {} took over and published without {} after {:.1}s", at(), nodes[p2].name, nodes[p].name, took.as_secs_f64());
+        if let Some((_, last)) = publisher(&nodes).await {
+            eprintln!("         published nodes now: {:?}", published_nodes(&last));
+        }
+        let s = split(&lab, &url, requests).await;
+        println!("{requests} requests after the publisher died:");
+        for (k, v) in &s {
+            println!("  {v:3}  {k}");
         }
         Ok::<_, anyhow::Error>(())
     }
     .await;
+    // The nodes' targets live in this process: the nodes stop with it.
+    for n in nodes.iter_mut() {
+        n.stop();
+    }
     if keep && result.is_ok() {
         eprintln!(
-            "lab left running; stop it with: rustbalance lab down --dir {}",
+            "lab left running (nodes stopped); stop it with: rustbalance lab down --dir {}",
             dir.display()
         );
     } else {
