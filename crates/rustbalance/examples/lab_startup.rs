@@ -15,7 +15,7 @@
 //!   through the lab client until it answers. Timed from the instance tors'
 //!   spawn and from the moment every instance descriptor existed.
 //! * Onionbalance: `OnionbalanceSetup::start` (K instance tors + its own tor
-//!   + `onionbalance --is-testnet`), GET its master address until it
+//!   and `onionbalance --is-testnet`), GET its master address until it
 //!   answers. Timed from Onionbalance's start (its own figure), from the
 //!   instance tors' spawn, and from the moment its log says it has a
 //!   descriptor of every instance.
