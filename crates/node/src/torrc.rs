@@ -30,13 +30,7 @@ pub fn single_node(
     if cfg.proxy.export_circuit_id {
         t.push("HiddenServiceExportCircuitID", "haproxy")?;
     }
-    for line in &cfg.tor.extra_torrc {
-        let (k, v) = line
-            .trim()
-            .split_once(char::is_whitespace)
-            .unwrap_or((line.trim(), ""));
-        t.push(k, v.trim())?;
-    }
+    extra(&mut t, cfg)?;
     Ok(t)
 }
 
