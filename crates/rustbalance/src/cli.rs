@@ -127,6 +127,34 @@ pub enum LabCmd {
         #[arg(long, default_value_t = 60)]
         timeout: u64,
     },
+    /// Start an N-node RustBalance cluster on the running lab: one master
+    /// address, each node with its own tor and its own demo target (which
+    /// answers "served by NODE"). Returns once the first merged descriptor
+    /// is published; the nodes keep running until `lab down`.
+    Cluster {
+        #[command(flatten)]
+        dir: LabDir,
+        /// Number of nodes.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+    },
+    /// SIGKILL a cluster node and its tor (a machine dying).
+    Kill {
+        #[command(flatten)]
+        dir: LabDir,
+        /// The node's name (node1, node2, ...).
+        node: String,
+    },
+    /// (internal) A demo HTTP target answering every request with BODY.
+    #[command(hide = true)]
+    Target {
+        /// Address to listen on (loopback).
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// Response body.
+        #[arg(long)]
+        body: String,
+    },
     /// Print a complete node config for the lab network (use it with
     /// `rustbalance run --config`).
     NodeConfig {

@@ -25,8 +25,10 @@ pub struct ClusterNodeProc {
     pub admin: SocketAddr,
     /// Its data directory.
     pub data: PathBuf,
-    /// Its target.
-    pub target: DemoTarget,
+    /// Its target, when it runs in this process (`None`: an external one).
+    pub target: Option<DemoTarget>,
+    /// The target's address.
+    pub target_addr: SocketAddr,
     child: Option<Child>,
 }
 
@@ -87,6 +89,11 @@ impl ClusterNodeProc {
         Ok(())
     }
 
+    /// Stop tracking the process (it keeps running, owned by the lab).
+    pub fn forget(&mut self) {
+        self.child = None;
+    }
+
     /// SIGKILL the node and its tor (a machine dying).
     pub fn kill(&mut self) {
         let tor = self.tor_pid();
@@ -127,6 +134,34 @@ impl Drop for ClusterNodeProc {
 /// Write configs (shared master key and cluster secret, priorities 10, 20, …)
 /// and targets for `n` nodes under `lab.dir()/cluster`.
 pub async fn prepare(lab: &Lab, n: usize) -> Result<(IdentityKey, Vec<ClusterNodeProc>)> {
+    let mut targets = Vec::new();
+    for i in 0..n {
+        targets.push(Some(
+            DemoTarget::start(&format!("served by node{}\n", i + 1)).await?,
+        ));
+    }
+    prepare_with(
+        lab,
+        targets
+            .into_iter()
+            .map(|t| {
+                (
+                    t.as_ref()
+                        .map(|t| t.addr())
+                        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))),
+                    t,
+                )
+            })
+            .collect(),
+    )
+}
+
+/// [`prepare`] with the given targets (address, and the in-process target if any).
+pub fn prepare_with(
+    lab: &Lab,
+    targets: Vec<(SocketAddr, Option<DemoTarget>)>,
+) -> Result<(IdentityKey, Vec<ClusterNodeProc>)> {
+    let n = targets.len();
     let base = lab.dir().join("cluster");
     let master = IdentityKey::generate(&mut rand::rng());
     master.write_tor_dir(&base.join("master"))?;
@@ -138,14 +173,13 @@ pub async fn prepare(lab: &Lab, n: usize) -> Result<(IdentityKey, Vec<ClusterNod
         .map(|_| Ok(SocketAddr::from(([127, 0, 0, 1], free_port(true)?))))
         .collect::<Result<_>>()?;
     let mut nodes = Vec::new();
-    for i in 0..n {
+    for (i, (target_addr, target)) in targets.into_iter().enumerate() {
         let name = format!("node{}", i + 1);
-        let target = DemoTarget::start(&format!("served by {name}\n")).await?;
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port(false)?));
         let text = node_config_with(
             lab,
             &name,
-            &target.addr().to_string(),
+            &target_addr.to_string(),
             Some(
                 base.join("master")
                     .join(rustbalance_hs::keys::SECRET_KEY_FILE),
@@ -173,6 +207,7 @@ pub async fn prepare(lab: &Lab, n: usize) -> Result<(IdentityKey, Vec<ClusterNod
             config,
             admin,
             target,
+            target_addr,
             child: None,
         });
     }

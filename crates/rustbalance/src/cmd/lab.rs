@@ -51,9 +51,15 @@ pub fn run(cmd: LabCmd) -> Result<()> {
             LabCmd::Status { dir, json } => {
                 let lab = Lab::open(dir.path("rustbalance-lab"))?;
                 let st = lab.status()?;
+                let nodes = cluster_status(&lab, &st).await;
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&st)?);
+                    let mut v = serde_json::to_value(&st)?;
+                    v["nodes"] = serde_json::Value::Array(nodes);
+                    println!("{}", serde_json::to_string_pretty(&v)?);
                 } else {
+                    for n in &nodes {
+                        println!("node {}", n);
+                    }
                     println!("lab {} ({}), running: {}, SOCKS {}", st.dir.display(), st.block, st.running, st.socks);
                     for p in &st.processes {
                         println!("  {}", serde_json::to_string(p)?);
@@ -75,6 +81,31 @@ pub fn run(cmd: LabCmd) -> Result<()> {
                     bail!("HTTP status {}", r.status);
                 }
                 Ok(())
+            }
+            LabCmd::Cluster { dir, nodes } => {
+                let lab = Lab::open(dir.path("rustbalance-lab"))?;
+                start_cluster(&lab, nodes).await
+            }
+            LabCmd::Kill { dir, node } => {
+                let lab = Lab::open(dir.path("rustbalance-lab"))?;
+                kill_node(&lab, &node)
+            }
+            LabCmd::Target { listen, body } => {
+                let l = tokio::net::TcpListener::bind(listen).await?;
+                let response = format!(
+                    "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                loop {
+                    let (mut s, _) = l.accept().await?;
+                    let r = response.clone();
+                    tokio::spawn(async move {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        let mut buf = [0u8; 4096];
+                        let _ = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
+                        let _ = s.write_all(r.as_bytes()).await;
+                    });
+                }
             }
             LabCmd::NodeConfig { dir, name, target, master_key, admin } => {
                 let lab = Lab::open(dir.path("rustbalance-lab"))?;
@@ -101,7 +132,7 @@ async fn demo(dir: PathBuf, requests: usize, keep: bool) -> Result<()> {
         let bin = std::env::current_exe().context("locate the rustbalance binary")?;
         for n in nodes.iter_mut() {
             n.start(&bin, &lab.dir().join(format!("{}.log", n.name)))?;
-            eprintln!("         {} started (target {}, log {}/{}.log)", n.name, n.target.addr(), lab.dir().display(), n.name);
+            eprintln!("         {} started (target {}, log {}/{}.log)", n.name, n.target_addr, lab.dir().display(), n.name);
         }
         let all = ["node1", "node2", "node3"];
         let (p, _) = wait_published(&nodes, None, std::time::SystemTime::UNIX_EPOCH, &all, Duration::from_secs(240)).await?;
@@ -207,4 +238,149 @@ pub fn node_config_with(
         cluster,
     }
     .render())
+}
+
+/// Config files of the lab's cluster nodes (`DIR/cluster/nodeN.toml`).
+fn cluster_configs(lab: &Lab) -> Vec<(String, PathBuf)> {
+    let mut v: Vec<(String, PathBuf)> = std::fs::read_dir(lab.dir().join("cluster"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .filter_map(|p| Some((p.file_stem()?.to_string_lossy().into_owned(), p)))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// name, pid, role and the nodes whose intro points the last published
+/// descriptor lists, for each cluster node.
+async fn cluster_status(lab: &Lab, st: &rustbalance_lab::LabStatus) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for (name, path) in cluster_configs(lab) {
+        let proc_ = st.processes.iter().find(|p| p.name == name);
+        let status = match rustbalance_node::Config::load(&path) {
+            Ok(cfg) => rustbalance_node::admin::get(cfg.admin.listen, "/status")
+                .await
+                .ok()
+                .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok()),
+            Err(_) => None,
+        };
+        let c = status
+            .as_ref()
+            .map(|s| s["cluster"].clone())
+            .unwrap_or_default();
+        out.push(serde_json::json!({
+            "name": name,
+            "pid": proc_.map(|p| p.pid),
+            "alive": proc_.map(|p| p.alive).unwrap_or(false),
+            "role": c["role"],
+            "own_intro_points": c["own_intro_points"],
+            "last_published_intro_points": c["last_publish"]["intro_points"],
+        }));
+    }
+    out
+}
+
+async fn start_cluster(lab: &Lab, n: usize) -> Result<()> {
+    if !lab.is_running()? {
+        bail!(
+            "the lab in {} is not running; start it with `rustbalance lab up`",
+            lab.dir().display()
+        );
+    }
+    if !cluster_configs(lab).is_empty() {
+        bail!(
+            "a cluster already exists in {}; `rustbalance lab down` first",
+            lab.dir().display()
+        );
+    }
+    let bin = std::env::current_exe().context("locate the rustbalance binary")?;
+    let mut targets = Vec::new();
+    for i in 1..=n {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let args: Vec<std::ffi::OsString> = vec![
+            "lab".into(),
+            "target".into(),
+            "--listen".into(),
+            addr.to_string().into(),
+            "--body".into(),
+            format!("served by node{i}\n").into(),
+        ];
+        lab.spawn_program(&format!("target{i}"), &bin, &args)?;
+        targets.push((addr, None));
+    }
+    let (master, mut nodes) = crate::cluster_lab::prepare_with(lab, targets)?;
+    for node in &nodes {
+        let args: Vec<std::ffi::OsString> =
+            vec!["run".into(), "--config".into(), node.config.clone().into()];
+        lab.spawn_program(&node.name, &bin, &args)?;
+        eprintln!("started {} (config {})", node.name, node.config.display());
+    }
+    let all: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    let t0 = Instant::now();
+    let (p, _) = crate::cluster_lab::wait_published(
+        &nodes,
+        None,
+        std::time::SystemTime::UNIX_EPOCH,
+        &all,
+        Duration::from_secs(240),
+    )
+    .await?;
+    eprintln!(
+        "[{:6.1}s] {} published the master descriptor with the intro points of {:?}",
+        t0.elapsed().as_secs_f64(),
+        nodes[p].name,
+        all
+    );
+    println!("master address {}", master.address());
+    println!(
+        "try: rustbalance lab curl --dir {} http://{}/",
+        lab.dir().display(),
+        master.address()
+    );
+    // The node processes belong to the lab now (stopped by `lab down`).
+    for n in nodes.iter_mut() {
+        n.forget();
+    }
+    Ok(())
+}
+
+fn kill_node(lab: &Lab, node: &str) -> Result<()> {
+    let cfgs = cluster_configs(lab);
+    let Some((_, path)) = cfgs.iter().find(|(n, _)| n == node) else {
+        bail!(
+            "no cluster node {node:?} in {} (have: {:?})",
+            lab.dir().display(),
+            cfgs.iter().map(|c| &c.0).collect::<Vec<_>>()
+        );
+    };
+    let cfg = rustbalance_node::Config::load(path)?;
+    let st = lab.status()?;
+    let pid = st
+        .processes
+        .iter()
+        .find(|p| p.name == node && p.alive)
+        .and_then(|p| p.pid);
+    let tor = std::fs::read_to_string(cfg.node.data_dir.join("tor.pid"))
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok());
+    let mut killed = Vec::new();
+    for p in [pid, tor].into_iter().flatten() {
+        if let Some(id) = rustbalance_tor::ProcessId::of_pid(p) {
+            id.kill()?;
+            killed.push(p);
+        }
+    }
+    if killed.is_empty() {
+        bail!("{node} is not running");
+    }
+    println!("SIGKILLed {node} (pids {killed:?})");
+    Ok(())
 }
