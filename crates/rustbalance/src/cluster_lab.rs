@@ -78,14 +78,15 @@ impl ClusterNodeProc {
             .stderr(out)
             .spawn()
             .context("start rustbalance run")?;
-        std::fs::write(
-            self.data
-                .parent()
-                .unwrap_or(&self.data)
-                .join("rustbalance-run.pid"),
-            format!("{}\n", child.id()),
-        )?;
+        let pid = child.id();
+        // Track the child before anything else can fail, so it is never leaked.
         self.child = Some(child);
+        let pid_file = self
+            .data
+            .parent()
+            .unwrap_or(&self.data)
+            .join("rustbalance-run.pid");
+        std::fs::write(pid_file, format!("{pid}\n"))?;
         Ok(())
     }
 
