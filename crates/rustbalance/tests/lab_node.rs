@@ -173,6 +173,29 @@ async fn single_node_in_the_lab() {
             took.as_secs_f64()
         );
 
+        // PoW on by default in single-node mode: tor's own descriptor carries pow-params.
+        let port = std::fs::read_to_string(n.data.join("tor/control-port"))?;
+        let ctl_addr: SocketAddr = port.trim().trim_start_matches("PORT=").parse()?;
+        let ctl = rustbalance_tor::ControlClient::connect_authenticated(ctl_addr).await?;
+        let master: rustbalance_hs::OnionAddress =
+            st["master_address"].as_str().unwrap().parse()?;
+        let view = rustbalance_node::publisher::network_view(&ctl, true).await?;
+        let desc = rustbalance_node::publisher::instance_descriptor(
+            &ctl,
+            &master,
+            &view.time,
+            std::time::SystemTime::now(),
+        )
+        .await?;
+        assert!(
+            !desc.pow_params.is_empty(),
+            "HiddenServicePoWDefensesEnabled 1 must put pow-params in the descriptor"
+        );
+        eprintln!(
+            "tor's descriptor carries pow-params ({} intro points)",
+            desc.intro_points.len()
+        );
+
         // Watchdog: SIGKILL tor.
         let old = n.tor_pid().expect("tor pid file");
         signal(old, "-KILL");
