@@ -87,7 +87,12 @@ pub fn parse_descriptor(
     let centre = tp.period_at(now)?.interval_num();
     let first = centre.saturating_sub(PERIOD_SEARCH);
     let last = centre + PERIOD_SEARCH;
-    let (period_num, blinded, subcred) = (first..=last)
+    // Nearest periods first: a live descriptor is almost always for the
+    // current period or its neighbour, so usually one blinding suffices.
+    let mut order: Vec<u64> = (first..=last).collect();
+    order.sort_by_key(|n| (n.abs_diff(centre), *n < centre));
+    let (period_num, blinded, subcred) = order
+        .into_iter()
         .find_map(|n| {
             let (bk, sc) = id_key.compute_blinded_key(tp.period(n)).ok()?;
             (bk.as_bytes() == &signer).then_some((n, bk, sc))
