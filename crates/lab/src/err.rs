@@ -124,6 +124,43 @@ pub enum Error {
         detail: String,
     },
 
+    /// Network namespaces need privileges this process lacks.
+    #[error("{action} needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN for `ip netns`); run as root, or use Placement::HostLoopback")]
+    NeedsRoot {
+        /// What was attempted.
+        action: String,
+    },
+
+    /// An `ip` command or a namespace operation failed.
+    #[error("cannot {action}: {detail}; leftovers of an earlier run show in `ip netns list` (names rbl-...): stop that lab with `Lab::open(DIR)?.stop()` or delete them with `ip netns del NAME`")]
+    Netns {
+        /// What was attempted (with the namespace name).
+        action: String,
+        /// The command's error output.
+        detail: String,
+    },
+
+    /// A node-host operation on a lab without namespaces.
+    #[error("{what} needs a lab in its own network namespace: create it with `LabOptions {{ placement: Placement::namespace(), .. }}` and start it")]
+    NotNamespaced {
+        /// The operation.
+        what: String,
+    },
+
+    /// No node host of that name.
+    #[error("the lab has no node host `{name}`; create it with `Lab::add_node_host`")]
+    NoNodeHost {
+        /// The name.
+        name: String,
+    },
+
+    /// Namespaces of the lab survived a stop.
+    #[error("after stopping, the network namespaces {names:?} still exist; delete them with `ip netns del NAME` (and check `ip netns pids NAME` for survivors)")]
+    NetnsLeft {
+        /// The namespaces.
+        names: Vec<String>,
+    },
+
     /// Something still listens on a lab address after stop.
     #[error("after stopping, {addrs:?} still accept connections; some lab process survived: check `rustbalance lab status --dir {dir}`")]
     StillListening {

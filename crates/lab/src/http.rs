@@ -184,8 +184,10 @@ pub async fn http_get_via(socks: SocketAddr, url: &str, timeout: Duration) -> Re
 }
 
 impl Lab {
-    /// One `GET url` through the lab client, on a fresh circuit.
+    /// One `GET url` through the lab client, on a fresh circuit (in a
+    /// namespaced lab, through the portal to the client's SOCKS port).
     pub async fn http_get(&self, url: &str, timeout: Duration) -> Result<HttpResponse> {
+        self.ensure_portal()?;
         http_get_via(self.socks_addr(), url, timeout).await
     }
 

@@ -14,6 +14,7 @@
 //! process it had started.
 
 mod extra;
+mod hosts;
 mod status;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -47,7 +48,8 @@ pub struct LabOptions {
     pub authorities: usize,
     /// The `127.B.C.0/24` block; default derived from the lab directory.
     pub block: Option<AddrBlock>,
-    /// Where processes run. Default: host loopback.
+    /// Where processes run. Default: host loopback;
+    /// [`Placement::namespace()`] for node hosts ([`Lab::add_node_host`]).
     pub placement: Placement,
     /// The tor binary. Default `tor` from `$PATH`.
     pub tor_binary: PathBuf,
@@ -136,12 +138,17 @@ impl Lab {
             .canonicalize()
             .map_err(|e| file_err("resolve", dir, e))?;
         let layout = Layout { dir: dir.clone() };
+        let placement = opts.placement.clone().resolve(&dir)?;
+        if placement.netns().is_some() {
+            crate::netns::require_root("a lab in its own network namespace")?;
+        }
         if layout.lab_json().exists() {
             let old = Lab::open(&dir)?;
             if old.is_running()? {
                 return Err(Error::AlreadyRunning { dir });
             }
-            for p in [layout.nodes(), layout.hosts()] {
+            old.teardown_netns()?;
+            for p in [layout.nodes(), layout.hosts(), layout.netns_dir()] {
                 if p.exists() {
                     std::fs::remove_dir_all(&p).map_err(|e| file_err("remove", &p, e))?;
                 }
@@ -158,7 +165,7 @@ impl Lab {
         private_dir(&layout.nodes())?;
         private_dir(&layout.hosts())?;
 
-        let nodes = plan_nodes(block, &opts);
+        let nodes = plan_nodes(block, &placement, &opts);
         let empty_torrc = layout.dir.join("empty.torrc");
         std::fs::write(&empty_torrc, "").map_err(|e| file_err("write", &empty_torrc, e))?;
         let mut gen = tokio::task::JoinSet::new();
@@ -180,7 +187,7 @@ impl Lab {
         let state = LabState {
             format: FORMAT,
             block,
-            placement: opts.placement.clone(),
+            placement,
             tor_binary: opts.tor_binary.clone(),
             authorities,
             nodes,
@@ -278,18 +285,20 @@ impl Lab {
             .expect("every lab has a client")
     }
 
-    /// The client's SOCKS address.
+    /// The client's SOCKS address, as reachable from the host (in a
+    /// namespaced lab: the portal's `127.B.C.10:9050`).
     pub fn socks_addr(&self) -> SocketAddr {
         let c = self.client();
-        SocketAddr::from((c.ip, c.socks_port.unwrap_or(SOCKS_PORT)))
+        self.reach(SocketAddr::from((c.ip, c.socks_port.unwrap_or(SOCKS_PORT))))
     }
 
-    /// The client's control address.
+    /// The client's control address, as reachable from the host.
     pub fn client_control_addr(&self) -> SocketAddr {
-        self.client().control()
+        self.reach(self.client().control())
     }
 
-    /// An authenticated control connection to the lab process `name`.
+    /// An authenticated control connection to the lab process `name`
+    /// (through the portal in a namespaced lab).
     pub async fn control(&self, name: &str) -> Result<ControlClient> {
         let addr = self
             .state
@@ -306,7 +315,8 @@ impl Lab {
                 name: name.to_string(),
                 detail: "no such lab process with a control port".into(),
             })?;
-        Ok(ControlClient::connect_authenticated(addr).await?)
+        self.ensure_portal()?;
+        Ok(ControlClient::connect_authenticated(self.reach(addr)).await?)
     }
 
     /// True while any process of the lab runs.
@@ -340,6 +350,7 @@ impl Lab {
                     .socks_port
                     .map(|port| SocketAddr::from((node.ip, port))),
                 log_file: self.layout.log_file(&node.name),
+                netns: None,
             },
         )
     }
@@ -382,12 +393,25 @@ impl Lab {
                 dir: self.layout.dir.clone(),
             });
         }
-        if self.state.placement.reachable_from_host() {
-            let addrs: Vec<SocketAddr> =
-                self.state.nodes.iter().flat_map(|n| n.listens()).collect();
-            probe_free(&addrs, self.state.block)?;
-        }
-        let result = self.start_inner(&mut progress).await;
+        let result = match self.state.placement.netns() {
+            None => {
+                let addrs: Vec<SocketAddr> =
+                    self.state.nodes.iter().flat_map(|n| n.listens()).collect();
+                probe_free(&addrs, self.state.block)?;
+                self.start_inner(&mut progress).await
+            }
+            Some(ns) => {
+                // Leftovers of a crashed run go first; the portal's binds
+                // then double as the probe for address collisions.
+                self.teardown_netns()?;
+                let hosts: Vec<u8> = self.state.nodes.iter().map(|n| n.ip.octets()[3]).collect();
+                crate::netns::create_lab_net(ns, self.state.block, &hosts)?;
+                match self.ensure_portal() {
+                    Ok(()) => self.start_inner(&mut progress).await,
+                    Err(e) => Err(e),
+                }
+            }
+        };
         if result.is_err() {
             // Leave nothing behind; the start error is what matters.
             let _ = self.stop();
@@ -424,6 +448,7 @@ impl Lab {
         mark(Phase::RelaysBootstrapped, detail);
         self.launch_nodes(&[self.client()]).await?;
         mark(Phase::ClientLaunched, self.socks_addr().to_string());
+        self.ensure_portal()?;
         self.wait_bootstrapped(self.client()).await?;
         mark(Phase::Usable, format!("SOCKS {}", self.socks_addr()));
         Ok(StartReport {
@@ -441,6 +466,7 @@ impl Lab {
                 dir: self.layout.dir.clone(),
             });
         }
+        self.ensure_portal()?;
         let detail = self.wait_consensus().await?;
         progress(&Progress {
             phase: Phase::ConsensusComplete,
@@ -500,7 +526,7 @@ impl Lab {
             .iter()
             .find(|n| n.role == Role::Authority)
             .ok_or_else(|| Error::Options("the lab has no authority".into()))?;
-        let addr = auth.control();
+        let addr = self.reach(auth.control());
         let expected: Vec<&NodeSpec> = self
             .state
             .nodes
@@ -538,7 +564,7 @@ impl Lab {
             }
             let mut behind = Vec::new();
             for n in &relays {
-                let p = match ControlClient::connect_authenticated(n.control()).await {
+                let p = match ControlClient::connect_authenticated(self.reach(n.control())).await {
                     Ok(c) => {
                         let p = c.bootstrap_progress().await.unwrap_or(0);
                         if p < 100 && nudge {
@@ -562,15 +588,18 @@ impl Lab {
     }
 
     async fn wait_bootstrapped(&self, node: &NodeSpec) -> Result<()> {
-        wait_bootstrapped_at(node.control(), &node.name, self.timeout, || {
+        wait_bootstrapped_at(self.reach(node.control()), &node.name, self.timeout, || {
             self.check_core_alive()
         })
         .await
     }
 
     /// Stops every process of the lab (core and extra) by its recorded pid:
-    /// SIGTERM to all, up to 10 s grace, then SIGKILL. Blocks the calling
-    /// thread. Stopping a stopped lab does nothing.
+    /// SIGTERM to all, up to 10 s grace, then SIGKILL. In a namespaced lab,
+    /// then stops whatever still runs in its namespaces (e.g. tors a node
+    /// started itself), closes the portal and deletes every namespace (and
+    /// with them the bridge and veths). Blocks the calling thread. Stopping
+    /// a stopped lab does nothing.
     pub fn stop(&self) -> Result<StopReport> {
         let records = self.layout.records()?;
         let alive: Vec<&ProcessRecord> = records.iter().filter(|r| r.id.is_alive()).collect();
@@ -584,18 +613,26 @@ impl Lab {
         let ids = |v: &[&&ProcessRecord]| v.iter().map(|r| r.id).collect::<Vec<_>>();
         stop_all(&ids(&programs), PROGRAM_GRACE)?;
         stop_all(&ids(&tors), Duration::from_secs(10))?;
+        self.teardown_netns()?;
         Ok(StopReport {
             stopped: alive.iter().map(|r| r.name.clone()).collect(),
         })
     }
 
     /// [`Self::stop`], then checks that nothing accepts connections on any
-    /// address the lab's processes listened on.
+    /// address the lab's processes listened on, and that none of the lab's
+    /// network namespaces is left.
     pub async fn stop_and_verify(&self) -> Result<StopReport> {
         let lab = self.clone();
         let report = tokio::task::spawn_blocking(move || lab.stop())
             .await
             .map_err(|e| Error::Options(format!("stop task failed: {e}")))??;
+        if let Some(ns) = self.state.placement.netns() {
+            let names = crate::netns::list(ns);
+            if !names.is_empty() {
+                return Err(Error::NetnsLeft { names });
+            }
+        }
         let addrs = self.listen_addrs()?;
         let left = crate::net::still_listening(&addrs).await;
         if !left.is_empty() {
@@ -607,12 +644,16 @@ impl Lab {
         Ok(report)
     }
 
-    /// Every address any process of the lab listens (or listened) on.
+    /// Every address any process of the lab listens (or listened) on, as
+    /// seen from the host (the portal's addresses in a namespaced lab).
     pub fn listen_addrs(&self) -> Result<Vec<SocketAddr>> {
         let mut addrs: Vec<SocketAddr> =
             self.state.nodes.iter().flat_map(|n| n.listens()).collect();
         for r in self.layout.records()? {
             addrs.extend(r.listens);
+        }
+        for a in &mut addrs {
+            *a = self.reach(*a);
         }
         addrs.sort();
         addrs.dedup();
@@ -736,16 +777,11 @@ fn check_options(opts: &LabOptions) -> Result<()> {
             opts.relays
         )));
     }
-    if opts.placement != Placement::HostLoopback {
-        return Err(Error::Options(
-            "network namespaces are not implemented yet; use Placement::HostLoopback".into(),
-        ));
-    }
     Ok(())
 }
 
 /// The core nodes of a lab: authorities `a1..`, guards `r1..`, exits, client `c1`.
-fn plan_nodes(block: AddrBlock, opts: &LabOptions) -> Vec<NodeSpec> {
+fn plan_nodes(block: AddrBlock, placement: &Placement, opts: &LabOptions) -> Vec<NodeSpec> {
     let node = |name: String, role: Role, ip: Ipv4Addr| NodeSpec {
         name,
         role,
@@ -757,16 +793,20 @@ fn plan_nodes(block: AddrBlock, opts: &LabOptions) -> Vec<NodeSpec> {
     };
     let mut nodes = Vec::new();
     for i in 0..opts.authorities {
-        let ip = block.ip(FIRST_AUTHORITY_HOST + i as u8);
+        let ip = placement.listen_ip(block, FIRST_AUTHORITY_HOST + i as u8);
         nodes.push(node(format!("a{}", i + 1), Role::Authority, ip));
     }
     let guards = opts.relays.div_ceil(2);
     for i in 0..opts.relays {
         let role = if i < guards { Role::Guard } else { Role::Exit };
-        let ip = block.ip(FIRST_RELAY_HOST + i as u8);
+        let ip = placement.listen_ip(block, FIRST_RELAY_HOST + i as u8);
         nodes.push(node(format!("r{}", i + 1), role, ip));
     }
-    nodes.push(node("c1".into(), Role::Client, block.ip(CLIENT_HOST)));
+    nodes.push(node(
+        "c1".into(),
+        Role::Client,
+        placement.listen_ip(block, CLIENT_HOST),
+    ));
     nodes
 }
 
@@ -776,7 +816,8 @@ mod tests {
 
     #[test]
     fn plan_has_roles_and_own_addresses() {
-        let nodes = plan_nodes(AddrBlock { b: 100, c: 7 }, &LabOptions::default());
+        let block = AddrBlock { b: 100, c: 7 };
+        let nodes = plan_nodes(block, &Placement::HostLoopback, &LabOptions::default());
         assert_eq!(nodes.len(), 10);
         assert_eq!(nodes.iter().filter(|n| n.role == Role::Guard).count(), 3);
         assert_eq!(nodes.iter().filter(|n| n.role == Role::Exit).count(), 3);
@@ -784,12 +825,16 @@ mod tests {
         ips.dedup();
         assert_eq!(ips.len(), 10);
         assert!(nodes.iter().all(|n| n.ip.is_loopback()));
+        let ns = Placement::namespace().resolve(Path::new("/x")).unwrap();
+        let nodes = plan_nodes(block, &ns, &LabOptions::default());
+        assert!(nodes.iter().all(|n| block.is_net_ip(n.ip)));
     }
 
     #[test]
     fn consensus_check_reports_missing_flags() {
         let nodes = plan_nodes(
             AddrBlock { b: 100, c: 7 },
+            &Placement::HostLoopback,
             &LabOptions {
                 relays: 2,
                 authorities: 1,
@@ -812,11 +857,6 @@ mod tests {
             ..Default::default()
         };
         assert!(check_options(&bad).is_err());
-        let ns = LabOptions {
-            placement: Placement::Namespace { name: "x".into() },
-            ..Default::default()
-        };
-        assert!(check_options(&ns).is_err());
     }
 }
 

@@ -7,6 +7,7 @@ mod http;
 mod keys;
 mod lab;
 pub mod net;
+pub mod netns;
 mod node;
 pub mod onionbalance;
 mod state;
@@ -19,6 +20,7 @@ pub use lab::{
     StopOnDrop, StopReport,
 };
 pub use net::{AddrBlock, Placement};
+pub use netns::NodeHost;
 pub use rustbalance_tor::Torrc;
 pub use state::{Authority, NodeSpec, Role};
 pub use target::DemoTarget;

@@ -16,14 +16,15 @@
 //! (1 in ~48,000 for two directories); [`crate::Lab::start`] probes every
 //! address first and reports a collision as [`crate::Error::AddressInUse`].
 //!
-//! [`Placement`] says where processes run. Today everything runs on the
-//! host's loopback. Cluster tests will later put each RustBalance node in a
-//! network namespace: the lab will then create its own namespace with a
-//! private bridge, and every command is prefixed with `ip netns exec NS`.
-//! Only this module knows about that.
+//! [`Placement`] says where processes run: on the host's loopback, or in
+//! the lab's own network namespace (see [`crate::netns`]). There every tor
+//! listens on `10.B.C.H` (same `B`, `C`, `H`) on the namespace's bridge, and
+//! the lab forwards `127.B.C.H:PORT` on the host to it, so the addresses the
+//! host uses (control ports, the client's SOCKS port) are the same in both
+//! placements ([`Placement::host_view`]).
 
 use std::ffi::OsString;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -87,6 +88,18 @@ impl AddrBlock {
     pub fn ip(&self, host: u8) -> Ipv4Addr {
         Ipv4Addr::new(127, self.b, self.c, host)
     }
+
+    /// The address of host `host` on the bridge of a namespaced lab,
+    /// `10.B.C.H`: it exists only inside the lab's own namespaces.
+    pub fn net_ip(&self, host: u8) -> Ipv4Addr {
+        Ipv4Addr::new(10, self.b, self.c, host)
+    }
+
+    /// True for `10.B.C.1..=254`, the bridge subnet of a namespaced lab.
+    pub fn is_net_ip(&self, ip: Ipv4Addr) -> bool {
+        let [a, b, c, h] = ip.octets();
+        (a, b, c) == (10, self.b, self.c) && h != 0 && h != 255
+    }
 }
 
 impl std::fmt::Display for AddrBlock {
@@ -95,6 +108,10 @@ impl std::fmt::Display for AddrBlock {
     }
 }
 
+/// Host number of the bridge's own address (`10.B.C.1`), the default
+/// gateway of every node namespace.
+pub const GATEWAY_HOST: u8 = 1;
+
 /// Where the lab's processes run.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -102,15 +119,81 @@ pub enum Placement {
     /// On the host, listening on loopback addresses only.
     #[default]
     HostLoopback,
-    /// Inside a network namespace the lab created (not implemented yet:
-    /// [`crate::Lab::create`] refuses it).
+    /// Inside a network namespace the lab creates at start and deletes at
+    /// stop, with a bridge to which node namespaces attach (needs root).
     Namespace {
-        /// The namespace name (`ip netns` name).
+        /// The namespace name (`ip netns` name). Empty: `rbl-` and six hex
+        /// digits of a hash of the lab directory (see [`Placement::namespace`]).
         name: String,
     },
 }
 
 impl Placement {
+    /// The namespaced placement with a name derived from the lab directory.
+    pub fn namespace() -> Self {
+        Placement::Namespace {
+            name: String::new(),
+        }
+    }
+
+    /// Fills in the derived namespace name and checks a given one
+    /// (`rbl-` then letters, digits or `-`, at most 15 characters, so that
+    /// the node namespaces' names `NAME-NODE` stay readable).
+    pub(crate) fn resolve(self, dir: &Path) -> Result<Self> {
+        match self {
+            Placement::HostLoopback => Ok(self),
+            Placement::Namespace { name } if name.is_empty() => {
+                let h = Sha256::digest(dir.as_os_str().as_encoded_bytes());
+                Ok(Placement::Namespace {
+                    name: format!("rbl-{}", hex::encode(&h[..3])),
+                })
+            }
+            Placement::Namespace { name } => {
+                let ok = name.len() <= 15
+                    && name.starts_with("rbl-")
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+                if ok {
+                    Ok(Placement::Namespace { name })
+                } else {
+                    Err(Error::Options(format!(
+                        "namespace name {name:?}: use `rbl-` then lowercase letters, digits or `-`, at most 15 characters, or leave it empty (Placement::namespace()) to derive one"
+                    )))
+                }
+            }
+        }
+    }
+
+    /// The lab's namespace, if it has one.
+    pub fn netns(&self) -> Option<&str> {
+        match self {
+            Placement::HostLoopback => None,
+            Placement::Namespace { name } => Some(name),
+        }
+    }
+
+    /// The address a lab process with host number `host` listens on:
+    /// `127.B.C.H` on the host, `10.B.C.H` in the lab's namespace.
+    pub fn listen_ip(&self, block: AddrBlock, host: u8) -> Ipv4Addr {
+        match self {
+            Placement::HostLoopback => block.ip(host),
+            Placement::Namespace { .. } => block.net_ip(host),
+        }
+    }
+
+    /// Where the host (this process, the CLI) reaches `addr`, an address a
+    /// lab process listens on: itself on the host, the lab's forwarder
+    /// `127.B.C.H:PORT` for `10.B.C.H:PORT` in the namespace.
+    pub fn host_view(&self, block: AddrBlock, addr: SocketAddr) -> SocketAddr {
+        match (self, addr.ip()) {
+            (Placement::Namespace { .. }, IpAddr::V4(v4)) if block.is_net_ip(v4) => {
+                SocketAddr::from((block.ip(v4.octets()[3]), addr.port()))
+            }
+            _ => addr,
+        }
+    }
+
     /// Words to put before every command (`ip netns exec NS`).
     pub fn command_prefix(&self) -> Vec<OsString> {
         match self {
@@ -122,9 +205,14 @@ impl Placement {
         }
     }
 
-    /// Refuses any address a lab process may not use here.
-    pub fn check_addr(&self, ip: Ipv4Addr) -> Result<()> {
-        if ip.is_loopback() {
+    /// Refuses any address a lab process may not use here: loopback, and in
+    /// a namespaced lab also the bridge subnet `10.B.C.0/24`.
+    pub fn check_addr(&self, block: AddrBlock, ip: Ipv4Addr) -> Result<()> {
+        let ok = match self {
+            Placement::HostLoopback => ip.is_loopback(),
+            Placement::Namespace { .. } => ip.is_loopback() || block.is_net_ip(ip),
+        };
+        if ok {
             Ok(())
         } else {
             Err(Error::AddressNotAllowed {
@@ -205,14 +293,55 @@ mod tests {
 
     #[test]
     fn only_loopback_is_allowed() {
+        let block = AddrBlock::new(3, 4).unwrap();
         let p = Placement::HostLoopback;
-        assert!(p.check_addr(Ipv4Addr::new(127, 3, 4, 5)).is_ok());
-        assert!(p.check_addr(Ipv4Addr::new(10, 0, 0, 1)).is_err());
-        assert!(p.check_addr(Ipv4Addr::new(0, 0, 0, 0)).is_err());
+        assert!(p.check_addr(block, Ipv4Addr::new(127, 3, 4, 5)).is_ok());
+        assert!(p.check_addr(block, Ipv4Addr::new(10, 3, 4, 5)).is_err());
+        assert!(p.check_addr(block, Ipv4Addr::new(0, 0, 0, 0)).is_err());
         assert!(p.command_prefix().is_empty());
-        let ns = Placement::Namespace {
-            name: "rb-lab".into(),
-        };
+        assert_eq!(p.listen_ip(block, 7), Ipv4Addr::new(127, 3, 4, 7));
+        let ns = Placement::namespace()
+            .resolve(Path::new("/tmp/lab-a"))
+            .unwrap();
         assert_eq!(ns.command_prefix().len(), 4);
+        assert!(ns.check_addr(block, Ipv4Addr::new(10, 3, 4, 5)).is_ok());
+        assert!(ns.check_addr(block, Ipv4Addr::new(10, 3, 5, 5)).is_err());
+        assert!(ns.check_addr(block, Ipv4Addr::new(10, 3, 4, 255)).is_err());
+        assert!(ns.check_addr(block, Ipv4Addr::new(192, 0, 2, 1)).is_err());
+        assert_eq!(ns.listen_ip(block, 7), Ipv4Addr::new(10, 3, 4, 7));
+    }
+
+    #[test]
+    fn namespace_names_and_host_view() {
+        let a = Placement::namespace()
+            .resolve(Path::new("/tmp/lab-a"))
+            .unwrap();
+        let name = a.netns().unwrap().to_string();
+        assert!(name.starts_with("rbl-") && name.len() == 10, "{name}");
+        assert_eq!(
+            Placement::namespace()
+                .resolve(Path::new("/tmp/lab-a"))
+                .unwrap(),
+            a
+        );
+        assert_ne!(
+            Placement::namespace()
+                .resolve(Path::new("/tmp/lab-b"))
+                .unwrap(),
+            a
+        );
+        let bad = Placement::Namespace {
+            name: "rbl-this-is-too-long".into(),
+        };
+        assert!(bad.resolve(Path::new("/x")).is_err());
+        let block = AddrBlock::new(3, 4).unwrap();
+        let inside: SocketAddr = "10.3.4.21:9051".parse().unwrap();
+        assert_eq!(
+            a.host_view(block, inside),
+            "127.3.4.21:9051".parse().unwrap()
+        );
+        let other: SocketAddr = "127.0.0.1:80".parse().unwrap();
+        assert_eq!(a.host_view(block, other), other);
+        assert_eq!(Placement::HostLoopback.host_view(block, inside), inside);
     }
 }

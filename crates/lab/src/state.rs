@@ -8,6 +8,7 @@
 //! DIR/hosts/N                 claimed host numbers of extra processes
 //! DIR/nodes/NAME/             DataDirectory of tor NAME (0700)
 //!               torrc, notice.log, tor.pid, process.json
+//! DIR/netns/NAME.json         a node host (namespaced labs)
 //! ```
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -149,6 +150,9 @@ pub struct ProcessRecord {
     pub socks: Option<SocketAddr>,
     /// Its log file.
     pub log_file: PathBuf,
+    /// The node namespace it runs in ([`crate::Lab::spawn_program_in`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
 }
 
 /// Paths inside a lab directory.
@@ -184,6 +188,13 @@ impl Layout {
     }
     pub fn record(&self, name: &str) -> PathBuf {
         self.node(name).join("process.json")
+    }
+    /// Node hosts of a namespaced lab: `DIR/netns/NAME.json`.
+    pub fn netns_dir(&self) -> PathBuf {
+        self.dir.join("netns")
+    }
+    pub fn node_host(&self, name: &str) -> PathBuf {
+        self.netns_dir().join(format!("{name}.json"))
     }
 
     /// Every process record in the lab, sorted by name.

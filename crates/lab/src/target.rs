@@ -9,9 +9,11 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::err::{Error, Result};
+use crate::NodeHost;
 
-/// An HTTP server on `127.0.0.1:0` that answers every request with
-/// `200 OK` and its body. Stops when dropped.
+/// An HTTP server on `127.0.0.1:0` (of the host, or of a node host's
+/// namespace) that answers every request with `200 OK` and its body. Stops
+/// when dropped.
 #[derive(Debug)]
 pub struct DemoTarget {
     addr: SocketAddr,
@@ -25,6 +27,18 @@ impl DemoTarget {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| Error::Options(format!("cannot bind a demo target on 127.0.0.1: {e}")))?;
+        Self::serve(listener, body)
+    }
+
+    /// A target on `127.0.0.1:0` inside `host`'s namespace (reachable only
+    /// from there, e.g. from a tor the node runs). Drop it before
+    /// [`crate::Lab::stop`]: an open socket keeps a namespace alive.
+    pub async fn start_in(host: &NodeHost, body: &str) -> Result<DemoTarget> {
+        let listener = host.bind_tcp(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        Self::serve(listener, body)
+    }
+
+    fn serve(listener: TcpListener, body: &str) -> Result<DemoTarget> {
         let addr = listener
             .local_addr()
             .map_err(|e| Error::Options(format!("demo target address: {e}")))?;

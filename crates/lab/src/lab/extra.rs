@@ -21,6 +21,8 @@ pub struct LabTor {
     name: String,
     ip: Ipv4Addr,
     control: SocketAddr,
+    /// `control` as reachable from the host (the portal in a namespaced lab).
+    host_control: SocketAddr,
     socks: Option<SocketAddr>,
     data_dir: PathBuf,
     process: TorProcess,
@@ -31,13 +33,18 @@ impl LabTor {
     pub fn name(&self) -> &str {
         &self.name
     }
-    /// Its own loopback address.
+    /// Its own address (`127.B.C.H`, or `10.B.C.H` in a namespaced lab).
     pub fn ip(&self) -> Ipv4Addr {
         self.ip
     }
-    /// Its control port.
+    /// Its control port, where tor listens (for programs next to it).
     pub fn control_addr(&self) -> SocketAddr {
         self.control
+    }
+    /// Its control port as reachable from the host (differs from
+    /// [`Self::control_addr`] in a namespaced lab: the portal).
+    pub fn host_control_addr(&self) -> SocketAddr {
+        self.host_control
     }
     /// Its SOCKS port, when the extra torrc lines configured one.
     pub fn socks_addr(&self) -> Option<SocketAddr> {
@@ -69,11 +76,14 @@ impl LabTor {
     }
     /// An authenticated control connection.
     pub async fn control(&self) -> Result<ControlClient> {
-        Ok(ControlClient::connect_authenticated(self.control).await?)
+        Ok(ControlClient::connect_authenticated(self.host_control).await?)
     }
     /// Waits until it reports bootstrap 100% (fails early if it dies).
     pub async fn wait_bootstrapped(&self, timeout: Duration) -> Result<()> {
-        wait_bootstrapped_at(self.control, &self.name, timeout, || self.check_alive()).await
+        wait_bootstrapped_at(self.host_control, &self.name, timeout, || {
+            self.check_alive()
+        })
+        .await
     }
     /// Stops it (SIGTERM, SIGKILL after 10 s). Blocks the calling thread.
     pub fn stop(&self) -> Result<StopOutcome> {
@@ -121,16 +131,12 @@ impl LabProcess {
 }
 
 impl Lab {
-    /// Claims a host number for an extra process: the one it had before
-    /// (same name), else the lowest free one. Claims are files created with
-    /// `create_new`, so concurrent claims (also from other programs) never
-    /// get the same address.
-    fn claim_host(&self, name: &str) -> Result<Ipv4Addr> {
-        if let Ok(r) = read_json::<ProcessRecord>(&self.layout.record(name)) {
-            if let Some(ip) = r.ip {
-                return Ok(ip);
-            }
-        }
+    /// Claims a host number for an extra process or a node host (`owner`):
+    /// the one it had before, else the lowest free one. Claims are files
+    /// created with `create_new`, so concurrent claims (also from other
+    /// programs) never get the same address.
+    pub(super) fn claim_host(&self, owner: &str) -> Result<u8> {
+        let name = owner;
         let hosts = self.layout.hosts();
         for h in EXTRA_HOSTS {
             let path = hosts.join(h.to_string());
@@ -141,11 +147,11 @@ impl Lab {
             {
                 Ok(_) => {
                     std::fs::write(&path, name).map_err(|e| file_err("write", &path, e))?;
-                    return Ok(self.state.block.ip(h));
+                    return Ok(h);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     if std::fs::read_to_string(&path).is_ok_and(|owner| owner == name) {
-                        return Ok(self.state.block.ip(h));
+                        return Ok(h);
                     }
                 }
                 Err(e) => return Err(file_err("create", &path, e)),
@@ -159,7 +165,7 @@ impl Lab {
 
     /// Refuses a name that is a core node or a running extra process, and
     /// creates its directory (0700).
-    fn prepare_extra(&self, name: &str) -> Result<PathBuf> {
+    pub(super) fn prepare_extra(&self, name: &str) -> Result<PathBuf> {
         check_name(name)?;
         if self.state.nodes.iter().any(|n| n.name == name) {
             return Err(Error::Name {
@@ -182,7 +188,8 @@ impl Lab {
 
     /// Starts an extra tor joined to the lab: its own DataDirectory
     /// (`DIR/nodes/NAME`, kept across restarts of the same name, so onion
-    /// service keys survive), its own loopback address with a control port,
+    /// service keys survive), its own address with a control port (in a
+    /// namespaced lab: inside the lab namespace, reached through the portal),
     /// a pid file, and `extra` appended to the lab's common torrc lines
     /// (`SocksPort 0` unless `extra` sets a SocksPort). Returns once the
     /// daemon runs; see [`LabTor::wait_bootstrapped`].
@@ -193,8 +200,10 @@ impl Lab {
             )));
         }
         let dir = self.prepare_extra(name)?;
-        let ip = self.claim_host(name)?;
-        self.state.placement.check_addr(ip)?;
+        let host = self.claim_host(name)?;
+        let (block, placement) = (self.state.block, &self.state.placement);
+        let ip = placement.listen_ip(block, host);
+        placement.check_addr(block, ip)?;
         let mut socks = None;
         for v in extra.values("SocksPort") {
             let first = v.split_whitespace().next().unwrap_or("");
@@ -203,11 +212,11 @@ impl Lab {
             }
             let addr: SocketAddr = first.parse().map_err(|_| {
                 Error::Options(format!(
-                    "spawn_tor {name}: SocksPort {first:?} must be an explicit IP:PORT on loopback"
+                    "spawn_tor {name}: SocksPort {first:?} must be an explicit IP:PORT on loopback (or the lab bridge)"
                 ))
             })?;
             match addr.ip() {
-                std::net::IpAddr::V4(v4) => self.state.placement.check_addr(v4)?,
+                std::net::IpAddr::V4(v4) => placement.check_addr(block, v4)?,
                 std::net::IpAddr::V6(_) => {
                     return Err(Error::AddressNotAllowed {
                         addr: addr.to_string(),
@@ -225,8 +234,9 @@ impl Lab {
         let control = SocketAddr::from((ip, CONTROL_PORT));
         let mut listens = vec![control];
         listens.extend(socks);
-        if self.state.placement.reachable_from_host() {
-            crate::net::probe_free(&listens, self.state.block)?;
+        match placement.netns() {
+            None => crate::net::probe_free(&listens, block)?,
+            Some(ns) => crate::netns::add_lab_addr(ns, block, host)?,
         }
         let mut launch = rustbalance_tor::TorLaunch::new(
             &format!("tor {name}"),
@@ -248,12 +258,15 @@ impl Lab {
                 control: Some(control),
                 socks,
                 log_file: self.layout.log_file(name),
+                netns: None,
             },
         )?;
+        self.ensure_portal()?;
         Ok(LabTor {
             name: name.to_string(),
             ip,
             control,
+            host_control: self.reach(control),
             socks,
             data_dir: dir,
             process,
@@ -270,17 +283,36 @@ impl Lab {
         program: impl AsRef<Path>,
         args: &[OsString],
     ) -> Result<LabProcess> {
+        self.spawn_program_with(
+            name,
+            program.as_ref(),
+            args,
+            self.state.placement.command_prefix(),
+            None,
+        )
+    }
+
+    /// [`Self::spawn_program`] with a command prefix and the node namespace
+    /// it runs in, if any.
+    pub(super) fn spawn_program_with(
+        &self,
+        name: &str,
+        program: &Path,
+        args: &[OsString],
+        command_prefix: Vec<OsString>,
+        netns: Option<String>,
+    ) -> Result<LabProcess> {
         let dir = self.prepare_extra(name)?;
         let log_file = dir.join("output.log");
         let launch = ChildLaunch {
             name: name.to_string(),
-            program: program.as_ref().to_path_buf(),
+            program: program.to_path_buf(),
             args: args.to_vec(),
             env: Vec::new(),
             current_dir: Some(dir.clone()),
             log_file: log_file.clone(),
             pid_file: dir.join("pid"),
-            command_prefix: self.state.placement.command_prefix(),
+            command_prefix,
         };
         let id = spawn_background(&launch)?;
         write_json(
@@ -294,6 +326,7 @@ impl Lab {
                 control: None,
                 socks: None,
                 log_file: log_file.clone(),
+                netns,
             },
         )?;
         Ok(LabProcess {
