@@ -217,7 +217,7 @@ pub fn prepare_with(
 
 /// The node that currently publishes and its last publication
 /// (`/status` → `cluster.last_publish`).
-pub async fn publisher(nodes: &[ClusterNodeProc]) -> Option<(usize, serde_json::Value)> {
+pub async fn publisher<N: StatusSource>(nodes: &[N]) -> Option<(usize, serde_json::Value)> {
     for (i, n) in nodes.iter().enumerate() {
         if let Some(s) = n.status().await {
             if s["cluster"]["role"] == "publisher" && !s["cluster"]["last_publish"].is_null() {
@@ -239,8 +239,8 @@ pub fn published_nodes(p: &serde_json::Value) -> Vec<String> {
 /// Wait until a node other than `not` has published, at or after `since`,
 /// descriptors listing exactly the nodes `want` and confirmed by at least one
 /// HSDir each. Returns the publisher's index and the time waited.
-pub async fn wait_published(
-    nodes: &[ClusterNodeProc],
+pub async fn wait_published<N: StatusSource>(
+    nodes: &[N],
     not: Option<usize>,
     since: std::time::SystemTime,
     want: &[&str],
@@ -297,5 +297,124 @@ pub fn failure_kind(e: &str) -> String {
         Some(i) => format!("failed ({})", e[i..].split(':').next().unwrap_or("SOCKS")),
         None if e.contains("no complete response") => "failed (timeout)".into(),
         None => "failed (other)".into(),
+    }
+}
+
+/// A cluster node running in its own network namespace of a namespaced
+/// lab (so that it can be cut off and healed).
+pub struct NsNode {
+    /// Its name (`node1`); also the name of its node host and lab process.
+    pub name: String,
+    /// Its namespace.
+    pub host: rustbalance_lab::NodeHost,
+    /// Its config file.
+    pub config: PathBuf,
+    bin: PathBuf,
+}
+
+impl NsNode {
+    /// `/status` of the node, asked from inside its namespace
+    /// (`rustbalance status --json`), `None` if it does not answer.
+    pub async fn status(&self) -> Option<serde_json::Value> {
+        let mut cmd = tokio::process::Command::new(&self.host.exec_prefix[0]);
+        cmd.args(&self.host.exec_prefix[1..])
+            .arg(&self.bin)
+            .args(["status", "--json", "--config"])
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        let out = tokio::time::timeout(Duration::from_secs(5), cmd.output())
+            .await
+            .ok()?
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+}
+
+/// Start `n` cluster nodes, each in its own namespace with its own demo
+/// target, on a started namespaced lab. The processes belong to the lab
+/// (`lab.stop()` ends them).
+pub fn start_ns_cluster(lab: &Lab, n: usize, bin: &Path) -> Result<(IdentityKey, Vec<NsNode>)> {
+    let base = lab.dir().join("cluster");
+    let master = IdentityKey::generate(&mut rand::rng());
+    master.write_tor_dir(&base.join("master"))?;
+    let secret_file = base.join("cluster.secret");
+    let mut secret = [0u8; 32];
+    rand::RngExt::fill(&mut rand::rng(), &mut secret[..]);
+    write_atomic(&secret_file, &secret, 0o600)?;
+    let names: Vec<String> = (1..=n).map(|i| format!("node{i}")).collect();
+    let hosts = names
+        .iter()
+        .map(|name| lab.add_node_host(name).map_err(anyhow::Error::from))
+        .collect::<Result<Vec<_>>>()?;
+    let gossip: Vec<SocketAddr> = hosts.iter().map(|h| SocketAddr::new(h.ip, 7946)).collect();
+    let mut nodes = Vec::new();
+    for (i, host) in hosts.into_iter().enumerate() {
+        let name = names[i].clone();
+        let body = format!("served by {name}\n");
+        let args: Vec<std::ffi::OsString> = vec![
+            "lab".into(),
+            "target".into(),
+            "--listen".into(),
+            "127.0.0.1:8080".into(),
+            "--body".into(),
+            body.into(),
+        ];
+        lab.spawn_program_in(&format!("target{}", i + 1), &host, bin, &args)?;
+        let text = node_config_with(
+            lab,
+            &name,
+            "127.0.0.1:8080",
+            Some(
+                base.join("master")
+                    .join(rustbalance_hs::keys::SECRET_KEY_FILE),
+            ),
+            SocketAddr::from(([127, 0, 0, 1], 9661)),
+            Some(ClusterTemplate {
+                secret_file: secret_file.clone(),
+                listen: gossip[i],
+                seeds: gossip
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, a)| *a)
+                    .collect(),
+                priority: 10 * (i as u32 + 1),
+            }),
+        )?;
+        let config = base.join(format!("{name}.toml"));
+        write_atomic(&config, text.as_bytes(), 0o600)?;
+        rustbalance_hs::atomic::create_private_dir(&lab.dir().join("rustbalance").join(&name))?;
+        let args: Vec<std::ffi::OsString> =
+            vec!["run".into(), "--config".into(), config.clone().into()];
+        lab.spawn_program_in(&name, &host, bin, &args)?;
+        nodes.push(NsNode {
+            name,
+            host,
+            config,
+            bin: bin.to_path_buf(),
+        });
+    }
+    Ok((master, nodes))
+}
+
+/// Something whose `/status` can be read.
+pub trait StatusSource {
+    /// The node's `/status`.
+    fn status(&self) -> impl std::future::Future<Output = Option<serde_json::Value>> + Send;
+}
+
+impl StatusSource for ClusterNodeProc {
+    async fn status(&self) -> Option<serde_json::Value> {
+        ClusterNodeProc::status(self).await
+    }
+}
+
+impl StatusSource for NsNode {
+    async fn status(&self) -> Option<serde_json::Value> {
+        NsNode::status(self).await
     }
 }
