@@ -102,6 +102,11 @@ pub enum LabCmd {
         /// Number of relays (all HSDirs; half guards, half exits).
         #[arg(long, default_value_t = 6)]
         relays: usize,
+        /// Run the Tor network in its own network namespace behind a bridge,
+        /// so that cluster nodes get namespaces of their own (needed for
+        /// `lab cut` / `lab heal`; root only).
+        #[arg(long)]
+        netns: bool,
     },
     /// Show every process of the lab: name, role, pid, alive, addresses.
     Status {
@@ -143,6 +148,20 @@ pub enum LabCmd {
         #[command(flatten)]
         dir: LabDir,
         /// The node's name (node1, node2, ...).
+        node: String,
+    },
+    /// Cut a cluster node's network off (namespaced labs: `lab up --netns`).
+    Cut {
+        #[command(flatten)]
+        dir: LabDir,
+        /// The node's name.
+        node: String,
+    },
+    /// Reconnect a node cut off with `lab cut`.
+    Heal {
+        #[command(flatten)]
+        dir: LabDir,
+        /// The node's name.
         node: String,
     },
     /// (internal) A demo HTTP target answering every request with BODY.

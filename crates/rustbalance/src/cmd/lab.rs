@@ -35,9 +35,14 @@ pub fn run(cmd: LabCmd) -> Result<()> {
     let rt = runtime()?;
     rt.block_on(async move {
         match cmd {
-            LabCmd::Up { dir, relays } => {
+            LabCmd::Up { dir, relays, netns } => {
                 let dir = dir.path("rustbalance-lab");
-                let lab = Lab::create(&dir, LabOptions { relays, ..Default::default() }).await?;
+                let placement = if netns {
+                    rustbalance_lab::Placement::namespace()
+                } else {
+                    rustbalance_lab::Placement::HostLoopback
+                };
+                let lab = Lab::create(&dir, LabOptions { relays, placement, ..Default::default() }).await?;
                 eprintln!("starting lab in {} ...", dir.display());
                 let report = lab.start(show).await?;
                 println!(
@@ -88,7 +93,24 @@ pub fn run(cmd: LabCmd) -> Result<()> {
             }
             LabCmd::Kill { dir, node } => {
                 let lab = Lab::open(dir.path("rustbalance-lab"))?;
+                if lab.placement().netns().is_some() {
+                    let n = lab.kill(&node)?;
+                    println!("SIGKILLed {n} processes of {node}");
+                    return Ok(());
+                }
                 kill_node(&lab, &node)
+            }
+            LabCmd::Cut { dir, node } => {
+                let lab = Lab::open(dir.path("rustbalance-lab"))?;
+                lab.cut(&node)?;
+                println!("{node} cut off");
+                Ok(())
+            }
+            LabCmd::Heal { dir, node } => {
+                let lab = Lab::open(dir.path("rustbalance-lab"))?;
+                lab.heal(&node)?;
+                println!("{node} reconnected");
+                Ok(())
             }
             LabCmd::Target { listen, body } => {
                 let l = tokio::net::TcpListener::bind(listen).await?;
@@ -261,12 +283,25 @@ async fn cluster_status(lab: &Lab, st: &rustbalance_lab::LabStatus) -> Vec<serde
     let mut out = Vec::new();
     for (name, path) in cluster_configs(lab) {
         let proc_ = st.processes.iter().find(|p| p.name == name);
-        let status = match rustbalance_node::Config::load(&path) {
-            Ok(cfg) => rustbalance_node::admin::get(cfg.admin.listen, "/status")
+        let status = match (lab.node_host(&name), rustbalance_node::Config::load(&path)) {
+            // Namespaced: ask from inside the node's namespace.
+            (Ok(host), _) => {
+                let out = tokio::process::Command::new(&host.exec_prefix[0])
+                    .args(&host.exec_prefix[1..])
+                    .arg(std::env::current_exe().unwrap_or_default())
+                    .args(["status", "--json", "--config"])
+                    .arg(&path)
+                    .output()
+                    .await
+                    .ok();
+                out.filter(|o| o.status.success())
+                    .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+            }
+            (Err(_), Ok(cfg)) => rustbalance_node::admin::get(cfg.admin.listen, "/status")
                 .await
                 .ok()
                 .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok()),
-            Err(_) => None,
+            _ => None,
         };
         let c = status
             .as_ref()
@@ -298,6 +333,23 @@ async fn start_cluster(lab: &Lab, n: usize) -> Result<()> {
         );
     }
     let bin = std::env::current_exe().context("locate the rustbalance binary")?;
+    if lab.placement().netns().is_some() {
+        let (master, nodes) = crate::cluster_lab::start_ns_cluster(lab, n, &bin)?;
+        let all: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        let (p, took) = crate::cluster_lab::wait_published(
+            &nodes,
+            None,
+            std::time::SystemTime::UNIX_EPOCH,
+            &all,
+            Duration::from_secs(240),
+        )
+        .await?;
+        eprintln!("[{:6.1}s] {} published the master descriptor with the intro points of {:?} (each node in its own namespace)", took.as_secs_f64(), nodes[p].name, all);
+        println!("master address {}", master.address());
+        println!("try: rustbalance lab curl --dir {} http://{}/   then: lab cut / lab heal / lab kill NODE", lab.dir().display(), master.address());
+        return Ok(());
+    }
     let mut targets = Vec::new();
     for i in 1..=n {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
