@@ -136,9 +136,10 @@ impl Placement {
         }
     }
 
-    /// Fills in the derived namespace name and checks a given one
-    /// (`rbl-` then letters, digits or `-`, at most 15 characters, so that
-    /// the node namespaces' names `NAME-NODE` stay readable).
+    /// Fills in the derived namespace name and checks a given one: `rbl-`
+    /// then at most 11 lowercase letters and digits. No further `-`: node
+    /// namespaces are `NAME-NODE`, so no lab's name may look like another
+    /// lab's node namespace (stop deletes those).
     pub(crate) fn resolve(self, dir: &Path) -> Result<Self> {
         match self {
             Placement::HostLoopback => Ok(self),
@@ -150,15 +151,16 @@ impl Placement {
             }
             Placement::Namespace { name } => {
                 let ok = name.len() <= 15
+                    && name.len() > 4
                     && name.starts_with("rbl-")
-                    && name
+                    && name[4..]
                         .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
                 if ok {
                     Ok(Placement::Namespace { name })
                 } else {
                     Err(Error::Options(format!(
-                        "namespace name {name:?}: use `rbl-` then lowercase letters, digits or `-`, at most 15 characters, or leave it empty (Placement::namespace()) to derive one"
+                        "namespace name {name:?}: use `rbl-` then 1 to 11 lowercase letters and digits, or leave it empty (Placement::namespace()) to derive one"
                     )))
                 }
             }
@@ -330,10 +332,14 @@ mod tests {
                 .unwrap(),
             a
         );
-        let bad = Placement::Namespace {
-            name: "rbl-this-is-too-long".into(),
+        for bad in ["rbl-thisistoolong", "rbl-a-b", "rbl-", "lab1", "rbl-A"] {
+            let p = Placement::Namespace { name: bad.into() };
+            assert!(p.resolve(Path::new("/x")).is_err(), "{bad}");
+        }
+        let good = Placement::Namespace {
+            name: "rbl-ci7".into(),
         };
-        assert!(bad.resolve(Path::new("/x")).is_err());
+        assert_eq!(good.clone().resolve(Path::new("/x")).unwrap(), good);
         let block = AddrBlock::new(3, 4).unwrap();
         let inside: SocketAddr = "10.3.4.21:9051".parse().unwrap();
         assert_eq!(
