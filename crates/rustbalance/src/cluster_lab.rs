@@ -132,6 +132,69 @@ impl Drop for ClusterNodeProc {
     }
 }
 
+/// The shared files of a lab cluster: one master key and one cluster secret.
+struct ClusterFiles {
+    base: PathBuf,
+    master: IdentityKey,
+    secret_file: PathBuf,
+}
+
+impl ClusterFiles {
+    fn create(lab: &Lab) -> Result<ClusterFiles> {
+        let base = lab.dir().join("cluster");
+        let master = IdentityKey::generate(&mut rand::rng());
+        master.write_tor_dir(&base.join("master"))?;
+        let secret_file = base.join("cluster.secret");
+        let mut secret = zeroize::Zeroizing::new([0u8; 32]);
+        rand::RngExt::fill(&mut rand::rng(), &mut secret[..]);
+        write_atomic(&secret_file, &secret[..], 0o600)?;
+        Ok(ClusterFiles {
+            base,
+            master,
+            secret_file,
+        })
+    }
+
+    /// Write node `i`'s config (priority 10·(i+1), every other gossip
+    /// address as a seed) and create its directory; returns the config path.
+    fn node_config(
+        &self,
+        lab: &Lab,
+        i: usize,
+        name: &str,
+        target: &str,
+        admin: SocketAddr,
+        gossip: &[SocketAddr],
+    ) -> Result<PathBuf> {
+        let text = node_config_with(
+            lab,
+            name,
+            target,
+            Some(
+                self.base
+                    .join("master")
+                    .join(rustbalance_hs::keys::SECRET_KEY_FILE),
+            ),
+            admin,
+            Some(ClusterTemplate {
+                secret_file: self.secret_file.clone(),
+                listen: gossip[i],
+                seeds: gossip
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, a)| *a)
+                    .collect(),
+                priority: 10 * (i as u32 + 1),
+            }),
+        )?;
+        let config = self.base.join(format!("{name}.toml"));
+        write_atomic(&config, text.as_bytes(), 0o600)?;
+        rustbalance_hs::atomic::create_private_dir(&lab.dir().join("rustbalance").join(name))?;
+        Ok(config)
+    }
+}
+
 /// Write configs (shared master key and cluster secret, priorities 10, 20, …)
 /// and targets for `n` nodes under `lab.dir()/cluster`.
 pub async fn prepare(lab: &Lab, n: usize) -> Result<(IdentityKey, Vec<ClusterNodeProc>)> {
@@ -163,13 +226,7 @@ pub fn prepare_with(
     targets: Vec<(SocketAddr, Option<DemoTarget>)>,
 ) -> Result<(IdentityKey, Vec<ClusterNodeProc>)> {
     let n = targets.len();
-    let base = lab.dir().join("cluster");
-    let master = IdentityKey::generate(&mut rand::rng());
-    master.write_tor_dir(&base.join("master"))?;
-    let secret_file = base.join("cluster.secret");
-    let mut secret = [0u8; 32];
-    rand::RngExt::fill(&mut rand::rng(), &mut secret[..]);
-    write_atomic(&secret_file, &secret, 0o600)?;
+    let files = ClusterFiles::create(lab)?;
     let gossip: Vec<SocketAddr> = (0..n)
         .map(|_| Ok(SocketAddr::from(([127, 0, 0, 1], free_port(true)?))))
         .collect::<Result<_>>()?;
@@ -177,31 +234,8 @@ pub fn prepare_with(
     for (i, (target_addr, target)) in targets.into_iter().enumerate() {
         let name = format!("node{}", i + 1);
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port(false)?));
-        let text = node_config_with(
-            lab,
-            &name,
-            &target_addr.to_string(),
-            Some(
-                base.join("master")
-                    .join(rustbalance_hs::keys::SECRET_KEY_FILE),
-            ),
-            admin,
-            Some(ClusterTemplate {
-                secret_file: secret_file.clone(),
-                listen: gossip[i],
-                seeds: gossip
-                    .iter()
-                    .enumerate()
-                    .filter(|(j, _)| *j != i)
-                    .map(|(_, a)| *a)
-                    .collect(),
-                priority: 10 * (i as u32 + 1),
-            }),
-        )?;
-        let config = base.join(format!("{name}.toml"));
-        write_atomic(&config, text.as_bytes(), 0o600)?;
+        let config = files.node_config(lab, i, &name, &target_addr.to_string(), admin, &gossip)?;
         let node_dir = lab.dir().join("rustbalance").join(&name);
-        rustbalance_hs::atomic::create_private_dir(&node_dir)?;
         nodes.push(ClusterNodeProc {
             data: node_dir.join("data"),
             name,
@@ -212,7 +246,7 @@ pub fn prepare_with(
             child: None,
         });
     }
-    Ok((master, nodes))
+    Ok((files.master, nodes))
 }
 
 /// The node that currently publishes and its last publication
@@ -338,13 +372,7 @@ impl NsNode {
 /// target, on a started namespaced lab. The processes belong to the lab
 /// (`lab.stop()` ends them).
 pub fn start_ns_cluster(lab: &Lab, n: usize, bin: &Path) -> Result<(IdentityKey, Vec<NsNode>)> {
-    let base = lab.dir().join("cluster");
-    let master = IdentityKey::generate(&mut rand::rng());
-    master.write_tor_dir(&base.join("master"))?;
-    let secret_file = base.join("cluster.secret");
-    let mut secret = [0u8; 32];
-    rand::RngExt::fill(&mut rand::rng(), &mut secret[..]);
-    write_atomic(&secret_file, &secret, 0o600)?;
+    let files = ClusterFiles::create(lab)?;
     let names: Vec<String> = (1..=n).map(|i| format!("node{i}")).collect();
     let hosts = names
         .iter()
@@ -364,30 +392,14 @@ pub fn start_ns_cluster(lab: &Lab, n: usize, bin: &Path) -> Result<(IdentityKey,
             body.into(),
         ];
         lab.spawn_program_in(&format!("target{}", i + 1), &host, bin, &args)?;
-        let text = node_config_with(
+        let config = files.node_config(
             lab,
+            i,
             &name,
             "127.0.0.1:8080",
-            Some(
-                base.join("master")
-                    .join(rustbalance_hs::keys::SECRET_KEY_FILE),
-            ),
             SocketAddr::from(([127, 0, 0, 1], 9661)),
-            Some(ClusterTemplate {
-                secret_file: secret_file.clone(),
-                listen: gossip[i],
-                seeds: gossip
-                    .iter()
-                    .enumerate()
-                    .filter(|(j, _)| *j != i)
-                    .map(|(_, a)| *a)
-                    .collect(),
-                priority: 10 * (i as u32 + 1),
-            }),
+            &gossip,
         )?;
-        let config = base.join(format!("{name}.toml"));
-        write_atomic(&config, text.as_bytes(), 0o600)?;
-        rustbalance_hs::atomic::create_private_dir(&lab.dir().join("rustbalance").join(&name))?;
         let args: Vec<std::ffi::OsString> =
             vec!["run".into(), "--config".into(), config.clone().into()];
         lab.spawn_program_in(&name, &host, bin, &args)?;
@@ -398,7 +410,7 @@ pub fn start_ns_cluster(lab: &Lab, n: usize, bin: &Path) -> Result<(IdentityKey,
             bin: bin.to_path_buf(),
         });
     }
-    Ok((master, nodes))
+    Ok((files.master, nodes))
 }
 
 /// Something whose `/status` can be read.
