@@ -224,6 +224,12 @@ async fn namespaced_lab_with_node_hosts() {
     );
     let _ = took;
     assert!(target.requests() >= 1);
+    let status = lab.status().unwrap();
+    assert_eq!(status.netns.as_deref(), Some(ns.as_str()));
+    assert_eq!(status.node_hosts.len(), 2);
+    let n1tor = status.processes.iter().find(|p| p.name == "n1tor").unwrap();
+    assert_eq!(n1tor.netns.as_deref(), Some(a.0.netns.as_str()));
+    assert!(n1tor.alive);
 
     // kill: every process of the node host, at once.
     let killed = lab.kill("n1").unwrap();

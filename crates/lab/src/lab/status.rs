@@ -20,14 +20,17 @@ pub struct ProcessStatus {
     pub pid: Option<u32>,
     /// True while it runs.
     pub alive: bool,
-    /// Control port.
+    /// Control port, as reachable from the host.
     pub control: Option<SocketAddr>,
-    /// SOCKS port.
+    /// SOCKS port, as reachable from the host.
     pub socks: Option<SocketAddr>,
-    /// Every address it listens on.
+    /// Every address it listens on (inside its namespace, if any).
     pub listens: Vec<SocketAddr>,
     /// Its log file.
     pub log_file: PathBuf,
+    /// The node namespace it runs in, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
 }
 
 /// The whole lab.
@@ -43,6 +46,12 @@ pub struct LabStatus {
     pub socks: SocketAddr,
     /// Every process, core nodes first (in start order), then extras by name.
     pub processes: Vec<ProcessStatus>,
+    /// The lab's network namespace, if it is namespaced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
+    /// Node hosts (namespaced labs), by name.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub node_hosts: Vec<crate::NodeHost>,
 }
 
 /// What [`Lab::stop`] did.
@@ -64,10 +73,13 @@ impl Lab {
                 role: n.role,
                 pid: rec.map(|r| r.id.pid),
                 alive: rec.is_some_and(|r| r.id.is_alive()),
-                control: Some(n.control()),
-                socks: n.socks_port.map(|p| SocketAddr::from((n.ip, p))),
+                control: Some(self.reach(n.control())),
+                socks: n
+                    .socks_port
+                    .map(|p| self.reach(SocketAddr::from((n.ip, p)))),
                 listens: n.listens(),
                 log_file: self.layout.log_file(&n.name),
+                netns: self.state.placement.netns().map(String::from),
             });
         }
         for r in records.iter().filter(|r| !r.role.is_core()) {
@@ -76,10 +88,14 @@ impl Lab {
                 role: r.role,
                 pid: Some(r.id.pid),
                 alive: r.id.is_alive(),
-                control: r.control,
-                socks: r.socks,
+                control: r.control.map(|a| self.reach(a)),
+                socks: r.socks.map(|a| self.reach(a)),
                 listens: r.listens.clone(),
                 log_file: r.log_file.clone(),
+                netns: r
+                    .netns
+                    .clone()
+                    .or_else(|| self.state.placement.netns().map(String::from)),
             });
         }
         let running = processes
@@ -92,6 +108,8 @@ impl Lab {
             running,
             socks: self.socks_addr(),
             processes,
+            netns: self.state.placement.netns().map(String::from),
+            node_hosts: self.node_hosts()?,
         })
     }
 }
