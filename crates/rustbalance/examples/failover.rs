@@ -113,10 +113,7 @@ async fn wait_published(
     loop {
         if let Some((i, p)) = publisher(nodes, not).await {
             if at_unix(&p) >= since_s && published_nodes(&p) == want && confirmed(&p) {
-                return Ok(Published {
-                    node: i,
-                    record: p,
-                });
+                return Ok(Published { node: i, record: p });
             }
             last = Some((i, p));
         }
@@ -182,6 +179,9 @@ fn spawn_batch(
 
 fn classify(e: &str) -> String {
     let e = e.to_lowercase();
+    if e.contains("no complete response within") {
+        return "failed: no answer within the 30 s limit".into();
+    }
     for k in [
         "descriptor not found",
         "introduction failed",
@@ -196,7 +196,9 @@ fn classify(e: &str) -> String {
             return format!("failed: {k}");
         }
     }
-    format!("failed: {}", e.chars().take(80).collect::<String>())
+    // The cause is at the end of the message (after the URL).
+    let tail: String = e.chars().rev().take(100).collect::<Vec<_>>().into_iter().rev().collect();
+    format!("failed: ...{tail}")
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
