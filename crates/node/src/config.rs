@@ -33,6 +33,45 @@ pub struct Config {
     /// `[cluster]`: present → multi-node mode.
     #[serde(default)]
     pub cluster: Option<ClusterSection>,
+    /// `[mesh]`: present → the cluster gossips over a WireGuard mesh.
+    #[serde(default)]
+    pub mesh: Option<MeshSection>,
+}
+
+/// `[mesh]`: WireGuard between the cluster's nodes. Gossip then listens on
+/// this node's overlay address (derived from its public key) at the port of
+/// `cluster.listen`, and the seeds are the peers' overlay addresses.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeshSection {
+    /// Interface name (unique on the machine).
+    #[serde(default = "default_mesh_if")]
+    pub interface: String,
+    /// This node's WireGuard private key file (0600, `wg genkey` format).
+    pub private_key_file: PathBuf,
+    /// UDP port WireGuard listens on.
+    #[serde(default = "default_mesh_port")]
+    pub listen_port: u16,
+    /// The other nodes.
+    #[serde(default)]
+    pub peers: Vec<MeshPeerSection>,
+}
+
+/// One `[[mesh.peers]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeshPeerSection {
+    /// Its WireGuard public key (base64).
+    pub public_key: String,
+    /// Where its WireGuard listens.
+    pub endpoint: SocketAddr,
+}
+
+fn default_mesh_if() -> String {
+    "rb0".into()
+}
+fn default_mesh_port() -> u16 {
+    51820
 }
 
 /// `[cluster]`: several nodes serve one master address.
@@ -328,6 +367,28 @@ impl Config {
         if let Some(a) = &self.service.master_address {
             OnionAddress::parse(a).map_err(|e| invalid("service.master_address", e.to_string()))?;
         }
+        if let Some(m) = &self.mesh {
+            if self.cluster.is_none() {
+                return Err(invalid("mesh", "a [mesh] needs a [cluster] section"));
+            }
+            if !m.private_key_file.exists() {
+                return Err(invalid(
+                    "mesh.private_key_file",
+                    format!("{} does not exist", m.private_key_file.display()),
+                ));
+            }
+            if m.interface.is_empty() || m.interface.len() > 15 {
+                return Err(invalid("mesh.interface", "1 to 15 characters"));
+            }
+            for p in &m.peers {
+                if p.public_key.parse::<rustbalance_mesh::PublicKey>().is_err() {
+                    return Err(invalid(
+                        "mesh.peers",
+                        format!("{:?} is not a WireGuard public key", p.public_key),
+                    ));
+                }
+            }
+        }
         if let Some(c) = &self.cluster {
             if !c.secret_file.exists() {
                 return Err(invalid(
@@ -565,6 +626,21 @@ pub struct Template {
     pub testing_network: bool,
     /// `[cluster]`, for a cluster node.
     pub cluster: Option<ClusterTemplate>,
+    /// `[mesh]`, for a cluster node on a WireGuard mesh.
+    pub mesh: Option<MeshTemplate>,
+}
+
+/// The `[mesh]` part of a [`Template`].
+#[derive(Debug, Clone)]
+pub struct MeshTemplate {
+    /// `mesh.interface`.
+    pub interface: String,
+    /// `mesh.private_key_file`.
+    pub private_key_file: PathBuf,
+    /// `mesh.listen_port`.
+    pub listen_port: u16,
+    /// `mesh.peers`: (public key, endpoint).
+    pub peers: Vec<(String, SocketAddr)>,
 }
 
 /// The `[cluster]` part of a [`Template`].
@@ -615,6 +691,12 @@ impl Template {
                 q(&c.listen.to_string()),
                 c.seeds.iter().map(|s| q(&s.to_string())).collect::<Vec<_>>().join(", "),
                 c.priority
+            )).unwrap_or_default() + &self.mesh.as_ref().map(|m| format!(
+                "\n[mesh]\ninterface = {}\nprivate_key_file = {}\nlisten_port = {}\n{}",
+                q(&m.interface),
+                q(&m.private_key_file.display().to_string()),
+                m.listen_port,
+                m.peers.iter().map(|(k, e)| format!("\n[[mesh.peers]]\npublic_key = {}\nendpoint = {}\n", q(k), q(&e.to_string()))).collect::<String>()
             )).unwrap_or_default(),
         )
     }
@@ -641,6 +723,7 @@ mod template_test {
             ],
             testing_network: true,
             cluster: None,
+            mesh: None,
         };
         let p = d.path().join("c.toml");
         std::fs::write(&p, t.render()).unwrap();

@@ -176,8 +176,24 @@ pub async fn run(
     let uploads = Arc::new(Mutex::new(UploadStatus::default()));
     let metrics = Metrics::new();
     register_metrics(&metrics, &tor, &proxy, &uploads);
+    let mut mesh = None;
     let cluster = match (&cfg.cluster, instance) {
         (Some(c), Some(inst)) => {
+            let mut c = c.clone();
+            if let Some(m) = &cfg.mesh {
+                let (up, listen, seeds) = bring_up_mesh(m, &c).await?;
+                progress(&format!(
+                    "WireGuard mesh {} up ({:?} backend), overlay {}, {} peers",
+                    m.interface,
+                    up.backend_kind(),
+                    up.overlay_addr(),
+                    m.peers.len()
+                ));
+                c.listen = listen;
+                c.advertise = None;
+                c.seeds = seeds;
+                mesh = Some(up);
+            }
             let node = ClusterNode::start(ClusterParams {
                 name: cfg.node.name.clone(),
                 cfg: c.clone(),
@@ -281,6 +297,9 @@ pub async fn run(
     tracing::info!("shutting down: leaving the cluster, draining the proxy, stopping tor");
     if let Some(c) = cluster {
         c.stop().await;
+    }
+    if let Some(m) = mesh {
+        let _ = tokio::task::spawn_blocking(move || m.down()).await;
     }
     admin.stop();
     watcher.abort();
@@ -408,4 +427,45 @@ async fn watch_uploads(tor: Arc<TorSupervisor>, addr: String, uploads: Arc<Mutex
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Bring the WireGuard mesh up; gossip then listens on this node's overlay
+/// address at `cluster.listen`'s port and seeds with the peers' overlay
+/// addresses.
+async fn bring_up_mesh(
+    m: &crate::config::MeshSection,
+    c: &crate::config::ClusterSection,
+) -> Result<(rustbalance_mesh::Mesh, SocketAddr, Vec<SocketAddr>)> {
+    use rustbalance_mesh::{Mesh, MeshConfig, MeshPeer, PrivateKey, PublicKey};
+    let mesh_err = |e: rustbalance_mesh::Error| Error::Other(format!("mesh: {e}"));
+    let key = PrivateKey::load(&m.private_key_file).map_err(mesh_err)?;
+    let mut peers = Vec::new();
+    for p in &m.peers {
+        let public_key: PublicKey = p.public_key.parse().map_err(|_| Error::Config {
+            key: "mesh.peers".into(),
+            problem: format!("{:?} is not a WireGuard public key", p.public_key),
+        })?;
+        peers.push(MeshPeer {
+            public_key,
+            endpoint: p.endpoint,
+        });
+    }
+    let cfg = MeshConfig::new(
+        &m.interface,
+        &c.cluster_id,
+        key,
+        m.listen_port,
+        peers.clone(),
+    );
+    let mesh = tokio::task::spawn_blocking(move || Mesh::up(cfg))
+        .await
+        .map_err(|e| Error::Other(format!("mesh task: {e}")))?
+        .map_err(mesh_err)?;
+    let port = c.listen.port();
+    let listen = SocketAddr::new(mesh.overlay_addr().into(), port);
+    let seeds = peers
+        .iter()
+        .map(|p| SocketAddr::new(mesh.overlay_addr_of(&p.public_key).into(), port))
+        .collect();
+    Ok((mesh, listen, seeds))
 }

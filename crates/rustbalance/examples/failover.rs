@@ -197,7 +197,14 @@ fn classify(e: &str) -> String {
         }
     }
     // The cause is at the end of the message (after the URL).
-    let tail: String = e.chars().rev().take(100).collect::<Vec<_>>().into_iter().rev().collect();
+    let tail: String = e
+        .chars()
+        .rev()
+        .take(100)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     format!("failed: ...{tail}")
 }
 

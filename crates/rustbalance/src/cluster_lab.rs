@@ -157,6 +157,7 @@ impl ClusterFiles {
 
     /// Write node `i`'s config (priority 10·(i+1), every other gossip
     /// address as a seed) and create its directory; returns the config path.
+    #[allow(clippy::too_many_arguments)]
     fn node_config(
         &self,
         lab: &Lab,
@@ -165,6 +166,7 @@ impl ClusterFiles {
         target: &str,
         admin: SocketAddr,
         gossip: &[SocketAddr],
+        mesh: Option<rustbalance_node::config::MeshTemplate>,
     ) -> Result<PathBuf> {
         let text = node_config_with(
             lab,
@@ -187,6 +189,7 @@ impl ClusterFiles {
                     .collect(),
                 priority: 10 * (i as u32 + 1),
             }),
+            mesh,
         )?;
         let config = self.base.join(format!("{name}.toml"));
         write_atomic(&config, text.as_bytes(), 0o600)?;
@@ -234,7 +237,15 @@ pub fn prepare_with(
     for (i, (target_addr, target)) in targets.into_iter().enumerate() {
         let name = format!("node{}", i + 1);
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port(false)?));
-        let config = files.node_config(lab, i, &name, &target_addr.to_string(), admin, &gossip)?;
+        let config = files.node_config(
+            lab,
+            i,
+            &name,
+            &target_addr.to_string(),
+            admin,
+            &gossip,
+            None,
+        )?;
         let node_dir = lab.dir().join("rustbalance").join(&name);
         nodes.push(ClusterNodeProc {
             data: node_dir.join("data"),
@@ -371,7 +382,12 @@ impl NsNode {
 /// Start `n` cluster nodes, each in its own namespace with its own demo
 /// target, on a started namespaced lab. The processes belong to the lab
 /// (`lab.stop()` ends them).
-pub fn start_ns_cluster(lab: &Lab, n: usize, bin: &Path) -> Result<(IdentityKey, Vec<NsNode>)> {
+pub fn start_ns_cluster(
+    lab: &Lab,
+    n: usize,
+    bin: &Path,
+    mesh: bool,
+) -> Result<(IdentityKey, Vec<NsNode>)> {
     let files = ClusterFiles::create(lab)?;
     let names: Vec<String> = (1..=n).map(|i| format!("node{i}")).collect();
     let hosts = names
@@ -379,8 +395,32 @@ pub fn start_ns_cluster(lab: &Lab, n: usize, bin: &Path) -> Result<(IdentityKey,
         .map(|name| lab.add_node_host(name).map_err(anyhow::Error::from))
         .collect::<Result<Vec<_>>>()?;
     let gossip: Vec<SocketAddr> = hosts.iter().map(|h| SocketAddr::new(h.ip, 7946)).collect();
+    // WireGuard keys (0600 files) and endpoints of every node, when meshed.
+    let mut wg = Vec::new();
+    if mesh {
+        for name in &names {
+            let key = rustbalance_mesh::PrivateKey::generate();
+            let file = files.base.join(format!("{name}.wg"));
+            key.save(&file)?;
+            wg.push((file, key.public_key().to_string()));
+        }
+    }
     let mut nodes = Vec::new();
     for (i, host) in hosts.into_iter().enumerate() {
+        let mesh_cfg = (!wg.is_empty()).then(|| rustbalance_node::config::MeshTemplate {
+            // Unique on the machine: the lab's namespace id + node number.
+            interface: format!(
+                "rbw{}{}",
+                host.netns.split('-').nth(1).unwrap_or("0"),
+                i + 1
+            ),
+            private_key_file: wg[i].0.clone(),
+            listen_port: 51820,
+            peers: (0..wg.len())
+                .filter(|j| *j != i)
+                .map(|j| (wg[j].1.clone(), SocketAddr::new(gossip[j].ip(), 51820)))
+                .collect(),
+        });
         let name = names[i].clone();
         let body = format!("served by {name}\n");
         let args: Vec<std::ffi::OsString> = vec![
@@ -399,6 +439,7 @@ pub fn start_ns_cluster(lab: &Lab, n: usize, bin: &Path) -> Result<(IdentityKey,
             "127.0.0.1:8080",
             SocketAddr::from(([127, 0, 0, 1], 9661)),
             &gossip,
+            mesh_cfg,
         )?;
         let args: Vec<std::ffi::OsString> =
             vec!["run".into(), "--config".into(), config.clone().into()];

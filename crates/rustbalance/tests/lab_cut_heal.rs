@@ -22,7 +22,7 @@ async fn cut_and_heal_a_publisher() {
     let result = async {
         started?;
         let bin = std::path::Path::new(env!("CARGO_BIN_EXE_rustbalance"));
-        let (master, nodes) = start_ns_cluster(&lab, 3, bin)?;
+        let (master, nodes) = start_ns_cluster(&lab, 3, bin, true)?;
         let all = ["node1", "node2", "node3"];
         let (p, took) = wait_published(
             &nodes,

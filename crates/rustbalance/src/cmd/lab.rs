@@ -210,7 +210,7 @@ pub fn node_config(
     master_key: Option<PathBuf>,
     admin: std::net::SocketAddr,
 ) -> Result<String> {
-    node_config_with(lab, name, target, master_key, admin, None)
+    node_config_with(lab, name, target, master_key, admin, None, None)
 }
 
 /// [`node_config`] with a `[cluster]` section.
@@ -221,6 +221,7 @@ pub fn node_config_with(
     master_key: Option<PathBuf>,
     admin: std::net::SocketAddr,
     cluster: Option<rustbalance_node::config::ClusterTemplate>,
+    mesh: Option<rustbalance_node::config::MeshTemplate>,
 ) -> Result<String> {
     let base = lab.dir().join("rustbalance").join(name);
     let master_key = match master_key {
@@ -258,6 +259,7 @@ pub fn node_config_with(
         extra_torrc: extra,
         testing_network: true,
         cluster,
+        mesh,
     }
     .render())
 }
@@ -334,7 +336,7 @@ async fn start_cluster(lab: &Lab, n: usize) -> Result<()> {
     }
     let bin = std::env::current_exe().context("locate the rustbalance binary")?;
     if lab.placement().netns().is_some() {
-        let (master, nodes) = crate::cluster_lab::start_ns_cluster(lab, n, &bin)?;
+        let (master, nodes) = crate::cluster_lab::start_ns_cluster(lab, n, &bin, true)?;
         let all: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
         let all: Vec<&str> = all.iter().map(String::as_str).collect();
         let (p, took) = crate::cluster_lab::wait_published(

@@ -73,6 +73,7 @@ pub fn init(dir: &Path, target: &str, name: &str, admin: SocketAddr) -> Result<(
         extra_torrc: Vec::new(),
         testing_network: false,
         cluster: None,
+        mesh: None,
     }
     .render();
     // Validate before writing: a bad --target is reported as a config error.
