@@ -308,6 +308,11 @@ impl HsDirSet {
         }
     }
 
+    /// The usable HSDirs, in consensus order.
+    pub fn dirs(&self) -> &[HsDir] {
+        &self.dirs
+    }
+
     /// Number of usable HSDirs.
     pub fn len(&self) -> usize {
         self.dirs.len()

@@ -229,6 +229,7 @@ async fn intro_task(
     let mut last_enc = String::new();
     let mut last_health = String::new();
     let mut ctl = None;
+    let mut views = crate::publisher::ViewCache::default();
     loop {
         let h = match health.get().up {
             Some(true) => "up",
@@ -249,10 +250,11 @@ async fn intro_task(
         } else {
             if ctl.is_none() {
                 ctl = tor.control().await.ok();
+                views.clear();
             }
             if let Some(c) = &ctl {
                 let got = async {
-                    let view = crate::publisher::network_view(c, testing).await?;
+                    let view = views.get(c, testing).await?;
                     crate::publisher::instance_descriptor(
                         c,
                         &instance,
@@ -362,6 +364,7 @@ async fn publish_task(mut c: PublishCtx) {
     let mut last_fp = String::new();
     let mut last_at: Option<Instant> = None;
     let mut last_periods: Vec<u64> = Vec::new();
+    let mut last_ring = String::new();
     let mut retry_at: Option<Instant> = None;
     let mut failures = 0u32;
     let mut was_publishing = false;
@@ -402,17 +405,19 @@ async fn publish_task(mut c: PublishCtx) {
             continue;
         }
         let now = SystemTime::now();
-        let periods = match publisher.as_ref() {
-            Some((_, p)) => match crate::publisher::network_view(p.control(), c.testing).await {
-                Ok(v) => v
-                    .time
-                    .live_slots(
-                        rustbalance_hs::time::unix_secs(now),
-                        v.consensus.valid_after_unix(),
-                    )
-                    .iter()
-                    .map(|s| s.period_num)
-                    .collect(),
+        let (periods, ring): (Vec<u64>, String) = match publisher.as_mut() {
+            Some((_, p)) => match p.view().await {
+                Ok(v) => (
+                    v.time
+                        .live_slots(
+                            rustbalance_hs::time::unix_secs(now),
+                            v.consensus.valid_after_unix(),
+                        )
+                        .iter()
+                        .map(|s| s.period_num)
+                        .collect(),
+                    v.ring_fingerprint(),
+                ),
                 Err(_) => continue,
             },
             None => continue,
@@ -423,6 +428,8 @@ async fn publish_task(mut c: PublishCtx) {
             "changed"
         } else if periods != last_periods {
             "new period"
+        } else if ring != last_ring {
+            "hsdirs changed"
         } else if retry_at.is_some_and(|r| Instant::now() >= r) {
             "retry"
         } else if last_at.is_none_or(|t| t.elapsed() >= c.republish) {
@@ -466,6 +473,7 @@ async fn publish_task(mut c: PublishCtx) {
                 );
                 last_fp = fp;
                 last_periods = periods;
+                last_ring = ring;
                 last_at = Some(Instant::now());
                 if complete {
                     failures = 0;

@@ -53,6 +53,64 @@ pub async fn network_view(ctl: &ControlClient, testing_network: bool) -> Result<
     })
 }
 
+/// The network view, read again only when tor's consensus changed:
+/// `GETINFO consensus/valid-after` is a few bytes, while the consensus and
+/// the microdescriptors are megabytes on the real network.
+#[derive(Default)]
+pub struct ViewCache {
+    valid_after: String,
+    view: Option<std::sync::Arc<NetworkView>>,
+}
+
+impl ViewCache {
+    /// The current view (from the cache when the consensus is unchanged and
+    /// every HSDir's ed25519 id was known).
+    pub async fn get(
+        &mut self,
+        ctl: &ControlClient,
+        testing_network: bool,
+    ) -> Result<std::sync::Arc<NetworkView>> {
+        let va = ctl
+            .getinfo("consensus/valid-after")
+            .await
+            .unwrap_or_default();
+        if let Some(v) = &self.view {
+            if !va.is_empty() && va == self.valid_after && v.hsdirs.missing_ed25519 == 0 {
+                return Ok(v.clone());
+            }
+        }
+        let v = std::sync::Arc::new(network_view(ctl, testing_network).await?);
+        self.valid_after = va;
+        self.view = Some(v.clone());
+        Ok(v)
+    }
+
+    /// Forget the cached view (e.g. after tor restarted).
+    pub fn clear(&mut self) {
+        self.view = None;
+    }
+}
+
+impl NetworkView {
+    /// A fingerprint of what places descriptors on the ring: the HSDirs and
+    /// the shared random values. A change means the responsible HSDirs may
+    /// have changed.
+    pub fn ring_fingerprint(&self) -> String {
+        let mut fp: String = self
+            .hsdirs
+            .dirs()
+            .iter()
+            .map(|d| d.fingerprint.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        for srv in [self.consensus.srv_previous, self.consensus.srv_current] {
+            fp.push('|');
+            fp.push_str(&srv.map(hex::encode).unwrap_or_default());
+        }
+        fp
+    }
+}
+
 /// Read and decrypt an instance's own current descriptor from its tor.
 pub async fn instance_descriptor(
     ctl: &ControlClient,
@@ -96,6 +154,7 @@ pub struct Publisher {
     master: IdentityKey,
     testing_network: bool,
     max_intro_points: usize,
+    views: ViewCache,
 }
 
 impl Publisher {
@@ -116,12 +175,18 @@ impl Publisher {
             master,
             testing_network,
             max_intro_points: max_intro_points.clamp(1, MAX_INTRO_POINTS),
+            views: ViewCache::default(),
         })
     }
 
     /// The master address.
     pub fn address(&self) -> OnionAddress {
         self.master.address()
+    }
+
+    /// The network view of the publishing tor (cached per consensus).
+    pub async fn view(&mut self) -> Result<std::sync::Arc<NetworkView>> {
+        self.views.get(&self.ctl, self.testing_network).await
     }
 
     /// The control client (to read the network view from the same tor).
@@ -165,7 +230,7 @@ impl Publisher {
         confirm_timeout: Duration,
         rng: &mut R,
     ) -> Result<Vec<SlotReport>> {
-        let view = network_view(&self.ctl, self.testing_network).await?;
+        let view = self.views.get(&self.ctl, self.testing_network).await?;
         let chosen: Vec<IntroPointDesc> = select_intro_points(intros, self.max_intro_points, rng)
             .into_iter()
             .map(|(_, ip)| ip)
