@@ -145,6 +145,15 @@ impl IdentityKey {
         Ok(Self::from_seed(&seed))
     }
 
+    /// A second copy of this key (its own zeroized buffer), for a task that
+    /// must own one.
+    pub fn duplicate(&self) -> Self {
+        IdentityKey {
+            expanded: self.expanded.clone(),
+            public: self.public,
+        }
+    }
+
     /// The onion address of this key.
     pub fn address(&self) -> OnionAddress {
         OnionAddress::from_public_key(self.public)

@@ -390,8 +390,7 @@ async fn publish_task(mut c: PublishCtx) {
                 Ok(ctl) => ctl,
                 Err(_) => continue,
             };
-            let key =
-                IdentityKey::from_bytes(&c.master.tor_secret_file()).expect("own key re-parses");
+            let key = c.master.duplicate();
             match Publisher::new(ctl, key, c.testing, 20).await {
                 Ok(p) => publisher = Some((pid, p)),
                 Err(e) => {
@@ -480,8 +479,7 @@ async fn publish_task(mut c: PublishCtx) {
                     retry_at = None;
                 } else {
                     failures += 1;
-                    let backoff =
-                        Duration::from_secs(5u64 << failures.min(4)).min(Duration::from_secs(60));
+                    let backoff = retry_backoff(failures);
                     retry_at = Some(Instant::now() + backoff);
                 }
                 c.membership
@@ -513,10 +511,7 @@ async fn publish_task(mut c: PublishCtx) {
             Err(e) => {
                 tracing::warn!("publishing failed: {e}");
                 failures += 1;
-                retry_at = Some(
-                    Instant::now()
-                        + Duration::from_secs(5u64 << failures.min(4)).min(Duration::from_secs(60)),
-                );
+                retry_at = Some(Instant::now() + retry_backoff(failures));
                 if let Ok(mut s) = c.status.lock() {
                     s.publish_failures += 1;
                 }
@@ -526,4 +521,10 @@ async fn publish_task(mut c: PublishCtx) {
             }
         }
     }
+}
+
+/// Delay before retrying a publication that did not reach every HSDir:
+/// 10 s after the first failure, doubling up to 60 s.
+fn retry_backoff(failures: u32) -> Duration {
+    Duration::from_secs(5u64 << failures.min(4)).min(Duration::from_secs(60))
 }

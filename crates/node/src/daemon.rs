@@ -198,9 +198,7 @@ pub async fn run(
                 name: cfg.node.name.clone(),
                 cfg: c.clone(),
                 tor: tor.clone(),
-                master: master.as_ref().map(|m| {
-                    IdentityKey::from_bytes(&m.tor_secret_file()).expect("own key re-parses")
-                }),
+                master: master.as_ref().map(|m| m.duplicate()),
                 instance: inst,
                 target_health: proxy.health_handle(),
                 testing_network: cfg.tor.testing_network,

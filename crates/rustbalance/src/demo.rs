@@ -120,7 +120,7 @@ impl MasterSetup {
     }
 
     fn master_clone(&self) -> IdentityKey {
-        IdentityKey::from_bytes(&self.master.tor_secret_file()).expect("own key re-parses")
+        self.master.duplicate()
     }
 
     /// Read the instances' descriptors and publish the merged ones.
