@@ -118,7 +118,7 @@ pub enum ProxyVersion {
 
 /// The proxy's configuration. Build it with [`ProxyConfig::new`] and change
 /// the public fields; [`Proxy::start`](crate::Proxy::start) validates it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ProxyConfig {
     /// Listener address (tor's `HiddenServicePort` points here); port 0 picks
     /// a free port, see [`ProxyHandle::local_addr`](crate::ProxyHandle::local_addr).
@@ -151,6 +151,25 @@ pub struct ProxyConfig {
     /// Probe the target with a connection this often and report it in
     /// [`health`](crate::ProxyHandle::health); `None`: only real traffic.
     pub health_check_interval: Option<Duration>,
+    /// Connections RustBalance answers itself (the join endpoint); see
+    /// [`Intercept`](crate::Intercept). `None`: every connection goes to the target.
+    pub intercept: Option<std::sync::Arc<dyn crate::Intercept>>,
+}
+
+impl std::fmt::Debug for ProxyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyConfig")
+            .field("listen", &self.listen)
+            .field("target", &self.target.redacted())
+            .field("mode", &self.mode)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("expect_proxy_header", &self.expect_proxy_header)
+            .field("send_proxy", &self.send_proxy)
+            .field("intercept", &self.intercept.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ProxyConfig {
@@ -174,6 +193,7 @@ impl ProxyConfig {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             buffer_size: DEFAULT_BUFFER_SIZE,
             health_check_interval: None,
+            intercept: None,
         }
     }
 

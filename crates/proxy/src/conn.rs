@@ -12,6 +12,7 @@
 
 use crate::config::{Mode, ProxyVersion};
 use crate::http::{self, HeadError, Side};
+use crate::intercept::{Intercept, Verdict, MAX_INSPECT};
 use crate::proxy::Shared;
 use crate::proxy_protocol::{self, ProxyAddrs};
 use crate::splice::{self, Counted, Counters, Outcome};
@@ -19,7 +20,7 @@ use crate::stats::ProxyStats;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Serve one accepted connection.
@@ -58,16 +59,67 @@ pub(crate) async fn serve(
         None => Vec::new(),
     };
     match sh.cfg.mode {
-        Mode::Tcp => tcp(&sh, client, pp, prefix, id).await,
-        Mode::Http => http(&sh, client, pp, prefix, id).await,
+        Mode::Tcp => tcp(&sh, client, pp, prefix, id, circuit).await,
+        Mode::Http => http(&sh, client, pp, prefix, id, circuit).await,
+    }
+}
+
+/// What [`inspect`] found.
+enum Inspected {
+    Pass,
+    Take,
+}
+
+/// Read the client's first bytes into `buf` until the intercept decides, the target speaks
+/// first, the client stops sending, `MAX_INSPECT` bytes or the idle timeout.
+async fn inspect(
+    sh: &Shared,
+    ic: &dyn Intercept,
+    client: &mut TcpStream,
+    target: &TcpStream,
+    buf: &mut Vec<u8>,
+) -> Inspected {
+    let deadline = tokio::time::Instant::now() + sh.cfg.idle_timeout;
+    let mut chunk = [0u8; 1024];
+    loop {
+        match ic.classify(buf) {
+            Verdict::Pass => return Inspected::Pass,
+            Verdict::Take => return Inspected::Take,
+            Verdict::Undecided if buf.len() >= MAX_INSPECT => return Inspected::Pass,
+            Verdict::Undecided => {}
+        }
+        tokio::select! {
+            r = client.read(&mut chunk) => match r {
+                Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                // Closed or broken: let the splice see it.
+                _ => return Inspected::Pass,
+            },
+            // A server-first protocol: never hold its banner back.
+            _ = target.readable() => return Inspected::Pass,
+            _ = tokio::time::sleep_until(deadline) => return Inspected::Pass,
+        }
     }
 }
 
 /// Tcp mode: splice both ways.
-async fn tcp(sh: &Shared, client: TcpStream, mut first: Vec<u8>, prefix: Vec<u8>, id: u64) {
+async fn tcp(
+    sh: &Shared,
+    mut client: TcpStream,
+    mut first: Vec<u8>,
+    mut prefix: Vec<u8>,
+    id: u64,
+    circuit: Option<u32>,
+) {
     let Some(mut target) = sh.connect(id).await else {
         return; // dropping `client` closes it at once
     };
+    if let Some(ic) = sh.cfg.intercept.clone() {
+        if let Inspected::Take = inspect(sh, ic.as_ref(), &mut client, &target, &mut prefix).await {
+            drop(target);
+            ProxyStats::inc(&sh.stats.intercepted);
+            return ic.serve(client, prefix, circuit).await;
+        }
+    }
     let counters = Counters::default();
     counters.up.fetch_add(prefix.len() as u64, Relaxed);
     first.extend_from_slice(&prefix);
@@ -92,7 +144,14 @@ async fn tcp(sh: &Shared, client: TcpStream, mut first: Vec<u8>, prefix: Vec<u8>
 }
 
 /// Http mode: one rewritten request, one rewritten response, bodies spliced.
-async fn http(sh: &Shared, mut client: TcpStream, mut first: Vec<u8>, mut buf: Vec<u8>, id: u64) {
+async fn http(
+    sh: &Shared,
+    mut client: TcpStream,
+    mut first: Vec<u8>,
+    mut buf: Vec<u8>,
+    id: u64,
+    circuit: Option<u32>,
+) {
     let max = sh.cfg.max_header_bytes;
     let head = tokio::time::timeout(
         sh.cfg.idle_timeout,
@@ -107,6 +166,12 @@ async fn http(sh: &Shared, mut client: TcpStream, mut first: Vec<u8>, mut buf: V
             return;
         }
     };
+    if let Some(ic) = sh.cfg.intercept.clone() {
+        if ic.classify(&buf) == Verdict::Take {
+            ProxyStats::inc(&sh.stats.intercepted);
+            return ic.serve(client, buf, circuit).await;
+        }
+    }
     let req = match sh.rewriter.request(&buf[..n]) {
         Ok(r) => r,
         Err(e) => return reject_request(sh, &mut client, id, e).await,

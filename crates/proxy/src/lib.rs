@@ -7,9 +7,10 @@ mod conn;
 mod err;
 mod health;
 mod http;
+mod intercept;
 mod proxy;
 pub mod proxy_protocol;
-mod socks;
+pub mod socks;
 mod splice;
 mod stats;
 mod target;
@@ -21,5 +22,6 @@ pub use config::{
 };
 pub use err::{Error, Result};
 pub use health::{Health, HealthHandle};
+pub use intercept::{Intercept, Verdict, MAX_INSPECT};
 pub use proxy::{ConnectionInfo, Proxy, ProxyHandle, ShutdownReport};
 pub use stats::{ProxyStats, StatsSnapshot};

@@ -4,11 +4,11 @@
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Why the SOCKS handshake failed, as a sentence.
-pub(crate) type Reason = String;
+pub type Reason = String;
 
 /// Run the SOCKS5 handshake on `s` for `host:port`. On success the stream
 /// carries the target's bytes.
-pub(crate) async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
+pub async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut S,
     host: &str,
     port: u16,

@@ -16,6 +16,7 @@ pub struct ProxyStats {
     pub(crate) timeouts: AtomicU64,
     pub(crate) proxy_header_errors: AtomicU64,
     pub(crate) http_errors: AtomicU64,
+    pub(crate) intercepted: AtomicU64,
 }
 
 /// One consistent-enough reading of [`ProxyStats`] (each counter is read
@@ -41,6 +42,8 @@ pub struct StatsSnapshot {
     pub proxy_header_errors: u64,
     /// Http mode: malformed or oversized heads (answered 400/431/502).
     pub http_errors: u64,
+    /// Connections answered by RustBalance itself (the join endpoint), not the target.
+    pub intercepted: u64,
 }
 
 impl ProxyStats {
@@ -56,6 +59,7 @@ impl ProxyStats {
             timeouts: self.timeouts.load(Relaxed),
             proxy_header_errors: self.proxy_header_errors.load(Relaxed),
             http_errors: self.http_errors.load(Relaxed),
+            intercepted: self.intercepted.load(Relaxed),
         }
     }
 
