@@ -7,6 +7,7 @@ pub mod cluster_node;
 pub mod config;
 pub mod daemon;
 pub mod err;
+pub mod join;
 pub mod layout;
 pub mod metrics;
 pub mod publisher;

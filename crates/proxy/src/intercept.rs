@@ -17,6 +17,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use tokio::net::TcpStream;
 
 /// Most client bytes inspected before a connection is passed through regardless.
@@ -41,7 +42,7 @@ pub trait Intercept: Send + Sync + 'static {
     /// read from the client so far; `circuit` is tor's circuit id when the PROXY header is
     /// expected.
     fn serve(
-        &self,
+        self: Arc<Self>,
         stream: TcpStream,
         first: Vec<u8>,
         circuit: Option<u32>,

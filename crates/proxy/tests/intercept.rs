@@ -32,7 +32,7 @@ impl Intercept for Magic {
     }
 
     fn serve(
-        &self,
+        self: Arc<Self>,
         mut s: TcpStream,
         first: Vec<u8>,
         _circuit: Option<u32>,

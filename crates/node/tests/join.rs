@@ -1,0 +1,245 @@
+//! The join endpoint on a real proxy (in-process; Tor is replaced by a direct TCP
+//! connection): a valid request is admitted once; a wrong token reaches the target like any
+//! request; replays, oversized bodies, stale clocks and floods are refused and counted,
+//! and none of them reaches the admitter.
+
+use rustbalance_hs::OnionAddress;
+use rustbalance_node::join::{
+    build_request, read_response, Admission, JoinGrant, JoinParams, JoinService, JoinToken,
+    MemberInfo,
+};
+use rustbalance_proxy::{Proxy, ProxyConfig, ProxyHandle, Target};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const SECRET: &[u8] = b"an example cluster secret, 32+ bytes long";
+
+fn master() -> OnionAddress {
+    OnionAddress::from_public_key([9u8; 32])
+}
+
+fn now() -> u64 {
+    rustbalance_hs::time::unix_secs(std::time::SystemTime::now())
+}
+
+/// A target answering every connection with a fixed 404 and recording what it got.
+async fn target() -> (SocketAddr, Arc<Mutex<Vec<Vec<u8>>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let seen = s2.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let n = tokio::time::timeout(Duration::from_millis(500), s.read(&mut buf))
+                    .await
+                    .ok()
+                    .and_then(|r| r.ok())
+                    .unwrap_or(0);
+                if n > 0 {
+                    seen.lock().unwrap().push(buf[..n].to_vec());
+                    let _ = s
+                        .write_all(
+                            b"HTTP/1.1 404 Not Found\r\nContent-Length: 10\r\n\r\nnot found\n",
+                        )
+                        .await;
+                }
+            });
+        }
+    });
+    (a, seen)
+}
+
+struct Fixture {
+    proxy: ProxyHandle,
+    svc: Arc<JoinService>,
+    admitted: Arc<Mutex<Vec<Admission>>>,
+    seen: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+async fn fixture() -> Fixture {
+    let (t, seen) = target().await;
+    let svc = JoinService::new();
+    svc.set_token(JoinToken::derive(master(), 80, SECRET, 0));
+    let admitted = Arc::new(Mutex::new(Vec::new()));
+    let a2 = admitted.clone();
+    svc.set_admitter(Arc::new(move |a: Admission| {
+        a2.lock().unwrap().push(a.clone());
+        Box::pin(async move {
+            Ok(JoinGrant {
+                v: 1,
+                cluster_id: "c".into(),
+                cluster_secret: hex::encode(SECRET),
+                gossip_port: 9663,
+                join_generation: 0,
+                members: vec![MemberInfo {
+                    name: "node1".into(),
+                    wg_public_key: "k".into(),
+                    endpoint: "10.0.0.1:51820".parse().unwrap(),
+                }],
+                admitted_by: "node1".into(),
+            })
+        })
+    }));
+    let mut cfg = ProxyConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        Target::Tcp {
+            host: t.ip().to_string(),
+            port: t.port(),
+        },
+    );
+    cfg.intercept = Some(svc.clone());
+    let proxy = Proxy::start(cfg).await.unwrap();
+    Fixture {
+        proxy,
+        svc,
+        admitted,
+        seen,
+    }
+}
+
+fn params() -> JoinParams {
+    JoinParams {
+        name: "node4".into(),
+        wg_public_key: "d2dwdWJsaWNrZXl3Z3B1YmxpY2tleXdncHVibGljaz0=".into(),
+        endpoint: "10.0.0.4:51820".parse().unwrap(),
+    }
+}
+
+async fn send(p: &ProxyHandle, bytes: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(p.local_addr()).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    out
+}
+
+fn status(raw: &[u8]) -> String {
+    String::from_utf8_lossy(raw)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[tokio::test]
+async fn valid_join_is_admitted_and_authenticated() {
+    let f = fixture().await;
+    let token = JoinToken::derive(master(), 80, SECRET, 0);
+    let (nonce, req) = build_request(&token, &params(), now());
+    let raw = send(&f.proxy, &req).await;
+    let grant = read_response(&token, &nonce, &raw).unwrap();
+    assert_eq!(grant.gossip_port, 9663);
+    assert_eq!(grant.cluster_secret, hex::encode(SECRET));
+    let got = f.admitted.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].name, "node4");
+    assert_eq!(got[0].endpoint, params().endpoint);
+    assert_eq!(f.svc.counters.accepted.load(Relaxed), 1);
+    // The target saw nothing of it.
+    assert!(f.seen.lock().unwrap().is_empty());
+    // The answer is bound to the request's nonce: replaying it under another nonce fails.
+    assert!(read_response(&token, "00000000000000000000000000000000", &raw).is_err());
+}
+
+#[tokio::test]
+async fn wrong_token_reaches_the_target_like_any_request() {
+    let f = fixture().await;
+    let wrong = JoinToken::derive(master(), 80, b"another secret, 32 bytes or more..", 0);
+    let (nonce, req) = build_request(&wrong, &params(), now());
+    let raw = send(&f.proxy, &req).await;
+    assert_eq!(
+        status(&raw),
+        "HTTP/1.1 404 Not Found",
+        "the target's own answer"
+    );
+    let e = read_response(&wrong, &nonce, &raw).unwrap_err().to_string();
+    assert!(e.contains("token is wrong or was rotated"), "{e}");
+    assert_eq!(f.seen.lock().unwrap().len(), 1);
+    assert_eq!(f.svc.counters.bad_token.load(Relaxed), 1);
+    assert!(f.admitted.lock().unwrap().is_empty());
+    // An unrelated request is untouched and not counted.
+    let raw = send(&f.proxy, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(status(&raw), "HTTP/1.1 404 Not Found");
+    assert_eq!(f.svc.counters.bad_token.load(Relaxed), 1);
+}
+
+#[tokio::test]
+async fn replay_oversize_stale_and_forged_mac_are_refused_and_counted() {
+    let f = fixture().await;
+    let token = JoinToken::derive(master(), 80, SECRET, 0);
+    let (_, req) = build_request(&token, &params(), now());
+    assert!(status(&send(&f.proxy, &req).await).contains("200"));
+    // Replay: same bytes again.
+    let raw = send(&f.proxy, &req).await;
+    assert_eq!(status(&raw), "HTTP/1.1 403 Forbidden");
+    assert_eq!(f.svc.counters.replayed.load(Relaxed), 1);
+    // Oversized: refused before the body is read.
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n",
+        token.path()
+    );
+    let raw = send(&f.proxy, head.as_bytes()).await;
+    assert!(status(&raw).contains("413"), "{}", status(&raw));
+    assert_eq!(f.svc.counters.oversized.load(Relaxed), 1);
+    // A clock ten minutes off.
+    let (_, req) = build_request(&token, &params(), now() - 600);
+    let raw = send(&f.proxy, &req).await;
+    assert!(String::from_utf8_lossy(&raw).contains("clock"));
+    assert_eq!(f.svc.counters.stale.load(Relaxed), 1);
+    // A forged MAC (right path, changed endpoint).
+    let (_, req) = build_request(&token, &params(), now());
+    let forged = String::from_utf8(req)
+        .unwrap()
+        .replace("10.0.0.4:51820", "10.0.0.5:51820");
+    let raw = send(&f.proxy, forged.as_bytes()).await;
+    assert_eq!(status(&raw), "HTTP/1.1 403 Forbidden");
+    assert_eq!(f.svc.counters.bad_token.load(Relaxed), 1);
+    assert_eq!(
+        f.admitted.lock().unwrap().len(),
+        1,
+        "only the first one got in"
+    );
+    assert!(f.seen.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn floods_are_rate_limited() {
+    let f = fixture().await;
+    let token = JoinToken::derive(master(), 80, SECRET, 0);
+    let mut limited = 0;
+    for _ in 0..10 {
+        let (_, req) = build_request(&token, &params(), now());
+        if status(&send(&f.proxy, &req).await).contains("429") {
+            limited += 1;
+        }
+    }
+    assert_eq!(limited, 4, "6 per minute per source");
+    assert_eq!(f.svc.counters.rate_limited.load(Relaxed), 4);
+    assert_eq!(f.admitted.lock().unwrap().len(), 6);
+}
+
+#[tokio::test]
+async fn rotation_invalidates_the_old_token() {
+    let f = fixture().await;
+    f.svc.set_token(JoinToken::derive(master(), 80, SECRET, 1));
+    let old = JoinToken::derive(master(), 80, SECRET, 0);
+    let (_, req) = build_request(&old, &params(), now());
+    assert_eq!(
+        status(&send(&f.proxy, &req).await),
+        "HTTP/1.1 404 Not Found"
+    );
+    let new = JoinToken::derive(master(), 80, SECRET, 1);
+    let (nonce, req) = build_request(&new, &params(), now());
+    let raw = send(&f.proxy, &req).await;
+    assert!(read_response(&new, &nonce, &raw).is_ok());
+}
