@@ -15,6 +15,13 @@ pub const LEASE: &str = "lease";
 pub const TARGET_HEALTH: &str = "target_health";
 /// Result of the node's last publish attempt (opaque, produced by the publisher).
 pub const LAST_PUBLISH: &str = "last_publish";
+/// The node's WireGuard public key and endpoint: `"<base64 key> <ip:port>"`.
+pub const MESH: &str = "mesh";
+/// Nodes this node admitted through the join endpoint, one `"<name> <base64 key> <ip:port>"`
+/// per line, so that every member adds them to its mesh.
+pub const MESH_ADMITTED: &str = "mesh_admitted";
+/// The join generation this node accepts tokens of (decimal; the highest in the cluster wins).
+pub const JOIN_GENERATION: &str = "join_gen";
 /// Prefix of the intro-point keys, one per tor instance.
 pub const INTRO_POINTS_PREFIX: &str = "intro/";
 

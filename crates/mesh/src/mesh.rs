@@ -198,6 +198,12 @@ impl Mesh {
         self.take_down()
     }
 
+    /// Remove the interface of a mesh that others still hold (shared behind a lock); every
+    /// later call on it reports the interface gone.
+    pub fn close(&mut self) -> Result<()> {
+        self.take_down()
+    }
+
     fn take_down(&mut self) -> Result<()> {
         match self.backend.take() {
             Some(mut b) => {

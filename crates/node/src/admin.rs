@@ -1,6 +1,8 @@
 //! The admin endpoint: `GET /status` (JSON) and `GET /metrics`
-//! (Prometheus). A deliberately tiny HTTP/1.0 server: one request per
-//! connection, bounded head size and time.
+//! (Prometheus), and — with the node's admin cookie (`DATA_DIR/admin.cookie`, 0600, new at
+//! every start) as a bearer token — `GET /token` and `POST /token/rotate` for the cluster's
+//! join token. A deliberately tiny HTTP/1.0 server: one request per connection, bounded
+//! head size and time.
 
 use crate::metrics::Metrics;
 use std::net::SocketAddr;
@@ -12,6 +14,35 @@ use tokio::task::JoinHandle;
 
 /// Produces the `/status` document.
 pub type StatusFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
+/// Shows (`false`) or rotates (`true`) the join token; `None` when this node has no join
+/// endpoint.
+pub type TokenFn = Arc<
+    dyn Fn(bool) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// The authenticated part of the admin endpoint.
+#[derive(Clone)]
+pub struct Control {
+    /// The cookie every authenticated request carries (`Authorization: Bearer ...`).
+    pub cookie: Arc<zeroize::Zeroizing<String>>,
+    /// The join token, when this node serves the join endpoint.
+    pub token: Option<TokenFn>,
+}
+
+/// Create a fresh admin cookie in `path` (0600, atomically) and return it.
+pub fn new_cookie(path: &std::path::Path) -> crate::err::Result<Control> {
+    let mut raw = zeroize::Zeroizing::new([0u8; 32]);
+    rand::RngExt::fill(&mut rand::rng(), &mut raw[..]);
+    let cookie = zeroize::Zeroizing::new(hex::encode(&raw[..]));
+    rustbalance_hs::atomic::write_atomic(path, format!("{}\n", *cookie).as_bytes(), 0o600)?;
+    Ok(Control {
+        cookie: Arc::new(cookie),
+        token: None,
+    })
+}
 
 /// A running admin server.
 pub struct Admin {
@@ -25,14 +56,16 @@ impl Admin {
         listen: SocketAddr,
         metrics: Metrics,
         status: StatusFn,
+        control: Control,
     ) -> std::io::Result<Admin> {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
-                let (m, s) = (metrics.clone(), status.clone());
+                let (m, s, c) = (metrics.clone(), status.clone(), control.clone());
                 tokio::spawn(async move {
-                    let _ = tokio::time::timeout(Duration::from_secs(5), serve(sock, m, s)).await;
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(5), serve(sock, m, s, c)).await;
                 });
             }
         });
@@ -50,7 +83,12 @@ impl Admin {
     }
 }
 
-async fn serve(mut sock: TcpStream, metrics: Metrics, status: StatusFn) -> std::io::Result<()> {
+async fn serve(
+    mut sock: TcpStream,
+    metrics: Metrics,
+    status: StatusFn,
+    control: Control,
+) -> std::io::Result<()> {
     let mut buf = vec![0u8; 4096];
     let mut n = 0;
     while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
@@ -86,6 +124,48 @@ async fn serve(mut sock: TcpStream, metrics: Metrics, status: StatusFn) -> std::
             let body = serde_json::to_string_pretty(&status()).unwrap_or_default() + "\n";
             respond(&mut sock, "200 OK", "application/json", &body).await
         }
+        ("GET", "/token") | ("POST", "/token/rotate") => {
+            let given = head
+                .lines()
+                .filter_map(|l| l.split_once(':'))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("authorization"))
+                .and_then(|(_, v)| v.trim().strip_prefix("Bearer ").map(str::trim))
+                .unwrap_or("");
+            let ok = bool::from(subtle::ConstantTimeEq::ct_eq(
+                given.as_bytes(),
+                control.cookie.as_bytes(),
+            ));
+            if !ok {
+                return respond(
+                    &mut sock,
+                    "401 Unauthorized",
+                    "text/plain",
+                    "the admin cookie is missing or wrong\n",
+                )
+                .await;
+            }
+            let Some(token) = control.token else {
+                return respond(
+                    &mut sock,
+                    "409 Conflict",
+                    "text/plain",
+                    "this node has no join endpoint (it needs [cluster], [mesh] and mesh.endpoint)\n",
+                )
+                .await;
+            };
+            match token(method == "POST").await {
+                Some(t) => respond(&mut sock, "200 OK", "text/plain", &format!("{t}\n")).await,
+                None => {
+                    respond(
+                        &mut sock,
+                        "503 Service Unavailable",
+                        "text/plain",
+                        "not ready\n",
+                    )
+                    .await
+                }
+            }
+        }
         _ => respond(&mut sock, "404 Not Found", "text/plain", "not found\n").await,
     }
 }
@@ -106,10 +186,24 @@ async fn respond(
 
 /// `GET path` on an admin endpoint; returns the body (used by `rustbalance status`).
 pub async fn get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
+    request(addr, "GET", path, None).await
+}
+
+/// One request on an admin endpoint, with the admin cookie when given; returns the body of
+/// a 200 answer, else an error carrying the status line and body.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+) -> std::io::Result<String> {
     let mut s = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: admin\r\n\r\n").as_bytes())
+    let auth = cookie
+        .map(|c| format!("Authorization: Bearer {}\r\n", c.trim()))
+        .unwrap_or_default();
+    s.write_all(format!("{method} {path} HTTP/1.0\r\nHost: admin\r\n{auth}\r\n").as_bytes())
         .await?;
     let mut out = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
@@ -118,9 +212,11 @@ pub async fn get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
     let text = String::from_utf8_lossy(&out).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     if !head.starts_with("HTTP/1.0 200") {
-        return Err(std::io::Error::other(
-            head.lines().next().unwrap_or("bad response").to_string(),
-        ));
+        return Err(std::io::Error::other(format!(
+            "{}: {}",
+            head.lines().next().unwrap_or("bad response"),
+            body.trim()
+        )));
     }
     Ok(body.to_string())
 }

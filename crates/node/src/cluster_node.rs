@@ -194,6 +194,11 @@ impl ClusterNode {
         self.status.clone()
     }
 
+    /// The gossip membership.
+    pub fn membership(&self) -> Arc<Membership> {
+        self.membership.clone()
+    }
+
     /// Gossip counters.
     pub fn counters(&self) -> rustbalance_cluster::TransportCounters {
         self.membership.counters()

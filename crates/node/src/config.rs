@@ -52,6 +52,11 @@ pub struct MeshSection {
     /// UDP port WireGuard listens on.
     #[serde(default = "default_mesh_port")]
     pub listen_port: u16,
+    /// Where the other nodes reach this node's WireGuard (`IP:PORT`, usually
+    /// the machine's address and `listen_port`). Set → this node serves the
+    /// join endpoint and advertises itself to new nodes.
+    #[serde(default)]
+    pub endpoint: Option<SocketAddr>,
     /// The other nodes.
     #[serde(default)]
     pub peers: Vec<MeshPeerSection>,
@@ -137,6 +142,10 @@ pub struct ServiceSection {
     /// Worker nodes of a cluster leave it out and set `master_address`.
     #[serde(default)]
     pub master_key: Option<PathBuf>,
+    /// Passphrase file of a sealed (encrypted) master key. Unset: the systemd
+    /// credential `master-passphrase` (`$CREDENTIALS_DIRECTORY`) is used.
+    #[serde(default)]
+    pub master_key_passphrase_file: Option<PathBuf>,
     /// The master onion address (required on cluster workers without the key).
     #[serde(default)]
     pub master_address: Option<String>,
@@ -614,8 +623,14 @@ pub struct Template {
     pub name: String,
     /// `node.data_dir`.
     pub data_dir: PathBuf,
-    /// `service.master_key`.
-    pub master_key: PathBuf,
+    /// `service.master_key` (publisher-eligible nodes).
+    pub master_key: Option<PathBuf>,
+    /// `service.master_key_passphrase_file` (a sealed master key).
+    pub passphrase_file: Option<PathBuf>,
+    /// `service.master_address` (needed when there is no master key).
+    pub master_address: Option<String>,
+    /// `service.virtual_port`.
+    pub virtual_port: u16,
     /// `target.url`.
     pub target: String,
     /// `admin.listen`.
@@ -639,6 +654,8 @@ pub struct MeshTemplate {
     pub private_key_file: PathBuf,
     /// `mesh.listen_port`.
     pub listen_port: u16,
+    /// `mesh.endpoint`.
+    pub endpoint: Option<SocketAddr>,
     /// `mesh.peers`: (public key, endpoint).
     pub peers: Vec<(String, SocketAddr)>,
 }
@@ -654,6 +671,8 @@ pub struct ClusterTemplate {
     pub seeds: Vec<SocketAddr>,
     /// `cluster.priority`.
     pub priority: u32,
+    /// `cluster.cluster_id` (`None`: the default).
+    pub cluster_id: Option<String>,
 }
 
 /// TOML quoting of a string.
@@ -662,6 +681,24 @@ fn q(s: &str) -> String {
 }
 
 impl Template {
+    fn service_lines(&self) -> String {
+        let mut s = String::new();
+        if let Some(k) = &self.master_key {
+            s += "# Holding the master key makes this node publisher-eligible.\n";
+            s += &format!("master_key = {}\n", q(&k.display().to_string()));
+        }
+        if let Some(p) = &self.passphrase_file {
+            s += &format!(
+                "master_key_passphrase_file = {}\n",
+                q(&p.display().to_string())
+            );
+        }
+        if let Some(a) = &self.master_address {
+            s += &format!("master_address = {}\n", q(a));
+        }
+        s
+    }
+
     /// A complete, commented config file.
     pub fn render(&self) -> String {
         let extra: Vec<String> = self
@@ -672,7 +709,7 @@ impl Template {
         format!(
             "# RustBalance node configuration; every key is described in docs/CONFIG.md.\n\
              [node]\nname = {name}\ndata_dir = {data}\n\n\
-             [service]\n# Holding the master key makes this node publisher-eligible.\nmaster_key = {key}\nvirtual_port = 80\n\n\
+             [service]\n{service}virtual_port = {vport}\n\n\
              [target]\n# tcp://HOST:PORT (local application) or onion://ADDRESS.onion:PORT\nurl = {target}\nmode = \"tcp\"\n\n\
              [proxy]\nlisten = \"127.0.0.1:0\"\nconnect_timeout_secs = 5\nidle_timeout_secs = 300\nmax_connections = 4096\nproxy_protocol = \"none\"\nexport_circuit_id = false\n\n\
              [pow]\nenabled = true\nqueue_rate = 250\nqueue_burst = 2500\n\n\
@@ -680,22 +717,25 @@ impl Template {
              [admin]\nlisten = {admin}\n{cluster}",
             name = q(&self.name),
             data = q(&self.data_dir.display().to_string()),
-            key = q(&self.master_key.display().to_string()),
+            service = self.service_lines(),
+            vport = self.virtual_port,
             target = q(&self.target),
             testing = self.testing_network,
             extra = extra.join("\n"),
             admin = q(&self.admin.to_string()),
             cluster = self.cluster.as_ref().map(|c| format!(
-                "\n[cluster]\nsecret_file = {}\nlisten = {}\nseeds = [{}]\npriority = {}\n",
+                "\n[cluster]\nsecret_file = {}\nlisten = {}\nseeds = [{}]\npriority = {}\n{}",
                 q(&c.secret_file.display().to_string()),
                 q(&c.listen.to_string()),
                 c.seeds.iter().map(|s| q(&s.to_string())).collect::<Vec<_>>().join(", "),
-                c.priority
+                c.priority,
+                c.cluster_id.as_ref().map(|i| format!("cluster_id = {}\n", q(i))).unwrap_or_default()
             )).unwrap_or_default() + &self.mesh.as_ref().map(|m| format!(
-                "\n[mesh]\ninterface = {}\nprivate_key_file = {}\nlisten_port = {}\n{}",
+                "\n[mesh]\ninterface = {}\nprivate_key_file = {}\nlisten_port = {}\n{}{}",
                 q(&m.interface),
                 q(&m.private_key_file.display().to_string()),
                 m.listen_port,
+                m.endpoint.map(|e| format!("endpoint = {}\n", q(&e.to_string()))).unwrap_or_default(),
                 m.peers.iter().map(|(k, e)| format!("\n[[mesh.peers]]\npublic_key = {}\nendpoint = {}\n", q(k), q(&e.to_string()))).collect::<String>()
             )).unwrap_or_default(),
         )
@@ -714,7 +754,10 @@ mod template_test {
         let t = Template {
             name: "n1".into(),
             data_dir: d.path().join("data"),
-            master_key: key,
+            master_key: Some(key),
+            passphrase_file: None,
+            master_address: None,
+            virtual_port: 80,
             target: "tcp://127.0.0.1:8080".into(),
             admin: "127.0.0.1:9661".parse().unwrap(),
             extra_torrc: vec![

@@ -9,6 +9,8 @@ use crate::admin::{Admin, StatusFn};
 use crate::cluster_node::{ClusterNode, ClusterParams};
 use crate::config::{Config, TargetUrl};
 use crate::err::{Error, Result};
+use crate::join::JoinService;
+use crate::join_node::JoinNode;
 use crate::layout::Layout;
 use crate::metrics::Metrics;
 use crate::supervisor::{TorPhase, TorSpec, TorStatus, TorSupervisor};
@@ -143,7 +145,17 @@ pub async fn run(
     } else {
         None
     };
-    let proxy = Proxy::start(proxy_config(&cfg, socks)?)
+    // The join endpoint rides on the master port of meshed cluster nodes that know their
+    // own WireGuard endpoint (so that new nodes can be told how to reach them).
+    let join_svc = match (&cfg.cluster, &cfg.mesh) {
+        (Some(_), Some(m)) if m.endpoint.is_some() => Some(JoinService::new()),
+        _ => None,
+    };
+    let mut pcfg = proxy_config(&cfg, socks)?;
+    if let Some(j) = &join_svc {
+        pcfg.intercept = Some(j.clone());
+    }
+    let proxy = Proxy::start(pcfg)
         .await
         .map_err(|e| Error::Other(format!("proxy: {e}")))?;
     progress(&format!(
@@ -176,23 +188,24 @@ pub async fn run(
     let uploads = Arc::new(Mutex::new(UploadStatus::default()));
     let metrics = Metrics::new();
     register_metrics(&metrics, &tor, &proxy, &uploads);
-    let mut mesh = None;
+    let mut mesh: Option<Arc<Mutex<rustbalance_mesh::Mesh>>> = None;
+    let mut join_node = None;
     let cluster = match (&cfg.cluster, instance) {
         (Some(c), Some(inst)) => {
             let mut c = c.clone();
             if let Some(m) = &cfg.mesh {
-                let (up, listen, seeds) = bring_up_mesh(m, &c).await?;
+                let (up, listen, seeds) = bring_up_mesh(m, &c, &layout).await?;
                 progress(&format!(
                     "WireGuard mesh {} up ({:?} backend), overlay {}, {} peers",
                     m.interface,
                     up.backend_kind(),
                     up.overlay_addr(),
-                    m.peers.len()
+                    up.peers().count()
                 ));
                 c.listen = listen;
                 c.advertise = None;
                 c.seeds = seeds;
-                mesh = Some(up);
+                mesh = Some(Arc::new(Mutex::new(up)));
             }
             let node = ClusterNode::start(ClusterParams {
                 name: cfg.node.name.clone(),
@@ -205,6 +218,44 @@ pub async fn run(
             })
             .await?;
             progress(&format!("gossip on {} ({} seeds)", c.listen, c.seeds.len()));
+            if let (Some(svc), Some(mesh), Some(m)) = (&join_svc, &mesh, &cfg.mesh) {
+                let (own_key, endpoint) = {
+                    let g = mesh
+                        .lock()
+                        .map_err(|_| Error::Other("mesh lock poisoned".into()))?;
+                    (g.public_key(), m.endpoint.unwrap_or(c.listen))
+                };
+                let secret =
+                    zeroize::Zeroizing::new(std::fs::read(&c.secret_file).map_err(|source| {
+                        Error::Io {
+                            action: "read cluster secret",
+                            path: c.secret_file.clone(),
+                            source,
+                        }
+                    })?);
+                let jn = JoinNode::start(
+                    cfg.node.name.clone(),
+                    master_address,
+                    cfg.service.virtual_port,
+                    secret,
+                    c.cluster_id.clone(),
+                    c.listen.port(),
+                    own_key,
+                    endpoint,
+                    mesh.clone(),
+                    &layout.data_dir,
+                    svc.clone(),
+                    node.membership(),
+                )
+                .await?;
+                progress(&format!(
+                    "join endpoint open on the master address (join generation {})",
+                    jn.generation()
+                ));
+                let task = tokio::spawn(jn.clone().sync_forever());
+                register_join_metrics(&metrics, svc);
+                join_node = Some((jn, task));
+            }
             let st = node.status_handle();
             metrics.register(move |w| {
                 let s = st.lock().map(|s| s.clone()).unwrap_or_default();
@@ -262,7 +313,22 @@ pub async fn run(
             })
         })
     };
-    let admin = Admin::start(cfg.admin.listen, metrics.clone(), status_fn)
+    let mut control = crate::admin::new_cookie(&layout.admin_cookie())?;
+    if let Some((jn, _)) = &join_node {
+        let jn = jn.clone();
+        control.token = Some(Arc::new(move |rotate| {
+            let jn = jn.clone();
+            Box::pin(async move {
+                let t = if rotate {
+                    jn.rotate().await
+                } else {
+                    jn.token().encode()
+                };
+                Some(t.to_string())
+            })
+        }));
+    }
+    let admin = Admin::start(cfg.admin.listen, metrics.clone(), status_fn, control)
         .await
         .map_err(|e| Error::Other(format!("admin endpoint {}: {e}", cfg.admin.listen)))?;
     progress(&format!(
@@ -293,11 +359,24 @@ pub async fn run(
     shutdown.await;
 
     tracing::info!("shutting down: leaving the cluster, draining the proxy, stopping tor");
+    if let Some(svc) = &join_svc {
+        svc.clear();
+    }
+    if let Some((jn, task)) = join_node {
+        task.abort();
+        let _ = task.await;
+        drop(jn);
+    }
     if let Some(c) = cluster {
         c.stop().await;
     }
     if let Some(m) = mesh {
-        let _ = tokio::task::spawn_blocking(move || m.down()).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Ok(mut m) = m.lock() {
+                let _ = m.close();
+            }
+        })
+        .await;
     }
     admin.stop();
     watcher.abort();
@@ -433,6 +512,7 @@ async fn watch_uploads(tor: Arc<TorSupervisor>, addr: String, uploads: Arc<Mutex
 async fn bring_up_mesh(
     m: &crate::config::MeshSection,
     c: &crate::config::ClusterSection,
+    layout: &Layout,
 ) -> Result<(rustbalance_mesh::Mesh, SocketAddr, Vec<SocketAddr>)> {
     use rustbalance_mesh::{Mesh, MeshConfig, MeshPeer, PrivateKey, PublicKey};
     let mesh_err = |e: rustbalance_mesh::Error| Error::Other(format!("mesh: {e}"));
@@ -447,6 +527,18 @@ async fn bring_up_mesh(
             public_key,
             endpoint: p.endpoint,
         });
+    }
+    // Peers learned at run time (joins, gossip), kept across restarts.
+    let own = key.public_key();
+    for p in crate::join_node::load_saved_peers(&layout.data_dir.join("mesh-peers.json"))? {
+        if let Ok(public_key) = p.public_key.parse::<PublicKey>() {
+            if public_key != own && !peers.iter().any(|q| q.public_key == public_key) {
+                peers.push(MeshPeer {
+                    public_key,
+                    endpoint: p.endpoint,
+                });
+            }
+        }
     }
     let cfg = MeshConfig::new(
         &m.interface,
@@ -466,4 +558,22 @@ async fn bring_up_mesh(
         .map(|p| SocketAddr::new(mesh.overlay_addr_of(&p.public_key).into(), port))
         .collect();
     Ok((mesh, listen, seeds))
+}
+
+fn register_join_metrics(m: &Metrics, svc: &Arc<JoinService>) {
+    let c = svc.counters.clone();
+    m.register(move |w| {
+        w.counter(
+            "rustbalance_join_accepted_total",
+            "Nodes admitted through the join endpoint.",
+            c.accepted.load(std::sync::atomic::Ordering::Relaxed),
+        );
+        for (reason, n) in c.rejections() {
+            w.counter(
+                &format!("rustbalance_join_rejected_{reason}_total"),
+                "Join requests refused, by reason.",
+                n,
+            );
+        }
+    });
 }

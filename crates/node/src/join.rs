@@ -419,6 +419,16 @@ impl JoinService {
         }
     }
 
+    /// Take nothing any more (shutdown): forget the token and the admitter.
+    pub fn clear(&self) {
+        if let Ok(mut t) = self.token.write() {
+            *t = None;
+        }
+        if let Ok(mut s) = self.admitter.write() {
+            *s = None;
+        }
+    }
+
     /// Who admits valid requests.
     pub fn set_admitter(&self, a: Admitter) {
         if let Ok(mut s) = self.admitter.write() {

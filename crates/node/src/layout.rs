@@ -48,6 +48,10 @@ impl Layout {
     pub fn tor_pid(&self) -> PathBuf {
         self.data_dir.join("tor.pid")
     }
+    /// The admin endpoint's cookie (0600, new at every start).
+    pub fn admin_cookie(&self) -> PathBuf {
+        self.data_dir.join("admin.cookie")
+    }
     /// Pid file of the RustBalance daemon.
     pub fn daemon_pid(&self) -> PathBuf {
         self.data_dir.join("rustbalance.pid")

@@ -8,6 +8,7 @@ pub mod config;
 pub mod daemon;
 pub mod err;
 pub mod join;
+pub mod join_node;
 pub mod layout;
 pub mod metrics;
 pub mod publisher;

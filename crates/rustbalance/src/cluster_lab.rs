@@ -188,6 +188,7 @@ impl ClusterFiles {
                     .map(|(_, a)| *a)
                     .collect(),
                 priority: 10 * (i as u32 + 1),
+                cluster_id: None,
             }),
             mesh,
         )?;
@@ -416,6 +417,7 @@ pub fn start_ns_cluster(
             ),
             private_key_file: wg[i].0.clone(),
             listen_port: 51820,
+            endpoint: Some(SocketAddr::new(gossip[i].ip(), 51820)),
             peers: (0..wg.len())
                 .filter(|j| *j != i)
                 .map(|j| (wg[j].1.clone(), SocketAddr::new(gossip[j].ip(), 51820)))

@@ -253,7 +253,10 @@ pub fn node_config_with(
     Ok(rustbalance_node::config::Template {
         name: name.to_string(),
         data_dir: base.join("data"),
-        master_key,
+        master_key: Some(master_key),
+        passphrase_file: None,
+        master_address: None,
+        virtual_port: 80,
         target: format!("tcp://{target}"),
         admin,
         extra_torrc: extra,

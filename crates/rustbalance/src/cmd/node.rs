@@ -67,7 +67,10 @@ pub fn init(dir: &Path, target: &str, name: &str, admin: SocketAddr) -> Result<(
     let text = Template {
         name: name.to_string(),
         data_dir: dir.join("data"),
-        master_key: key_dir.join(rustbalance_hs::keys::SECRET_KEY_FILE),
+        master_key: Some(key_dir.join(rustbalance_hs::keys::SECRET_KEY_FILE)),
+        passphrase_file: None,
+        master_address: None,
+        virtual_port: 80,
         target: target.to_string(),
         admin,
         extra_torrc: Vec::new(),
