@@ -17,8 +17,9 @@ pub const TARGET_HEALTH: &str = "target_health";
 pub const LAST_PUBLISH: &str = "last_publish";
 /// The node's WireGuard public key and endpoint: `"<base64 key> <ip:port>"`.
 pub const MESH: &str = "mesh";
-/// Nodes this node admitted through the join endpoint, one `"<name> <base64 key> <ip:port>"`
-/// per line, so that every member adds them to its mesh.
+/// Nodes this node admitted through the join endpoint, one `"<name> <base64 key> <ip:port>
+/// <nonce>"` per line, so that every member adds them to its mesh and refuses a replay of
+/// the same request.
 pub const MESH_ADMITTED: &str = "mesh_admitted";
 /// The join generation this node accepts tokens of (decimal; the highest in the cluster wins).
 pub const JOIN_GENERATION: &str = "join_gen";

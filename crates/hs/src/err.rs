@@ -18,6 +18,31 @@ pub enum Error {
         reason: String,
     },
 
+    /// A sealed key file needs a passphrase and none was provided.
+    #[error("{path} is a sealed (encrypted) master key and no passphrase was provided: set service.master_key_passphrase_file, or give the node the systemd credential `master-passphrase` (LoadCredential=)")]
+    PassphraseNeeded {
+        /// The key file.
+        path: PathBuf,
+    },
+
+    /// A sealed key file could not be opened.
+    #[error("cannot unseal {path}: {reason}")]
+    Unseal {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A passphrase file is unusable.
+    #[error("passphrase file {path}: {reason}")]
+    Passphrase {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// A key file could not be read.
     #[error("cannot read key file {path}: {source}")]
     KeyFileIo {

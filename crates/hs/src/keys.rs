@@ -59,6 +59,21 @@ impl IdentityKey {
         Self::from_expanded(expanded).expect("a clamped SHA-512 output is a valid expanded key")
     }
 
+    /// From the 64-byte expanded secret key, if it is a valid key (sealed files).
+    pub(crate) fn from_expanded_checked(expanded: Zeroizing<[u8; 64]>) -> Option<Self> {
+        Self::from_expanded(expanded)
+    }
+
+    /// The public key bytes.
+    pub(crate) fn public_bytes(&self) -> &[u8; 32] {
+        &self.public
+    }
+
+    /// The 64-byte expanded secret key (for sealing).
+    pub(crate) fn expanded_bytes(&self) -> &[u8; 64] {
+        &self.expanded
+    }
+
     /// From the 64-byte expanded secret key (tor's on-disk body).
     fn from_expanded(expanded: Zeroizing<[u8; 64]>) -> Option<Self> {
         let kp = ExpandedKeypair::from_secret_key_bytes(*expanded)?;
@@ -95,6 +110,9 @@ impl IdentityKey {
         }
         if data.starts_with(PUBLIC_HEADER) {
             return Err("this is tor's PUBLIC key file; give hs_ed25519_secret_key".into());
+        }
+        if crate::sealed::is_sealed(data) {
+            return Err("it is sealed (encrypted) and needs a passphrase: set service.master_key_passphrase_file, or give the node the systemd credential `master-passphrase`".into());
         }
         if data.starts_with(b"-----BEGIN") {
             return Self::from_pem(data);

@@ -10,6 +10,7 @@ pub mod fixture;
 pub mod keys;
 pub mod publish;
 pub mod ring;
+pub mod sealed;
 pub mod time;
 
 pub use address::OnionAddress;

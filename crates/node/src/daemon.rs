@@ -103,10 +103,7 @@ pub async fn run(
         0o644,
     )?;
 
-    let master = match &cfg.service.master_key {
-        Some(k) => Some(IdentityKey::load(k)?),
-        None => None,
-    };
+    let master = load_master(&cfg)?;
     let master_address = cfg.master_address()?;
     progress(&format!("master address {master_address}"));
     // Multi-node mode: this node's tor runs an instance with its own key.
@@ -576,4 +573,19 @@ fn register_join_metrics(m: &Metrics, svc: &Arc<JoinService>) {
             );
         }
     });
+}
+
+/// The master key named by `service.master_key`, unsealed with the passphrase from
+/// `service.master_key_passphrase_file` or the systemd credential `master-passphrase`.
+pub fn load_master(cfg: &Config) -> Result<Option<IdentityKey>> {
+    use rustbalance_hs::sealed;
+    let Some(k) = &cfg.service.master_key else {
+        return Ok(None);
+    };
+    let key = IdentityKey::load_with(k, || match &cfg.service.master_key_passphrase_file {
+        Some(p) => sealed::passphrase_from_file(p),
+        None => sealed::passphrase_from_credentials(sealed::DEFAULT_CREDENTIAL)?
+            .ok_or_else(|| rustbalance_hs::Error::PassphraseNeeded { path: k.clone() }),
+    })?;
+    Ok(Some(key))
 }

@@ -53,7 +53,7 @@ const MAX_RESPONSE: usize = 256 * 1024;
 /// Clock difference tolerated between the joining node and the cluster.
 pub const MAX_SKEW: Duration = Duration::from_secs(300);
 /// Join requests accepted per minute per tor circuit (or per peer address).
-const PER_SOURCE_PER_MIN: usize = 6;
+const PER_SOURCE_PER_MIN: usize = 10;
 /// Join requests accepted per minute in total.
 const GLOBAL_PER_MIN: usize = 60;
 /// Length of the path id in hex characters.
@@ -273,6 +273,8 @@ impl Drop for JoinGrant {
 /// A request that passed every check, handed to the node to admit.
 #[derive(Debug, Clone)]
 pub struct Admission {
+    /// The request's nonce (gossiped, so that no node takes the request again).
+    pub nonce: String,
     /// The new node's name.
     pub name: String,
     /// Its WireGuard public key (base64, validated by the admitter).
@@ -416,6 +418,14 @@ impl JoinService {
     pub fn set_token(&self, token: JoinToken) {
         if let Ok(mut t) = self.token.write() {
             *t = Some(token);
+        }
+    }
+
+    /// Remember a nonce another node admitted (from gossip), so that a request replayed to
+    /// this node is refused too.
+    pub fn note_nonce(&self, nonce: &str) {
+        if let Ok(mut r) = self.replay.lock() {
+            r.insert(nonce, (self.clock)());
         }
     }
 
@@ -610,6 +620,7 @@ impl JoinService {
             ));
         };
         let grant = admit(Admission {
+            nonce: req.nonce.clone(),
             name: req.name.clone(),
             wg_public_key: req.wg_public_key.clone(),
             endpoint: req.endpoint,

@@ -85,7 +85,8 @@ pub struct JoinNode {
     /// Gossip.
     pub membership: Arc<Membership>,
     generation: Mutex<u64>,
-    admitted: Mutex<BTreeMap<String, SavedPeer>>,
+    /// Nodes admitted here, by WireGuard key, with their request's nonce.
+    admitted: Mutex<BTreeMap<String, (SavedPeer, String)>>,
 }
 
 impl JoinNode {
@@ -219,9 +220,9 @@ impl JoinNode {
         };
         let list = {
             let mut adm = self.admitted.lock().map_err(|_| "lock".to_string())?;
-            adm.insert(saved.public_key.clone(), saved.clone());
+            adm.insert(saved.public_key.clone(), (saved.clone(), a.nonce.clone()));
             adm.values()
-                .map(|p| format!("{} {} {}", p.name, p.public_key, p.endpoint))
+                .map(|(p, n)| format!("{} {} {} {n}", p.name, p.public_key, p.endpoint))
                 .collect::<Vec<_>>()
                 .join("\n")
         };
@@ -295,8 +296,14 @@ impl JoinNode {
                 }
                 for line in m.get(keys::MESH_ADMITTED).unwrap_or("").lines() {
                     let f: Vec<&str> = line.split(' ').collect();
-                    if let (3, Ok(k), Ok(e)) = (f.len(), f[1].parse(), f[2].parse()) {
+                    if f.len() < 3 {
+                        continue;
+                    }
+                    if let (Ok(k), Ok(e)) = (f[1].parse(), f[2].parse()) {
                         wanted.push((k, e));
+                    }
+                    if let Some(nonce) = f.get(3) {
+                        self.service.note_nonce(nonce);
                     }
                 }
             }

@@ -66,6 +66,22 @@ fn extra(t: &mut Torrc, cfg: &Config) -> Result<()> {
     Ok(())
 }
 
+/// The torrc of the short-lived client tor `rustbalance join` uses to reach the cluster
+/// (SOCKS on a free loopback port, no onion service). Its DataDirectory is the node's own,
+/// so the consensus it fetches is reused when the node starts.
+pub fn join_client(layout: &Layout, owner_pid: u32, extra_torrc: &[String]) -> Result<Torrc> {
+    let mut t = Torrc::new();
+    common(&mut t, layout, owner_pid, true)?;
+    for line in extra_torrc {
+        let (k, v) = line
+            .trim()
+            .split_once(char::is_whitespace)
+            .unwrap_or((line.trim(), ""));
+        t.push(k, v.trim())?;
+    }
+    Ok(t)
+}
+
 /// Lines every node's tor gets.
 fn common(t: &mut Torrc, layout: &Layout, owner_pid: u32, socks: bool) -> Result<()> {
     t.push("DataDirectory", layout.tor_dir().display())?;

@@ -223,9 +223,12 @@ async fn floods_are_rate_limited() {
             limited += 1;
         }
     }
-    assert_eq!(limited, 4, "6 per minute per source");
-    assert_eq!(f.svc.counters.rate_limited.load(Relaxed), 4);
-    assert_eq!(f.admitted.lock().unwrap().len(), 6);
+    assert_eq!(limited, 0, "10 per minute per source");
+    assert_eq!(f.svc.counters.rate_limited.load(Relaxed), 0);
+    let (_, req) = build_request(&token, &params(), now());
+    assert!(status(&send(&f.proxy, &req).await).contains("429"));
+    assert_eq!(f.svc.counters.rate_limited.load(Relaxed), 1);
+    assert_eq!(f.admitted.lock().unwrap().len(), 10);
 }
 
 #[tokio::test]

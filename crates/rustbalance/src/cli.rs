@@ -38,22 +38,94 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
-    /// Create a new single-node service: master key, config file; prints
-    /// the onion address.
+    /// Create a new service on this machine: master key, config file.
+    ///
+    /// With --endpoint it is the first node of a cluster: it also writes the
+    /// cluster secret and a WireGuard key, and prints the join token and the
+    /// exact command that adds another machine. Without --endpoint it is a
+    /// single-node service (tor publishes the master descriptor itself, with
+    /// its PoW defences).
+    ///
+    /// The master key is sealed at rest (argon2id + XChaCha20-Poly1305) with
+    /// the passphrase in --passphrase-file, unless --plain-key is given.
     Init {
-        /// Directory for the key, the config and the node's data.
+        /// Directory for the keys and the node's data (created 0700).
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
         /// Where clients are forwarded: tcp://HOST:PORT or onion://ADDRESS.onion:PORT.
         #[arg(long, value_name = "URL")]
         target: String,
-        /// Node name.
+        /// This machine's WireGuard endpoint as the other nodes reach it
+        /// (IP:PORT, e.g. 192.0.2.10:51820). Makes the node cluster-ready.
+        #[arg(long, value_name = "IP:PORT")]
+        endpoint: Option<std::net::SocketAddr>,
+        /// Config file to write (default: DIR/rustbalance.toml).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Node name (letters, digits, - and _).
         #[arg(long, default_value = "node1")]
         name: String,
-        /// Admin endpoint (status, metrics).
+        /// Admin endpoint (status, metrics, token).
         #[arg(long, default_value = "127.0.0.1:9661")]
         admin: std::net::SocketAddr,
+        #[command(flatten)]
+        key: KeyProtection,
+        #[command(flatten)]
+        node: NodeArgs,
     },
+    /// Add this machine to a running cluster, knowing only its join token.
+    ///
+    /// Starts a temporary tor, reaches the cluster at the master address over
+    /// Tor, proves the token, and receives the cluster secret and every
+    /// member's WireGuard key and endpoint; writes the config and keys, then
+    /// exits: start the node with `rustbalance run --config FILE`. The token
+    /// is read from a file or stdin, never from the command line. Worker
+    /// nodes never receive the master key; --publisher-eligible nodes bring
+    /// their own copy with --master-key.
+    Join {
+        /// File holding the token (`-`: read it from stdin).
+        #[arg(long, value_name = "FILE")]
+        token_file: PathBuf,
+        /// Directory for the keys and the node's data (created 0700).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// Where clients are forwarded: tcp://HOST:PORT or onion://ADDRESS.onion:PORT.
+        #[arg(long, value_name = "URL")]
+        target: String,
+        /// This machine's WireGuard endpoint as the other nodes reach it (IP:PORT).
+        #[arg(long, value_name = "IP:PORT")]
+        endpoint: std::net::SocketAddr,
+        /// Config file to write (default: DIR/rustbalance.toml).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Node name (default: the host name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Admin endpoint (status, metrics, token).
+        #[arg(long, default_value = "127.0.0.1:9661")]
+        admin: std::net::SocketAddr,
+        /// This node may publish: it holds a copy of the master key (--master-key).
+        #[arg(long, requires = "master_key")]
+        publisher_eligible: bool,
+        /// The master key file (tor's, Onionbalance's PEM, or sealed).
+        #[arg(long, value_name = "FILE", requires = "publisher_eligible")]
+        master_key: Option<PathBuf>,
+        /// Passphrase file of a sealed --master-key (unset: the systemd credential
+        /// `master-passphrase`).
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+        /// Election priority (lower publishes first).
+        #[arg(long, default_value_t = 100)]
+        priority: u32,
+        /// Give up joining after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Show or rotate the cluster's join token (asks the running node).
+    #[command(subcommand)]
+    Token(TokenCmd),
     /// Validate a config file and explain every problem.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -71,6 +143,54 @@ pub enum Command {
     /// stopped by its pid file.
     #[command(subcommand)]
     Lab(LabCmd),
+}
+
+/// How `init` protects the master key on disk.
+#[derive(Args, Debug, Clone)]
+pub struct KeyProtection {
+    /// Seal the master key with the passphrase in FILE (0600; one line).
+    #[arg(long, value_name = "FILE", required_unless_present = "plain_key")]
+    pub passphrase_file: Option<PathBuf>,
+    /// The running node gets the passphrase as the systemd credential
+    /// `master-passphrase` (LoadCredential=) instead of reading
+    /// --passphrase-file: the config does not name the file.
+    #[arg(long, requires = "passphrase_file")]
+    pub systemd_credential: bool,
+    /// Write the master key unencrypted (tor's own format).
+    #[arg(long, conflicts_with_all = ["passphrase_file", "systemd_credential"])]
+    pub plain_key: bool,
+}
+
+/// Settings of the node that `init` and `join` write into the config.
+#[derive(Args, Debug, Clone)]
+pub struct NodeArgs {
+    /// WireGuard interface name.
+    #[arg(long, default_value = "rb0")]
+    pub mesh_interface: String,
+    /// Gossip UDP port (on the WireGuard overlay).
+    #[arg(long, default_value_t = 9663)]
+    pub gossip_port: u16,
+    /// (testing) Take the [tor] section (extra torrc lines, testing network)
+    /// from this config file; the lab uses it for its private Tor network.
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub tor_from: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCmd {
+    /// Print the current join token.
+    Show {
+        /// The node's config file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Replace the join token across the cluster: the old one stops working
+    /// on every node within seconds. Prints the new token.
+    Rotate {
+        /// The node's config file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]

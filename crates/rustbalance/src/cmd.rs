@@ -1,11 +1,12 @@
 //! Subcommand dispatch.
 
+mod cluster;
 mod descriptor;
 mod keygen;
 pub mod lab;
 mod node;
 
-use crate::cli::{Cli, Command, ConfigCmd, DescriptorCmd, NetworkArgs};
+use crate::cli::{Cli, Command, ConfigCmd, DescriptorCmd, NetworkArgs, TokenCmd};
 use anyhow::{bail, Result};
 use rustbalance_hs::TimeParams;
 use std::time::SystemTime;
@@ -39,9 +40,43 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Init {
             dir,
             target,
+            endpoint,
+            config,
             name,
             admin,
-        } => node::init(&dir, &target, &name, admin),
+            key,
+            node,
+        } => cluster::init(&dir, &target, endpoint, &config, &name, admin, &key, &node),
+        Command::Join {
+            token_file,
+            dir,
+            target,
+            endpoint,
+            config,
+            name,
+            admin,
+            publisher_eligible: _,
+            master_key,
+            passphrase_file,
+            priority,
+            timeout,
+            node,
+        } => cluster::join(
+            &token_file,
+            &dir,
+            &target,
+            endpoint,
+            &config,
+            name,
+            admin,
+            master_key,
+            passphrase_file,
+            priority,
+            timeout,
+            &node,
+        ),
+        Command::Token(TokenCmd::Show { config }) => cluster::token_show(&config),
+        Command::Token(TokenCmd::Rotate { config }) => cluster::token_rotate(&config),
         Command::Config(ConfigCmd::Check { config }) => node::check(&config),
         Command::Status { config, json } => node::status(&config, json),
     }

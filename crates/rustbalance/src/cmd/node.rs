@@ -1,10 +1,7 @@
 //! `rustbalance run | init | config check | status`.
 
-use anyhow::{bail, Context, Result};
-use rustbalance_hs::IdentityKey;
-use rustbalance_node::config::Template;
+use anyhow::{Context, Result};
 use rustbalance_node::Config;
-use std::net::SocketAddr;
 use std::path::Path;
 
 pub fn run(config: &Path) -> Result<()> {
@@ -38,6 +35,8 @@ pub fn run(config: &Path) -> Result<()> {
 
 pub fn check(config: &Path) -> Result<()> {
     let cfg = Config::load(config)?;
+    // The master key must open (a sealed one with its passphrase) before the node starts.
+    rustbalance_node::daemon::load_master(&cfg)?;
     let mode = match (&cfg.cluster, &cfg.service.master_key) {
         (None, _) => "single node",
         (Some(_), Some(_)) => "cluster node, publisher-eligible",
@@ -48,54 +47,6 @@ pub fn check(config: &Path) -> Result<()> {
         config.display(),
         cfg.master_address()?
     );
-    Ok(())
-}
-
-pub fn init(dir: &Path, target: &str, name: &str, admin: SocketAddr) -> Result<()> {
-    let config = dir.join("rustbalance.toml");
-    if config.exists() {
-        bail!(
-            "{} already exists; refusing to overwrite it",
-            config.display()
-        );
-    }
-    let dir = std::path::absolute(dir).context("cannot resolve --dir")?;
-    rustbalance_hs::atomic::create_private_dir(&dir)?;
-    let key = IdentityKey::generate(&mut rand::rng());
-    let key_dir = dir.join("master");
-    key.write_tor_dir(&key_dir)?;
-    let text = Template {
-        name: name.to_string(),
-        data_dir: dir.join("data"),
-        master_key: Some(key_dir.join(rustbalance_hs::keys::SECRET_KEY_FILE)),
-        passphrase_file: None,
-        master_address: None,
-        virtual_port: 80,
-        target: target.to_string(),
-        admin,
-        extra_torrc: Vec::new(),
-        testing_network: false,
-        cluster: None,
-        mesh: None,
-    }
-    .render();
-    // Validate before writing: a bad --target is reported as a config error.
-    let tmp = dir.join(".rustbalance.toml.check");
-    rustbalance_hs::atomic::write_atomic(&tmp, text.as_bytes(), 0o600)?;
-    let checked = Config::load(&tmp);
-    let _ = std::fs::remove_file(&tmp);
-    checked?;
-    rustbalance_hs::atomic::write_atomic(&config, text.as_bytes(), 0o600)?;
-    eprintln!(
-        "wrote {} and the master key in {}",
-        config.display(),
-        key_dir.display()
-    );
-    eprintln!(
-        "start it with: rustbalance run --config {}",
-        config.display()
-    );
-    println!("{}", key.address());
     Ok(())
 }
 

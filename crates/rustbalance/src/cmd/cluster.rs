@@ -1,0 +1,437 @@
+//! `rustbalance init | join | token show | token rotate`.
+
+use crate::cli::{KeyProtection, NodeArgs};
+use anyhow::{bail, Context, Result};
+use rustbalance_hs::atomic::{create_private_dir, write_atomic};
+use rustbalance_hs::IdentityKey;
+use rustbalance_node::config::{ClusterTemplate, MeshTemplate, Template};
+use rustbalance_node::join::{request_join, valid_name, JoinParams, JoinToken};
+use rustbalance_node::layout::Layout;
+use rustbalance_node::Config;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+/// File names inside the node directory.
+const MASTER_KEY: &str = "master.key";
+const CLUSTER_SECRET: &str = "cluster.secret";
+const MESH_KEY: &str = "mesh.key";
+const JOIN_TOKEN: &str = "join-token";
+
+/// The [tor] settings taken from `--tor-from` (the lab's private network).
+fn tor_settings(node: &NodeArgs) -> Result<(Vec<String>, bool)> {
+    match &node.tor_from {
+        None => Ok((Vec::new(), false)),
+        Some(p) => {
+            let c = Config::load(p)?;
+            Ok((c.tor.extra_torrc.clone(), c.tor.testing_network))
+        }
+    }
+}
+
+fn config_path(dir: &Path, config: &Option<PathBuf>) -> Result<PathBuf> {
+    let p = config
+        .clone()
+        .unwrap_or_else(|| dir.join("rustbalance.toml"));
+    if p.exists() {
+        bail!(
+            "{} already exists; refusing to overwrite it (remove it first to start over)",
+            p.display()
+        );
+    }
+    Ok(std::path::absolute(p)?)
+}
+
+/// Validate `text` as a config, then write it atomically (0600).
+fn write_config(path: &Path, text: &str) -> Result<Config> {
+    let tmp = path.with_extension("toml.check");
+    write_atomic(&tmp, text.as_bytes(), 0o600)?;
+    let checked = Config::load(&tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let cfg = checked?;
+    write_atomic(path, text.as_bytes(), 0o600)?;
+    Ok(cfg)
+}
+
+/// Write the master key as `protection` says; returns (key file, passphrase file for the config).
+fn write_master_key(
+    key: &IdentityKey,
+    dir: &Path,
+    protection: &KeyProtection,
+) -> Result<(PathBuf, Option<PathBuf>)> {
+    if protection.plain_key {
+        let kd = dir.join("master");
+        key.write_tor_dir(&kd)?;
+        eprintln!(
+            "warning: the master key is stored unencrypted in {}",
+            kd.display()
+        );
+        return Ok((kd.join(rustbalance_hs::keys::SECRET_KEY_FILE), None));
+    }
+    let pf = protection
+        .passphrase_file
+        .as_ref()
+        .context("--passphrase-file FILE or --plain-key is required")?;
+    let pf = std::path::absolute(pf)?;
+    let pass = rustbalance_hs::sealed::passphrase_from_file(&pf)?;
+    let file = dir.join(MASTER_KEY);
+    eprintln!("sealing the master key (argon2id, a second or two)...");
+    key.write_sealed(&file, &pass, rustbalance_hs::sealed::SealParams::default())?;
+    Ok((file, (!protection.systemd_credential).then_some(pf)))
+}
+
+fn random_secret() -> Zeroizing<[u8; 32]> {
+    let mut s = Zeroizing::new([0u8; 32]);
+    rand::RngExt::fill(&mut rand::rng(), &mut s[..]);
+    s
+}
+
+fn mesh_key(dir: &Path) -> Result<rustbalance_mesh::PublicKey> {
+    let file = dir.join(MESH_KEY);
+    let key = if file.exists() {
+        rustbalance_mesh::PrivateKey::load(&file)?
+    } else {
+        let k = rustbalance_mesh::PrivateKey::generate();
+        k.save(&file)?;
+        k
+    };
+    Ok(key.public_key())
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn init(
+    dir: &Path,
+    target: &str,
+    endpoint: Option<SocketAddr>,
+    config: &Option<PathBuf>,
+    name: &str,
+    admin: SocketAddr,
+    protection: &KeyProtection,
+    node: &NodeArgs,
+) -> Result<()> {
+    if !valid_name(name) {
+        bail!("--name must be 1-32 letters, digits, '-' or '_'");
+    }
+    let dir = std::path::absolute(dir).context("cannot resolve --dir")?;
+    let config = config_path(&dir, config)?;
+    create_private_dir(&dir)?;
+    let (extra_torrc, testing_network) = tor_settings(node)?;
+    let key = IdentityKey::generate(&mut rand::rng());
+    let (key_file, passphrase_file) = write_master_key(&key, &dir, protection)?;
+    let (cluster, mesh) = match endpoint {
+        None => (None, None),
+        Some(ep) => {
+            let secret_file = dir.join(CLUSTER_SECRET);
+            if !secret_file.exists() {
+                write_atomic(&secret_file, &random_secret()[..], 0o600)?;
+            }
+            mesh_key(&dir)?;
+            (
+                Some(ClusterTemplate {
+                    secret_file,
+                    listen: SocketAddr::from(([0, 0, 0, 0], node.gossip_port)),
+                    seeds: Vec::new(),
+                    priority: 10,
+                    cluster_id: None,
+                }),
+                Some(MeshTemplate {
+                    interface: node.mesh_interface.clone(),
+                    private_key_file: dir.join(MESH_KEY),
+                    listen_port: ep.port(),
+                    endpoint: Some(ep),
+                    peers: Vec::new(),
+                }),
+            )
+        }
+    };
+    let text = Template {
+        name: name.to_string(),
+        data_dir: dir.join("data"),
+        master_key: Some(key_file),
+        passphrase_file,
+        master_address: Some(key.address().to_string()),
+        virtual_port: 80,
+        target: target.to_string(),
+        admin,
+        extra_torrc,
+        testing_network,
+        cluster,
+        mesh,
+    }
+    .render();
+    let cfg = write_config(&config, &text)?;
+    eprintln!("wrote {} (keys in {})", config.display(), dir.display());
+    println!("{}", key.address());
+    if let Some(c) = &cfg.cluster {
+        let secret = Zeroizing::new(std::fs::read(&c.secret_file)?);
+        let token = JoinToken::derive(key.address(), cfg.service.virtual_port, &secret, 0);
+        let token_file = dir.join(JOIN_TOKEN);
+        write_atomic(
+            &token_file,
+            format!("{}\n", *token.encode()).as_bytes(),
+            0o600,
+        )?;
+        eprintln!();
+        eprintln!(
+            "start this node:   rustbalance run --config {}",
+            config.display()
+        );
+        eprintln!(
+            "join token (a secret; also in {}, 0600):",
+            token_file.display()
+        );
+        println!("{}", *token.encode());
+        eprintln!("on each new machine, put the token in a 0600 file and run:");
+        eprintln!(
+            "  rustbalance join --token-file TOKEN_FILE --dir DIR --target {target} --endpoint THAT_MACHINE_IP:{}",
+            cfg.mesh.as_ref().map(|m| m.listen_port).unwrap_or(51820)
+        );
+    } else {
+        eprintln!(
+            "start it with: rustbalance run --config {}",
+            config.display()
+        );
+        eprintln!("(a single-node service; add --endpoint IP:PORT to make it the first node of a cluster)");
+    }
+    Ok(())
+}
+
+fn read_token(file: &Path) -> Result<JoinToken> {
+    let mut text = Zeroizing::new(String::new());
+    if file == Path::new("-") {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read the token from stdin")?;
+    } else {
+        let raw = Zeroizing::new(
+            std::fs::read(file)
+                .with_context(|| format!("cannot read the token file {}", file.display()))?,
+        );
+        text.push_str(&String::from_utf8_lossy(&raw));
+    }
+    Ok(JoinToken::parse(&text)?)
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| {
+            h.trim()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                .take(32)
+                .collect::<String>()
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into())
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn join(
+    token_file: &Path,
+    dir: &Path,
+    target: &str,
+    endpoint: SocketAddr,
+    config: &Option<PathBuf>,
+    name: Option<String>,
+    admin: SocketAddr,
+    master_key: Option<PathBuf>,
+    passphrase_file: Option<PathBuf>,
+    priority: u32,
+    timeout: u64,
+    node: &NodeArgs,
+) -> Result<()> {
+    let token = read_token(token_file)?;
+    let name = name.unwrap_or_else(host_name);
+    if !valid_name(&name) {
+        bail!("--name must be 1-32 letters, digits, '-' or '_'");
+    }
+    let dir = std::path::absolute(dir).context("cannot resolve --dir")?;
+    let config = config_path(&dir, config)?;
+    if let Some(k) = &master_key {
+        // Check the key now, not when the node starts: it must be the master's.
+        let pass = passphrase_file
+            .as_ref()
+            .map(|p| rustbalance_hs::sealed::passphrase_from_file(p))
+            .transpose()?;
+        let key = IdentityKey::load_with(k, || {
+            pass.clone()
+                .or(rustbalance_hs::sealed::passphrase_from_credentials(
+                    rustbalance_hs::sealed::DEFAULT_CREDENTIAL,
+                )?)
+                .ok_or_else(|| rustbalance_hs::Error::PassphraseNeeded { path: k.clone() })
+        })?;
+        if key.address() != token.master {
+            bail!(
+                "{} is the key of {}, but the token is for {}",
+                k.display(),
+                key.address(),
+                token.master
+            );
+        }
+    }
+    create_private_dir(&dir)?;
+    let (extra_torrc, testing_network) = tor_settings(node)?;
+    let wg_public = mesh_key(&dir)?;
+    let layout = Layout::new(&dir.join("data"));
+    create_private_dir(&layout.data_dir)?;
+    create_private_dir(&layout.tor_dir())?;
+
+    let rt = tokio::runtime::Runtime::new()?;
+    let grant = rt.block_on(async {
+        eprintln!("starting a tor client to reach {} ...", token.master);
+        let torrc =
+            rustbalance_node::torrc::join_client(&layout, std::process::id(), &extra_torrc)?;
+        write_atomic(&layout.torrc(), torrc.render().as_bytes(), 0o600)?;
+        let tor = rustbalance_node::supervisor::TorSupervisor::start(
+            rustbalance_node::supervisor::TorSpec {
+                binary: "tor".into(),
+                torrc: layout.torrc(),
+                control_port_file: layout.control_port_file(),
+                log_file: layout.tor_log(),
+                output_file: layout.tor_output(),
+                pid_file: layout.tor_pid(),
+                backoff_min: Duration::from_secs(1),
+                backoff_max: Duration::from_secs(10),
+            },
+        );
+        let result = async {
+            let mut last = 255u8;
+            tor.wait_running(Duration::from_secs(timeout), |s| {
+                if s.bootstrap != last {
+                    last = s.bootstrap;
+                    eprintln!("  tor bootstrap {} %", s.bootstrap);
+                }
+            })
+            .await?;
+            let ctl = tor.control().await?;
+            let socks = ctl
+                .getinfo("net/listeners/socks")
+                .await?
+                .trim()
+                .trim_matches('"')
+                .parse::<SocketAddr>()
+                .context("tor did not report its SOCKS port")?;
+            let params = JoinParams {
+                name: name.clone(),
+                wg_public_key: wg_public.to_string(),
+                endpoint,
+            };
+            let deadline = Instant::now() + Duration::from_secs(timeout);
+            let mut attempt = 1;
+            loop {
+                eprintln!("asking the cluster to admit {name} (attempt {attempt}) ...");
+                let left = deadline.saturating_duration_since(Instant::now());
+                match request_join(socks, &token, &params, left.min(Duration::from_secs(120))).await
+                {
+                    Ok(g) => break Ok::<_, anyhow::Error>(g),
+                    // Refusals are final; unreachability is retried until the deadline.
+                    Err(e)
+                        if e.to_string().contains("cannot reach")
+                            && Instant::now() + Duration::from_secs(5) < deadline =>
+                    {
+                        eprintln!("  {e}; retrying in 5 s");
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                        attempt += 1;
+                    }
+                    Err(e) => break Err(e.into()),
+                }
+            }
+        }
+        .await;
+        tor.stop().await;
+        result
+    })?;
+    eprintln!(
+        "admitted by {} ({} member(s) listed)",
+        grant.admitted_by,
+        grant.members.len()
+    );
+    let secret = Zeroizing::new(
+        hex::decode(&grant.cluster_secret)
+            .context("the cluster secret in the answer is not hex")?,
+    );
+    let secret_file = dir.join(CLUSTER_SECRET);
+    write_atomic(&secret_file, &secret, 0o600)?;
+    write_atomic(
+        &layout.data_dir.join("join-generation"),
+        format!("{}\n", grant.join_generation).as_bytes(),
+        0o600,
+    )?;
+    let text = Template {
+        name: name.clone(),
+        data_dir: layout.data_dir.clone(),
+        master_key: master_key.map(std::path::absolute).transpose()?,
+        passphrase_file: passphrase_file.map(std::path::absolute).transpose()?,
+        master_address: Some(token.master.to_string()),
+        virtual_port: token.port,
+        target: target.to_string(),
+        admin,
+        extra_torrc,
+        testing_network,
+        cluster: Some(ClusterTemplate {
+            secret_file,
+            listen: SocketAddr::from(([0, 0, 0, 0], grant.gossip_port)),
+            seeds: Vec::new(),
+            priority,
+            cluster_id: Some(grant.cluster_id.clone()),
+        }),
+        mesh: Some(MeshTemplate {
+            interface: node.mesh_interface.clone(),
+            private_key_file: dir.join(MESH_KEY),
+            listen_port: endpoint.port(),
+            endpoint: Some(endpoint),
+            peers: grant
+                .members
+                .iter()
+                .map(|m| (m.wg_public_key.clone(), m.endpoint))
+                .collect(),
+        }),
+    }
+    .render();
+    write_config(&config, &text)?;
+    eprintln!("wrote {}", config.display());
+    eprintln!(
+        "start this node:   rustbalance run --config {}",
+        config.display()
+    );
+    println!("{}", token.master);
+    Ok(())
+}
+
+fn admin_call(config: &Path, method: &str, path: &str) -> Result<()> {
+    let cfg = Config::load(config)?;
+    let cookie_file = Layout::new(&cfg.node.data_dir).admin_cookie();
+    let cookie = Zeroizing::new(std::fs::read_to_string(&cookie_file).with_context(|| {
+        format!(
+            "cannot read the admin cookie {} (is the node running? run this as its user or root)",
+            cookie_file.display()
+        )
+    })?);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let body = Zeroizing::new(
+        rt.block_on(rustbalance_node::admin::request(
+            cfg.admin.listen,
+            method,
+            path,
+            Some(&cookie),
+        ))
+        .with_context(|| format!("the node on {} did not answer", cfg.admin.listen))?,
+    );
+    print!("{}", *body);
+    Ok(())
+}
+
+pub fn token_show(config: &Path) -> Result<()> {
+    admin_call(config, "GET", "/token")
+}
+
+pub fn token_rotate(config: &Path) -> Result<()> {
+    admin_call(config, "POST", "/token/rotate")?;
+    eprintln!("the old token is refused from now on (other nodes follow within seconds)");
+    Ok(())
+}
