@@ -297,11 +297,21 @@ pub async fn run(
         );
         let health = proxy.health_handle();
         let cluster_status = cluster_status.clone();
+        let join = join_node.as_ref().map(|(jn, _)| jn.clone());
         Arc::new(move || {
+            let join = join.as_ref().map(|jn| {
+                let c = &jn.service.counters;
+                serde_json::json!({
+                    "generation": jn.generation(),
+                    "accepted": c.accepted.load(std::sync::atomic::Ordering::Relaxed),
+                    "rejected": c.rejections().iter().map(|(k, v)| (k.to_string(), *v)).collect::<std::collections::BTreeMap<_, _>>(),
+                })
+            });
             serde_json::json!({
                 "node": name,
                 "mode": if cluster_status.is_some() { "cluster" } else { "single" },
                 "cluster": cluster_status.as_ref().map(|c| c.lock().map(|s| s.clone()).unwrap_or_default()),
+                "join": join,
                 "master_address": addr.to_string(),
                 "tor": tor.status(),
                 "proxy": { "listen": listen, "stats": stats.snapshot() },

@@ -359,6 +359,24 @@ pub struct NsNode {
 }
 
 impl NsNode {
+    /// Run `rustbalance ARGS` inside the node's namespace; returns (success, stdout, stderr).
+    pub async fn cli(&self, args: &[&str], timeout: Duration) -> Result<(bool, String, String)> {
+        let mut cmd = tokio::process::Command::new(&self.host.exec_prefix[0]);
+        cmd.args(&self.host.exec_prefix[1..])
+            .arg(&self.bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        let out = tokio::time::timeout(timeout, cmd.output())
+            .await
+            .map_err(|_| anyhow::anyhow!("`rustbalance {}` timed out", args.join(" ")))??;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+
     /// `/status` of the node, asked from inside its namespace
     /// (`rustbalance status --json`), `None` if it does not answer.
     pub async fn status(&self) -> Option<serde_json::Value> {
@@ -454,6 +472,92 @@ pub fn start_ns_cluster(
         });
     }
     Ok((files.master, nodes))
+}
+
+/// Add a node to a running namespaced lab cluster the way an operator would: a new
+/// namespace and demo target, `rustbalance join` with only the token (in `token_file`),
+/// then `rustbalance run`. `tor_from` is any lab node config (its [tor] section points tor
+/// at the lab network). Returns the node once its daemon is spawned.
+pub async fn join_ns_node(
+    lab: &Lab,
+    name: &str,
+    bin: &Path,
+    token_file: &Path,
+    tor_from: &Path,
+    progress: impl Fn(&str),
+) -> Result<NsNode> {
+    let host = lab.add_node_host(name)?;
+    let body = format!("served by {name}\n");
+    let args: Vec<std::ffi::OsString> = vec![
+        "lab".into(),
+        "target".into(),
+        "--listen".into(),
+        "127.0.0.1:8080".into(),
+        "--body".into(),
+        body.into(),
+    ];
+    lab.spawn_program_in(
+        &format!("target{}", name.trim_start_matches("node")),
+        &host,
+        bin,
+        &args,
+    )?;
+    let dir = lab.dir().join("rustbalance").join(name);
+    let config = dir.join("rustbalance.toml");
+    let iface = format!(
+        "rbw{}{}",
+        host.netns.split('-').nth(1).unwrap_or("0"),
+        name.trim_start_matches("node")
+    );
+    let endpoint = SocketAddr::new(host.ip, 51820).to_string();
+    let node = NsNode {
+        name: name.to_string(),
+        host,
+        config: config.clone(),
+        bin: bin.to_path_buf(),
+    };
+    let (dir_s, tok_s, from_s) = (
+        dir.display().to_string(),
+        token_file.display().to_string(),
+        tor_from.display().to_string(),
+    );
+    let args = [
+        "join",
+        "--token-file",
+        &tok_s,
+        "--dir",
+        &dir_s,
+        "--target",
+        "tcp://127.0.0.1:8080",
+        "--endpoint",
+        &endpoint,
+        "--name",
+        name,
+        "--mesh-interface",
+        &iface,
+        "--gossip-port",
+        "7946",
+        "--tor-from",
+        &from_s,
+        "--timeout",
+        "240",
+    ];
+    let t = Instant::now();
+    let (ok, out, err) = node.cli(&args, Duration::from_secs(260)).await?;
+    for l in err.lines() {
+        progress(&format!("  join: {l}"));
+    }
+    if !ok {
+        anyhow::bail!("`rustbalance join` failed: {}", err.trim());
+    }
+    progress(&format!(
+        "{name} joined in {:.1} s ({})",
+        t.elapsed().as_secs_f64(),
+        out.trim()
+    ));
+    let args: Vec<std::ffi::OsString> = vec!["run".into(), "--config".into(), config.into()];
+    lab.spawn_program_in(name, &node.host, bin, &args)?;
+    Ok(node)
 }
 
 /// Something whose `/status` can be read.

@@ -1,0 +1,228 @@
+//! A fourth machine joins a running 3-node cluster knowing only the join token, over Tor,
+//! in a namespaced lab (real tor everywhere, every node in its own network namespace,
+//! gossip over WireGuard). Then: its intro points are published and it serves clients;
+//! a wrong token, an oversized body and a replayed request are refused, counted, and
+//! change nothing; after `token rotate` the old token stops working and the new one works.
+
+use rustbalance::cluster_lab::{join_ns_node, start_ns_cluster, wait_published, NsNode};
+use rustbalance_hs::OnionAddress;
+use rustbalance_lab::{Lab, LabOptions, Placement};
+use rustbalance_node::join::{build_request, request_join, JoinParams, JoinToken};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Send raw bytes to the master address through the lab client; returns the status line.
+async fn raw(socks: SocketAddr, master: &OnionAddress, bytes: &[u8]) -> anyhow::Result<String> {
+    let mut s = tokio::net::TcpStream::connect(socks).await?;
+    rustbalance_proxy::socks::connect(&mut s, &master.to_string(), 80)
+        .await
+        .map_err(|e| anyhow::anyhow!("socks: {e}"))?;
+    s.write_all(bytes).await?;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), s.read_to_end(&mut out)).await??;
+    Ok(String::from_utf8_lossy(&out)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string())
+}
+
+/// Sum of one join counter over the nodes' `/status`.
+async fn rejected(nodes: &[&NsNode], reason: &str) -> u64 {
+    let mut n = 0;
+    for node in nodes {
+        if let Some(s) = node.status().await {
+            n += s["join"]["rejected"][reason].as_u64().unwrap_or(0);
+        }
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fourth_node_joins_with_only_the_token() {
+    let dir = tempfile::Builder::new()
+        .prefix("rb-join")
+        .tempdir()
+        .unwrap();
+    let opts = LabOptions {
+        placement: Placement::namespace(),
+        ..Default::default()
+    };
+    let lab = Lab::create(dir.path(), opts).await.unwrap();
+    let started = lab
+        .start(|p| eprintln!("[{:5.1}s] {}", p.elapsed.as_secs_f64(), p.phase))
+        .await;
+    let result = async {
+        started?;
+        let bin = std::path::Path::new(env!("CARGO_BIN_EXE_rustbalance"));
+        let (master, mut nodes) = start_ns_cluster(&lab, 3, bin, true)?;
+        let master = master.address();
+        let three = ["node1", "node2", "node3"];
+        let (p, took) = wait_published(
+            &nodes,
+            None,
+            SystemTime::UNIX_EPOCH,
+            &three,
+            Duration::from_secs(240),
+        )
+        .await?;
+        eprintln!(
+            "{} published 3 nodes after {:.1}s",
+            nodes[p].name,
+            took.as_secs_f64()
+        );
+        let url = format!("http://{master}/");
+        lab.wait_http(&url, "served by", Duration::from_secs(120))
+            .await?;
+        let socks = lab.socks_addr();
+
+        // The token, as an operator gets it from any member.
+        let cfg = nodes[0].config.display().to_string();
+        let (ok, token_text, err) = nodes[0]
+            .cli(
+                &["token", "show", "--config", &cfg],
+                Duration::from_secs(10),
+            )
+            .await?;
+        anyhow::ensure!(ok, "token show failed: {err}");
+        let token = JoinToken::parse(&token_text)?;
+        anyhow::ensure!(token.master == master, "the token names another address");
+        let token_file = dir.path().join("token");
+        rustbalance_hs::atomic::write_atomic(&token_file, token_text.as_bytes(), 0o600)?;
+
+        // Hostile requests first: they must change nothing.
+        let ghost = JoinParams {
+            name: "ghost".into(),
+            wg_public_key: rustbalance_mesh::PrivateKey::generate()
+                .public_key()
+                .to_string(),
+            endpoint: "10.255.0.1:51820".parse()?,
+        };
+        let wrong = JoinToken::derive(master, 80, b"not the cluster secret, 32 bytes+", 0);
+        let e = request_join(socks, &wrong, &ghost, Duration::from_secs(90))
+            .await
+            .expect_err("a wrong token must not be admitted");
+        eprintln!("wrong token: {e}");
+        anyhow::ensure!(e.to_string().contains("did not take"), "{e}");
+        let head = format!(
+            "POST {} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n",
+            token.path()
+        );
+        let st = raw(socks, &master, head.as_bytes()).await?;
+        eprintln!("oversized body: {st}");
+        anyhow::ensure!(st.contains("413"), "oversized: {st}");
+        let members: Vec<&NsNode> = nodes.iter().collect();
+        anyhow::ensure!(
+            rejected(&members, "bad_token").await >= 1,
+            "bad token not counted"
+        );
+        anyhow::ensure!(
+            rejected(&members, "oversized").await >= 1,
+            "oversize not counted"
+        );
+        for n in &nodes {
+            let s = n.status().await.unwrap_or_default();
+            let names: Vec<&str> = s["cluster"]["members"]
+                .as_array()
+                .map(|m| m.iter().filter_map(|m| m["name"].as_str()).collect())
+                .unwrap_or_default();
+            anyhow::ensure!(names == three, "{}: members changed: {names:?}", n.name);
+            anyhow::ensure!(
+                s["join"]["accepted"] == 0,
+                "{}: something was admitted",
+                n.name
+            );
+        }
+
+        // The fourth node joins with the token alone.
+        let t = Instant::now();
+        let node4 = join_ns_node(&lab, "node4", bin, &token_file, &nodes[0].config, |l| {
+            eprintln!("{l}")
+        })
+        .await?;
+        let joined = t.elapsed();
+        nodes.push(node4);
+        let four = ["node1", "node2", "node3", "node4"];
+        let since = SystemTime::now() - Duration::from_secs(1);
+        let (p, took) =
+            wait_published(&nodes, None, since, &four, Duration::from_secs(240)).await?;
+        eprintln!(
+            "node4: joined in {:.1}s; {} published all 4 nodes {:.1}s later",
+            joined.as_secs_f64(),
+            nodes[p].name,
+            took.as_secs_f64()
+        );
+        // A tor client keeps a fetched descriptor until the next time period (hs_cache.c):
+        // clients that fetched before node4 joined keep using the old intro points. NEWNYM
+        // purges the lab client's cache, as a new client (or the next period) would.
+        let ctl = rustbalance_tor::ControlClient::connect_authenticated(lab.client_control_addr())
+            .await?;
+        ctl.signal("NEWNYM").await?;
+        let t = Instant::now();
+        let mut served = std::collections::BTreeMap::<String, usize>::new();
+        while served.get("node4").copied().unwrap_or(0) == 0 {
+            anyhow::ensure!(
+                t.elapsed() < Duration::from_secs(300),
+                "node4 served no request: {served:?}"
+            );
+            if let Ok(r) = lab.http_get(&url, Duration::from_secs(30)).await {
+                let who = r.text().trim().trim_start_matches("served by ").to_string();
+                *served.entry(who).or_default() += 1;
+            }
+        }
+        eprintln!("node4 serves clients (split so far {served:?})");
+
+        // A replay of a valid request: the first is admitted (node4 again, no change), the
+        // same bytes again are refused.
+        let wg = rustbalance_mesh::PrivateKey::load(&lab.dir().join("rustbalance/node4/mesh.key"))?
+            .public_key()
+            .to_string();
+        let me = JoinParams {
+            name: "node4".into(),
+            wg_public_key: wg,
+            endpoint: SocketAddr::new(nodes[3].host.ip, 51820),
+        };
+        let now = rustbalance_hs::time::unix_secs(SystemTime::now());
+        let (_, req) = build_request(&token, &me, now);
+        let first = raw(socks, &master, &req).await?;
+        anyhow::ensure!(first.contains("200"), "valid request: {first}");
+        tokio::time::sleep(Duration::from_secs(4)).await; // the nonce reaches every node
+        let again = raw(socks, &master, &req).await?;
+        eprintln!("replayed request: {again}");
+        anyhow::ensure!(again.contains("403"), "replay: {again}");
+        let all: Vec<&NsNode> = nodes.iter().collect();
+        anyhow::ensure!(rejected(&all, "replayed").await >= 1, "replay not counted");
+
+        // Rotation: the old token stops working everywhere, the new one works.
+        let cfg2 = nodes[1].config.display().to_string();
+        let (ok, new_text, err) = nodes[1]
+            .cli(
+                &["token", "rotate", "--config", &cfg2],
+                Duration::from_secs(10),
+            )
+            .await?;
+        anyhow::ensure!(ok, "token rotate failed: {err}");
+        let new = JoinToken::parse(&new_text)?;
+        anyhow::ensure!(new.path_id() != token.path_id(), "rotation kept the token");
+        tokio::time::sleep(Duration::from_secs(5)).await; // gossip carries the generation
+        for n in &nodes {
+            let g = n.status().await.unwrap_or_default()["join"]["generation"].as_u64();
+            anyhow::ensure!(g == Some(1), "{} is at join generation {g:?}", n.name);
+        }
+        let e = request_join(socks, &token, &me, Duration::from_secs(90))
+            .await
+            .expect_err("the old token must be refused after rotation");
+        anyhow::ensure!(e.to_string().contains("did not take"), "{e}");
+        let g = request_join(socks, &new, &me, Duration::from_secs(90)).await?;
+        eprintln!(
+            "after rotation: old token refused, new token admitted by {} (generation {})",
+            g.admitted_by, g.join_generation
+        );
+        anyhow::ensure!(g.join_generation == 1);
+        anyhow::Ok(())
+    }
+    .await;
+    lab.stop_and_verify().await.unwrap();
+    result.unwrap();
+}
