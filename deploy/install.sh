@@ -118,6 +118,20 @@ else
   fi
 fi
 
+# A worker joins without the master key: it needs no passphrase at all.
+need_pass=1
+if [ "$mode" = join ] && [ "$publisher" = 0 ]; then
+  need_pass=0
+fi
+if [ "$mode" = join ] && [ "$publisher" = 1 ] && [ -z "$master_pass" ]; then
+  # A plain (tor or PEM) master key needs no passphrase; a sealed one (its
+  # file starts with "rustbalance-key") does.
+  if [ "$(head -c 15 "$master_key")" = rustbalance-key ]; then
+    die "$master_key is sealed: give --master-passphrase-file FILE (the passphrase it was sealed with)"
+  fi
+  need_pass=0
+fi
+
 [ "$(id -u)" = 0 ] || die "run this as root (it creates a system user, /etc/rustbalance and a systemd unit)"
 
 # The Debian package already put the binary and the unit in place.
@@ -205,20 +219,6 @@ creds_work() {
   rm -rf "$t"
   return 1
 }
-
-# A worker joins without the master key: it needs no passphrase at all.
-need_pass=1
-if [ "$mode" = join ] && [ "$publisher" = 0 ]; then
-  need_pass=0
-fi
-if [ "$mode" = join ] && [ "$publisher" = 1 ] && [ -z "$master_pass" ]; then
-  # A plain (tor or PEM) master key needs no passphrase; a sealed one (its
-  # file starts with "rustbalance-key") does.
-  if [ "$(head -c 15 "$master_key")" = rustbalance-key ]; then
-    die "$master_key is sealed: give --master-passphrase-file FILE (the passphrase it was sealed with)"
-  fi
-  need_pass=0
-fi
 
 # The passphrase lives in a root-only temp dir while init/join run.
 work=$(mktemp -d /run/rustbalance-install.XXXXXX 2>/dev/null || mktemp -d)
