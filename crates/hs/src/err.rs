@@ -25,7 +25,15 @@ pub enum Error {
         path: PathBuf,
     },
 
-    /// A sealed key file could not be opened.
+    /// A key could not be sealed (only with parameters outside the limits).
+    #[error("cannot seal the master key: {reason}")]
+    Seal {
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A sealed key file could not be opened: wrong passphrase, tampered, truncated,
+    /// an unknown format version or parameters over the limits.
     #[error("cannot unseal {path}: {reason}")]
     Unseal {
         /// The key file.

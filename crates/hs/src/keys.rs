@@ -59,11 +59,6 @@ impl IdentityKey {
         Self::from_expanded(expanded).expect("a clamped SHA-512 output is a valid expanded key")
     }
 
-    /// From the 64-byte expanded secret key, if it is a valid key (sealed files).
-    pub(crate) fn from_expanded_checked(expanded: Zeroizing<[u8; 64]>) -> Option<Self> {
-        Self::from_expanded(expanded)
-    }
-
     /// The public key bytes.
     pub(crate) fn public_bytes(&self) -> &[u8; 32] {
         &self.public
@@ -74,8 +69,9 @@ impl IdentityKey {
         &self.expanded
     }
 
-    /// From the 64-byte expanded secret key (tor's on-disk body).
-    fn from_expanded(expanded: Zeroizing<[u8; 64]>) -> Option<Self> {
+    /// From the 64-byte expanded secret key (tor's on-disk body, a sealed file's
+    /// plaintext), if it is a valid key.
+    pub(crate) fn from_expanded(expanded: Zeroizing<[u8; 64]>) -> Option<Self> {
         let kp = ExpandedKeypair::from_secret_key_bytes(*expanded)?;
         let public = kp.public().to_bytes();
         Some(IdentityKey { expanded, public })
@@ -83,12 +79,16 @@ impl IdentityKey {
 
     /// Load a key file in any supported format: tor's `hs_ed25519_secret_key`,
     /// or a PKCS#8 PEM file as written by Onionbalance.
+    ///
+    /// A sealed key file is refused with an error saying it needs a passphrase;
+    /// use [`IdentityKey::load_with`] for those.
     pub fn load(path: &Path) -> Result<Self> {
-        let data = Zeroizing::new(std::fs::read(path).map_err(|source| Error::KeyFileIo {
-            path: path.to_path_buf(),
-            source,
-        })?);
-        Self::from_bytes(&data).map_err(|reason| Error::BadKeyFile {
+        Self::from_file_bytes(path, &read_key_file(path)?)
+    }
+
+    /// [`IdentityKey::from_bytes`] on the contents of `path`, the error naming the file.
+    pub(crate) fn from_file_bytes(path: &Path, data: &[u8]) -> Result<Self> {
+        Self::from_bytes(data).map_err(|reason| Error::BadKeyFile {
             path: path.to_path_buf(),
             reason,
         })
@@ -112,7 +112,12 @@ impl IdentityKey {
             return Err("this is tor's PUBLIC key file; give hs_ed25519_secret_key".into());
         }
         if crate::sealed::is_sealed(data) {
-            return Err("it is sealed (encrypted) and needs a passphrase: set service.master_key_passphrase_file, or give the node the systemd credential `master-passphrase`".into());
+            return Err(format!(
+                "it is sealed (encrypted) and needs a passphrase: set \
+                 service.master_key_passphrase_file, or give the node the systemd \
+                 credential `{}` (LoadCredential= or LoadCredentialEncrypted=)",
+                crate::sealed::DEFAULT_CREDENTIAL
+            ));
         }
         if data.starts_with(b"-----BEGIN") {
             return Self::from_pem(data);
@@ -210,6 +215,16 @@ impl IdentityKey {
             0o600,
         )
     }
+}
+
+/// The contents of a key file, in a buffer zeroized on drop.
+pub(crate) fn read_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
+    std::fs::read(path)
+        .map(Zeroizing::new)
+        .map_err(|source| Error::KeyFileIo {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// A 32-byte tor key-file header: the tag, NUL-padded.

@@ -1,46 +1,71 @@
 //! Master keys sealed at rest: the 64-byte expanded secret key encrypted with
-//! XChaCha20-Poly1305 under a key derived from a passphrase with argon2id.
+//! XChaCha20-Poly1305 under a 32-byte key derived from a passphrase with argon2id.
 //!
-//! File layout (all integers big-endian):
+//! File layout, "rustbalance sealed key v1" (180 bytes, integers big-endian):
 //!
 //! ```text
 //!  offset  size  field
-//!       0    16  magic "rustbalance-key\x01"   (last byte: format version 1)
+//!       0    16  magic "rustbalance-key\x01"   (last byte: format version, 1)
 //!      16     4  argon2id m_cost (KiB)
 //!      20     4  argon2id t_cost (passes)
 //!      24     4  argon2id p_cost (lanes)
-//!      28    32  public key (so the onion address is known without the passphrase)
+//!      28    32  ed25519 public key (the onion address, readable without the passphrase)
 //!      60    16  salt (random)
-//!      76    24  nonce (random)
-//!     100    80  ciphertext: 64-byte expanded key + 16-byte tag
+//!      76    24  XChaCha20 nonce (random)
+//!     100    80  ciphertext: the 64-byte expanded secret key + 16-byte Poly1305 tag
 //! ```
 //!
-//! The 100-byte header is the AEAD's associated data, so changing a parameter, the salt or
-//! the nonce fails authentication like a wrong passphrase. Parameters are checked against
-//! hard limits *before* any key derivation: a hostile file cannot make us allocate
-//! gigabytes or spin for minutes.
+//! The 100-byte header is the AEAD's associated data, so changing a parameter, the
+//! public key, the salt or the nonce fails authentication exactly like a wrong
+//! passphrase. After decryption the public key is also recomputed from the secret and
+//! compared with the header's.
+//!
+//! A file is checked before any key derivation ([`SealParams::check`]): the version
+//! must be 1, the length exactly 180 bytes and the parameters within hard limits
+//! (at most 1 GiB of memory, 16 passes, 16 lanes), so a corrupt or hostile file cannot
+//! make us allocate gigabytes or spin for minutes. The derived key lives in a buffer
+//! zeroized on drop; so does the decrypted secret key.
+//!
+//! The passphrase comes from a file ([`passphrase_from_file`], mode 0600) or from a
+//! systemd credential ([`passphrase_from_credentials`], `LoadCredential=` or
+//! `LoadCredentialEncrypted=`, by default named [`DEFAULT_CREDENTIAL`]).
 
 use crate::atomic::write_atomic;
 use crate::err::{Error, Result};
-use crate::keys::IdentityKey;
+use crate::keys::{read_key_file, IdentityKey};
+use crate::OnionAddress;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use rand::{CryptoRng, Rng};
+use std::io::Read;
 use std::path::Path;
 use zeroize::Zeroizing;
 
+/// Magic of a sealed key file; its last byte is the format version.
 const MAGIC: &[u8; 16] = b"rustbalance-key\x01";
-const HEADER_LEN: usize = 16 + 12 + 32 + 16 + 24;
+/// The magic without the version byte: what [`is_sealed`] recognises.
+const MAGIC_TAG: &[u8] = b"rustbalance-key";
+const PARAMS_AT: usize = 16;
+const PUBLIC_AT: usize = 28;
+const SALT_AT: usize = 60;
+const NONCE_AT: usize = 76;
+const HEADER_LEN: usize = 100;
 const CIPHER_LEN: usize = 64 + 16;
 /// Size of a sealed key file.
 pub const SEALED_LEN: usize = HEADER_LEN + CIPHER_LEN;
-/// The systemd credential name the daemon reads the passphrase from.
+/// The systemd credential name the passphrase is read from by default.
 pub const DEFAULT_CREDENTIAL: &str = "master-passphrase";
 
-const MAX_M_COST: u32 = 1024 * 1024; // 1 GiB
-const MAX_T_COST: u32 = 16;
-const MAX_P_COST: u32 = 16;
+/// Most memory a sealed file may ask for: 1 GiB.
+pub const MAX_M_COST: u32 = 1024 * 1024;
+/// Most argon2 passes a sealed file may ask for.
+pub const MAX_T_COST: u32 = 16;
+/// Most argon2 lanes a sealed file may ask for.
+pub const MAX_P_COST: u32 = 16;
+/// Longest passphrase file read (a passphrase is one line).
+const MAX_PASSPHRASE_LEN: u64 = 64 * 1024;
 
-/// argon2id cost parameters.
+/// argon2id cost parameters, stored in the sealed file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SealParams {
     /// Memory in KiB.
@@ -63,7 +88,7 @@ impl Default for SealParams {
 }
 
 impl SealParams {
-    /// Cheap parameters for tests (never for real keys).
+    /// Cheap parameters for tests (256 KiB, 1 pass): never for real keys.
     pub fn fast_for_tests() -> Self {
         SealParams {
             m_cost: 256,
@@ -72,12 +97,13 @@ impl SealParams {
         }
     }
 
-    /// Within the hard limits?
-    fn check(&self) -> std::result::Result<(), String> {
-        if self.m_cost > MAX_M_COST || self.m_cost < 8 * self.p_cost.max(1) {
+    /// Are these within the hard limits (and what argon2 accepts)? Cheap: this runs
+    /// before any key derivation.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.p_cost == 0 || self.p_cost > MAX_P_COST {
             return Err(format!(
-                "argon2 memory {} KiB is outside 8..={MAX_M_COST} KiB (corrupt or hostile file)",
-                self.m_cost
+                "argon2 lanes {} outside 1..={MAX_P_COST} (corrupt or hostile file)",
+                self.p_cost
             ));
         }
         if self.t_cost == 0 || self.t_cost > MAX_T_COST {
@@ -86,233 +112,280 @@ impl SealParams {
                 self.t_cost
             ));
         }
-        if self.p_cost == 0 || self.p_cost > MAX_P_COST {
+        let min_m = 8 * self.p_cost;
+        if self.m_cost < min_m || self.m_cost > MAX_M_COST {
             return Err(format!(
-                "argon2 lanes {} outside 1..={MAX_P_COST} (corrupt or hostile file)",
-                self.p_cost
+                "argon2 memory {} KiB outside {min_m}..={MAX_M_COST} KiB (corrupt or hostile file)",
+                self.m_cost
             ));
         }
         Ok(())
     }
 }
 
-/// Does `bytes` look like a sealed key (by its magic)?
+/// Does `bytes` look like a sealed key (by its magic, any version)?
 pub fn is_sealed(bytes: &[u8]) -> bool {
-    bytes.len() >= 15 && bytes[..15] == MAGIC[..15]
+    bytes.starts_with(MAGIC_TAG)
 }
 
-fn derive(
-    passphrase: &[u8],
-    salt: &[u8],
-    p: SealParams,
-) -> std::result::Result<Zeroizing<[u8; 32]>, String> {
-    p.check()?;
-    let params = argon2::Params::new(p.m_cost, p.t_cost, p.p_cost, Some(32))
-        .map_err(|e| format!("argon2 parameters: {e}"))?;
-    let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-    let mut out = Zeroizing::new([0u8; 32]);
-    a.hash_password_into(passphrase, salt, out.as_mut())
-        .map_err(|e| format!("argon2: {e}"))?;
-    Ok(out)
+/// The parts of a sealed file, checked: everything needed before key derivation.
+struct Sealed<'a> {
+    params: SealParams,
+    public: &'a [u8],
+    salt: &'a [u8],
+    nonce: &'a [u8],
+    header: &'a [u8],
+    ciphertext: &'a [u8],
 }
 
-/// Seal `expanded` (64 bytes) with `passphrase`.
-fn seal_bytes(
-    expanded: &[u8; 64],
-    public: &[u8; 32],
-    passphrase: &[u8],
-    p: SealParams,
-) -> std::result::Result<Vec<u8>, String> {
-    let mut salt = [0u8; 16];
-    let mut nonce = [0u8; 24];
-    rand::RngExt::fill(&mut rand::rng(), &mut salt[..]);
-    rand::RngExt::fill(&mut rand::rng(), &mut nonce[..]);
-    let mut out = Vec::with_capacity(SEALED_LEN);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&p.m_cost.to_be_bytes());
-    out.extend_from_slice(&p.t_cost.to_be_bytes());
-    out.extend_from_slice(&p.p_cost.to_be_bytes());
-    out.extend_from_slice(public);
-    out.extend_from_slice(&salt);
-    out.extend_from_slice(&nonce);
-    let key = derive(passphrase, &salt, p)?;
-    let cipher = XChaCha20Poly1305::new(key.as_ref().into());
-    let ct = cipher
-        .encrypt(
-            XNonce::from_slice(&nonce),
-            Payload {
-                msg: expanded,
-                aad: &out[..HEADER_LEN],
-            },
-        )
-        .map_err(|_| "encryption failed".to_string())?;
-    out.extend_from_slice(&ct);
-    Ok(out)
-}
-
-/// Open a sealed key; the error says what is wrong (never anything secret).
-fn unseal_bytes(
-    data: &[u8],
-    passphrase: &[u8],
-) -> std::result::Result<Zeroizing<[u8; 64]>, String> {
-    if !is_sealed(data) {
-        return Err("not a sealed RustBalance key".into());
-    }
-    if data.len() < 16 {
-        return Err(format!(
-            "{} bytes, a sealed key has {SEALED_LEN} (truncated or corrupt)",
+/// Split and check a sealed file without any expensive work: magic, version, length,
+/// parameter limits. The error says what is wrong (there is nothing secret here).
+fn parse(data: &[u8]) -> std::result::Result<Sealed<'_>, String> {
+    let truncated = || {
+        format!(
+            "truncated: {} bytes, a sealed key is {SEALED_LEN} bytes",
             data.len()
-        ));
+        )
+    };
+    if !is_sealed(data) {
+        return Err(if MAGIC_TAG.starts_with(data) {
+            truncated()
+        } else {
+            "not a sealed RustBalance key (no \"rustbalance-key\" magic)".into()
+        });
     }
-    if data[15] != MAGIC[15] {
-        return Err(format!(
-            "sealed-key format version {} (this RustBalance reads version 1)",
-            data[15]
-        ));
+    match data.get(MAGIC.len() - 1) {
+        None => return Err(truncated()),
+        Some(&v) if v != MAGIC[MAGIC.len() - 1] => {
+            return Err(format!(
+                "unknown sealed-key format version {v}: this RustBalance reads version {} \
+                 (was it sealed by a newer RustBalance?)",
+                MAGIC[MAGIC.len() - 1]
+            ))
+        }
+        Some(_) => {}
     }
-    if data.len() != SEALED_LEN {
+    if data.len() < SEALED_LEN {
+        return Err(truncated());
+    }
+    if data.len() > SEALED_LEN {
         return Err(format!(
-            "{} bytes, a sealed key has {SEALED_LEN} (truncated or corrupt)",
+            "{} bytes, a sealed key is exactly {SEALED_LEN} bytes (corrupt, or something was appended)",
             data.len()
         ));
     }
     let u32_at = |i: usize| u32::from_be_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]]);
-    let p = SealParams {
-        m_cost: u32_at(16),
-        t_cost: u32_at(20),
-        p_cost: u32_at(24),
+    let params = SealParams {
+        m_cost: u32_at(PARAMS_AT),
+        t_cost: u32_at(PARAMS_AT + 4),
+        p_cost: u32_at(PARAMS_AT + 8),
     };
-    let salt = &data[60..76];
-    let nonce = &data[76..100];
-    let key = derive(passphrase, salt, p)?;
-    let cipher = XChaCha20Poly1305::new(key.as_ref().into());
+    params.check()?;
+    Ok(Sealed {
+        params,
+        public: &data[PUBLIC_AT..SALT_AT],
+        salt: &data[SALT_AT..NONCE_AT],
+        nonce: &data[NONCE_AT..HEADER_LEN],
+        header: &data[..HEADER_LEN],
+        ciphertext: &data[HEADER_LEN..],
+    })
+}
+
+/// The 32-byte AEAD key: argon2id(passphrase, salt, params), zeroized on drop.
+fn derive(
+    passphrase: &[u8],
+    salt: &[u8],
+    p: SealParams,
+) -> std::result::Result<XChaCha20Poly1305, String> {
+    p.check()?;
+    let params = argon2::Params::new(p.m_cost, p.t_cost, p.p_cost, Some(32))
+        .map_err(|e| format!("argon2 parameters: {e}"))?;
+    let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let mut key = Zeroizing::new([0u8; 32]);
+    a.hash_password_into(passphrase, salt, key.as_mut())
+        .map_err(|e| format!("argon2: {e}"))?;
+    // The cipher keeps its own copy of the key and zeroizes it on drop.
+    Ok(XChaCha20Poly1305::new(key.as_ref().into()))
+}
+
+/// Open a sealed key; the error says what is wrong (never anything secret).
+fn unseal_bytes(data: &[u8], passphrase: &[u8]) -> std::result::Result<IdentityKey, String> {
+    let s = parse(data)?;
+    let cipher = derive(passphrase, s.salt, s.params)?;
     let plain = Zeroizing::new(
         cipher
             .decrypt(
-                XNonce::from_slice(nonce),
+                XNonce::from_slice(s.nonce),
                 Payload {
-                    msg: &data[HEADER_LEN..],
-                    aad: &data[..HEADER_LEN],
+                    msg: s.ciphertext,
+                    aad: s.header,
                 },
             )
             .map_err(|_| {
-                "wrong passphrase, or the file is corrupt (authentication failed)".to_string()
+                "wrong passphrase or the file is corrupt (authentication failed)".to_string()
             })?,
     );
-    let mut out = Zeroizing::new([0u8; 64]);
-    out.copy_from_slice(&plain);
-    Ok(out)
+    let mut expanded = Zeroizing::new([0u8; 64]);
+    expanded.copy_from_slice(&plain);
+    let key = IdentityKey::from_expanded(expanded)
+        .ok_or("the sealed secret is not a valid ed25519 key (corrupt file)")?;
+    if key.public_bytes()[..] != *s.public {
+        return Err("the public key in the header does not match the sealed secret key".into());
+    }
+    Ok(key)
 }
 
 impl IdentityKey {
-    /// This key sealed with `passphrase` (the bytes of a sealed key file).
-    pub fn seal(&self, passphrase: &[u8], params: SealParams) -> Result<Vec<u8>> {
-        seal_bytes(
-            self.expanded_bytes(),
-            self.public_bytes(),
-            passphrase,
-            params,
-        )
-        .map_err(|reason| Error::Unseal {
-            path: "(new key)".into(),
+    /// This key sealed with `passphrase`: the bytes of a sealed key file, with a fresh
+    /// salt and nonce from `rng`. Fails only if `params` are outside the limits.
+    pub fn seal<R: Rng + CryptoRng>(
+        &self,
+        passphrase: &[u8],
+        params: SealParams,
+        rng: &mut R,
+    ) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(SEALED_LEN);
+        out.extend_from_slice(MAGIC);
+        for v in [params.m_cost, params.t_cost, params.p_cost] {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        out.extend_from_slice(self.public_bytes());
+        out.resize(HEADER_LEN, 0);
+        rng.fill_bytes(&mut out[SALT_AT..HEADER_LEN]);
+        let cipher = derive(passphrase, &out[SALT_AT..NONCE_AT], params)
+            .map_err(|reason| Error::Seal { reason })?;
+        let ciphertext = cipher
+            .encrypt(
+                XNonce::from_slice(&out[NONCE_AT..HEADER_LEN]),
+                Payload {
+                    msg: self.expanded_bytes(),
+                    aad: &out[..HEADER_LEN],
+                },
+            )
+            .map_err(|_| Error::Seal {
+                reason: "encryption failed".into(),
+            })?;
+        out.extend_from_slice(&ciphertext);
+        Ok(out)
+    }
+
+    /// Open the bytes of a sealed key file (see [`IdentityKey::load_with`] for a file).
+    pub fn unseal(data: &[u8], passphrase: &[u8]) -> Result<IdentityKey> {
+        unseal_bytes(data, passphrase).map_err(|reason| Error::Unseal {
+            path: "sealed key".into(),
             reason,
         })
     }
 
-    /// Open a sealed key file's bytes.
-    pub fn unseal(data: &[u8], passphrase: &[u8]) -> Result<IdentityKey> {
-        let expanded = unseal_bytes(data, passphrase).map_err(|reason| Error::Unseal {
-            path: "(sealed key)".into(),
-            reason,
-        })?;
-        let key = IdentityKey::from_expanded_checked(expanded).ok_or_else(|| Error::Unseal {
-            path: "(sealed key)".into(),
-            reason: "the sealed bytes are not an ed25519 key".into(),
-        })?;
-        if key.public_bytes()[..] != data[28..60] {
-            return Err(Error::Unseal {
-                path: "(sealed key)".into(),
-                reason: "the public key in the header does not match the sealed key".into(),
-            });
-        }
-        Ok(key)
-    }
-
-    /// Write this key sealed to `path` (0600, atomically).
+    /// Write this key sealed to `path` (mode 0600, atomically), salt and nonce from the
+    /// operating system's generator.
     pub fn write_sealed(&self, path: &Path, passphrase: &[u8], params: SealParams) -> Result<()> {
-        let bytes = self.seal(passphrase, params)?;
+        let bytes = self.seal(passphrase, params, &mut rand::rng())?;
         write_atomic(path, &bytes, 0o600)
     }
 
-    /// Load a key file of any format; a sealed one asks `passphrase` (once).
+    /// Load a key file of any format. A plain one (tor's, Onionbalance's PEM) loads as
+    /// with [`IdentityKey::load`] and `passphrase` is not called; a sealed one calls
+    /// `passphrase` once, after its header was checked.
     pub fn load_with(
         path: &Path,
         passphrase: impl FnOnce() -> Result<Zeroizing<Vec<u8>>>,
     ) -> Result<IdentityKey> {
-        let data = Zeroizing::new(std::fs::read(path).map_err(|source| Error::KeyFileIo {
-            path: path.to_path_buf(),
-            source,
-        })?);
+        let data = read_key_file(path)?;
         if !is_sealed(&data) {
-            return IdentityKey::load(path);
+            return IdentityKey::from_file_bytes(path, &data);
         }
+        let unseal_err = |reason| Error::Unseal {
+            path: path.to_path_buf(),
+            reason,
+        };
+        parse(&data).map_err(unseal_err)?;
         let pass = passphrase()?;
-        IdentityKey::unseal(&data, &pass).map_err(|e| match e {
-            Error::Unseal { reason, .. } => Error::Unseal {
-                path: path.to_path_buf(),
-                reason,
-            },
-            e => e,
-        })
+        unseal_bytes(&data, &pass).map_err(unseal_err)
     }
 }
 
-/// The onion address of a sealed key file, read from its header (no passphrase needed;
-/// the header is authenticated when the key is unsealed).
-pub fn sealed_address(path: &Path) -> Result<Option<crate::OnionAddress>> {
-    let data = std::fs::read(path).map_err(|source| Error::KeyFileIo {
-        path: path.to_path_buf(),
-        source,
-    })?;
+/// The onion address of a sealed key file, read from its header without the passphrase
+/// (the header is authenticated when the key is unsealed). `None` if the file is not
+/// sealed.
+pub fn sealed_address(path: &Path) -> Result<Option<OnionAddress>> {
+    let data = read_key_file(path)?;
     if !is_sealed(&data) {
         return Ok(None);
     }
-    if data.len() != SEALED_LEN {
-        return Err(Error::Unseal {
-            path: path.to_path_buf(),
-            reason: format!(
-                "{} bytes, a sealed key has {SEALED_LEN} (truncated or corrupt)",
-                data.len()
-            ),
-        });
-    }
+    let s = parse(&data).map_err(|reason| Error::Unseal {
+        path: path.to_path_buf(),
+        reason,
+    })?;
     let mut pk = [0u8; 32];
-    pk.copy_from_slice(&data[28..60]);
-    Ok(Some(crate::OnionAddress::from_public_key(pk)))
+    pk.copy_from_slice(s.public);
+    Ok(Some(OnionAddress::from_public_key(pk)))
 }
 
-/// Read a passphrase file: one line (a trailing newline is not part of it), not empty,
-/// not readable by group or others.
+/// Read a passphrase file: not readable by group or others, one line (one trailing
+/// `\n` or `\r\n` is not part of it), not empty.
 pub fn passphrase_from_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
     use std::os::unix::fs::PermissionsExt;
     let bad = |reason: String| Error::Passphrase {
         path: path.to_path_buf(),
         reason,
     };
-    let meta = std::fs::metadata(path).map_err(|e| bad(format!("cannot read it ({e})")))?;
-    if meta.permissions().mode() & 0o077 != 0 {
+    let file = std::fs::File::open(path).map_err(|e| bad(format!("cannot open it ({e})")))?;
+    let mode = file
+        .metadata()
+        .map_err(|e| bad(format!("cannot stat it ({e})")))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
         return Err(bad(format!(
-            "readable by group or others (mode {:o}); run: chmod 600 {}",
-            meta.permissions().mode() & 0o777,
+            "it is readable by group or others (mode {:03o}); run: chmod 600 {}",
+            mode & 0o777,
             path.display()
         )));
     }
-    read_passphrase(path).map_err(bad)
+    read_passphrase(file).map_err(bad)
 }
 
-fn read_passphrase(path: &Path) -> std::result::Result<Zeroizing<Vec<u8>>, String> {
-    let mut data =
-        Zeroizing::new(std::fs::read(path).map_err(|e| format!("cannot read it ({e})"))?);
+/// The passphrase from the systemd credential `name` (`$CREDENTIALS_DIRECTORY/name`, from
+/// `LoadCredential=` or `LoadCredentialEncrypted=`). `None` if the service manager passed
+/// no credentials or not this one. systemd owns that directory, so its permissions are
+/// not checked.
+pub fn passphrase_from_credentials(name: &str) -> Result<Option<Zeroizing<Vec<u8>>>> {
+    match std::env::var_os("CREDENTIALS_DIRECTORY") {
+        Some(dir) => credential(Path::new(&dir), name),
+        None => Ok(None),
+    }
+}
+
+/// The credential `name` in the credentials directory `dir`, if there.
+fn credential(dir: &Path, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>> {
+    let path = dir.join(name);
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(Error::Passphrase {
+                path,
+                reason: format!("cannot open the credential ({e})"),
+            })
+        }
+    };
+    read_passphrase(file)
+        .map(Some)
+        .map_err(|reason| Error::Passphrase { path, reason })
+}
+
+/// A passphrase from an open file: one trailing newline stripped, not empty, bounded.
+fn read_passphrase(file: std::fs::File) -> std::result::Result<Zeroizing<Vec<u8>>, String> {
+    let mut data = Zeroizing::new(Vec::new());
+    file.take(MAX_PASSPHRASE_LEN + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| format!("cannot read it ({e})"))?;
+    if data.len() as u64 > MAX_PASSPHRASE_LEN {
+        return Err(format!(
+            "it is over {MAX_PASSPHRASE_LEN} bytes; a passphrase file holds one line"
+        ));
+    }
     if data.ends_with(b"\n") {
         data.pop();
         if data.ends_with(b"\r") {
@@ -320,84 +393,174 @@ fn read_passphrase(path: &Path) -> std::result::Result<Zeroizing<Vec<u8>>, Strin
         }
     }
     if data.is_empty() {
-        return Err("it is empty".into());
+        return Err("it is empty; put the passphrase on its first line".into());
     }
     Ok(data)
-}
-
-/// The passphrase from the systemd credential `name` (`$CREDENTIALS_DIRECTORY/name`), if the
-/// service manager passed credentials.
-pub fn passphrase_from_credentials(name: &str) -> Result<Option<Zeroizing<Vec<u8>>>> {
-    let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") else {
-        return Ok(None);
-    };
-    let path = Path::new(&dir).join(name);
-    if !path.exists() {
-        return Ok(None);
-    }
-    read_passphrase(&path)
-        .map(Some)
-        .map_err(|reason| Error::Passphrase { path, reason })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
     use std::os::unix::fs::PermissionsExt;
+    use std::time::{Duration, Instant};
 
     fn key() -> IdentityKey {
         IdentityKey::from_seed(&[5u8; 32])
     }
 
+    fn rng() -> rand_chacha::ChaCha20Rng {
+        rand_chacha::ChaCha20Rng::seed_from_u64(9)
+    }
+
+    fn sealed(pass: &[u8]) -> Vec<u8> {
+        key()
+            .seal(pass, SealParams::fast_for_tests(), &mut rng())
+            .unwrap()
+    }
+
+    fn unseal_err(data: &[u8], pass: &[u8]) -> String {
+        IdentityKey::unseal(data, pass).unwrap_err().to_string()
+    }
+
     #[test]
     fn round_trip_and_wrong_passphrase() {
         let k = key();
-        let s = k
-            .seal(b"correct horse", SealParams::fast_for_tests())
-            .unwrap();
+        let s = sealed(b"correct horse");
         assert_eq!(s.len(), SEALED_LEN);
         assert!(is_sealed(&s));
+        assert!(!is_sealed(&k.tor_secret_file()));
         let back = IdentityKey::unseal(&s, b"correct horse").unwrap();
         assert_eq!(back.address(), k.address());
-        let e = IdentityKey::unseal(&s, b"wrong").unwrap_err().to_string();
-        assert!(e.contains("wrong passphrase"), "{e}");
-        // Two seals of the same key differ (fresh salt and nonce).
-        assert_ne!(
-            s,
-            k.seal(b"correct horse", SealParams::fast_for_tests())
+        assert_eq!(back.tor_secret_file(), k.tor_secret_file());
+        let e = unseal_err(&s, b"correct horsf");
+        assert!(
+            e.contains("wrong passphrase or the file is corrupt (authentication failed)"),
+            "{e}"
+        );
+        assert!(!e.contains("horse"), "{e}");
+        // The same RNG gives the same file; another gives a fresh salt and nonce.
+        assert_eq!(s, sealed(b"correct horse"));
+        let other = k
+            .seal(
+                b"correct horse",
+                SealParams::fast_for_tests(),
+                &mut rand::rng(),
+            )
+            .unwrap();
+        assert_ne!(s[SALT_AT..HEADER_LEN], other[SALT_AT..HEADER_LEN]);
+        assert_eq!(
+            IdentityKey::unseal(&other, b"correct horse")
                 .unwrap()
+                .address(),
+            k.address()
         );
     }
 
     #[test]
-    fn every_flipped_byte_and_every_truncation_is_refused() {
-        let s = key().seal(b"pw", SealParams::fast_for_tests()).unwrap();
+    fn every_flipped_byte_is_refused() {
+        let s = sealed(b"pw");
         for i in 0..s.len() {
-            let mut t = s.clone();
-            t[i] ^= 0x01;
-            assert!(
-                IdentityKey::unseal(&t, b"pw").is_err(),
-                "flip at {i} accepted"
-            );
-        }
-        for n in 0..s.len() {
-            assert!(
-                IdentityKey::unseal(&s[..n], b"pw").is_err(),
-                "truncation {n}"
-            );
+            for mask in [0x01, 0x80] {
+                let mut t = s.clone();
+                t[i] ^= mask;
+                assert!(
+                    IdentityKey::unseal(&t, b"pw").is_err(),
+                    "flip {mask:#x} at byte {i} accepted"
+                );
+            }
         }
     }
 
     #[test]
+    fn every_truncation_is_refused_as_truncated() {
+        let s = sealed(b"pw");
+        for n in 0..s.len() {
+            let e = unseal_err(&s[..n], b"pw");
+            assert!(
+                e.contains(&format!("truncated: {n} bytes, a sealed key is 180 bytes")),
+                "{n}: {e}"
+            );
+        }
+        let mut long = s.clone();
+        long.push(b'\n');
+        assert!(unseal_err(&long, b"pw").contains("181 bytes"));
+    }
+
+    #[test]
+    fn other_versions_and_formats_are_named() {
+        let mut s = sealed(b"pw");
+        s[15] = 2;
+        let e = unseal_err(&s, b"pw");
+        assert!(e.contains("unknown sealed-key format version 2"), "{e}");
+        let e = unseal_err(&key().tor_secret_file(), b"pw");
+        assert!(e.contains("not a sealed RustBalance key"), "{e}");
+    }
+
+    #[test]
+    fn parameter_limits() {
+        let ok = |m, t, p| {
+            SealParams {
+                m_cost: m,
+                t_cost: t,
+                p_cost: p,
+            }
+            .check()
+        };
+        assert!(ok(MAX_M_COST, MAX_T_COST, MAX_P_COST).is_ok());
+        assert!(SealParams::default().check().is_ok());
+        assert!(SealParams::fast_for_tests().check().is_ok());
+        for (m, t, p) in [
+            (MAX_M_COST + 1, 1, 1),
+            (u32::MAX, 1, 1),
+            (7, 1, 1),
+            (64, 1, 16),
+            (256, 0, 1),
+            (256, MAX_T_COST + 1, 1),
+            (256, 1, 0),
+            (4096, 1, MAX_P_COST + 1),
+        ] {
+            let e = ok(m, t, p).unwrap_err();
+            assert!(e.contains("hostile"), "{m} {t} {p}: {e}");
+        }
+        // Sealing with such parameters is refused too, before any work.
+        let e = key()
+            .seal(
+                b"pw",
+                SealParams {
+                    m_cost: u32::MAX,
+                    ..SealParams::default()
+                },
+                &mut rng(),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("cannot seal the master key: argon2 memory"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn hostile_parameters_are_refused_before_any_work() {
-        let s = key().seal(b"pw", SealParams::fast_for_tests()).unwrap();
-        for (off, val) in [(16, u32::MAX), (20, 1000), (24, 0), (20, 0)] {
+        let s = sealed(b"pw");
+        for (off, val) in [
+            (PARAMS_AT, MAX_M_COST + 1),
+            (PARAMS_AT, u32::MAX),
+            (PARAMS_AT + 4, 1000),
+            (PARAMS_AT + 4, 0),
+            (PARAMS_AT + 8, 0),
+            (PARAMS_AT + 8, 17),
+        ] {
             let mut t = s.clone();
             t[off..off + 4].copy_from_slice(&val.to_be_bytes());
-            let start = std::time::Instant::now();
-            let e = IdentityKey::unseal(&t, b"pw").unwrap_err().to_string();
+            // parse() is all that runs before key derivation, and it refuses them.
+            let e = parse(&t).err().unwrap();
             assert!(e.contains("hostile"), "{e}");
-            assert!(start.elapsed() < std::time::Duration::from_millis(100));
+            let start = Instant::now();
+            let e = unseal_err(&t, b"pw");
+            assert!(e.contains("hostile"), "{e}");
+            assert!(start.elapsed() < Duration::from_millis(50));
         }
     }
 
@@ -419,33 +582,93 @@ mod tests {
         );
         assert_eq!(sealed_address(&sealed).unwrap(), Some(k.address()));
         assert_eq!(sealed_address(&plain).unwrap(), None);
+
         let e = IdentityKey::load(&sealed).unwrap_err().to_string();
-        assert!(e.contains("sealed"), "{e}");
-        let got = IdentityKey::load_with(&sealed, || Ok(Zeroizing::new(b"pw".to_vec()))).unwrap();
-        assert_eq!(got.address(), k.address());
+        assert!(e.contains("master.key") && e.contains("sealed"), "{e}");
+        assert!(e.contains("service.master_key_passphrase_file"), "{e}");
+        assert!(e.contains("`master-passphrase`"), "{e}");
+
+        let mut calls = 0;
+        let got = IdentityKey::load_with(&sealed, || {
+            calls += 1;
+            Ok(Zeroizing::new(b"pw".to_vec()))
+        })
+        .unwrap();
+        assert_eq!((got.address(), calls), (k.address(), 1));
         let e = IdentityKey::load_with(&sealed, || Ok(Zeroizing::new(b"no".to_vec())))
             .unwrap_err()
             .to_string();
-        assert!(
-            e.contains("master.key") && e.contains("wrong passphrase"),
-            "{e}"
+        assert_eq!(
+            e,
+            format!(
+                "cannot unseal {}: wrong passphrase or the file is corrupt (authentication failed)",
+                sealed.display()
+            )
         );
+        // A broken header is reported without asking for the passphrase.
+        let bytes = std::fs::read(&sealed).unwrap();
+        std::fs::write(&sealed, &bytes[..100]).unwrap();
+        let e = IdentityKey::load_with(&sealed, || panic!("header first"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("truncated: 100 bytes"), "{e}");
+        assert!(sealed_address(&sealed).is_err());
     }
 
     #[test]
     fn passphrase_files() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("pw");
-        std::fs::write(&p, b"secret words\r\n").unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let e = passphrase_from_file(&p).unwrap_err().to_string();
-        assert!(e.contains("chmod 600"), "{e}");
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert_eq!(&passphrase_from_file(&p).unwrap()[..], b"secret words");
-        std::fs::write(&p, b"\n").unwrap();
-        assert!(passphrase_from_file(&p)
+        let read = |content: &[u8]| {
+            std::fs::write(&p, content).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+            passphrase_from_file(&p).map(|v| v.to_vec())
+        };
+        assert_eq!(read(b"secret words\r\n").unwrap(), b"secret words");
+        assert_eq!(read(b"secret words\n").unwrap(), b"secret words");
+        assert_eq!(read(b"secret words").unwrap(), b"secret words");
+        assert_eq!(read(b"two\n\n").unwrap(), b"two\n");
+        assert_eq!(read(b" spaced \n").unwrap(), b" spaced ");
+        for empty in [&b""[..], b"\n", b"\r\n"] {
+            let e = read(empty).unwrap_err().to_string();
+            assert!(e.contains("empty"), "{e}");
+        }
+        assert!(read(&vec![b'x'; 70_000])
             .unwrap_err()
             .to_string()
-            .contains("empty"));
+            .contains("one line"));
+
+        std::fs::write(&p, b"secret words\n").unwrap();
+        for mode in [0o640, 0o604, 0o644] {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = passphrase_from_file(&p).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("chmod 600 {}", p.display())),
+                "{mode:o}: {e}"
+            );
+            assert!(!e.contains("secret"), "{e}");
+        }
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert_eq!(&passphrase_from_file(&p).unwrap()[..], b"secret words");
+        let e = passphrase_from_file(&d.path().join("missing"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("missing") && e.contains("cannot open"), "{e}");
+    }
+
+    #[test]
+    fn credentials_directory() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(credential(d.path(), DEFAULT_CREDENTIAL).unwrap().is_none());
+        let p = d.path().join(DEFAULT_CREDENTIAL);
+        std::fs::write(&p, b"from systemd\n").unwrap();
+        // systemd's credential files are not ours to police: 0644 is fine here.
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(
+            &credential(d.path(), DEFAULT_CREDENTIAL).unwrap().unwrap()[..],
+            b"from systemd"
+        );
+        std::fs::write(&p, b"").unwrap();
+        assert!(credential(d.path(), DEFAULT_CREDENTIAL).is_err());
     }
 }
