@@ -20,7 +20,7 @@ use rustbalance_cluster::{
     UdpNetwork,
 };
 use rustbalance_hs::descriptor::{
-    decode_intro_points, encode_intro_points, InstanceIntros, Protocols,
+    decode_intro_points, encode_intro_points, InstanceIntros, PowParams, Protocols,
 };
 use rustbalance_hs::{IdentityKey, OnionAddress};
 use rustbalance_proxy::HealthHandle;
@@ -73,6 +73,9 @@ pub struct PublishRecord {
     pub reason: String,
     /// Intro points per node in the published descriptors.
     pub intro_points: BTreeMap<String, usize>,
+    /// The descriptors carry `pow-params` (this node was the only one left: single-node
+    /// fallback with tor's PoW defences).
+    pub pow: bool,
     /// Per descriptor slot: HSDir answers.
     pub slots: Vec<SlotReport>,
 }
@@ -150,6 +153,8 @@ impl ClusterNode {
             ..Default::default()
         }));
         let flow = Arc::new(Mutex::new(None));
+        let pow = Arc::new(Mutex::new(None));
+        let next = Arc::new(Mutex::new(None));
         let mut tasks = vec![tokio::spawn(intro_task(
             membership.clone(),
             p.tor.clone(),
@@ -158,8 +163,14 @@ impl ClusterNode {
             p.target_health.clone(),
             p.testing_network,
             status.clone(),
-            flow.clone(),
+            (flow.clone(), pow.clone(), next.clone()),
         ))];
+        tasks.push(tokio::spawn(next_descriptor_task(
+            p.tor.clone(),
+            p.instance,
+            p.testing_network,
+            next,
+        )));
         tasks.push(tokio::spawn(status_task(
             membership.clone(),
             status.clone(),
@@ -174,6 +185,8 @@ impl ClusterNode {
                 republish: Duration::from_secs(p.cfg.republish_secs),
                 status: status.clone(),
                 flow,
+                pow,
+                name: p.name.clone(),
             })));
         }
         Ok(ClusterNode {
@@ -228,7 +241,7 @@ async fn intro_task(
     health: HealthHandle,
     testing: bool,
     status: Arc<Mutex<ClusterStatus>>,
-    flow: Arc<Mutex<Option<(Protocols, u8)>>>,
+    (flow, pow, next): (SharedFlow, SharedPow, NextDescriptor),
 ) {
     let key = keys::intro_points(&name);
     let mut last_enc = String::new();
@@ -260,19 +273,40 @@ async fn intro_task(
             if let Some(c) = &ctl {
                 let got = async {
                     let view = views.get(c, testing).await?;
-                    crate::publisher::instance_descriptor(
+                    let current = crate::publisher::instance_descriptor(
                         c,
                         &instance,
                         &view.time,
                         SystemTime::now(),
                     )
-                    .await
+                    .await?;
+                    // After a period starts, advertise the intro points of the descriptor tor
+                    // made for that period (they outlive the next SRV; the current ones die
+                    // there while clients still hold them).
+                    if view
+                        .time
+                        .between_tp_and_srv(view.consensus.valid_after_unix())
+                    {
+                        if let Some(d) = next
+                            .lock()
+                            .ok()
+                            .and_then(|n| n.as_ref().map(|(_, d)| d.clone()))
+                        {
+                            if !d.intro_points.is_empty() {
+                                return Ok(d);
+                            }
+                        }
+                    }
+                    Ok(current)
                 }
                 .await;
                 match got {
                     Ok(d) if !d.intro_points.is_empty() => {
                         if let Ok(mut f) = flow.lock() {
                             *f = d.flow_control.clone();
+                        }
+                        if let Ok(mut p) = pow.lock() {
+                            *p = d.pow_params.first().cloned();
                         }
                         let enc = encode_intro_points(&d.intro_points);
                         if enc != last_enc {
@@ -291,6 +325,98 @@ async fn intro_task(
             }
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The `flow-control` line of this node's own instance descriptor.
+type SharedFlow = Arc<Mutex<Option<(Protocols, u8)>>>;
+/// The `pow-params` of this node's own instance descriptor.
+type SharedPow = Arc<Mutex<Option<PowParams>>>;
+
+/// The instance descriptor fetched back from the HSDirs, with when it was fetched.
+type NextDescriptor = Arc<Mutex<Option<(Instant, rustbalance_hs::descriptor::ParsedDescriptor)>>>;
+
+/// Between a period start and the next SRV, keep the instance's descriptor for the current
+/// period fresh (fetched from the HSDirs; see `instance_descriptor_from_hsdirs`); outside
+/// that window, forget it.
+async fn next_descriptor_task(
+    tor: Arc<TorSupervisor>,
+    instance: OnionAddress,
+    testing: bool,
+    next: NextDescriptor,
+) {
+    // How often the fetched descriptor is refreshed (its intro points change rarely: tor
+    // replaces a failed intro point and uploads a new descriptor).
+    let every = if testing {
+        Duration::from_secs(15)
+    } else {
+        Duration::from_secs(300)
+    };
+    // Diagnostic for bench/rotation.sh only: behave as before the fix.
+    if std::env::var_os("RUSTBALANCE_DIAG_CURRENT_DESC_ONLY").is_some() {
+        tracing::warn!(
+            "RUSTBALANCE_DIAG_CURRENT_DESC_ONLY: advertising tor's current descriptor only"
+        );
+        return;
+    }
+    let mut views = crate::publisher::ViewCache::default();
+    let mut ctl = None;
+    let mut was_between = false;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if tor.status().phase != TorPhase::Running {
+            ctl = None;
+            continue;
+        }
+        if ctl.is_none() {
+            ctl = tor.control().await.ok();
+            views.clear();
+        }
+        let Some(c) = &ctl else { continue };
+        let Ok(view) = views.get(c, testing).await else {
+            continue;
+        };
+        let between = view
+            .time
+            .between_tp_and_srv(view.consensus.valid_after_unix());
+        if !between {
+            if was_between {
+                if let Ok(mut n) = next.lock() {
+                    *n = None;
+                }
+            }
+            was_between = false;
+            continue;
+        }
+        let stale = next
+            .lock()
+            .map(|n| !was_between || n.as_ref().is_none_or(|(t, _)| t.elapsed() >= every))
+            .unwrap_or(true);
+        if !stale {
+            continue;
+        }
+        match crate::publisher::instance_descriptor_from_hsdirs(
+            c,
+            &instance,
+            &view.time,
+            SystemTime::now(),
+            Duration::from_secs(20),
+        )
+        .await
+        {
+            Ok(d) => {
+                tracing::debug!(
+                    "fetched this instance's current-period descriptor: {} intro points",
+                    d.intro_points.len()
+                );
+                if let Ok(mut n) = next.lock() {
+                    *n = Some((Instant::now(), d));
+                }
+                was_between = true;
+            }
+            Err(Error::Tor(_)) => ctl = None,
+            Err(e) => tracing::debug!("instance descriptor from the HSDirs: {e}"),
+        }
     }
 }
 
@@ -331,6 +457,10 @@ struct PublishCtx {
     republish: Duration,
     status: Arc<Mutex<ClusterStatus>>,
     flow: Arc<Mutex<Option<(Protocols, u8)>>>,
+    /// This node's own instance pow-params (from its tor).
+    pow: Arc<Mutex<Option<PowParams>>>,
+    /// This node's name.
+    name: String,
 }
 
 /// The intro points of every live node whose target is not down, with a
@@ -370,6 +500,7 @@ async fn publish_task(mut c: PublishCtx) {
     let mut last_at: Option<Instant> = None;
     let mut last_periods: Vec<u64> = Vec::new();
     let mut last_ring = String::new();
+    let mut last_pow = String::new();
     let mut retry_at: Option<Instant> = None;
     let mut failures = 0u32;
     let mut was_publishing = false;
@@ -426,10 +557,22 @@ async fn publish_task(mut c: PublishCtx) {
             },
             None => continue,
         };
+        // Single-node fallback: alone, this node's own pow-params can go into the master
+        // descriptor (one PoW seed), so clients get tor's PoW defences; with others back,
+        // they come out again.
+        let alone = intros.len() == 1 && intros[0].instance == c.name;
+        let pow = if alone {
+            c.pow.lock().ok().and_then(|p| p.clone())
+        } else {
+            None
+        };
+        let pow_fp = pow.as_ref().map(|p| format!("{p:?}")).unwrap_or_default();
         let reason = if !was_publishing {
             "became publisher"
         } else if fp != last_fp {
             "changed"
+        } else if pow_fp != last_pow {
+            "pow-params changed"
         } else if periods != last_periods {
             "new period"
         } else if ring != last_ring {
@@ -458,16 +601,28 @@ async fn publish_task(mut c: PublishCtx) {
             rand::rngs::StdRng::from_rng(&mut rand::rng())
         };
         let result = p
-            .publish_intros(&intros, flow, now, Duration::from_secs(10), &mut rng)
+            .publish_intros(
+                &intros,
+                flow,
+                pow.as_ref(),
+                now,
+                Duration::from_secs(10),
+                &mut rng,
+            )
             .await;
         match result {
             Ok(slots) => {
                 let complete = slots.iter().all(|s| s.uploaded() == s.hsdirs.len());
                 let any = slots.iter().all(|s| s.uploaded() > 0);
                 tracing::info!(
-                    "published ({reason}): {} intro points from {} nodes in {:.1}s; HSDirs {}",
+                    "published ({reason}): {} intro points from {} nodes{} in {:.1}s; HSDirs {}",
                     intros.iter().map(|i| i.intro_points.len()).sum::<usize>(),
                     intros.len(),
+                    if pow.is_some() {
+                        " with PoW (alone)"
+                    } else {
+                        ""
+                    },
                     t0.elapsed().as_secs_f64(),
                     slots
                         .iter()
@@ -476,6 +631,7 @@ async fn publish_task(mut c: PublishCtx) {
                         .join(" ")
                 );
                 last_fp = fp;
+                last_pow = pow_fp;
                 last_periods = periods;
                 last_ring = ring;
                 last_at = Some(Instant::now());
@@ -509,6 +665,7 @@ async fn publish_task(mut c: PublishCtx) {
                             .iter()
                             .map(|i| (i.instance.clone(), i.intro_points.len().min(20)))
                             .collect(),
+                        pow: pow.is_some(),
                         slots,
                     });
                 }

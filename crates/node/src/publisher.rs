@@ -12,7 +12,7 @@ use crate::err::{Error, Result};
 use rand::CryptoRng;
 use rustbalance_hs::descriptor::{
     parse_descriptor, select_intro_points, InstanceIntros, IntroPointDesc, ParsedDescriptor,
-    Protocols, MAX_INTRO_POINTS,
+    PowParams, Protocols, MAX_INTRO_POINTS,
 };
 use rustbalance_hs::publish::{plan_uploads, PublishInput, SlotUpload};
 use rustbalance_hs::ring::{parse_microdescs, Consensus, HsDirSet};
@@ -125,6 +125,40 @@ pub async fn instance_descriptor(
     Ok(parse_descriptor(&text, instance, time, now)?)
 }
 
+/// The instance's descriptor for the clients' current time period, as clients fetch it
+/// from the HSDirs (`HSFETCH`, then the client cache). Between a time-period start and the
+/// next SRV, tor's `GETINFO hs/service/desc/id` still returns the *previous* period's
+/// descriptor, whose intro circuits tor closes at the next SRV (`rotate_service_descriptors`)
+/// while clients keep the master descriptor until the next period starts; the intro points
+/// that live on are those of the descriptor tor uploaded for the current period.
+pub async fn instance_descriptor_from_hsdirs(
+    ctl: &ControlClient,
+    instance: &OnionAddress,
+    time: &TimeParams,
+    now: SystemTime,
+    wait: Duration,
+) -> Result<ParsedDescriptor> {
+    let addr = instance.without_suffix();
+    let before = ctl.getinfo(&format!("hs/client/desc/id/{addr}")).await.ok();
+    ctl.hsfetch(&addr, &[] as &[&str])
+        .await
+        .map_err(|e| Error::Other(format!("HSFETCH of the instance: {e}")))?;
+    let deadline = Instant::now() + wait;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let got = ctl.getinfo(&format!("hs/client/desc/id/{addr}")).await.ok();
+        let fresh = got.is_some() && got != before;
+        if fresh || Instant::now() >= deadline {
+            let text = got.ok_or_else(|| {
+                Error::Other(
+                    "the instance's descriptor could not be fetched from the HSDirs".into(),
+                )
+            })?;
+            return Ok(parse_descriptor(&text, instance, time, now)?);
+        }
+    }
+}
+
 /// The outcome of uploading one descriptor slot.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SlotReport {
@@ -216,7 +250,7 @@ impl Publisher {
         } else {
             None
         };
-        self.publish_intros(&intros, flow_control, now, confirm_timeout, rng)
+        self.publish_intros(&intros, flow_control, None, now, confirm_timeout, rng)
             .await
     }
 
@@ -226,6 +260,7 @@ impl Publisher {
         &mut self,
         intros: &[InstanceIntros],
         flow_control: Option<(Protocols, u8)>,
+        pow_params: Option<&PowParams>,
         now: SystemTime,
         confirm_timeout: Duration,
         rng: &mut R,
@@ -244,7 +279,7 @@ impl Publisher {
                 now,
                 intro_points: &chosen,
                 flow_control,
-                pow_params: None,
+                pow_params,
             },
             rng,
         )?;

@@ -35,9 +35,12 @@ pub fn single_node(
 }
 
 /// The torrc of a cluster node: an Onionbalance-style instance with its
-/// own key that accepts introductions for the master address (`ob_config`)
-/// and publishes nothing itself: the cluster's publisher uploads the merged
-/// master descriptor.
+/// own key that accepts introductions for the master address (`ob_config`).
+/// It publishes its own descriptors (clients never ask for them, but the node
+/// fetches the current period's one back: tor's control port shows only the
+/// previous period's descriptor after a period starts, see
+/// `publisher::instance_descriptor_from_hsdirs`); the cluster's publisher
+/// uploads the merged master descriptor.
 pub fn instance(cfg: &Config, layout: &Layout, proxy: SocketAddr, owner_pid: u32) -> Result<Torrc> {
     let mut t = Torrc::new();
     common(&mut t, layout, owner_pid, false)?;
@@ -47,7 +50,15 @@ pub fn instance(cfg: &Config, layout: &Layout, proxy: SocketAddr, owner_pid: u32
         format!("{} {proxy}", cfg.service.virtual_port),
     )?;
     t.push("HiddenServiceOnionbalanceInstance", 1)?;
-    t.push("PublishHidServDescriptors", 0)?;
+    // PoW on the instance: its descriptor then carries the instance's pow-params, which the
+    // publisher copies into the master descriptor while this node is the only one left
+    // (one seed; a merged descriptor of several nodes cannot carry theirs). Clients that
+    // send no solution are still served, at the lowest priority, as with any PoW service.
+    t.push("HiddenServicePoWDefensesEnabled", u8::from(cfg.pow.enabled))?;
+    if cfg.pow.enabled {
+        t.push("HiddenServicePoWQueueRate", cfg.pow.queue_rate)?;
+        t.push("HiddenServicePoWQueueBurst", cfg.pow.queue_burst)?;
+    }
     if cfg.proxy.export_circuit_id {
         t.push("HiddenServiceExportCircuitID", "haproxy")?;
     }

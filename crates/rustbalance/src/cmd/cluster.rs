@@ -77,7 +77,7 @@ fn write_master_key(
     let pf = std::path::absolute(pf)?;
     let pass = rustbalance_hs::sealed::passphrase_from_file(&pf)?;
     let file = dir.join(MASTER_KEY);
-    eprintln!("sealing the master key (argon2id, a second or two)...");
+    eprintln!("sealing the master key (argon2id, 64 MiB)...");
     key.write_sealed(&file, &pass, rustbalance_hs::sealed::SealParams::default())?;
     Ok((file, (!protection.systemd_credential).then_some(pf)))
 }
