@@ -16,7 +16,7 @@ pub use build::{
     build_master_descriptor, revision_counter, BuildParams, BuiltDescriptor,
     DEFAULT_LIFETIME_MINUTES,
 };
-pub use intro_codec::{decode_intro_points, encode_intro_points};
+pub use intro_codec::{decode_intro_points, encode_intro_points, intro_point_relay};
 pub use merge::{select_intro_points, InstanceIntros};
 pub use parse::{parse_descriptor, ParsedDescriptor};
 

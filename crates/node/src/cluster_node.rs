@@ -154,7 +154,7 @@ impl ClusterNode {
         }));
         let flow = Arc::new(Mutex::new(None));
         let pow = Arc::new(Mutex::new(None));
-        let next = Arc::new(Mutex::new(None));
+        let next = Arc::new(Mutex::new(NextState::default()));
         let mut tasks = vec![tokio::spawn(intro_task(
             membership.clone(),
             p.tor.clone(),
@@ -283,21 +283,46 @@ async fn intro_task(
                     // After a period starts, advertise the intro points of the descriptor tor
                     // made for that period (they outlive the next SRV; the current ones die
                     // there while clients still hold them).
-                    if view
+                    let between = view
                         .time
-                        .between_tp_and_srv(view.consensus.valid_after_unix())
-                    {
-                        if let Some(d) = next
+                        .between_tp_and_srv(view.consensus.valid_after_unix());
+                    // From the SRV to the next period start, tor's current descriptor is the
+                    // running period's; until tor has rotated (a second or so after the
+                    // consensus), it is still the previous one, about to die: keep what is
+                    // advertised meanwhile.
+                    let running = view
+                        .time
+                        .period_at(rustbalance_hs::time::from_unix(
+                            view.consensus.valid_after_unix(),
+                        ))
+                        .map(|p| p.interval_num())
+                        .ok();
+                    if !between && running.is_some_and(|r| current.period_num < r) {
+                        return Err(Error::Other(
+                            "tor has not rotated its descriptors yet".into(),
+                        ));
+                    }
+                    let mut chosen = current;
+                    if between {
+                        let (fetched, since) = next
                             .lock()
-                            .ok()
-                            .and_then(|n| n.as_ref().map(|(_, d)| d.clone()))
-                        {
-                            if !d.intro_points.is_empty() {
-                                return Ok(d);
+                            .map(|n| (n.desc.as_ref().map(|(_, d)| d.clone()), n.window_since))
+                            .unwrap_or((None, None));
+                        match fetched {
+                            Some(d) if !d.intro_points.is_empty() => chosen = d,
+                            // Not fetched yet: keep what is advertised (nothing on a fresh
+                            // start) rather than publish intro points that die at the SRV,
+                            // for a while.
+                            _ if since.is_none_or(|t| t.elapsed() < NEXT_WAIT) => {
+                                return Err(Error::Other(
+                                    "waiting for the running period's instance descriptor".into(),
+                                ));
                             }
+                            _ => {}
                         }
                     }
-                    Ok(current)
+                    // Only intro points whose circuits are up right now.
+                    crate::publisher::only_established(c, &instance, chosen).await
                 }
                 .await;
                 match got {
@@ -318,7 +343,18 @@ async fn intro_task(
                             last_enc = enc;
                         }
                     }
-                    Ok(_) => {}
+                    Ok(_) => {
+                        // tor lists intro points but none has a live circuit: withdraw
+                        // ours until it has re-established some.
+                        if !last_enc.is_empty() {
+                            membership.delete(&key).await;
+                            tracing::info!("no established intro circuit: intro points withdrawn");
+                            if let Ok(mut s) = status.lock() {
+                                s.own_intro_points = 0;
+                            }
+                            last_enc.clear();
+                        }
+                    }
                     Err(Error::Tor(_)) => ctl = None,
                     Err(_) => {}
                 }
@@ -334,7 +370,20 @@ type SharedFlow = Arc<Mutex<Option<(Protocols, u8)>>>;
 type SharedPow = Arc<Mutex<Option<PowParams>>>;
 
 /// The instance descriptor fetched back from the HSDirs, with when it was fetched.
-type NextDescriptor = Arc<Mutex<Option<(Instant, rustbalance_hs::descriptor::ParsedDescriptor)>>>;
+type NextDescriptor = Arc<Mutex<NextState>>;
+
+/// What [`next_descriptor_task`] knows.
+#[derive(Default)]
+struct NextState {
+    /// Since when the node is between a period start and the next SRV (`None`: outside).
+    window_since: Option<Instant>,
+    /// The instance's descriptor for the running period, and when it was fetched.
+    desc: Option<(Instant, rustbalance_hs::descriptor::ParsedDescriptor)>,
+}
+
+/// How long, after a period starts, a node waits for its instance's descriptor for that
+/// period before it falls back to tor's current one (whose intro points die at the SRV).
+const NEXT_WAIT: Duration = Duration::from_secs(90);
 
 /// Between a period start and the next SRV, keep the instance's descriptor for the current
 /// period fresh (fetched from the HSDirs; see `instance_descriptor_from_hsdirs`); outside
@@ -382,15 +431,24 @@ async fn next_descriptor_task(
         if !between {
             if was_between {
                 if let Ok(mut n) = next.lock() {
-                    *n = None;
+                    *n = NextState::default();
                 }
             }
             was_between = false;
             continue;
         }
+        if !was_between {
+            if let Ok(mut n) = next.lock() {
+                *n = NextState {
+                    window_since: Some(Instant::now()),
+                    desc: None,
+                };
+            }
+            was_between = true;
+        }
         let stale = next
             .lock()
-            .map(|n| !was_between || n.as_ref().is_none_or(|(t, _)| t.elapsed() >= every))
+            .map(|n| n.desc.as_ref().is_none_or(|(t, _)| t.elapsed() >= every))
             .unwrap_or(true);
         if !stale {
             continue;
@@ -405,14 +463,30 @@ async fn next_descriptor_task(
         .await
         {
             Ok(d) => {
+                // The client cache may still hold an older period's copy: only the running
+                // period's descriptor will do.
+                let want = view
+                    .time
+                    .period_at(rustbalance_hs::time::from_unix(
+                        view.consensus.valid_after_unix(),
+                    ))
+                    .map(|p| p.interval_num())
+                    .ok();
+                if want != Some(d.period_num) {
+                    tracing::debug!(
+                        "fetched instance descriptor is for period {}, not {want:?}",
+                        d.period_num
+                    );
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    continue;
+                }
                 tracing::debug!(
                     "fetched this instance's current-period descriptor: {} intro points",
                     d.intro_points.len()
                 );
                 if let Ok(mut n) = next.lock() {
-                    *n = Some((Instant::now(), d));
+                    n.desc = Some((Instant::now(), d));
                 }
-                was_between = true;
             }
             Err(Error::Tor(_)) => ctl = None,
             Err(e) => tracing::debug!("instance descriptor from the HSDirs: {e}"),

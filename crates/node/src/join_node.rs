@@ -198,7 +198,11 @@ impl JoinNode {
             .parse()
             .map_err(|_| "the WireGuard public key is not valid".to_string())?;
         if key == self.own_key {
-            return Err("that WireGuard key is this node's own".into());
+            // A member joining again (its request reached itself): nothing to add.
+            if a.name != self.name {
+                return Err("that WireGuard key belongs to another node".into());
+            }
+            return Ok(self.grant(&a.name).await);
         }
         let peer = MeshPeer {
             public_key: key,
@@ -228,13 +232,21 @@ impl JoinNode {
         };
         self.membership.set(keys::MESH_ADMITTED, &list).await;
         self.save_peers().map_err(|e| e.to_string())?;
-        let mut members = vec![MemberInfo {
-            name: self.name.clone(),
-            wg_public_key: self.own_key.to_string(),
-            endpoint: self.own_endpoint,
-        }];
+        Ok(self.grant(&a.name).await)
+    }
+
+    /// What an admitted node receives: the cluster's secrets and every member but itself.
+    async fn grant(&self, joiner: &str) -> JoinGrant {
+        let mut members = Vec::new();
+        if joiner != self.name {
+            members.push(MemberInfo {
+                name: self.name.clone(),
+                wg_public_key: self.own_key.to_string(),
+                endpoint: self.own_endpoint,
+            });
+        }
         for m in self.membership.live_nodes().await {
-            if m.node_id == self.name || m.node_id == a.name {
+            if m.node_id == self.name || m.node_id == joiner {
                 continue;
             }
             if let Some((k, e)) = m.get(keys::MESH).and_then(parse_mesh) {
@@ -245,7 +257,7 @@ impl JoinNode {
                 });
             }
         }
-        Ok(JoinGrant {
+        JoinGrant {
             v: 1,
             cluster_id: self.cluster_id.clone(),
             cluster_secret: hex::encode(&self.secret[..]),
@@ -253,7 +265,7 @@ impl JoinNode {
             join_generation: self.generation(),
             members,
             admitted_by: self.name.clone(),
-        })
+        }
     }
 
     fn save_peers(&self) -> Result<()> {

@@ -159,6 +159,50 @@ pub async fn instance_descriptor_from_hsdirs(
     }
 }
 
+/// Relays (upper-case RSA fingerprints) where `instance` has an *established* intro circuit,
+/// from tor's `circuit-status` lines. tor's descriptor can still list intro points whose
+/// circuits are gone (it refreshes the list only when it uploads); advertising those sends
+/// clients to intro points that NACK them.
+pub fn established_intro_relays(circuit_status: &str, instance: &OnionAddress) -> Vec<String> {
+    let addr = instance.without_suffix();
+    circuit_status
+        .lines()
+        .filter(|l| {
+            l.contains(" PURPOSE=HS_SERVICE_INTRO")
+                && l.contains(" HS_STATE=HSSI_ESTABLISHED")
+                && l.contains(&format!(" REND_QUERY={addr}"))
+        })
+        .filter_map(|l| {
+            let mut f = l.split(' ');
+            let (_id, status, path) = (f.next()?, f.next()?, f.next()?);
+            if status != "BUILT" {
+                return None;
+            }
+            let last = path.rsplit(',').next()?.trim_start_matches('$');
+            let fpr = last.split(['~', '=']).next()?;
+            (fpr.len() == 40).then(|| fpr.to_ascii_uppercase())
+        })
+        .collect()
+}
+
+/// Keep the intro points of `d` whose circuits are established (see
+/// [`established_intro_relays`]).
+pub async fn only_established(
+    ctl: &ControlClient,
+    instance: &OnionAddress,
+    mut d: ParsedDescriptor,
+) -> Result<ParsedDescriptor> {
+    let status = ctl
+        .getinfo("circuit-status")
+        .await
+        .map_err(|e| Error::Other(format!("GETINFO circuit-status: {e}")))?;
+    let up = established_intro_relays(&status, instance);
+    d.intro_points.retain(|ip| {
+        rustbalance_hs::descriptor::intro_point_relay(ip).is_some_and(|r| up.contains(&r))
+    });
+    Ok(d)
+}
+
 /// The outcome of uploading one descriptor slot.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SlotReport {
@@ -375,4 +419,35 @@ pub fn require_uploaded(reports: &[SlotReport]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod circuit_tests {
+    use super::*;
+
+    #[test]
+    fn established_intro_circuits_of_one_instance() {
+        let a = OnionAddress::from_public_key([3u8; 32]);
+        let other = OnionAddress::from_public_key([4u8; 32]);
+        let f1 = "A".repeat(40);
+        let f2 = "b".repeat(40);
+        let f3 = "C".repeat(40);
+        let status = format!(
+            "7 BUILT $1111111111111111111111111111111111111111~r1,${f1}~r2 BUILD_FLAGS=IS_INTERNAL PURPOSE=HS_SERVICE_INTRO HS_STATE=HSSI_ESTABLISHED REND_QUERY={} TIME_CREATED=x\n\
+             8 BUILT $1111111111111111111111111111111111111111~r1,${f2}=r3 PURPOSE=HS_SERVICE_INTRO HS_STATE=HSSI_ESTABLISHED REND_QUERY={}\n\
+             9 BUILT ${f3}~r4 PURPOSE=HS_SERVICE_INTRO HS_STATE=HSSI_CONNECTING REND_QUERY={}\n\
+             10 BUILT ${f3}~r4 PURPOSE=HS_SERVICE_INTRO HS_STATE=HSSI_ESTABLISHED REND_QUERY={}\n\
+             11 EXTENDED ${f3}~r4 PURPOSE=HS_SERVICE_INTRO HS_STATE=HSSI_ESTABLISHED REND_QUERY={}\n",
+            a.without_suffix(),
+            a.without_suffix(),
+            a.without_suffix(),
+            other.without_suffix(),
+            a.without_suffix(),
+        );
+        assert_eq!(
+            established_intro_relays(&status, &a),
+            vec![f1.clone(), f2.to_ascii_uppercase()]
+        );
+        assert_eq!(established_intro_relays(&status, &other), vec![f3]);
+    }
 }

@@ -140,3 +140,27 @@ mod test {
         assert!(decode_intro_points("!!!").is_err());
     }
 }
+
+/// The RSA identity (upper-case hex, as in tor's `circuit-status` paths) of the relay an
+/// intro point is at, from its legacy-id link specifier.
+pub fn intro_point_relay(ip: &tor_netdoc::doc::hsdesc::IntroPointDesc) -> Option<String> {
+    ip.link_specifiers()
+        .iter()
+        .find_map(|s| match s.parse().ok()? {
+            tor_linkspec::LinkSpec::RsaId(id) => Some(hex::encode_upper(id.as_bytes())),
+            _ => None,
+        })
+}
+
+#[cfg(test)]
+mod relay_tests {
+    #[test]
+    fn relay_fingerprint_of_a_fixture_intro_point() {
+        let ip = crate::fixture::fake_intro_point(&mut rand::rng());
+        let fp = super::intro_point_relay(&ip).expect("fixture has an RSA id");
+        assert_eq!(fp.len(), 40);
+        assert!(fp
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase()));
+    }
+}
