@@ -139,9 +139,17 @@ impl TimeParams {
 
     /// The two descriptors that must be live at `now`, given the consensus'
     /// `valid_after` (both as Unix seconds).
+    ///
+    /// Like C tor (`hs_get_time_period_num(0)`), the period comes from the consensus'
+    /// `valid_after`, not from the clock: just after a period starts, before the consensus
+    /// that says so arrives, the wall clock would put the descriptors one period ahead, with
+    /// revision counters computed from the wrong SRV run — higher than the ones that follow,
+    /// so HSDirs would refuse the correct uploads (`UPLOAD_REJECTED`) for a whole period.
+    /// `now` is kept for the callers' signature; only `valid_after` decides.
     pub fn live_slots(&self, now: u64, valid_after: u64) -> [DescriptorSlot; 2] {
+        let _ = now;
         let len = u64::from(self.period_minutes) * 60;
-        let current = now.saturating_sub(self.period_offset_secs()) / len;
+        let current = valid_after.saturating_sub(self.period_offset_secs()) / len;
         let (first_tp, second_tp) = if self.between_tp_and_srv(valid_after) {
             (current.saturating_sub(1), current)
         } else {
