@@ -22,15 +22,7 @@ pub fn single_node(
         "HiddenServicePort",
         format!("{} {proxy}", cfg.service.virtual_port),
     )?;
-    t.push("HiddenServicePoWDefensesEnabled", u8::from(cfg.pow.enabled))?;
-    if cfg.pow.enabled {
-        t.push("HiddenServicePoWQueueRate", cfg.pow.queue_rate)?;
-        t.push("HiddenServicePoWQueueBurst", cfg.pow.queue_burst)?;
-    }
-    if cfg.proxy.export_circuit_id {
-        t.push("HiddenServiceExportCircuitID", "haproxy")?;
-    }
-    extra(&mut t, cfg)?;
+    service_tail(&mut t, cfg)?;
     Ok(t)
 }
 
@@ -54,6 +46,13 @@ pub fn instance(cfg: &Config, layout: &Layout, proxy: SocketAddr, owner_pid: u32
     // publisher copies into the master descriptor while this node is the only one left
     // (one seed; a merged descriptor of several nodes cannot carry theirs). Clients that
     // send no solution are still served, at the lowest priority, as with any PoW service.
+    service_tail(&mut t, cfg)?;
+    Ok(t)
+}
+
+/// The lines after `HiddenServicePort` both kinds of service get: `[pow]`, the circuit-id
+/// export, then `tor.extra_torrc`.
+fn service_tail(t: &mut Torrc, cfg: &Config) -> Result<()> {
     t.push("HiddenServicePoWDefensesEnabled", u8::from(cfg.pow.enabled))?;
     if cfg.pow.enabled {
         t.push("HiddenServicePoWQueueRate", cfg.pow.queue_rate)?;
@@ -62,8 +61,7 @@ pub fn instance(cfg: &Config, layout: &Layout, proxy: SocketAddr, owner_pid: u32
     if cfg.proxy.export_circuit_id {
         t.push("HiddenServiceExportCircuitID", "haproxy")?;
     }
-    extra(&mut t, cfg)?;
-    Ok(t)
+    extra(t, cfg)
 }
 
 fn extra(t: &mut Torrc, cfg: &Config) -> Result<()> {

@@ -442,16 +442,7 @@ pub fn start_ns_cluster(
                 .collect(),
         });
         let name = names[i].clone();
-        let body = format!("served by {name}\n");
-        let args: Vec<std::ffi::OsString> = vec![
-            "lab".into(),
-            "target".into(),
-            "--listen".into(),
-            "127.0.0.1:8080".into(),
-            "--body".into(),
-            body.into(),
-        ];
-        lab.spawn_program_in(&format!("target{}", i + 1), &host, bin, &args)?;
+        spawn_demo_target(lab, &host, bin, &name)?;
         let config = files.node_config(
             lab,
             i,
@@ -474,6 +465,31 @@ pub fn start_ns_cluster(
     Ok((files.master, nodes))
 }
 
+/// Start node `name`'s demo target (`served by NAME`) on 127.0.0.1:8080 in its namespace,
+/// as lab process `targetN` (N: the node's number).
+fn spawn_demo_target(
+    lab: &Lab,
+    host: &rustbalance_lab::NodeHost,
+    bin: &Path,
+    name: &str,
+) -> Result<()> {
+    let args: Vec<std::ffi::OsString> = vec![
+        "lab".into(),
+        "target".into(),
+        "--listen".into(),
+        "127.0.0.1:8080".into(),
+        "--body".into(),
+        format!("served by {name}\n").into(),
+    ];
+    lab.spawn_program_in(
+        &format!("target{}", name.trim_start_matches("node")),
+        host,
+        bin,
+        &args,
+    )?;
+    Ok(())
+}
+
 /// Add a node to a running namespaced lab cluster the way an operator would: a new
 /// namespace and demo target, `rustbalance join` with only the token (in `token_file`),
 /// then `rustbalance run`. `tor_from` is any lab node config (its [tor] section points tor
@@ -487,21 +503,7 @@ pub async fn join_ns_node(
     progress: impl Fn(&str),
 ) -> Result<NsNode> {
     let host = lab.add_node_host(name)?;
-    let body = format!("served by {name}\n");
-    let args: Vec<std::ffi::OsString> = vec![
-        "lab".into(),
-        "target".into(),
-        "--listen".into(),
-        "127.0.0.1:8080".into(),
-        "--body".into(),
-        body.into(),
-    ];
-    lab.spawn_program_in(
-        &format!("target{}", name.trim_start_matches("node")),
-        &host,
-        bin,
-        &args,
-    )?;
+    spawn_demo_target(lab, &host, bin, name)?;
     let dir = lab.dir().join("rustbalance").join(name);
     let config = dir.join("rustbalance.toml");
     let iface = format!(
