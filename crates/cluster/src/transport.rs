@@ -89,8 +89,9 @@ impl DatagramSocket for UdpDatagramSocket {
     }
 }
 
-/// Counters of one node's gossip transport (monotonic since start).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// Counters of one node's gossip transport (monotonic since start). Byte counts are whole
+/// datagrams as sent on the socket (authentication tag and header included).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct TransportCounters {
     pub datagrams_sent: u64,
     pub bytes_sent: u64,

@@ -13,7 +13,7 @@
 
 use crate::config::ClusterSection;
 use crate::err::{Error, Result};
-use crate::publisher::{Publisher, SlotReport};
+use crate::publisher::{Publisher, SlotReport, ViewCache};
 use crate::supervisor::{TorPhase, TorSupervisor};
 use rustbalance_cluster::{
     keys, ClusterSecret, Election, ElectionConfig, Elector, Membership, MembershipConfig,
@@ -49,6 +49,8 @@ pub struct ClusterStatus {
     pub last_publish: Option<PublishRecord>,
     /// Gossip datagrams dropped (bad MAC, replayed, malformed, stale).
     pub gossip_dropped: u64,
+    /// This node's gossip traffic since it started.
+    pub gossip: rustbalance_cluster::TransportCounters,
 }
 
 /// One member as seen from here.
@@ -155,6 +157,9 @@ impl ClusterNode {
         let flow = Arc::new(Mutex::new(None));
         let pow = Arc::new(Mutex::new(None));
         let next = Arc::new(Mutex::new(NextState::default()));
+        // One cache of the consensus and microdescriptors for the three readers of this
+        // node's tor (intro points, next descriptor, publisher).
+        let views = ViewCache::default();
         let mut tasks = vec![tokio::spawn(intro_task(
             membership.clone(),
             p.tor.clone(),
@@ -164,12 +169,14 @@ impl ClusterNode {
             p.testing_network,
             status.clone(),
             (flow.clone(), pow.clone(), next.clone()),
+            views.clone(),
         ))];
         tasks.push(tokio::spawn(next_descriptor_task(
             p.tor.clone(),
             p.instance,
             p.testing_network,
             next,
+            views.clone(),
         )));
         tasks.push(tokio::spawn(status_task(
             membership.clone(),
@@ -187,6 +194,7 @@ impl ClusterNode {
                 flow,
                 pow,
                 name: p.name.clone(),
+                views,
             })));
         }
         Ok(ClusterNode {
@@ -242,12 +250,12 @@ async fn intro_task(
     testing: bool,
     status: Arc<Mutex<ClusterStatus>>,
     (flow, pow, next): (SharedFlow, SharedPow, NextDescriptor),
+    views: ViewCache,
 ) {
     let key = keys::intro_points(&name);
     let mut last_enc = String::new();
     let mut last_health = String::new();
     let mut ctl = None;
-    let mut views = crate::publisher::ViewCache::default();
     loop {
         let h = match health.get().up {
             Some(true) => "up",
@@ -268,7 +276,7 @@ async fn intro_task(
         } else {
             if ctl.is_none() {
                 ctl = tor.control().await.ok();
-                views.clear();
+                views.clear().await;
             }
             if let Some(c) = &ctl {
                 let got = async {
@@ -393,6 +401,7 @@ async fn next_descriptor_task(
     instance: OnionAddress,
     testing: bool,
     next: NextDescriptor,
+    views: ViewCache,
 ) {
     // How often the fetched descriptor is refreshed (its intro points change rarely: tor
     // replaces a failed intro point and uploads a new descriptor).
@@ -408,7 +417,6 @@ async fn next_descriptor_task(
         );
         return;
     }
-    let mut views = crate::publisher::ViewCache::default();
     let mut ctl = None;
     let mut was_between = false;
     loop {
@@ -419,7 +427,7 @@ async fn next_descriptor_task(
         }
         if ctl.is_none() {
             ctl = tor.control().await.ok();
-            views.clear();
+            views.clear().await;
         }
         let Some(c) = &ctl else { continue };
         let Ok(view) = views.get(c, testing).await else {
@@ -497,7 +505,7 @@ async fn next_descriptor_task(
 async fn status_task(membership: Arc<Membership>, status: Arc<Mutex<ClusterStatus>>) {
     loop {
         let members = membership.members().await;
-        let dropped = membership.counters().dropped();
+        let counters = membership.counters();
         if let Ok(mut s) = status.lock() {
             s.members = members
                 .iter()
@@ -516,7 +524,8 @@ async fn status_task(membership: Arc<Membership>, status: Arc<Mutex<ClusterStatu
                 .filter(|v| v.live && v.lease().is_some())
                 .map(|v| v.node_id.clone())
                 .collect();
-            s.gossip_dropped = dropped;
+            s.gossip_dropped = counters.dropped();
+            s.gossip = counters;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -535,6 +544,8 @@ struct PublishCtx {
     pow: Arc<Mutex<Option<PowParams>>>,
     /// This node's name.
     name: String,
+    /// The node's shared network view cache.
+    views: ViewCache,
 }
 
 /// The intro points of every live node whose target is not down, with a
@@ -578,6 +589,7 @@ async fn publish_task(mut c: PublishCtx) {
     let mut retry_at: Option<Instant> = None;
     let mut failures = 0u32;
     let mut was_publishing = false;
+    let mut last_built: Option<u64> = None;
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let publishing = *c.publishing.borrow_and_update();
@@ -602,7 +614,7 @@ async fn publish_task(mut c: PublishCtx) {
             };
             let key = c.master.duplicate();
             match Publisher::new(ctl, key, c.testing, 20).await {
-                Ok(p) => publisher = Some((pid, p)),
+                Ok(p) => publisher = Some((pid, p.with_views(c.views.clone()))),
                 Err(e) => {
                     tracing::warn!("publisher: {e}");
                     continue;
@@ -614,6 +626,13 @@ async fn publish_task(mut c: PublishCtx) {
             continue;
         }
         let now = SystemTime::now();
+        // Revision counters count whole seconds: a second descriptor built in the same
+        // second as the last one would carry the same counter, and every HSDir would refuse
+        // it (seen in the lab: a node joining 0.5 s after a publication, "HSDirs 0/8").
+        let now_secs = rustbalance_hs::time::unix_secs(now);
+        if last_built.is_some_and(|t| now_secs <= t) {
+            continue;
+        }
         let (periods, ring): (Vec<u64>, String) = match publisher.as_mut() {
             Some((_, p)) => match p.view().await {
                 Ok(v) => (
@@ -670,6 +689,7 @@ async fn publish_task(mut c: PublishCtx) {
             continue;
         };
         let t0 = Instant::now();
+        last_built = Some(now_secs);
         let mut rng = {
             use rand::SeedableRng;
             rand::rngs::StdRng::from_rng(&mut rand::rng())

@@ -281,12 +281,43 @@ pub async fn run(
                     "Gossip datagrams dropped (bad MAC, replay, malformed, stale).",
                     s.gossip_dropped,
                 );
+                let g = &s.gossip;
+                for (name, help, v) in [
+                    (
+                        "rustbalance_gossip_datagrams_sent_total",
+                        "Gossip datagrams sent.",
+                        g.datagrams_sent,
+                    ),
+                    (
+                        "rustbalance_gossip_bytes_sent_total",
+                        "Gossip bytes sent (whole datagrams).",
+                        g.bytes_sent,
+                    ),
+                    (
+                        "rustbalance_gossip_datagrams_received_total",
+                        "Authenticated gossip datagrams accepted.",
+                        g.datagrams_accepted,
+                    ),
+                    (
+                        "rustbalance_gossip_bytes_received_total",
+                        "Gossip bytes accepted (whole datagrams).",
+                        g.bytes_received,
+                    ),
+                    (
+                        "rustbalance_gossip_send_errors_total",
+                        "Gossip datagrams the socket refused to send.",
+                        g.send_errors,
+                    ),
+                ] {
+                    w.counter(name, help, v);
+                }
             });
             Some(node)
         }
         _ => None,
     };
     let cluster_status = cluster.as_ref().map(|c| c.status_handle());
+    let mesh_view = mesh.as_ref().map(|m| watch_mesh(m.clone(), &metrics));
     let status_fn: StatusFn = {
         let (tor, stats, uploads, addr) =
             (tor.clone(), proxy.stats(), uploads.clone(), master_address);
@@ -298,6 +329,7 @@ pub async fn run(
         let health = proxy.health_handle();
         let cluster_status = cluster_status.clone();
         let join = join_node.as_ref().map(|(jn, _)| jn.clone());
+        let mesh_status = mesh_view.as_ref().map(|(v, _)| v.clone());
         Arc::new(move || {
             let join = join.as_ref().map(|jn| {
                 let c = &jn.service.counters;
@@ -312,6 +344,7 @@ pub async fn run(
                 "mode": if cluster_status.is_some() { "cluster" } else { "single" },
                 "cluster": cluster_status.as_ref().map(|c| c.lock().map(|s| s.clone()).unwrap_or_default()),
                 "join": join,
+                "mesh": mesh_status.as_ref().map(|m| m.lock().map(|m| m.clone()).unwrap_or_default()),
                 "master_address": addr.to_string(),
                 "tor": tor.status(),
                 "proxy": { "listen": listen, "stats": stats.snapshot() },
@@ -377,6 +410,9 @@ pub async fn run(
     if let Some(c) = cluster {
         c.stop().await;
     }
+    if let Some((_, task)) = mesh_view {
+        task.abort();
+    }
     if let Some(m) = mesh {
         let _ = tokio::task::spawn_blocking(move || {
             if let Ok(mut m) = m.lock() {
@@ -393,6 +429,77 @@ pub async fn run(
     tracing::info!("tor stopped");
     let _ = std::fs::remove_file(&pid_file);
     Ok(())
+}
+
+/// What `/status` shows of the WireGuard mesh.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+struct MeshView {
+    interface: String,
+    backend: String,
+    overlay_addr: String,
+    peers: Vec<rustbalance_mesh::PeerStatus>,
+}
+
+/// Read the mesh's peer table every 2 s (a netlink or control-socket round trip, so off
+/// the async threads) for `/status` and the `rustbalance_mesh_*` metrics.
+fn watch_mesh(
+    mesh: Arc<Mutex<rustbalance_mesh::Mesh>>,
+    metrics: &Metrics,
+) -> (Arc<Mutex<MeshView>>, tokio::task::JoinHandle<()>) {
+    let view = Arc::new(Mutex::new(MeshView::default()));
+    let v = view.clone();
+    metrics.register(move |w| {
+        let m = v.lock().map(|m| m.clone()).unwrap_or_default();
+        let recent = |p: &rustbalance_mesh::PeerStatus| {
+            p.last_handshake
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|d| d < Duration::from_secs(180))
+        };
+        w.gauge(
+            "rustbalance_mesh_peers",
+            "WireGuard peers configured.",
+            m.peers.len() as f64,
+        );
+        w.gauge(
+            "rustbalance_mesh_peers_connected",
+            "WireGuard peers with a handshake in the last 180 s.",
+            m.peers.iter().filter(|p| recent(p)).count() as f64,
+        );
+        w.counter(
+            "rustbalance_mesh_rx_bytes_total",
+            "Bytes received from all WireGuard peers.",
+            m.peers.iter().map(|p| p.rx_bytes).sum(),
+        );
+        w.counter(
+            "rustbalance_mesh_tx_bytes_total",
+            "Bytes sent to all WireGuard peers.",
+            m.peers.iter().map(|p| p.tx_bytes).sum(),
+        );
+    });
+    let v = view.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let m = mesh.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                let g = m.lock().ok()?;
+                let peers = g.peers_status().ok()?;
+                Some(MeshView {
+                    interface: g.interface().to_string(),
+                    backend: format!("{:?}", g.backend_kind()).to_lowercase(),
+                    overlay_addr: g.overlay_addr().to_string(),
+                    peers,
+                })
+            })
+            .await;
+            if let Ok(Some(now)) = read {
+                if let Ok(mut s) = v.lock() {
+                    *s = now;
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    });
+    (view, task)
 }
 
 fn register_metrics(

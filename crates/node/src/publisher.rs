@@ -55,9 +55,16 @@ pub async fn network_view(ctl: &ControlClient, testing_network: bool) -> Result<
 
 /// The network view, read again only when tor's consensus changed:
 /// `GETINFO consensus/valid-after` is a few bytes, while the consensus and
-/// the microdescriptors are megabytes on the real network.
-#[derive(Default)]
+/// the microdescriptors are megabytes on the real network. Clones share one
+/// cache, so the tasks of a node that ask the same tor read each consensus
+/// once between them.
+#[derive(Default, Clone)]
 pub struct ViewCache {
+    inner: std::sync::Arc<tokio::sync::Mutex<CachedView>>,
+}
+
+#[derive(Default)]
+struct CachedView {
     valid_after: String,
     view: Option<std::sync::Arc<NetworkView>>,
 }
@@ -66,7 +73,7 @@ impl ViewCache {
     /// The current view (from the cache when the consensus is unchanged and
     /// every HSDir's ed25519 id was known).
     pub async fn get(
-        &mut self,
+        &self,
         ctl: &ControlClient,
         testing_network: bool,
     ) -> Result<std::sync::Arc<NetworkView>> {
@@ -74,20 +81,22 @@ impl ViewCache {
             .getinfo("consensus/valid-after")
             .await
             .unwrap_or_default();
-        if let Some(v) = &self.view {
-            if !va.is_empty() && va == self.valid_after && v.hsdirs.missing_ed25519 == 0 {
+        // Held across the read: a second caller waits for it rather than read it again.
+        let mut c = self.inner.lock().await;
+        if let Some(v) = &c.view {
+            if !va.is_empty() && va == c.valid_after && v.hsdirs.missing_ed25519 == 0 {
                 return Ok(v.clone());
             }
         }
         let v = std::sync::Arc::new(network_view(ctl, testing_network).await?);
-        self.valid_after = va;
-        self.view = Some(v.clone());
+        c.valid_after = va;
+        c.view = Some(v.clone());
         Ok(v)
     }
 
     /// Forget the cached view (e.g. after tor restarted).
-    pub fn clear(&mut self) {
-        self.view = None;
+    pub async fn clear(&self) {
+        self.inner.lock().await.view = None;
     }
 }
 
@@ -255,6 +264,12 @@ impl Publisher {
             max_intro_points: max_intro_points.clamp(1, MAX_INTRO_POINTS),
             views: ViewCache::default(),
         })
+    }
+
+    /// Share `views` with other readers of the same tor instead of a cache of its own.
+    pub fn with_views(mut self, views: ViewCache) -> Self {
+        self.views = views;
+        self
     }
 
     /// The master address.

@@ -36,6 +36,14 @@ pub fn single_node(
 pub fn instance(cfg: &Config, layout: &Layout, proxy: SocketAddr, owner_pid: u32) -> Result<Torrc> {
     let mut t = Torrc::new();
     common(&mut t, layout, owner_pid, false)?;
+    // Take each new consensus as directory caches do (1-3 min after it is made on the real
+    // network), not as clients do (45-110 min after). A node learns from its consensus that
+    // a new time period has started, and only then can it fetch its instance's descriptor
+    // for that period and have the publisher list those intro points (the ones that outlive
+    // the next SRV). Clients compute the new period only once they hold that consensus,
+    // so the nodes are ahead of them by at least 40 minutes, not behind.
+    t.push("FetchDirInfoEarly", 1)?;
+    t.push("FetchDirInfoExtraEarly", 1)?;
     t.push("HiddenServiceDir", layout.instance_hs_dir().display())?;
     t.push(
         "HiddenServicePort",

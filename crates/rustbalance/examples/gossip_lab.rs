@@ -1,0 +1,173 @@
+//! Gossip on real lab nodes: a namespaced lab, 3 RustBalance nodes each in its own network
+//! namespace with its own tor, gossiping over the WireGuard mesh. Measures
+//!
+//! * convergence: from starting the nodes until every node sees all 3 live;
+//! * per-node gossip traffic (whole authenticated datagrams, from `/status`) and WireGuard
+//!   traffic (the mesh's per-peer byte counters: everything the node exchanges over the
+//!   mesh, encryption overhead included) over a steady window, after the first publication.
+//!
+//! ```text
+//! CARGO_TARGET_DIR=target-fbench cargo build --release -p rustbalance --bin rustbalance --example gossip_lab
+//! target-fbench/release/examples/gossip_lab --bin target-fbench/release/rustbalance [--window 60]
+//! ```
+//! Driven by `bench/gossip_lab.sh`; figures in docs/BENCHMARKS.md.
+
+use anyhow::{Context, Result};
+use rustbalance::cluster_lab::{start_ns_cluster, wait_published, NsNode};
+use rustbalance_lab::{Lab, LabOptions, Placement};
+use serde_json::Value;
+use std::time::{Duration, Instant, SystemTime};
+
+/// One node's traffic counters at one moment.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    at: Instant,
+    gossip_out: u64,
+    gossip_in: u64,
+    datagrams_out: u64,
+    datagrams_in: u64,
+    mesh_tx: u64,
+    mesh_rx: u64,
+}
+
+fn sample(s: &Value) -> Option<Sample> {
+    let g = &s["cluster"]["gossip"];
+    let peers = s["mesh"]["peers"].as_array()?;
+    let sum = |k: &str| peers.iter().filter_map(|p| p[k].as_u64()).sum();
+    Some(Sample {
+        at: Instant::now(),
+        gossip_out: g["bytes_sent"].as_u64()?,
+        gossip_in: g["bytes_received"].as_u64()?,
+        datagrams_out: g["datagrams_sent"].as_u64()?,
+        datagrams_in: g["datagrams_accepted"].as_u64()?,
+        mesh_tx: sum("tx_bytes"),
+        mesh_rx: sum("rx_bytes"),
+    })
+}
+
+fn live_members(s: &Value) -> usize {
+    s["cluster"]["members"]
+        .as_array()
+        .map(|m| m.iter().filter(|m| m["live"] == true).count())
+        .unwrap_or(0)
+}
+
+async fn samples(nodes: &[NsNode]) -> Result<Vec<Sample>> {
+    let mut out = Vec::new();
+    for n in nodes {
+        let s = n
+            .status()
+            .await
+            .with_context(|| format!("{} does not answer", n.name))?;
+        out.push(sample(&s).with_context(|| format!("{}: no gossip/mesh counters", n.name))?);
+    }
+    Ok(out)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    let bin = std::path::PathBuf::from(
+        arg("--bin").unwrap_or_else(|| "target/release/rustbalance".into()),
+    );
+    let window = Duration::from_secs(arg("--window").and_then(|d| d.parse().ok()).unwrap_or(60));
+    let dir = tempfile::Builder::new().prefix("rb-gsp").tempdir()?;
+    let opts = LabOptions {
+        placement: Placement::namespace(),
+        ..Default::default()
+    };
+    let lab = Lab::create(dir.path(), opts).await?;
+    let started = lab
+        .start(|p| eprintln!("[{:5.1}s] {}", p.elapsed.as_secs_f64(), p.phase))
+        .await;
+    let result = async {
+        started?;
+        let t_start = Instant::now();
+        let (_master, nodes) = start_ns_cluster(&lab, 3, &bin, true)?;
+        // Convergence: every node sees all three live.
+        let converged = loop {
+            let mut all = true;
+            for n in &nodes {
+                let live = n.status().await.map(|s| live_members(&s)).unwrap_or(0);
+                all &= live == nodes.len();
+            }
+            if all {
+                break t_start.elapsed();
+            }
+            anyhow::ensure!(
+                t_start.elapsed() < Duration::from_secs(60),
+                "the nodes did not all see each other within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        println!(
+            "convergence: all 3 nodes see 3 live members {:.2} s after the processes were started \
+             (process start, WireGuard up, gossip)",
+            converged.as_secs_f64()
+        );
+        let all = ["node1", "node2", "node3"];
+        let (p, took) = wait_published(
+            &nodes,
+            None,
+            SystemTime::UNIX_EPOCH,
+            &all,
+            Duration::from_secs(240),
+        )
+        .await?;
+        println!(
+            "{} published all 3 nodes {:.1} s after start",
+            nodes[p].name,
+            took.as_secs_f64()
+        );
+        let a = samples(&nodes).await?;
+        tokio::time::sleep(window).await;
+        let b = samples(&nodes).await?;
+        println!(
+            "steady window {} s (node: gossip out / in KiB/s, datagrams out / in per s, \
+             WireGuard tx / rx KiB/s)",
+            window.as_secs()
+        );
+        let mut tot = [0f64; 4];
+        for (i, n) in nodes.iter().enumerate() {
+            let secs = b[i].at.duration_since(a[i].at).as_secs_f64();
+            let rate = |x: u64, y: u64| (y.saturating_sub(x)) as f64 / secs;
+            let r = [
+                rate(a[i].gossip_out, b[i].gossip_out) / 1024.0,
+                rate(a[i].gossip_in, b[i].gossip_in) / 1024.0,
+                rate(a[i].mesh_tx, b[i].mesh_tx) / 1024.0,
+                rate(a[i].mesh_rx, b[i].mesh_rx) / 1024.0,
+            ];
+            for k in 0..4 {
+                tot[k] += r[k];
+            }
+            println!(
+                "  {}{}: gossip {:.2} / {:.2} KiB/s, {:.1} / {:.1} datagrams/s, WireGuard {:.2} / {:.2} KiB/s",
+                n.name,
+                if i == p { " (publisher)" } else { "" },
+                r[0],
+                r[1],
+                rate(a[i].datagrams_out, b[i].datagrams_out),
+                rate(a[i].datagrams_in, b[i].datagrams_in),
+                r[2],
+                r[3],
+            );
+        }
+        let n = nodes.len() as f64;
+        println!(
+            "mean per node: gossip {:.2} KiB/s out, {:.2} KiB/s in; WireGuard {:.2} KiB/s out, {:.2} KiB/s in",
+            tot[0] / n,
+            tot[1] / n,
+            tot[2] / n,
+            tot[3] / n
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    lab.stop_and_verify().await?;
+    result
+}
