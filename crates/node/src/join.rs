@@ -62,6 +62,8 @@ const PATH_ID_HEX: usize = 32;
 const TOKEN_BYTES: usize = 32 + 2 + 32 + 2;
 /// The response header carrying the response MAC.
 const MAC_HEADER: &str = "x-rustbalance-mac";
+/// How long a join request may take to arrive, head and body (over Tor: seconds).
+const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -454,7 +456,18 @@ impl JoinService {
 
     async fn handle(self: Arc<Self>, mut s: TcpStream, mut buf: Vec<u8>, source: String) {
         let c = &self.counters;
-        let reply = match self.process(&mut s, &mut buf, &source).await {
+        // One deadline for the whole request, not only per read: a client trickling a byte
+        // every few seconds must not hold a task for hours.
+        let processed =
+            tokio::time::timeout(REQUEST_DEADLINE, self.process(&mut s, &mut buf, &source))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(malformed(&format!(
+                        "the request took over {} s to arrive",
+                        REQUEST_DEADLINE.as_secs()
+                    )))
+                });
+        let reply = match processed {
             Ok((nonce, body)) => {
                 c.accepted.fetch_add(1, Relaxed);
                 let mac = self

@@ -246,3 +246,139 @@ async fn rotation_invalidates_the_old_token() {
     let raw = send(&f.proxy, &req).await;
     assert!(read_response(&new, &nonce, &raw).is_ok());
 }
+
+/// xorshift64*: a deterministic generator for the mutation tests.
+struct Gen(u64);
+
+impl Gen {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    fn mutate(&mut self, data: &[u8]) -> Vec<u8> {
+        let mut d = data.to_vec();
+        for _ in 0..1 + self.below(3) {
+            let len = d.len();
+            match self.below(5) {
+                0 if len > 0 => {
+                    let i = self.below(len);
+                    d[i] ^= 1 << self.below(8);
+                }
+                1 if len > 0 => {
+                    let i = self.below(len);
+                    d[i] = self.next() as u8;
+                }
+                2 => d.truncate(self.below(len + 1)),
+                3 => {
+                    let i = self.below(len + 1);
+                    let b = self.next() as u8;
+                    d.insert(i, b);
+                }
+                _ if len > 0 => {
+                    d.remove(self.below(len));
+                }
+                _ => d.push(0),
+            }
+        }
+        d
+    }
+}
+
+/// The joining side reads answers from whatever sits at the master address: a mutated
+/// answer is refused (with a message that never echoes the token) or, when the mutation
+/// only touched unauthenticated head lines, yields exactly the original grant.
+#[tokio::test]
+async fn mutated_answers_are_refused_or_harmless() {
+    let f = fixture().await;
+    let token = JoinToken::derive(master(), 80, SECRET, 0);
+    let (nonce, req) = build_request(&token, &params(), now());
+    let raw = send(&f.proxy, &req).await;
+    let original = serde_json::to_string(&read_response(&token, &nonce, &raw).unwrap()).unwrap();
+    let encoded = token.encode();
+    let mut g = Gen(0xfeed);
+    let (mut ok, mut refused) = (0, 0);
+    for _ in 0..20_000 {
+        let m = g.mutate(&raw);
+        match read_response(&token, &nonce, &m) {
+            Ok(grant) => {
+                ok += 1;
+                assert_eq!(serde_json::to_string(&grant).unwrap(), original);
+            }
+            Err(e) => {
+                refused += 1;
+                assert!(!e.to_string().contains(encoded.as_str()));
+            }
+        }
+    }
+    eprintln!("answers: {ok} mutated answers still valid (head-only changes), {refused} refused");
+    assert!(refused > 10_000);
+}
+
+/// Tokens are pasted by people: every mutation of a valid token is refused or decodes to
+/// a token, never panics, and the error never repeats the text it was given.
+#[test]
+fn mutated_tokens_are_refused_without_echo() {
+    let token = JoinToken::derive(master(), 80, SECRET, 0);
+    let text = token.encode();
+    let mut g = Gen(0x70c3);
+    let mut refused = 0;
+    for _ in 0..20_000 {
+        let m = String::from_utf8_lossy(&g.mutate(text.as_bytes())).into_owned();
+        if let Err(e) = JoinToken::parse(&m) {
+            refused += 1;
+            let e = e.to_string();
+            // No 12-character run of the input in the message (tokens are secrets).
+            let chars: Vec<char> = m.chars().collect();
+            for w in chars.windows(12) {
+                let s: String = w.iter().collect();
+                assert!(!e.contains(&s), "error echoes the token: {e}");
+            }
+        }
+    }
+    assert!(refused > 15_000, "{refused}");
+}
+
+/// Mutated join requests from several sources over the real proxy: every connection gets
+/// an answer or is closed (nothing hangs), at most the one intact nonce is ever admitted,
+/// and the proxy keeps forwarding ordinary requests to the target.
+#[tokio::test]
+async fn mutated_requests_never_hang_or_admit_twice() {
+    let f = fixture().await;
+    let token = JoinToken::derive(master(), 80, SECRET, 0);
+    let (_, req) = build_request(&token, &params(), now());
+    let mut g = Gen(0x12345);
+    for i in 0..400 {
+        let m = g.mutate(&req);
+        // Sources 127.0.0.2-7: the per-source limit (10/min) lets more mutations reach
+        // the parser than one source would.
+        let src = std::net::Ipv4Addr::new(127, 0, 0, 2 + (i % 6) as u8);
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(SocketAddr::from((src, 0))).unwrap();
+        let mut s = sock.connect(f.proxy.local_addr()).await.unwrap();
+        let _ = s.write_all(&m).await;
+        let _ = s.shutdown().await;
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+            .await
+            .expect("a mutated join request hung the connection")
+            .ok();
+    }
+    assert!(f.admitted.lock().unwrap().len() <= 1);
+    assert_eq!(
+        f.svc.counters.accepted.load(Relaxed) as usize,
+        f.admitted.lock().unwrap().len()
+    );
+    let rejected: u64 = f.svc.counters.rejections().iter().map(|(_, n)| n).sum();
+    eprintln!(
+        "requests: {} admitted, {rejected} refused by the join endpoint, {} reached the target",
+        f.admitted.lock().unwrap().len(),
+        f.seen.lock().unwrap().len()
+    );
+    let raw = send(&f.proxy, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(status(&raw), "HTTP/1.1 404 Not Found");
+}

@@ -6,7 +6,7 @@
 //! totals. Driven by `bench/rotation.sh`.
 //!
 //! ```text
-//! rotation --bin target/release/rustbalance [--duration 720]
+//! rotation --bin target/release/rustbalance [--duration 720] [--tor-line "Option value"]...
 //! ```
 //!
 //! With the environment variable `RUSTBALANCE_DIAG_CURRENT_DESC_ONLY=1` the nodes keep
@@ -42,6 +42,30 @@ async fn main() -> Result<()> {
         started?;
         let (master, n) = prepare(&lab, 3).await?;
         nodes = n;
+        // `--tor-line LINE` (repeatable): appended to every node's tor.extra_torrc, after
+        // RustBalance's own lines, so it overrides them (tor keeps the last value).
+        let extra: Vec<String> = args
+            .windows(2)
+            .filter(|w| w[0] == "--tor-line")
+            .map(|w| format!("{:?}, ", w[1]))
+            .collect();
+        if !extra.is_empty() {
+            for n in &nodes {
+                let text = std::fs::read_to_string(&n.config)?;
+                anyhow::ensure!(
+                    text.contains("extra_torrc = ["),
+                    "no extra_torrc in {:?}",
+                    n.config
+                );
+                let text = text.replacen(
+                    "extra_torrc = [",
+                    &format!("extra_torrc = [{}", extra.concat()),
+                    1,
+                );
+                std::fs::write(&n.config, text)?;
+            }
+            eprintln!("tor lines added to every node: {}", extra.concat());
+        }
         for n in nodes.iter_mut() {
             let log = dir.path().join(format!("{}.log", n.name));
             n.start(&bin, &log)?;
