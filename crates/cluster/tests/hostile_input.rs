@@ -4,53 +4,7 @@
 
 use rustbalance_cluster::auth::{MacKey, Opener, Rejection, Sealer};
 use rustbalance_cluster::{ClusterSecret, LeaseAdvert};
-
-/// xorshift64*: deterministic, dependency-free.
-struct Gen(u64);
-
-impl Gen {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
-
-fn mutate(g: &mut Gen, data: &[u8]) -> Vec<u8> {
-    let mut d = data.to_vec();
-    for _ in 0..1 + g.below(3) {
-        let len = d.len();
-        match g.below(5) {
-            0 if len > 0 => {
-                let i = g.below(len);
-                d[i] ^= 1 << g.below(8);
-            }
-            1 if len > 0 => {
-                let i = g.below(len);
-                d[i] = g.next() as u8;
-            }
-            2 => d.truncate(g.below(len + 1)),
-            3 => {
-                let i = g.below(len + 1);
-                let n = 1 + g.below(16);
-                let junk = g.bytes(n);
-                d.splice(i..i, junk);
-            }
-            _ if len > 0 => {
-                d.remove(g.below(len));
-            }
-            _ => d.push(g.next() as u8),
-        }
-    }
-    d
-}
+use rustbalance_hs::fixture::Mutator;
 
 const NOW: u64 = 1_795_000_000_000;
 
@@ -60,7 +14,7 @@ fn key() -> MacKey {
 
 #[test]
 fn mutated_and_random_datagrams_never_open() {
-    let mut g = Gen(0x5eed);
+    let mut g = Mutator::new(0x5eed);
     let mut sealer = Sealer::new(key(), 7);
     // Small (plain) and large (zstd-compressed) payloads.
     let small = sealer.seal(NOW, b"a small gossip payload");
@@ -69,8 +23,8 @@ fn mutated_and_random_datagrams_never_open() {
     for i in 0..50_000 {
         let mut opener = Opener::new(key(), 30_000);
         let input = match i % 3 {
-            0 => mutate(&mut g, &small),
-            1 => mutate(&mut g, &large),
+            0 => g.mutate(&small),
+            1 => g.mutate(&large),
             _ => {
                 let n = g.below(2048);
                 g.bytes(n)
@@ -96,7 +50,7 @@ fn mutated_and_random_datagrams_never_open() {
 
 #[test]
 fn lease_adverts_decode_or_fail_cleanly() {
-    let mut g = Gen(0xbad);
+    let mut g = Mutator::new(0xbad);
     let valid = LeaseAdvert {
         incarnation: 1,
         seq: 2,
@@ -106,7 +60,7 @@ fn lease_adverts_decode_or_fail_cleanly() {
     .encode();
     let (mut ok, mut bad) = (0, 0);
     for _ in 0..20_000 {
-        let m = String::from_utf8_lossy(&mutate(&mut g, valid.as_bytes())).into_owned();
+        let m = String::from_utf8_lossy(&g.mutate(valid.as_bytes())).into_owned();
         match LeaseAdvert::decode(&m) {
             Ok(_) => ok += 1,
             Err(e) => {

@@ -76,3 +76,78 @@ pub fn fake_instance_descriptor<R: Rng + CryptoRng>(
     )?;
     Ok(built.text)
 }
+
+/// Deterministic mutations of valid inputs, for the hostile-input tests: bit flips,
+/// overwrites, insertions, deletions, truncations, duplicated ranges and spliced junk,
+/// one to four per call. A seeded xorshift64*, so a failing case can be replayed.
+pub struct Mutator(u64);
+
+impl Mutator {
+    /// A mutator seeded with `seed` (0 is replaced by a fixed non-zero seed).
+    pub fn new(seed: u64) -> Self {
+        Mutator(if seed == 0 {
+            0x9E37_79B9_7F4A_7C15
+        } else {
+            seed
+        })
+    }
+
+    /// The next pseudo-random value.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A value in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+
+    /// `n` pseudo-random bytes.
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next_u64() as u8).collect()
+    }
+
+    /// A mutated copy of `data`.
+    pub fn mutate(&mut self, data: &[u8]) -> Vec<u8> {
+        let mut d = data.to_vec();
+        for _ in 0..1 + self.below(4) {
+            let len = d.len();
+            match self.below(7) {
+                0 if len > 0 => {
+                    let i = self.below(len);
+                    d[i] ^= 1 << self.below(8);
+                }
+                1 if len > 0 => {
+                    let i = self.below(len);
+                    d[i] = self.next_u64() as u8;
+                }
+                2 => {
+                    let i = self.below(len + 1);
+                    let b = self.next_u64() as u8;
+                    d.insert(i, b);
+                }
+                3 if len > 0 => {
+                    d.remove(self.below(len));
+                }
+                4 => d.truncate(self.below(len + 1)),
+                5 if len > 1 => {
+                    let a = self.below(len);
+                    let b = (a + self.below(64)).min(len - 1);
+                    let chunk = d[a..=b].to_vec();
+                    let at = self.below(d.len() + 1);
+                    d.splice(at..at, chunk);
+                }
+                _ => {
+                    let i = self.below(len + 1);
+                    let n = 1 + self.below(32);
+                    let junk = self.bytes(n);
+                    d.splice(i..i, junk);
+                }
+            }
+        }
+        d
+    }
+}

@@ -4,10 +4,10 @@
 //! what decodes must encode back to the same thing.
 
 use base64::Engine;
-use rand::{Rng, RngExt, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use rustbalance_hs::descriptor::{decode_intro_points, encode_intro_points, parse_descriptor};
-use rustbalance_hs::fixture::{fake_instance_descriptor, fake_intro_point};
+use rustbalance_hs::fixture::{fake_instance_descriptor, fake_intro_point, Mutator};
 use rustbalance_hs::sealed::SealParams;
 use rustbalance_hs::time::{from_unix, TimeParams};
 use rustbalance_hs::IdentityKey;
@@ -15,51 +15,10 @@ use rustbalance_hs::IdentityKey;
 const NOW: u64 = 1_795_000_000;
 const TP: TimeParams = TimeParams::REAL_NETWORK;
 
-/// One random mutation of `data`: flip bits, overwrite, insert, delete, truncate,
-/// duplicate a range, or splice random bytes.
-fn mutate(rng: &mut ChaCha20Rng, data: &[u8]) -> Vec<u8> {
-    let mut d = data.to_vec();
-    let rounds = rng.random_range(1..=4);
-    for _ in 0..rounds {
-        let len = d.len();
-        match rng.random_range(0..7) {
-            0 if len > 0 => {
-                let i = rng.random_range(0..len);
-                d[i] ^= 1 << rng.random_range(0..8);
-            }
-            1 if len > 0 => {
-                let i = rng.random_range(0..len);
-                d[i] = rng.random();
-            }
-            2 => {
-                let i = rng.random_range(0..=len);
-                d.insert(i, rng.random());
-            }
-            3 if len > 0 => {
-                d.remove(rng.random_range(0..len));
-            }
-            4 => d.truncate(rng.random_range(0..=len)),
-            5 if len > 1 => {
-                let a = rng.random_range(0..len);
-                let b = rng.random_range(a..len.min(a + 64));
-                let chunk = d[a..=b].to_vec();
-                let at = rng.random_range(0..=d.len());
-                d.splice(at..at, chunk);
-            }
-            _ => {
-                let i = rng.random_range(0..=len);
-                let mut junk = vec![0u8; rng.random_range(1..32)];
-                rng.fill_bytes(&mut junk);
-                d.splice(i..i, junk);
-            }
-        }
-    }
-    d
-}
-
 #[test]
 fn gossiped_intro_points_survive_mutation() {
     let mut rng = ChaCha20Rng::seed_from_u64(1);
+    let mut g = Mutator::new(1);
     let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
     let mut seeds = Vec::new();
     for n in [1, 3, 10] {
@@ -71,14 +30,13 @@ fn gossiped_intro_points_survive_mutation() {
         let seed = &seeds[i % seeds.len()];
         let input = match i % 3 {
             // Mutate the binary form and encode it again: reaches the field parsers.
-            0 => b64.encode(mutate(&mut rng, &b64.decode(seed).unwrap())),
+            0 => b64.encode(g.mutate(&b64.decode(seed).unwrap())),
             // Mutate the text itself: reaches the base64 layer.
-            1 => String::from_utf8_lossy(&mutate(&mut rng, seed.as_bytes())).into_owned(),
+            1 => String::from_utf8_lossy(&g.mutate(seed.as_bytes())).into_owned(),
             // Random text.
             _ => {
-                let mut junk = vec![0u8; rng.random_range(0..600)];
-                rng.fill_bytes(&mut junk);
-                b64.encode(junk)
+                let n = g.below(600);
+                b64.encode(g.bytes(n))
             }
         };
         match decode_intro_points(&input) {
@@ -106,10 +64,11 @@ fn mutated_descriptors_are_refused_without_panic() {
     let now = from_unix(NOW);
     let slot = TP.live_slots(NOW, NOW - NOW % 3600)[0];
     let text = fake_instance_descriptor(&key, TP, slot, now, 3, &mut rng).unwrap();
+    let mut g = Mutator::new(2);
     assert!(parse_descriptor(&text, &key.address(), &TP, now).is_ok());
     let (mut accepted, mut tried) = (0, 0);
     for _ in 0..1_500 {
-        let m = mutate(&mut rng, text.as_bytes());
+        let m = g.mutate(text.as_bytes());
         let Ok(m) = String::from_utf8(m) else {
             continue;
         };
@@ -143,8 +102,9 @@ fn mutated_sealed_keys_never_open() {
         .seal(pass, SealParams::fast_for_tests(), &mut rng)
         .unwrap();
     assert!(IdentityKey::unseal(&sealed, pass).is_ok());
+    let mut g = Mutator::new(3);
     for _ in 0..300 {
-        let mut m = mutate(&mut rng, &sealed);
+        let mut m = g.mutate(&sealed);
         // Keep the cost parameters (offsets 16..28) the test's cheap ones: a larger cost
         // is allowed (up to the hard limits) and would only make the test slow.
         if m.len() >= 28 {

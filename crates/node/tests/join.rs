@@ -3,6 +3,7 @@
 //! request; replays, oversized bodies, stale clocks and floods are refused and counted,
 //! and none of them reaches the admitter.
 
+use rustbalance_hs::fixture::Mutator;
 use rustbalance_hs::OnionAddress;
 use rustbalance_node::join::{
     build_request, read_response, Admission, JoinGrant, JoinParams, JoinService, JoinToken,
@@ -247,48 +248,6 @@ async fn rotation_invalidates_the_old_token() {
     assert!(read_response(&new, &nonce, &raw).is_ok());
 }
 
-/// xorshift64*: a deterministic generator for the mutation tests.
-struct Gen(u64);
-
-impl Gen {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn mutate(&mut self, data: &[u8]) -> Vec<u8> {
-        let mut d = data.to_vec();
-        for _ in 0..1 + self.below(3) {
-            let len = d.len();
-            match self.below(5) {
-                0 if len > 0 => {
-                    let i = self.below(len);
-                    d[i] ^= 1 << self.below(8);
-                }
-                1 if len > 0 => {
-                    let i = self.below(len);
-                    d[i] = self.next() as u8;
-                }
-                2 => d.truncate(self.below(len + 1)),
-                3 => {
-                    let i = self.below(len + 1);
-                    let b = self.next() as u8;
-                    d.insert(i, b);
-                }
-                _ if len > 0 => {
-                    d.remove(self.below(len));
-                }
-                _ => d.push(0),
-            }
-        }
-        d
-    }
-}
-
 /// The joining side reads answers from whatever sits at the master address: a mutated
 /// answer is refused (with a message that never echoes the token) or, when the mutation
 /// only touched unauthenticated head lines, yields exactly the original grant.
@@ -300,7 +259,7 @@ async fn mutated_answers_are_refused_or_harmless() {
     let raw = send(&f.proxy, &req).await;
     let original = serde_json::to_string(&read_response(&token, &nonce, &raw).unwrap()).unwrap();
     let encoded = token.encode();
-    let mut g = Gen(0xfeed);
+    let mut g = Mutator::new(0xfeed);
     let (mut ok, mut refused) = (0, 0);
     for _ in 0..20_000 {
         let m = g.mutate(&raw);
@@ -325,7 +284,7 @@ async fn mutated_answers_are_refused_or_harmless() {
 fn mutated_tokens_are_refused_without_echo() {
     let token = JoinToken::derive(master(), 80, SECRET, 0);
     let text = token.encode();
-    let mut g = Gen(0x70c3);
+    let mut g = Mutator::new(0x70c3);
     let mut refused = 0;
     for _ in 0..20_000 {
         let m = String::from_utf8_lossy(&g.mutate(text.as_bytes())).into_owned();
@@ -351,7 +310,7 @@ async fn mutated_requests_never_hang_or_admit_twice() {
     let f = fixture().await;
     let token = JoinToken::derive(master(), 80, SECRET, 0);
     let (_, req) = build_request(&token, &params(), now());
-    let mut g = Gen(0x12345);
+    let mut g = Mutator::new(0x12345);
     for i in 0..400 {
         let m = g.mutate(&req);
         // Sources 127.0.0.2-7: the per-source limit (10/min) lets more mutations reach

@@ -13,10 +13,10 @@
 //! Driven by `bench/gossip_lab.sh`; figures in docs/BENCHMARKS.md.
 
 use anyhow::{Context, Result};
-use rustbalance::cluster_lab::{start_ns_cluster, wait_published, NsNode};
+use rustbalance::cluster_lab::{start_ns_cluster, wait_cluster_up, NsNode};
 use rustbalance_lab::{Lab, LabOptions, Placement};
 use serde_json::Value;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// One node's traffic counters at one moment.
 #[derive(Debug, Clone, Copy)]
@@ -88,7 +88,7 @@ async fn main() -> Result<()> {
     let result = async {
         started?;
         let t_start = Instant::now();
-        let (_master, nodes) = start_ns_cluster(&lab, 3, &bin, true)?;
+        let (master, nodes) = start_ns_cluster(&lab, 3, &bin, true)?;
         // Convergence: every node sees all three live.
         let converged = loop {
             let mut all = true;
@@ -110,17 +110,10 @@ async fn main() -> Result<()> {
              (process start, WireGuard up, gossip)",
             converged.as_secs_f64()
         );
-        let all = ["node1", "node2", "node3"];
-        let (p, took) = wait_published(
-            &nodes,
-            None,
-            SystemTime::UNIX_EPOCH,
-            &all,
-            Duration::from_secs(240),
-        )
-        .await?;
+        let url = format!("http://{}/", master.address());
+        let (p, took) = wait_cluster_up(&lab, &nodes, &url, Duration::from_secs(240)).await?;
         println!(
-            "{} published all 3 nodes {:.1} s after start",
+            "{} published all 3 nodes {:.1} s after start; the lab client reaches the service",
             nodes[p].name,
             took.as_secs_f64()
         );

@@ -14,7 +14,7 @@
 //! behaviour before the fix), for a side-by-side figure.
 
 use anyhow::Result;
-use rustbalance::cluster_lab::{prepare, wait_published};
+use rustbalance::cluster_lab::{prepare, wait_cluster_up};
 use rustbalance_lab::{Lab, LabOptions};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -70,18 +70,8 @@ async fn main() -> Result<()> {
             let log = dir.path().join(format!("{}.log", n.name));
             n.start(&bin, &log)?;
         }
-        let all = ["node1", "node2", "node3"];
-        wait_published(
-            &nodes,
-            None,
-            SystemTime::UNIX_EPOCH,
-            &all,
-            Duration::from_secs(240),
-        )
-        .await?;
         let url = format!("http://{}/", master.address());
-        lab.wait_http(&url, "served by", Duration::from_secs(120))
-            .await?;
+        wait_cluster_up(&lab, &nodes, &url, Duration::from_secs(240)).await?;
         let tp = rustbalance_hs::TimeParams::testing(20);
         let period = 24 * 20;
         let phase = |t: SystemTime| {

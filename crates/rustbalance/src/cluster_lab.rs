@@ -562,15 +562,20 @@ pub async fn join_ns_node(
     Ok(node)
 }
 
-/// Something whose `/status` can be read.
+/// A cluster node whose `/status` can be read.
 pub trait StatusSource {
     /// The node's `/status`.
     fn status(&self) -> impl std::future::Future<Output = Option<serde_json::Value>> + Send;
+    /// The node's name.
+    fn name(&self) -> &str;
 }
 
 impl StatusSource for ClusterNodeProc {
     async fn status(&self) -> Option<serde_json::Value> {
         ClusterNodeProc::status(self).await
+    }
+    fn name(&self) -> &str {
+        &self.name
     }
 }
 
@@ -578,4 +583,37 @@ impl StatusSource for NsNode {
     async fn status(&self) -> Option<serde_json::Value> {
         NsNode::status(self).await
     }
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A freshly started cluster is up: some node published descriptors listing every node
+/// of `nodes` within `publish_timeout`, and the lab client reaches `url` ("served by").
+/// Prints who published and when; returns the publisher's index and the time it took.
+pub async fn wait_cluster_up<N: StatusSource>(
+    lab: &Lab,
+    nodes: &[N],
+    url: &str,
+    publish_timeout: Duration,
+) -> Result<(usize, Duration)> {
+    let mut names: Vec<&str> = nodes.iter().map(|n| n.name()).collect();
+    names.sort_unstable();
+    let (p, took) = wait_published(
+        nodes,
+        None,
+        std::time::SystemTime::UNIX_EPOCH,
+        &names,
+        publish_timeout,
+    )
+    .await?;
+    eprintln!(
+        "{} published all {} nodes after {:.1}s",
+        nodes[p].name(),
+        names.len(),
+        took.as_secs_f64()
+    );
+    lab.wait_http(url, "served by", Duration::from_secs(120))
+        .await?;
+    Ok((p, took))
 }

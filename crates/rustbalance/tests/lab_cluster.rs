@@ -6,7 +6,7 @@
 //! its own PoW parameters (single-node fallback) and drops them when the
 //! others come back. Times are printed for the notes.
 
-use rustbalance::cluster_lab::{prepare, split, wait_published};
+use rustbalance::cluster_lab::{prepare, split, wait_cluster_up, wait_published};
 use rustbalance_lab::{Lab, LabOptions};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -70,22 +70,8 @@ async fn three_nodes_fail_over_in_seconds() {
             n.start(bin, &log)?;
         }
         let t0 = Instant::now();
-        let (p, took) = wait_published(
-            &nodes,
-            None,
-            SystemTime::UNIX_EPOCH,
-            &["node1", "node2", "node3"],
-            Duration::from_secs(180),
-        )
-        .await?;
-        eprintln!(
-            "first publication with all 3 nodes by {} after {:.1}s",
-            nodes[p].name,
-            took.as_secs_f64()
-        );
         let url = format!("http://{}/", master.address());
-        lab.wait_http(&url, "served by", Duration::from_secs(120))
-            .await?;
+        let (p, _) = wait_cluster_up(&lab, &nodes, &url, Duration::from_secs(180)).await?;
         eprintln!(
             "master reachable {:.1}s after the nodes started",
             t0.elapsed().as_secs_f64()

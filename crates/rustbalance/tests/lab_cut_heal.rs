@@ -4,7 +4,7 @@
 //! healing there is exactly one publisher again and the healed node's intro
 //! points are back in the published descriptor.
 
-use rustbalance::cluster_lab::{publisher, start_ns_cluster, wait_published};
+use rustbalance::cluster_lab::{publisher, start_ns_cluster, wait_cluster_up, wait_published};
 use rustbalance_lab::{Lab, LabOptions, Placement};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -24,22 +24,8 @@ async fn cut_and_heal_a_publisher() {
         let bin = std::path::Path::new(env!("CARGO_BIN_EXE_rustbalance"));
         let (master, nodes) = start_ns_cluster(&lab, 3, bin, true)?;
         let all = ["node1", "node2", "node3"];
-        let (p, took) = wait_published(
-            &nodes,
-            None,
-            SystemTime::UNIX_EPOCH,
-            &all,
-            Duration::from_secs(240),
-        )
-        .await?;
-        eprintln!(
-            "{} published all 3 nodes after {:.1}s",
-            nodes[p].name,
-            took.as_secs_f64()
-        );
         let url = format!("http://{}/", master.address());
-        lab.wait_http(&url, "served by", Duration::from_secs(120))
-            .await?;
+        let (p, _) = wait_cluster_up(&lab, &nodes, &url, Duration::from_secs(240)).await?;
 
         // Cut the publisher off.
         let cut_at = SystemTime::now();

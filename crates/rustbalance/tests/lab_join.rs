@@ -4,7 +4,9 @@
 //! a wrong token, an oversized body and a replayed request are refused, counted, and
 //! change nothing; after `token rotate` the old token stops working and the new one works.
 
-use rustbalance::cluster_lab::{join_ns_node, start_ns_cluster, wait_published, NsNode};
+use rustbalance::cluster_lab::{
+    join_ns_node, start_ns_cluster, wait_cluster_up, wait_published, NsNode,
+};
 use rustbalance_hs::OnionAddress;
 use rustbalance_lab::{Lab, LabOptions, Placement};
 use rustbalance_node::join::{build_request, request_join, JoinParams, JoinToken};
@@ -59,22 +61,8 @@ async fn fourth_node_joins_with_only_the_token() {
         let (master, mut nodes) = start_ns_cluster(&lab, 3, bin, true)?;
         let master = master.address();
         let three = ["node1", "node2", "node3"];
-        let (p, took) = wait_published(
-            &nodes,
-            None,
-            SystemTime::UNIX_EPOCH,
-            &three,
-            Duration::from_secs(240),
-        )
-        .await?;
-        eprintln!(
-            "{} published 3 nodes after {:.1}s",
-            nodes[p].name,
-            took.as_secs_f64()
-        );
         let url = format!("http://{master}/");
-        lab.wait_http(&url, "served by", Duration::from_secs(120))
-            .await?;
+        wait_cluster_up(&lab, &nodes, &url, Duration::from_secs(240)).await?;
         let socks = lab.socks_addr();
 
         // The token, as an operator gets it from any member.
