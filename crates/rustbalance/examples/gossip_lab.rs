@@ -13,7 +13,7 @@
 //! Driven by `bench/gossip_lab.sh`; figures in docs/BENCHMARKS.md.
 
 use anyhow::{Context, Result};
-use rustbalance::cluster_lab::{start_ns_cluster, wait_cluster_up, NsNode};
+use rustbalance::cluster_lab::{start_ns_cluster, wait_cluster_up, BenchArgs, NsNode};
 use rustbalance_lab::{Lab, LabOptions, Placement};
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -66,16 +66,9 @@ async fn samples(nodes: &[NsNode]) -> Result<Vec<Sample>> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1).cloned())
-    };
-    let bin = std::path::PathBuf::from(
-        arg("--bin").unwrap_or_else(|| "target/release/rustbalance".into()),
-    );
-    let window = Duration::from_secs(arg("--window").and_then(|d| d.parse().ok()).unwrap_or(60));
+    let args = BenchArgs::from_env();
+    let bin = args.bin();
+    let window = args.secs("--window", 60);
     let dir = tempfile::Builder::new().prefix("rb-gsp").tempdir()?;
     let opts = LabOptions {
         placement: Placement::namespace(),

@@ -14,26 +14,15 @@
 //! behaviour before the fix), for a side-by-side figure.
 
 use anyhow::Result;
-use rustbalance::cluster_lab::{prepare, wait_cluster_up};
+use rustbalance::cluster_lab::{prepare, wait_cluster_up, BenchArgs};
 use rustbalance_lab::{Lab, LabOptions};
 use std::time::{Duration, Instant, SystemTime};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1).cloned())
-    };
-    let bin = std::path::PathBuf::from(
-        arg("--bin").unwrap_or_else(|| "target/release/rustbalance".into()),
-    );
-    let duration = Duration::from_secs(
-        arg("--duration")
-            .and_then(|d| d.parse().ok())
-            .unwrap_or(720),
-    );
+    let args = BenchArgs::from_env();
+    let bin = args.bin();
+    let duration = args.secs("--duration", 720);
     let dir = tempfile::Builder::new().prefix("rb-rot").tempdir()?;
     let lab = Lab::create(dir.path(), LabOptions::default()).await?;
     let started = lab.start(|_| {}).await;
@@ -45,9 +34,9 @@ async fn main() -> Result<()> {
         // `--tor-line LINE` (repeatable): appended to every node's tor.extra_torrc, after
         // RustBalance's own lines, so it overrides them (tor keeps the last value).
         let extra: Vec<String> = args
-            .windows(2)
-            .filter(|w| w[0] == "--tor-line")
-            .map(|w| format!("{:?}, ", w[1]))
+            .values("--tor-line")
+            .iter()
+            .map(|l| format!("{l:?}, "))
             .collect();
         if !extra.is_empty() {
             for n in &nodes {

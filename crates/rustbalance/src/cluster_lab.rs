@@ -617,3 +617,44 @@ pub async fn wait_cluster_up<N: StatusSource>(
         .await?;
     Ok((p, took))
 }
+
+/// The `--name value` flags of the lab benchmark programs (`examples/`).
+pub struct BenchArgs(Vec<String>);
+
+impl BenchArgs {
+    /// This process's arguments.
+    pub fn from_env() -> Self {
+        BenchArgs(std::env::args().collect())
+    }
+
+    /// Every value given to `--name` (a flag may repeat).
+    pub fn values(&self, name: &str) -> Vec<String> {
+        self.0
+            .windows(2)
+            .filter(|w| w[0] == name)
+            .map(|w| w[1].clone())
+            .collect()
+    }
+
+    /// The first value of `--name`.
+    pub fn value(&self, name: &str) -> Option<String> {
+        self.values(name).into_iter().next()
+    }
+
+    /// `--name SECONDS`, or `default` seconds.
+    pub fn secs(&self, name: &str, default: u64) -> Duration {
+        Duration::from_secs(
+            self.value(name)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default),
+        )
+    }
+
+    /// The rustbalance binary the nodes run: `--bin`, by default `target/release/rustbalance`.
+    pub fn bin(&self) -> PathBuf {
+        PathBuf::from(
+            self.value("--bin")
+                .unwrap_or_else(|| "target/release/rustbalance".into()),
+        )
+    }
+}
