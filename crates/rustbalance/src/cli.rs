@@ -68,6 +68,13 @@ pub enum Command {
         /// Admin endpoint (status, metrics, token).
         #[arg(long, default_value = "127.0.0.1:9661")]
         admin: std::net::SocketAddr,
+        /// Start from an existing master key instead of a new one, keeping the
+        /// .onion address: tor's `hs_ed25519_secret_key` or a sealed key file
+        /// (opened with --passphrase-file, else the systemd credential
+        /// `master-passphrase`). For restoring a service whose nodes are all
+        /// gone; it is stored again as --passphrase-file / --plain-key say.
+        #[arg(long, value_name = "FILE")]
+        master_key: Option<PathBuf>,
         #[command(flatten)]
         key: KeyProtection,
         #[command(flatten)]

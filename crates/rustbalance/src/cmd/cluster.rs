@@ -55,12 +55,44 @@ fn write_config(path: &Path, text: &str) -> Result<Config> {
     Ok(cfg)
 }
 
+/// Open an existing master key file, plain (tor's format) or sealed; a sealed one with
+/// the passphrase in `passphrase_file`, else the systemd credential.
+fn load_master_key(path: &Path, passphrase_file: Option<&Path>) -> Result<IdentityKey> {
+    let pass = passphrase_file
+        .map(rustbalance_hs::sealed::passphrase_from_file)
+        .transpose()?;
+    Ok(IdentityKey::load_with(path, || {
+        pass.clone()
+            .or(rustbalance_hs::sealed::passphrase_from_credentials(
+                rustbalance_hs::sealed::DEFAULT_CREDENTIAL,
+            )?)
+            .ok_or_else(|| rustbalance_hs::Error::PassphraseNeeded {
+                path: path.to_path_buf(),
+            })
+    })?)
+}
+
 /// Write the master key as `protection` says; returns (key file, passphrase file for the config).
+/// Never replaces a master key already in `dir`: that would lose the .onion address.
 fn write_master_key(
     key: &IdentityKey,
     dir: &Path,
     protection: &KeyProtection,
 ) -> Result<(PathBuf, Option<PathBuf>)> {
+    for existing in [
+        dir.join(MASTER_KEY),
+        dir.join("master")
+            .join(rustbalance_hs::keys::SECRET_KEY_FILE),
+    ] {
+        if existing.exists() {
+            bail!(
+                "{} already holds a master key; refusing to overwrite it (use another --dir, \
+                 or --master-key {} to start from it)",
+                existing.display(),
+                existing.display()
+            );
+        }
+    }
     if protection.plain_key {
         let kd = dir.join("master");
         key.write_tor_dir(&kd)?;
@@ -108,6 +140,7 @@ pub fn init(
     config: &Option<PathBuf>,
     name: &str,
     admin: SocketAddr,
+    master_key: Option<&Path>,
     protection: &KeyProtection,
     node: &NodeArgs,
 ) -> Result<()> {
@@ -116,9 +149,19 @@ pub fn init(
     }
     let dir = std::path::absolute(dir).context("cannot resolve --dir")?;
     let config = config_path(&dir, config)?;
+    // Open the existing key before anything is written: a wrong passphrase or a corrupt
+    // file leaves no half-made node behind.
+    let key = match master_key {
+        Some(p) => {
+            let k = load_master_key(p, protection.passphrase_file.as_deref())
+                .with_context(|| format!("cannot use --master-key {}", p.display()))?;
+            eprintln!("starting from the existing master key of {}", k.address());
+            k
+        }
+        None => IdentityKey::generate(&mut rand::rng()),
+    };
     create_private_dir(&dir)?;
     let (extra_torrc, testing_network) = tor_settings(node)?;
-    let key = IdentityKey::generate(&mut rand::rng());
     let (key_file, passphrase_file) = write_master_key(&key, &dir, protection)?;
     let (cluster, mesh) = match endpoint {
         None => (None, None),
@@ -252,17 +295,7 @@ pub fn join(
     let config = config_path(&dir, config)?;
     if let Some(k) = &master_key {
         // Check the key now, not when the node starts: it must be the master's.
-        let pass = passphrase_file
-            .as_ref()
-            .map(|p| rustbalance_hs::sealed::passphrase_from_file(p))
-            .transpose()?;
-        let key = IdentityKey::load_with(k, || {
-            pass.clone()
-                .or(rustbalance_hs::sealed::passphrase_from_credentials(
-                    rustbalance_hs::sealed::DEFAULT_CREDENTIAL,
-                )?)
-                .ok_or_else(|| rustbalance_hs::Error::PassphraseNeeded { path: k.clone() })
-        })?;
+        let key = load_master_key(k, passphrase_file.as_deref())?;
         if key.address() != token.master {
             bail!(
                 "{} is the key of {}, but the token is for {}",
