@@ -28,6 +28,21 @@ fn passphrase(dir: &Path, name: &str, pass: &str) -> String {
     f.display().to_string()
 }
 
+/// `init --dir DIR --master-key KEY --passphrase-file PASS` with the test's target.
+fn restore(dir: &Path, key: &Path, pass: &str) -> Output {
+    rb(&[
+        "init",
+        "--dir",
+        &dir.display().to_string(),
+        "--target",
+        "tcp://127.0.0.1:8080",
+        "--master-key",
+        &key.display().to_string(),
+        "--passphrase-file",
+        pass,
+    ])
+}
+
 fn address(out: &str) -> String {
     out.lines()
         .find(|l| l.ends_with(".onion"))
@@ -73,18 +88,7 @@ fn init_keeps_keys_and_restores_from_an_existing_one() {
 
     // Restore from the plain key into a sealed one: same address.
     let pass = passphrase(base, "pass", "a long enough passphrase");
-    let b = base.join("b").display().to_string();
-    let o = rb(&[
-        "init",
-        "--dir",
-        &b,
-        "--target",
-        target,
-        "--master-key",
-        &key_file.display().to_string(),
-        "--passphrase-file",
-        &pass,
-    ]);
+    let o = restore(&base.join("b"), &key_file, &pass);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
     assert_eq!(address(&out), addr);
@@ -98,34 +102,14 @@ fn init_keeps_keys_and_restores_from_an_existing_one() {
     // A wrong passphrase on the sealed key: a clear error, and no node directory made.
     let wrong = passphrase(base, "wrong", "not the passphrase at all");
     let c = base.join("c");
-    let o = rb(&[
-        "init",
-        "--dir",
-        &c.display().to_string(),
-        "--target",
-        target,
-        "--master-key",
-        &sealed.display().to_string(),
-        "--passphrase-file",
-        &wrong,
-    ]);
+    let o = restore(&c, &sealed, &wrong);
     let (_, err) = text(&o);
     assert!(!o.status.success());
     assert!(err.contains("--master-key"), "{err}");
     assert!(!c.exists(), "a failed restore left {c:?} behind");
 
     // The sealed key with its passphrase restores the same address again.
-    let o = rb(&[
-        "init",
-        "--dir",
-        &c.display().to_string(),
-        "--target",
-        target,
-        "--master-key",
-        &sealed.display().to_string(),
-        "--passphrase-file",
-        &pass,
-    ]);
+    let o = restore(&c, &sealed, &pass);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
     assert_eq!(address(&out), addr);
