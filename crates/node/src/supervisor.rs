@@ -170,15 +170,17 @@ async fn run(spec: TorSpec, tx: watch::Sender<TorStatus>, mut stop: watch::Recei
         let child = std::fs::File::create(&spec.output_file)
             .and_then(|out| Ok((out.try_clone()?, out)))
             .and_then(|(out, err)| {
-                tokio::process::Command::new(&spec.binary)
-                    .arg("-f")
-                    .arg(&spec.torrc)
-                    .stdin(Stdio::null())
-                    .stdout(out)
-                    .stderr(err)
-                    .process_group(0)
-                    .kill_on_drop(true)
-                    .spawn()
+                // tor never gets the node's CAP_NET_ADMIN (ambient under systemd).
+                rustbalance_tor::process::spawn_without_ambient_caps(
+                    tokio::process::Command::new(&spec.binary)
+                        .arg("-f")
+                        .arg(&spec.torrc)
+                        .stdin(Stdio::null())
+                        .stdout(out)
+                        .stderr(err)
+                        .process_group(0)
+                        .kill_on_drop(true),
+                )
             });
         let mut child = match child {
             Ok(c) => c,

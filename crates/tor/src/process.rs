@@ -463,6 +463,31 @@ pub fn spawn_background(launch: &ChildLaunch) -> Result<ProcessId> {
     Ok(id)
 }
 
+/// Spawn `cmd` so that the child does not inherit the caller's *ambient* capabilities.
+///
+/// Under systemd, `AmbientCapabilities=CAP_NET_ADMIN` (which the node needs for its
+/// WireGuard interface) puts the capability in the ambient set, and Linux passes the
+/// ambient set on to every program the process executes: tor would run with
+/// CAP_NET_ADMIN too. Capabilities belong to threads, so the child is spawned from a
+/// short-lived thread whose ambient set is cleared first; the node's own threads keep
+/// theirs. Needs a tokio runtime (the child is a `tokio::process::Child`).
+pub fn spawn_without_ambient_caps(
+    cmd: &mut tokio::process::Command,
+) -> std::io::Result<tokio::process::Child> {
+    let handle = tokio::runtime::Handle::current();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let _runtime = handle.enter();
+            // Fails only on kernels without ambient capabilities (before 4.3), where there
+            // is nothing to clear.
+            let _ = rustix::thread::clear_ambient_capability_set();
+            cmd.spawn()
+        })
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the spawning thread panicked")))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

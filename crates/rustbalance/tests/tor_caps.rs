@@ -1,0 +1,142 @@
+//! tor never inherits the node's CAP_NET_ADMIN. Under systemd the node runs as its own
+//! user with `AmbientCapabilities=CAP_NET_ADMIN`, and Linux hands the ambient set to every
+//! program a process executes. Here `setpriv` gives a node running as `nobody` the same
+//! ambient capability, the node's `tor.binary` is a script that records its own
+//! capabilities, and the test checks that the node has CAP_NET_ADMIN while "tor" has none.
+//! Needs root (to change user), as the lab tests do.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const NOBODY: u32 = 65534;
+const CAP_NET_ADMIN_BIT: u64 = 1 << 12;
+
+/// `Cap*` lines of a `/proc/PID/status` text, as numbers.
+fn caps(status: &str) -> std::collections::BTreeMap<String, u64> {
+    status
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| k.starts_with("Cap"))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                u64::from_str_radix(v.trim(), 16).expect("hex capability mask"),
+            )
+        })
+        .collect()
+}
+
+fn chown_tree(p: &Path) {
+    let ok = Command::new("chown")
+        .args(["-R", &format!("{NOBODY}:{NOBODY}")])
+        .arg(p)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "chown {p:?}");
+}
+
+#[test]
+fn tor_does_not_inherit_the_nodes_ambient_capabilities() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")),
+        "this test needs root (it runs the node as another user), like the lab tests"
+    );
+    let tmp = tempfile::Builder::new()
+        .prefix("rb-caps")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let node_dir = dir.join("node");
+    let o = Command::new(env!("CARGO_BIN_EXE_rustbalance"))
+        .args(["init", "--dir"])
+        .arg(&node_dir)
+        .args([
+            "--target",
+            "tcp://127.0.0.1:9",
+            "--plain-key",
+            "--admin",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // A "tor" that records its capabilities and waits to be stopped.
+    let record = dir.join("tor-caps.txt");
+    let fake = dir.join("fake-tor");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\ngrep '^Cap' /proc/self/status > {}.tmp && mv {}.tmp {}\nexec sleep 60\n",
+            record.display(),
+            record.display(),
+            record.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = node_dir.join("rustbalance.toml");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "binary = \"tor\"",
+        &format!("binary = {:?}", fake.display().to_string()),
+    );
+    std::fs::write(&config, text).unwrap();
+    chown_tree(&node_dir);
+    chown_tree(dir);
+
+    let node = Command::new("setpriv")
+        .args([
+            &format!("--reuid={NOBODY}"),
+            &format!("--regid={NOBODY}"),
+            "--clear-groups",
+            "--inh-caps=+net_admin",
+            "--ambient-caps=+net_admin",
+            "--",
+        ])
+        .arg(env!("CARGO_BIN_EXE_rustbalance"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("setpriv (util-linux)");
+    let t0 = Instant::now();
+    while !record.exists() && t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // setpriv execs the node, so the pid is the node's.
+    let node_caps =
+        caps(&std::fs::read_to_string(format!("/proc/{}/status", node.id())).unwrap_or_default());
+    let tor_caps = std::fs::read_to_string(&record).map(|t| caps(&t));
+    let _ = Command::new("kill").arg(node.id().to_string()).status();
+    let out = node.wait_with_output().unwrap();
+    let tor_caps = tor_caps.unwrap_or_else(|_| {
+        panic!(
+            "the node never started its tor: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(
+        node_caps
+            .get("CapAmb")
+            .is_some_and(|c| c & CAP_NET_ADMIN_BIT != 0)
+            && node_caps
+                .get("CapEff")
+                .is_some_and(|c| c & CAP_NET_ADMIN_BIT != 0),
+        "the node should hold CAP_NET_ADMIN (test setup): {node_caps:?}"
+    );
+    // ...and its tor holds nothing.
+    // (The inheritable set passes through exec but grants nothing without file
+    // capabilities or the ambient set.)
+    for k in ["CapPrm", "CapEff", "CapAmb"] {
+        let v = tor_caps.get(k).copied();
+        assert_eq!(v, Some(0), "tor's {k} is {v:?}: {tor_caps:?}");
+    }
+}
