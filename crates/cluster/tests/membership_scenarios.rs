@@ -297,8 +297,8 @@ async fn a_restarted_node_rejoins() {
         cluster.everyone_sees(&["n0", "n1", "n2"]).await
     );
     assert!(rejoined < Duration::from_secs(2), "{rejoined:?}");
-    // n0 publishes. Not checked at one instant: on a starved CI machine (8 scenario
-    // clusters on 2 cores, CI run of 2026-11-22 13:15) n0 once missed a renewal right
+    // n0 publishes. Not checked at one instant: on the 2-core CI machine (run of
+    // 2026-11-22 13:15, two scenario clusters at a time) n0 once missed a renewal right
     // here and was between leases. As the best-ranked node it takes the lease back at
     // once; had the rejoined n1 taken it, n1 would keep it and this would fail.
     within!(Duration::from_secs(3), cluster.publisher() == Some(0));
