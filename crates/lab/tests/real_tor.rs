@@ -156,14 +156,17 @@ async fn lab_plain_onion_service() {
         .next()
         .unwrap()
         .to_string();
-    client.hsfetch(&address, &[fpr.as_str()]).await.unwrap();
+    // From the HSDirs responsible for the client's current period: the first upload seen
+    // above may have been the *next* period's descriptor, which the client does not ask
+    // for (CI run of 2026-11-22 13:35: SERVER= that HSDir gave an empty answer).
+    client.hsfetch(&address, &[] as &[&str]).await.unwrap();
     let descriptor = next_event(
         &mut client_events,
         Duration::from_secs(30),
-        "HS_DESC_CONTENT",
+        "HS_DESC_CONTENT with a descriptor",
         |ev| {
             let c = ev.hs_desc_content()?;
-            (c.address == bare).then_some(c.descriptor)
+            (c.address == bare && !c.descriptor.is_empty()).then_some(c.descriptor)
         },
     )
     .await;
