@@ -456,18 +456,7 @@ impl JoinService {
 
     async fn handle(self: Arc<Self>, mut s: TcpStream, mut buf: Vec<u8>, source: String) {
         let c = &self.counters;
-        // One deadline for the whole request, not only per read: a client trickling a byte
-        // every few seconds must not hold a task for hours.
-        let processed =
-            tokio::time::timeout(REQUEST_DEADLINE, self.process(&mut s, &mut buf, &source))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(malformed(&format!(
-                        "the request took over {} s to arrive",
-                        REQUEST_DEADLINE.as_secs()
-                    )))
-                });
-        let reply = match processed {
+        let reply = match self.process(&mut s, &mut buf, &source).await {
             Ok((nonce, body)) => {
                 c.accepted.fetch_add(1, Relaxed);
                 let mac = self
@@ -520,6 +509,10 @@ impl JoinService {
                 "too many join requests; wait a minute",
             ));
         }
+        // One deadline for reading the whole request, not only per read: a client trickling
+        // a byte every few seconds must not hold a task for hours. (Only the reading: the
+        // admission below is never cut off halfway.)
+        let deadline = tokio::time::Instant::now() + REQUEST_DEADLINE;
         // The head.
         let head_end = loop {
             if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -532,7 +525,7 @@ impl JoinService {
                     "request head too large",
                 ));
             }
-            read_more(s, buf)
+            read_more(s, buf, deadline)
                 .await
                 .map_err(|_| malformed("the request head broke off"))?;
         };
@@ -560,7 +553,7 @@ impl JoinService {
             }
         };
         while buf.len() < head_end + length {
-            read_more(s, buf)
+            read_more(s, buf, deadline)
                 .await
                 .map_err(|_| malformed("the request body broke off"))?;
         }
@@ -663,9 +656,13 @@ pub fn valid_name(n: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-async fn read_more(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<()> {
+async fn read_more(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    deadline: tokio::time::Instant,
+) -> std::io::Result<()> {
     let mut chunk = [0u8; 2048];
-    let n = tokio::time::timeout(Duration::from_secs(30), s.read(&mut chunk))
+    let n = tokio::time::timeout_at(deadline, s.read(&mut chunk))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"))??;
     if n == 0 {
