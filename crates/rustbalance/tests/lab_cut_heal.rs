@@ -59,7 +59,12 @@ async fn cut_and_heal_a_publisher() {
             "cut node stopped publishing {:.1}s after the cut",
             t.elapsed().as_secs_f64() + took.as_secs_f64()
         );
-        lab.wait_http(&url, "served by", Duration::from_secs(60))
+        // The lab client keeps its cached descriptor, which still lists the cut node's
+        // intro points. A cut (unlike a kill) black-holes that node: its intro points
+        // still accept introductions, and the client learns they are dead only when each
+        // rendezvous times out (about 30 s each, up to 3 of them). CI run of 2026-11-22
+        // 13:57 needed more than 60 s.
+        lab.wait_http(&url, "served by", Duration::from_secs(150))
             .await?;
 
         // Heal: one publisher again, and the healed node's intro points come back.
