@@ -19,6 +19,15 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # Debian's tor package may start a system tor; the tests never use it.
 
+# Incremental compilation only helps repeated local builds; in a one-shot run
+# it doubles the disk the target directory takes.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+avail_kb=$(df -Pk . | awk 'NR==2 {print $4}')
+echo "== disk: $((avail_kb / 1024)) MiB free here (a clean build needs about 2 GiB)"
+if [ "$avail_kb" -lt $((2 * 1024 * 1024)) ]; then
+  echo "warning: less than 2 GiB free; the build may fail with 'No space left on device'" >&2
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
