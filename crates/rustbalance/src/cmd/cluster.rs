@@ -62,13 +62,17 @@ fn load_master_key(path: &Path, passphrase_file: Option<&Path>) -> Result<Identi
         .map(rustbalance_hs::sealed::passphrase_from_file)
         .transpose()?;
     Ok(IdentityKey::load_with(path, || {
-        pass.clone()
-            .or(rustbalance_hs::sealed::passphrase_from_credentials(
+        // The credential is consulted only without a passphrase file, so an
+        // unreadable credential directory cannot fail an explicit --passphrase-file.
+        let pass = match &pass {
+            Some(p) => Some(p.clone()),
+            None => rustbalance_hs::sealed::passphrase_from_credentials(
                 rustbalance_hs::sealed::DEFAULT_CREDENTIAL,
-            )?)
-            .ok_or_else(|| rustbalance_hs::Error::PassphraseNeeded {
-                path: path.to_path_buf(),
-            })
+            )?,
+        };
+        pass.ok_or_else(|| rustbalance_hs::Error::PassphraseNeeded {
+            path: path.to_path_buf(),
+        })
     })?)
 }
 
