@@ -21,6 +21,10 @@ pub const MESH: &str = "mesh";
 /// <nonce>"` per line, so that every member adds them to its mesh and refuses a replay of
 /// the same request.
 pub const MESH_ADMITTED: &str = "mesh_admitted";
+/// Nodes removed from the cluster (`rustbalance node remove`), as known to this node (the
+/// union of every member's list): one `"<name> <base64 key> <unix secs> <removed by>"` per
+/// line. Members drop these WireGuard peers and refuse their joins; the removed node stops.
+pub const MESH_REMOVED: &str = "mesh_removed";
 /// The join generation this node accepts tokens of (decimal; the highest in the cluster wins).
 pub const JOIN_GENERATION: &str = "join_gen";
 /// Prefix of the intro-point keys, one per tor instance.

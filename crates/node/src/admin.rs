@@ -1,7 +1,8 @@
 //! The admin endpoint: `GET /status` (JSON) and `GET /metrics`
 //! (Prometheus), and — with the node's admin cookie (`DATA_DIR/admin.cookie`, 0600, new at
 //! every start) as a bearer token — `GET /token` and `POST /token/rotate` for the cluster's
-//! join token. A deliberately tiny HTTP/1.0 server: one request per connection, bounded
+//! join token, and `POST /node/remove/NAME` (or `/node/remove/WG_PUBLIC_KEY`) to remove a
+//! member for good. A deliberately tiny HTTP/1.0 server: one request per connection, bounded
 //! head size and time.
 
 use crate::metrics::Metrics;
@@ -23,6 +24,16 @@ pub type TokenFn = Arc<
         + Sync,
 >;
 
+/// Removes a member (name or WireGuard key); `Ok` carries the answer, `Err` says why not.
+pub type RemoveFn = Arc<
+    dyn Fn(
+            String,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = std::result::Result<String, String>> + Send>,
+        > + Send
+        + Sync,
+>;
+
 /// The authenticated part of the admin endpoint.
 #[derive(Clone)]
 pub struct Control {
@@ -30,6 +41,8 @@ pub struct Control {
     pub cookie: Arc<zeroize::Zeroizing<String>>,
     /// The join token, when this node serves the join endpoint.
     pub token: Option<TokenFn>,
+    /// Member removal, when this node serves the join endpoint.
+    pub remove: Option<RemoveFn>,
 }
 
 /// Create a fresh admin cookie in `path` (0600, atomically) and return it.
@@ -41,6 +54,7 @@ pub fn new_cookie(path: &std::path::Path) -> crate::err::Result<Control> {
     Ok(Control {
         cookie: Arc::new(cookie),
         token: None,
+        remove: None,
     })
 }
 
@@ -125,33 +139,11 @@ async fn serve(
             respond(&mut sock, "200 OK", "application/json", &body).await
         }
         ("GET", "/token") | ("POST", "/token/rotate") => {
-            let given = head
-                .lines()
-                .filter_map(|l| l.split_once(':'))
-                .find(|(k, _)| k.trim().eq_ignore_ascii_case("authorization"))
-                .and_then(|(_, v)| v.trim().strip_prefix("Bearer ").map(str::trim))
-                .unwrap_or("");
-            let ok = bool::from(subtle::ConstantTimeEq::ct_eq(
-                given.as_bytes(),
-                control.cookie.as_bytes(),
-            ));
-            if !ok {
-                return respond(
-                    &mut sock,
-                    "401 Unauthorized",
-                    "text/plain",
-                    "the admin cookie is missing or wrong\n",
-                )
-                .await;
+            if !authorized(&head, &control) {
+                return unauthorized(&mut sock).await;
             }
             let Some(token) = control.token else {
-                return respond(
-                    &mut sock,
-                    "409 Conflict",
-                    "text/plain",
-                    "this node has no join endpoint (it needs [cluster], [mesh] and mesh.endpoint)\n",
-                )
-                .await;
+                return no_join_endpoint(&mut sock).await;
             };
             match token(method == "POST").await {
                 Some(t) => respond(&mut sock, "200 OK", "text/plain", &format!("{t}\n")).await,
@@ -166,8 +158,57 @@ async fn serve(
                 }
             }
         }
+        ("POST", p) if p.starts_with("/node/remove/") => {
+            if !authorized(&head, &control) {
+                return unauthorized(&mut sock).await;
+            }
+            let Some(remove) = control.remove else {
+                return no_join_endpoint(&mut sock).await;
+            };
+            let who = p.trim_start_matches("/node/remove/").to_string();
+            match remove(who).await {
+                Ok(t) => respond(&mut sock, "200 OK", "text/plain", &format!("{t}\n")).await,
+                Err(why) => {
+                    respond(&mut sock, "409 Conflict", "text/plain", &format!("{why}\n")).await
+                }
+            }
+        }
         _ => respond(&mut sock, "404 Not Found", "text/plain", "not found\n").await,
     }
+}
+
+/// The request head carries the admin cookie (compared in constant time).
+fn authorized(head: &str, control: &Control) -> bool {
+    let given = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("authorization"))
+        .and_then(|(_, v)| v.trim().strip_prefix("Bearer ").map(str::trim))
+        .unwrap_or("");
+    bool::from(subtle::ConstantTimeEq::ct_eq(
+        given.as_bytes(),
+        control.cookie.as_bytes(),
+    ))
+}
+
+async fn unauthorized(sock: &mut TcpStream) -> std::io::Result<()> {
+    respond(
+        sock,
+        "401 Unauthorized",
+        "text/plain",
+        "the admin cookie is missing or wrong\n",
+    )
+    .await
+}
+
+async fn no_join_endpoint(sock: &mut TcpStream) -> std::io::Result<()> {
+    respond(
+        sock,
+        "409 Conflict",
+        "text/plain",
+        "this node has no join endpoint (it needs [cluster], [mesh] and mesh.endpoint)\n",
+    )
+    .await
 }
 
 async fn respond(
@@ -219,4 +260,74 @@ pub async fn request(
         )));
     }
     Ok(body.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn server(remove: Option<RemoveFn>) -> (Admin, String, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut control = new_cookie(&dir.path().join("admin.cookie")).unwrap();
+        control.remove = remove;
+        let cookie = control.cookie.to_string();
+        let status: StatusFn = Arc::new(|| serde_json::json!({}));
+        let admin = Admin::start(
+            "127.0.0.1:0".parse().unwrap(),
+            Metrics::new(),
+            status,
+            control,
+        )
+        .await
+        .unwrap();
+        (admin, cookie, dir)
+    }
+
+    #[tokio::test]
+    async fn node_remove_needs_the_cookie_and_reaches_the_cluster() {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let s2 = seen.clone();
+        let remove: RemoveFn = Arc::new(move |who: String| {
+            s2.lock().unwrap().push(who.clone());
+            Box::pin(async move {
+                if who == "node9" {
+                    Err("no member named \"node9\" is known here".to_string())
+                } else {
+                    Ok(format!("removed {who}"))
+                }
+            })
+        });
+        let (admin, cookie, _dir) = server(Some(remove)).await;
+        let a = admin.addr();
+        for bad in [None, Some("0000")] {
+            let e = request(a, "POST", "/node/remove/node4", bad)
+                .await
+                .unwrap_err();
+            assert!(e.to_string().contains("401"), "{e}");
+        }
+        assert!(seen.lock().unwrap().is_empty(), "called without the cookie");
+        let e = request(a, "GET", "/node/remove/node4", Some(&cookie))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("404"), "{e}");
+        let body = request(a, "POST", "/node/remove/node4", Some(&cookie))
+            .await
+            .unwrap();
+        assert_eq!(body, "removed node4\n");
+        let e = request(a, "POST", "/node/remove/node9", Some(&cookie))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("409") && e.contains("node9"), "{e}");
+        assert_eq!(*seen.lock().unwrap(), ["node4", "node9"]);
+        admin.stop();
+
+        let (admin, cookie, _dir) = server(None).await;
+        let e = request(admin.addr(), "POST", "/node/remove/node4", Some(&cookie))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("409") && e.contains("no join endpoint"), "{e}");
+        admin.stop();
+    }
 }

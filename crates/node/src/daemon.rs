@@ -80,6 +80,7 @@ pub async fn run(
     let layout = Layout::new(&cfg.node.data_dir);
     create_private_dir(&layout.data_dir)?;
     create_private_dir(&layout.tor_dir())?;
+    crate::join_node::refuse_if_removed(&layout.data_dir)?;
     let pid_file = layout.daemon_pid();
     if let Ok(old) = std::fs::read_to_string(&pid_file) {
         if let Some(id) = old
@@ -335,6 +336,7 @@ pub async fn run(
                 let c = &jn.service.counters;
                 serde_json::json!({
                     "generation": jn.generation(),
+                    "removed": jn.removals(),
                     "accepted": c.accepted.load(std::sync::atomic::Ordering::Relaxed),
                     "rejected": c.rejections().iter().map(|(k, v)| (k.to_string(), *v)).collect::<std::collections::BTreeMap<_, _>>(),
                 })
@@ -367,6 +369,25 @@ pub async fn run(
                 Some(t.to_string())
             })
         }));
+        let jn = join_node.as_ref().map(|(jn, _)| jn.clone());
+        control.remove = jn.map(|jn| {
+            Arc::new(move |who: String| {
+                let jn = jn.clone();
+                Box::pin(async move {
+                    let (r, token) = jn.remove(&who).await?;
+                    Ok(format!(
+                        "removed {} (WireGuard key {}); new join token:\n{}",
+                        r.name, r.public_key, *token
+                    ))
+                })
+                    as std::pin::Pin<
+                        Box<
+                            dyn std::future::Future<Output = std::result::Result<String, String>>
+                                + Send,
+                        >,
+                    >
+            }) as crate::admin::RemoveFn
+        });
     }
     let admin = Admin::start(cfg.admin.listen, metrics.clone(), status_fn, control)
         .await
@@ -391,12 +412,31 @@ pub async fn run(
             }
         }
     });
+    // Runs until SIGTERM (`shutdown`) or until this node learns it was removed.
+    let removed = {
+        let jn = join_node.as_ref().map(|(jn, _)| jn.clone());
+        async move {
+            match jn {
+                Some(jn) => jn.removed().await,
+                None => std::future::pending().await,
+            }
+        }
+    };
     tokio::pin!(shutdown);
+    tokio::pin!(removed);
+    let mut removal = None;
+    let mut stopping = false;
     tokio::select! {
         r = boot => if let Err(e) = r { tracing::warn!("{e}; still waiting for tor"); },
-        _ = &mut shutdown => {}
+        _ = &mut shutdown => stopping = true,
+        r = &mut removed => removal = Some(r),
     }
-    shutdown.await;
+    if !stopping && removal.is_none() {
+        tokio::select! {
+            _ = &mut shutdown => {}
+            r = &mut removed => removal = Some(r),
+        }
+    }
 
     tracing::info!("shutting down: leaving the cluster, draining the proxy, stopping tor");
     if let Some(svc) = &join_svc {
@@ -428,6 +468,13 @@ pub async fn run(
     tor.stop().await;
     tracing::info!("tor stopped");
     let _ = std::fs::remove_file(&pid_file);
+    if removal.is_some() {
+        // The marker written on removal says why and what to do.
+        crate::join_node::refuse_if_removed(&layout.data_dir)?;
+        return Err(Error::Removed(
+            "this node was removed from the cluster".into(),
+        ));
+    }
     Ok(())
 }
 
@@ -642,11 +689,20 @@ async fn bring_up_mesh(
             endpoint: p.endpoint,
         });
     }
-    // Peers learned at run time (joins, gossip), kept across restarts.
+    // Peers learned at run time (joins, gossip), kept across restarts; never a removed node.
     let own = key.public_key();
+    let removed: Vec<String> =
+        crate::join_node::load_removals(&layout.data_dir.join("mesh-removed.json"))?
+            .into_iter()
+            .map(|r| r.public_key)
+            .collect();
+    peers.retain(|p| !removed.contains(&p.public_key.to_string()));
     for p in crate::join_node::load_saved_peers(&layout.data_dir.join("mesh-peers.json"))? {
         if let Ok(public_key) = p.public_key.parse::<PublicKey>() {
-            if public_key != own && !peers.iter().any(|q| q.public_key == public_key) {
+            if public_key != own
+                && !removed.contains(&p.public_key)
+                && !peers.iter().any(|q| q.public_key == public_key)
+            {
                 peers.push(MeshPeer {
                     public_key,
                     endpoint: p.endpoint,

@@ -48,10 +48,18 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// This node was removed from its cluster (`rustbalance node remove`): it stops and
+    /// does not start again. `rustbalance run` exits with [`EXIT_REMOVED`].
+    #[error("{0}")]
+    Removed(String),
     /// Anything else the daemon reports.
     #[error("{0}")]
     Other(String),
 }
+
+/// Exit status of `rustbalance run` on a removed node (sysexits' EX_NOPERM); the systemd
+/// unit lists it in `RestartPreventExitStatus=`, so a removed node is not restarted.
+pub const EXIT_REMOVED: u8 = 77;
 
 /// Result alias.
 pub type Result<T> = std::result::Result<T, Error>;

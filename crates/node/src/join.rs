@@ -285,14 +285,29 @@ pub struct Admission {
     pub endpoint: SocketAddr,
 }
 
+/// Why an admission did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdmitError {
+    /// The key was removed from the cluster (`rustbalance node remove`): answered
+    /// `403 Forbidden` with the reason, counted as `removed`.
+    Removed(String),
+    /// Anything else (invalid key, the mesh refused the peer, ...): `500`, counted
+    /// as `failed`.
+    Failed(String),
+}
+
+impl From<String> for AdmitError {
+    fn from(why: String) -> Self {
+        AdmitError::Failed(why)
+    }
+}
+
+/// What an [`Admitter`] returns.
+pub type AdmitResult = std::result::Result<JoinGrant, AdmitError>;
+
 /// Admits a new node: adds it to the mesh and returns the grant.
-pub type Admitter = Arc<
-    dyn Fn(
-            Admission,
-        ) -> Pin<Box<dyn Future<Output = std::result::Result<JoinGrant, String>> + Send>>
-        + Send
-        + Sync,
->;
+pub type Admitter =
+    Arc<dyn Fn(Admission) -> Pin<Box<dyn Future<Output = AdmitResult> + Send>> + Send + Sync>;
 
 /// Counters of the join endpoint (exported to Prometheus).
 #[derive(Debug, Default)]
@@ -312,13 +327,15 @@ pub struct JoinCounters {
     pub stale: AtomicU64,
     /// Malformed requests (bad head, bad JSON, bad fields).
     pub malformed: AtomicU64,
+    /// Valid requests from a WireGuard key removed from the cluster.
+    pub removed: AtomicU64,
     /// Valid requests the node failed to admit.
     pub failed: AtomicU64,
 }
 
 impl JoinCounters {
     /// `(reason, count)` of every rejection.
-    pub fn rejections(&self) -> [(&'static str, u64); 7] {
+    pub fn rejections(&self) -> [(&'static str, u64); 8] {
         [
             ("bad_token", self.bad_token.load(Relaxed)),
             ("replayed", self.replayed.load(Relaxed)),
@@ -326,6 +343,7 @@ impl JoinCounters {
             ("rate_limited", self.rate_limited.load(Relaxed)),
             ("stale", self.stale.load(Relaxed)),
             ("malformed", self.malformed.load(Relaxed)),
+            ("removed", self.removed.load(Relaxed)),
             ("failed", self.failed.load(Relaxed)),
         ]
     }
@@ -632,7 +650,10 @@ impl JoinService {
             endpoint: req.endpoint,
         })
         .await
-        .map_err(|why| refuse("500 Internal Server Error", |c| &c.failed, &why))?;
+        .map_err(|e| match e {
+            AdmitError::Removed(why) => refuse("403 Forbidden", |c| &c.removed, &why),
+            AdmitError::Failed(why) => refuse("500 Internal Server Error", |c| &c.failed, &why),
+        })?;
         tracing::info!(node = %req.name, endpoint = %req.endpoint, "admitted a new node");
         let body = serde_json::to_vec(&grant).map_err(|e| malformed(&e.to_string()))?;
         Ok((req.nonce, body))
@@ -778,7 +799,8 @@ pub fn read_response(token: &JoinToken, nonce: &str, raw: &[u8]) -> Result<JoinG
         return Err(fail(
             if status.contains("404") || !status.starts_with("HTTP/1.1 4") {
                 format!(
-                "the cluster did not take the join request ({status}): the token is wrong or was rotated, or the service's target answered instead; ask for a current token (`rustbalance token show` on a member)"
+                "the cluster did not take the join request ({status}{}): the token is wrong or was rotated, or the service's target answered instead; ask for a current token (`rustbalance token show` on a member)",
+                if text.is_empty() { String::new() } else { format!(": {text}") }
             )
             } else {
                 format!("the cluster refused the join request ({status}): {text}")

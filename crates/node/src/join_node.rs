@@ -7,13 +7,21 @@
 //!  every 2 s:   members' `mesh` + `mesh_admitted` ──▶ missing WireGuard peers added, saved
 //!               members' `join_gen` (highest wins) ──▶ JoinService takes that token only
 //!  token rotate (admin) ──▶ generation + 1, saved, gossiped
+//!  node remove (admin) ──▶ removal saved (mesh-removed.json), gossiped in `mesh_removed`
+//!               (union of all members' lists), join token rotated
+//!  every 2 s:   members' `mesh_removed` ──▶ learned, saved; 5 s after learning one, its
+//!               WireGuard peer is dropped; its joins are refused from then on; the removed
+//!               node itself writes DATA_DIR/removed and stops for good
 //! ```
 //!
 //! Peers are never removed automatically: a dead node may come back, and WireGuard costs
-//! nothing for a silent peer. The files are written atomically.
+//! nothing for a silent peer; `rustbalance node remove` removes one for good. The files are
+//! written atomically.
 
 use crate::err::{Error, Result};
-use crate::join::{Admission, Admitter, JoinGrant, JoinService, JoinToken, MemberInfo};
+use crate::join::{
+    Admission, AdmitError, AdmitResult, Admitter, JoinGrant, JoinService, JoinToken, MemberInfo,
+};
 use rustbalance_cluster::{keys, Membership};
 use rustbalance_hs::atomic::write_atomic;
 use rustbalance_hs::OnionAddress;
@@ -23,8 +31,104 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 use zeroize::Zeroizing;
+
+/// How long members keep a removed node's WireGuard peer after learning of the removal, so
+/// that the removal still reaches the node itself over gossip and it stops.
+pub const REMOVAL_GRACE: Duration = Duration::from_secs(5);
+
+/// A node removed from the cluster (`rustbalance node remove`): saved in
+/// `mesh-removed.json`, gossiped in [`keys::MESH_REMOVED`]. Removals are never undone; a
+/// removed machine comes back only wiped, with a new WireGuard key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Removal {
+    /// The removed node's name (`-` when only its key was known).
+    pub name: String,
+    /// Its WireGuard public key (base64): what removal is keyed on.
+    pub public_key: String,
+    /// When it was removed (Unix seconds, the remover's clock).
+    pub at: u64,
+    /// The member that removed it.
+    pub by: String,
+}
+
+impl Removal {
+    fn line(&self) -> String {
+        format!("{} {} {} {}", self.name, self.public_key, self.at, self.by)
+    }
+
+    /// One gossip line; `None` for anything malformed (what a peer sends is checked, not
+    /// trusted to be well formed).
+    pub fn parse_line(line: &str) -> Option<Removal> {
+        let f: Vec<&str> = line.split(' ').collect();
+        if f.len() != 4 || !crate::join::valid_name(f[0]) || !crate::join::valid_name(f[3]) {
+            return None;
+        }
+        f[1].parse::<PublicKey>().ok()?;
+        Some(Removal {
+            name: f[0].to_string(),
+            public_key: f[1].to_string(),
+            at: f[2].parse().ok()?,
+            by: f[3].to_string(),
+        })
+    }
+
+    fn describe(&self) -> String {
+        let when = SystemTime::UNIX_EPOCH + Duration::from_secs(self.at);
+        format!(
+            "node {} (WireGuard key {}) was removed from the cluster by {} at {}",
+            self.name,
+            self.public_key,
+            self.by,
+            humantime::format_rfc3339_seconds(when)
+        )
+    }
+}
+
+/// The removals saved in `path` (missing file: none; a corrupt one is an error that names
+/// the file).
+pub fn load_removals(path: &std::path::Path) -> Result<Vec<Removal>> {
+    match std::fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+            Error::Other(format!(
+                "{} is corrupt ({e}); copy it from another member's data directory, or remove it \
+                 (the members gossip their removals back within seconds)",
+                path.display()
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(source) => Err(Error::Io {
+            action: "read removed nodes",
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// The marker a removed node leaves in its data directory.
+pub fn removed_marker(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("removed")
+}
+
+/// Refuse to start a node that was removed from its cluster ([`Error::Removed`]).
+pub fn refuse_if_removed(data_dir: &std::path::Path) -> Result<()> {
+    let marker = removed_marker(data_dir);
+    match std::fs::read_to_string(&marker) {
+        Ok(why) => Err(Error::Removed(format!(
+            "{}; it does not start again ({}). To serve again, wipe this machine and join \
+             with a fresh token (docs/OPERATIONS.md, \"Remove a node\")",
+            why.trim(),
+            marker.display()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(Error::Io {
+            action: "read",
+            path: marker,
+            source,
+        }),
+    }
+}
 
 /// A peer as saved in `mesh-peers.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +184,10 @@ pub struct JoinNode {
     pub peers_file: PathBuf,
     /// `join-generation`.
     pub generation_file: PathBuf,
+    /// `mesh-removed.json`.
+    pub removed_file: PathBuf,
+    /// `removed`, written when this node learns that it was removed.
+    pub removed_marker: PathBuf,
     /// The endpoint on the proxy.
     pub service: Arc<JoinService>,
     /// Gossip.
@@ -87,6 +195,10 @@ pub struct JoinNode {
     generation: Mutex<u64>,
     /// Nodes admitted here, by WireGuard key, with their request's nonce.
     admitted: Mutex<BTreeMap<String, (SavedPeer, String)>>,
+    /// Removed nodes by WireGuard key, with when this node learned of each.
+    removals: Mutex<BTreeMap<String, (Removal, Instant)>>,
+    /// Set once this node learns that it was removed.
+    gone: tokio::sync::watch::Sender<Option<Removal>>,
 }
 
 impl JoinNode {
@@ -116,6 +228,15 @@ impl JoinNode {
             })?,
             Err(_) => 0,
         };
+        let removed_file = data_dir.join("mesh-removed.json");
+        // Saved removals took effect before this start: no grace period.
+        let long_ago = Instant::now()
+            .checked_sub(REMOVAL_GRACE)
+            .unwrap_or_else(Instant::now);
+        let removals = load_removals(&removed_file)?
+            .into_iter()
+            .map(|r| (r.public_key.clone(), (r, long_ago)))
+            .collect();
         let node = Arc::new(JoinNode {
             name,
             master,
@@ -128,23 +249,25 @@ impl JoinNode {
             mesh,
             peers_file: data_dir.join("mesh-peers.json"),
             generation_file,
+            removed_file,
+            removed_marker: removed_marker(data_dir),
             service,
             membership,
             generation: Mutex::new(generation),
             admitted: Mutex::new(BTreeMap::new()),
+            removals: Mutex::new(removals),
+            gone: tokio::sync::watch::channel(None).0,
         });
         node.membership
             .set(keys::MESH, &format!("{} {}", own_key, own_endpoint))
             .await;
         node.adopt(generation, true).await;
+        node.gossip_removals().await;
         let n2 = node.clone();
         node.service.set_admitter(Arc::new(move |a: Admission| {
             let n = n2.clone();
-            let fut: std::pin::Pin<
-                Box<
-                    dyn std::future::Future<Output = std::result::Result<JoinGrant, String>> + Send,
-                >,
-            > = Box::pin(async move { n.admit(a).await });
+            let fut: std::pin::Pin<Box<dyn std::future::Future<Output = AdmitResult> + Send>> =
+                Box::pin(async move { n.admit(a).await });
             fut
         }) as Admitter);
         Ok(node)
@@ -191,16 +314,186 @@ impl JoinNode {
         self.token().encode()
     }
 
+    /// Resolves once this node learns that it was removed from the cluster.
+    pub async fn removed(&self) -> Removal {
+        let mut rx = self.gone.subscribe();
+        loop {
+            if let Some(r) = rx.borrow_and_update().clone() {
+                return r;
+            }
+            if rx.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+
+    /// Every removal known here.
+    pub fn removals(&self) -> Vec<Removal> {
+        self.removals
+            .lock()
+            .map(|m| m.values().map(|(r, _)| r.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The removal of WireGuard key `key`, if it was removed.
+    fn removal_of(&self, key: &str) -> Option<Removal> {
+        self.removals
+            .lock()
+            .ok()
+            .and_then(|m| m.get(key).map(|(r, _)| r.clone()))
+    }
+
+    /// Gossip and save the removals known here (nothing while there are none).
+    async fn gossip_removals(&self) {
+        let list: Vec<Removal> = match self.removals.lock() {
+            Ok(m) => m.values().map(|(r, _)| r.clone()).collect(),
+            Err(_) => return,
+        };
+        if list.is_empty() {
+            return;
+        }
+        let text = list
+            .iter()
+            .map(Removal::line)
+            .collect::<Vec<_>>()
+            .join("\n");
+        self.membership.set(keys::MESH_REMOVED, &text).await;
+        match serde_json::to_vec_pretty(&list) {
+            Ok(json) => {
+                if let Err(e) = write_atomic(&self.removed_file, &json, 0o600) {
+                    tracing::warn!("cannot save the removed nodes: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("cannot save the removed nodes: {e}"),
+        }
+    }
+
+    /// Record removals learned from gossip (or made here); returns the new ones.
+    fn learn_removals(&self, seen: Vec<Removal>) -> Vec<Removal> {
+        let Ok(mut m) = self.removals.lock() else {
+            return Vec::new();
+        };
+        let mut new = Vec::new();
+        for r in seen {
+            if !m.contains_key(&r.public_key) {
+                m.insert(r.public_key.clone(), (r.clone(), Instant::now()));
+                new.push(r);
+            }
+        }
+        new
+    }
+
+    /// `node remove NAME|KEY`: remove a member (alive or dead) for good. Its WireGuard
+    /// peer goes on every member after [`REMOVAL_GRACE`], its joins are refused, it stops
+    /// itself if it still runs, and the join token is rotated. Returns the removal and the
+    /// new token.
+    pub async fn remove(
+        &self,
+        who: &str,
+    ) -> std::result::Result<(Removal, Zeroizing<String>), String> {
+        let (name, key) = self.resolve(who).await?;
+        if key == self.own_key {
+            return Err(format!(
+                "{who} is the node you asked; run `rustbalance node remove` on another member"
+            ));
+        }
+        let key = key.to_string();
+        let removal = match self.removal_of(&key) {
+            Some(r) => r,
+            None => {
+                let r = Removal {
+                    name,
+                    public_key: key.clone(),
+                    at: rustbalance_hs::time::unix_secs(SystemTime::now()),
+                    by: self.name.clone(),
+                };
+                self.learn_removals(vec![r.clone()]);
+                tracing::warn!("{}", r.describe());
+                r
+            }
+        };
+        self.gossip_removals().await;
+        self.forget_admitted().await;
+        let token = self.rotate().await;
+        Ok((removal, token))
+    }
+
+    /// A member's name and WireGuard key from either (a name is looked up in gossip: the
+    /// members, live or dead, and the nodes they admitted).
+    async fn resolve(&self, who: &str) -> std::result::Result<(String, PublicKey), String> {
+        let members = self.membership.members().await;
+        if let Ok(key) = who.parse::<PublicKey>() {
+            let name = members
+                .iter()
+                .find(|m| {
+                    m.get(keys::MESH)
+                        .and_then(parse_mesh)
+                        .is_some_and(|(k, _)| k == who)
+                })
+                .map(|m| m.node_id.clone())
+                .unwrap_or_else(|| "-".into());
+            return Ok((name, key));
+        }
+        if let Some(k) = members
+            .iter()
+            .filter(|m| m.node_id == who)
+            .find_map(|m| m.get(keys::MESH).and_then(parse_mesh))
+            .and_then(|(k, _)| k.parse().ok())
+        {
+            return Ok((who.to_string(), k));
+        }
+        for m in &members {
+            for line in m.get(keys::MESH_ADMITTED).unwrap_or("").lines() {
+                let f: Vec<&str> = line.split(' ').collect();
+                if f.len() >= 2 && f[0] == who {
+                    if let Ok(k) = f[1].parse() {
+                        return Ok((who.to_string(), k));
+                    }
+                }
+            }
+        }
+        let names: Vec<&str> = members.iter().map(|m| m.node_id.as_str()).collect();
+        Err(format!(
+            "no member named {who:?} is known here (members: {}); give its WireGuard public \
+             key instead (`rustbalance status --json` lists the mesh peers)",
+            names.join(", ")
+        ))
+    }
+
+    /// Drop removed nodes from the list of nodes admitted here.
+    async fn forget_admitted(&self) {
+        let list = {
+            let Ok(mut adm) = self.admitted.lock() else {
+                return;
+            };
+            let before = adm.len();
+            adm.retain(|k, _| self.removal_of(k).is_none());
+            if adm.len() == before {
+                return;
+            }
+            admitted_text(&adm)
+        };
+        self.membership.set(keys::MESH_ADMITTED, &list).await;
+    }
+
     /// Admit a node that proved the token: WireGuard peer now, gossip for the others.
-    async fn admit(&self, a: Admission) -> std::result::Result<JoinGrant, String> {
+    async fn admit(&self, a: Admission) -> AdmitResult {
         let key: PublicKey = a
             .wg_public_key
             .parse()
             .map_err(|_| "the WireGuard public key is not valid".to_string())?;
+        if let Some(r) = self.removal_of(&a.wg_public_key) {
+            return Err(AdmitError::Removed(format!(
+                "{}; a removed machine joins again only wiped, with a new WireGuard key",
+                r.describe()
+            )));
+        }
         if key == self.own_key {
             // A member joining again (its request reached itself): nothing to add.
             if a.name != self.name {
-                return Err("that WireGuard key belongs to another node".into());
+                return Err(AdmitError::Failed(
+                    "that WireGuard key belongs to another node".into(),
+                ));
             }
             return Ok(self.grant(&a.name).await);
         }
@@ -225,10 +518,7 @@ impl JoinNode {
         let list = {
             let mut adm = self.admitted.lock().map_err(|_| "lock".to_string())?;
             adm.insert(saved.public_key.clone(), (saved.clone(), a.nonce.clone()));
-            adm.values()
-                .map(|(p, n)| format!("{} {} {} {n}", p.name, p.public_key, p.endpoint))
-                .collect::<Vec<_>>()
-                .join("\n")
+            admitted_text(&adm)
         };
         self.membership.set(keys::MESH_ADMITTED, &list).await;
         self.save_peers().map_err(|e| e.to_string())?;
@@ -292,6 +582,29 @@ impl JoinNode {
     pub async fn sync_forever(self: Arc<Self>) {
         loop {
             let members = self.membership.members().await;
+            let seen: Vec<Removal> = members
+                .iter()
+                .filter(|m| m.node_id != self.name)
+                .flat_map(|m| {
+                    m.get(keys::MESH_REMOVED)
+                        .unwrap_or("")
+                        .lines()
+                        .filter_map(Removal::parse_line)
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let new = self.learn_removals(seen);
+            if !new.is_empty() {
+                for r in &new {
+                    tracing::warn!("{}", r.describe());
+                }
+                self.gossip_removals().await;
+                self.forget_admitted().await;
+            }
+            if let Some(r) = self.removal_of(&self.own_key.to_string()) {
+                self.stop_removed(r);
+                return;
+            }
             let mut wanted: Vec<(PublicKey, SocketAddr)> = Vec::new();
             let mut top = self.generation();
             for m in &members {
@@ -320,10 +633,32 @@ impl JoinNode {
                 }
             }
             self.adopt(top, false).await;
+            // Removed nodes: never added again; dropped once the grace period is over.
+            let (banned, due): (Vec<String>, Vec<PublicKey>) = match self.removals.lock() {
+                Ok(m) => (
+                    m.keys().cloned().collect(),
+                    m.values()
+                        .filter(|(_, learned)| learned.elapsed() >= REMOVAL_GRACE)
+                        .filter_map(|(r, _)| r.public_key.parse().ok())
+                        .collect(),
+                ),
+                Err(_) => (Vec::new(), Vec::new()),
+            };
+            wanted.retain(|(k, _)| !banned.contains(&k.to_string()));
             let mesh = self.mesh.clone();
             let own = self.own_key;
-            let added = tokio::task::spawn_blocking(move || {
-                let Ok(mut m) = mesh.lock() else { return 0 };
+            let (added, dropped) = tokio::task::spawn_blocking(move || {
+                let Ok(mut m) = mesh.lock() else {
+                    return (0, 0);
+                };
+                let mut dropped = 0;
+                for k in due {
+                    match m.remove_peer(&k) {
+                        Ok(true) => dropped += 1,
+                        Ok(false) => {}
+                        Err(err) => tracing::warn!("cannot drop removed mesh peer {k}: {err}"),
+                    }
+                }
                 let mut added = 0;
                 for (k, e) in wanted {
                     if k == own || m.peers().any(|p| p.public_key == k && p.endpoint == e) {
@@ -337,12 +672,17 @@ impl JoinNode {
                         Err(err) => tracing::warn!("cannot add mesh peer {e}: {err}"),
                     }
                 }
-                added
+                (added, dropped)
             })
             .await
-            .unwrap_or(0);
+            .unwrap_or((0, 0));
+            if dropped > 0 {
+                tracing::info!("{dropped} removed node(s) dropped from the mesh");
+            }
             if added > 0 {
                 tracing::info!("{added} mesh peer(s) learned from gossip");
+            }
+            if added > 0 || dropped > 0 {
                 if let Err(e) = self.save_peers() {
                     tracing::warn!("{e}");
                 }
@@ -352,8 +692,102 @@ impl JoinNode {
     }
 }
 
+impl JoinNode {
+    /// This node was removed: leave the marker that keeps it from starting again and tell
+    /// the daemon to stop.
+    fn stop_removed(&self, r: Removal) {
+        tracing::error!("{}; this node stops and will not start again", r.describe());
+        if let Err(e) = write_atomic(
+            &self.removed_marker,
+            format!("{}\n", r.describe()).as_bytes(),
+            0o600,
+        ) {
+            tracing::warn!("cannot write {}: {e}", self.removed_marker.display());
+        }
+        self.service.clear();
+        self.gone.send_replace(Some(r));
+    }
+}
+
+/// The gossip value of [`keys::MESH_ADMITTED`].
+fn admitted_text(adm: &BTreeMap<String, (SavedPeer, String)>) -> String {
+    adm.values()
+        .map(|(p, n)| format!("{} {} {} {n}", p.name, p.public_key, p.endpoint))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// `"<key> <ip:port>"`.
 fn parse_mesh(v: &str) -> Option<(String, SocketAddr)> {
     let (k, e) = v.split_once(' ')?;
     Some((k.to_string(), e.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> String {
+        rustbalance_mesh::PrivateKey::generate()
+            .public_key()
+            .to_string()
+    }
+
+    #[test]
+    fn removal_lines_round_trip_and_hostile_ones_are_refused() {
+        let r = Removal {
+            name: "node4".into(),
+            public_key: key(),
+            at: 1_790_000_000,
+            by: "node1".into(),
+        };
+        assert_eq!(Removal::parse_line(&r.line()), Some(r.clone()));
+        let k = r.public_key.clone();
+        for bad in [
+            String::new(),
+            format!("node4 {k} 1790000000"),
+            format!("node4 {k} 1790000000 node1 extra"),
+            "node4 notakey 1790000000 node1".to_string(),
+            format!("node4 {k} -1 node1"),
+            format!("node4 {k} 1790000000 node 1"),
+            format!("no/de {k} 1790000000 node1"),
+            format!("{} {k} 1 node1", "n".repeat(33)),
+            format!("node4  {k} 1 node1"),
+        ] {
+            assert_eq!(Removal::parse_line(&bad), None, "{bad:?}");
+        }
+        assert!(r.describe().contains("node4") && r.describe().contains("node1"));
+    }
+
+    #[test]
+    fn removal_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("mesh-removed.json");
+        assert_eq!(load_removals(&f).unwrap(), Vec::new());
+        let r = Removal {
+            name: "-".into(),
+            public_key: key(),
+            at: 5,
+            by: "node2".into(),
+        };
+        write_atomic(&f, &serde_json::to_vec(&vec![r.clone()]).unwrap(), 0o600).unwrap();
+        assert_eq!(load_removals(&f).unwrap(), vec![r]);
+        std::fs::write(&f, b"[{\"name\": ").unwrap();
+        let e = load_removals(&f).unwrap_err().to_string();
+        assert!(e.contains("mesh-removed.json is corrupt"), "{e}");
+
+        refuse_if_removed(dir.path()).unwrap();
+        std::fs::write(
+            removed_marker(dir.path()),
+            "node node4 was removed by node1\n",
+        )
+        .unwrap();
+        match refuse_if_removed(dir.path()) {
+            Err(Error::Removed(why)) => {
+                assert!(why.contains("was removed by node1"), "{why}");
+                assert!(why.contains("join with a fresh token"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

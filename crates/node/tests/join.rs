@@ -6,8 +6,8 @@
 use rustbalance_hs::fixture::Mutator;
 use rustbalance_hs::OnionAddress;
 use rustbalance_node::join::{
-    build_request, read_response, Admission, JoinGrant, JoinParams, JoinService, JoinToken,
-    MemberInfo,
+    build_request, read_response, Admission, AdmitError, JoinGrant, JoinParams, JoinService,
+    JoinToken, MemberInfo,
 };
 use rustbalance_proxy::{Proxy, ProxyConfig, ProxyHandle, Target};
 use std::net::SocketAddr;
@@ -340,4 +340,38 @@ async fn mutated_requests_never_hang_or_admit_twice() {
     );
     let raw = send(&f.proxy, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert_eq!(status(&raw), "HTTP/1.1 404 Not Found");
+}
+
+#[tokio::test]
+async fn a_removed_key_is_told_why_and_counted_apart() {
+    let f = fixture().await;
+    f.svc.set_admitter(Arc::new(|_a: Admission| {
+        Box::pin(async {
+            Err(AdmitError::Removed(
+                "node node4 was removed from the cluster by node3".into(),
+            ))
+        })
+    }));
+    let token = JoinToken::derive(master(), 80, SECRET, 0);
+    let (nonce, req) = build_request(&token, &params(), now());
+    let raw = send(&f.proxy, &req).await;
+    assert_eq!(status(&raw), "HTTP/1.1 403 Forbidden");
+    let err = read_response(&token, &nonce, &raw).unwrap_err().to_string();
+    assert!(
+        err.contains("was removed from the cluster by node3"),
+        "{err}"
+    );
+    assert_eq!(f.svc.counters.removed.load(Relaxed), 1);
+    assert_eq!(f.svc.counters.failed.load(Relaxed), 0);
+    assert_eq!(f.svc.counters.accepted.load(Relaxed), 0);
+
+    f.svc.set_admitter(Arc::new(|_a: Admission| {
+        Box::pin(async { Err(AdmitError::Failed("the mesh refused the peer".into())) })
+    }));
+    let (_, req) = build_request(&token, &params(), now());
+    let raw = send(&f.proxy, &req).await;
+    assert_eq!(status(&raw), "HTTP/1.1 500 Internal Server Error");
+    assert_eq!(f.svc.counters.failed.load(Relaxed), 1);
+    assert_eq!(f.svc.counters.removed.load(Relaxed), 1);
+    assert!(f.seen.lock().unwrap().is_empty());
 }

@@ -133,6 +133,9 @@ pub enum Command {
     /// Show or rotate the cluster's join token (asks the running node).
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Manage the cluster's members (asks the running node).
+    #[command(subcommand)]
+    Node(NodeCmd),
     /// Validate a config file and explain every problem.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -195,6 +198,24 @@ pub enum TokenCmd {
     /// on every node within seconds. Prints the new token.
     Rotate {
         /// The node's config file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NodeCmd {
+    /// Remove a member for good, alive or dead: within seconds every member
+    /// drops its WireGuard peer and refuses its joins, its intro points leave
+    /// the descriptor, and, if it still runs, it stops and will not start
+    /// again (exit status 77). The join token is rotated; the new one is
+    /// printed. A removed machine that kept its files still holds the cluster
+    /// secret (and, if eligible, the master key): wipe it.
+    Remove {
+        /// The member's node name, or its WireGuard public key.
+        #[arg(value_name = "NAME|KEY")]
+        who: String,
+        /// The config file of the node to ask (any other member).
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
@@ -404,7 +425,12 @@ pub fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rustbalance: error: {e:#}");
-            std::process::ExitCode::FAILURE
+            match e.downcast_ref::<rustbalance_node::Error>() {
+                Some(rustbalance_node::Error::Removed(_)) => {
+                    std::process::ExitCode::from(rustbalance_node::err::EXIT_REMOVED)
+                }
+                _ => std::process::ExitCode::FAILURE,
+            }
         }
     }
 }

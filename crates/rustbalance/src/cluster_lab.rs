@@ -361,6 +361,16 @@ pub struct NsNode {
 impl NsNode {
     /// Run `rustbalance ARGS` inside the node's namespace; returns (success, stdout, stderr).
     pub async fn cli(&self, args: &[&str], timeout: Duration) -> Result<(bool, String, String)> {
+        let (code, out, err) = self.cli_code(args, timeout).await?;
+        Ok((code == Some(0), out, err))
+    }
+
+    /// As [`Self::cli`], with the exit status (`None`: ended by a signal).
+    pub async fn cli_code(
+        &self,
+        args: &[&str],
+        timeout: Duration,
+    ) -> Result<(Option<i32>, String, String)> {
         let mut cmd = tokio::process::Command::new(&self.host.exec_prefix[0]);
         cmd.args(&self.host.exec_prefix[1..])
             .arg(&self.bin)
@@ -371,7 +381,7 @@ impl NsNode {
             .await
             .map_err(|_| anyhow::anyhow!("`rustbalance {}` timed out", args.join(" ")))??;
         Ok((
-            out.status.success(),
+            out.status.code(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         ))

@@ -6,7 +6,7 @@ mod keygen;
 pub mod lab;
 mod node;
 
-use crate::cli::{Cli, Command, ConfigCmd, DescriptorCmd, NetworkArgs, TokenCmd};
+use crate::cli::{Cli, Command, ConfigCmd, DescriptorCmd, NetworkArgs, NodeCmd, TokenCmd};
 use anyhow::{bail, Result};
 use rustbalance_hs::TimeParams;
 use std::time::SystemTime;
@@ -88,6 +88,7 @@ pub fn run(cli: Cli) -> Result<()> {
         ),
         Command::Token(TokenCmd::Show { config }) => cluster::token_show(&config),
         Command::Token(TokenCmd::Rotate { config }) => cluster::token_rotate(&config),
+        Command::Node(NodeCmd::Remove { who, config }) => cluster::node_remove(&config, &who),
         Command::Config(ConfigCmd::Check { config }) => node::check(&config),
         Command::Status { config, json } => node::status(&config, json),
     }

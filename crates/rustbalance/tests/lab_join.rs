@@ -2,7 +2,10 @@
 //! in a namespaced lab (real tor everywhere, every node in its own network namespace,
 //! gossip over WireGuard). Then: its intro points are published and it serves clients;
 //! a wrong token, an oversized body and a replayed request are refused, counted, and
-//! change nothing; after `token rotate` the old token stops working and the new one works.
+//! change nothing; after `token rotate` the old token stops working and the new one works;
+//! after `node remove node4` node4 stops for good (exit status 77, refuses to start again),
+//! its intro points leave the descriptor, every member drops its WireGuard peer and refuses
+//! its key, and the join token is rotated.
 
 use rustbalance::cluster_lab::{
     join_ns_node, start_ns_cluster, wait_cluster_up, wait_published, NsNode,
@@ -208,6 +211,92 @@ async fn fourth_node_joins_with_only_the_token() {
             g.admitted_by, g.join_generation
         );
         anyhow::ensure!(g.join_generation == 1);
+
+        // Removal, asked from node3: node4 stops for good, leaves the descriptor and every
+        // member's mesh, and its key can no longer join.
+        let node4_key = me.wg_public_key.clone();
+        let node4_data = rustbalance_node::Config::load(&nodes[3].config)?
+            .node
+            .data_dir;
+        let cfg3 = nodes[2].config.display().to_string();
+        let since = SystemTime::now() - Duration::from_secs(1);
+        let t = Instant::now();
+        let (ok, out, err) = nodes[2]
+            .cli(
+                &["node", "remove", "node4", "--config", &cfg3],
+                Duration::from_secs(10),
+            )
+            .await?;
+        anyhow::ensure!(ok, "node remove failed: {err}");
+        anyhow::ensure!(
+            out.contains(&node4_key),
+            "node remove named another key: {out}"
+        );
+        let newest = JoinToken::parse(out.lines().last().unwrap_or(""))?;
+        anyhow::ensure!(newest.path_id() != new.path_id(), "removal kept the token");
+        let marker = rustbalance_node::join_node::removed_marker(&node4_data);
+        let mut stopped = None;
+        let mut dropped = None;
+        while stopped.is_none() || dropped.is_none() {
+            anyhow::ensure!(
+                t.elapsed() < Duration::from_secs(60),
+                "after 60 s: node4 stopped {stopped:?}, peers dropped {dropped:?}"
+            );
+            if stopped.is_none() && marker.exists() && nodes[3].status().await.is_none() {
+                stopped = Some(t.elapsed());
+            }
+            if dropped.is_none() {
+                let mut all = true;
+                for n in &nodes[..3] {
+                    let s = n.status().await.unwrap_or_default();
+                    let keys: Vec<&str> = s["mesh"]["peers"]
+                        .as_array()
+                        .map(|p| p.iter().filter_map(|p| p["public_key"].as_str()).collect())
+                        .unwrap_or_default();
+                    all &= keys.len() == 2 && !keys.contains(&node4_key.as_str());
+                }
+                if all {
+                    dropped = Some(t.elapsed());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let (p, _) =
+            wait_published(&nodes[..3], None, since, &three, Duration::from_secs(60)).await?;
+        eprintln!(
+            "node remove node4: stopped after {:.1}s, dropped from every mesh after {:.1}s, \
+             {} published without it by {:.1}s after the command",
+            stopped.unwrap_or_default().as_secs_f64(),
+            dropped.unwrap_or_default().as_secs_f64(),
+            nodes[p].name,
+            t.elapsed().as_secs_f64()
+        );
+        let cfg4 = nodes[3].config.display().to_string();
+        let (code, _, err) = nodes[3]
+            .cli_code(&["run", "--config", &cfg4], Duration::from_secs(30))
+            .await?;
+        eprintln!("node4 started again: exit {code:?}: {}", err.trim());
+        anyhow::ensure!(
+            code == Some(i32::from(rustbalance_node::err::EXIT_REMOVED)),
+            "a removed node must refuse to start (exit 77), got {code:?}: {err}"
+        );
+        anyhow::ensure!(
+            err.contains("was removed from the cluster by node3"),
+            "{err}"
+        );
+        let e = request_join(socks, &newest, &me, Duration::from_secs(90))
+            .await
+            .expect_err("a removed key must not be admitted");
+        eprintln!("removed key joining with the new token: {e}");
+        anyhow::ensure!(e.to_string().contains("removed"), "{e}");
+        let mut refused = 0;
+        for n in &nodes[..3] {
+            let s = n.status().await.unwrap_or_default();
+            let removed = s["join"]["removed"].as_array().map(Vec::len);
+            anyhow::ensure!(removed == Some(1), "{}: removals {removed:?}", n.name);
+            refused += s["join"]["rejected"]["removed"].as_u64().unwrap_or(0);
+        }
+        anyhow::ensure!(refused == 1, "join requests refused as removed: {refused}");
         anyhow::Ok(())
     }
     .await;

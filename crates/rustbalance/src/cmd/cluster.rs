@@ -472,3 +472,16 @@ pub fn token_rotate(config: &Path) -> Result<()> {
     eprintln!("the old token is refused from now on (other nodes follow within seconds)");
     Ok(())
 }
+
+pub fn node_remove(config: &Path, who: &str) -> Result<()> {
+    let ok = !who.is_empty()
+        && who
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_+/=".contains(&b));
+    if !ok {
+        bail!("{who:?} is neither a node name nor a WireGuard public key");
+    }
+    admin_call(config, "POST", &format!("/node/remove/{who}"))?;
+    eprintln!("every member drops it within seconds; the old join token is refused from now on");
+    Ok(())
+}
