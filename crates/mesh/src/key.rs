@@ -5,9 +5,8 @@
 //! the public key with `wg pubkey < file` and an existing WireGuard key can be reused.
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -77,40 +76,14 @@ impl PrivateKey {
     /// directory is written, synced and renamed over `path`, so a crash leaves either the old
     /// file or the new one, never a torn or world-readable one.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let write_err = |source| Error::KeyFileWrite {
-            path: path.to_owned(),
-            source,
-        };
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        let name = path
-            .file_name()
-            .ok_or_else(|| write_err(std::io::Error::other("the path has no file name")))?;
-        let tmp = dir.join(format!(
-            ".{}.tmp-{}",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
         let mut line = self.to_base64();
         line.push('\n');
-        let result = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(line.as_bytes())?;
-            f.sync_all()?;
-            fs::rename(&tmp, path)?;
-            // Make the rename itself durable.
-            File::open(dir)?.sync_all()
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result.map_err(write_err)
+        rustbalance_fsutil::write_atomic(path, line.as_bytes(), 0o600).map_err(|source| {
+            Error::KeyFileWrite {
+                path: path.to_owned(),
+                source,
+            }
+        })
     }
 }
 
