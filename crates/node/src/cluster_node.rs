@@ -13,10 +13,11 @@
 
 use crate::config::ClusterSection;
 use crate::err::{Error, Result};
+use crate::join_node::{parse_mesh, Removal};
 use crate::publisher::{Publisher, SlotReport, ViewCache};
 use crate::supervisor::{TorPhase, TorSupervisor};
 use rustbalance_cluster::{
-    keys, ClusterSecret, Election, ElectionConfig, Elector, Membership, MembershipConfig,
+    keys, ClusterSecret, Election, ElectionConfig, Elector, Membership, MembershipConfig, NodeView,
     UdpNetwork,
 };
 use rustbalance_hs::descriptor::{
@@ -25,7 +26,7 @@ use rustbalance_hs::descriptor::{
 use rustbalance_hs::{IdentityKey, OnionAddress};
 use rustbalance_proxy::HealthHandle;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::task::JoinHandle;
@@ -551,12 +552,33 @@ struct PublishCtx {
 /// The intro points of every live node whose target is not down, with a
 /// fingerprint of the set (to notice changes).
 async fn healthy_intros(m: &Membership) -> (Vec<InstanceIntros>, String) {
+    intros_of(m.live_nodes().await)
+}
+
+/// WireGuard keys that any of `nodes` lists as removed (`rustbalance node remove`).
+fn removed_keys(nodes: &[NodeView]) -> BTreeSet<String> {
+    nodes
+        .iter()
+        .filter_map(|v| v.get(keys::MESH_REMOVED))
+        .flat_map(|list| list.lines().filter_map(Removal::parse_line))
+        .map(|r| r.public_key)
+        .collect()
+}
+
+/// [`healthy_intros`] of a set of live nodes: a node whose target is down, or whose
+/// WireGuard key was removed from the cluster, contributes nothing. The publisher drops
+/// a removed node at once, without waiting for the node to stop or for its mesh peer to go.
+fn intros_of(mut nodes: Vec<NodeView>) -> (Vec<InstanceIntros>, String) {
     let mut out = Vec::new();
     let mut fp = String::new();
-    let mut nodes = m.live_nodes().await;
+    let removed = removed_keys(&nodes);
     nodes.sort_by(|a, b| a.node_id.cmp(&b.node_id));
     for v in nodes {
         if v.get(keys::TARGET_HEALTH) == Some("down") {
+            continue;
+        }
+        let key = v.get(keys::MESH).and_then(parse_mesh).map(|(k, _)| k);
+        if key.is_some_and(|k| removed.contains(&k)) {
             continue;
         }
         for (_, enc) in v.intro_points() {
@@ -783,4 +805,61 @@ async fn publish_task(mut c: PublishCtx) {
 /// 10 s after the first failure, doubling up to 60 s.
 fn retry_backoff(failures: u32) -> Duration {
     Duration::from_secs(5u64 << failures.min(4)).min(Duration::from_secs(60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::join_node::tests::key;
+
+    fn node(name: &str, key: &str, removed: &[String]) -> NodeView {
+        let ips: Vec<_> = (0..3)
+            .map(|_| rustbalance_hs::fixture::fake_intro_point(&mut rand::rng()))
+            .collect();
+        let mut state = BTreeMap::new();
+        state.insert(keys::intro_points("tor0"), encode_intro_points(&ips));
+        state.insert(keys::MESH.to_string(), format!("{key} 10.0.0.1:51820"));
+        if !removed.is_empty() {
+            state.insert(keys::MESH_REMOVED.to_string(), removed.join("\n"));
+        }
+        NodeView {
+            node_id: name.into(),
+            generation: 1,
+            addr: "127.0.0.1:9663".parse().unwrap(),
+            live: true,
+            state,
+        }
+    }
+
+    fn names(nodes: Vec<NodeView>) -> Vec<String> {
+        intros_of(nodes).0.into_iter().map(|i| i.instance).collect()
+    }
+
+    #[test]
+    fn a_removed_node_leaves_the_descriptor_at_once() {
+        let (k1, k2, k3) = (key(), key(), key());
+        let all = |removed: &[String]| {
+            vec![
+                node("node1", &k1, removed),
+                node("node2", &k2, &[]),
+                node("node3", &k3, &[]),
+            ]
+        };
+        assert_eq!(names(all(&[])), ["node1", "node2", "node3"]);
+        // One member's gossip names node3's key: the publisher, whoever it is, drops it.
+        let line = format!("node3 {k3} 1795000000 node1");
+        assert_eq!(names(all(std::slice::from_ref(&line))), ["node1", "node2"]);
+        // Removal is by key: a wiped machine that joined again under the same name counts.
+        let other = format!("node3 {} 1795000000 node1", key());
+        assert_eq!(names(all(&[other])), ["node1", "node2", "node3"]);
+        // Malformed removal lines remove nothing.
+        let bad = vec![format!("node3 {k3}"), format!("node3 notakey 1 node1")];
+        assert_eq!(names(all(&bad)), ["node1", "node2", "node3"]);
+        // A node whose target is down contributes nothing either.
+        let mut nodes = all(&[]);
+        nodes[1]
+            .state
+            .insert(keys::TARGET_HEALTH.to_string(), "down".into());
+        assert_eq!(names(nodes), ["node1", "node3"]);
+    }
 }

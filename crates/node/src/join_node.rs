@@ -199,6 +199,9 @@ pub struct JoinNode {
     removals: Mutex<BTreeMap<String, (Removal, Instant)>>,
     /// Set once this node learns that it was removed.
     gone: tokio::sync::watch::Sender<Option<Removal>>,
+    /// Node names by WireGuard key, as gossip and admissions tell them (for the saved
+    /// peers file).
+    names: Mutex<BTreeMap<String, String>>,
 }
 
 impl JoinNode {
@@ -237,6 +240,14 @@ impl JoinNode {
             .into_iter()
             .map(|r| (r.public_key.clone(), (r, long_ago)))
             .collect();
+        let peers_file = data_dir.join("mesh-peers.json");
+        // A peers file that cannot be read was already reported by the mesh start-up.
+        let names = load_saved_peers(&peers_file)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| !p.name.is_empty())
+            .map(|p| (p.public_key, p.name))
+            .collect();
         let node = Arc::new(JoinNode {
             name,
             master,
@@ -247,7 +258,7 @@ impl JoinNode {
             own_key,
             own_endpoint,
             mesh,
-            peers_file: data_dir.join("mesh-peers.json"),
+            peers_file,
             generation_file,
             removed_file,
             removed_marker: removed_marker(data_dir),
@@ -257,6 +268,7 @@ impl JoinNode {
             admitted: Mutex::new(BTreeMap::new()),
             removals: Mutex::new(removals),
             gone: tokio::sync::watch::channel(None).0,
+            names: Mutex::new(names),
         });
         node.membership
             .set(keys::MESH, &format!("{} {}", own_key, own_endpoint))
@@ -521,6 +533,7 @@ impl JoinNode {
             admitted_text(&adm)
         };
         self.membership.set(keys::MESH_ADMITTED, &list).await;
+        self.note_name(&a.wg_public_key, &a.name);
         self.save_peers().map_err(|e| e.to_string())?;
         Ok(self.grant(&a.name).await)
     }
@@ -558,7 +571,14 @@ impl JoinNode {
         }
     }
 
+    fn note_name(&self, key: &str, name: &str) {
+        if let Ok(mut n) = self.names.lock() {
+            n.insert(key.to_string(), name.to_string());
+        }
+    }
+
     fn save_peers(&self) -> Result<()> {
+        let names = self.names.lock().map(|n| n.clone()).unwrap_or_default();
         let peers: Vec<SavedPeer> = {
             let m = self
                 .mesh
@@ -566,7 +586,10 @@ impl JoinNode {
                 .map_err(|_| Error::Other("mesh lock poisoned".into()))?;
             m.peers()
                 .map(|p| SavedPeer {
-                    name: String::new(),
+                    name: names
+                        .get(&p.public_key.to_string())
+                        .cloned()
+                        .unwrap_or_default(),
                     public_key: p.public_key.to_string(),
                     endpoint: p.endpoint,
                 })
@@ -615,8 +638,9 @@ impl JoinNode {
                     top = top.max(g);
                 }
                 if let Some((k, e)) = m.get(keys::MESH).and_then(parse_mesh) {
-                    if let Ok(k) = k.parse() {
-                        wanted.push((k, e));
+                    if let Ok(key) = k.parse() {
+                        self.note_name(&k, &m.node_id);
+                        wanted.push((key, e));
                     }
                 }
                 for line in m.get(keys::MESH_ADMITTED).unwrap_or("").lines() {
@@ -624,7 +648,10 @@ impl JoinNode {
                     if f.len() < 3 {
                         continue;
                     }
-                    if let (Ok(k), Ok(e)) = (f[1].parse(), f[2].parse()) {
+                    if let (Ok(k), Ok(e)) = (f[1].parse::<PublicKey>(), f[2].parse()) {
+                        if crate::join::valid_name(f[0]) {
+                            self.note_name(f[1], f[0]);
+                        }
                         wanted.push((k, e));
                     }
                     if let Some(nonce) = f.get(3) {
@@ -718,16 +745,17 @@ fn admitted_text(adm: &BTreeMap<String, (SavedPeer, String)>) -> String {
 }
 
 /// `"<key> <ip:port>"`.
-fn parse_mesh(v: &str) -> Option<(String, SocketAddr)> {
+pub(crate) fn parse_mesh(v: &str) -> Option<(String, SocketAddr)> {
     let (k, e) = v.split_once(' ')?;
     Some((k.to_string(), e.parse().ok()?))
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn key() -> String {
+    /// A fresh WireGuard public key (base64).
+    pub(crate) fn key() -> String {
         rustbalance_mesh::PrivateKey::generate()
             .public_key()
             .to_string()

@@ -8,7 +8,8 @@
 //! its key, and the join token is rotated.
 
 use rustbalance::cluster_lab::{
-    join_ns_node, start_ns_cluster, wait_cluster_up, wait_published, NsNode,
+    join_ns_node, published_nodes, publisher, start_ns_cluster, wait_cluster_up, wait_published,
+    NsNode,
 };
 use rustbalance_hs::OnionAddress;
 use rustbalance_lab::{Lab, LabOptions, Placement};
@@ -237,11 +238,26 @@ async fn fourth_node_joins_with_only_the_token() {
         let marker = rustbalance_node::join_node::removed_marker(&node4_data);
         let mut stopped = None;
         let mut dropped = None;
-        while stopped.is_none() || dropped.is_none() {
+        let mut unlisted = None;
+        let since_s = rustbalance_hs::time::unix_secs(since);
+        while stopped.is_none() || dropped.is_none() || unlisted.is_none() {
             anyhow::ensure!(
                 t.elapsed() < Duration::from_secs(60),
-                "after 60 s: node4 stopped {stopped:?}, peers dropped {dropped:?}"
+                "after 60 s: node4 stopped {stopped:?}, peers dropped {dropped:?}, \
+                 published without it {unlisted:?}"
             );
+            if unlisted.is_none() {
+                if let Some((_, p)) = publisher(&nodes[..3]).await {
+                    let at = p["at"]
+                        .as_str()
+                        .and_then(|a| humantime::parse_rfc3339(a).ok())
+                        .map(rustbalance_hs::time::unix_secs)
+                        .unwrap_or(0);
+                    if at >= since_s && published_nodes(&p) == three {
+                        unlisted = Some(t.elapsed());
+                    }
+                }
+            }
             if stopped.is_none() && marker.exists() && nodes[3].status().await.is_none() {
                 stopped = Some(t.elapsed());
             }
@@ -264,9 +280,11 @@ async fn fourth_node_joins_with_only_the_token() {
         let (p, _) =
             wait_published(&nodes[..3], None, since, &three, Duration::from_secs(60)).await?;
         eprintln!(
-            "node remove node4: stopped after {:.1}s, dropped from every mesh after {:.1}s, \
-             {} published without it by {:.1}s after the command",
+            "node remove node4: stopped after {:.1}s, a descriptor without it built after \
+             {:.1}s, dropped from every mesh after {:.1}s, {} publication confirmed by {:.1}s \
+             after the command",
             stopped.unwrap_or_default().as_secs_f64(),
+            unlisted.unwrap_or_default().as_secs_f64(),
             dropped.unwrap_or_default().as_secs_f64(),
             nodes[p].name,
             t.elapsed().as_secs_f64()
@@ -297,6 +315,16 @@ async fn fourth_node_joins_with_only_the_token() {
             refused += s["join"]["rejected"]["removed"].as_u64().unwrap_or(0);
         }
         anyhow::ensure!(refused == 1, "join requests refused as removed: {refused}");
+        // The saved peers (rewritten when node4's peer was dropped) name the members.
+        for n in &nodes[..3] {
+            let data = rustbalance_node::Config::load(&n.config)?.node.data_dir;
+            let saved =
+                rustbalance_node::join_node::load_saved_peers(&data.join("mesh-peers.json"))?;
+            let mut names: Vec<String> = saved.into_iter().map(|p| p.name).collect();
+            names.sort();
+            let others: Vec<&str> = three.iter().copied().filter(|m| *m != n.name).collect();
+            anyhow::ensure!(names == others, "{}: saved peers named {names:?}", n.name);
+        }
         anyhow::Ok(())
     }
     .await;
