@@ -374,10 +374,13 @@ pub async fn run(
             Arc::new(move |who: String| {
                 let jn = jn.clone();
                 Box::pin(async move {
-                    let (r, token) = jn.remove(&who).await?;
+                    let r = jn.remove(&who).await?;
                     Ok(format!(
-                        "removed {} (WireGuard key {}); new join token:\n{}",
-                        r.name, r.public_key, *token
+                        "removed {} (WireGuard key {}); the join token is rotated in {} s, once \
+                         every member has cut it off\n",
+                        r.name,
+                        r.public_key,
+                        crate::join_node::ROTATE_AFTER_REMOVAL.as_secs()
                     ))
                 })
                     as std::pin::Pin<

@@ -93,18 +93,103 @@ impl std::fmt::Debug for JoinToken {
     }
 }
 
+/// A join generation: a counter raised by every rotation (the highest wins) and, from the
+/// first rotation on, 16 random bytes of salt (ties between equal counters go to the
+/// higher salt, so concurrent rotations converge). Written `N` or `N SALTHEX` in the
+/// `join-generation` file and the `join_gen` gossip key.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct JoinGeneration {
+    /// The counter.
+    pub n: u64,
+    /// The salt: empty, or 16 bytes.
+    pub salt: Vec<u8>,
+}
+
+impl JoinGeneration {
+    /// Generation `n` without salt.
+    pub fn first(n: u64) -> JoinGeneration {
+        JoinGeneration {
+            n,
+            salt: Vec::new(),
+        }
+    }
+
+    /// The next generation, with a fresh random salt.
+    pub fn next(&self) -> JoinGeneration {
+        let mut salt = vec![0u8; 16];
+        rand::RngExt::fill(&mut rand::rng(), &mut salt[..]);
+        JoinGeneration {
+            n: self.n.saturating_add(1),
+            salt,
+        }
+    }
+
+    /// Parse `N` or `N SALTHEX` (32 hex digits); `None` for anything else.
+    pub fn parse(text: &str) -> Option<JoinGeneration> {
+        let mut f = text.split_whitespace();
+        let n = f.next()?.parse().ok()?;
+        let salt = match f.next() {
+            None => Vec::new(),
+            Some(h) if h.len() == 32 => hex::decode(h).ok()?,
+            Some(_) => return None,
+        };
+        f.next().is_none().then_some(JoinGeneration { n, salt })
+    }
+}
+
+impl std::fmt::Display for JoinGeneration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.salt.is_empty() {
+            write!(f, "{}", self.n)
+        } else {
+            write!(f, "{} {}", self.n, hex::encode(&self.salt))
+        }
+    }
+}
+
+/// The salt is not secret from members, but it is never logged whole.
+impl std::fmt::Debug for JoinGeneration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "JoinGeneration({}{})",
+            self.n,
+            if self.salt.is_empty() { "" } else { ", salted" }
+        )
+    }
+}
+
 impl JoinToken {
-    /// The token of join generation `generation` of the cluster with `cluster_secret`.
+    /// The token of join generation `generation` of the cluster with `cluster_secret`, with
+    /// no salt (the first token of a cluster).
     pub fn derive(
         master: OnionAddress,
         port: u16,
         cluster_secret: &[u8],
         generation: u64,
     ) -> JoinToken {
+        Self::derive_salted(
+            master,
+            port,
+            cluster_secret,
+            &JoinGeneration::first(generation),
+        )
+    }
+
+    /// The token of `generation`. A salted generation's token cannot be derived from the
+    /// cluster secret alone: the salt is random, made at rotation and shared only over the
+    /// mesh, so a removed machine that kept the secret cannot compute later tokens.
+    pub fn derive_salted(
+        master: OnionAddress,
+        port: u16,
+        cluster_secret: &[u8],
+        generation: &JoinGeneration,
+    ) -> JoinToken {
         let hk = hkdf::Hkdf::<Sha256>::new(Some(b"rustbalance-join v1"), cluster_secret);
         let mut secret = Zeroizing::new([0u8; 32]);
         let mut info = b"join token ".to_vec();
-        info.extend_from_slice(&generation.to_be_bytes());
+        info.extend_from_slice(&generation.n.to_be_bytes());
+        info.extend_from_slice(&generation.salt);
         // Invariant: 32 bytes is far below HKDF-SHA256's output limit.
         hk.expand(&info, secret.as_mut()).unwrap_or_default();
         JoinToken {
@@ -249,6 +334,9 @@ pub struct JoinGrant {
     pub gossip_port: u16,
     /// The join generation the token belongs to.
     pub join_generation: u64,
+    /// Its salt (hex; empty for an unsalted generation, and from older nodes).
+    #[serde(default)]
+    pub join_salt: String,
     /// Members reachable over the mesh (the admitting node first).
     pub members: Vec<MemberInfo>,
     /// The node that admitted the request.
@@ -892,6 +980,37 @@ mod tests {
         assert_ne!(t1.path_id(), t.path_id());
         assert_ne!(*t1.encode(), *s);
         assert!(!format!("{t:?}").contains(&t.path_id()));
+    }
+
+    #[test]
+    fn salted_generations_parse_order_and_change_the_token() {
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let g0 = JoinGeneration::first(0);
+        let g1 = g0.next();
+        assert_eq!(g1.n, 1);
+        assert_eq!(g1.salt.len(), 16);
+        assert_ne!(g1.salt, g0.next().salt);
+        for g in [&g0, &g1] {
+            assert_eq!(JoinGeneration::parse(&g.to_string()).as_ref(), Some(g));
+            assert_eq!(JoinGeneration::parse(&format!("{g}\n")).as_ref(), Some(g));
+        }
+        assert!(!format!("{g1:?}").contains(&hex::encode(&g1.salt)));
+        for bad in ["", "x", "-1", "1 abc", "1 zz", &format!("{g1} 1"), "1 0011"] {
+            assert_eq!(JoinGeneration::parse(bad), None, "{bad:?}");
+        }
+        // Higher counter wins; equal counters: higher salt.
+        let g2 = g1.next();
+        assert!(g2 > g1 && g1 > g0);
+        let (a, b) = (g1.clone(), g0.next());
+        assert_eq!(a > b, a.salt > b.salt);
+        // The salt changes the token: the secret and the counter alone do not give it.
+        let unsalted = JoinToken::derive(addr(), 80, secret, 1);
+        let salted = JoinToken::derive_salted(addr(), 80, secret, &g1);
+        assert_ne!(unsalted.path_id(), salted.path_id());
+        assert_eq!(
+            JoinToken::derive_salted(addr(), 80, secret, &JoinGeneration::first(1)).path_id(),
+            unsalted.path_id()
+        );
     }
 
     #[test]

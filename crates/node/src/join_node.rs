@@ -20,7 +20,8 @@
 
 use crate::err::{Error, Result};
 use crate::join::{
-    Admission, AdmitError, AdmitResult, Admitter, JoinGrant, JoinService, JoinToken, MemberInfo,
+    Admission, AdmitError, AdmitResult, Admitter, JoinGeneration, JoinGrant, JoinService,
+    JoinToken, MemberInfo,
 };
 use rustbalance_cluster::{keys, Membership};
 use rustbalance_hs::atomic::write_atomic;
@@ -37,6 +38,12 @@ use zeroize::Zeroizing;
 /// How long members keep a removed node's WireGuard peer after learning of the removal, so
 /// that the removal still reaches the node itself over gossip and it stops.
 pub const REMOVAL_GRACE: Duration = Duration::from_secs(5);
+
+/// How long after learning of a removal a member rotates the join token (unless the
+/// generation moved meanwhile): long enough for every member to have dropped the removed
+/// node's WireGuard peer ([`REMOVAL_GRACE`] after learning, itself within seconds), so the
+/// new generation's salt never reaches the removed node over gossip.
+pub const ROTATE_AFTER_REMOVAL: Duration = Duration::from_secs(15);
 
 /// A node removed from the cluster (`rustbalance node remove`): saved in
 /// `mesh-removed.json`, gossiped in [`keys::MESH_REMOVED`]. Removals are never undone; a
@@ -192,7 +199,9 @@ pub struct JoinNode {
     pub service: Arc<JoinService>,
     /// Gossip.
     pub membership: Arc<Membership>,
-    generation: Mutex<u64>,
+    generation: Mutex<JoinGeneration>,
+    /// A token rotation due at the instant, unless the generation has left the one given.
+    pending_rotation: Mutex<Option<(Instant, JoinGeneration)>>,
     /// Nodes admitted here, by WireGuard key, with their request's nonce.
     admitted: Mutex<BTreeMap<String, (SavedPeer, String)>>,
     /// Removed nodes by WireGuard key, with when this node learned of each.
@@ -223,13 +232,13 @@ impl JoinNode {
     ) -> Result<Arc<JoinNode>> {
         let generation_file = data_dir.join("join-generation");
         let generation = match std::fs::read_to_string(&generation_file) {
-            Ok(t) => t.trim().parse::<u64>().map_err(|_| {
+            Ok(t) => JoinGeneration::parse(&t).ok_or_else(|| {
                 Error::Other(format!(
-                    "{} does not hold a number; put the cluster's join generation in it (0 if unsure, gossip raises it)",
+                    "{} does not hold a join generation (a number, optionally followed by 32 hex digits); put 0 in it if unsure: gossip raises it to the cluster's",
                     generation_file.display()
                 ))
             })?,
-            Err(_) => 0,
+            Err(_) => JoinGeneration::default(),
         };
         let removed_file = data_dir.join("mesh-removed.json");
         // Saved removals took effect before this start: no grace period.
@@ -264,7 +273,8 @@ impl JoinNode {
             removed_marker: removed_marker(data_dir),
             service,
             membership,
-            generation: Mutex::new(generation),
+            generation: Mutex::new(generation.clone()),
+            pending_rotation: Mutex::new(None),
             admitted: Mutex::new(BTreeMap::new()),
             removals: Mutex::new(removals),
             gone: tokio::sync::watch::channel(None).0,
@@ -287,18 +297,31 @@ impl JoinNode {
 
     /// The token of the current generation.
     pub fn token(&self) -> JoinToken {
-        JoinToken::derive(self.master, self.port, &self.secret, self.generation())
+        JoinToken::derive_salted(
+            self.master,
+            self.port,
+            &self.secret,
+            &self.join_generation(),
+        )
+    }
+
+    /// The current join generation's counter.
+    pub fn generation(&self) -> u64 {
+        self.join_generation().n
     }
 
     /// The current join generation.
-    pub fn generation(&self) -> u64 {
-        self.generation.lock().map(|g| *g).unwrap_or(0)
+    pub fn join_generation(&self) -> JoinGeneration {
+        self.generation
+            .lock()
+            .map(|g| g.clone())
+            .unwrap_or_default()
     }
 
-    async fn adopt(&self, g: u64, force: bool) {
+    async fn adopt(&self, g: JoinGeneration, force: bool) {
         let changed = match self.generation.lock() {
             Ok(mut cur) if g > *cur || force => {
-                *cur = g;
+                *cur = g.clone();
                 true
             }
             _ => false,
@@ -306,8 +329,12 @@ impl JoinNode {
         if !changed {
             return;
         }
-        self.service
-            .set_token(JoinToken::derive(self.master, self.port, &self.secret, g));
+        self.service.set_token(JoinToken::derive_salted(
+            self.master,
+            self.port,
+            &self.secret,
+            &g,
+        ));
         if let Err(e) = write_atomic(&self.generation_file, format!("{g}\n").as_bytes(), 0o600) {
             tracing::warn!("cannot save the join generation: {e}");
         }
@@ -315,13 +342,16 @@ impl JoinNode {
             .set(keys::JOIN_GENERATION, &g.to_string())
             .await;
         if !force {
-            tracing::info!("join token rotated (generation {g}); the old token is refused");
+            tracing::info!(
+                "join token rotated (generation {}); the old token is refused",
+                g.n
+            );
         }
     }
 
     /// `token rotate`: invalidate the current token everywhere; returns the new one.
     pub async fn rotate(&self) -> Zeroizing<String> {
-        let g = self.generation() + 1;
+        let g = self.join_generation().next();
         self.adopt(g, false).await;
         self.token().encode()
     }
@@ -392,17 +422,40 @@ impl JoinNode {
                 new.push(r);
             }
         }
+        drop(m);
+        if !new.is_empty() {
+            if let Ok(mut p) = self.pending_rotation.lock() {
+                p.get_or_insert((
+                    Instant::now() + ROTATE_AFTER_REMOVAL,
+                    self.join_generation(),
+                ));
+            }
+        }
         new
     }
 
-    /// `node remove NAME|KEY`: remove a member (alive or dead) for good. Its WireGuard
-    /// peer goes on every member after [`REMOVAL_GRACE`], its joins are refused, it stops
-    /// itself if it still runs, and the join token is rotated. Returns the removal and the
-    /// new token.
-    pub async fn remove(
-        &self,
-        who: &str,
-    ) -> std::result::Result<(Removal, Zeroizing<String>), String> {
+    /// Rotate the token if a removal asked for it and its time has come (once every member
+    /// has cut the removed node off), unless someone rotated meanwhile.
+    async fn rotate_if_due(&self) {
+        let due = match self.pending_rotation.lock() {
+            Ok(mut p) => match p.as_ref() {
+                Some((at, _)) if Instant::now() >= *at => p.take(),
+                _ => None,
+            },
+            Err(_) => None,
+        };
+        if let Some((_, then)) = due {
+            if self.join_generation() == then {
+                self.rotate().await;
+            }
+        }
+    }
+
+    /// `node remove NAME|KEY`: remove a member (alive or dead) for good. Its intro points
+    /// leave the descriptor, its WireGuard peer goes on every member after
+    /// [`REMOVAL_GRACE`], its joins are refused, it stops itself if it still runs, and the
+    /// join token is rotated [`ROTATE_AFTER_REMOVAL`] later, with a fresh salt it never sees.
+    pub async fn remove(&self, who: &str) -> std::result::Result<Removal, String> {
         let (name, key) = self.resolve(who).await?;
         if key == self.own_key {
             return Err(format!(
@@ -426,8 +479,7 @@ impl JoinNode {
         };
         self.gossip_removals().await;
         self.forget_admitted().await;
-        let token = self.rotate().await;
-        Ok((removal, token))
+        Ok(removal)
     }
 
     /// A member's name and WireGuard key from either (a name is looked up in gossip: the
@@ -566,6 +618,7 @@ impl JoinNode {
             cluster_secret: hex::encode(&self.secret[..]),
             gossip_port: self.gossip_port,
             join_generation: self.generation(),
+            join_salt: hex::encode(self.join_generation().salt),
             members,
             admitted_by: self.name.clone(),
         }
@@ -608,6 +661,12 @@ impl JoinNode {
             let seen: Vec<Removal> = members
                 .iter()
                 .filter(|m| m.node_id != self.name)
+                // A node already removed cannot remove others.
+                .filter(|m| {
+                    m.get(keys::MESH)
+                        .and_then(parse_mesh)
+                        .is_none_or(|(k, _)| self.removal_of(&k).is_none())
+                })
                 .flat_map(|m| {
                     m.get(keys::MESH_REMOVED)
                         .unwrap_or("")
@@ -629,12 +688,17 @@ impl JoinNode {
                 return;
             }
             let mut wanted: Vec<(PublicKey, SocketAddr)> = Vec::new();
-            let mut top = self.generation();
+            let mut top = self.join_generation();
             for m in &members {
                 if m.node_id == self.name {
                     continue;
                 }
-                if let Some(g) = m.get(keys::JOIN_GENERATION).and_then(|g| g.parse().ok()) {
+                // A removed node's word counts for nothing (it may not have stopped).
+                let key = m.get(keys::MESH).and_then(parse_mesh).map(|(k, _)| k);
+                if key.is_some_and(|k| self.removal_of(&k).is_some()) {
+                    continue;
+                }
+                if let Some(g) = m.get(keys::JOIN_GENERATION).and_then(JoinGeneration::parse) {
                     top = top.max(g);
                 }
                 if let Some((k, e)) = m.get(keys::MESH).and_then(parse_mesh) {
@@ -660,6 +724,7 @@ impl JoinNode {
                 }
             }
             self.adopt(top, false).await;
+            self.rotate_if_due().await;
             // Removed nodes: never added again; dropped once the grace period is over.
             let (banned, due): (Vec<String>, Vec<PublicKey>) = match self.removals.lock() {
                 Ok(m) => (

@@ -79,6 +79,7 @@ async fn fixture() -> Fixture {
                 cluster_secret: hex::encode(SECRET),
                 gossip_port: 9663,
                 join_generation: 0,
+                join_salt: String::new(),
                 members: vec![MemberInfo {
                     name: "node1".into(),
                     wg_public_key: "k".into(),

@@ -222,73 +222,126 @@ async fn fourth_node_joins_with_only_the_token() {
         let cfg3 = nodes[2].config.display().to_string();
         let since = SystemTime::now() - Duration::from_secs(1);
         let t = Instant::now();
-        let (ok, out, err) = nodes[2]
-            .cli(
-                &["node", "remove", "node4", "--config", &cfg3],
-                Duration::from_secs(10),
-            )
-            .await?;
+        // The command returns once the token is rotated (15 s after the removal); measure
+        // what happens meanwhile.
+        let cli = async {
+            let r = nodes[2]
+                .cli(
+                    &["node", "remove", "node4", "--config", &cfg3],
+                    Duration::from_secs(90),
+                )
+                .await;
+            (r, t.elapsed())
+        };
+        let marker = rustbalance_node::join_node::removed_marker(&node4_data);
+        let measure = async {
+            let mut stopped = None;
+            let mut dropped = None;
+            let mut unlisted = None;
+            let since_s = rustbalance_hs::time::unix_secs(since);
+            while stopped.is_none() || dropped.is_none() || unlisted.is_none() {
+                anyhow::ensure!(
+                    t.elapsed() < Duration::from_secs(60),
+                    "after 60 s: node4 stopped {stopped:?}, peers dropped {dropped:?}, \
+                     published without it {unlisted:?}"
+                );
+                if unlisted.is_none() {
+                    if let Some((_, p)) = publisher(&nodes[..3]).await {
+                        let at = p["at"]
+                            .as_str()
+                            .and_then(|a| humantime::parse_rfc3339(a).ok())
+                            .map(rustbalance_hs::time::unix_secs)
+                            .unwrap_or(0);
+                        if at >= since_s && published_nodes(&p) == three {
+                            unlisted = Some(t.elapsed());
+                        }
+                    }
+                }
+                if stopped.is_none() && marker.exists() && nodes[3].status().await.is_none() {
+                    stopped = Some(t.elapsed());
+                }
+                if dropped.is_none() {
+                    let mut all = true;
+                    for n in &nodes[..3] {
+                        let s = n.status().await.unwrap_or_default();
+                        let keys: Vec<&str> = s["mesh"]["peers"]
+                            .as_array()
+                            .map(|p| p.iter().filter_map(|p| p["public_key"].as_str()).collect())
+                            .unwrap_or_default();
+                        all &= keys.len() == 2 && !keys.contains(&node4_key.as_str());
+                    }
+                    if all {
+                        dropped = Some(t.elapsed());
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            anyhow::Ok((
+                stopped.unwrap_or_default(),
+                dropped.unwrap_or_default(),
+                unlisted.unwrap_or_default(),
+            ))
+        };
+        let ((cli, rotated), measured) = tokio::join!(cli, measure);
+        let (ok, out, err) = cli?;
+        let (stopped, dropped, unlisted) = measured?;
         anyhow::ensure!(ok, "node remove failed: {err}");
         anyhow::ensure!(
-            out.contains(&node4_key),
-            "node remove named another key: {out}"
+            err.contains(&node4_key),
+            "node remove named another key: {err}"
         );
         let newest = JoinToken::parse(out.lines().last().unwrap_or(""))?;
         anyhow::ensure!(newest.path_id() != new.path_id(), "removal kept the token");
-        let marker = rustbalance_node::join_node::removed_marker(&node4_data);
-        let mut stopped = None;
-        let mut dropped = None;
-        let mut unlisted = None;
-        let since_s = rustbalance_hs::time::unix_secs(since);
-        while stopped.is_none() || dropped.is_none() || unlisted.is_none() {
-            anyhow::ensure!(
-                t.elapsed() < Duration::from_secs(60),
-                "after 60 s: node4 stopped {stopped:?}, peers dropped {dropped:?}, \
-                 published without it {unlisted:?}"
-            );
-            if unlisted.is_none() {
-                if let Some((_, p)) = publisher(&nodes[..3]).await {
-                    let at = p["at"]
-                        .as_str()
-                        .and_then(|a| humantime::parse_rfc3339(a).ok())
-                        .map(rustbalance_hs::time::unix_secs)
-                        .unwrap_or(0);
-                    if at >= since_s && published_nodes(&p) == three {
-                        unlisted = Some(t.elapsed());
-                    }
-                }
-            }
-            if stopped.is_none() && marker.exists() && nodes[3].status().await.is_none() {
-                stopped = Some(t.elapsed());
-            }
-            if dropped.is_none() {
-                let mut all = true;
-                for n in &nodes[..3] {
-                    let s = n.status().await.unwrap_or_default();
-                    let keys: Vec<&str> = s["mesh"]["peers"]
-                        .as_array()
-                        .map(|p| p.iter().filter_map(|p| p["public_key"].as_str()).collect())
-                        .unwrap_or_default();
-                    all &= keys.len() == 2 && !keys.contains(&node4_key.as_str());
-                }
-                if all {
-                    dropped = Some(t.elapsed());
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        anyhow::ensure!(
+            rotated >= rustbalance_node::join_node::ROTATE_AFTER_REMOVAL && rotated > dropped,
+            "the token was rotated after {rotated:?}, before every member had cut node4 off \
+             ({dropped:?})"
+        );
         let (p, _) =
             wait_published(&nodes[..3], None, since, &three, Duration::from_secs(60)).await?;
         eprintln!(
             "node remove node4: stopped after {:.1}s, a descriptor without it built after \
-             {:.1}s, dropped from every mesh after {:.1}s, {} publication confirmed by {:.1}s \
-             after the command",
-            stopped.unwrap_or_default().as_secs_f64(),
-            unlisted.unwrap_or_default().as_secs_f64(),
-            dropped.unwrap_or_default().as_secs_f64(),
+             {:.1}s, dropped from every mesh after {:.1}s, token rotated after {:.1}s, {} \
+             publication confirmed by {:.1}s after the command",
+            stopped.as_secs_f64(),
+            unlisted.as_secs_f64(),
+            dropped.as_secs_f64(),
+            rotated.as_secs_f64(),
             nodes[p].name,
             t.elapsed().as_secs_f64()
         );
+        // What a removed machine that kept the cluster secret could compute: the token of
+        // the new generation's counter without its salt. It must not work.
+        let secret = std::fs::read(
+            rustbalance_node::Config::load(&nodes[0].config)?
+                .cluster
+                .as_ref()
+                .map(|c| c.secret_file.clone())
+                .unwrap_or_default(),
+        )?;
+        // Every member takes the new generation (gossip, within seconds).
+        let n = 2;
+        let t2 = Instant::now();
+        loop {
+            let mut gens = Vec::new();
+            for node in &nodes[..3] {
+                gens.push(node.status().await.unwrap_or_default()["join"]["generation"].as_u64());
+            }
+            if gens.iter().all(|g| *g == Some(n)) {
+                break;
+            }
+            anyhow::ensure!(
+                t2.elapsed() < Duration::from_secs(20),
+                "join generations after the removal: {gens:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let guess = JoinToken::derive(master, 80, &secret, n);
+        let e = request_join(socks, &guess, &me, Duration::from_secs(90))
+            .await
+            .expect_err("a token derived from the cluster secret alone must be refused");
+        anyhow::ensure!(e.to_string().contains("did not take"), "{e}");
+        eprintln!("the unsalted token a removed machine could derive is refused: {e}");
         let cfg4 = nodes[3].config.display().to_string();
         let (code, _, err) = nodes[3]
             .cli_code(&["run", "--config", &cfg4], Duration::from_secs(30))

@@ -391,10 +391,15 @@ pub fn join(
             .context("the cluster secret in the answer is not hex")?,
     );
     let secret_file = dir.join(CLUSTER_SECRET);
+    let generation = rustbalance_node::join::JoinGeneration::parse(&format!(
+        "{} {}",
+        grant.join_generation, grant.join_salt
+    ))
+    .context("the join generation in the answer is malformed")?;
     write_atomic(&secret_file, &secret, 0o600)?;
     write_atomic(
         &layout.data_dir.join("join-generation"),
-        format!("{}\n", grant.join_generation).as_bytes(),
+        format!("{generation}\n").as_bytes(),
         0o600,
     )?;
     let text = Template {
@@ -439,6 +444,13 @@ pub fn join(
 }
 
 fn admin_call(config: &Path, method: &str, path: &str) -> Result<()> {
+    let body = admin_body(config, method, path)?;
+    print!("{}", *body);
+    Ok(())
+}
+
+/// The answer of the running node's admin endpoint to an authenticated request.
+fn admin_body(config: &Path, method: &str, path: &str) -> Result<Zeroizing<String>> {
     let cfg = Config::load(config)?;
     let cookie_file = Layout::new(&cfg.node.data_dir).admin_cookie();
     let cookie = Zeroizing::new(std::fs::read_to_string(&cookie_file).with_context(|| {
@@ -459,8 +471,7 @@ fn admin_call(config: &Path, method: &str, path: &str) -> Result<()> {
         ))
         .with_context(|| format!("the node on {} did not answer", cfg.admin.listen))?,
     );
-    print!("{}", *body);
-    Ok(())
+    Ok(body)
 }
 
 pub fn token_show(config: &Path) -> Result<()> {
@@ -481,7 +492,29 @@ pub fn node_remove(config: &Path, who: &str) -> Result<()> {
     if !ok {
         bail!("{who:?} is neither a node name nor a WireGuard public key");
     }
-    admin_call(config, "POST", &format!("/node/remove/{who}"))?;
-    eprintln!("every member drops it within seconds; the old join token is refused from now on");
-    Ok(())
+    let before = admin_body(config, "GET", "/token")?;
+    let answer = admin_body(config, "POST", &format!("/node/remove/{who}"))?;
+    eprint!("{}", *answer);
+    eprintln!(
+        "its intro points leave the descriptor now; every member drops its WireGuard peer within \
+         seconds; waiting for the token rotation ..."
+    );
+    let wait = rustbalance_node::join_node::ROTATE_AFTER_REMOVAL + Duration::from_secs(30);
+    let t0 = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = admin_body(config, "GET", "/token")?;
+        if *now != *before {
+            eprintln!("new join token (the old one is refused from now on):");
+            print!("{}", *now);
+            return Ok(());
+        }
+        if t0.elapsed() > wait {
+            bail!(
+                "the join token was not rotated within {} s: the removal is recorded, but \
+                 rotate it yourself with `rustbalance token rotate`",
+                wait.as_secs()
+            );
+        }
+    }
 }
