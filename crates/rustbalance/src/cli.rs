@@ -205,12 +205,14 @@ pub enum TokenCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum NodeCmd {
-    /// Remove a member for good, alive or dead: within seconds every member
-    /// drops its WireGuard peer and refuses its joins, its intro points leave
-    /// the descriptor, and, if it still runs, it stops and will not start
-    /// again (exit status 77). The join token is rotated; the new one is
-    /// printed. A removed machine that kept its files still holds the cluster
-    /// secret (and, if eligible, the master key): wipe it.
+    /// Remove a member for good, alive or dead: its intro points leave the
+    /// descriptor at once, within seconds every member drops its WireGuard
+    /// peer and refuses its joins, and, if it still runs, it stops and will
+    /// not start again (exit status 77). 15 s later, once it is cut off, the
+    /// join token is rotated with a salt the removed machine never sees; the
+    /// command waits for that and prints the new token. A removed machine that
+    /// kept its files still holds the cluster secret (and, if eligible, the
+    /// master key): wipe it.
     Remove {
         /// The member's node name, or its WireGuard public key.
         #[arg(value_name = "NAME|KEY")]
