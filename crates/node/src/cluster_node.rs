@@ -13,7 +13,7 @@
 
 use crate::config::ClusterSection;
 use crate::err::{Error, Result};
-use crate::join_node::{parse_mesh, Removal};
+use crate::join_node::{mesh_key, Removal};
 use crate::publisher::{Publisher, SlotReport, ViewCache};
 use crate::supervisor::{TorPhase, TorSupervisor};
 use rustbalance_cluster::{
@@ -577,8 +577,7 @@ fn intros_of(mut nodes: Vec<NodeView>) -> (Vec<InstanceIntros>, String) {
         if v.get(keys::TARGET_HEALTH) == Some("down") {
             continue;
         }
-        let key = v.get(keys::MESH).and_then(parse_mesh).map(|(k, _)| k);
-        if key.is_some_and(|k| removed.contains(&k)) {
+        if mesh_key(&v).is_some_and(|k| removed.contains(&k)) {
             continue;
         }
         for (_, enc) in v.intro_points() {

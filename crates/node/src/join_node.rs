@@ -23,7 +23,7 @@ use crate::join::{
     Admission, AdmitError, AdmitResult, Admitter, JoinGeneration, JoinGrant, JoinService,
     JoinToken, MemberInfo,
 };
-use rustbalance_cluster::{keys, Membership};
+use rustbalance_cluster::{keys, Membership, NodeView};
 use rustbalance_hs::atomic::write_atomic;
 use rustbalance_hs::OnionAddress;
 use rustbalance_mesh::{Mesh, MeshPeer, PublicKey};
@@ -96,17 +96,27 @@ impl Removal {
 /// The removals saved in `path` (missing file: none; a corrupt one is an error that names
 /// the file).
 pub fn load_removals(path: &std::path::Path) -> Result<Vec<Removal>> {
+    load_list(
+        path,
+        "read removed nodes",
+        "copy it from another member's data directory, or remove it (the members gossip their \
+         removals back within seconds)",
+    )
+}
+
+/// A JSON list kept in `path`: a missing file is an empty list; a corrupt one is an error
+/// that names the file and says what to do (`fix`).
+fn load_list<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+    action: &'static str,
+    fix: &str,
+) -> Result<Vec<T>> {
     match std::fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b).map_err(|e| {
-            Error::Other(format!(
-                "{} is corrupt ({e}); copy it from another member's data directory, or remove it \
-                 (the members gossip their removals back within seconds)",
-                path.display()
-            ))
-        }),
+        Ok(b) => serde_json::from_slice(&b)
+            .map_err(|e| Error::Other(format!("{} is corrupt ({e}); {fix}", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(source) => Err(Error::Io {
-            action: "read removed nodes",
+            action,
             path: path.to_path_buf(),
             source,
         }),
@@ -151,20 +161,11 @@ pub struct SavedPeer {
 /// Read the saved peers (a missing file is an empty list; a corrupt one is an error that
 /// names the file).
 pub fn load_saved_peers(path: &std::path::Path) -> Result<Vec<SavedPeer>> {
-    match std::fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b).map_err(|e| {
-            Error::Other(format!(
-                "{} is corrupt ({e}); remove it (peers come back through gossip and the config)",
-                path.display()
-            ))
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(source) => Err(Error::Io {
-            action: "read saved mesh peers",
-            path: path.to_path_buf(),
-            source,
-        }),
-    }
+    load_list(
+        path,
+        "read saved mesh peers",
+        "remove it (peers come back through gossip and the config)",
+    )
 }
 
 /// Everything the join endpoint and the peer sync need from the running node.
@@ -375,6 +376,11 @@ impl JoinNode {
             .lock()
             .map(|m| m.values().map(|(r, _)| r.clone()).collect())
             .unwrap_or_default()
+    }
+
+    /// Whether gossip member `m` runs under a removed WireGuard key.
+    fn is_removed(&self, m: &NodeView) -> bool {
+        mesh_key(m).is_some_and(|k| self.removal_of(&k).is_some())
     }
 
     /// The removal of WireGuard key `key`, if it was removed.
@@ -662,11 +668,7 @@ impl JoinNode {
                 .iter()
                 .filter(|m| m.node_id != self.name)
                 // A node already removed cannot remove others.
-                .filter(|m| {
-                    m.get(keys::MESH)
-                        .and_then(parse_mesh)
-                        .is_none_or(|(k, _)| self.removal_of(&k).is_none())
-                })
+                .filter(|m| !self.is_removed(m))
                 .flat_map(|m| {
                     m.get(keys::MESH_REMOVED)
                         .unwrap_or("")
@@ -694,8 +696,7 @@ impl JoinNode {
                     continue;
                 }
                 // A removed node's word counts for nothing (it may not have stopped).
-                let key = m.get(keys::MESH).and_then(parse_mesh).map(|(k, _)| k);
-                if key.is_some_and(|k| self.removal_of(&k).is_some()) {
+                if self.is_removed(m) {
                     continue;
                 }
                 if let Some(g) = m.get(keys::JOIN_GENERATION).and_then(JoinGeneration::parse) {
@@ -807,6 +808,11 @@ fn admitted_text(adm: &BTreeMap<String, (SavedPeer, String)>) -> String {
         .map(|(p, n)| format!("{} {} {} {n}", p.name, p.public_key, p.endpoint))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// A member's WireGuard public key (base64), from its gossiped `mesh` key.
+pub(crate) fn mesh_key(m: &NodeView) -> Option<String> {
+    m.get(keys::MESH).and_then(parse_mesh).map(|(k, _)| k)
 }
 
 /// `"<key> <ip:port>"`.
