@@ -8,7 +8,8 @@
 //!               members' `join_gen` (highest wins) ──▶ JoinService takes that token only
 //!  token rotate (admin) ──▶ generation + 1, saved, gossiped
 //!  node remove (admin) ──▶ removal saved (mesh-removed.json), gossiped in `mesh_removed`
-//!               (union of all members' lists), join token rotated
+//!               (union of all members' lists); the join token is rotated
+//!               ROTATE_AFTER_REMOVAL later, with a fresh salt
 //!  every 2 s:   members' `mesh_removed` ──▶ learned, saved; 5 s after learning one, its
 //!               WireGuard peer is dropped; its joins are refused from then on; the removed
 //!               node itself writes DATA_DIR/removed and stops for good
@@ -393,10 +394,7 @@ impl JoinNode {
 
     /// Gossip and save the removals known here (nothing while there are none).
     async fn gossip_removals(&self) {
-        let list: Vec<Removal> = match self.removals.lock() {
-            Ok(m) => m.values().map(|(r, _)| r.clone()).collect(),
-            Err(_) => return,
-        };
+        let list = self.removals();
         if list.is_empty() {
             return;
         }
@@ -495,11 +493,7 @@ impl JoinNode {
         if let Ok(key) = who.parse::<PublicKey>() {
             let name = members
                 .iter()
-                .find(|m| {
-                    m.get(keys::MESH)
-                        .and_then(parse_mesh)
-                        .is_some_and(|(k, _)| k == who)
-                })
+                .find(|m| mesh_key(m).as_deref() == Some(who))
                 .map(|m| m.node_id.clone())
                 .unwrap_or_else(|| "-".into());
             return Ok((name, key));
@@ -507,8 +501,8 @@ impl JoinNode {
         if let Some(k) = members
             .iter()
             .filter(|m| m.node_id == who)
-            .find_map(|m| m.get(keys::MESH).and_then(parse_mesh))
-            .and_then(|(k, _)| k.parse().ok())
+            .find_map(mesh_key)
+            .and_then(|k| k.parse().ok())
         {
             return Ok((who.to_string(), k));
         }
@@ -618,13 +612,15 @@ impl JoinNode {
                 });
             }
         }
+        // One read: counter and salt of the same generation.
+        let generation = self.join_generation();
         JoinGrant {
             v: 1,
             cluster_id: self.cluster_id.clone(),
             cluster_secret: hex::encode(&self.secret[..]),
             gossip_port: self.gossip_port,
-            join_generation: self.generation(),
-            join_salt: hex::encode(self.join_generation().salt),
+            join_generation: generation.n,
+            join_salt: hex::encode(&generation.salt),
             members,
             admitted_by: self.name.clone(),
         }
