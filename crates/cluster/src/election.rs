@@ -22,7 +22,10 @@
 //! # Rules
 //!
 //! 1. **Settle.** A freshly started node waits [`ElectionConfig::settle`] before it may
-//!    acquire, so that it hears about an existing lease before it competes.
+//!    acquire, so that it hears about an existing lease before it competes. A node that
+//!    regains quorum (rule 5) after being cut off settles again: it missed every lease
+//!    taken while it was away, and right after a heal the failure detector may report one
+//!    returning member live before another, the holder, whose lease would then look lapsed.
 //! 2. **Never steal.** While another node's lease is valid, a node follows, even when it
 //!    is better ranked (stability over optimality). A better node takes over only at the
 //!    next lapse, or when the holder yields voluntarily ([`Input::Yield`]).
@@ -273,6 +276,8 @@ pub struct Election {
     next_seq: u64,
     lapsed_since: Option<Millis>,
     yielded_until: Option<Millis>,
+    /// Since when quorum has held without interruption (rule 1: settle again after a cut).
+    quorum_since: Option<Millis>,
 }
 
 impl Election {
@@ -299,6 +304,7 @@ impl Election {
             next_seq: 0,
             lapsed_since: None,
             yielded_until: None,
+            quorum_since: None,
         })
     }
 
@@ -483,6 +489,11 @@ impl Election {
             self.release(actions);
         }
         let quorum = self.has_quorum(now);
+        self.quorum_since = if quorum {
+            Some(self.quorum_since.unwrap_or(now))
+        } else {
+            None
+        };
         let me = self.rank();
         let holders = self.valid_foreign_holders(now);
 
@@ -505,7 +516,12 @@ impl Election {
             return;
         }
         let lapsed_since = *self.lapsed_since.get_or_insert(now);
-        let settled_at = self.started.unwrap_or(now).plus(self.cfg.settle);
+        // Rule 1: listen `settle` after starting and after regaining quorum.
+        let settled_at = self
+            .started
+            .unwrap_or(now)
+            .max(self.quorum_since.unwrap_or(now))
+            .plus(self.cfg.settle);
         let yielded = self.yielded_until.is_some_and(|until| now < until);
         if !self.eligible || !quorum || now < settled_at || yielded {
             return;
@@ -671,6 +687,58 @@ mod tests {
         let acts = e.handle(Millis(8_000), Input::Membership(peers(false)));
         assert_eq!(acts, vec![Action::StopPublishing, Action::WithdrawLease]);
         assert!(!e.is_publishing());
+    }
+
+    #[test]
+    fn after_regaining_quorum_a_node_settles_before_it_acquires() {
+        // "a" ranks best; "b" took the lease while "a" was cut off. After the heal the
+        // failure detector reports "c" live first, and "b" (the holder) only later.
+        let mut e = Election::new("a", 0, true, 1, cfg()).unwrap();
+        let view = |b_live, c_live, b_lease: Option<LeaseAdvert>| {
+            vec![
+                Member {
+                    live: b_live,
+                    ..member("b", 1, b_lease)
+                },
+                Member {
+                    live: c_live,
+                    ..member("c", 2, None)
+                },
+            ]
+        };
+        e.handle(Millis(0), Input::Membership(view(true, true, None)));
+        assert!(e
+            .handle(Millis(2_000), Input::Membership(view(true, true, None)))
+            .contains(&Action::StartPublishing));
+        // Cut off at 3 s; its own lease ends at 8 s.
+        for t in (3_000..=8_000).step_by(100) {
+            e.handle(Millis(t), Input::Membership(view(false, false, None)));
+        }
+        assert!(!e.is_publishing());
+        // Healed at 20 s: "c" is live at once, "b" (holding lease 4) 600 ms later.
+        for t in (20_000..20_600).step_by(100) {
+            let acts = e.handle(
+                Millis(t),
+                Input::Membership(view(false, true, Some(lease(4)))),
+            );
+            assert!(
+                acts.is_empty(),
+                "acquired at {t} while the holder looked dead"
+            );
+        }
+        for t in (20_600..40_000).step_by(100) {
+            let acts = e.handle(
+                Millis(t),
+                Input::Membership(view(true, true, Some(lease(4 + t / 2_000)))),
+            );
+            assert!(acts.is_empty(), "stole a valid lease at {t}");
+        }
+        assert_eq!(
+            e.role(Millis(40_000)),
+            Role::Follower {
+                holder: Some("b".into())
+            }
+        );
     }
 
     #[test]
