@@ -560,7 +560,8 @@ mod tests {
             let start = Instant::now();
             let e = unseal_err(&t, b"pw");
             assert!(e.contains("hostile"), "{e}");
-            assert!(start.elapsed() < Duration::from_millis(50));
+            // Deriving with any of these would take seconds; the margin is for a busy CI host.
+            assert!(start.elapsed() < Duration::from_millis(500));
         }
     }
 

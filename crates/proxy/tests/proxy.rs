@@ -186,11 +186,12 @@ async fn idle_timeout_closes_both_sides() {
         busy.read_exact(&mut b).await.unwrap();
         t0 = Instant::now();
     }
-    // Then silence: closed within idle * 1.125 (+ scheduling slack).
+    // Then silence: closed within idle * 1.125 (+ generous slack for a busy 2-core CI host;
+    // the lower bound is what shows that traffic kept resetting the timer).
     assert_eq!(read_to_end(&mut busy).await, b"");
     let waited = t0.elapsed();
     assert!(
-        waited >= Duration::from_millis(250) && waited < Duration::from_millis(700),
+        waited >= Duration::from_millis(250) && waited < Duration::from_millis(1_500),
         "closed after {waited:?}"
     );
     assert_eq!(p.stats().snapshot().timeouts, 1);
