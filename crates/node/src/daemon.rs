@@ -336,6 +336,7 @@ pub async fn run(
                 let c = &jn.service.counters;
                 serde_json::json!({
                     "generation": jn.generation(),
+                    "open": jn.service.is_open(),
                     "removed": jn.removals(),
                     "accepted": c.accepted.load(std::sync::atomic::Ordering::Relaxed),
                     "rejected": c.rejections().iter().map(|(k, v)| (k.to_string(), *v)).collect::<std::collections::BTreeMap<_, _>>(),
@@ -735,7 +736,13 @@ async fn bring_up_mesh(
 
 fn register_join_metrics(m: &Metrics, svc: &Arc<JoinService>) {
     let c = svc.counters.clone();
+    let svc = svc.clone();
     m.register(move |w| {
+        w.gauge(
+            "rustbalance_join_open",
+            "1 while this node takes a join token; 0 while a node removal waits for the token rotation, or when stopping.",
+            if svc.is_open() { 1.0 } else { 0.0 },
+        );
         w.counter(
             "rustbalance_join_accepted_total",
             "Nodes admitted through the join endpoint.",

@@ -537,6 +537,20 @@ impl JoinService {
         }
     }
 
+    /// Accept no token until the next [`JoinService::set_token`] (a removal is under way:
+    /// the removed machine knows the current token). Requests on the join path then go to
+    /// the target like any unknown path, and are counted as `bad_token`.
+    pub fn close(&self) {
+        if let Ok(mut t) = self.token.write() {
+            *t = None;
+        }
+    }
+
+    /// Whether a token is accepted right now.
+    pub fn is_open(&self) -> bool {
+        self.token.read().map(|t| t.is_some()).unwrap_or(false)
+    }
+
     /// Take nothing any more (shutdown): forget the token and the admitter.
     pub fn clear(&self) {
         if let Ok(mut t) = self.token.write() {
@@ -1069,6 +1083,20 @@ mod tests {
         let l = format!("POST {} HTTP/1.1\r\n", old.path());
         assert_eq!(svc.classify(l.as_bytes()), Verdict::Pass);
         assert_eq!(svc.counters.bad_token.load(Relaxed), before + 1);
+        // Closed (a removal waits for its rotation): the current token is not taken either,
+        // until a token is set again.
+        assert!(svc.is_open());
+        svc.close();
+        assert!(!svc.is_open());
+        assert_eq!(svc.classify(line.as_bytes()), Verdict::Pass);
+        assert_eq!(svc.counters.bad_token.load(Relaxed), before + 2);
+        svc.set_token(JoinToken::derive(
+            addr(),
+            80,
+            b"0123456789abcdef0123456789abcdef",
+            3,
+        ));
+        assert_eq!(svc.classify(line.as_bytes()), Verdict::Take);
     }
 
     #[test]

@@ -8,12 +8,17 @@
 //!               members' `join_gen` (highest wins) ──▶ JoinService takes that token only
 //!  token rotate (admin) ──▶ generation + 1, saved, gossiped
 //!  node remove (admin) ──▶ removal saved (mesh-removed.json), gossiped in `mesh_removed`
-//!               (union of all members' lists); the join token is rotated
-//!               ROTATE_AFTER_REMOVAL later, with a fresh salt
+//!               (union of all members' lists); this member rotates the join token
+//!               ROTATE_AFTER_REMOVAL later, with a fresh salt (the others only if that
+//!               has not reached them ROTATION_FALLBACK after)
 //!  every 2 s:   members' `mesh_removed` ──▶ learned, saved; 5 s after learning one, its
 //!               WireGuard peer is dropped; its joins are refused from then on; the removed
 //!               node itself writes DATA_DIR/removed and stops for good
 //! ```
+//!
+//! From the moment a member learns of a removal until the rotated generation reaches it,
+//! it takes no join token at all: the removed machine knows the current one and could
+//! otherwise join again under a fresh WireGuard key before the rotation.
 //!
 //! Peers are never removed automatically: a dead node may come back, and WireGuard costs
 //! nothing for a silent peer; `rustbalance node remove` removes one for good. The files are
@@ -40,11 +45,17 @@ use zeroize::Zeroizing;
 /// that the removal still reaches the node itself over gossip and it stops.
 pub const REMOVAL_GRACE: Duration = Duration::from_secs(5);
 
-/// How long after learning of a removal a member rotates the join token (unless the
+/// How long after a removal the member that made it rotates the join token (unless the
 /// generation moved meanwhile): long enough for every member to have dropped the removed
 /// node's WireGuard peer ([`REMOVAL_GRACE`] after learning, itself within seconds), so the
 /// new generation's salt never reaches the removed node over gossip.
 pub const ROTATE_AFTER_REMOVAL: Duration = Duration::from_secs(15);
+
+/// The other members rotate only if the remover's new generation has not reached them
+/// this long after [`ROTATE_AFTER_REMOVAL`] (the remover died meanwhile). Were they all to
+/// rotate on time, each would draw its own salt, the cluster would settle on the highest,
+/// and the token `node remove` printed could be one the cluster no longer takes.
+pub const ROTATION_FALLBACK: Duration = Duration::from_secs(15);
 
 /// A node removed from the cluster (`rustbalance node remove`): saved in
 /// `mesh-removed.json`, gossiped in [`keys::MESH_REMOVED`]. Removals are never undone; a
@@ -428,12 +439,28 @@ impl JoinNode {
         }
         drop(m);
         if !new.is_empty() {
+            // The member that made a removal rotates ROTATE_AFTER_REMOVAL later; that
+            // rotation covers every removal learned before it. The others only stand by
+            // (ROTATION_FALLBACK more), in case the remover dies first.
+            let cur = self.join_generation();
+            let now = Instant::now();
+            let mine = new.iter().any(|r| r.by == self.name);
             if let Ok(mut p) = self.pending_rotation.lock() {
-                p.get_or_insert((
-                    Instant::now() + ROTATE_AFTER_REMOVAL,
-                    self.join_generation(),
-                ));
+                let due = if mine {
+                    now + ROTATE_AFTER_REMOVAL
+                } else {
+                    let fallback = now + ROTATE_AFTER_REMOVAL + ROTATION_FALLBACK;
+                    match p.as_ref() {
+                        Some((at, then)) if *then == cur => fallback.max(*at),
+                        _ => fallback,
+                    }
+                };
+                *p = Some((due, cur));
             }
+            // The removed machine knows the current token and could join again under a
+            // fresh WireGuard key before the rotation: no token is taken here until the next
+            // generation (ours or a member's) arrives.
+            self.service.close();
         }
         new
     }

@@ -282,9 +282,68 @@ async fn fourth_node_joins_with_only_the_token() {
                 unlisted.unwrap_or_default(),
             ))
         };
-        let ((cli, rotated), measured) = tokio::join!(cli, measure);
+        // The removed machine knows the current token: joining again under a fresh
+        // WireGuard key before the rotation must fail (every member stops taking tokens as
+        // soon as it learns of the removal).
+        let intruder = JoinParams {
+            name: "node5".into(),
+            wg_public_key: rustbalance_mesh::PrivateKey::generate()
+                .public_key()
+                .to_string(),
+            endpoint: SocketAddr::new(nodes[3].host.ip, 51821),
+        };
+        let sneak = async {
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            // The lab client's last join went to node4 (now stopping) and tor reuses a
+            // rendezvous circuit for new streams: start afresh, as the removed machine's own
+            // tor would.
+            if let Ok(c) =
+                rustbalance_tor::ControlClient::connect_authenticated(lab.client_control_addr())
+                    .await
+            {
+                let _ = c.signal("NEWNYM").await;
+            }
+            loop {
+                // Every attempt must end before the rotation (about 15 s after the command).
+                let left = Duration::from_secs(14).saturating_sub(t.elapsed());
+                let r =
+                    request_join(socks, &new, &intruder, left.max(Duration::from_secs(3))).await;
+                let outcome = match &r {
+                    Ok(g) => format!("admitted by {}", g.admitted_by),
+                    Err(e) => e.to_string(),
+                };
+                eprintln!(
+                    "fresh-key join attempt, ended {:.1}s after the command: {outcome}",
+                    t.elapsed().as_secs_f64()
+                );
+                // A circuit through a node that stopped meanwhile fails: try again (other
+                // intro points).
+                let unreached = r.as_ref().is_err_and(|e| {
+                    let e = e.to_string();
+                    e.contains("cannot reach the cluster") || e.contains("no answer")
+                });
+                if !unreached || t.elapsed() >= Duration::from_secs(13) {
+                    break (r, t.elapsed());
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        };
+        let ((cli, rotated), measured, (sneaked, sneak_at)) = tokio::join!(cli, measure, sneak);
         let (ok, out, err) = cli?;
         let (stopped, dropped, unlisted) = measured?;
+        let e = sneaked.expect_err("the pre-removal token must not admit a fresh key");
+        anyhow::ensure!(e.to_string().contains("did not take"), "{e}");
+        anyhow::ensure!(
+            sneak_at < rotated,
+            "the fresh-key join with the old token ended after the rotation ({sneak_at:?} vs \
+             {rotated:?}): the window before the rotation was not tested"
+        );
+        eprintln!(
+            "a fresh key with the pre-removal token, {:.1}s after the command (before the \
+             rotation at {:.1}s), was refused: {e}",
+            sneak_at.as_secs_f64(),
+            rotated.as_secs_f64()
+        );
         anyhow::ensure!(ok, "node remove failed: {err}");
         anyhow::ensure!(
             err.contains(&node4_key),
@@ -368,6 +427,41 @@ async fn fourth_node_joins_with_only_the_token() {
             refused += s["join"]["rejected"]["removed"].as_u64().unwrap_or(0);
         }
         anyhow::ensure!(refused == 1, "join requests refused as removed: {refused}");
+        // One rotation (the remover's), so the token the command printed is every member's,
+        // past the moment the others would have rotated on their own.
+        tokio::time::sleep(
+            (rustbalance_node::join_node::ROTATE_AFTER_REMOVAL
+                + rustbalance_node::join_node::ROTATION_FALLBACK
+                + Duration::from_secs(3))
+            .saturating_sub(t.elapsed()),
+        )
+        .await;
+        for n in &nodes[..3] {
+            let cfg = n.config.display().to_string();
+            let (ok, shown, err) = n
+                .cli(
+                    &["token", "show", "--config", &cfg],
+                    Duration::from_secs(10),
+                )
+                .await?;
+            anyhow::ensure!(ok, "{}: token show failed: {err}", n.name);
+            let shown = JoinToken::parse(&shown)?;
+            anyhow::ensure!(
+                shown.path_id() == newest.path_id(),
+                "{} takes another token than the one `node remove` printed",
+                n.name
+            );
+        }
+        for n in &nodes[..3] {
+            let s = n.status().await.unwrap_or_default();
+            anyhow::ensure!(s["join"]["open"] == true, "{}: joins still closed", n.name);
+            let peers = s["mesh"]["peers"].to_string();
+            anyhow::ensure!(
+                !peers.contains(&intruder.wg_public_key),
+                "{}: the fresh key got in: {peers}",
+                n.name
+            );
+        }
         // The saved peers (rewritten when node4's peer was dropped) name the members.
         for n in &nodes[..3] {
             let data = rustbalance_node::Config::load(&n.config)?.node.data_dir;
@@ -381,6 +475,18 @@ async fn fourth_node_joins_with_only_the_token() {
         anyhow::Ok(())
     }
     .await;
+    if result.is_err() {
+        // What the nodes said last: the lab directory goes with the lab.
+        for name in ["node1", "node2", "node3", "node4"] {
+            let log = lab.dir().join("nodes").join(name).join("output.log");
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            eprintln!("--- {} (last 40 lines)", log.display());
+            for l in &lines[lines.len().saturating_sub(40)..] {
+                eprintln!("{l}");
+            }
+        }
+    }
     lab.stop_and_verify().await.unwrap();
     result.unwrap();
 }
