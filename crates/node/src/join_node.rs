@@ -57,6 +57,11 @@ pub const ROTATE_AFTER_REMOVAL: Duration = Duration::from_secs(15);
 /// and the token `node remove` printed could be one the cluster no longer takes.
 pub const ROTATION_FALLBACK: Duration = Duration::from_secs(15);
 
+/// Removals learned later than this after they were made (by their wall-clock stamp) no
+/// longer close the join endpoint nor ask for a rotation: that rotation happened while this
+/// member was away, and gossip brings its generation.
+const RECENT_REMOVAL: Duration = Duration::from_secs(600);
+
 /// A node removed from the cluster (`rustbalance node remove`): saved in
 /// `mesh-removed.json`, gossiped in [`keys::MESH_REMOVED`]. Removals are never undone; a
 /// removed machine comes back only wiped, with a new WireGuard key.
@@ -438,13 +443,19 @@ impl JoinNode {
             }
         }
         drop(m);
-        if !new.is_empty() {
+        // A removal made long ago (this member was away) had its rotation long ago too.
+        let unix_now = rustbalance_hs::time::unix_secs(SystemTime::now());
+        let recent: Vec<&Removal> = new
+            .iter()
+            .filter(|r| unix_now.saturating_sub(r.at) < RECENT_REMOVAL.as_secs())
+            .collect();
+        if !recent.is_empty() {
             // The member that made a removal rotates ROTATE_AFTER_REMOVAL later; that
             // rotation covers every removal learned before it. The others only stand by
             // (ROTATION_FALLBACK more), in case the remover dies first.
             let cur = self.join_generation();
             let now = Instant::now();
-            let mine = new.iter().any(|r| r.by == self.name);
+            let mine = recent.iter().any(|r| r.by == self.name);
             if let Ok(mut p) = self.pending_rotation.lock() {
                 let due = if mine {
                     now + ROTATE_AFTER_REMOVAL
