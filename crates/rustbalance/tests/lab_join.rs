@@ -238,13 +238,22 @@ async fn fourth_node_joins_with_only_the_token() {
             let mut stopped = None;
             let mut dropped = None;
             let mut unlisted = None;
+            let mut rotation = None;
             let since_s = rustbalance_hs::time::unix_secs(since);
-            while stopped.is_none() || dropped.is_none() || unlisted.is_none() {
+            while stopped.is_none() || dropped.is_none() || unlisted.is_none() || rotation.is_none()
+            {
                 anyhow::ensure!(
                     t.elapsed() < Duration::from_secs(60),
                     "after 60 s: node4 stopped {stopped:?}, peers dropped {dropped:?}, \
-                     published without it {unlisted:?}"
+                     published without it {unlisted:?}, token rotated {rotation:?}"
                 );
+                // The rotation: node3, where the command ran, reaches generation 2.
+                if rotation.is_none() {
+                    let s = nodes[2].status().await.unwrap_or_default();
+                    if s["join"]["generation"].as_u64() == Some(2) {
+                        rotation = Some(t.elapsed());
+                    }
+                }
                 if unlisted.is_none() {
                     if let Some((_, p)) = publisher(&nodes[..3]).await {
                         let at = p["at"]
@@ -280,6 +289,7 @@ async fn fourth_node_joins_with_only_the_token() {
                 stopped.unwrap_or_default(),
                 dropped.unwrap_or_default(),
                 unlisted.unwrap_or_default(),
+                rotation.unwrap_or_default(),
             ))
         };
         // The removed machine knows the current token: joining again under a fresh
@@ -328,9 +338,9 @@ async fn fourth_node_joins_with_only_the_token() {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         };
-        let ((cli, rotated), measured, (sneaked, sneak_at)) = tokio::join!(cli, measure, sneak);
+        let ((cli, returned), measured, (sneaked, sneak_at)) = tokio::join!(cli, measure, sneak);
         let (ok, out, err) = cli?;
-        let (stopped, dropped, unlisted) = measured?;
+        let (stopped, dropped, unlisted, rotated) = measured?;
         let e = sneaked.expect_err("the pre-removal token must not admit a fresh key");
         anyhow::ensure!(e.to_string().contains("did not take"), "{e}");
         anyhow::ensure!(
@@ -360,12 +370,14 @@ async fn fourth_node_joins_with_only_the_token() {
             wait_published(&nodes[..3], None, since, &three, Duration::from_secs(60)).await?;
         eprintln!(
             "node remove node4: stopped after {:.1}s, a descriptor without it built after \
-             {:.1}s, dropped from every mesh after {:.1}s, token rotated after {:.1}s, {} \
-             publication confirmed by {:.1}s after the command",
+             {:.1}s, dropped from every mesh after {:.1}s, token rotated after {:.1}s (the \
+             command returned after {:.1}s), {} publication confirmed by {:.1}s after the \
+             command",
             stopped.as_secs_f64(),
             unlisted.as_secs_f64(),
             dropped.as_secs_f64(),
             rotated.as_secs_f64(),
+            returned.as_secs_f64(),
             nodes[p].name,
             t.elapsed().as_secs_f64()
         );

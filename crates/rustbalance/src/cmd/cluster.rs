@@ -505,8 +505,23 @@ pub fn node_remove(config: &Path, who: &str) -> Result<()> {
         std::thread::sleep(Duration::from_secs(1));
         let now = admin_body(config, "GET", "/token")?;
         if *now != *before {
+            // Another member may have rotated at the same moment (two removals made on two
+            // members); the cluster keeps one of the two generations. Wait until the token
+            // holds still for a few seconds, so what is printed is the one that stays.
+            let mut settled = now;
+            let mut still = 0;
+            while still < 3 && t0.elapsed() <= wait {
+                std::thread::sleep(Duration::from_secs(1));
+                let again = admin_body(config, "GET", "/token")?;
+                if *again == *settled {
+                    still += 1;
+                } else {
+                    settled = again;
+                    still = 0;
+                }
+            }
             eprintln!("new join token (the old one is refused from now on):");
-            print!("{}", *now);
+            print!("{}", *settled);
             return Ok(());
         }
         if t0.elapsed() > wait {
