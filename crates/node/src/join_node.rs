@@ -454,18 +454,9 @@ impl JoinNode {
             // rotation covers every removal learned before it. The others only stand by
             // (ROTATION_FALLBACK more), in case the remover dies first.
             let cur = self.join_generation();
-            let now = Instant::now();
             let mine = recent.iter().any(|r| r.by == self.name);
             if let Ok(mut p) = self.pending_rotation.lock() {
-                let due = if mine {
-                    now + ROTATE_AFTER_REMOVAL
-                } else {
-                    let fallback = now + ROTATE_AFTER_REMOVAL + ROTATION_FALLBACK;
-                    match p.as_ref() {
-                        Some((at, then)) if *then == cur => fallback.max(*at),
-                        _ => fallback,
-                    }
-                };
+                let due = rotation_due(Instant::now(), mine, p.as_ref(), &cur);
                 *p = Some((due, cur));
             }
             // The removed machine knows the current token and could join again under a
@@ -837,6 +828,27 @@ impl JoinNode {
 }
 
 /// The gossip value of [`keys::MESH_ADMITTED`].
+/// When to rotate after learning of removals at `now` (`mine`: one of them was made here),
+/// given the rotation already pending, if any, and the current generation.
+fn rotation_due(
+    now: Instant,
+    mine: bool,
+    pending: Option<&(Instant, JoinGeneration)>,
+    cur: &JoinGeneration,
+) -> Instant {
+    if mine {
+        // Covers every removal learned before: none of them is cut off later than this one.
+        return now + ROTATE_AFTER_REMOVAL;
+    }
+    let fallback = now + ROTATE_AFTER_REMOVAL + ROTATION_FALLBACK;
+    match pending {
+        // A pending rotation of this generation (ours or a fallback) moves later, never
+        // earlier: this removal's node must be cut off first.
+        Some((at, then)) if then == cur => fallback.max(*at),
+        _ => fallback,
+    }
+}
+
 fn admitted_text(adm: &BTreeMap<String, (SavedPeer, String)>) -> String {
     adm.values()
         .map(|(p, n)| format!("{} {} {} {n}", p.name, p.public_key, p.endpoint))
@@ -890,6 +902,43 @@ pub(crate) mod tests {
             assert_eq!(Removal::parse_line(&bad), None, "{bad:?}");
         }
         assert!(r.describe().contains("node4") && r.describe().contains("node1"));
+    }
+
+    #[test]
+    fn only_the_remover_rotates_on_time() {
+        let t = Instant::now();
+        let g1 = JoinGeneration {
+            n: 1,
+            salt: Vec::new(),
+        };
+        let g2 = JoinGeneration {
+            n: 2,
+            salt: vec![7; 16],
+        };
+        // The remover rotates after ROTATE_AFTER_REMOVAL; the others stand by.
+        assert_eq!(rotation_due(t, true, None, &g1), t + ROTATE_AFTER_REMOVAL);
+        let fallback = t + ROTATE_AFTER_REMOVAL + ROTATION_FALLBACK;
+        assert_eq!(rotation_due(t, false, None, &g1), fallback);
+        // A removal made here after one learned from another member: on time, from now.
+        let pending = (fallback, g1.clone());
+        let later = t + Duration::from_secs(3);
+        assert_eq!(
+            rotation_due(later, true, Some(&pending), &g1),
+            later + ROTATE_AFTER_REMOVAL
+        );
+        // Another member's removal after ours: our pending rotation becomes a fallback
+        // (that member rotates on time, later than ours would have).
+        let ours = (t + ROTATE_AFTER_REMOVAL, g1.clone());
+        assert_eq!(
+            rotation_due(later, false, Some(&ours), &g1),
+            later + ROTATE_AFTER_REMOVAL + ROTATION_FALLBACK
+        );
+        // A pending rotation of an older generation (someone rotated meanwhile) is replaced.
+        let stale = (t + Duration::from_secs(600), g1);
+        assert_eq!(
+            rotation_due(later, false, Some(&stale), &g2),
+            later + ROTATE_AFTER_REMOVAL + ROTATION_FALLBACK
+        );
     }
 
     #[test]
