@@ -162,12 +162,14 @@ pub enum Error {
     },
 
     /// Something still listens on a lab address after stop.
-    #[error("after stopping, {addrs:?} still accept connections; some lab process survived: check `rustbalance lab status --dir {dir}`")]
+    #[error("after stopping, {addrs:?} still accept connections (lab processes that listened there: {owners:?}); some lab process survived, or another program took the address: check `rustbalance lab status --dir {dir}`")]
     StillListening {
         /// The lab directory.
         dir: PathBuf,
         /// Addresses that still accept connections.
         addrs: Vec<SocketAddr>,
+        /// The lab processes recorded on those addresses, with whether each still runs.
+        owners: Vec<String>,
     },
 }
 

@@ -634,11 +634,39 @@ impl Lab {
             }
         }
         let addrs = self.listen_addrs()?;
-        let left = crate::net::still_listening(&addrs).await;
+        // A socket can outlive its process by a moment (the kernel closes it on exit): look
+        // again for a few seconds before calling it a survivor.
+        let t0 = Instant::now();
+        let mut left = crate::net::still_listening(&addrs).await;
+        while !left.is_empty() && t0.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            left = crate::net::still_listening(&left).await;
+        }
         if !left.is_empty() {
+            // Who listened there, and whether that process still runs.
+            let owners = self
+                .layout
+                .records()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|r| r.listens.iter().any(|a| left.contains(&self.reach(*a))))
+                .map(|r| {
+                    format!(
+                        "{} (pid {}, {})",
+                        r.name,
+                        r.id.pid,
+                        if r.id.is_alive() {
+                            "still running"
+                        } else {
+                            "exited"
+                        }
+                    )
+                })
+                .collect();
             return Err(Error::StillListening {
                 dir: self.layout.dir.clone(),
                 addrs: left,
+                owners,
             });
         }
         Ok(report)

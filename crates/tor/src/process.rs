@@ -142,8 +142,11 @@ pub fn wait_dead(ids: &[ProcessId], timeout: Duration) -> bool {
     }
 }
 
+/// How long [`stop_all`] waits for processes to be gone after SIGKILL.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
 /// Stops many processes at once: SIGTERM to all, wait up to `grace`, then
-/// SIGKILL the rest. Returns the first error, after trying every process.
+/// SIGKILL the rest (and wait for them to be gone). Returns the first error, after trying every process.
 pub fn stop_all(ids: &[ProcessId], grace: Duration) -> Result<()> {
     let mut first_err = None;
     for id in ids {
@@ -157,6 +160,9 @@ pub fn stop_all(ids: &[ProcessId], grace: Duration) -> Result<()> {
                 first_err.get_or_insert(e);
             }
         }
+        // SIGKILL is only queued: on a busy host the process may hold its sockets for a
+        // moment longer. Return once it is gone, so callers can reuse its addresses.
+        wait_dead(ids, KILL_WAIT);
     }
     first_err.map_or(Ok(()), Err)
 }
