@@ -553,9 +553,7 @@ impl JoinService {
 
     /// Take nothing any more (shutdown): forget the token and the admitter.
     pub fn clear(&self) {
-        if let Ok(mut t) = self.token.write() {
-            *t = None;
-        }
+        self.close();
         if let Ok(mut s) = self.admitter.write() {
             *s = None;
         }

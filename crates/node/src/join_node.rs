@@ -827,7 +827,6 @@ impl JoinNode {
     }
 }
 
-/// The gossip value of [`keys::MESH_ADMITTED`].
 /// When to rotate after learning of removals at `now` (`mine`: one of them was made here),
 /// given the rotation already pending, if any, and the current generation.
 fn rotation_due(
@@ -849,6 +848,7 @@ fn rotation_due(
     }
 }
 
+/// The gossip value of [`keys::MESH_ADMITTED`].
 fn admitted_text(adm: &BTreeMap<String, (SavedPeer, String)>) -> String {
     adm.values()
         .map(|(p, n)| format!("{} {} {} {n}", p.name, p.public_key, p.endpoint))
