@@ -501,30 +501,28 @@ pub fn node_remove(config: &Path, who: &str) -> Result<()> {
     );
     let wait = rustbalance_node::join_node::ROTATE_AFTER_REMOVAL + Duration::from_secs(30);
     let t0 = Instant::now();
+    // Another member may rotate at the same moment (two removals made on two members) and
+    // the cluster keeps one of the two generations: print the new token once it has held
+    // still for 3 s, so what is printed is the one that stays.
+    let mut last = before.clone();
+    let mut still = 0;
     loop {
         std::thread::sleep(Duration::from_secs(1));
         let now = admin_body(config, "GET", "/token")?;
-        if *now != *before {
-            // Another member may have rotated at the same moment (two removals made on two
-            // members); the cluster keeps one of the two generations. Wait until the token
-            // holds still for a few seconds, so what is printed is the one that stays.
-            let mut settled = now;
-            let mut still = 0;
-            while still < 3 && t0.elapsed() <= wait {
-                std::thread::sleep(Duration::from_secs(1));
-                let again = admin_body(config, "GET", "/token")?;
-                if *again == *settled {
-                    still += 1;
-                } else {
-                    settled = again;
-                    still = 0;
-                }
-            }
+        if *now == *last {
+            still += 1;
+        } else {
+            last = now;
+            still = 0;
+        }
+        let rotated = *last != *before;
+        let late = t0.elapsed() > wait;
+        if rotated && (still >= 3 || late) {
             eprintln!("new join token (the old one is refused from now on):");
-            print!("{}", *settled);
+            print!("{}", *last);
             return Ok(());
         }
-        if t0.elapsed() > wait {
+        if late {
             bail!(
                 "the join token was not rotated within {} s: the removal is recorded, but \
                  rotate it yourself with `rustbalance token rotate`",
