@@ -85,124 +85,36 @@
 //! after `detection` (phi-accrual, ~1 s at a 100 ms gossip interval) when
 //! `takeover_on_holder_death` is on, and at most `lease + gossip delay` after its last
 //! renewal otherwise; plus one tick of the driver.
+//!
+//! # Modules
+//!
+//! The machine ([`Election`], its inputs and actions) and rule evaluation live here; the
+//! pieces it is built from live next to it: `config` (tunables), `millis` (the clock
+//! value), `member` (the membership view and how it is absorbed), `lease` (adverts,
+//! own lease, observations, rules 3 and 7), `rank` (rule 4) and `quorum` (rule 5).
+
+mod config;
+mod lease;
+mod member;
+mod millis;
+mod quorum;
+mod rank;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+pub use config::ElectionConfig;
+pub use lease::LeaseAdvert;
+use lease::{Observation, OwnLease};
+use member::KnownMember;
+pub use member::Member;
+pub use millis::Millis;
 
 use crate::err::ClusterError;
 
-/// Milliseconds since an epoch chosen by the driver (for instance the start of the
-/// process, read from a monotonic clock). Only differences matter.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Millis(pub u64);
-
-impl Millis {
-    /// `self + d`, saturating.
-    pub fn plus(self, d: Duration) -> Millis {
-        Millis(self.0.saturating_add(duration_ms(d)))
-    }
-
-    /// Time elapsed from `earlier` to `self` (zero if `earlier` is later).
-    pub fn since(self, earlier: Millis) -> Duration {
-        Duration::from_millis(self.0.saturating_sub(earlier.0))
-    }
-}
-
-fn duration_ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 /// Identifier of a node, unique in the cluster (stable across restarts).
 pub type NodeId = String;
-
-/// A lease as advertised in the holder's gossip state (key [`crate::keys::LEASE`]).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LeaseAdvert {
-    /// Distinguishes the holder's successive runs (a restarted node starts `seq` again).
-    pub incarnation: u64,
-    /// Bumped at every renewal: a change is what observers count from.
-    pub seq: u64,
-    /// Validity granted by this renewal, in milliseconds.
-    pub ttl_ms: u64,
-    /// End of the lease on the holder's own clock. Informational only: observers never
-    /// compare it with their clock.
-    pub until_ms: u64,
-}
-
-impl LeaseAdvert {
-    /// The gossip encoding (JSON).
-    pub fn encode(&self) -> String {
-        // Invariant: serializing a struct of integers to JSON cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
-    }
-
-    /// Parses the gossip encoding.
-    pub fn decode(s: &str) -> Result<LeaseAdvert, ClusterError> {
-        serde_json::from_str(s).map_err(|source| ClusterError::BadState {
-            key: crate::keys::LEASE,
-            source,
-        })
-    }
-}
-
-/// What the membership says about one node.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Member {
-    pub id: NodeId,
-    /// Lower wins.
-    pub priority: u32,
-    pub eligible: bool,
-    /// Whether the failure detector considers the node alive.
-    pub live: bool,
-    /// The lease the node advertises, if any.
-    pub lease: Option<LeaseAdvert>,
-}
-
-/// Tunables of the election.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ElectionConfig {
-    /// How often the holder renews its lease.
-    pub renew: Duration,
-    /// How long one renewal is valid. Must exceed `renew` (3× is a good ratio).
-    pub lease: Duration,
-    /// How long a new node listens before it may acquire.
-    pub settle: Duration,
-    /// Extra wait per rank position after a lapse (rule 4).
-    pub candidate_step: Duration,
-    /// How long a dead member still counts in the last-known membership (rule 5).
-    pub forget_after: Duration,
-    /// Treat a holder that the failure detector reports dead as lapsed (rule 3).
-    pub takeover_on_holder_death: bool,
-}
-
-impl Default for ElectionConfig {
-    fn default() -> Self {
-        ElectionConfig {
-            renew: Duration::from_secs(2),
-            lease: Duration::from_secs(6),
-            settle: Duration::from_secs(2),
-            candidate_step: Duration::from_secs(2),
-            forget_after: Duration::from_secs(60),
-            takeover_on_holder_death: true,
-        }
-    }
-}
-
-impl ElectionConfig {
-    /// Checks the relations between the durations.
-    pub fn validate(&self) -> Result<(), ClusterError> {
-        if self.renew.is_zero() || self.lease <= self.renew {
-            return Err(ClusterError::BadConfig(format!(
-                "the lease ({:?}) must be longer than the renew interval ({:?}) and the renew \
-                 interval must not be zero; use for instance renew 2s and lease 6s",
-                self.lease, self.renew
-            )));
-        }
-        Ok(())
-    }
-}
 
 /// An event fed to the election.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -240,25 +152,6 @@ pub enum Role {
         holder: Option<NodeId>,
     },
     Holder,
-}
-
-#[derive(Clone, Debug)]
-struct Observation {
-    advert: LeaseAdvert,
-    seen_at: Millis,
-}
-
-#[derive(Clone, Debug)]
-struct KnownMember {
-    member: Member,
-    last_live: Millis,
-}
-
-#[derive(Clone, Debug)]
-struct OwnLease {
-    seq: u64,
-    renewed_at: Millis,
-    expires: Millis,
 }
 
 /// One node's election state machine. See the module documentation.
@@ -355,134 +248,6 @@ impl Election {
         actions
     }
 
-    fn rank(&self) -> (u32, &str) {
-        (self.priority, &self.me)
-    }
-
-    fn absorb(&mut self, now: Millis, view: Vec<Member>) {
-        let mut seen = BTreeMap::new();
-        for member in view {
-            if member.id == self.me {
-                continue;
-            }
-            let last_live = match (member.live, self.members.get(&member.id)) {
-                (true, _) => now,
-                (false, Some(known)) => known.last_live,
-                // First heard of while already dead: count it from now.
-                (false, None) => now,
-            };
-            match &member.lease {
-                Some(advert) => {
-                    let fresh = self
-                        .observed
-                        .get(&member.id)
-                        .is_none_or(|o| &o.advert != advert);
-                    if fresh {
-                        self.observed.insert(
-                            member.id.clone(),
-                            Observation {
-                                advert: advert.clone(),
-                                seen_at: now,
-                            },
-                        );
-                    }
-                }
-                None => {
-                    self.observed.remove(&member.id);
-                }
-            }
-            seen.insert(member.id.clone(), KnownMember { member, last_live });
-        }
-        self.observed.retain(|id, _| seen.contains_key(id));
-        self.members = seen;
-    }
-
-    /// Whether `id`'s lease is valid from here at `now`.
-    fn foreign_valid(&self, now: Millis, known: &KnownMember) -> bool {
-        if !known.member.live && self.cfg.takeover_on_holder_death {
-            return false;
-        }
-        match (&known.member.lease, self.observed.get(&known.member.id)) {
-            (Some(advert), Some(obs)) if &obs.advert == advert => {
-                now < Millis(obs.seen_at.0.saturating_add(advert.ttl_ms))
-            }
-            _ => false,
-        }
-    }
-
-    fn valid_foreign_holders(&self, now: Millis) -> Vec<(u32, &str)> {
-        let mut holders: Vec<(u32, &str)> = self
-            .members
-            .values()
-            .filter(|k| self.foreign_valid(now, k))
-            .map(|k| (k.member.priority, k.member.id.as_str()))
-            .collect();
-        holders.sort();
-        holders
-    }
-
-    fn best_foreign_holder(&self, now: Millis) -> Option<NodeId> {
-        self.valid_foreign_holders(now)
-            .first()
-            .map(|(_, id)| (*id).to_owned())
-    }
-
-    /// Rule 5: at least half of the last-known membership (self included) is live.
-    fn has_quorum(&self, now: Millis) -> bool {
-        let mut known = 1usize;
-        let mut live = 1usize;
-        for k in self.members.values() {
-            if k.member.live {
-                known += 1;
-                live += 1;
-            } else if now.since(k.last_live) < self.cfg.forget_after {
-                known += 1;
-            }
-        }
-        live * 2 >= known
-    }
-
-    /// Rule 4: how many live eligible nodes rank before this one.
-    fn rank_position(&self) -> u32 {
-        let me = self.rank();
-        let ahead = self
-            .members
-            .values()
-            .filter(|k| k.member.live && k.member.eligible)
-            .filter(|k| (k.member.priority, k.member.id.as_str()) < me)
-            .count();
-        u32::try_from(ahead).unwrap_or(u32::MAX)
-    }
-
-    fn give_up(&mut self, now: Millis, actions: &mut Vec<Action>) {
-        self.yielded_until = Some(now.plus(self.cfg.lease));
-        self.release(actions);
-    }
-
-    fn release(&mut self, actions: &mut Vec<Action>) {
-        if self.own.take().is_some() {
-            actions.push(Action::StopPublishing);
-            actions.push(Action::WithdrawLease);
-        }
-    }
-
-    fn advert(&mut self, now: Millis) -> LeaseAdvert {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let expires = now.plus(self.cfg.lease);
-        self.own = Some(OwnLease {
-            seq,
-            renewed_at: now,
-            expires,
-        });
-        LeaseAdvert {
-            incarnation: self.incarnation,
-            seq,
-            ttl_ms: duration_ms(self.cfg.lease),
-            until_ms: expires.0,
-        }
-    }
-
     fn evaluate(&mut self, now: Millis, actions: &mut Vec<Action>) {
         // Own lease ran out (it was not renewed: no quorum).
         if self.own.as_ref().is_some_and(|own| now >= own.expires) {
@@ -534,241 +299,5 @@ impl Election {
             actions.push(Action::AdvertiseLease(advert));
             actions.push(Action::StartPublishing);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cfg() -> ElectionConfig {
-        ElectionConfig::default()
-    }
-
-    fn member(id: &str, priority: u32, lease: Option<LeaseAdvert>) -> Member {
-        Member {
-            id: id.into(),
-            priority,
-            eligible: true,
-            live: true,
-            lease,
-        }
-    }
-
-    fn lease(seq: u64) -> LeaseAdvert {
-        LeaseAdvert {
-            incarnation: 1,
-            seq,
-            ttl_ms: 6_000,
-            until_ms: 0,
-        }
-    }
-
-    #[test]
-    fn rejects_a_lease_shorter_than_the_renew_interval() {
-        let bad = ElectionConfig {
-            lease: Duration::from_secs(1),
-            ..cfg()
-        };
-        assert!(Election::new("a", 0, true, 1, bad).is_err());
-    }
-
-    #[test]
-    fn a_lone_node_acquires_after_settling_and_renews() {
-        let mut e = Election::new("a", 0, true, 7, cfg()).unwrap();
-        assert!(e.handle(Millis(0), Input::Membership(vec![])).is_empty());
-        assert_eq!(e.role(Millis(0)), Role::Settling);
-        assert!(e.handle(Millis(1_999), Input::Tick).is_empty());
-        let acts = e.handle(Millis(2_000), Input::Tick);
-        assert!(
-            matches!(&acts[..], [Action::AdvertiseLease(l), Action::StartPublishing]
-            if l.incarnation == 7 && l.seq == 0 && l.until_ms == 8_000)
-        );
-        assert!(e.handle(Millis(3_000), Input::Tick).is_empty());
-        let acts = e.handle(Millis(4_000), Input::Tick);
-        assert!(matches!(&acts[..], [Action::AdvertiseLease(l)] if l.seq == 1));
-    }
-
-    #[test]
-    fn a_better_node_does_not_steal_a_valid_lease() {
-        let mut e = Election::new("a", 0, true, 1, cfg()).unwrap();
-        for t in (0..20_000).step_by(100) {
-            // "b" is worse ranked but renews its lease every 2 s.
-            let view = vec![member("b", 5, Some(lease(t / 2_000)))];
-            assert!(e.handle(Millis(t), Input::Membership(view)).is_empty());
-        }
-        assert_eq!(
-            e.role(Millis(20_000)),
-            Role::Follower {
-                holder: Some("b".into())
-            }
-        );
-    }
-
-    #[test]
-    fn an_unrenewed_lease_lapses_after_its_ttl_as_observed_locally() {
-        let c = ElectionConfig {
-            takeover_on_holder_death: false,
-            ..cfg()
-        };
-        let mut e = Election::new("a", 0, true, 1, c).unwrap();
-        e.handle(
-            Millis(0),
-            Input::Membership(vec![member("b", 5, Some(lease(3)))]),
-        );
-        // The same advert keeps coming (the holder froze): valid until seen_at + ttl.
-        for t in (100..6_000).step_by(100) {
-            let view = vec![member("b", 5, Some(lease(3)))];
-            assert!(
-                e.handle(Millis(t), Input::Membership(view)).is_empty(),
-                "{t}"
-            );
-        }
-        let acts = e.handle(Millis(6_000), Input::Tick);
-        assert!(acts.contains(&Action::StartPublishing));
-    }
-
-    #[test]
-    fn a_worse_candidate_waits_its_turn() {
-        let mut e = Election::new("c", 0, true, 1, cfg()).unwrap();
-        // "a" and "b" rank before "c" (same priority, smaller ids); nobody holds a lease.
-        let view = || vec![member("a", 0, None), member("b", 0, None)];
-        e.handle(Millis(0), Input::Membership(view()));
-        // settled at 2 s, position 2 → waits 4 s more.
-        for t in (100..6_000).step_by(100) {
-            assert!(
-                e.handle(Millis(t), Input::Membership(view())).is_empty(),
-                "{t}"
-            );
-        }
-        assert!(e
-            .handle(Millis(6_000), Input::Membership(view()))
-            .contains(&Action::StartPublishing));
-    }
-
-    #[test]
-    fn a_holder_yields_to_a_better_valid_holder() {
-        let mut e = Election::new("b", 0, true, 1, cfg()).unwrap();
-        e.handle(Millis(0), Input::Membership(vec![]));
-        assert!(e
-            .handle(Millis(2_000), Input::Tick)
-            .contains(&Action::StartPublishing));
-        let acts = e.handle(
-            Millis(2_100),
-            Input::Membership(vec![member("a", 0, Some(lease(0)))]),
-        );
-        assert_eq!(acts, vec![Action::StopPublishing, Action::WithdrawLease]);
-    }
-
-    #[test]
-    fn without_quorum_the_holder_stops_when_its_lease_ends() {
-        let mut e = Election::new("a", 0, true, 1, cfg()).unwrap();
-        let peers = |live| {
-            vec![
-                Member {
-                    live,
-                    ..member("b", 1, None)
-                },
-                Member {
-                    live,
-                    ..member("c", 2, None)
-                },
-            ]
-        };
-        e.handle(Millis(0), Input::Membership(peers(true)));
-        assert!(e
-            .handle(Millis(2_000), Input::Membership(peers(true)))
-            .contains(&Action::StartPublishing));
-        // Cut off at 3 s: the last renewal was at 2 s, so the lease ends at 8 s.
-        for t in (3_000..8_000).step_by(100) {
-            let acts = e.handle(Millis(t), Input::Membership(peers(false)));
-            assert!(!acts.contains(&Action::StopPublishing), "{t}");
-        }
-        let acts = e.handle(Millis(8_000), Input::Membership(peers(false)));
-        assert_eq!(acts, vec![Action::StopPublishing, Action::WithdrawLease]);
-        assert!(!e.is_publishing());
-    }
-
-    #[test]
-    fn after_regaining_quorum_a_node_settles_before_it_acquires() {
-        // "a" ranks best; "b" took the lease while "a" was cut off. After the heal the
-        // failure detector reports "c" live first, and "b" (the holder) only later.
-        let mut e = Election::new("a", 0, true, 1, cfg()).unwrap();
-        let view = |b_live, c_live, b_lease: Option<LeaseAdvert>| {
-            vec![
-                Member {
-                    live: b_live,
-                    ..member("b", 1, b_lease)
-                },
-                Member {
-                    live: c_live,
-                    ..member("c", 2, None)
-                },
-            ]
-        };
-        e.handle(Millis(0), Input::Membership(view(true, true, None)));
-        assert!(e
-            .handle(Millis(2_000), Input::Membership(view(true, true, None)))
-            .contains(&Action::StartPublishing));
-        // Cut off at 3 s; its own lease ends at 8 s.
-        for t in (3_000..=8_000).step_by(100) {
-            e.handle(Millis(t), Input::Membership(view(false, false, None)));
-        }
-        assert!(!e.is_publishing());
-        // Healed at 20 s: "c" is live at once, "b" (holding lease 4) 600 ms later.
-        for t in (20_000..20_600).step_by(100) {
-            let acts = e.handle(
-                Millis(t),
-                Input::Membership(view(false, true, Some(lease(4)))),
-            );
-            assert!(
-                acts.is_empty(),
-                "acquired at {t} while the holder looked dead"
-            );
-        }
-        for t in (20_600..40_000).step_by(100) {
-            let acts = e.handle(
-                Millis(t),
-                Input::Membership(view(true, true, Some(lease(4 + t / 2_000)))),
-            );
-            assert!(acts.is_empty(), "stole a valid lease at {t}");
-        }
-        assert_eq!(
-            e.role(Millis(40_000)),
-            Role::Follower {
-                holder: Some("b".into())
-            }
-        );
-    }
-
-    #[test]
-    fn yield_hands_over_and_stays_out_for_one_lease() {
-        let mut e = Election::new("a", 0, true, 1, cfg()).unwrap();
-        e.handle(Millis(0), Input::Tick);
-        e.handle(Millis(2_000), Input::Tick);
-        assert!(e.is_publishing());
-        assert_eq!(
-            e.handle(Millis(2_500), Input::Yield),
-            vec![Action::StopPublishing, Action::WithdrawLease]
-        );
-        assert!(e.handle(Millis(8_400), Input::Tick).is_empty());
-        assert!(e
-            .handle(Millis(8_500), Input::Tick)
-            .contains(&Action::StartPublishing));
-    }
-
-    #[test]
-    fn an_ineligible_node_never_acquires() {
-        let mut e = Election::new("a", 0, false, 1, cfg()).unwrap();
-        for t in (0..30_000).step_by(500) {
-            assert!(e.handle(Millis(t), Input::Tick).is_empty());
-        }
-    }
-
-    #[test]
-    fn the_lease_advert_round_trips() {
-        let l = lease(9);
-        assert_eq!(LeaseAdvert::decode(&l.encode()).unwrap(), l);
-        assert!(LeaseAdvert::decode("{").is_err());
     }
 }
