@@ -22,7 +22,7 @@ use tracing::{debug, warn};
 use zeroize::Zeroize;
 
 use crate::config::BackendChoice;
-use crate::err::{Error, Result};
+use crate::err::{BackendFailure, Error, Result};
 use crate::key::{PrivateKey, PublicKey};
 
 pub use fake::{FakeBackend, FakeState};
@@ -164,27 +164,27 @@ pub(crate) fn open(ifname: &str, choice: BackendChoice) -> Result<Box<dyn Backen
     }
 }
 
-fn open_kernel(ifname: &str) -> Result<Api, String> {
-    let mut api = WGApi::<Kernel>::new(ifname).map_err(|e| e.to_string())?;
+fn open_kernel(ifname: &str) -> Result<Api, BackendFailure> {
+    let mut api = WGApi::<Kernel>::new(ifname).map_err(BackendFailure::Library)?;
     match api.create_interface() {
         // netlink's "create" also succeeds when the link exists; the caller checked before.
         Ok(()) if interface_exists(ifname) => Ok(Api::Kernel(api)),
-        Ok(()) => Err("the kernel accepted the request but no interface appeared".into()),
-        Err(e) if !Path::new("/sys/module/wireguard").exists() => Err(format!(
-            "the wireguard module is not loaded (no /sys/module/wireguard): {e}"
-        )),
-        Err(e) => Err(e.to_string()),
+        Ok(()) => Err(BackendFailure::NoInterfaceAppeared),
+        Err(e) if !Path::new("/sys/module/wireguard").exists() => {
+            Err(BackendFailure::ModuleMissing(e))
+        }
+        Err(e) => Err(BackendFailure::Library(e)),
     }
 }
 
-fn open_userspace(ifname: &str) -> Result<Api, String> {
+fn open_userspace(ifname: &str) -> Result<Api, BackendFailure> {
     OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/net/tun")
-        .map_err(|e| format!("cannot open /dev/net/tun: {e}"))?;
-    let mut api = WGApi::<Userspace>::new(ifname).map_err(|e| e.to_string())?;
-    api.create_interface().map_err(|e| e.to_string())?;
+        .map_err(BackendFailure::Tun)?;
+    let mut api = WGApi::<Userspace>::new(ifname).map_err(BackendFailure::Library)?;
+    api.create_interface().map_err(BackendFailure::Library)?;
     Ok(Api::Userspace(api))
 }
 

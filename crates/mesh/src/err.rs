@@ -21,10 +21,10 @@ pub enum Error {
     NoBackend {
         /// The interface we tried to create.
         ifname: String,
-        /// Why the kernel backend failed.
-        kernel: String,
-        /// Why the userspace backend failed.
-        userspace: String,
+        /// Why the kernel backend failed (shown in the message, so not a `source`).
+        kernel: BackendFailure,
+        /// Why the userspace backend failed (shown in the message, so not a `source`).
+        userspace: BackendFailure,
     },
 
     /// The forced backend could not create the interface.
@@ -37,8 +37,8 @@ pub enum Error {
         ifname: String,
         /// `kernel` or `userspace`.
         backend: &'static str,
-        /// The backend's own message.
-        reason: String,
+        /// Why it failed (shown in the message, so not a `source`).
+        reason: BackendFailure,
     },
 
     /// A WireGuard operation on an existing interface failed.
@@ -179,6 +179,28 @@ pub enum Error {
         /// The file.
         path: PathBuf,
     },
+}
+
+/// Why one WireGuard backend could not create an interface; part of [`Error::Create`] and
+/// [`Error::NoBackend`], whose messages say what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendFailure {
+    /// The WireGuard library refused (its message).
+    #[error(transparent)]
+    Library(WireguardInterfaceError),
+
+    /// netlink reported success, but the interface is not in /sys/class/net.
+    #[error("the kernel accepted the request but no interface appeared")]
+    NoInterfaceAppeared,
+
+    /// Creating the kernel interface failed and the module is not loaded.
+    #[error("the wireguard module is not loaded (no /sys/module/wireguard): {0}")]
+    ModuleMissing(WireguardInterfaceError),
+
+    /// The tun device cannot be opened (userspace backend).
+    #[error("cannot open /dev/net/tun: {0}")]
+    Tun(io::Error),
 }
 
 /// Result with the mesh [`Error`].

@@ -12,6 +12,6 @@ mod mesh;
 pub use addr::OverlayPrefix;
 pub use backend::{BackendKind, FakeBackend, PeerStatus};
 pub use config::{BackendChoice, MeshConfig, MeshPeer, DEFAULT_KEEPALIVE, DEFAULT_MTU};
-pub use err::{Error, Result};
+pub use err::{BackendFailure, Error, Result};
 pub use key::{PrivateKey, PublicKey};
 pub use mesh::Mesh;
