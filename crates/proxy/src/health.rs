@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
+
+use crate::err::Error;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What we last learned about the target.
@@ -32,7 +34,9 @@ impl HealthHandle {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    pub(crate) fn record(&self, source: &'static str, result: Result<(), String>) {
+    /// Records the outcome of one connection attempt; a failure is kept as its message
+    /// (the target in it is already redacted).
+    pub(crate) fn record(&self, source: &'static str, result: Result<(), &Error>) {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -42,7 +46,7 @@ impl HealthHandle {
         h.checked_unix_ms = Some(now);
         h.source = Some(source);
         if let Err(e) = result {
-            h.last_error = Some(e);
+            h.last_error = Some(e.to_string());
         }
     }
 }

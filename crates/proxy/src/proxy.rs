@@ -85,7 +85,7 @@ impl Shared {
                     ProxyStats::inc(&self.stats.timeouts);
                 }
                 tracing::debug!(conn = id, "{e}");
-                self.health.record("traffic", Err(e.to_string()));
+                self.health.record("traffic", Err(&e));
                 None
             }
         }
@@ -230,11 +230,8 @@ async fn probe_loop(sh: Arc<Shared>, every: Duration) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let r = target::connect(&sh.cfg, sh.target_addr)
-            .await
-            .map(drop)
-            .map_err(|e| e.to_string());
-        sh.health.record("probe", r);
+        let r = target::connect(&sh.cfg, sh.target_addr).await.map(drop);
+        sh.health.record("probe", r.as_ref().map(|_| ()));
     }
 }
 
