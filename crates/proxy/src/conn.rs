@@ -152,19 +152,8 @@ async fn http(
     id: u64,
     circuit: Option<u32>,
 ) {
-    let max = sh.cfg.max_header_bytes;
-    let head = tokio::time::timeout(
-        sh.cfg.idle_timeout,
-        http::read_head(&mut client, &mut buf, max, Side::Request),
-    );
-    let n = match head.await {
-        Ok(Ok(n)) => n,
-        Ok(Err(HeadError::Closed(0))) => return,
-        Ok(Err(e)) => return reject_request(sh, &mut client, id, e).await,
-        Err(_) => {
-            ProxyStats::inc(&sh.stats.timeouts);
-            return;
-        }
+    let Some(n) = read_request_head(sh, &mut client, &mut buf, id).await else {
+        return;
     };
     if let Some(ic) = sh.cfg.intercept.clone() {
         if ic.classify(&buf) == Verdict::Take {
@@ -195,7 +184,47 @@ async fn http(
         return;
     }
     drop(first);
+    relay(sh, client, target, req.public.as_deref(), &counters, id).await;
+}
 
+/// Reads the client's request head into `buf` within `idle_timeout`; returns its length,
+/// or `None` when the connection is done (closed, refused with 400/431, or timed out).
+async fn read_request_head(
+    sh: &Shared,
+    client: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    id: u64,
+) -> Option<usize> {
+    let max = sh.cfg.max_header_bytes;
+    let head = tokio::time::timeout(
+        sh.cfg.idle_timeout,
+        http::read_head(client, buf, max, Side::Request),
+    );
+    match head.await {
+        Ok(Ok(n)) => Some(n),
+        Ok(Err(HeadError::Closed(0))) => None,
+        Ok(Err(e)) => {
+            reject_request(sh, client, id, e).await;
+            None
+        }
+        Err(_) => {
+            ProxyStats::inc(&sh.stats.timeouts);
+            None
+        }
+    }
+}
+
+/// After the rewritten request head went out: the request body up, the rewritten response
+/// head(s) and body down, under the idle watchdog.
+async fn relay(
+    sh: &Shared,
+    mut client: TcpStream,
+    mut target: TcpStream,
+    public: Option<&str>,
+    counters: &Counters,
+    id: u64,
+) {
+    let max = sh.cfg.max_header_bytes;
     let (cr, mut cw) = client.split();
     let (tr, mut tw) = target.split();
     let up = async {
@@ -217,7 +246,7 @@ async fn http(
                 Ok(n) => n,
                 Err(e) => return bad_response(sh, &mut cw, id, e).await,
             };
-            let res = match sh.rewriter.response(&rbuf[..n], req.public.as_deref()) {
+            let res = match sh.rewriter.response(&rbuf[..n], public) {
                 Ok(r) => r,
                 Err(e) => return bad_response(sh, &mut cw, id, e).await,
             };
@@ -248,7 +277,7 @@ async fn http(
     finish(
         sh,
         id,
-        splice::watch(work, &counters, sh.cfg.idle_timeout, &sh.stats).await,
+        splice::watch(work, counters, sh.cfg.idle_timeout, &sh.stats).await,
     );
 }
 
