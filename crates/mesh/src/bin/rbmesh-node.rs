@@ -153,16 +153,43 @@ fn sink(mut conn: TcpStream) {
     let _ = conn.write_all(&total.to_be_bytes());
 }
 
+/// Runs the four measurements against `--target` and emits them as one `result` event.
 fn probe(mesh: &mut Mesh, a: &Args) -> Res<()> {
     let target = a.target.ok_or("probe needs --target")?;
     let udp = UdpSocket::bind(SocketAddrV6::new(mesh.overlay_addr(), 0, 0, 0))?;
     udp.set_read_timeout(Some(Duration::from_millis(100)))?;
-    let mut buf = [0u8; 64];
 
-    // 1. First datagram: includes the WireGuard handshake (initiation + response) + one RTT.
-    //    Meanwhile another thread polls the peer status to see when the handshake completes.
+    let (first_packet, handshake) = first_contact(mesh, &udp, target)?;
+    let handshake_ms = handshake.map(|d| d.as_secs_f64() * 1e3);
+    let rtt_median = rtt_median_ms(&udp, target)?;
+    let secs = tcp_throughput(target, a.bytes)?;
+    let (blocked, rejoin) = peer_removal(mesh, &udp, target, &a.peers)?;
+
+    emit(json!({
+        "event": "result",
+        "removed_peer_blocked": blocked,
+        "rejoin_ms": rejoin.as_secs_f64() * 1e3,
+        "first_packet_ms": first_packet.as_secs_f64() * 1e3,
+        "handshake_ms": handshake_ms,
+        "rtt_median_ms": rtt_median,
+        "tcp_bytes": a.bytes,
+        "tcp_secs": secs,
+        "tcp_mbit_s": a.bytes as f64 * 8.0 / secs / 1e6,
+    }));
+    Ok(())
+}
+
+/// 1. First datagram: includes the WireGuard handshake (initiation + response) + one RTT.
+///    Meanwhile another thread polls the peer status to see when the handshake completes.
+///    Returns the time to the first echo and, if seen, to the completed handshake.
+fn first_contact(
+    mesh: &Mesh,
+    udp: &UdpSocket,
+    target: SocketAddr,
+) -> Res<(Duration, Option<Duration>)> {
+    let mut buf = [0u8; 64];
     let t0 = Instant::now();
-    let (first_packet, handshake) = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         let watcher = s.spawn(|| {
             while t0.elapsed() < Duration::from_secs(20) {
                 let done = mesh
@@ -177,21 +204,23 @@ fn probe(mesh: &mut Mesh, a: &Args) -> Res<()> {
             None
         });
         let first = loop {
-            udp.send_to(b"ping", target).map_err(|e| e.to_string())?;
+            udp.send_to(b"ping", target)?;
             if let Ok((n, _)) = udp.recv_from(&mut buf) {
                 if &buf[..n] == b"ping" {
                     break t0.elapsed();
                 }
             }
             if t0.elapsed() > Duration::from_secs(20) {
-                return Err(format!("no answer from {target} over the overlay in 20 s"));
+                return Err(format!("no answer from {target} over the overlay in 20 s").into());
             }
         };
         Ok((first, watcher.join().ok().flatten()))
-    })?;
-    let handshake_ms = handshake.map(|d| d.as_secs_f64() * 1e3);
+    })
+}
 
-    // 2. RTT with an established session.
+/// 2. RTT with an established session: the median of 20 echoes, in milliseconds.
+fn rtt_median_ms(udp: &UdpSocket, target: SocketAddr) -> Res<Option<f64>> {
+    let mut buf = [0u8; 64];
     let mut rtts = Vec::new();
     for _ in 0..20 {
         let t = Instant::now();
@@ -201,13 +230,15 @@ fn probe(mesh: &mut Mesh, a: &Args) -> Res<()> {
         }
     }
     rtts.sort_by(f64::total_cmp);
-    let rtt_median = rtts.get(rtts.len() / 2).copied();
+    Ok(rtts.get(rtts.len() / 2).copied())
+}
 
-    // 3. TCP throughput: write `bytes`, the sink confirms the count.
+/// 3. TCP throughput: write `bytes`, the sink confirms the count. Returns the seconds taken.
+fn tcp_throughput(target: SocketAddr, bytes: u64) -> Res<f64> {
     let mut conn = TcpStream::connect_timeout(&target, Duration::from_secs(10))?;
     let chunk = vec![0x5au8; 64 * 1024];
     let t = Instant::now();
-    let mut left = a.bytes;
+    let mut left = bytes;
     while left > 0 {
         let n = left.min(chunk.len() as u64) as usize;
         conn.write_all(&chunk[..n])?;
@@ -218,12 +249,23 @@ fn probe(mesh: &mut Mesh, a: &Args) -> Res<()> {
     conn.read_exact(&mut count)?;
     let secs = t.elapsed().as_secs_f64();
     let received = u64::from_be_bytes(count);
-    if received != a.bytes {
-        return Err(format!("sink got {received} bytes, sent {}", a.bytes).into());
+    if received != bytes {
+        return Err(format!("sink got {received} bytes, sent {bytes}").into());
     }
-    // 4. Peer management on the live interface: without the peer nothing gets through;
-    //    with it back (set_peers), traffic resumes after a new handshake.
-    let peer_key = a.peers.first().ok_or("probe needs --peer")?.public_key;
+    Ok(secs)
+}
+
+/// 4. Peer management on the live interface: without the peer nothing gets through;
+///    with it back (set_peers), traffic resumes after a new handshake. Returns whether
+///    traffic was blocked and how long the rejoin took.
+fn peer_removal(
+    mesh: &mut Mesh,
+    udp: &UdpSocket,
+    target: SocketAddr,
+    peers: &[MeshPeer],
+) -> Res<(bool, Duration)> {
+    let mut buf = [0u8; 64];
+    let peer_key = peers.first().ok_or("probe needs --peer")?.public_key;
     if !mesh.remove_peer(&peer_key)? {
         return Err("the peer was not configured".into());
     }
@@ -241,7 +283,7 @@ fn probe(mesh: &mut Mesh, a: &Args) -> Res<()> {
     if !blocked {
         return Err("traffic still flowed after remove_peer".into());
     }
-    mesh.set_peers(a.peers.clone())?;
+    mesh.set_peers(peers.to_vec())?;
     let t = Instant::now();
     let rejoin = loop {
         udp.send_to(b"back", target)?;
@@ -255,17 +297,5 @@ fn probe(mesh: &mut Mesh, a: &Args) -> Res<()> {
             return Err("no traffic after set_peers re-added the peer".into());
         }
     };
-
-    emit(json!({
-        "event": "result",
-        "removed_peer_blocked": blocked,
-        "rejoin_ms": rejoin.as_secs_f64() * 1e3,
-        "first_packet_ms": first_packet.as_secs_f64() * 1e3,
-        "handshake_ms": handshake_ms,
-        "rtt_median_ms": rtt_median,
-        "tcp_bytes": a.bytes,
-        "tcp_secs": secs,
-        "tcp_mbit_s": a.bytes as f64 * 8.0 / secs / 1e6,
-    }));
-    Ok(())
+    Ok((blocked, rejoin))
 }
