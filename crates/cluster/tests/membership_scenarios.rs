@@ -1,7 +1,15 @@
-//! Membership + election scenarios over the in-process network, on real (short) time.
+//! Membership + election scenarios over the in-process network, on tokio's paused clock.
 //!
 //! Every node runs the real stack: chitchat gossip through the authenticated transport
 //! over [`SimNet`], and the election driver. Gossip every 50 ms; lease 1.5 s.
+//!
+//! The runtime is single-threaded with its clock paused (`start_paused`): time moves only
+//! when every task waits, straight to the next timer. Gossip rounds, the failure detector
+//! (chitchat reads tokio's clock) and the election driver therefore see the same timeline
+//! on every run, however busy the machine is, and the time bounds below are bounds on
+//! that virtual timeline (protocol timing), not on the wall clock. A scenario takes a
+//! fraction of a second of real time. (The datagram timestamps checked against the replay
+//! window come from the system clock, which keeps running: they all fall well within it.)
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -159,13 +167,17 @@ impl Cluster {
     }
 }
 
-/// Polls `done` every 20 ms; returns the time it took or panics after `limit`.
+/// Polls `done` every 20 ms (virtual); returns the virtual time it took, and prints it,
+/// or panics after `limit` of virtual time.
 macro_rules! within {
     ($limit:expr, $done:expr) => {{
         let start = Instant::now();
         loop {
             if $done {
-                break start.elapsed();
+                let took = start.elapsed();
+                let what = stringify!($done).split_whitespace().collect::<Vec<_>>();
+                println!("{took:>8.1?} (virtual) until {}", what.join(" "));
+                break took;
             }
             assert!(
                 start.elapsed() < $limit,
@@ -178,7 +190,7 @@ macro_rules! within {
     }};
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn three_nodes_converge_and_elect_one_publisher() {
     let cluster = Cluster::start(3).await;
 
@@ -195,12 +207,13 @@ async fn three_nodes_converge_and_elect_one_publisher() {
         views[0].lease().is_some()
     });
     assert!(lease < Duration::from_secs(1));
+    // Not a wait for an event: the publisher must still be n0 after 2 s (4 renewals).
     sleep(Duration::from_secs(2)).await;
     assert_eq!(cluster.publisher(), Some(0));
     assert_eq!(cluster.node(1).membership.counters().dropped(), 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn state_set_on_one_node_reaches_the_others() {
     let cluster = Cluster::start(3).await;
     let intro = "x".repeat(1_000);
@@ -219,7 +232,7 @@ async fn state_set_on_one_node_reaches_the_others() {
     });
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_killed_publisher_is_replaced_within_seconds() {
     let mut cluster = Cluster::start(3).await;
     within!(Duration::from_secs(3), cluster.publisher() == Some(0));
@@ -235,7 +248,7 @@ async fn a_killed_publisher_is_replaced_within_seconds() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn killing_a_non_publisher_leaves_the_publisher_alone() {
     let mut cluster = Cluster::start(3).await;
     within!(Duration::from_secs(3), cluster.publisher() == Some(0));
@@ -250,7 +263,7 @@ async fn killing_a_non_publisher_leaves_the_publisher_alone() {
     assert_eq!(cluster.publisher(), Some(0));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_partitioned_publisher_stops_and_healing_leaves_one_publisher() {
     let cluster = Cluster::start(3).await;
     within!(Duration::from_secs(3), cluster.publisher() == Some(0));
@@ -269,6 +282,7 @@ async fn a_partitioned_publisher_stops_and_healing_leaves_one_publisher() {
         Duration::from_secs(3),
         cluster.everyone_sees(&["n0", "n1", "n2"]).await
     );
+    // Not a wait for an event: n1 must still hold the lease 2 s after the heal.
     sleep(Duration::from_secs(2)).await;
     assert_eq!(
         cluster.publisher(),
@@ -277,7 +291,7 @@ async fn a_partitioned_publisher_stops_and_healing_leaves_one_publisher() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_restarted_node_rejoins() {
     let mut cluster = Cluster::start(3).await;
     within!(
@@ -304,7 +318,7 @@ async fn a_restarted_node_rejoins() {
     within!(Duration::from_secs(3), cluster.publisher() == Some(0));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_node_with_another_secret_is_never_heard() {
     let mut cluster = Cluster::start(2).await;
     let outsider = cluster
@@ -315,6 +329,8 @@ async fn a_node_with_another_secret_is_never_heard() {
         )
         .await;
 
+    // Not a wait for an event: one second (20 gossip rounds) in which the outsider must
+    // stay unheard.
     sleep(Duration::from_secs(1)).await;
 
     assert_eq!(cluster.seen_by(0).await, vec!["n0", "n1"]);
@@ -328,7 +344,7 @@ async fn a_node_with_another_secret_is_never_heard() {
     assert_eq!(outsider.membership.counters().datagrams_accepted, 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn tampered_replayed_and_junk_datagrams_are_dropped_and_counted() {
     let cluster = Cluster::start(2).await;
     within!(
@@ -336,14 +352,16 @@ async fn tampered_replayed_and_junk_datagrams_are_dropped_and_counted() {
         cluster.everyone_sees(&["n0", "n1"]).await
     );
     cluster.net.record();
-    sleep(Duration::from_millis(200)).await;
-    let to_n1: Vec<Recorded> = cluster
-        .net
-        .recorded()
-        .into_iter()
-        .filter(|r| r.to == cluster.addrs[1])
-        .collect();
-    let sample = to_n1.last().expect("n0 gossiped to n1").clone();
+    let to_n1 = || -> Vec<Recorded> {
+        cluster
+            .net
+            .recorded()
+            .into_iter()
+            .filter(|r| r.from == cluster.addrs[0] && r.to == cluster.addrs[1])
+            .collect()
+    };
+    within!(Duration::from_secs(1), !to_n1().is_empty());
+    let sample = to_n1().last().expect("n0 gossiped to n1").clone();
     let before = cluster.node(1).membership.counters();
 
     // Replayed: the same bytes again.
@@ -358,7 +376,13 @@ async fn tampered_replayed_and_junk_datagrams_are_dropped_and_counted() {
     cluster
         .net
         .inject(sample.from, sample.to, b"hello there".to_vec());
-    sleep(Duration::from_millis(100)).await;
+    // Wait until n1 has looked at all three; each must then have been counted once.
+    within!(Duration::from_secs(1), {
+        let c = cluster.node(1).membership.counters();
+        c.dropped_replayed > before.dropped_replayed
+            && c.dropped_bad_mac > before.dropped_bad_mac
+            && c.dropped_malformed > before.dropped_malformed
+    });
 
     let after = cluster.node(1).membership.counters();
     assert_eq!(
