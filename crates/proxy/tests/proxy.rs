@@ -69,6 +69,15 @@ async fn read_to_end(s: &mut TcpStream) -> Vec<u8> {
     v
 }
 
+/// Polls `done` every 10 ms until it holds; panics after `T` naming `what`.
+async fn poll_until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < T, "not within {T:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn roundtrip(p: &ProxyHandle, msg: &[u8]) -> Vec<u8> {
     let mut c = TcpStream::connect(p.local_addr()).await.unwrap();
     c.write_all(msg).await.unwrap();
@@ -88,7 +97,8 @@ async fn tcp_echo_with_half_close() {
     c.shutdown().await.unwrap(); // half-close: we can still read
     assert_eq!(read_to_end(&mut c).await, b"world");
     drop(c);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The counters are final once the connection is no longer active.
+    poll_until("the connection ends", || p.stats().snapshot().active == 0).await;
     let s = p.stats().snapshot();
     assert_eq!(
         (s.accepted, s.active, s.bytes_to_target, s.bytes_to_client),
@@ -127,13 +137,11 @@ async fn large_transfer_integrity() {
 async fn dead_target_closes_promptly_and_recovers() {
     let target = dead_port().await;
     let p = start(tcp_cfg(target)).await;
+    // "Promptly": `read_to_end` gives up after `T` (5 s), below the 10 s connect timeout,
+    // so a proxy that waited for the timeout instead of closing on refusal fails there.
     let t0 = Instant::now();
     assert_eq!(roundtrip(&p, b"x").await, b"");
-    assert!(
-        t0.elapsed() < Duration::from_secs(1),
-        "closed after {:?}",
-        t0.elapsed()
-    );
+    println!("closed after {:?}", t0.elapsed());
     assert_eq!(p.stats().snapshot().connect_errors, 1);
     let h = p.health();
     assert_eq!(h.up, Some(false));
@@ -160,7 +168,8 @@ async fn dead_target_http_gets_502() {
         "{}",
         String::from_utf8_lossy(&res)
     );
-    assert!(t0.elapsed() < Duration::from_secs(1));
+    // As above: the 502 comes from the refusal, not from the 10 s connect timeout.
+    println!("502 after {:?}", t0.elapsed());
     let bad = roundtrip(&p, b"NOT HTTP AT ALL\r\n\r\n").await;
     assert!(bad.starts_with(b"HTTP/1.1 400 "));
     let huge = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(20_000));
@@ -186,12 +195,15 @@ async fn idle_timeout_closes_both_sides() {
         busy.read_exact(&mut b).await.unwrap();
         t0 = Instant::now();
     }
-    // Then silence: closed within idle * 1.125 (+ generous slack for a busy 2-core CI host;
-    // the lower bound is what shows that traffic kept resetting the timer).
+    // Then silence: closed after idle (the watchdog checks every idle / 8). The lower bound
+    // shows that traffic kept resetting the timer; the upper bound is the timeout firing,
+    // which is what this test proves, so it stays, generous (10x idle) for a busy 2-core
+    // host, and still below `read_to_end`'s own 5 s limit.
     assert_eq!(read_to_end(&mut busy).await, b"");
     let waited = t0.elapsed();
+    println!("closed after {waited:?} of silence (idle timeout 300ms)");
     assert!(
-        waited >= Duration::from_millis(250) && waited < Duration::from_millis(1_500),
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(3),
         "closed after {waited:?}"
     );
     assert_eq!(p.stats().snapshot().timeouts, 1);
@@ -210,14 +222,16 @@ async fn connection_limit_rejects_the_excess_at_once() {
         c.read_exact(&mut b).await.unwrap();
         open.push(c);
     }
+    // "At once": the two open connections stay open, so a third that was queued rather
+    // than rejected would make `read_to_end` time out.
     let t0 = Instant::now();
     let mut third = TcpStream::connect(p.local_addr()).await.unwrap();
     assert_eq!(read_to_end(&mut third).await, b"");
-    assert!(t0.elapsed() < Duration::from_millis(500));
+    println!("rejected after {:?}", t0.elapsed());
     let s = p.stats().snapshot();
     assert_eq!((s.accepted, s.active, s.rejected), (3, 2, 1));
     drop(open.pop());
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    poll_until("a slot is free", || p.stats().snapshot().active == 1).await;
     assert_eq!(roundtrip(&p, b"ok").await, b"ok");
 }
 
@@ -388,7 +402,7 @@ async fn http_mode_rewrites_through_socks() {
     .await
     .unwrap();
     let res = String::from_utf8(read_to_end(&mut c).await).unwrap();
-    assert!(t0.elapsed() < Duration::from_secs(2));
+    println!("answered after {:?}", t0.elapsed());
     assert_eq!(
         res,
         "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 302 Found\r\nLocation: http://master.onion/login?next=%2F\r\n\
@@ -443,6 +457,9 @@ async fn graceful_drain_then_close() {
     }
     let t0 = Instant::now();
     let shutdown = tokio::spawn(p.shutdown(Duration::from_millis(400)));
+    // A fixed wait on purpose: the only outside sign of a closed listener is a refused
+    // connection, and a probe that came before the close would be accepted and counted in
+    // the shutdown report checked below.
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(
         TcpStream::connect(addr).await.is_err(),
@@ -455,7 +472,14 @@ async fn graceful_drain_then_close() {
     finishing.shutdown().await.unwrap();
     assert_eq!(read_to_end(&mut finishing).await, b"");
     let report = shutdown.await.unwrap();
-    assert!(t0.elapsed() >= Duration::from_millis(400) && t0.elapsed() < Duration::from_secs(2));
+    // The drain waits its 400 ms for the stuck connection, then closes it (within a 1 s
+    // grace): both bounds are what this test proves; the upper one is generous.
+    let took = t0.elapsed();
+    println!("shutdown with a stuck connection took {took:?}");
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
     assert_eq!((report.in_flight, report.drained, report.closed), (2, 1, 1));
     assert_eq!(
         read_to_end(&mut stuck).await,
@@ -468,7 +492,10 @@ async fn graceful_drain_then_close() {
     let t0 = Instant::now();
     let r = p.shutdown(Duration::from_secs(10)).await;
     assert_eq!((r.in_flight, r.closed), (0, 0));
-    assert!(t0.elapsed() < Duration::from_millis(500));
+    // Proven here: the shutdown does not sit out its 10 s drain (generous bound: half).
+    let took = t0.elapsed();
+    println!("shutdown with nothing open took {took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
 }
 
 #[tokio::test]
@@ -478,12 +505,15 @@ async fn active_health_probe_follows_the_target() {
     let mut cfg = tcp_cfg(target);
     cfg.health_check_interval = Some(Duration::from_millis(50));
     let p = start(cfg).await;
-    tokio::time::sleep(Duration::from_millis(120)).await;
+    poll_until("a probe result", || p.health().source == Some("probe")).await;
     let h = p.health();
     assert_eq!((h.up, h.source), (Some(true), Some("probe")));
     drop(l);
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    assert_eq!(p.health().up, Some(false));
+    poll_until("a probe sees the target gone", || {
+        p.health().up == Some(false)
+    })
+    .await;
+    assert_eq!(p.health().source, Some("probe"));
 }
 
 #[tokio::test]
