@@ -131,23 +131,18 @@ pub(crate) fn open(ifname: &str, choice: BackendChoice) -> Result<Box<dyn Backen
             api: Some(api),
         })
     };
-    match choice {
-        BackendChoice::Kernel => open_kernel(ifname)
-            .map(created)
-            .map_err(|reason| Error::Create {
-                ifname: ifname.into(),
-                backend: "kernel",
-                reason,
-            }),
-        BackendChoice::Userspace => {
-            open_userspace(ifname)
-                .map(created)
-                .map_err(|reason| Error::Create {
-                    ifname: ifname.into(),
-                    backend: "userspace",
-                    reason,
-                })
+    let failed = |backend: &'static str| {
+        move |reason| Error::Create {
+            ifname: ifname.into(),
+            backend,
+            reason: Box::new(reason),
         }
+    };
+    match choice {
+        BackendChoice::Kernel => open_kernel(ifname).map(created).map_err(failed("kernel")),
+        BackendChoice::Userspace => open_userspace(ifname)
+            .map(created)
+            .map_err(failed("userspace")),
         BackendChoice::Auto => match open_kernel(ifname) {
             Ok(api) => Ok(created(api)),
             Err(kernel) => {
@@ -156,8 +151,8 @@ pub(crate) fn open(ifname: &str, choice: BackendChoice) -> Result<Box<dyn Backen
                     .map(created)
                     .map_err(|userspace| Error::NoBackend {
                         ifname: ifname.into(),
-                        kernel,
-                        userspace,
+                        kernel: Box::new(kernel),
+                        userspace: Box::new(userspace),
                     })
             }
         },

@@ -22,9 +22,9 @@ pub enum Error {
         /// The interface we tried to create.
         ifname: String,
         /// Why the kernel backend failed (shown in the message, so not a `source`).
-        kernel: BackendFailure,
+        kernel: Box<BackendFailure>,
         /// Why the userspace backend failed (shown in the message, so not a `source`).
-        userspace: BackendFailure,
+        userspace: Box<BackendFailure>,
     },
 
     /// The forced backend could not create the interface.
@@ -38,7 +38,7 @@ pub enum Error {
         /// `kernel` or `userspace`.
         backend: &'static str,
         /// Why it failed (shown in the message, so not a `source`).
-        reason: BackendFailure,
+        reason: Box<BackendFailure>,
     },
 
     /// A WireGuard operation on an existing interface failed.
@@ -182,7 +182,7 @@ pub enum Error {
 }
 
 /// Why one WireGuard backend could not create an interface; part of [`Error::Create`] and
-/// [`Error::NoBackend`], whose messages say what to do.
+/// [`Error::NoBackend`] (boxed there: it is large), whose messages say what to do.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BackendFailure {
@@ -205,3 +205,26 @@ pub enum BackendFailure {
 
 /// Result with the mesh [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_failures_read_as_before_inside_the_message() {
+        let tun = io::Error::new(io::ErrorKind::PermissionDenied, "denied");
+        let e = Error::NoBackend {
+            ifname: "rbmesh0".into(),
+            kernel: Box::new(BackendFailure::NoInterfaceAppeared),
+            userspace: Box::new(BackendFailure::Tun(tun)),
+        };
+        let text = e.to_string();
+        assert!(
+            text.ends_with(
+                "[kernel: the kernel accepted the request but no interface appeared] \
+                 [userspace: cannot open /dev/net/tun: denied]"
+            ),
+            "{text}"
+        );
+    }
+}
