@@ -176,7 +176,8 @@ macro_rules! within {
             if $done {
                 let took = start.elapsed();
                 let what = stringify!($done).split_whitespace().collect::<Vec<_>>();
-                println!("{took:>8.1?} (virtual) until {}", what.join(" "));
+                let test = std::thread::current().name().unwrap_or("?").to_owned();
+                println!("{test}: {took:.1?} (virtual) until {}", what.join(" "));
                 break took;
             }
             assert!(
