@@ -4,7 +4,9 @@
 //! - tor's `hs_ed25519_secret_key` / `hs_ed25519_public_key` / `hostname` and
 //!   Onionbalance's PKCS#8 PEM keys ([`KeyFiles::load`], [`KeyFiles::write_tor_dir`]);
 //! - master keys sealed with a passphrase (argon2id + XChaCha20-Poly1305,
-//!   [`KeyFiles::write_sealed`], [`KeyFiles::load_with`], [`sealed_address`]);
+//!   [`KeyFiles::write_sealed`], [`KeyFiles::load_with`]);
+//! - [`key_address`]: the onion address of a key file of any format, without its
+//!   passphrase;
 //! - their passphrase: a 0600 file or the systemd credential `master-passphrase`
 //!   ([`passphrase`]);
 //! - [`load_master`]: a master key of any of these formats, with its [`Passphrase`];
@@ -129,15 +131,14 @@ pub fn load_master(path: &Path, passphrase: Passphrase) -> Result<IdentityKey> {
     IdentityKey::load_with(path, || passphrase.get(path))
 }
 
-/// The onion address of a sealed key file, read from its header without the passphrase
-/// (the header is authenticated when the key is unsealed). `None` if the file is not
-/// sealed.
-pub fn sealed_address(path: &Path) -> Result<Option<OnionAddress>> {
+/// The onion address of a key file of any format, without its passphrase: a sealed
+/// file's header names it (authenticated only when the key is unsealed).
+pub fn key_address(path: &Path) -> Result<OnionAddress> {
     let data = read_key_file(path)?;
-    if !sealed::is_sealed(&data) {
-        return Ok(None);
+    if sealed::is_sealed(&data) {
+        return Ok(sealed::sealed_address(path, &data)?);
     }
-    Ok(Some(sealed::sealed_address(path, &data)?))
+    Ok(IdentityKey::from_file_bytes(path, &data)?.address())
 }
 
 #[cfg(test)]
@@ -187,8 +188,8 @@ mod tests {
         k.write_sealed(&sealed, b"pw", SealParams::fast_for_tests())
             .unwrap();
         assert_eq!(mode(&sealed), 0o600);
-        assert_eq!(sealed_address(&sealed).unwrap(), Some(k.address()));
-        assert_eq!(sealed_address(&plain).unwrap(), None);
+        assert_eq!(key_address(&sealed).unwrap(), k.address());
+        assert_eq!(key_address(&plain).unwrap(), k.address());
 
         let e = IdentityKey::load(&sealed).unwrap_err().to_string();
         assert!(e.contains("master.key") && e.contains("sealed"), "{e}");
@@ -219,7 +220,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("truncated: 100 bytes"), "{e}");
-        assert!(sealed_address(&sealed).is_err());
+        assert!(key_address(&sealed).is_err());
     }
 
     #[test]
