@@ -77,7 +77,7 @@ impl Fixtures {
         );
         std::fs::write(dir.join("master.pem"), pem)?;
         // The PEM must be the same key as the tor file.
-        let again = IdentityKey::load(&dir.join("master.pem"))?;
+        let again = IdentityKey::from_bytes(&std::fs::read(dir.join("master.pem"))?)?;
         assert_eq!(again.address(), master.address());
 
         let slot = slot();
@@ -129,7 +129,7 @@ impl Fixtures {
                 format!("{} was made for another time; regenerate it", dir.display()).into(),
             );
         }
-        let master = IdentityKey::load(&dir.join("hs_ed25519_secret_key"))?;
+        let master = IdentityKey::from_bytes(&std::fs::read(dir.join("hs_ed25519_secret_key"))?)?;
         let list = meta["instances"]
             .as_array()
             .ok_or("fixtures.json has no instances")?;

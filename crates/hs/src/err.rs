@@ -18,13 +18,6 @@ pub enum Error {
         reason: String,
     },
 
-    /// A sealed key file needs a passphrase and none was provided.
-    #[error("{path} is a sealed (encrypted) master key and no passphrase was provided: set service.master_key_passphrase_file, or give the node the systemd credential `master-passphrase` (LoadCredential=)")]
-    PassphraseNeeded {
-        /// The key file.
-        path: PathBuf,
-    },
-
     /// A key could not be sealed (only with parameters outside the limits).
     #[error("cannot seal the master key: {reason}")]
     Seal {
@@ -33,32 +26,14 @@ pub enum Error {
     },
 
     /// A sealed key file could not be opened: wrong passphrase, tampered, truncated,
-    /// an unknown format version or parameters over the limits.
+    /// an unknown format version or parameters over the limits. (The path only names
+    /// the file; this crate reads none.)
     #[error("cannot unseal {path}: {reason}")]
     Unseal {
         /// The key file.
         path: PathBuf,
         /// What is wrong.
         reason: String,
-    },
-
-    /// A passphrase file is unusable.
-    #[error("passphrase file {path}: {reason}")]
-    Passphrase {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
-
-    /// A key file could not be read.
-    #[error("cannot read key file {path}: {source}")]
-    KeyFileIo {
-        /// The file.
-        path: PathBuf,
-        /// The underlying I/O error.
-        #[source]
-        source: std::io::Error,
     },
 
     /// A key file has the wrong format.
@@ -68,16 +43,6 @@ pub enum Error {
         path: PathBuf,
         /// What is wrong with it.
         reason: String,
-    },
-
-    /// A file could not be written.
-    #[error("cannot write {path}: {source}")]
-    WriteFile {
-        /// The file.
-        path: PathBuf,
-        /// The underlying I/O error.
-        #[source]
-        source: std::io::Error,
     },
 
     /// A descriptor is larger than tor accepts.

@@ -1,11 +1,11 @@
-//! Onion-service identity keys: tor's `hs_ed25519_*` files, Onionbalance's
-//! PKCS#8 PEM files, and generation of new keys.
+//! Onion-service identity keys: the contents of tor's `hs_ed25519_*` files and
+//! Onionbalance's PKCS#8 PEM files, and generation of new keys. Bytes in, bytes out:
+//! reading and writing the files is the node's key store (`rustbalance_node::keystore`).
 //!
 //! Secret material lives in [`Zeroizing`] buffers and is never printed:
 //! `Debug` shows only the public address.
 
 use crate::address::OnionAddress;
-use crate::atomic::{create_private_dir, write_atomic};
 use crate::err::{Error, Result};
 use base64::Engine;
 use rand::{CryptoRng, Rng};
@@ -77,24 +77,18 @@ impl IdentityKey {
         Some(IdentityKey { expanded, public })
     }
 
-    /// Load a key file in any supported format: tor's `hs_ed25519_secret_key`,
-    /// or a PKCS#8 PEM file as written by Onionbalance.
-    ///
-    /// A sealed key file is refused with an error saying it needs a passphrase;
-    /// use [`IdentityKey::load_with`] for those.
-    pub fn load(path: &Path) -> Result<Self> {
-        Self::from_file_bytes(path, &read_key_file(path)?)
-    }
-
-    /// [`IdentityKey::from_bytes`] on the contents of `path`, the error naming the file.
-    pub(crate) fn from_file_bytes(path: &Path, data: &[u8]) -> Result<Self> {
+    /// [`IdentityKey::from_bytes`] on the contents of the key file `path` (only named
+    /// in the error; nothing is read here).
+    pub fn from_file_bytes(path: &Path, data: &[u8]) -> Result<Self> {
         Self::from_bytes(data).map_err(|reason| Error::BadKeyFile {
             path: path.to_path_buf(),
             reason,
         })
     }
 
-    /// Parse the contents of a key file (see [`IdentityKey::load`]).
+    /// Parse the contents of a key file in any plain format: tor's
+    /// `hs_ed25519_secret_key`, or a PKCS#8 PEM file as written by Onionbalance.
+    /// A sealed key is refused (open it with [`IdentityKey::unseal`]).
     pub fn from_bytes(data: &[u8]) -> std::result::Result<Self, String> {
         if data.starts_with(SECRET_HEADER) {
             if data.len() != 96 {
@@ -112,12 +106,7 @@ impl IdentityKey {
             return Err("this is tor's PUBLIC key file; give hs_ed25519_secret_key".into());
         }
         if crate::sealed::is_sealed(data) {
-            return Err(format!(
-                "it is sealed (encrypted) and needs a passphrase: set \
-                 service.master_key_passphrase_file, or give the node the systemd \
-                 credential `{}` (LoadCredential= or LoadCredentialEncrypted=)",
-                crate::sealed::DEFAULT_CREDENTIAL
-            ));
+            return Err("it is sealed (encrypted): open it with its passphrase".into());
         }
         if data.starts_with(b"-----BEGIN") {
             return Self::from_pem(data);
@@ -202,29 +191,6 @@ impl IdentityKey {
         out.extend_from_slice(&self.public);
         out
     }
-
-    /// Write `hs_ed25519_secret_key`, `hs_ed25519_public_key` and `hostname`
-    /// into `dir` (created 0700), each file 0600 and written atomically.
-    pub fn write_tor_dir(&self, dir: &Path) -> Result<()> {
-        create_private_dir(dir)?;
-        write_atomic(&dir.join(SECRET_KEY_FILE), &self.tor_secret_file(), 0o600)?;
-        write_atomic(&dir.join(PUBLIC_KEY_FILE), &self.tor_public_file(), 0o600)?;
-        write_atomic(
-            &dir.join(HOSTNAME_FILE),
-            format!("{}\n", self.address()).as_bytes(),
-            0o600,
-        )
-    }
-}
-
-/// The contents of a key file, in a buffer zeroized on drop.
-pub(crate) fn read_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
-    std::fs::read(path)
-        .map(Zeroizing::new)
-        .map_err(|source| Error::KeyFileIo {
-            path: path.to_path_buf(),
-            source,
-        })
 }
 
 /// A 32-byte tor key-file header: the tag, NUL-padded.
@@ -249,12 +215,9 @@ mod test {
     fn tor_files_round_trip() {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
         let k = IdentityKey::generate(&mut rng);
-        let d = tempfile::tempdir().unwrap();
-        k.write_tor_dir(&d.path().join("hs")).unwrap();
-        let back = IdentityKey::load(&d.path().join("hs").join(SECRET_KEY_FILE)).unwrap();
+        let back = IdentityKey::from_bytes(&k.tor_secret_file()).unwrap();
         assert_eq!(back.address(), k.address());
-        let host = std::fs::read_to_string(d.path().join("hs").join(HOSTNAME_FILE)).unwrap();
-        assert_eq!(host.trim(), k.address().to_string());
+        assert_eq!(&k.tor_public_file()[32..], &k.public[..]);
         assert!(!format!("{k:?}").contains(&hex::encode(&k.expanded[..8])));
     }
 
@@ -286,5 +249,6 @@ mod test {
         assert!(e(&padded_header(PUBLIC_HEADER)).contains("PUBLIC"));
         assert!(e(b"-----BEGIN PRIVATE KEY-----\nAAAA\n").contains("END PRIVATE KEY"));
         assert!(e(b"-----BEGIN ENCRYPTED PRIVATE KEY-----\n").contains("encrypted"));
+        assert!(e(b"rustbalance-key\x01").contains("sealed"));
     }
 }

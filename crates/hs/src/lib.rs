@@ -3,9 +3,9 @@
 #![warn(missing_docs)]
 
 pub mod address;
-pub mod atomic;
 pub mod descriptor;
 pub mod err;
+#[cfg(any(test, feature = "testing"))]
 pub mod fixture;
 pub mod keys;
 pub mod publish;

@@ -26,18 +26,16 @@
 //! make us allocate gigabytes or spin for minutes. The derived key lives in a buffer
 //! zeroized on drop; so does the decrypted secret key.
 //!
-//! The passphrase comes from a file ([`passphrase_from_file`], mode 0600) or from a
-//! systemd credential ([`passphrase_from_credentials`], `LoadCredential=` or
-//! `LoadCredentialEncrypted=`, by default named [`DEFAULT_CREDENTIAL`]).
+//! Bytes in, bytes out: the salt and nonce come from the caller's generator. Reading
+//! and writing sealed files and their passphrases (a 0600 file or a systemd credential)
+//! is the node's key store (`rustbalance_node::keystore`).
 
-use crate::atomic::write_atomic;
 use crate::err::{Error, Result};
-use crate::keys::{read_key_file, IdentityKey};
+use crate::keys::IdentityKey;
 use crate::OnionAddress;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::{CryptoRng, Rng};
-use std::io::Read;
 use std::path::Path;
 use zeroize::Zeroizing;
 
@@ -53,8 +51,6 @@ const HEADER_LEN: usize = 100;
 const CIPHER_LEN: usize = 64 + 16;
 /// Size of a sealed key file.
 pub const SEALED_LEN: usize = HEADER_LEN + CIPHER_LEN;
-/// The systemd credential name the passphrase is read from by default.
-pub const DEFAULT_CREDENTIAL: &str = "master-passphrase";
 
 /// Most memory a sealed file may ask for: 1 GiB.
 pub const MAX_M_COST: u32 = 1024 * 1024;
@@ -62,8 +58,6 @@ pub const MAX_M_COST: u32 = 1024 * 1024;
 pub const MAX_T_COST: u32 = 16;
 /// Most argon2 lanes a sealed file may ask for.
 pub const MAX_P_COST: u32 = 16;
-/// Longest passphrase file read (a passphrase is one line).
-const MAX_PASSPHRASE_LEN: u64 = 64 * 1024;
 
 /// argon2id cost parameters, stored in the sealed file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,140 +263,38 @@ impl IdentityKey {
         Ok(out)
     }
 
-    /// Open the bytes of a sealed key file (see [`IdentityKey::load_with`] for a file).
+    /// Open the bytes of a sealed key file.
     pub fn unseal(data: &[u8], passphrase: &[u8]) -> Result<IdentityKey> {
+        Self::unseal_file(Path::new("sealed key"), data, passphrase)
+    }
+
+    /// Open the contents of the sealed key file `path` (only named in the error).
+    pub fn unseal_file(path: &Path, data: &[u8], passphrase: &[u8]) -> Result<IdentityKey> {
         unseal_bytes(data, passphrase).map_err(|reason| Error::Unseal {
-            path: "sealed key".into(),
+            path: path.to_path_buf(),
             reason,
         })
     }
-
-    /// Write this key sealed to `path` (mode 0600, atomically), salt and nonce from the
-    /// operating system's generator.
-    pub fn write_sealed(&self, path: &Path, passphrase: &[u8], params: SealParams) -> Result<()> {
-        let bytes = self.seal(passphrase, params, &mut rand::rng())?;
-        write_atomic(path, &bytes, 0o600)
-    }
-
-    /// Load a key file of any format. A plain one (tor's, Onionbalance's PEM) loads as
-    /// with [`IdentityKey::load`] and `passphrase` is not called; a sealed one calls
-    /// `passphrase` once, after its header was checked.
-    pub fn load_with(
-        path: &Path,
-        passphrase: impl FnOnce() -> Result<Zeroizing<Vec<u8>>>,
-    ) -> Result<IdentityKey> {
-        let data = read_key_file(path)?;
-        if !is_sealed(&data) {
-            return IdentityKey::from_file_bytes(path, &data);
-        }
-        let unseal_err = |reason| Error::Unseal {
-            path: path.to_path_buf(),
-            reason,
-        };
-        parse(&data).map_err(unseal_err)?;
-        let pass = passphrase()?;
-        unseal_bytes(&data, &pass).map_err(unseal_err)
-    }
 }
 
-/// The onion address of a sealed key file, read from its header without the passphrase
-/// (the header is authenticated when the key is unsealed). `None` if the file is not
-/// sealed.
-pub fn sealed_address(path: &Path) -> Result<Option<OnionAddress>> {
-    let data = read_key_file(path)?;
-    if !is_sealed(&data) {
-        return Ok(None);
-    }
-    let s = parse(&data).map_err(|reason| Error::Unseal {
+/// Check the header of the sealed key file `path` (only named in the error) without
+/// the passphrase and without any key derivation: magic, version, length, parameter
+/// limits. Returns the onion address it names (authenticated only when the key is
+/// unsealed).
+pub fn sealed_address(path: &Path, data: &[u8]) -> Result<OnionAddress> {
+    let s = parse(data).map_err(|reason| Error::Unseal {
         path: path.to_path_buf(),
         reason,
     })?;
     let mut pk = [0u8; 32];
     pk.copy_from_slice(s.public);
-    Ok(Some(OnionAddress::from_public_key(pk)))
-}
-
-/// Read a passphrase file: not readable by group or others, one line (one trailing
-/// `\n` or `\r\n` is not part of it), not empty.
-pub fn passphrase_from_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
-    use std::os::unix::fs::PermissionsExt;
-    let bad = |reason: String| Error::Passphrase {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let file = std::fs::File::open(path).map_err(|e| bad(format!("cannot open it ({e})")))?;
-    let mode = file
-        .metadata()
-        .map_err(|e| bad(format!("cannot stat it ({e})")))?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        return Err(bad(format!(
-            "it is readable by group or others (mode {:03o}); run: chmod 600 {}",
-            mode & 0o777,
-            path.display()
-        )));
-    }
-    read_passphrase(file).map_err(bad)
-}
-
-/// The passphrase from the systemd credential `name` (`$CREDENTIALS_DIRECTORY/name`, from
-/// `LoadCredential=` or `LoadCredentialEncrypted=`). `None` if the service manager passed
-/// no credentials or not this one. systemd owns that directory, so its permissions are
-/// not checked.
-pub fn passphrase_from_credentials(name: &str) -> Result<Option<Zeroizing<Vec<u8>>>> {
-    match std::env::var_os("CREDENTIALS_DIRECTORY") {
-        Some(dir) => credential(Path::new(&dir), name),
-        None => Ok(None),
-    }
-}
-
-/// The credential `name` in the credentials directory `dir`, if there.
-fn credential(dir: &Path, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>> {
-    let path = dir.join(name);
-    let file = match std::fs::File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(Error::Passphrase {
-                path,
-                reason: format!("cannot open the credential ({e})"),
-            })
-        }
-    };
-    read_passphrase(file)
-        .map(Some)
-        .map_err(|reason| Error::Passphrase { path, reason })
-}
-
-/// A passphrase from an open file: one trailing newline stripped, not empty, bounded.
-fn read_passphrase(file: std::fs::File) -> std::result::Result<Zeroizing<Vec<u8>>, String> {
-    let mut data = Zeroizing::new(Vec::new());
-    file.take(MAX_PASSPHRASE_LEN + 1)
-        .read_to_end(&mut data)
-        .map_err(|e| format!("cannot read it ({e})"))?;
-    if data.len() as u64 > MAX_PASSPHRASE_LEN {
-        return Err(format!(
-            "it is over {MAX_PASSPHRASE_LEN} bytes; a passphrase file holds one line"
-        ));
-    }
-    if data.ends_with(b"\n") {
-        data.pop();
-        if data.ends_with(b"\r") {
-            data.pop();
-        }
-    }
-    if data.is_empty() {
-        return Err("it is empty; put the passphrase on its first line".into());
-    }
-    Ok(data)
+    Ok(OnionAddress::from_public_key(pk))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::SeedableRng;
-    use std::os::unix::fs::PermissionsExt;
     use std::time::{Duration, Instant};
 
     fn key() -> IdentityKey {
@@ -445,7 +337,7 @@ mod tests {
             .seal(
                 b"correct horse",
                 SealParams::fast_for_tests(),
-                &mut rand::rng(),
+                &mut rand_chacha::ChaCha20Rng::seed_from_u64(10),
             )
             .unwrap();
         assert_ne!(s[SALT_AT..HEADER_LEN], other[SALT_AT..HEADER_LEN]);
@@ -566,110 +458,21 @@ mod tests {
     }
 
     #[test]
-    fn load_with_plain_and_sealed_files() {
-        let d = tempfile::tempdir().unwrap();
-        let k = key();
-        k.write_tor_dir(&d.path().join("plain")).unwrap();
-        let plain = d.path().join("plain").join(crate::keys::SECRET_KEY_FILE);
-        let got =
-            IdentityKey::load_with(&plain, || panic!("no passphrase for plain keys")).unwrap();
-        assert_eq!(got.address(), k.address());
-        let sealed = d.path().join("master.key");
-        k.write_sealed(&sealed, b"pw", SealParams::fast_for_tests())
-            .unwrap();
-        assert_eq!(
-            std::fs::metadata(&sealed).unwrap().permissions().mode() & 0o777,
-            0o600
+    fn sealed_address_reads_the_header() {
+        let s = sealed(b"pw");
+        let file = Path::new("master.key");
+        assert_eq!(sealed_address(file, &s).unwrap(), key().address());
+        let e = sealed_address(file, &s[..100]).unwrap_err().to_string();
+        assert!(
+            e.contains("master.key") && e.contains("truncated: 100 bytes"),
+            "{e}"
         );
-        assert_eq!(sealed_address(&sealed).unwrap(), Some(k.address()));
-        assert_eq!(sealed_address(&plain).unwrap(), None);
-
-        let e = IdentityKey::load(&sealed).unwrap_err().to_string();
-        assert!(e.contains("master.key") && e.contains("sealed"), "{e}");
-        assert!(e.contains("service.master_key_passphrase_file"), "{e}");
-        assert!(e.contains("`master-passphrase`"), "{e}");
-
-        let mut calls = 0;
-        let got = IdentityKey::load_with(&sealed, || {
-            calls += 1;
-            Ok(Zeroizing::new(b"pw".to_vec()))
-        })
-        .unwrap();
-        assert_eq!((got.address(), calls), (k.address(), 1));
-        let e = IdentityKey::load_with(&sealed, || Ok(Zeroizing::new(b"no".to_vec())))
+        let e = IdentityKey::unseal_file(file, &s, b"no")
             .unwrap_err()
             .to_string();
         assert_eq!(
             e,
-            format!(
-                "cannot unseal {}: wrong passphrase or the file is corrupt (authentication failed)",
-                sealed.display()
-            )
+            "cannot unseal master.key: wrong passphrase or the file is corrupt (authentication failed)"
         );
-        // A broken header is reported without asking for the passphrase.
-        let bytes = std::fs::read(&sealed).unwrap();
-        std::fs::write(&sealed, &bytes[..100]).unwrap();
-        let e = IdentityKey::load_with(&sealed, || panic!("header first"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("truncated: 100 bytes"), "{e}");
-        assert!(sealed_address(&sealed).is_err());
-    }
-
-    #[test]
-    fn passphrase_files() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("pw");
-        let read = |content: &[u8]| {
-            std::fs::write(&p, content).unwrap();
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-            passphrase_from_file(&p).map(|v| v.to_vec())
-        };
-        assert_eq!(read(b"secret words\r\n").unwrap(), b"secret words");
-        assert_eq!(read(b"secret words\n").unwrap(), b"secret words");
-        assert_eq!(read(b"secret words").unwrap(), b"secret words");
-        assert_eq!(read(b"two\n\n").unwrap(), b"two\n");
-        assert_eq!(read(b" spaced \n").unwrap(), b" spaced ");
-        for empty in [&b""[..], b"\n", b"\r\n"] {
-            let e = read(empty).unwrap_err().to_string();
-            assert!(e.contains("empty"), "{e}");
-        }
-        assert!(read(&vec![b'x'; 70_000])
-            .unwrap_err()
-            .to_string()
-            .contains("one line"));
-
-        std::fs::write(&p, b"secret words\n").unwrap();
-        for mode in [0o640, 0o604, 0o644] {
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
-            let e = passphrase_from_file(&p).unwrap_err().to_string();
-            assert!(
-                e.contains(&format!("chmod 600 {}", p.display())),
-                "{mode:o}: {e}"
-            );
-            assert!(!e.contains("secret"), "{e}");
-        }
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o400)).unwrap();
-        assert_eq!(&passphrase_from_file(&p).unwrap()[..], b"secret words");
-        let e = passphrase_from_file(&d.path().join("missing"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("missing") && e.contains("cannot open"), "{e}");
-    }
-
-    #[test]
-    fn credentials_directory() {
-        let d = tempfile::tempdir().unwrap();
-        assert!(credential(d.path(), DEFAULT_CREDENTIAL).unwrap().is_none());
-        let p = d.path().join(DEFAULT_CREDENTIAL);
-        std::fs::write(&p, b"from systemd\n").unwrap();
-        // systemd's credential files are not ours to police: 0644 is fine here.
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert_eq!(
-            &credential(d.path(), DEFAULT_CREDENTIAL).unwrap().unwrap()[..],
-            b"from systemd"
-        );
-        std::fs::write(&p, b"").unwrap();
-        assert!(credential(d.path(), DEFAULT_CREDENTIAL).is_err());
     }
 }

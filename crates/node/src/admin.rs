@@ -50,7 +50,7 @@ pub fn new_cookie(path: &std::path::Path) -> crate::err::Result<Control> {
     let mut raw = zeroize::Zeroizing::new([0u8; 32]);
     rand::RngExt::fill(&mut rand::rng(), &mut raw[..]);
     let cookie = zeroize::Zeroizing::new(hex::encode(&raw[..]));
-    rustbalance_hs::atomic::write_atomic(path, format!("{}\n", *cookie).as_bytes(), 0o600)?;
+    crate::keystore::write_atomic(path, format!("{}\n", *cookie).as_bytes(), 0o600)?;
     Ok(Control {
         cookie: Arc::new(cookie),
         token: None,

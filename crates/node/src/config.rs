@@ -499,10 +499,7 @@ impl Config {
     /// The master address: from the key if this node holds it, else `service.master_address`.
     pub fn master_address(&self) -> Result<OnionAddress> {
         if let Some(k) = &self.service.master_key {
-            if let Some(a) = rustbalance_hs::sealed::sealed_address(k)? {
-                return Ok(a);
-            }
-            return Ok(rustbalance_hs::IdentityKey::load(k)?.address());
+            return crate::keystore::key_address(k);
         }
         let a = self.service.master_address.as_deref().ok_or_else(|| {
             invalid(

@@ -11,10 +11,10 @@ use crate::config::{Config, TargetUrl};
 use crate::err::{Error, Result};
 use crate::join::JoinService;
 use crate::join_node::JoinNode;
+use crate::keystore::{create_private_dir, write_atomic, KeyFiles, Passphrase};
 use crate::layout::Layout;
 use crate::metrics::Metrics;
 use crate::supervisor::{TorPhase, TorSpec, TorStatus, TorSupervisor};
-use rustbalance_hs::atomic::{create_private_dir, write_atomic};
 use rustbalance_hs::IdentityKey;
 use rustbalance_proxy::{Mode, Proxy, ProxyConfig, ProxyHandle, ProxyVersion, Target};
 use serde::Serialize;
@@ -761,14 +761,9 @@ fn register_join_metrics(m: &Metrics, svc: &Arc<JoinService>) {
 /// The master key named by `service.master_key`, unsealed with the passphrase from
 /// `service.master_key_passphrase_file` or the systemd credential `master-passphrase`.
 pub fn load_master(cfg: &Config) -> Result<Option<IdentityKey>> {
-    use rustbalance_hs::sealed;
     let Some(k) = &cfg.service.master_key else {
         return Ok(None);
     };
-    let key = IdentityKey::load_with(k, || match &cfg.service.master_key_passphrase_file {
-        Some(p) => sealed::passphrase_from_file(p),
-        None => sealed::passphrase_from_credentials(sealed::DEFAULT_CREDENTIAL)?
-            .ok_or_else(|| rustbalance_hs::Error::PassphraseNeeded { path: k.clone() }),
-    })?;
-    Ok(Some(key))
+    let pass = Passphrase::when_needed(cfg.service.master_key_passphrase_file.as_deref());
+    Ok(Some(crate::keystore::load_master(k, pass)?))
 }

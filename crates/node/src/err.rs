@@ -48,6 +48,37 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A sealed master key and no passphrase: neither a passphrase file nor the
+    /// systemd credential.
+    #[error(
+        "{path} is a sealed (encrypted) master key and no passphrase was provided: set \
+         service.master_key_passphrase_file, or give the node the systemd credential `{}` \
+         (LoadCredential=)",
+        crate::keystore::DEFAULT_CREDENTIAL
+    )]
+    PassphraseNeeded {
+        /// The key file.
+        path: PathBuf,
+    },
+    /// A sealed key file where only a plain key is read.
+    #[error(
+        "key file {path} is not a usable onion-service key: it is sealed (encrypted) and \
+         needs a passphrase: set service.master_key_passphrase_file, or give the node the \
+         systemd credential `{}` (LoadCredential= or LoadCredentialEncrypted=)",
+        crate::keystore::DEFAULT_CREDENTIAL
+    )]
+    SealedKey {
+        /// The key file.
+        path: PathBuf,
+    },
+    /// A passphrase file (or the systemd credential) is unusable.
+    #[error("passphrase file {path}: {reason}")]
+    Passphrase {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        reason: String,
+    },
     /// This node was removed from its cluster (`rustbalance node remove`): it stops and
     /// does not start again. `rustbalance run` exits with [`EXIT_REMOVED`].
     #[error("{0}")]

@@ -29,8 +29,8 @@ use crate::join::{
     Admission, AdmitError, AdmitResult, Admitter, JoinGeneration, JoinGrant, JoinService,
     JoinToken, MemberInfo,
 };
+use crate::keystore::write_atomic;
 use rustbalance_cluster::{keys, Membership, NodeView};
-use rustbalance_hs::atomic::write_atomic;
 use rustbalance_hs::OnionAddress;
 use rustbalance_mesh::{Mesh, MeshPeer, PublicKey};
 use serde::{Deserialize, Serialize};

@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod err;
 pub mod join;
 pub mod join_node;
+pub mod keystore;
 pub mod layout;
 pub mod metrics;
 pub mod publisher;

@@ -6,10 +6,10 @@
 
 use crate::cmd::lab::node_config_with;
 use anyhow::{Context, Result};
-use rustbalance_hs::atomic::write_atomic;
 use rustbalance_hs::IdentityKey;
 use rustbalance_lab::{DemoTarget, Lab};
 use rustbalance_node::config::ClusterTemplate;
+use rustbalance_node::keystore::{write_atomic, KeyFiles};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -194,7 +194,7 @@ impl ClusterFiles {
         )?;
         let config = self.base.join(format!("{name}.toml"));
         write_atomic(&config, text.as_bytes(), 0o600)?;
-        rustbalance_hs::atomic::create_private_dir(&lab.dir().join("rustbalance").join(name))?;
+        rustbalance_node::keystore::create_private_dir(&lab.dir().join("rustbalance").join(name))?;
         Ok(config)
     }
 }

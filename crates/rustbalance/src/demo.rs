@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use rustbalance_hs::descriptor::ParsedDescriptor;
 use rustbalance_hs::{IdentityKey, OnionAddress};
 use rustbalance_lab::{DemoTarget, Lab, LabTor, Torrc};
+use rustbalance_node::keystore::KeyFiles;
 use rustbalance_node::publisher::{instance_descriptor, network_view, Publisher, SlotReport};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -50,7 +51,7 @@ impl MasterSetup {
             let key = IdentityKey::generate(&mut rng);
             let hs_dir: PathBuf = base.join(&name).join("hs");
             key.write_tor_dir(&hs_dir)?;
-            rustbalance_hs::atomic::write_atomic(
+            rustbalance_node::keystore::write_atomic(
                 &hs_dir.join("ob_config"),
                 format!("MasterOnionAddress {}\n", master.address()).as_bytes(),
                 0o600,

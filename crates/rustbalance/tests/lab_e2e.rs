@@ -10,6 +10,7 @@ use rustbalance_hs::descriptor::revision_counter;
 use rustbalance_hs::time::{from_unix, DescriptorSlot, SrvChoice};
 use rustbalance_hs::IdentityKey;
 use rustbalance_lab::{Lab, LabOptions, Torrc};
+use rustbalance_node::keystore::KeyFiles;
 use rustbalance_node::publisher::{instance_descriptor, network_view, require_uploaded};
 use std::time::{Duration, Instant, SystemTime};
 

@@ -81,7 +81,7 @@ async fn fourth_node_joins_with_only_the_token() {
         let token = JoinToken::parse(&token_text)?;
         anyhow::ensure!(token.master == master, "the token names another address");
         let token_file = dir.path().join("token");
-        rustbalance_hs::atomic::write_atomic(&token_file, token_text.as_bytes(), 0o600)?;
+        rustbalance_node::keystore::write_atomic(&token_file, token_text.as_bytes(), 0o600)?;
 
         // Hostile requests first: they must change nothing.
         let ghost = JoinParams {

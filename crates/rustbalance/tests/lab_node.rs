@@ -6,6 +6,7 @@
 
 use rustbalance::cmd::lab::node_config;
 use rustbalance_lab::{Lab, LabOptions};
+use rustbalance_node::keystore::KeyFiles;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

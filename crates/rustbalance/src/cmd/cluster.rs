@@ -2,10 +2,10 @@
 
 use crate::cli::{KeyProtection, NodeArgs};
 use anyhow::{bail, Context, Result};
-use rustbalance_hs::atomic::{create_private_dir, write_atomic};
 use rustbalance_hs::IdentityKey;
 use rustbalance_node::config::{ClusterTemplate, MeshTemplate, Template};
 use rustbalance_node::join::{request_join, valid_name, JoinParams, JoinToken};
+use rustbalance_node::keystore::{create_private_dir, write_atomic, KeyFiles, Passphrase};
 use rustbalance_node::layout::Layout;
 use rustbalance_node::Config;
 use std::io::Read;
@@ -56,24 +56,11 @@ fn write_config(path: &Path, text: &str) -> Result<Config> {
 }
 
 /// Open an existing master key file, plain (tor's format) or sealed; a sealed one with
-/// the passphrase in `passphrase_file`, else the systemd credential.
+/// the passphrase in `passphrase_file` (read first, even for a plain key), else the
+/// systemd credential.
 fn load_master_key(path: &Path, passphrase_file: Option<&Path>) -> Result<IdentityKey> {
-    let pass = passphrase_file
-        .map(rustbalance_hs::sealed::passphrase_from_file)
-        .transpose()?;
-    Ok(IdentityKey::load_with(path, || {
-        // The credential is consulted only without a passphrase file, so an
-        // unreadable credential directory cannot fail an explicit --passphrase-file.
-        let pass = match &pass {
-            Some(p) => Some(p.clone()),
-            None => rustbalance_hs::sealed::passphrase_from_credentials(
-                rustbalance_hs::sealed::DEFAULT_CREDENTIAL,
-            )?,
-        };
-        pass.ok_or_else(|| rustbalance_hs::Error::PassphraseNeeded {
-            path: path.to_path_buf(),
-        })
-    })?)
+    let pass = Passphrase::read_now(passphrase_file)?;
+    Ok(rustbalance_node::keystore::load_master(path, pass)?)
 }
 
 /// Write the master key as `protection` says; returns (key file, passphrase file for the config).
@@ -111,7 +98,7 @@ fn write_master_key(
         .as_ref()
         .context("--passphrase-file FILE or --plain-key is required")?;
     let pf = std::path::absolute(pf)?;
-    let pass = rustbalance_hs::sealed::passphrase_from_file(&pf)?;
+    let pass = rustbalance_node::keystore::passphrase_from_file(&pf)?;
     let file = dir.join(MASTER_KEY);
     eprintln!("sealing the master key (argon2id, 64 MiB)...");
     key.write_sealed(&file, &pass, rustbalance_hs::sealed::SealParams::default())?;

@@ -10,6 +10,7 @@ use rustbalance_hs::descriptor::{
 };
 use rustbalance_hs::time::{fmt_time, unix_secs};
 use rustbalance_hs::{IdentityKey, OnionAddress, TimeParams};
+use rustbalance_node::keystore::KeyFiles;
 use serde::Serialize;
 use std::path::Path;
 use std::time::SystemTime;
@@ -219,7 +220,7 @@ pub fn merge(
         },
         &mut rand::rng(),
     )?;
-    rustbalance_hs::atomic::write_atomic(out, built.text.as_bytes(), 0o644)?;
+    rustbalance_node::keystore::write_atomic(out, built.text.as_bytes(), 0o644)?;
     let mut per: Vec<(String, usize)> = Vec::new();
     for (name, _) in &chosen {
         match per.iter_mut().find(|(n, _)| n == name) {

@@ -3,6 +3,7 @@
 use anyhow::{bail, Result};
 use rustbalance_hs::keys::SECRET_KEY_FILE;
 use rustbalance_hs::IdentityKey;
+use rustbalance_node::keystore::KeyFiles;
 use std::path::Path;
 
 pub fn run(out: &Path) -> Result<()> {

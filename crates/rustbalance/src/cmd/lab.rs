@@ -3,6 +3,7 @@
 use crate::cli::{LabCmd, LabDir};
 use anyhow::{bail, Context, Result};
 use rustbalance_lab::{Lab, LabOptions, Progress};
+use rustbalance_node::keystore::KeyFiles;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

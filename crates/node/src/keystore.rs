@@ -1,0 +1,265 @@
+//! The node's key store: every key file RustBalance reads or writes, and the one
+//! master-key loader.
+//!
+//! - tor's `hs_ed25519_secret_key` / `hs_ed25519_public_key` / `hostname` and
+//!   Onionbalance's PKCS#8 PEM keys ([`KeyFiles::load`], [`KeyFiles::write_tor_dir`]);
+//! - master keys sealed with a passphrase (argon2id + XChaCha20-Poly1305,
+//!   [`KeyFiles::write_sealed`], [`KeyFiles::load_with`]);
+//! - [`key_address`]: the onion address of a key file of any format, without its
+//!   passphrase;
+//! - their passphrase: a 0600 file or the systemd credential `master-passphrase`
+//!   ([`passphrase`]);
+//! - [`load_master`]: a master key of any of these formats, with its [`Passphrase`];
+//! - crash-safe writes ([`write_atomic`], 0600 for secrets) and private directories,
+//!   through `rustbalance_fsutil`, the errors naming the file.
+//!
+//! The formats themselves (bytes in, bytes out) are `rustbalance_hs::keys` and
+//! `rustbalance_hs::sealed`; this module only moves them between files and memory.
+
+pub mod passphrase;
+
+use crate::err::{Error, Result};
+use rustbalance_hs::keys::{HOSTNAME_FILE, PUBLIC_KEY_FILE, SECRET_KEY_FILE};
+use rustbalance_hs::sealed::{self, SealParams};
+use rustbalance_hs::{IdentityKey, OnionAddress};
+use std::path::Path;
+use zeroize::Zeroizing;
+
+pub use passphrase::{
+    passphrase_from_credentials, passphrase_from_file, Passphrase, DEFAULT_CREDENTIAL,
+};
+
+/// Write `data` to `path` atomically, with Unix permissions `mode` (`0o600` for
+/// secrets); see [`rustbalance_fsutil::write_atomic`].
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    rustbalance_fsutil::write_atomic(path, data, mode).map_err(|source| Error::Io {
+        action: "cannot write",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Create `dir` (and parents) with mode 0700 if it does not exist.
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    rustbalance_fsutil::create_private_dir(dir).map_err(|source| Error::Io {
+        action: "cannot write",
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// The contents of a key file, in a buffer zeroized on drop.
+fn read_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
+    std::fs::read(path)
+        .map(Zeroizing::new)
+        .map_err(|source| Error::Io {
+            action: "cannot read key file",
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Key files of an [`IdentityKey`] (whose formats live in `rustbalance_hs`).
+pub trait KeyFiles: Sized {
+    /// Load a key file in any plain format: tor's `hs_ed25519_secret_key`, or a PKCS#8
+    /// PEM file as written by Onionbalance. A sealed key file is refused with an error
+    /// saying how to give its passphrase; use [`KeyFiles::load_with`] for those.
+    fn load(path: &Path) -> Result<Self>;
+
+    /// Load a key file of any format. A plain one loads as with [`KeyFiles::load`] and
+    /// `passphrase` is not called; a sealed one calls `passphrase` once, after its header
+    /// was checked.
+    fn load_with(
+        path: &Path,
+        passphrase: impl FnOnce() -> Result<Zeroizing<Vec<u8>>>,
+    ) -> Result<Self>;
+
+    /// Write `hs_ed25519_secret_key`, `hs_ed25519_public_key` and `hostname` into `dir`
+    /// (created 0700), each file 0600 and written atomically.
+    fn write_tor_dir(&self, dir: &Path) -> Result<()>;
+
+    /// Write this key sealed with `passphrase` to `path` (mode 0600, atomically), salt
+    /// and nonce from the operating system's generator.
+    fn write_sealed(&self, path: &Path, passphrase: &[u8], params: SealParams) -> Result<()>;
+}
+
+impl KeyFiles for IdentityKey {
+    fn load(path: &Path) -> Result<Self> {
+        let data = read_key_file(path)?;
+        if sealed::is_sealed(&data) {
+            return Err(Error::SealedKey {
+                path: path.to_path_buf(),
+            });
+        }
+        Ok(IdentityKey::from_file_bytes(path, &data)?)
+    }
+
+    fn load_with(
+        path: &Path,
+        passphrase: impl FnOnce() -> Result<Zeroizing<Vec<u8>>>,
+    ) -> Result<Self> {
+        let data = read_key_file(path)?;
+        if !sealed::is_sealed(&data) {
+            return Ok(IdentityKey::from_file_bytes(path, &data)?);
+        }
+        sealed::sealed_address(path, &data)?;
+        let pass = passphrase()?;
+        Ok(IdentityKey::unseal_file(path, &data, &pass)?)
+    }
+
+    fn write_tor_dir(&self, dir: &Path) -> Result<()> {
+        create_private_dir(dir)?;
+        write_atomic(&dir.join(SECRET_KEY_FILE), &self.tor_secret_file(), 0o600)?;
+        write_atomic(&dir.join(PUBLIC_KEY_FILE), &self.tor_public_file(), 0o600)?;
+        write_atomic(
+            &dir.join(HOSTNAME_FILE),
+            format!("{}\n", self.address()).as_bytes(),
+            0o600,
+        )
+    }
+
+    fn write_sealed(&self, path: &Path, passphrase: &[u8], params: SealParams) -> Result<()> {
+        let bytes = self.seal(passphrase, params, &mut rand::rng())?;
+        write_atomic(path, &bytes, 0o600)
+    }
+}
+
+/// The master key in `path`, plain or sealed; a sealed one is opened with `passphrase`.
+/// The one loader of the node (`service.master_key`) and of `init` / `join`
+/// (`--master-key`).
+pub fn load_master(path: &Path, passphrase: Passphrase) -> Result<IdentityKey> {
+    IdentityKey::load_with(path, || passphrase.get(path))
+}
+
+/// The onion address of a key file of any format, without its passphrase: a sealed
+/// file's header names it (authenticated only when the key is unsealed).
+pub fn key_address(path: &Path) -> Result<OnionAddress> {
+    let data = read_key_file(path)?;
+    if sealed::is_sealed(&data) {
+        return Ok(sealed::sealed_address(path, &data)?);
+    }
+    Ok(IdentityKey::from_file_bytes(path, &data)?.address())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn key() -> IdentityKey {
+        IdentityKey::from_seed(&[5u8; 32])
+    }
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn tor_files_round_trip() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+        let k = IdentityKey::generate(&mut rng);
+        let d = tempfile::tempdir().unwrap();
+        k.write_tor_dir(&d.path().join("hs")).unwrap();
+        assert_eq!(mode(&d.path().join("hs")), 0o700);
+        let back = IdentityKey::load(&d.path().join("hs").join(SECRET_KEY_FILE)).unwrap();
+        assert_eq!(back.address(), k.address());
+        let host = std::fs::read_to_string(d.path().join("hs").join(HOSTNAME_FILE)).unwrap();
+        assert_eq!(host.trim(), k.address().to_string());
+        for f in [SECRET_KEY_FILE, PUBLIC_KEY_FILE, HOSTNAME_FILE] {
+            assert_eq!(mode(&d.path().join("hs").join(f)), 0o600, "{f}");
+        }
+        let e = IdentityKey::load(&d.path().join("missing"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("cannot read key file "), "{e}");
+    }
+
+    #[test]
+    fn load_with_plain_and_sealed_files() {
+        let d = tempfile::tempdir().unwrap();
+        let k = key();
+        k.write_tor_dir(&d.path().join("plain")).unwrap();
+        let plain = d.path().join("plain").join(SECRET_KEY_FILE);
+        let got =
+            IdentityKey::load_with(&plain, || panic!("no passphrase for plain keys")).unwrap();
+        assert_eq!(got.address(), k.address());
+        let sealed = d.path().join("master.key");
+        k.write_sealed(&sealed, b"pw", SealParams::fast_for_tests())
+            .unwrap();
+        assert_eq!(mode(&sealed), 0o600);
+        assert_eq!(key_address(&sealed).unwrap(), k.address());
+        assert_eq!(key_address(&plain).unwrap(), k.address());
+
+        let e = IdentityKey::load(&sealed).unwrap_err().to_string();
+        assert!(e.contains("master.key") && e.contains("sealed"), "{e}");
+        assert!(e.contains("service.master_key_passphrase_file"), "{e}");
+        assert!(e.contains("`master-passphrase`"), "{e}");
+
+        let mut calls = 0;
+        let got = IdentityKey::load_with(&sealed, || {
+            calls += 1;
+            Ok(Zeroizing::new(b"pw".to_vec()))
+        })
+        .unwrap();
+        assert_eq!((got.address(), calls), (k.address(), 1));
+        let e = IdentityKey::load_with(&sealed, || Ok(Zeroizing::new(b"no".to_vec())))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "cannot unseal {}: wrong passphrase or the file is corrupt (authentication failed)",
+                sealed.display()
+            )
+        );
+        // A broken header is reported without asking for the passphrase.
+        let bytes = std::fs::read(&sealed).unwrap();
+        std::fs::write(&sealed, &bytes[..100]).unwrap();
+        let e = IdentityKey::load_with(&sealed, || panic!("header first"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("truncated: 100 bytes"), "{e}");
+        assert!(key_address(&sealed).is_err());
+    }
+
+    #[test]
+    fn load_master_with_each_passphrase_source() {
+        let d = tempfile::tempdir().unwrap();
+        let k = key();
+        let sealed = d.path().join("master.key");
+        k.write_sealed(&sealed, b"pw", SealParams::fast_for_tests())
+            .unwrap();
+        let pf = d.path().join("pass");
+        write_atomic(&pf, b"pw\n", 0o600).unwrap();
+        let from_file = load_master(&sealed, Passphrase::when_needed(Some(&pf))).unwrap();
+        assert_eq!(from_file.address(), k.address());
+        let read = load_master(&sealed, Passphrase::read_now(Some(&pf)).unwrap()).unwrap();
+        assert_eq!(read.address(), k.address());
+        // A plain key never reads the passphrase file (here a missing one).
+        k.write_tor_dir(&d.path().join("plain")).unwrap();
+        let plain = d.path().join("plain").join(SECRET_KEY_FILE);
+        let missing = d.path().join("missing");
+        let got = load_master(&plain, Passphrase::when_needed(Some(&missing))).unwrap();
+        assert_eq!(got.address(), k.address());
+        let e = load_master(&sealed, Passphrase::when_needed(Some(&missing)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("passphrase file "), "{e}");
+        // Without a file and without systemd's credential a sealed key says what to do.
+        if std::env::var_os("CREDENTIALS_DIRECTORY").is_none() {
+            let e = load_master(&sealed, Passphrase::Credential)
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                e,
+                format!(
+                    "{} is a sealed (encrypted) master key and no passphrase was provided: \
+                     set service.master_key_passphrase_file, or give the node the systemd \
+                     credential `master-passphrase` (LoadCredential=)",
+                    sealed.display()
+                )
+            );
+        }
+    }
+}
