@@ -119,8 +119,11 @@ fn default_priority() -> u32 {
 fn default_cluster_id() -> String {
     "rustbalance".into()
 }
+/// Default of `cluster.republish_secs`.
+pub const DEFAULT_REPUBLISH_SECS: u64 = 600;
+
 fn default_republish() -> u64 {
-    600
+    DEFAULT_REPUBLISH_SECS
 }
 
 /// `[node]`.
