@@ -13,11 +13,11 @@ pub mod layout;
 pub mod metrics;
 pub mod torrc;
 
-pub use config::Config;
-/// The tor watchdog (it lives in `rustbalance_tor`).
-pub use rustbalance_tor::supervisor;
 /// Old path of [`cluster::node`].
 pub use cluster::node as cluster_node;
 /// Old path of [`cluster::publisher`].
 pub use cluster::publisher;
+pub use config::Config;
 pub use err::{Error, Result};
+/// The tor watchdog (it lives in `rustbalance_tor`).
+pub use rustbalance_tor::supervisor;

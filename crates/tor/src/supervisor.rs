@@ -146,10 +146,7 @@ impl TorSupervisor {
 
     /// A new authenticated control connection to the running tor.
     pub async fn control(&self) -> Result<ControlClient> {
-        let addr = self
-            .status()
-            .control
-            .ok_or(Error::ControlPortDown)?;
+        let addr = self.status().control.ok_or(Error::ControlPortDown)?;
         ControlClient::connect_authenticated(addr).await
     }
 
@@ -163,4 +160,3 @@ impl TorSupervisor {
         }
     }
 }
-

@@ -64,7 +64,10 @@ impl NextDescriptor {
     }
 
     fn fetched_at(&self) -> Option<Instant> {
-        self.0.lock().ok().and_then(|n| n.desc.as_ref().map(|(t, _)| *t))
+        self.0
+            .lock()
+            .ok()
+            .and_then(|n| n.desc.as_ref().map(|(t, _)| *t))
     }
 
     fn store(&self, d: ParsedDescriptor, at: Instant) {
@@ -148,10 +151,11 @@ impl IntroCtx {
         let period = Period {
             current: current.period_num,
             running: running_period(&view),
-            between: view.time.between_tp_and_srv(view.consensus.valid_after_unix()),
+            between: view
+                .time
+                .between_tp_and_srv(view.consensus.valid_after_unix()),
         };
-        let chosen = match policy::advertise_source(period, &next, Instant::now(), &self.timers)
-        {
+        let chosen = match policy::advertise_source(period, &next, Instant::now(), &self.timers) {
             Source::Wait(why) => {
                 tracing::trace!("intro points: {why}");
                 return Ok(None);

@@ -196,7 +196,6 @@ impl ClusterNode {
     }
 }
 
-
 /// What this node's own instance descriptor says that the master descriptor may carry:
 /// its `flow-control` line and its `pow-params` (for the single-node fallback).
 #[derive(Debug, Clone, Default)]
@@ -263,7 +262,11 @@ fn spawn_tasks(
 }
 
 /// Refresh `/status`'s view of the members and the gossip counters.
-async fn status_task(membership: Arc<Membership>, status: Arc<Mutex<ClusterStatus>>, every: Duration) {
+async fn status_task(
+    membership: Arc<Membership>,
+    status: Arc<Mutex<ClusterStatus>>,
+    every: Duration,
+) {
     loop {
         let members = membership.members().await;
         let counters = membership.counters();

@@ -157,7 +157,11 @@ pub fn retry_backoff(failures: u32, t: &Timers) -> Duration {
 /// Single-node fallback: when this node (`own`) is the only one left in the descriptor,
 /// its own pow-params go into the master descriptor (one PoW seed), so clients get tor's
 /// PoW defences; with others back, they come out again.
-pub fn fallback_pow<P: Clone>(intros: &[InstanceIntros], own: &str, own_pow: Option<&P>) -> Option<P> {
+pub fn fallback_pow<P: Clone>(
+    intros: &[InstanceIntros],
+    own: &str,
+    own_pow: Option<&P>,
+) -> Option<P> {
     let alone = intros.len() == 1 && intros[0].instance == own;
     if alone {
         own_pow.cloned()
@@ -210,7 +214,10 @@ pub fn advertise_source(p: Period, next: &NextState, now: Instant, t: &Timers) -
     }
     // Not fetched yet: keep what is advertised (nothing on a fresh start) rather than
     // publish intro points that die at the SRV, for a while.
-    if next.window_since.is_none_or(|s| now.saturating_duration_since(s) < t.next_wait) {
+    if next
+        .window_since
+        .is_none_or(|s| now.saturating_duration_since(s) < t.next_wait)
+    {
         return Source::Wait("waiting for the running period's instance descriptor");
     }
     Source::Current

@@ -81,7 +81,9 @@ impl Publisher {
         testing_network: bool,
         max_intro_points: usize,
     ) -> Result<Self> {
-        let events = ctl.take_events().ok_or(rustbalance_tor::Error::EventsTaken)?;
+        let events = ctl
+            .take_events()
+            .ok_or(rustbalance_tor::Error::EventsTaken)?;
         ctl.setevents(&["HS_DESC"]).await?;
         Ok(Publisher {
             ctl,
@@ -251,7 +253,6 @@ pub fn require_uploaded(reports: &[SlotReport]) -> Result<()> {
     Ok(())
 }
 
-
 /// What the publish task works with.
 pub(super) struct PublishCtx {
     /// The gossip membership.
@@ -340,7 +341,9 @@ pub(super) async fn publish_task(mut c: PublishCtx) {
             )
             .await;
         let broken = result.as_ref().is_err_and(Error::is_tor);
-        let outcome = c.record(result, &intros, pow.is_some(), now, reason, t0).await;
+        let outcome = c
+            .record(result, &intros, pow.is_some(), now, reason, t0)
+            .await;
         if broken {
             publisher = None;
         }
@@ -405,7 +408,11 @@ impl PublishCtx {
         tracing::info!(
             "published ({}): {} intro points from {} nodes{} in {:.1}s; HSDirs {}",
             reason.as_str(),
-            intros.nodes.iter().map(|i| i.intro_points.len()).sum::<usize>(),
+            intros
+                .nodes
+                .iter()
+                .map(|i| i.intro_points.len())
+                .sum::<usize>(),
             intros.nodes.len(),
             if pow { " with PoW (alone)" } else { "" },
             t0.elapsed().as_secs_f64(),

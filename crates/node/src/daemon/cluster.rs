@@ -111,13 +111,12 @@ async fn start_join(
         let g = mesh.lock().map_err(|_| Error::MeshPoisoned)?;
         (g.public_key(), m.endpoint.unwrap_or(c.listen))
     };
-    let secret = zeroize::Zeroizing::new(std::fs::read(&c.secret_file).map_err(|source| {
-        Error::Io {
+    let secret =
+        zeroize::Zeroizing::new(std::fs::read(&c.secret_file).map_err(|source| Error::Io {
             action: "read cluster secret",
             path: c.secret_file.clone(),
             source,
-        }
-    })?);
+        })?);
     JoinNode::start(
         cfg.node.name.clone(),
         keys.master_address,

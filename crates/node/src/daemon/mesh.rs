@@ -141,4 +141,3 @@ pub(super) fn watch_mesh(
     });
     (view, task)
 }
-

@@ -173,4 +173,3 @@ pub(super) fn register_cluster_metrics(metrics: &Metrics, st: Arc<Mutex<ClusterS
         }
     });
 }
-

@@ -140,7 +140,10 @@ mod tests {
 
     #[test]
     fn hs_desc_with_an_equals_sign_relay_name() {
-        let e = ev(&[("HS_DESC FAILED abc NO_AUTH $bbbb=r2 descid REASON=UPLOAD_REJECTED", None)]);
+        let e = ev(&[(
+            "HS_DESC FAILED abc NO_AUTH $bbbb=r2 descid REASON=UPLOAD_REJECTED",
+            None,
+        )]);
         let h = e.hs_desc().unwrap();
         assert_eq!(h.hsdir, "$bbbb=r2");
         assert_eq!(h.hsdir_fingerprint(), "BBBB");

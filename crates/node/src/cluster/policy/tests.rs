@@ -33,7 +33,11 @@ fn a_standby_that_gets_the_lease_publishes_at_once_without_the_dead_publisher() 
     let t = Timers::default();
     let t0 = Instant::now();
     let (k1, k2, k3) = (key(), key(), key());
-    let mut nodes = vec![node("node1", &k1, &[]), node("node2", &k2, &[]), node("node3", &k3, &[])];
+    let mut nodes = vec![
+        node("node1", &k1, &[]),
+        node("node2", &k2, &[]),
+        node("node3", &k3, &[]),
+    ];
     let before = intros_of(nodes.clone());
     // node1 published; node2 followed and remembers nothing.
     let inp = input(&before.fingerprint, "", &[1, 2], "ring");
@@ -46,7 +50,10 @@ fn a_standby_that_gets_the_lease_publishes_at_once_without_the_dead_publisher() 
     assert_eq!(names, ["node2", "node3"]);
     let now = t0 + secs(1);
     let inp2 = input(&after.fingerprint, "", &[1, 2], "ring");
-    assert_eq!(standby.reason(&inp2, now, &t), Some(Reason::BecamePublisher));
+    assert_eq!(
+        standby.reason(&inp2, now, &t),
+        Some(Reason::BecamePublisher)
+    );
     // Had node1 kept the lease it would publish because the set changed.
     assert_eq!(old.reason(&inp2, now, &t), Some(Reason::Changed));
     // node1 comes back without the lease: it steps down once.
@@ -67,7 +74,10 @@ fn the_last_node_standing_publishes_its_pow_params_and_drops_them_when_others_re
     // Not alone: no PoW parameters in the master descriptor.
     assert_eq!(fallback_pow(&both.nodes, "node1", Some(&own_pow)), None);
     // Alone: its own.
-    assert_eq!(fallback_pow(&alone.nodes, "node1", Some(&own_pow)), Some(own_pow.clone()));
+    assert_eq!(
+        fallback_pow(&alone.nodes, "node1", Some(&own_pow)),
+        Some(own_pow.clone())
+    );
     // Alone without PoW of its own: none.
     assert_eq!(fallback_pow::<String>(&alone.nodes, "node1", None), None);
     // The one node left is another node: this publisher's own PoW does not go in.
@@ -82,7 +92,10 @@ fn the_last_node_standing_publishes_its_pow_params_and_drops_them_when_others_re
     assert_eq!(s.reason(&with_pow, t0 + secs(1), &t), None);
     // tor changed its seed: republish with the new one.
     let new_seed = input(&alone.fingerprint, "other seed", &[1], "r");
-    assert_eq!(s.reason(&new_seed, t0 + secs(1), &t), Some(Reason::PowChanged));
+    assert_eq!(
+        s.reason(&new_seed, t0 + secs(1), &t),
+        Some(Reason::PowChanged)
+    );
     // node2 is back: the set changed and the PoW goes.
     let back = input(&both.fingerprint, "", &[1], "r");
     assert_eq!(s.reason(&back, t0 + secs(2), &t), Some(Reason::Changed));
@@ -120,11 +133,26 @@ fn republish_triggers() {
     assert_eq!(s.reason(&inp, t0 + t.republish, &t), Some(Reason::Periodic));
     // Each change, in order of precedence.
     let now = t0 + secs(1);
-    assert_eq!(s.reason(&input("b", "", &[1, 2], "ring"), now, &t), Some(Reason::Changed));
-    assert_eq!(s.reason(&input("a", "p", &[1, 2], "ring"), now, &t), Some(Reason::PowChanged));
-    assert_eq!(s.reason(&input("a", "", &[2, 3], "ring"), now, &t), Some(Reason::NewPeriod));
-    assert_eq!(s.reason(&input("a", "", &[1, 2], "other"), now, &t), Some(Reason::HsDirsChanged));
-    assert_eq!(s.reason(&input("b", "p", &[2], "x"), now, &t), Some(Reason::Changed));
+    assert_eq!(
+        s.reason(&input("b", "", &[1, 2], "ring"), now, &t),
+        Some(Reason::Changed)
+    );
+    assert_eq!(
+        s.reason(&input("a", "p", &[1, 2], "ring"), now, &t),
+        Some(Reason::PowChanged)
+    );
+    assert_eq!(
+        s.reason(&input("a", "", &[2, 3], "ring"), now, &t),
+        Some(Reason::NewPeriod)
+    );
+    assert_eq!(
+        s.reason(&input("a", "", &[1, 2], "other"), now, &t),
+        Some(Reason::HsDirsChanged)
+    );
+    assert_eq!(
+        s.reason(&input("b", "p", &[2], "x"), now, &t),
+        Some(Reason::Changed)
+    );
     // A shorter republish interval (tests) is honoured.
     let fast = Timers {
         republish: secs(2),
@@ -184,9 +212,18 @@ fn which_descriptor_to_advertise() {
     };
     let none = NextState::default();
     // After the SRV: tor's current descriptor, once tor has rotated it.
-    assert_eq!(advertise_source(after_srv(5, Some(5)), &none, t0, &t), Source::Current);
-    assert_eq!(advertise_source(after_srv(5, None), &none, t0, &t), Source::Current);
-    assert!(matches!(advertise_source(after_srv(4, Some(5)), &none, t0, &t), Source::Wait(_)));
+    assert_eq!(
+        advertise_source(after_srv(5, Some(5)), &none, t0, &t),
+        Source::Current
+    );
+    assert_eq!(
+        advertise_source(after_srv(5, None), &none, t0, &t),
+        Source::Current
+    );
+    assert!(matches!(
+        advertise_source(after_srv(4, Some(5)), &none, t0, &t),
+        Source::Wait(_)
+    ));
     // Between a period start and the SRV: the fetched descriptor of the running period...
     let between = Period {
         current: 4,
@@ -204,9 +241,18 @@ fn which_descriptor_to_advertise() {
         fetched_with_intros: false,
     };
     let w = t.next_wait;
-    assert!(matches!(advertise_source(between, &waiting, t0 + w - secs(1), &t), Source::Wait(_)));
-    assert_eq!(advertise_source(between, &waiting, t0 + w, &t), Source::Current);
-    assert!(matches!(advertise_source(between, &none, t0 + w, &t), Source::Wait(_)));
+    assert!(matches!(
+        advertise_source(between, &waiting, t0 + w - secs(1), &t),
+        Source::Wait(_)
+    ));
+    assert_eq!(
+        advertise_source(between, &waiting, t0 + w, &t),
+        Source::Current
+    );
+    assert!(matches!(
+        advertise_source(between, &none, t0 + w, &t),
+        Source::Wait(_)
+    ));
 }
 
 #[test]
