@@ -1,11 +1,11 @@
 //! `rustbalance run`: the composition root of a node.
 //!
-//! Start order, one function per phase: data directory and pid file ([`claim_data_dir`])
+//! Start order, one function per phase: data directory and pid file (`claim_data_dir`)
 //! → keys: master key into tor's HiddenServiceDir, or this node's instance key
-//! ([`prepare_keys`]) → proxy listener, its port goes into the torrc (`proxy`) → supervised
-//! tor ([`start_tor`]) → metrics → cluster: mesh, gossip, join endpoint (`cluster`) →
+//! (`prepare_keys`) → proxy listener, its port goes into the torrc (`proxy`) → supervised
+//! tor (`start_tor`) → metrics → cluster: mesh, gossip, join endpoint (`cluster`) →
 //! admin endpoint (`admin`) → upload watcher → wait for SIGTERM or removal
-//! ([`wait_for_end`]). Shutdown runs it backwards ([`Running::stop`]): leave the cluster,
+//! (`wait_for_end`). Shutdown runs it backwards (`Running::stop`): leave the cluster,
 //! stop accepting, drain the proxy, stop tor.
 
 mod admin;

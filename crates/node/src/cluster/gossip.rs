@@ -11,7 +11,7 @@
 //! | `target_health` | intro task | [`target_health`]: `up`, `down` or `unknown` |
 //! | `last_publish` | publish task | [`last_publish`]: `<unix secs> ok\|failed` |
 //! | `intro/<node>` | intro task | [`encode_intros`]: the node's established intro points |
-//! | `mesh` | join | `<base64 WireGuard key> <ip:port>` ([`mesh_key`]) |
+//! | `mesh` | join | `<base64 WireGuard key> <ip:port>` (`mesh_key`) |
 //! | `mesh_admitted` | join | one `<name> <base64 key> <ip:port> <nonce>` per line |
 //! | `mesh_removed` | join | one `<name> <base64 key> <unix secs> <removed by>` per line ([`Removal`]) |
 //! | `join_gen` | join | the join generation, decimal |

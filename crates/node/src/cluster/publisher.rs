@@ -7,7 +7,7 @@
 //!  publishing tor ─GETINFO consensus-microdesc, md/all──▶ ring ─┼─▶ plan ─▶ HSPOST ×2 ─▶ HS_DESC UPLOADED/FAILED
 //! ```
 //!
-//! [`publish_task`] drives it on a cluster node: while the lease is held it reads the
+//! `publish_task` drives it on a cluster node: while the lease is held it reads the
 //! healthy intro points, asks [`super::policy`] whether and why to publish, publishes,
 //! and records the outcome (gossip `last_publish`, `/status`, retry backoff).
 
@@ -52,7 +52,7 @@ pub struct SlotReport {
     pub intro_points: usize,
     /// Size in bytes.
     pub size: usize,
-    /// HSDir fingerprint → "UPLOADED", "FAILED <reason>" or "NO ANSWER".
+    /// HSDir fingerprint → `UPLOADED`, `FAILED <reason>` or `NO ANSWER`.
     pub hsdirs: BTreeMap<String, String>,
 }
 
