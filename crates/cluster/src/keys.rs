@@ -1,9 +1,10 @@
 //! Names of the per-node gossip keys.
 //!
 //! Values are opaque strings to the membership layer; the crates that produce them own
-//! their format (the election owns [`LEASE`], the hs/tor layers own [`intro_points`]).
+//! their format (the election owns [`LEASE`]; the node writes the others, and
+//! `rustbalance_node::cluster::gossip` documents every value it writes).
 
-/// `"publisher"` or `"worker"` (informational).
+/// `"publisher"` or `"follower"` (informational).
 pub const ROLE: &str = "role";
 /// Election priority, decimal `u32`, lower wins.
 pub const PRIORITY: &str = "priority";

@@ -29,7 +29,7 @@ pub type RemoveFn = Arc<
     dyn Fn(
             String,
         ) -> std::pin::Pin<
-            Box<dyn std::future::Future<Output = std::result::Result<String, String>> + Send>,
+            Box<dyn std::future::Future<Output = crate::err::Result<String>> + Send>,
         > + Send
         + Sync,
 >;
@@ -291,7 +291,9 @@ mod tests {
             s2.lock().unwrap().push(who.clone());
             Box::pin(async move {
                 if who == "node9" {
-                    Err("no member named \"node9\" is known here".to_string())
+                    Err(crate::Error::RemoveRefused(
+                        "no member named \"node9\" is known here".to_string(),
+                    ))
                 } else {
                     Ok(format!("removed {who}"))
                 }

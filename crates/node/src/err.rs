@@ -1,5 +1,6 @@
 //! Errors of a node.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// What can go wrong running a node.
@@ -79,13 +80,97 @@ pub enum Error {
         /// What is wrong and what to do.
         reason: String,
     },
+    /// Another node process runs on the same data directory.
+    #[error("another rustbalance (pid {pid}) runs on {data_dir}; stop it first")]
+    AlreadyRunning {
+        /// The other process.
+        pid: u32,
+        /// The shared data directory.
+        data_dir: PathBuf,
+    },
+    /// No loopback port was free for tor's SOCKS port.
+    #[error("cannot find a free port for tor's SOCKS port: {source}; free some loopback ports")]
+    NoFreePort {
+        /// Why binding port 0 failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The proxy (tor → target) could not start.
+    #[error("proxy: {0}")]
+    Proxy(#[source] rustbalance_proxy::Error),
+    /// The admin endpoint could not listen.
+    #[error("admin endpoint {listen}: {source}; is another process using admin.listen?")]
+    Admin {
+        /// `admin.listen`.
+        listen: SocketAddr,
+        /// The socket error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Gossip could not start.
+    #[error("gossip: {0}")]
+    Gossip(#[source] rustbalance_cluster::ClusterError),
+    /// The lease election refused its parameters.
+    #[error("election: {0}")]
+    Election(#[source] rustbalance_cluster::ClusterError),
+    /// The WireGuard mesh could not be brought up.
+    #[error("mesh: {0}")]
+    Mesh(#[source] rustbalance_mesh::Error),
+    /// The task bringing the mesh up panicked or was cancelled.
+    #[error("mesh task: {0}")]
+    MeshTask(#[source] tokio::task::JoinError),
+    /// A thread panicked while it held the mesh; the node must restart.
+    #[error("mesh lock poisoned (a thread panicked while it held the mesh); restart the node")]
+    MeshPoisoned,
+    /// tor has no consensus to read the network view from.
+    #[error("tor has no microdesc consensus yet (is it bootstrapped?): {0}")]
+    NoConsensus(#[source] rustbalance_tor::Error),
+    /// The instance's tor has not made its descriptor yet.
+    #[error("instance tor has no descriptor yet: {0}")]
+    NoInstanceDescriptor(#[source] rustbalance_tor::Error),
+    /// tor refused to fetch the instance's descriptor from the HSDirs.
+    #[error("HSFETCH of the instance: {0}")]
+    InstanceFetch(#[source] rustbalance_tor::Error),
+    /// The instance's descriptor did not arrive from the HSDirs.
+    #[error("the instance's descriptor could not be fetched from the HSDirs")]
+    InstanceNotFetched,
+    /// tor did not list its circuits.
+    #[error("GETINFO circuit-status: {0}")]
+    CircuitStatus(#[source] rustbalance_tor::Error),
+    /// tor refused to upload a master descriptor.
+    #[error("HSPOST for time period {period}: {source}")]
+    Upload {
+        /// The descriptor's time period.
+        period: u64,
+        /// tor's answer.
+        #[source]
+        source: rustbalance_tor::Error,
+    },
+    /// No HSDir confirmed a master descriptor.
+    #[error("no HSDir confirmed the descriptor for time period {period}: {hsdirs}")]
+    NotUploaded {
+        /// The descriptor's time period.
+        period: u64,
+        /// Each HSDir's answer.
+        hsdirs: String,
+    },
+    /// A member removal was refused (unknown member, this node itself, ...).
+    #[error("{0}")]
+    RemoveRefused(String),
     /// This node was removed from its cluster (`rustbalance node remove`): it stops and
     /// does not start again. `rustbalance run` exits with [`EXIT_REMOVED`].
     #[error("{0}")]
     Removed(String),
-    /// Anything else the daemon reports.
+    /// Only the join code still uses this; its split (join/) replaces it with typed variants.
     #[error("{0}")]
     Other(String),
+}
+
+impl Error {
+    /// The control connection to tor broke (reconnect before trying again).
+    pub fn is_tor(&self) -> bool {
+        matches!(self, Error::Tor(_))
+    }
 }
 
 /// Exit status of `rustbalance run` on a removed node (sysexits' EX_NOPERM); the systemd

@@ -3,7 +3,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
-pub mod cluster_node;
+pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod err;
@@ -12,9 +12,13 @@ pub mod join_node;
 pub mod keystore;
 pub mod layout;
 pub mod metrics;
-pub mod publisher;
-pub mod supervisor;
 pub mod torrc;
 
+/// Old path of [`cluster::node`].
+pub use cluster::node as cluster_node;
+/// Old path of [`cluster::publisher`].
+pub use cluster::publisher;
 pub use config::Config;
 pub use err::{Error, Result};
+/// The tor watchdog (it lives in `rustbalance_tor`).
+pub use rustbalance_tor::supervisor;

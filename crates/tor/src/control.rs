@@ -15,6 +15,7 @@
 //! and the events channel closes.
 
 mod auth;
+mod circuit;
 mod event;
 mod reply;
 #[cfg(test)]
@@ -32,6 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub use auth::{Auth, ProtocolInfo};
+pub use circuit::{established_intro_relays, relay_fingerprint, Circuit};
 pub use event::{Event, HsDescContent, HsDescEvent};
 pub use reply::{dot_stuff, parse_args, Arg, Reply, ReplyLine};
 
@@ -383,6 +385,11 @@ impl ControlClient {
                 command: "GETINFO status/bootstrap-phase".to_string(),
                 detail: format!("no PROGRESS= in `{phase}`"),
             })
+    }
+
+    /// `GETINFO circuit-status`, parsed.
+    pub async fn circuit_status(&self) -> Result<Vec<Circuit>> {
+        Ok(Circuit::parse_all(&self.getinfo("circuit-status").await?))
     }
 
     /// `QUIT`: tor answers and closes the connection.

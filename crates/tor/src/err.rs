@@ -169,6 +169,31 @@ pub enum Error {
         detail: String,
     },
 
+    /// The tor watchdog task ended (the node is shutting down).
+    #[error("the tor watchdog has stopped; the node is shutting down")]
+    SupervisorEnded,
+
+    /// The supervised tor did not finish bootstrapping in time.
+    #[error("tor did not bootstrap within {timeout:?} (at {percent} %, phase {phase}){last_exit}; check its network access and its log")]
+    BootstrapTimeout {
+        /// How long we waited.
+        timeout: Duration,
+        /// Bootstrap progress reached.
+        percent: u8,
+        /// The watchdog's phase at the deadline.
+        phase: String,
+        /// `"; last exit: ..."` when tor died meanwhile, else empty.
+        last_exit: String,
+    },
+
+    /// The supervised tor has no control port (it is starting, restarting or stopped).
+    #[error("tor's control port is not up; wait for tor to start (see the node's /status)")]
+    ControlPortDown,
+
+    /// The control connection's event stream was already taken by another reader.
+    #[error("the control connection's event stream is already taken; open a new control connection for each event reader")]
+    EventsTaken,
+
     /// A file could not be read or written.
     #[error("cannot {action} {path}: {source}")]
     File {

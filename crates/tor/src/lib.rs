@@ -6,9 +6,11 @@ pub mod control;
 mod err;
 pub mod fake;
 pub mod process;
+pub mod supervisor;
 pub mod torrc;
 
 pub use control::ControlClient;
 pub use err::{Error, Result};
 pub use process::{ProcessId, TorLaunch, TorProcess};
+pub use supervisor::{TorPhase, TorSpec, TorStatus, TorSupervisor};
 pub use torrc::Torrc;

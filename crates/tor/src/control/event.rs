@@ -36,18 +36,22 @@ impl Event {
             return None;
         }
         let args = parse_args(self.text());
-        let positional: Vec<&str> = args
+        // A relay named `$FPR=nick` parses as a keyword argument; it is positional here.
+        let positional: Vec<String> = args
             .iter()
             .skip(1)
-            .filter(|a| a.key.is_none())
-            .map(|a| a.value.as_str())
+            .filter_map(|a| match &a.key {
+                None => Some(a.value.clone()),
+                Some(k) if k.starts_with('$') => Some(format!("{k}={}", a.value)),
+                Some(_) => None,
+            })
             .collect();
         Some(HsDescEvent {
-            action: (*positional.first()?).to_string(),
-            address: (*positional.get(1)?).to_string(),
-            auth_type: positional.get(2).map(|s| s.to_string()).unwrap_or_default(),
-            hsdir: positional.get(3).map(|s| s.to_string()).unwrap_or_default(),
-            descriptor_id: positional.get(4).map(|s| s.to_string()),
+            action: positional.first()?.clone(),
+            address: positional.get(1)?.clone(),
+            auth_type: positional.get(2).cloned().unwrap_or_default(),
+            hsdir: positional.get(3).cloned().unwrap_or_default(),
+            descriptor_id: positional.get(4).cloned(),
             reason: arg(&args, "REASON").map(str::to_string),
         })
     }
@@ -83,6 +87,13 @@ pub struct HsDescEvent {
     pub descriptor_id: Option<String>,
     /// `REASON=` of a failed action.
     pub reason: Option<String>,
+}
+
+impl HsDescEvent {
+    /// The HSDir's upper-case RSA fingerprint (empty when tor did not name one).
+    pub fn hsdir_fingerprint(&self) -> String {
+        super::circuit::relay_fingerprint(&self.hsdir)
+    }
 }
 
 /// A parsed `HS_DESC_CONTENT` event (control-spec 4.1.26).
@@ -124,6 +135,20 @@ mod tests {
         assert_eq!(h.descriptor_id, None);
         assert_eq!(h.reason.as_deref(), Some("x"));
         assert!(e.hs_desc_content().is_none());
+        assert_eq!(h.hsdir_fingerprint(), "AAAA");
+    }
+
+    #[test]
+    fn hs_desc_with_an_equals_sign_relay_name() {
+        let e = ev(&[(
+            "HS_DESC FAILED abc NO_AUTH $bbbb=r2 descid REASON=UPLOAD_REJECTED",
+            None,
+        )]);
+        let h = e.hs_desc().unwrap();
+        assert_eq!(h.hsdir, "$bbbb=r2");
+        assert_eq!(h.hsdir_fingerprint(), "BBBB");
+        assert_eq!(h.descriptor_id.as_deref(), Some("descid"));
+        assert_eq!(h.reason.as_deref(), Some("UPLOAD_REJECTED"));
     }
 
     #[test]

@@ -1,0 +1,33 @@
+//! Multi-node mode: this node's tor runs an *instance* of the master service (own key,
+//! `HiddenServiceOnionbalanceInstance 1`, `PublishHidServDescriptors 0`); the node shares
+//! its intro points over authenticated gossip, takes part in the lease election, and —
+//! while it holds the lease — merges every healthy node's intro points into the master
+//! descriptor and uploads it.
+//!
+//! ```text
+//!  advertise: tor GETINFO own descriptor ─▶ gossip intro/<node>, target_health
+//!  publisher: lease held? ─▶ roster: live healthy nodes' intro points
+//!               ─▶ policy: changed / due / HSDirs failed / backoff? ─▶ Publisher: plan both
+//!               descriptors ─▶ HSPOST SERVER=… ─▶ HS_DESC answers ─▶ gossip last_publish
+//! ```
+//!
+//! * [`node`] — [`ClusterNode`]: start, stop, `/status`.
+//! * [`advertise`] — the intro and next-descriptor tasks (this node's own intro points).
+//! * [`publisher`] — the [`publisher::Publisher`] and the publish task.
+//! * [`roster`] — who is live, healthy or removed, and their intro points.
+//! * [`policy`] — the decisions, pure (they take `now`; tests run them on fake time).
+//! * [`gossip`] — every gossip key a node writes and its value format.
+//! * [`view`] — the network view and instance descriptors read from tor.
+//! * [`timers`] — every fixed delay of the tasks, as configuration.
+
+pub mod advertise;
+pub mod gossip;
+pub mod node;
+pub mod policy;
+pub mod publisher;
+pub mod roster;
+pub mod timers;
+pub mod view;
+
+pub use node::{ClusterNode, ClusterParams, ClusterStatus, MemberStatus, PublishRecord};
+pub use timers::Timers;

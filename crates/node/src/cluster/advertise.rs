@@ -1,0 +1,313 @@
+//! What a node tells the cluster about itself: its target's health and the intro points
+//! of its own instance whose circuits are up (gossip `target_health`, `intro/<node>`).
+//!
+//! ```text
+//!  intro task (every intro_poll):
+//!    proxy health ─▶ target_health
+//!    tor down ─▶ withdraw intro/<node>
+//!    tor up ─▶ network view ─▶ policy::advertise_source ─▶ current | fetched | wait
+//!           ─▶ only established circuits ─▶ policy::advert ─▶ set | withdraw | keep
+//!  next-descriptor task (every next_poll):
+//!    between period start and SRV? ─no─▶ forget ; ─yes─▶ refetch due? ─▶ HSFETCH own
+//!    instance ─▶ running period's? ─▶ keep it for the intro task
+//! ```
+
+use super::gossip;
+use super::node::{ClusterStatus, OwnParams};
+use super::policy::{self, Advert, NextState, Period, Source};
+use super::publisher::{instance_descriptor, instance_descriptor_from_hsdirs, only_established};
+use super::timers::Timers;
+use super::view::{NetworkView, ViewCache};
+use crate::err::Result;
+use rustbalance_cluster::Membership;
+use rustbalance_hs::descriptor::ParsedDescriptor;
+use rustbalance_hs::OnionAddress;
+use rustbalance_proxy::HealthHandle;
+use rustbalance_tor::control::ControlClient;
+use rustbalance_tor::{TorPhase, TorSupervisor};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+/// The instance descriptor fetched back from the HSDirs, shared by the two tasks.
+#[derive(Clone, Default)]
+pub(super) struct NextDescriptor(Arc<Mutex<NextFetch>>);
+
+/// What [`next_descriptor_task`] knows.
+#[derive(Default)]
+struct NextFetch {
+    /// Since when the node is between a period start and the next SRV (`None`: outside).
+    window_since: Option<Instant>,
+    /// The instance's descriptor for the running period, and when it was fetched.
+    desc: Option<(Instant, ParsedDescriptor)>,
+}
+
+impl NextDescriptor {
+    /// The fetched descriptor and the policy's view of the fetch.
+    fn snapshot(&self) -> (Option<ParsedDescriptor>, NextState) {
+        self.0
+            .lock()
+            .map(|n| {
+                let desc = n.desc.as_ref().map(|(_, d)| d.clone());
+                let state = NextState {
+                    window_since: n.window_since,
+                    fetched_with_intros: desc.as_ref().is_some_and(|d| !d.intro_points.is_empty()),
+                };
+                (desc, state)
+            })
+            .unwrap_or_default()
+    }
+
+    fn set(&self, f: NextFetch) {
+        if let Ok(mut n) = self.0.lock() {
+            *n = f;
+        }
+    }
+
+    fn fetched_at(&self) -> Option<Instant> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|n| n.desc.as_ref().map(|(t, _)| *t))
+    }
+
+    fn store(&self, d: ParsedDescriptor, at: Instant) {
+        if let Ok(mut n) = self.0.lock() {
+            n.desc = Some((at, d));
+        }
+    }
+}
+
+/// What the intro task works with.
+pub(super) struct IntroCtx {
+    pub membership: Arc<Membership>,
+    pub tor: Arc<TorSupervisor>,
+    pub instance: OnionAddress,
+    pub name: String,
+    pub health: HealthHandle,
+    pub testing: bool,
+    pub timers: Timers,
+    pub status: Arc<Mutex<ClusterStatus>>,
+    pub own: Arc<Mutex<OwnParams>>,
+    pub next: NextDescriptor,
+    pub views: ViewCache,
+}
+
+/// Read this node's own instance descriptor and advertise its intro points.
+pub(super) async fn intro_task(c: IntroCtx) {
+    let key = gossip::intro_points(&c.name);
+    let mut last_enc = String::new();
+    let mut last_health = String::new();
+    let mut ctl = None;
+    loop {
+        let h = gossip::target_health(c.health.get().up);
+        if h != last_health {
+            c.membership.set(gossip::TARGET_HEALTH, h).await;
+            last_health = h.to_string();
+        }
+        let wanted = if c.tor.status().phase != TorPhase::Running {
+            ctl = None;
+            // Our tor is down: our intro points are dead, withdraw them.
+            Want::TorDown
+        } else {
+            if ctl.is_none() {
+                ctl = c.tor.control().await.ok();
+                c.views.clear().await;
+            }
+            match &ctl {
+                None => Want::Wait,
+                Some(conn) => match c.established(conn).await {
+                    Ok(Some(d)) => {
+                        if !d.intro_points.is_empty() {
+                            if let Ok(mut o) = c.own.lock() {
+                                o.flow = d.flow_control.clone();
+                                o.pow = d.pow_params.first().cloned();
+                            }
+                        }
+                        Want::Established(d)
+                    }
+                    Ok(None) => Want::Wait,
+                    Err(e) => {
+                        if e.is_tor() {
+                            ctl = None;
+                        }
+                        Want::Wait
+                    }
+                },
+            }
+        };
+        c.apply(&key, &mut last_enc, wanted).await;
+        tokio::time::sleep(c.timers.intro_poll).await;
+    }
+}
+
+impl IntroCtx {
+    /// The descriptor to advertise, trimmed to established intro circuits; `None` while
+    /// the policy says to wait.
+    async fn established(&self, ctl: &ControlClient) -> Result<Option<ParsedDescriptor>> {
+        let view = self.views.get(ctl, self.testing).await?;
+        let current =
+            instance_descriptor(ctl, &self.instance, &view.time, SystemTime::now()).await?;
+        let (fetched, next) = self.next.snapshot();
+        let period = Period {
+            current: current.period_num,
+            running: running_period(&view),
+            between: view
+                .time
+                .between_tp_and_srv(view.consensus.valid_after_unix()),
+        };
+        let chosen = match policy::advertise_source(period, &next, Instant::now(), &self.timers) {
+            Source::Wait(why) => {
+                tracing::trace!("intro points: {why}");
+                return Ok(None);
+            }
+            Source::Fetched => fetched.unwrap_or(current),
+            Source::Current => current,
+        };
+        // Only intro points whose circuits are up right now.
+        Ok(Some(only_established(ctl, &self.instance, chosen).await?))
+    }
+
+    /// Gossip, withdraw or keep this node's intro-point advert.
+    async fn apply(&self, key: &str, last_enc: &mut String, wanted: Want) {
+        let enc = match &wanted {
+            Want::Wait => return,
+            Want::TorDown => None,
+            // tor lists intro points but none has a live circuit: withdraw ours until it
+            // has re-established some.
+            Want::Established(d) if d.intro_points.is_empty() => None,
+            Want::Established(d) => Some(gossip::encode_intros(&d.intro_points)),
+        };
+        match policy::advert(last_enc, enc) {
+            Advert::Set(enc) => {
+                let n = match &wanted {
+                    Want::Established(d) => d.intro_points.len(),
+                    _ => 0,
+                };
+                self.membership.set(key, &enc).await;
+                tracing::info!("advertising {n} intro points");
+                if let Ok(mut s) = self.status.lock() {
+                    s.own_intro_points = n;
+                }
+                *last_enc = enc;
+            }
+            Advert::Withdraw => {
+                self.membership.delete(key).await;
+                if !matches!(wanted, Want::TorDown) {
+                    tracing::info!("no established intro circuit: intro points withdrawn");
+                    if let Ok(mut s) = self.status.lock() {
+                        s.own_intro_points = 0;
+                    }
+                }
+                last_enc.clear();
+            }
+            Advert::Keep => {}
+        }
+    }
+}
+
+/// What the intro task wants advertised this round.
+enum Want {
+    /// Nothing new (no control connection, or the policy says wait): keep the advert.
+    Wait,
+    /// tor is down: its intro points are dead.
+    TorDown,
+    /// This descriptor, trimmed to established intro circuits.
+    Established(ParsedDescriptor),
+}
+
+/// The running time period (of the consensus' valid-after), when known.
+fn running_period(view: &NetworkView) -> Option<u64> {
+    view.time
+        .period_at(rustbalance_hs::time::from_unix(
+            view.consensus.valid_after_unix(),
+        ))
+        .map(|p| p.interval_num())
+        .ok()
+}
+
+/// Between a period start and the next SRV, keep the instance's descriptor for the current
+/// period fresh (fetched from the HSDirs; see `instance_descriptor_from_hsdirs`); outside
+/// that window, forget it.
+pub(super) async fn next_descriptor_task(
+    tor: Arc<TorSupervisor>,
+    instance: OnionAddress,
+    testing: bool,
+    timers: Timers,
+    next: NextDescriptor,
+    views: ViewCache,
+) {
+    // Diagnostic for bench/rotation.sh only: behave as before the fix.
+    if std::env::var_os("RUSTBALANCE_DIAG_CURRENT_DESC_ONLY").is_some() {
+        tracing::warn!(
+            "RUSTBALANCE_DIAG_CURRENT_DESC_ONLY: advertising tor's current descriptor only"
+        );
+        return;
+    }
+    let mut ctl = None;
+    let mut was_between = false;
+    loop {
+        tokio::time::sleep(timers.next_poll).await;
+        if tor.status().phase != TorPhase::Running {
+            ctl = None;
+            continue;
+        }
+        if ctl.is_none() {
+            ctl = tor.control().await.ok();
+            views.clear().await;
+        }
+        let Some(c) = &ctl else { continue };
+        let Ok(view) = views.get(c, testing).await else {
+            continue;
+        };
+        let between = view
+            .time
+            .between_tp_and_srv(view.consensus.valid_after_unix());
+        if between != was_between {
+            next.set(NextFetch {
+                window_since: between.then(Instant::now),
+                desc: None,
+            });
+            was_between = between;
+        }
+        if !between || !policy::refetch_due(next.fetched_at(), Instant::now(), &timers) {
+            continue;
+        }
+        match fetch_running(c, &instance, &view, &timers).await {
+            Ok(Some(d)) => next.store(d, Instant::now()),
+            Ok(None) => tokio::time::sleep(timers.next_retry).await,
+            Err(e) if e.is_tor() => ctl = None,
+            Err(e) => tracing::debug!("instance descriptor from the HSDirs: {e}"),
+        }
+    }
+}
+
+/// The instance's descriptor for the running period from the HSDirs; `None` when they
+/// (or the client cache) served another period's copy.
+async fn fetch_running(
+    ctl: &ControlClient,
+    instance: &OnionAddress,
+    view: &NetworkView,
+    timers: &Timers,
+) -> Result<Option<ParsedDescriptor>> {
+    let d = instance_descriptor_from_hsdirs(
+        ctl,
+        instance,
+        &view.time,
+        SystemTime::now(),
+        timers.next_fetch,
+    )
+    .await?;
+    let want = running_period(view);
+    if want != Some(d.period_num) {
+        tracing::debug!(
+            "fetched instance descriptor is for period {}, not {want:?}",
+            d.period_num
+        );
+        return Ok(None);
+    }
+    tracing::debug!(
+        "fetched this instance's current-period descriptor: {} intro points",
+        d.intro_points.len()
+    );
+    Ok(Some(d))
+}

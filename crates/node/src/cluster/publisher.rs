@@ -1,0 +1,450 @@
+//! The publisher: reads the network view from tor over the control port, plans both live master descriptors with the hs
+//! core, uploads each to exactly its responsible HSDirs (`+HSPOST
+//! SERVER=...`), and confirms every upload from `HS_DESC` events.
+//!
+//! ```text
+//!  instance tors ──GETINFO hs/service/desc/id──▶ intro points ─┐
+//!  publishing tor ─GETINFO consensus-microdesc, md/all──▶ ring ─┼─▶ plan ─▶ HSPOST ×2 ─▶ HS_DESC UPLOADED/FAILED
+//! ```
+//!
+//! `publish_task` drives it on a cluster node: while the lease is held it reads the
+//! healthy intro points, asks [`super::policy`] whether and why to publish, publishes,
+//! and records the outcome (gossip `last_publish`, `/status`, retry backoff).
+
+use super::gossip::{self, Role};
+use super::node::{ClusterStatus, OwnParams, PublishRecord};
+use super::policy::{self, Outcome, PublishInputs, PublishState, Reason};
+use super::roster::{healthy_intros, HealthyIntros};
+use super::timers::Timers;
+use crate::err::{Error, Result};
+use rand::CryptoRng;
+use rustbalance_cluster::Membership;
+use rustbalance_hs::descriptor::{
+    select_intro_points, InstanceIntros, IntroPointDesc, ParsedDescriptor, PowParams, Protocols,
+    MAX_INTRO_POINTS,
+};
+use rustbalance_hs::publish::{plan_uploads, PublishInput, SlotUpload};
+use rustbalance_hs::time::unix_secs;
+use rustbalance_hs::{IdentityKey, OnionAddress};
+use rustbalance_tor::control::{ControlClient, Event};
+use rustbalance_tor::{TorPhase, TorSupervisor};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+pub use super::view::{
+    instance_descriptor, instance_descriptor_from_hsdirs, network_view, only_established,
+    NetworkView, ViewCache,
+};
+
+/// At most this many intro points go into a master descriptor.
+const MAX_PUBLISHED_INTROS: usize = 20;
+
+/// The outcome of uploading one descriptor slot.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SlotReport {
+    /// Time period of the descriptor.
+    pub period_num: u64,
+    /// Its revision counter.
+    pub revision: u64,
+    /// Intro points listed.
+    pub intro_points: usize,
+    /// Size in bytes.
+    pub size: usize,
+    /// HSDir fingerprint → `UPLOADED`, `FAILED <reason>` or `NO ANSWER`.
+    pub hsdirs: BTreeMap<String, String>,
+}
+
+impl SlotReport {
+    /// How many HSDirs confirmed the upload.
+    pub fn uploaded(&self) -> usize {
+        self.hsdirs.values().filter(|s| *s == "UPLOADED").count()
+    }
+}
+
+/// Publishes master descriptors through one tor's control port.
+pub struct Publisher {
+    ctl: ControlClient,
+    events: UnboundedReceiver<Event>,
+    master: IdentityKey,
+    testing_network: bool,
+    max_intro_points: usize,
+    views: ViewCache,
+}
+
+impl Publisher {
+    /// Take over `ctl` (its event stream is used for upload confirmations).
+    pub async fn new(
+        ctl: ControlClient,
+        master: IdentityKey,
+        testing_network: bool,
+        max_intro_points: usize,
+    ) -> Result<Self> {
+        let events = ctl
+            .take_events()
+            .ok_or(rustbalance_tor::Error::EventsTaken)?;
+        ctl.setevents(&["HS_DESC"]).await?;
+        Ok(Publisher {
+            ctl,
+            events,
+            master,
+            testing_network,
+            max_intro_points: max_intro_points.clamp(1, MAX_INTRO_POINTS),
+            views: ViewCache::default(),
+        })
+    }
+
+    /// Share `views` with other readers of the same tor instead of a cache of its own.
+    pub fn with_views(mut self, views: ViewCache) -> Self {
+        self.views = views;
+        self
+    }
+
+    /// The master address.
+    pub fn address(&self) -> OnionAddress {
+        self.master.address()
+    }
+
+    /// The network view of the publishing tor (cached per consensus).
+    pub async fn view(&mut self) -> Result<std::sync::Arc<NetworkView>> {
+        self.views.get(&self.ctl, self.testing_network).await
+    }
+
+    /// The control client (to read the network view from the same tor).
+    pub fn control(&self) -> &ControlClient {
+        &self.ctl
+    }
+
+    /// Merge `instances`, build both live descriptors and upload each to
+    /// its responsible HSDirs; wait up to `confirm_timeout` for the
+    /// `HS_DESC` answers.
+    pub async fn publish<R: rand::Rng + CryptoRng>(
+        &mut self,
+        instances: &[ParsedDescriptor],
+        now: SystemTime,
+        confirm_timeout: Duration,
+        rng: &mut R,
+    ) -> Result<Vec<SlotReport>> {
+        let intros: Vec<InstanceIntros> = instances
+            .iter()
+            .map(|d| InstanceIntros {
+                instance: d.address.to_string(),
+                intro_points: d.intro_points.clone(),
+            })
+            .collect();
+        let flow_control = if instances.iter().all(|d| d.flow_control.is_some()) {
+            instances.first().and_then(|d| d.flow_control.clone())
+        } else {
+            None
+        };
+        self.publish_intros(&intros, flow_control, None, now, confirm_timeout, rng)
+            .await
+    }
+
+    /// Like [`Publisher::publish`], from intro points already extracted
+    /// (e.g. received over gossip).
+    pub async fn publish_intros<R: rand::Rng + CryptoRng>(
+        &mut self,
+        intros: &[InstanceIntros],
+        flow_control: Option<(Protocols, u8)>,
+        pow_params: Option<&PowParams>,
+        now: SystemTime,
+        confirm_timeout: Duration,
+        rng: &mut R,
+    ) -> Result<Vec<SlotReport>> {
+        let view = self.views.get(&self.ctl, self.testing_network).await?;
+        let chosen: Vec<IntroPointDesc> = select_intro_points(intros, self.max_intro_points, rng)
+            .into_iter()
+            .map(|(_, ip)| ip)
+            .collect();
+        let plan = plan_uploads(
+            &PublishInput {
+                master: &self.master,
+                consensus: &view.consensus,
+                hsdirs: &view.hsdirs,
+                time: view.time,
+                now,
+                intro_points: &chosen,
+                flow_control,
+                pow_params,
+            },
+            rng,
+        )?;
+        // Drop stale events from earlier rounds.
+        while self.events.try_recv().is_ok() {}
+        let addr = self.master.address().without_suffix();
+        let mut reports = Vec::new();
+        for up in &plan {
+            let servers: Vec<String> = up.hsdirs.iter().map(|d| d.fingerprint.clone()).collect();
+            self.ctl
+                .hspost(&up.descriptor.text, &servers, Some(&addr))
+                .await
+                .map_err(|source| Error::Upload {
+                    period: up.slot.period_num,
+                    source,
+                })?;
+            reports.push(report_of(up));
+        }
+        self.confirm(&addr, &mut reports, confirm_timeout).await;
+        Ok(reports)
+    }
+
+    /// Fill in `HS_DESC UPLOADED/FAILED` answers until all are in or time runs out.
+    async fn confirm(&mut self, addr: &str, reports: &mut [SlotReport], timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let pending = |r: &[SlotReport]| {
+            r.iter()
+                .flat_map(|s| s.hsdirs.values())
+                .any(|v| v == "NO ANSWER")
+        };
+        while pending(reports) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(Some(ev)) = tokio::time::timeout(left, self.events.recv()).await else {
+                break;
+            };
+            // 650 HS_DESC UPLOADED|FAILED <addr> <auth> <$FPR~nick> [<desc-id>] [REASON=...]
+            let Some(h) = ev.hs_desc() else { continue };
+            if h.address != addr || h.hsdir.is_empty() {
+                continue;
+            }
+            let status = match h.action.as_str() {
+                "UPLOADED" => "UPLOADED".to_string(),
+                "FAILED" => format!("FAILED {}", h.reason.as_deref().unwrap_or("")),
+                _ => continue,
+            };
+            let fpr = h.hsdir_fingerprint();
+            // An HSDir may hold both slots; fill the first slot still waiting on it.
+            if let Some(v) = reports
+                .iter_mut()
+                .filter_map(|r| r.hsdirs.get_mut(&fpr))
+                .find(|v| *v == "NO ANSWER")
+            {
+                *v = status;
+            }
+        }
+    }
+}
+
+fn report_of(up: &SlotUpload) -> SlotReport {
+    SlotReport {
+        period_num: up.slot.period_num,
+        revision: up.descriptor.revision,
+        intro_points: up.descriptor.intro_count,
+        size: up.descriptor.text.len(),
+        hsdirs: up
+            .hsdirs
+            .iter()
+            .map(|d| (d.fingerprint.clone(), "NO ANSWER".to_string()))
+            .collect(),
+    }
+}
+
+/// Fail unless every slot reached at least one HSDir.
+pub fn require_uploaded(reports: &[SlotReport]) -> Result<()> {
+    for r in reports {
+        if r.uploaded() == 0 {
+            return Err(Error::NotUploaded {
+                period: r.period_num,
+                hsdirs: format!("{:?}", r.hsdirs),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What the publish task works with.
+pub(super) struct PublishCtx {
+    /// The gossip membership.
+    pub membership: Arc<Membership>,
+    /// `true` while this node holds the lease.
+    pub publishing: tokio::sync::watch::Receiver<bool>,
+    /// The node's supervised tor (it uploads).
+    pub tor: Arc<TorSupervisor>,
+    /// The master key.
+    pub master: IdentityKey,
+    /// A TestingTorNetwork (the lab).
+    pub testing: bool,
+    /// The node's timers.
+    pub timers: Timers,
+    /// What `/status` shows.
+    pub status: Arc<Mutex<ClusterStatus>>,
+    /// `flow-control` and `pow-params` of this node's own instance descriptor.
+    pub own: Arc<Mutex<OwnParams>>,
+    /// This node's name.
+    pub name: String,
+    /// The node's shared network view cache.
+    pub views: ViewCache,
+}
+
+/// While this node holds the lease: publish the healthy nodes' intro points whenever the
+/// policy says so; step down to follower when the lease goes.
+pub(super) async fn publish_task(mut c: PublishCtx) {
+    let mut publisher: Option<(u32, Publisher)> = None;
+    let mut state = PublishState::default();
+    loop {
+        tokio::time::sleep(c.timers.publish_poll).await;
+        if !*c.publishing.borrow_and_update() {
+            if state.step_down() {
+                c.set_role(Role::Follower).await;
+            }
+            continue;
+        }
+        let Some(p) = c.connect(&mut publisher).await else {
+            continue;
+        };
+        let intros = healthy_intros(&c.membership).await;
+        if intros.nodes.is_empty() {
+            continue;
+        }
+        let now = SystemTime::now();
+        let now_secs = unix_secs(now);
+        if !state.may_build(now_secs) {
+            continue;
+        }
+        let Ok(view) = p.view().await else {
+            continue;
+        };
+        let own_pow = c.own.lock().ok().and_then(|o| o.pow.clone());
+        let pow = policy::fallback_pow(&intros.nodes, &c.name, own_pow.as_ref());
+        let input = PublishInputs {
+            intros: intros.fingerprint.clone(),
+            pow: policy::pow_fingerprint(pow.as_ref()),
+            periods: view
+                .time
+                .live_slots(now_secs, view.consensus.valid_after_unix())
+                .iter()
+                .map(|s| s.period_num)
+                .collect(),
+            ring: view.ring_fingerprint(),
+        };
+        let Some(reason) = state.reason(&input, Instant::now(), &c.timers) else {
+            continue;
+        };
+        if state.building(now_secs) {
+            c.set_role(Role::Publisher).await;
+        }
+        let flow = c.own.lock().ok().and_then(|o| o.flow.clone());
+        let t0 = Instant::now();
+        let mut rng = {
+            use rand::SeedableRng;
+            rand::rngs::StdRng::from_rng(&mut rand::rng())
+        };
+        let result = p
+            .publish_intros(
+                &intros.nodes,
+                flow,
+                pow.as_ref(),
+                now,
+                c.timers.upload_confirm,
+                &mut rng,
+            )
+            .await;
+        let broken = result.as_ref().is_err_and(Error::is_tor);
+        let outcome = c
+            .record(result, &intros, pow.is_some(), now, reason, t0)
+            .await;
+        if broken {
+            publisher = None;
+        }
+        state.finished(input, outcome, Instant::now(), &c.timers);
+    }
+}
+
+impl PublishCtx {
+    /// The publisher on the running tor, made anew after tor restarted.
+    async fn connect<'a>(
+        &self,
+        publisher: &'a mut Option<(u32, Publisher)>,
+    ) -> Option<&'a mut Publisher> {
+        let st = self.tor.status();
+        let (Some(pid), TorPhase::Running) = (st.pid, st.phase) else {
+            return None;
+        };
+        if publisher.as_ref().map(|(p, _)| *p) != Some(pid) {
+            let ctl = self.tor.control().await.ok()?;
+            let key = self.master.duplicate();
+            match Publisher::new(ctl, key, self.testing, MAX_PUBLISHED_INTROS).await {
+                Ok(p) => *publisher = Some((pid, p.with_views(self.views.clone()))),
+                Err(e) => {
+                    tracing::warn!("publisher: {e}");
+                    return None;
+                }
+            }
+        }
+        publisher.as_mut().map(|(_, p)| p)
+    }
+
+    /// Gossip and show this node's role.
+    async fn set_role(&self, role: Role) {
+        self.membership.set(gossip::ROLE, role.as_str()).await;
+        if let Ok(mut s) = self.status.lock() {
+            s.role = role.as_str().into();
+        }
+    }
+
+    /// Log a publication, gossip `last_publish`, update `/status`; returns its outcome.
+    async fn record(
+        &self,
+        result: Result<Vec<SlotReport>>,
+        intros: &HealthyIntros,
+        pow: bool,
+        now: SystemTime,
+        reason: Reason,
+        t0: Instant,
+    ) -> Outcome {
+        let slots = match result {
+            Ok(slots) => slots,
+            Err(e) => {
+                tracing::warn!("publishing failed: {e}");
+                if let Ok(mut s) = self.status.lock() {
+                    s.publish_failures += 1;
+                }
+                return Outcome::Failed;
+            }
+        };
+        let complete = slots.iter().all(|s| s.uploaded() == s.hsdirs.len());
+        let any = slots.iter().all(|s| s.uploaded() > 0);
+        tracing::info!(
+            "published ({}): {} intro points from {} nodes{} in {:.1}s; HSDirs {}",
+            reason.as_str(),
+            intros
+                .nodes
+                .iter()
+                .map(|i| i.intro_points.len())
+                .sum::<usize>(),
+            intros.nodes.len(),
+            if pow { " with PoW (alone)" } else { "" },
+            t0.elapsed().as_secs_f64(),
+            slots
+                .iter()
+                .map(|s| format!("{}/{}", s.uploaded(), s.hsdirs.len()))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let value = gossip::last_publish(unix_secs(now), any);
+        self.membership.set(gossip::LAST_PUBLISH, &value).await;
+        if let Ok(mut s) = self.status.lock() {
+            s.publishes += 1;
+            if !any {
+                s.publish_failures += 1;
+            }
+            s.last_publish = Some(PublishRecord {
+                at: humantime::format_rfc3339_seconds(now).to_string(),
+                reason: reason.as_str().to_string(),
+                intro_points: intros
+                    .nodes
+                    .iter()
+                    .map(|i| (i.instance.clone(), i.intro_points.len().min(20)))
+                    .collect(),
+                pow,
+                slots,
+            });
+        }
+        if complete {
+            Outcome::Complete
+        } else {
+            Outcome::Incomplete
+        }
+    }
+}

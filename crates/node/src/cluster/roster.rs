@@ -1,0 +1,156 @@
+//! Who is in the master descriptor: the live members, minus those whose target is down
+//! and those removed from the cluster, each with the intro points it advertises.
+//!
+//! ```text
+//!  members ─live─▶ not removed (any live member lists its WireGuard key in mesh_removed)
+//!          ─▶ target not down ─▶ decodable, non-empty intro/<node> ─▶ HealthyIntros
+//! ```
+
+use super::gossip;
+use rustbalance_cluster::{Membership, NodeView};
+use rustbalance_hs::descriptor::{decode_intro_points, InstanceIntros};
+use std::collections::BTreeSet;
+
+/// The intro points of every healthy node, with a fingerprint of the set (to notice changes).
+#[derive(Debug, Clone, Default)]
+pub struct HealthyIntros {
+    /// Per node, sorted by node name.
+    pub nodes: Vec<InstanceIntros>,
+    /// Names and encodings of all of them: changes when any advert changes.
+    pub fingerprint: String,
+}
+
+/// [`intros_of`] the membership's current view.
+pub async fn healthy_intros(m: &Membership) -> HealthyIntros {
+    intros_of(m.members().await)
+}
+
+/// The members that the failure detector calls alive.
+pub fn live(nodes: Vec<NodeView>) -> Vec<NodeView> {
+    nodes.into_iter().filter(|n| n.live).collect()
+}
+
+/// WireGuard keys that any of `nodes` lists as removed (`rustbalance node remove`).
+pub fn removed_keys(nodes: &[NodeView]) -> BTreeSet<String> {
+    nodes
+        .iter()
+        .filter_map(|v| v.get(gossip::MESH_REMOVED))
+        .flat_map(|list| list.lines().filter_map(gossip::Removal::parse_line))
+        .map(|r| r.public_key)
+        .collect()
+}
+
+/// The healthy intro points among `members`: a dead node, a node whose target is down, or
+/// one whose WireGuard key a live member lists as removed contributes nothing. The
+/// publisher drops a removed node at once, without waiting for the node to stop or for its
+/// mesh peer to go.
+pub fn intros_of(members: Vec<NodeView>) -> HealthyIntros {
+    let mut nodes = live(members);
+    let mut out = HealthyIntros::default();
+    let removed = removed_keys(&nodes);
+    nodes.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+    for v in nodes {
+        if gossip::target_down(&v) {
+            continue;
+        }
+        if gossip::mesh_key(&v).is_some_and(|k| removed.contains(&k)) {
+            continue;
+        }
+        for (_, enc) in v.intro_points() {
+            match decode_intro_points(enc) {
+                Ok(ips) if !ips.is_empty() => {
+                    let fp = &mut out.fingerprint;
+                    fp.push_str(&v.node_id);
+                    fp.push(':');
+                    fp.push_str(enc);
+                    fp.push(';');
+                    out.nodes.push(InstanceIntros {
+                        instance: v.node_id.clone(),
+                        intro_points: ips,
+                    });
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(node = %v.node_id, "ignoring bad intro points: {e}"),
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::join_node::tests::key;
+    use std::collections::BTreeMap;
+
+    /// A live member advertising three intro points, with WireGuard key `key`, that lists
+    /// `removed` in its `mesh_removed`.
+    pub(crate) fn node(name: &str, key: &str, removed: &[String]) -> NodeView {
+        let ips: Vec<_> = (0..3)
+            .map(|_| rustbalance_hs::fixture::fake_intro_point(&mut rand::rng()))
+            .collect();
+        let mut state = BTreeMap::new();
+        state.insert(gossip::intro_points("tor0"), gossip::encode_intros(&ips));
+        state.insert(gossip::MESH.to_string(), format!("{key} 10.0.0.1:51820"));
+        if !removed.is_empty() {
+            state.insert(gossip::MESH_REMOVED.to_string(), removed.join("\n"));
+        }
+        NodeView {
+            node_id: name.into(),
+            generation: 1,
+            addr: "127.0.0.1:9663".parse().unwrap(),
+            live: true,
+            state,
+        }
+    }
+
+    pub(crate) fn names(nodes: Vec<NodeView>) -> Vec<String> {
+        intros_of(nodes)
+            .nodes
+            .into_iter()
+            .map(|i| i.instance)
+            .collect()
+    }
+
+    #[test]
+    fn a_removed_node_leaves_the_descriptor_at_once() {
+        let (k1, k2, k3) = (key(), key(), key());
+        let all = |removed: &[String]| {
+            vec![
+                node("node1", &k1, removed),
+                node("node2", &k2, &[]),
+                node("node3", &k3, &[]),
+            ]
+        };
+        assert_eq!(names(all(&[])), ["node1", "node2", "node3"]);
+        // One member's gossip names node3's key: the publisher, whoever it is, drops it.
+        let line = format!("node3 {k3} 1795000000 node1");
+        assert_eq!(names(all(std::slice::from_ref(&line))), ["node1", "node2"]);
+        // Removal is by key: a wiped machine that joined again under the same name counts.
+        let other = format!("node3 {} 1795000000 node1", key());
+        assert_eq!(names(all(&[other])), ["node1", "node2", "node3"]);
+        // Malformed removal lines remove nothing.
+        let bad = vec![format!("node3 {k3}"), format!("node3 notakey 1 node1")];
+        assert_eq!(names(all(&bad)), ["node1", "node2", "node3"]);
+        // A node whose target is down contributes nothing either.
+        let mut nodes = all(&[]);
+        nodes[1]
+            .state
+            .insert(gossip::TARGET_HEALTH.to_string(), "down".into());
+        assert_eq!(names(nodes), ["node1", "node3"]);
+    }
+
+    #[test]
+    fn dead_members_and_their_removal_lists_count_for_nothing() {
+        let (k1, k2, k3) = (key(), key(), key());
+        let line = format!("node3 {k3} 1795000000 node1");
+        let mut nodes = vec![
+            node("node1", &k1, std::slice::from_ref(&line)),
+            node("node2", &k2, &[]),
+            node("node3", &k3, &[]),
+        ];
+        nodes[0].live = false;
+        // node1 is dead: its intro points go, and so does its word on node3.
+        assert_eq!(names(nodes), ["node2", "node3"]);
+    }
+}

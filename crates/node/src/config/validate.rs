@@ -1,0 +1,239 @@
+//! [`Config::validate`]: every value checked, one function per section; each error names
+//! the key and what is allowed.
+
+use super::{
+    AdminSection, ClusterSection, Config, MeshSection, NodeSection, ProxySection, TargetUrl,
+    TorSection,
+};
+use crate::err::{Error, Result};
+use rustbalance_hs::OnionAddress;
+
+/// Options tor must never receive from `extra_torrc`: RustBalance sets them.
+const RESERVED_TORRC: &[&str] = &[
+    "DataDirectory",
+    "ControlPort",
+    "ControlPortWriteToFile",
+    "CookieAuthentication",
+    "HiddenServiceDir",
+    "HiddenServicePort",
+    "RunAsDaemon",
+    "__OwningControllerProcess",
+];
+
+/// A [`Error::Config`] for `key`.
+pub(super) fn invalid(key: &str, problem: impl Into<String>) -> Error {
+    Error::Config {
+        key: key.to_string(),
+        problem: problem.into(),
+    }
+}
+
+impl Config {
+    /// Check every value; the error names the key and what is allowed.
+    pub fn validate(&self) -> Result<()> {
+        node(&self.node)?;
+        self.service()?;
+        if let Some(m) = &self.mesh {
+            if self.cluster.is_none() {
+                return Err(invalid("mesh", "a [mesh] needs a [cluster] section"));
+            }
+            mesh(m)?;
+        }
+        if let Some(c) = &self.cluster {
+            cluster(c)?;
+        }
+        if self.service.virtual_port == 0 {
+            return Err(invalid("service.virtual_port", "must be 1..65535"));
+        }
+        self.target()?;
+        proxy(&self.proxy)?;
+        tor(&self.tor)?;
+        admin(&self.admin)
+    }
+
+    /// `[service]`: a master key, or (cluster workers) the master address.
+    fn service(&self) -> Result<()> {
+        match (&self.service.master_key, &self.service.master_address, &self.cluster) {
+            (Some(k), _, _) if !k.exists() => {
+                return Err(invalid(
+                    "service.master_key",
+                    format!(
+                        "{} does not exist (create one with `rustbalance keygen --out DIR` or `rustbalance init`)",
+                        k.display()
+                    ),
+                ))
+            }
+            (None, _, None) => {
+                return Err(invalid(
+                    "service.master_key",
+                    "required for a single node (only cluster workers run without it)",
+                ))
+            }
+            (None, None, Some(_)) => {
+                return Err(invalid(
+                    "service.master_address",
+                    "a cluster worker without master_key must name the master address",
+                ))
+            }
+            _ => {}
+        }
+        if let Some(a) = &self.service.master_address {
+            OnionAddress::parse(a).map_err(|e| invalid("service.master_address", e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// `[target]`: a valid URL, and a mode that fits it.
+    fn target(&self) -> Result<()> {
+        self.target_url()?;
+        match self.target.mode.as_str() {
+            "tcp" | "http" => {}
+            other => {
+                return Err(invalid(
+                    "target.mode",
+                    format!("{other:?}: allowed are \"tcp\" and \"http\""),
+                ))
+            }
+        }
+        if self.target.mode == "http" && !matches!(self.target_url()?, TargetUrl::Onion { .. }) {
+            return Err(invalid(
+                "target.mode",
+                "\"http\" rewriting is for onion:// targets; use \"tcp\" for tcp:// targets",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `[node]`.
+fn node(n: &NodeSection) -> Result<()> {
+    let name = &n.name;
+    if name.is_empty()
+        || name.len() > 32
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(invalid(
+            "node.name",
+            format!("{name:?}: use 1 to 32 letters, digits, '-' or '_'"),
+        ));
+    }
+    if !n.data_dir.is_absolute() {
+        return Err(invalid("node.data_dir", "must be an absolute path"));
+    }
+    Ok(())
+}
+
+/// `[mesh]`.
+fn mesh(m: &MeshSection) -> Result<()> {
+    if !m.private_key_file.exists() {
+        return Err(invalid(
+            "mesh.private_key_file",
+            format!("{} does not exist", m.private_key_file.display()),
+        ));
+    }
+    if m.interface.is_empty() || m.interface.len() > 15 {
+        return Err(invalid("mesh.interface", "1 to 15 characters"));
+    }
+    for p in &m.peers {
+        if p.public_key.parse::<rustbalance_mesh::PublicKey>().is_err() {
+            return Err(invalid(
+                "mesh.peers",
+                format!("{:?} is not a WireGuard public key", p.public_key),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `[cluster]`.
+fn cluster(c: &ClusterSection) -> Result<()> {
+    if !c.secret_file.exists() {
+        return Err(invalid(
+            "cluster.secret_file",
+            format!("{} does not exist", c.secret_file.display()),
+        ));
+    }
+    if c.listen.port() == 0 {
+        return Err(invalid(
+            "cluster.listen",
+            "needs a fixed port (peers must find it)",
+        ));
+    }
+    if !(4.0..=40.0).contains(&c.phi_threshold) {
+        return Err(invalid(
+            "cluster.phi_threshold",
+            "must be between 4 and 40 (default 12)",
+        ));
+    }
+    if c.republish_secs < 30 {
+        return Err(invalid("cluster.republish_secs", "must be at least 30"));
+    }
+    Ok(())
+}
+
+/// `[proxy]`.
+fn proxy(p: &ProxySection) -> Result<()> {
+    if !p.listen.ip().is_loopback() {
+        return Err(invalid(
+            "proxy.listen",
+            "must be a loopback address (only tor connects to it)",
+        ));
+    }
+    if p.connect_timeout_secs == 0 || p.connect_timeout_secs > 300 {
+        return Err(invalid("proxy.connect_timeout_secs", "must be 1..=300"));
+    }
+    if p.idle_timeout_secs == 0 {
+        return Err(invalid("proxy.idle_timeout_secs", "must be at least 1"));
+    }
+    if p.max_connections == 0 {
+        return Err(invalid("proxy.max_connections", "must be at least 1"));
+    }
+    match p.proxy_protocol.as_str() {
+        "none" | "v1" | "v2" => Ok(()),
+        other => Err(invalid(
+            "proxy.proxy_protocol",
+            format!("{other:?}: allowed are \"none\", \"v1\", \"v2\""),
+        )),
+    }
+}
+
+/// `[tor]`.
+fn tor(t: &TorSection) -> Result<()> {
+    for line in &t.extra_torrc {
+        if line.contains('\n') || line.contains('\r') {
+            return Err(invalid(
+                "tor.extra_torrc",
+                "one torrc line per entry, without newlines",
+            ));
+        }
+        let opt = line.split_whitespace().next().unwrap_or("");
+        if let Some(r) = RESERVED_TORRC.iter().find(|r| r.eq_ignore_ascii_case(opt)) {
+            return Err(invalid(
+                "tor.extra_torrc",
+                format!("{r} is set by RustBalance itself; remove that line"),
+            ));
+        }
+    }
+    if t.bootstrap_timeout_secs == 0 {
+        return Err(invalid("tor.bootstrap_timeout_secs", "must be at least 1"));
+    }
+    Ok(())
+}
+
+/// `[admin]`.
+fn admin(a: &AdminSection) -> Result<()> {
+    let ip = a.listen.ip();
+    let private = match ip {
+        std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_private(),
+        std::net::IpAddr::V6(v6) => v6.is_loopback(),
+    };
+    if !private {
+        return Err(invalid(
+            "admin.listen",
+            format!("{ip} is public: use a loopback or private address"),
+        ));
+    }
+    Ok(())
+}

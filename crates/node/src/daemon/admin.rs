@@ -1,0 +1,120 @@
+//! The admin phase: the `/status` document of a running node, and the admin endpoint with
+//! its cookie-protected join-token and member-removal commands.
+
+use super::cluster::ClusterParts;
+use super::mesh::MeshView;
+use super::uploads::UploadStatus;
+use super::Keys;
+use crate::admin::{Admin, Control, RemoveFn, StatusFn};
+use crate::config::Config;
+use crate::err::{Error, Result};
+use crate::layout::Layout;
+use crate::metrics::Metrics;
+use rustbalance_proxy::ProxyHandle;
+use rustbalance_tor::TorSupervisor;
+use std::sync::{Arc, Mutex};
+use tokio::task::JoinHandle;
+
+/// The `/status` document.
+pub(super) fn status_fn(
+    cfg: &Config,
+    keys: &Keys,
+    tor: &Arc<TorSupervisor>,
+    proxy: &ProxyHandle,
+    uploads: &Arc<Mutex<UploadStatus>>,
+    parts: &ClusterParts,
+    mesh_view: &Option<(Arc<Mutex<MeshView>>, JoinHandle<()>)>,
+) -> StatusFn {
+    let (tor, stats, uploads, addr) = (
+        tor.clone(),
+        proxy.stats(),
+        uploads.clone(),
+        keys.master_address,
+    );
+    let (name, target, listen) = (
+        cfg.node.name.clone(),
+        cfg.target.url.clone(),
+        proxy.local_addr(),
+    );
+    let health = proxy.health_handle();
+    let cluster_status = parts.cluster.as_ref().map(|c| c.status_handle());
+    let join = parts.join_node.as_ref().map(|(jn, _)| jn.clone());
+    let mesh_status = mesh_view.as_ref().map(|(v, _)| v.clone());
+    Arc::new(move || {
+        let join = join.as_ref().map(|jn| {
+            let c = &jn.service.counters;
+            serde_json::json!({
+                "generation": jn.generation(),
+                "open": jn.service.is_open(),
+                "removed": jn.removals(),
+                "accepted": c.accepted.load(std::sync::atomic::Ordering::Relaxed),
+                "rejected": c.rejections().iter().map(|(k, v)| (k.to_string(), *v)).collect::<std::collections::BTreeMap<_, _>>(),
+            })
+        });
+        serde_json::json!({
+            "node": name,
+            "mode": if cluster_status.is_some() { "cluster" } else { "single" },
+            "cluster": cluster_status.as_ref().map(|c| c.lock().map(|s| s.clone()).unwrap_or_default()),
+            "join": join,
+            "mesh": mesh_status.as_ref().map(|m| m.lock().map(|m| m.clone()).unwrap_or_default()),
+            "master_address": addr.to_string(),
+            "tor": tor.status(),
+            "proxy": { "listen": listen, "stats": stats.snapshot() },
+            "target": { "url": target, "health": health.get() },
+            "uploads": uploads.lock().map(|u| u.clone()).unwrap_or_default(),
+        })
+    })
+}
+
+/// A new admin cookie, with the join-token and removal commands of a join endpoint.
+fn control(layout: &Layout, parts: &ClusterParts) -> Result<Control> {
+    let mut control = crate::admin::new_cookie(&layout.admin_cookie())?;
+    let Some((jn, _)) = &parts.join_node else {
+        return Ok(control);
+    };
+    let token_jn = jn.clone();
+    control.token = Some(Arc::new(move |rotate| {
+        let jn = token_jn.clone();
+        Box::pin(async move {
+            let t = if rotate {
+                jn.rotate().await
+            } else {
+                jn.token().encode()
+            };
+            Some(t.to_string())
+        })
+    }));
+    let jn = jn.clone();
+    let remove: RemoveFn = Arc::new(move |who: String| {
+        let jn = jn.clone();
+        Box::pin(async move {
+            let r = jn.remove(&who).await.map_err(Error::RemoveRefused)?;
+            Ok(format!(
+                "removed {} (WireGuard key {}); the join token is rotated in {} s, once \
+                 every member has cut it off\n",
+                r.name,
+                r.public_key,
+                crate::join_node::ROTATE_AFTER_REMOVAL.as_secs()
+            ))
+        })
+    });
+    control.remove = Some(remove);
+    Ok(control)
+}
+
+/// Start the admin endpoint on `admin.listen`.
+pub(super) async fn start(
+    cfg: &Config,
+    layout: &Layout,
+    metrics: &Metrics,
+    status: StatusFn,
+    parts: &ClusterParts,
+) -> Result<Admin> {
+    let control = control(layout, parts)?;
+    Admin::start(cfg.admin.listen, metrics.clone(), status, control)
+        .await
+        .map_err(|source| Error::Admin {
+            listen: cfg.admin.listen,
+            source,
+        })
+}

@@ -1,0 +1,135 @@
+//! The cluster phase of a multi-node node: the WireGuard mesh (when configured), then
+//! gossip, election and the cluster tasks, then the join endpoint (meshed nodes that know
+//! their endpoint).
+
+use super::{mesh, telemetry, Keys};
+use crate::cluster::{ClusterNode, ClusterParams, Timers};
+use crate::config::{ClusterSection, Config, MeshSection};
+use crate::err::{Error, Result};
+use crate::join::JoinService;
+use crate::join_node::JoinNode;
+use crate::layout::Layout;
+use crate::metrics::Metrics;
+use rustbalance_mesh::Mesh;
+use rustbalance_proxy::ProxyHandle;
+use rustbalance_tor::TorSupervisor;
+use std::sync::{Arc, Mutex};
+use tokio::task::JoinHandle;
+
+/// What the cluster phase started (all `None` on a single node).
+#[derive(Default)]
+pub(super) struct ClusterParts {
+    /// Gossip, election and the cluster tasks.
+    pub cluster: Option<ClusterNode>,
+    /// The WireGuard mesh.
+    pub mesh: Option<Arc<Mutex<Mesh>>>,
+    /// The join endpoint's node side and its sync task.
+    pub join_node: Option<(Arc<JoinNode>, JoinHandle<()>)>,
+}
+
+/// Start the cluster parts `cfg` asks for.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn start(
+    cfg: &Config,
+    layout: &Layout,
+    keys: &Keys,
+    tor: &Arc<TorSupervisor>,
+    proxy: &ProxyHandle,
+    join_svc: Option<&Arc<JoinService>>,
+    metrics: &Metrics,
+    progress: &dyn Fn(&str),
+) -> Result<ClusterParts> {
+    let (Some(c), Some(instance)) = (&cfg.cluster, keys.instance) else {
+        return Ok(ClusterParts::default());
+    };
+    let mut c = c.clone();
+    let mut parts = ClusterParts::default();
+    if let Some(m) = &cfg.mesh {
+        parts.mesh = Some(start_mesh(m, &mut c, layout, progress).await?);
+    }
+    let node = ClusterNode::start(ClusterParams {
+        name: cfg.node.name.clone(),
+        cfg: c.clone(),
+        tor: tor.clone(),
+        master: keys.master.as_ref().map(|m| m.duplicate()),
+        instance,
+        target_health: proxy.health_handle(),
+        testing_network: cfg.tor.testing_network,
+        timers: Timers::from_config(&c, cfg.tor.testing_network),
+    })
+    .await?;
+    progress(&format!("gossip on {} ({} seeds)", c.listen, c.seeds.len()));
+    if let (Some(svc), Some(mesh), Some(m)) = (join_svc, &parts.mesh, &cfg.mesh) {
+        let jn = start_join(cfg, keys, &c, m, mesh, layout, svc, &node).await?;
+        progress(&format!(
+            "join endpoint open on the master address (join generation {})",
+            jn.generation()
+        ));
+        let task = tokio::spawn(jn.clone().sync_forever());
+        telemetry::register_join_metrics(metrics, svc);
+        parts.join_node = Some((jn, task));
+    }
+    telemetry::register_cluster_metrics(metrics, node.status_handle());
+    parts.cluster = Some(node);
+    Ok(parts)
+}
+
+/// Bring the mesh up; gossip then runs over it (`c` gets the overlay addresses).
+async fn start_mesh(
+    m: &MeshSection,
+    c: &mut ClusterSection,
+    layout: &Layout,
+    progress: &dyn Fn(&str),
+) -> Result<Arc<Mutex<Mesh>>> {
+    let (up, listen, seeds) = mesh::bring_up_mesh(m, c, layout).await?;
+    progress(&format!(
+        "WireGuard mesh {} up ({:?} backend), overlay {}, {} peers",
+        m.interface,
+        up.backend_kind(),
+        up.overlay_addr(),
+        up.peers().count()
+    ));
+    c.listen = listen;
+    c.advertise = None;
+    c.seeds = seeds;
+    Ok(Arc::new(Mutex::new(up)))
+}
+
+/// Open the join endpoint's node side.
+#[allow(clippy::too_many_arguments)]
+async fn start_join(
+    cfg: &Config,
+    keys: &Keys,
+    c: &ClusterSection,
+    m: &MeshSection,
+    mesh: &Arc<Mutex<Mesh>>,
+    layout: &Layout,
+    svc: &Arc<JoinService>,
+    node: &ClusterNode,
+) -> Result<Arc<JoinNode>> {
+    let (own_key, endpoint) = {
+        let g = mesh.lock().map_err(|_| Error::MeshPoisoned)?;
+        (g.public_key(), m.endpoint.unwrap_or(c.listen))
+    };
+    let secret =
+        zeroize::Zeroizing::new(std::fs::read(&c.secret_file).map_err(|source| Error::Io {
+            action: "read cluster secret",
+            path: c.secret_file.clone(),
+            source,
+        })?);
+    JoinNode::start(
+        cfg.node.name.clone(),
+        keys.master_address,
+        cfg.service.virtual_port,
+        secret,
+        c.cluster_id.clone(),
+        c.listen.port(),
+        own_key,
+        endpoint,
+        mesh.clone(),
+        &layout.data_dir,
+        svc.clone(),
+        node.membership(),
+    )
+    .await
+}
