@@ -231,20 +231,21 @@ pub async fn run(
                             source,
                         }
                     })?);
-                let jn = JoinNode::start(
-                    cfg.node.name.clone(),
-                    master_address,
-                    cfg.service.virtual_port,
+                let jn = JoinNode::start(crate::join::JoinNodeParams {
+                    name: cfg.node.name.clone(),
+                    master: master_address,
+                    port: cfg.service.virtual_port,
                     secret,
-                    c.cluster_id.clone(),
-                    c.listen.port(),
+                    cluster_id: c.cluster_id.clone(),
+                    gossip_port: c.listen.port(),
                     own_key,
-                    endpoint,
-                    mesh.clone(),
-                    &layout.data_dir,
-                    svc.clone(),
-                    node.membership(),
-                )
+                    own_endpoint: endpoint,
+                    mesh: mesh.clone(),
+                    layout: layout.clone(),
+                    service: svc.clone(),
+                    membership: node.membership(),
+                    timers: crate::join::JoinTimers::default(),
+                })
                 .await?;
                 progress(&format!(
                     "join endpoint open on the master address (join generation {})",
@@ -375,13 +376,13 @@ pub async fn run(
             Arc::new(move |who: String| {
                 let jn = jn.clone();
                 Box::pin(async move {
-                    let r = jn.remove(&who).await?;
+                    let r = jn.remove(&who).await.map_err(|e| e.to_string())?;
                     Ok(format!(
                         "removed {} (WireGuard key {}); the join token is rotated in {} s, once \
                          every member has cut it off\n",
                         r.name,
                         r.public_key,
-                        crate::join_node::ROTATE_AFTER_REMOVAL.as_secs()
+                        jn.timers().rotate_after_removal.as_secs()
                     ))
                 })
                     as std::pin::Pin<

@@ -52,6 +52,9 @@ pub enum Error {
     /// does not start again. `rustbalance run` exits with [`EXIT_REMOVED`].
     #[error("{0}")]
     Removed(String),
+    /// Joining, the join endpoint, node removal.
+    #[error(transparent)]
+    Join(#[from] crate::join::JoinError),
     /// Anything else the daemon reports.
     #[error("{0}")]
     Other(String),
