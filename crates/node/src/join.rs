@@ -31,9 +31,11 @@
 //! | [`service`] | the join endpoint (with `limiter`, `replay`, `refusal`, [`counters`]) |
 //! | [`admission`] | the endpoint's hand-over to the node |
 //! | [`client`] | the joining side, `rustbalance join` over a temporary tor |
+//! | [`command`] | `token show/rotate`, `node remove` against a running node |
 //! | [`node`] | a member's join state: generation, removals, `node remove` |
 //! | `grant` | admitting a node: mesh peer, gossip, the grant |
 //! | `sync` | following gossip every `sync_interval` |
+//! | [`setup`] | the node directory `init` and `join` write |
 //! | [`removal`] | removal records, files, the removed marker |
 //! | [`peers`] | saved and admitted mesh peers |
 //! | [`rotation`] | when to rotate, which generation wins, `node remove`'s wait |
@@ -42,6 +44,7 @@
 
 pub mod admission;
 pub mod client;
+pub mod command;
 pub mod counters;
 pub mod error;
 mod grant;
@@ -54,6 +57,7 @@ pub mod removal;
 mod replay;
 pub mod rotation;
 pub mod service;
+pub mod setup;
 mod sync;
 pub mod timers;
 pub mod token;

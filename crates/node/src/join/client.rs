@@ -190,8 +190,6 @@ impl JoinRetry {
 /// What [`join_over_tor`] is doing, for the operator.
 #[derive(Debug)]
 pub enum JoinStep<'a> {
-    /// A tor client is starting.
-    StartingTor,
     /// tor's bootstrap progressed (percent).
     Bootstrap(u8),
     /// Attempt number `n` to be admitted.
@@ -213,7 +211,6 @@ pub async fn join_over_tor(
 ) -> Result<JoinGrant> {
     create_private_dir(&layout.data_dir)?;
     create_private_dir(&layout.tor_dir())?;
-    step(JoinStep::StartingTor);
     let torrc = crate::torrc::join_client(layout, std::process::id(), extra_torrc)?;
     write_atomic(&layout.torrc(), torrc.render().as_bytes(), 0o600)?;
     let tor = TorSupervisor::start(TorSpec {

@@ -198,6 +198,42 @@ pub enum JoinError {
         /// How long we waited.
         secs: u64,
     },
+    /// `init` or `join` would overwrite a config.
+    #[error("{} already exists; refusing to overwrite it (remove it first to start over)", path.display())]
+    ConfigExists {
+        /// The config file.
+        path: PathBuf,
+    },
+    /// The WireGuard key file cannot be read or written.
+    #[error("WireGuard key {}: {source}", path.display())]
+    MeshKey {
+        /// The key file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: rustbalance_mesh::Error,
+    },
+    /// The admin cookie cannot be read.
+    #[error(
+        "cannot read the admin cookie {} (is the node running? run this as its user or root): {source}",
+        path.display()
+    )]
+    AdminCookie {
+        /// The cookie file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The admin endpoint did not answer (or refused).
+    #[error("the node on {listen} did not answer: {source}")]
+    AdminUnreachable {
+        /// The admin endpoint.
+        listen: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A task holding a lock panicked.
     #[error("the node's {what} is unusable (a task using it panicked); restart the node")]
     Poisoned {
