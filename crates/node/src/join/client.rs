@@ -194,8 +194,13 @@ pub enum JoinStep<'a> {
     Bootstrap(u8),
     /// Attempt number `n` to be admitted.
     Asking(u32),
-    /// The attempt failed with this; another follows after the pause.
-    Retrying(&'a JoinError),
+    /// The attempt failed with `error`; another follows after `pause`.
+    Retrying {
+        /// Why the attempt failed.
+        error: &'a JoinError,
+        /// The wait before the next one.
+        pause: Duration,
+    },
 }
 
 /// `rustbalance join`: start a temporary tor client under `layout`, ask the cluster in
@@ -254,7 +259,10 @@ async fn ask(
         match request_join(socks, token, params, left.min(retry.attempt)).await {
             Ok(g) => return Ok(g),
             Err(e) if retry.again(&e, Instant::now(), deadline) => {
-                step(JoinStep::Retrying(&e));
+                step(JoinStep::Retrying {
+                    error: &e,
+                    pause: retry.pause,
+                });
                 tokio::time::sleep(retry.pause).await;
                 attempt += 1;
             }

@@ -8,7 +8,7 @@ use rustbalance_node::config::Template;
 use rustbalance_node::join::client::{join_over_tor, read_token, save_grant, JoinRetry, JoinStep};
 use rustbalance_node::join::command::AdminClient;
 use rustbalance_node::join::setup::{host_name, tor_settings, NodeDir};
-use rustbalance_node::join::{valid_name, JoinParams, JoinTimers};
+use rustbalance_node::join::{valid_name, JoinParams, JoinTimers, JoinToken};
 use rustbalance_node::Config;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -177,8 +177,24 @@ fn print_step(name: &str, step: JoinStep<'_>) {
         JoinStep::Asking(n) => {
             eprintln!("asking the cluster to admit {name} (attempt {n}) ...")
         }
-        JoinStep::Retrying(e) => eprintln!("  {e}; retrying in 5 s"),
+        JoinStep::Retrying { error, pause } => {
+            eprintln!("  {error}; retrying in {} s", pause.as_secs())
+        }
     }
+}
+
+/// Check the master key now, not when the node starts: it must be the master's.
+fn check_master_key(file: &Path, passphrase_file: Option<&Path>, token: &JoinToken) -> Result<()> {
+    let key = load_master_key(file, passphrase_file)?;
+    if key.address() != token.master {
+        bail!(
+            "{} is the key of {}, but the token is for {}",
+            file.display(),
+            key.address(),
+            token.master
+        );
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -203,16 +219,7 @@ pub fn join(
     }
     let nd = NodeDir::new(dir, config.as_deref())?;
     if let Some(k) = &master_key {
-        // Check the key now, not when the node starts: it must be the master's.
-        let key = load_master_key(k, passphrase_file.as_deref())?;
-        if key.address() != token.master {
-            bail!(
-                "{} is the key of {}, but the token is for {}",
-                k.display(),
-                key.address(),
-                token.master
-            );
-        }
+        check_master_key(k, passphrase_file.as_deref(), &token)?;
     }
     nd.create()?;
     let (extra_torrc, testing_network) = tor_settings(node.tor_from.as_deref())?;
