@@ -161,9 +161,9 @@ pub enum Error {
     /// does not start again. `rustbalance run` exits with [`EXIT_REMOVED`].
     #[error("{0}")]
     Removed(String),
-    /// Only the join code still uses this; its split (join/) replaces it with typed variants.
-    #[error("{0}")]
-    Other(String),
+    /// Joining, the join endpoint, node removal.
+    #[error(transparent)]
+    Join(#[from] crate::join::JoinError),
 }
 
 impl Error {

@@ -56,4 +56,20 @@ impl Layout {
     pub fn daemon_pid(&self) -> PathBuf {
         self.data_dir.join("rustbalance.pid")
     }
+    /// The join generation this node is at (`N` or `N SALTHEX`).
+    pub fn join_generation(&self) -> PathBuf {
+        self.data_dir.join("join-generation")
+    }
+    /// Mesh peers learned at run time (joins, gossip).
+    pub fn mesh_peers(&self) -> PathBuf {
+        self.data_dir.join("mesh-peers.json")
+    }
+    /// Nodes removed from the cluster.
+    pub fn mesh_removed(&self) -> PathBuf {
+        self.data_dir.join("mesh-removed.json")
+    }
+    /// Written when this node learns it was removed; it then refuses to start.
+    pub fn removed_marker(&self) -> PathBuf {
+        self.data_dir.join("removed")
+    }
 }

@@ -8,7 +8,6 @@ pub mod config;
 pub mod daemon;
 pub mod err;
 pub mod join;
-pub mod join_node;
 pub mod keystore;
 pub mod layout;
 pub mod metrics;
@@ -18,6 +17,9 @@ pub mod torrc;
 pub use cluster::node as cluster_node;
 /// Old path of [`cluster::publisher`].
 pub use cluster::publisher;
+/// The old path of the member side of joining (now in [`join`]).
+#[doc(hidden)]
+pub use join as join_node;
 pub use config::Config;
 pub use err::{Error, Result};
 /// The tor watchdog (it lives in `rustbalance_tor`).

@@ -7,7 +7,7 @@ use rustbalance_hs::fixture::Mutator;
 use rustbalance_hs::OnionAddress;
 use rustbalance_node::join::{
     build_request, read_response, Admission, AdmitError, JoinGrant, JoinParams, JoinService,
-    JoinToken, MemberInfo,
+    JoinToken, MemberInfo, Removal,
 };
 use rustbalance_proxy::{Proxy, ProxyConfig, ProxyHandle, Target};
 use std::net::SocketAddr;
@@ -348,9 +348,12 @@ async fn a_removed_key_is_told_why_and_counted_apart() {
     let f = fixture().await;
     f.svc.set_admitter(Arc::new(|_a: Admission| {
         Box::pin(async {
-            Err(AdmitError::Removed(
-                "node node4 was removed from the cluster by node3".into(),
-            ))
+            Err(AdmitError::Removed(Removal {
+                name: "node4".into(),
+                public_key: "d2dwdWJsaWNrZXl3Z3B1YmxpY2tleXdncHVibGljaz0=".into(),
+                at: 1_790_000_000,
+                by: "node3".into(),
+            }))
         })
     }));
     let token = JoinToken::derive(master(), 80, SECRET, 0);
@@ -367,7 +370,7 @@ async fn a_removed_key_is_told_why_and_counted_apart() {
     assert_eq!(f.svc.counters.accepted.load(Relaxed), 0);
 
     f.svc.set_admitter(Arc::new(|_a: Admission| {
-        Box::pin(async { Err(AdmitError::Failed("the mesh refused the peer".into())) })
+        Box::pin(async { Err(AdmitError::KeyOfAnotherNode) })
     }));
     let (_, req) = build_request(&token, &params(), now());
     let raw = send(&f.proxy, &req).await;

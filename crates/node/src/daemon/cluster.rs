@@ -117,19 +117,20 @@ async fn start_join(
             path: c.secret_file.clone(),
             source,
         })?);
-    JoinNode::start(
-        cfg.node.name.clone(),
-        keys.master_address,
-        cfg.service.virtual_port,
+    JoinNode::start(crate::join::JoinNodeParams {
+        name: cfg.node.name.clone(),
+        master: keys.master_address,
+        port: cfg.service.virtual_port,
         secret,
-        c.cluster_id.clone(),
-        c.listen.port(),
+        cluster_id: c.cluster_id.clone(),
+        gossip_port: c.listen.port(),
         own_key,
-        endpoint,
-        mesh.clone(),
-        &layout.data_dir,
-        svc.clone(),
-        node.membership(),
-    )
+        own_endpoint: endpoint,
+        mesh: mesh.clone(),
+        layout: layout.clone(),
+        service: svc.clone(),
+        membership: node.membership(),
+        timers: crate::join::JoinTimers::default(),
+    })
     .await
 }

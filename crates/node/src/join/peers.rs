@@ -1,0 +1,179 @@
+//! The mesh peers a member learns at run time: the saved list (`mesh-peers.json`), the
+//! nodes admitted here (gossiped in `mesh_admitted`) and the `mesh` key every member
+//! gossips (`"<WireGuard key> <ip:port>"`).
+
+use super::error::JoinError;
+use crate::err::{Error, Result};
+use rustbalance_cluster::{keys, NodeView};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// A peer as saved in `mesh-peers.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedPeer {
+    /// Node name, when known.
+    pub name: String,
+    /// WireGuard public key (base64).
+    pub public_key: String,
+    /// WireGuard endpoint.
+    pub endpoint: SocketAddr,
+}
+
+/// Read the saved peers (a missing file is an empty list; a corrupt one is an error that
+/// names the file).
+pub fn load_saved_peers(path: &Path) -> Result<Vec<SavedPeer>> {
+    load_list(
+        path,
+        "read saved mesh peers",
+        "remove it (peers come back through gossip and the config)",
+    )
+}
+
+/// Save `peers` to `path` (0600, atomically).
+pub(crate) fn save_peers(path: &Path, peers: &[SavedPeer]) -> std::result::Result<(), JoinError> {
+    // Invariant: a list of strings and addresses always serializes.
+    let text = serde_json::to_vec_pretty(peers).unwrap_or_default();
+    crate::keystore::write_atomic(path, &text, 0o600).map_err(|source| JoinError::Save {
+        what: "the mesh peers",
+        source: Box::new(source),
+    })
+}
+
+/// A JSON list kept in `path`: a missing file is an empty list; a corrupt one is an error
+/// that names the file and says what to do (`fix`).
+pub(crate) fn load_list<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    action: &'static str,
+    fix: &'static str,
+) -> Result<Vec<T>> {
+    match std::fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|source| {
+            JoinError::CorruptList {
+                path: path.to_path_buf(),
+                source,
+                fix,
+            }
+            .into()
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(source) => Err(Error::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// The nodes admitted here, by WireGuard key, with their request's nonce.
+pub(crate) type Admitted = BTreeMap<String, (SavedPeer, String)>;
+
+/// The gossip value of [`keys::MESH_ADMITTED`]: one `name key endpoint nonce` line each.
+pub(crate) fn admitted_text(adm: &Admitted) -> String {
+    adm.values()
+        .map(|(p, n)| format!("{} {} {} {n}", p.name, p.public_key, p.endpoint))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// One line of a member's [`keys::MESH_ADMITTED`]: name, key, endpoint (if it parses),
+/// nonce (if given).
+pub(crate) struct AdmittedLine<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) key: &'a str,
+    pub(crate) endpoint: Option<SocketAddr>,
+    pub(crate) nonce: Option<&'a str>,
+}
+
+/// The lines of member `m`'s [`keys::MESH_ADMITTED`] with at least a name and a key.
+pub(crate) fn admitted_lines(m: &NodeView) -> impl Iterator<Item = AdmittedLine<'_>> {
+    m.get(keys::MESH_ADMITTED)
+        .unwrap_or("")
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(' ').collect();
+            (f.len() >= 2).then(|| AdmittedLine {
+                name: f[0],
+                key: f[1],
+                endpoint: f.get(2).and_then(|e| e.parse().ok()),
+                nonce: f.get(3).copied(),
+            })
+        })
+}
+
+/// A member's WireGuard public key (base64), from its gossiped `mesh` key.
+pub(crate) fn mesh_key(m: &NodeView) -> Option<String> {
+    m.get(keys::MESH).and_then(parse_mesh).map(|(k, _)| k)
+}
+
+/// `"<key> <ip:port>"`.
+pub(crate) fn parse_mesh(v: &str) -> Option<(String, SocketAddr)> {
+    let (k, e) = v.split_once(' ')?;
+    Some((k.to_string(), e.parse().ok()?))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A fresh WireGuard public key (base64).
+    pub(crate) fn key() -> String {
+        rustbalance_mesh::PrivateKey::generate()
+            .public_key()
+            .to_string()
+    }
+
+    #[test]
+    fn saved_peers_round_trip_and_corrupt_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("mesh-peers.json");
+        assert!(load_saved_peers(&f).unwrap().is_empty());
+        let p = SavedPeer {
+            name: "node2".into(),
+            public_key: key(),
+            endpoint: "10.0.0.2:51820".parse().unwrap(),
+        };
+        save_peers(&f, std::slice::from_ref(&p)).unwrap();
+        assert_eq!(load_saved_peers(&f).unwrap(), vec![p.clone()]);
+        std::fs::write(&f, b"{").unwrap();
+        let e = load_saved_peers(&f).unwrap_err().to_string();
+        assert!(
+            e.contains("mesh-peers.json is corrupt") && e.contains("remove it"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn admitted_lines_round_trip() {
+        let p = SavedPeer {
+            name: "node4".into(),
+            public_key: key(),
+            endpoint: "10.0.0.4:51820".parse().unwrap(),
+        };
+        let mut adm = Admitted::new();
+        adm.insert(p.public_key.clone(), (p.clone(), "ab".repeat(16)));
+        let m = NodeView {
+            node_id: "node1".into(),
+            generation: 1,
+            addr: "10.0.0.1:9663".parse().unwrap(),
+            live: true,
+            state: [(keys::MESH_ADMITTED.to_string(), admitted_text(&adm))]
+                .into_iter()
+                .collect(),
+        };
+        let lines: Vec<_> = admitted_lines(&m).collect();
+        assert_eq!(lines.len(), 1);
+        assert_eq!(
+            (lines[0].name, lines[0].key),
+            ("node4", p.public_key.as_str())
+        );
+        assert_eq!(lines[0].endpoint, Some(p.endpoint));
+        assert_eq!(lines[0].nonce, Some("ab".repeat(16).as_str()));
+        assert_eq!(
+            parse_mesh(&format!("{} 10.0.0.4:51820", p.public_key)),
+            Some((p.public_key.clone(), p.endpoint))
+        );
+        assert_eq!(parse_mesh("nokey"), None);
+    }
+}

@@ -1,0 +1,379 @@
+//! The join endpoint of a node: an [`Intercept`](rustbalance_proxy::Intercept) on the proxy.
+//!
+//! ```text
+//!  classify: "POST <PATH_PREFIX><path id> " with the current token's path id? ─ no ─▶ target
+//!  serve:    rate limit ─▶ head + body (limits, one deadline) ─▶ MAC ─▶ clock ─▶ nonce
+//!            ─▶ replay ─▶ name ─▶ admitter ─▶ 200 + grant + response MAC | refusal
+//! ```
+//!
+//! The checks run in that order so that nothing is remembered for forgeries.
+
+use super::admission::{Admission, Admitter};
+use super::counters::JoinCounters;
+use super::limiter::RateLimiter;
+use super::message::{
+    head_end, header, valid_name, JoinRequest, MAC_HEADER, MAX_BODY, MAX_SKEW, PATH_PREFIX, VERSION,
+};
+use super::refusal::Refusal;
+use super::replay::ReplayCache;
+use super::token::{JoinToken, PATH_ID_HEX};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+use subtle::ConstantTimeEq;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Largest request head accepted.
+const MAX_HEAD: usize = 4 * 1024;
+/// How long a join request may take to arrive, head and body (over Tor: seconds).
+const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
+const REQUEST_START: &[u8] = b"POST ";
+
+/// The join endpoint of a node: an [`Intercept`](rustbalance_proxy::Intercept) on the proxy.
+pub struct JoinService {
+    token: RwLock<Option<JoinToken>>,
+    admitter: RwLock<Option<Admitter>>,
+    limiter: Mutex<RateLimiter>,
+    replay: Mutex<ReplayCache>,
+    /// Counters, shared with the metrics.
+    pub counters: Arc<JoinCounters>,
+    clock: fn() -> u64,
+}
+
+/// The Unix time now.
+pub(crate) fn unix_now() -> u64 {
+    rustbalance_hs::time::unix_secs(SystemTime::now())
+}
+
+impl JoinService {
+    /// A join endpoint that takes nothing until [`set_token`](Self::set_token) and
+    /// [`set_admitter`](Self::set_admitter) are called.
+    pub fn new() -> Arc<JoinService> {
+        Self::with_clock(unix_now)
+    }
+
+    /// As [`new`](Self::new), with a fake clock (tests).
+    pub fn with_clock(clock: fn() -> u64) -> Arc<JoinService> {
+        Arc::new(JoinService {
+            token: RwLock::new(None),
+            admitter: RwLock::new(None),
+            limiter: Mutex::new(RateLimiter::default()),
+            replay: Mutex::new(ReplayCache::default()),
+            counters: Arc::new(JoinCounters::default()),
+            clock,
+        })
+    }
+
+    /// Accept this token from now on (and no other).
+    pub fn set_token(&self, token: JoinToken) {
+        if let Ok(mut t) = self.token.write() {
+            *t = Some(token);
+        }
+    }
+
+    /// Remember a nonce another node admitted (from gossip), so that a request replayed to
+    /// this node is refused too.
+    pub fn note_nonce(&self, nonce: &str) {
+        if let Ok(mut r) = self.replay.lock() {
+            r.insert(nonce, (self.clock)());
+        }
+    }
+
+    /// Accept no token until the next [`JoinService::set_token`] (a removal is under way:
+    /// the removed machine knows the current token). Requests on the join path then go to
+    /// the target like any unknown path, and are counted as `bad_token`.
+    pub fn close(&self) {
+        if let Ok(mut t) = self.token.write() {
+            *t = None;
+        }
+    }
+
+    /// Whether a token is accepted right now.
+    pub fn is_open(&self) -> bool {
+        self.token.read().map(|t| t.is_some()).unwrap_or(false)
+    }
+
+    /// Take nothing any more (shutdown): forget the token and the admitter.
+    pub fn clear(&self) {
+        self.close();
+        if let Ok(mut s) = self.admitter.write() {
+            *s = None;
+        }
+    }
+
+    /// Who admits valid requests.
+    pub fn set_admitter(&self, a: Admitter) {
+        if let Ok(mut s) = self.admitter.write() {
+            *s = Some(a);
+        }
+    }
+
+    fn prefix() -> Vec<u8> {
+        let mut p = REQUEST_START.to_vec();
+        p.extend_from_slice(PATH_PREFIX.as_bytes());
+        p
+    }
+
+    /// `f` applied to the current token, if one is accepted.
+    fn with_token<T>(&self, f: impl FnOnce(&JoinToken) -> T) -> Option<T> {
+        self.token.read().ok().and_then(|t| t.as_ref().map(f))
+    }
+
+    async fn handle(self: Arc<Self>, mut s: TcpStream, mut buf: Vec<u8>, source: String) {
+        let reply = match self.process(&mut s, &mut buf, &source).await {
+            Ok((nonce, body)) => {
+                self.counters.accepted.fetch_add(1, Relaxed);
+                let mac = self
+                    .with_token(|t| hex::encode(t.response_mac(&nonce, &body)))
+                    .unwrap_or_default();
+                let mut r = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{MAC_HEADER}: {mac}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes();
+                r.extend_from_slice(&body);
+                r
+            }
+            Err(refusal) => {
+                refusal.counter(&self.counters).fetch_add(1, Relaxed);
+                tracing::info!("join request refused: {refusal}");
+                let body = format!("{refusal}\n");
+                format!(
+                    "HTTP/1.1 {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    refusal.status(),
+                    body.len()
+                )
+                .into_bytes()
+            }
+        };
+        let _ = s.write_all(&reply).await;
+        let _ = s.shutdown().await;
+    }
+
+    /// Every step of one request: the nonce and the grant's bytes, or why not.
+    async fn process(
+        &self,
+        s: &mut TcpStream,
+        buf: &mut Vec<u8>,
+        source: &str,
+    ) -> Result<(String, Vec<u8>), Refusal> {
+        let allowed = self
+            .limiter
+            .lock()
+            .map(|mut l| l.allow(source, Instant::now()))
+            .unwrap_or(false);
+        if !allowed {
+            return Err(Refusal::RateLimited);
+        }
+        let req = read_request(s, buf).await?;
+        self.check(&req, (self.clock)())?;
+        self.admit(req).await
+    }
+
+    /// The MAC, then the clock, then the nonce, then the name: nothing is remembered for
+    /// forgeries.
+    fn check(&self, req: &JoinRequest, now: u64) -> Result<(), Refusal> {
+        let valid = self
+            .with_token(|t| {
+                bool::from(
+                    t.request_mac(req)
+                        .ct_eq(&hex::decode(&req.mac).unwrap_or_default()),
+                )
+            })
+            .unwrap_or(false);
+        if !valid {
+            return Err(Refusal::BadToken);
+        }
+        if now.abs_diff(req.ts) > MAX_SKEW.as_secs() {
+            return Err(Refusal::Stale {
+                off: now.abs_diff(req.ts),
+            });
+        }
+        if req.nonce.len() != 32 || !req.nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Refusal::BadNonce);
+        }
+        let fresh = self
+            .replay
+            .lock()
+            .map(|mut r| r.insert(&req.nonce, now))
+            .unwrap_or(false);
+        if !fresh {
+            return Err(Refusal::Replayed);
+        }
+        if !valid_name(&req.name) {
+            return Err(Refusal::BadName);
+        }
+        Ok(())
+    }
+
+    /// Hand a checked request to the admitter; the nonce and the grant's bytes.
+    async fn admit(&self, req: JoinRequest) -> Result<(String, Vec<u8>), Refusal> {
+        let admitter = self.admitter.read().ok().and_then(|a| a.clone());
+        let Some(admit) = admitter else {
+            return Err(Refusal::Starting);
+        };
+        let grant = admit(Admission {
+            nonce: req.nonce.clone(),
+            name: req.name.clone(),
+            wg_public_key: req.wg_public_key.clone(),
+            endpoint: req.endpoint,
+        })
+        .await
+        .map_err(Refusal::Admit)?;
+        tracing::info!(node = %req.name, endpoint = %req.endpoint, "admitted a new node");
+        let body = serde_json::to_vec(&grant).map_err(Refusal::Encode)?;
+        Ok((req.nonce, body))
+    }
+}
+
+/// Read the rest of a join request (its start is in `buf`) within one deadline, not only
+/// per read: a client trickling a byte every few seconds must not hold a task for hours.
+async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<JoinRequest, Refusal> {
+    let deadline = tokio::time::Instant::now() + REQUEST_DEADLINE;
+    let head_end = loop {
+        if let Some(end) = head_end(buf) {
+            break end;
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(Refusal::HeadTooLarge);
+        }
+        read_more(s, buf, deadline)
+            .await
+            .map_err(|_| Refusal::HeadBrokeOff)?;
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let length = match header(&head, "content-length").map(str::parse::<usize>) {
+        Some(Ok(n)) if n <= MAX_BODY => n,
+        Some(Ok(n)) => return Err(Refusal::BodyTooLarge(n)),
+        _ => return Err(Refusal::LengthRequired),
+    };
+    while buf.len() < head_end + length {
+        read_more(s, buf, deadline)
+            .await
+            .map_err(|_| Refusal::BodyBrokeOff)?;
+    }
+    if buf.len() > head_end + length {
+        return Err(Refusal::TrailingBytes);
+    }
+    let req: JoinRequest =
+        serde_json::from_slice(&buf[head_end..]).map_err(Refusal::NotARequest)?;
+    if req.v != VERSION {
+        return Err(Refusal::Version(req.v));
+    }
+    Ok(req)
+}
+
+async fn read_more(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    deadline: tokio::time::Instant,
+) -> std::io::Result<()> {
+    let mut chunk = [0u8; 2048];
+    let n = tokio::time::timeout_at(deadline, s.read(&mut chunk))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"))??;
+    if n == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(())
+}
+
+impl rustbalance_proxy::Intercept for JoinService {
+    fn classify(&self, first: &[u8]) -> rustbalance_proxy::Verdict {
+        use rustbalance_proxy::Verdict;
+        let prefix = Self::prefix();
+        let n = first.len().min(prefix.len());
+        if first[..n] != prefix[..n] {
+            return Verdict::Pass;
+        }
+        if first.len() < prefix.len() + PATH_ID_HEX + 1 {
+            return Verdict::Undecided;
+        }
+        let id = &first[prefix.len()..prefix.len() + PATH_ID_HEX];
+        let end = first[prefix.len() + PATH_ID_HEX];
+        let ok = self
+            .with_token(|t| bool::from(t.path_id().as_bytes().ct_eq(id)))
+            .unwrap_or(false);
+        if ok && end == b' ' {
+            Verdict::Take
+        } else {
+            // Someone tried the join path with a token we do not accept (an old one after a
+            // rotation, a typo, a guess): the target answers it like any unknown path.
+            self.counters.bad_token.fetch_add(1, Relaxed);
+            Verdict::Pass
+        }
+    }
+
+    fn serve(
+        self: Arc<Self>,
+        stream: TcpStream,
+        first: Vec<u8>,
+        circuit: Option<u32>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let source = match circuit {
+            Some(c) => format!("circuit {c}"),
+            None => stream
+                .peer_addr()
+                .map(|a| a.ip().to_string())
+                .unwrap_or_else(|_| "?".into()),
+        };
+        Box::pin(self.handle(stream, first, source))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustbalance_hs::OnionAddress;
+
+    fn addr() -> OnionAddress {
+        OnionAddress::from_public_key([7u8; 32])
+    }
+
+    #[test]
+    fn classify_takes_only_the_current_token() {
+        use rustbalance_proxy::{Intercept, Verdict};
+        let svc = JoinService::new();
+        let t = JoinToken::derive(addr(), 80, b"0123456789abcdef0123456789abcdef", 3);
+        let line = format!("POST {} HTTP/1.1\r\n", t.path());
+        // No token set yet: nothing is taken.
+        assert_eq!(svc.classify(line.as_bytes()), Verdict::Pass);
+        svc.set_token(JoinToken::derive(
+            addr(),
+            80,
+            b"0123456789abcdef0123456789abcdef",
+            3,
+        ));
+        let decided = "POST ".len() + t.path().len() + 1;
+        for cut in 0..decided {
+            let v = svc.classify(&line.as_bytes()[..cut]);
+            assert_eq!(v, Verdict::Undecided, "cut {cut}");
+        }
+        assert_eq!(svc.classify(line.as_bytes()), Verdict::Take);
+        assert_eq!(svc.classify(b"GET / HTTP/1.1\r\n"), Verdict::Pass);
+        assert_eq!(svc.classify(b"POST /other HTTP/1.1\r\n"), Verdict::Pass);
+        let old = JoinToken::derive(addr(), 80, b"0123456789abcdef0123456789abcdef", 2);
+        let before = svc.counters.bad_token.load(Relaxed);
+        let l = format!("POST {} HTTP/1.1\r\n", old.path());
+        assert_eq!(svc.classify(l.as_bytes()), Verdict::Pass);
+        assert_eq!(svc.counters.bad_token.load(Relaxed), before + 1);
+        // Closed (a removal waits for its rotation): the current token is not taken either,
+        // until a token is set again.
+        assert!(svc.is_open());
+        svc.close();
+        assert!(!svc.is_open());
+        assert_eq!(svc.classify(line.as_bytes()), Verdict::Pass);
+        assert_eq!(svc.counters.bad_token.load(Relaxed), before + 2);
+        svc.set_token(JoinToken::derive(
+            addr(),
+            80,
+            b"0123456789abcdef0123456789abcdef",
+            3,
+        ));
+        assert_eq!(svc.classify(line.as_bytes()), Verdict::Take);
+    }
+}
