@@ -942,7 +942,12 @@ pub async fn request_join(
         let mut s = TcpStream::connect(socks)
             .await
             .map_err(|e| Error::Other(format!("cannot reach tor's SOCKS port {socks}: {e}")))?;
-        rustbalance_proxy::socks::connect(&mut s, &token.master.to_string(), token.port)
+        rustbalance_tor::socks::connect(
+            &mut s,
+            &token.master.to_string(),
+            token.port,
+            &rustbalance_tor::socks::Isolation::Shared,
+        )
             .await
             .map_err(|why| {
                 Error::Other(format!(
