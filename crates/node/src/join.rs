@@ -948,13 +948,13 @@ pub async fn request_join(
             token.port,
             &rustbalance_tor::socks::Isolation::Shared,
         )
-            .await
-            .map_err(|why| {
-                Error::Other(format!(
-                    "cannot reach the cluster at {}:{} over Tor: {why}",
-                    token.master, token.port
-                ))
-            })?;
+        .await
+        .map_err(|why| {
+            Error::Other(format!(
+                "cannot reach the cluster at {}:{} over Tor: {why}",
+                token.master, token.port
+            ))
+        })?;
         let (nonce, bytes) = build_request(token, p, unix_now());
         s.write_all(&bytes)
             .await

@@ -23,69 +23,16 @@
 //! Then everything is stopped by pid and the lab is checked to listen nowhere.
 
 use anyhow::{Context, Result};
-use rustbalance::demo::MasterSetup;
 use rustbalance_lab::onionbalance::OnionbalanceSetup;
-use rustbalance_lab::{Lab, LabOptions};
+use rustbalance_lab::Lab;
 use rustbalance_node::publisher::require_uploaded;
+use rustbalance_testbed::bench::{cores, cpu_model, loadavg, median, secs, work_dir, BenchArgs};
+use rustbalance_testbed::instances::MasterSetup;
+use rustbalance_testbed::log_watch::LogWatch;
+use rustbalance_testbed::with_lab;
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
-
-fn secs(d: Duration) -> f64 {
-    (d.as_secs_f64() * 10.0).round() / 10.0
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-/// Polls a log file and remembers when each new line first appeared.
-struct LogWatch {
-    path: PathBuf,
-    offset: usize,
-    lines: Vec<(Instant, String)>,
-}
-
-impl LogWatch {
-    fn new(path: &Path) -> Self {
-        LogWatch {
-            path: path.to_path_buf(),
-            offset: 0,
-            lines: Vec::new(),
-        }
-    }
-    fn poll(&mut self) {
-        let Ok(bytes) = std::fs::read(&self.path) else {
-            return;
-        };
-        if bytes.len() <= self.offset {
-            return;
-        }
-        let now = Instant::now();
-        let new = &bytes[self.offset..];
-        // Only whole lines.
-        let Some(end) = new.iter().rposition(|b| *b == b'\n') else {
-            return;
-        };
-        for l in String::from_utf8_lossy(&new[..end]).lines() {
-            self.lines.push((now, l.to_string()));
-        }
-        self.offset += end + 1;
-    }
-    fn first(&self, pred: impl Fn(&str) -> bool) -> Option<Instant> {
-        self.lines.iter().find(|(_, l)| pred(l)).map(|(t, _)| *t)
-    }
-}
 
 #[derive(Default, Debug, Clone, serde::Serialize)]
 struct Run {
@@ -109,180 +56,159 @@ async fn one_run(work: &Path, i: usize, instances: usize, run: &mut Run) -> Resu
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;
     }
-    let t = Instant::now();
-    let lab = Lab::create(&dir, LabOptions::default()).await?;
-    run.create_s = secs(t.elapsed());
-    let res = async {
-        let report = lab
-            .start(|p| {
-                eprintln!(
-                    "  [run {i}] [{:5.1}s] {} ({})",
-                    p.elapsed.as_secs_f64(),
-                    p.phase,
-                    p.detail
-                )
-            })
-            .await?;
-        run.usable_s = secs(report.total);
-        run.phases = report
+    let progress = |p: &rustbalance_lab::Progress| {
+        eprintln!(
+            "  [run {i}] [{:5.1}s] {} ({})",
+            p.elapsed.as_secs_f64(),
+            p.phase,
+            p.detail
+        )
+    };
+    with_lab(&dir, Default::default(), progress, async |lab, started| {
+        run.create_s = secs(started.created);
+        run.usable_s = secs(started.report.total);
+        run.phases = started
+            .report
             .phases
             .iter()
             .map(|p| (p.phase.to_string(), secs(p.elapsed)))
             .collect();
         eprintln!("  [run {i}] lab usable after {:.1}s", run.usable_s);
+        rustbalance_side(lab, i, instances, run).await?;
+        onionbalance_side(lab, i, instances, run).await
+    })
+    .await
+}
 
-        // RustBalance.
-        let t_spawn = Instant::now();
-        let setup = MasterSetup::start(&lab, "rbi", instances).await?;
-        let descs = setup
-            .instance_descriptors(Duration::from_secs(180))
-            .await?;
-        let t_desc = Instant::now();
-        run.ours_desc_s = secs(t_desc - t_spawn);
-        let mut publisher = setup.publisher().await?;
-        let reports = publisher
-            .publish(
-                &descs,
-                SystemTime::now(),
-                Duration::from_secs(30),
-                &mut rand::rng(),
-            )
-            .await?;
-        require_uploaded(&reports)?;
-        run.ours_publish_s = secs(t_desc.elapsed());
-        lab.wait_http(&setup.url(), "served by", Duration::from_secs(180))
-            .await
-            .context("RustBalance's master address")?;
-        run.ours_after_desc_s = secs(t_desc.elapsed());
-        run.ours_after_spawn_s = secs(t_spawn.elapsed());
-        eprintln!(
-            "  [run {i}] RustBalance: instance descriptors {:.1}s after spawn; published {:.1}s and answering {:.1}s after they existed",
-            run.ours_desc_s, run.ours_publish_s, run.ours_after_desc_s
-        );
-        drop(publisher);
-        for inst in &setup.instances {
-            let tor = inst.tor.clone();
-            tokio::task::spawn_blocking(move || tor.stop()).await??;
-        }
+/// K instance tors, one merged publication, the master answering.
+async fn rustbalance_side(lab: &Lab, i: usize, instances: usize, run: &mut Run) -> Result<()> {
+    let t_spawn = Instant::now();
+    let setup = MasterSetup::start(lab, "rbi", instances).await?;
+    let descs = setup.instance_descriptors(Duration::from_secs(180)).await?;
+    let t_desc = Instant::now();
+    run.ours_desc_s = secs(t_desc - t_spawn);
+    let mut publisher = setup.publisher().await?;
+    let reports = publisher
+        .publish(
+            &descs,
+            SystemTime::now(),
+            Duration::from_secs(30),
+            &mut rand::rng(),
+        )
+        .await?;
+    require_uploaded(&reports)?;
+    run.ours_publish_s = secs(t_desc.elapsed());
+    lab.wait_http(&setup.url(), "served by", Duration::from_secs(180))
+        .await
+        .context("RustBalance's master address")?;
+    run.ours_after_desc_s = secs(t_desc.elapsed());
+    run.ours_after_spawn_s = secs(t_spawn.elapsed());
+    eprintln!(
+        "  [run {i}] RustBalance: instance descriptors {:.1}s after spawn; published {:.1}s and answering {:.1}s after they existed",
+        run.ours_desc_s, run.ours_publish_s, run.ours_after_desc_s
+    );
+    drop(publisher);
+    setup.stop().await
+}
 
-        // Onionbalance, same lab.
-        let t_spawn = Instant::now();
-        let ob = OnionbalanceSetup::start(&lab, "ob", instances, Duration::from_secs(180)).await?;
-        let res = async {
-            let mut watch = LogWatch::new(ob.daemon().log_file());
-            let url = ob.master_url();
-            let deadline = ob.started_at() + Duration::from_secs(300);
-            // Same client loop as wait_master_reachable, with the log watched.
-            let t_answer = loop {
-                ob.daemon().check_alive()?;
-                watch.poll();
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    anyhow::bail!(
-                        "Onionbalance's master did not answer within 300 s; log tail:\n{}",
-                        watch
-                            .lines
-                            .iter()
-                            .rev()
-                            .take(20)
-                            .map(|(_, l)| l.as_str())
-                            .collect::<Vec<_>>()
-                            .join("\n")
-                    );
-                }
-                let get = lab.http_get(&url, left.min(Duration::from_secs(30)));
-                // Keep watching the log while a request is in flight.
-                tokio::pin!(get);
-                let r = loop {
-                    tokio::select! {
-                        r = &mut get => break r,
-                        _ = tokio::time::sleep(Duration::from_millis(200)) => watch.poll(),
-                    }
-                };
-                if let Ok(r) = r {
-                    if r.status == 200 && r.text().starts_with("served by ") {
-                        break Instant::now();
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            };
-            watch.poll();
-            let started = ob.started_at();
-            run.ob_after_start_s = secs(t_answer - started);
-            run.ob_after_spawn_s = secs(t_answer - t_spawn);
-            // "This is the first time we see a descriptor for instance X!"
-            let mut seen = Vec::new();
-            let mut all_desc = None;
-            for (t, l) in &watch.lines {
-                if let Some(rest) = l.split("first time we see a descriptor for instance ").nth(1) {
-                    let a = rest.trim_end_matches('!').to_string();
-                    if !seen.contains(&a) {
-                        seen.push(a);
-                        if seen.len() == instances {
-                            all_desc = Some(*t);
-                        }
-                    }
-                }
-            }
-            if let Some(t) = all_desc {
-                run.ob_all_desc_after_start_s = secs(t.saturating_duration_since(started));
-                run.ob_after_desc_s = secs(t_answer.saturating_duration_since(t));
-            } else {
-                run.ob_all_desc_after_start_s = f64::NAN;
-                run.ob_after_desc_s = f64::NAN;
-            }
-            run.ob_first_upload_after_start_s = watch
-                .first(|l| l.contains("Uploading ") && l.contains(" descriptor for "))
-                .map(|t| secs(t.saturating_duration_since(started)))
-                .unwrap_or(f64::NAN);
-            eprintln!(
-                "  [run {i}] Onionbalance: answering {:.1}s after its start ({:.1}s after its instances' spawn); all instance descriptors {:.1}s after its start, first upload {:.1}s",
-                run.ob_after_start_s,
-                run.ob_after_spawn_s,
-                run.ob_all_desc_after_start_s,
-                run.ob_first_upload_after_start_s
+/// Onionbalance in the same lab: until its master answers, with its log watched.
+async fn onionbalance_side(lab: &Lab, i: usize, instances: usize, run: &mut Run) -> Result<()> {
+    let t_spawn = Instant::now();
+    let ob = OnionbalanceSetup::start(lab, "ob", instances, Duration::from_secs(180)).await?;
+    let res = watch_onionbalance(lab, &ob, i, instances, t_spawn, run).await;
+    tokio::task::spawn_blocking(move || ob.stop()).await??;
+    res
+}
+
+async fn watch_onionbalance(
+    lab: &Lab,
+    ob: &OnionbalanceSetup,
+    i: usize,
+    instances: usize,
+    t_spawn: Instant,
+    run: &mut Run,
+) -> Result<()> {
+    let mut watch = LogWatch::new(ob.daemon().log_file());
+    let url = ob.master_url();
+    let deadline = ob.started_at() + Duration::from_secs(300);
+    // Same client loop as wait_master_reachable, with the log watched.
+    let t_answer = loop {
+        ob.daemon().check_alive()?;
+        watch.poll();
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            anyhow::bail!(
+                "Onionbalance's master did not answer within 300 s; log tail:\n{}",
+                watch.tail(20)
             );
-            anyhow::Ok(())
         }
-        .await;
-        let obc = ob;
-        tokio::task::spawn_blocking(move || obc.stop()).await??;
-        res
+        let get = lab.http_get(&url, left.min(Duration::from_secs(30)));
+        // Keep watching the log while a request is in flight.
+        tokio::pin!(get);
+        let r = loop {
+            tokio::select! {
+                r = &mut get => break r,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => watch.poll(),
+            }
+        };
+        if let Ok(r) = r {
+            if r.status == 200 && r.text().starts_with("served by ") {
+                break Instant::now();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    watch.poll();
+    let started = ob.started_at();
+    run.ob_after_start_s = secs(t_answer - started);
+    run.ob_after_spawn_s = secs(t_answer - t_spawn);
+    // "This is the first time we see a descriptor for instance X!"
+    let mut seen = Vec::new();
+    let mut all_desc = None;
+    for (t, l) in &watch.lines {
+        if let Some(rest) = l
+            .split("first time we see a descriptor for instance ")
+            .nth(1)
+        {
+            let a = rest.trim_end_matches('!').to_string();
+            if !seen.contains(&a) {
+                seen.push(a);
+                if seen.len() == instances {
+                    all_desc = Some(*t);
+                }
+            }
+        }
     }
-    .await;
-    let stop = lab.stop_and_verify().await;
-    res?;
-    stop?;
+    if let Some(t) = all_desc {
+        run.ob_all_desc_after_start_s = secs(t.saturating_duration_since(started));
+        run.ob_after_desc_s = secs(t_answer.saturating_duration_since(t));
+    } else {
+        run.ob_all_desc_after_start_s = f64::NAN;
+        run.ob_after_desc_s = f64::NAN;
+    }
+    run.ob_first_upload_after_start_s = watch
+        .first(|l| l.contains("Uploading ") && l.contains(" descriptor for "))
+        .map(|t| secs(t.saturating_duration_since(started)))
+        .unwrap_or(f64::NAN);
+    eprintln!(
+        "  [run {i}] Onionbalance: answering {:.1}s after its start ({:.1}s after its instances' spawn); all instance descriptors {:.1}s after its start, first upload {:.1}s",
+        run.ob_after_start_s,
+        run.ob_after_spawn_s,
+        run.ob_all_desc_after_start_s,
+        run.ob_first_upload_after_start_s
+    );
     Ok(())
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
-    let mut runs = 3usize;
-    let mut instances = 2usize;
-    let mut work: Option<PathBuf> = None;
-    let mut json_out: Option<PathBuf> = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--runs" => runs = args.next().context("--runs N")?.parse()?,
-            "--instances" => instances = args.next().context("--instances K")?.parse()?,
-            "--work" => work = Some(args.next().context("--work DIR")?.into()),
-            "--json" => json_out = Some(args.next().context("--json FILE")?.into()),
-            other => anyhow::bail!("unknown argument {other:?}"),
-        }
-    }
-    let tmp;
-    let work = match work {
-        Some(w) => {
-            std::fs::create_dir_all(&w)?;
-            w
-        }
-        None => {
-            tmp = tempfile::Builder::new().prefix("rb-startup").tempdir()?;
-            tmp.path().to_path_buf()
-        }
-    };
+    let args = BenchArgs::from_env();
+    let unknown = args.unknown(&["--runs", "--instances", "--work", "--json"], &[]);
+    anyhow::ensure!(unknown.is_empty(), "unknown argument {:?}", unknown[0]);
+    let runs: usize = args.number("--runs", 3);
+    let instances: usize = args.number("--instances", 2);
+    let json_out = args.path("--json");
+    let (work, _tmp) = work_dir(args.path("--work"), "rb-startup")?;
     let mut all = Vec::new();
     for i in 1..=runs {
         eprintln!("== run {i}/{runs} (load {})", loadavg());
@@ -348,7 +274,7 @@ async fn main() -> Result<()> {
     ];
     println!(
         "\nmachine: {} cores, {}, load {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cores(),
         cpu_model(),
         loadavg()
     );
@@ -393,22 +319,4 @@ async fn main() -> Result<()> {
         anyhow::bail!("every run failed");
     }
     Ok(())
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_default()
 }

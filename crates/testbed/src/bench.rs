@@ -149,9 +149,19 @@ mod tests {
     #[test]
     fn flags_and_medians() {
         let a = BenchArgs(
-            ["prog", "--runs", "3", "--tor-line", "A 1", "--tor-line", "B 2", "--x", "--json"]
-                .map(String::from)
-                .to_vec(),
+            [
+                "prog",
+                "--runs",
+                "3",
+                "--tor-line",
+                "A 1",
+                "--tor-line",
+                "B 2",
+                "--x",
+                "--json",
+            ]
+            .map(String::from)
+            .to_vec(),
         );
         assert_eq!(a.number("--runs", 1usize), 3);
         assert_eq!(a.number("--missing", 7usize), 7);

@@ -185,7 +185,9 @@ mod tests {
     #[test]
     fn failures_get_stable_labels() {
         assert_eq!(
-            failure_kind("GET http://x.onion/ failed: SOCKS error 0xF2: onion service introduction failed"),
+            failure_kind(
+                "GET http://x.onion/ failed: SOCKS error 0xF2: onion service introduction failed"
+            ),
             "failed: introduction failed"
         );
         assert_eq!(
@@ -203,7 +205,11 @@ mod tests {
             outcome: o.into(),
         };
         let s = summarize(
-            &[r(0.0, 1.0, "served by a"), r(0.5, 3.0, "failed: x"), r(2.0, 2.5, "served by b")],
+            &[
+                r(0.0, 1.0, "served by a"),
+                r(0.5, 3.0, "failed: x"),
+                r(2.0, 2.5, "served by b"),
+            ],
             Some(1.0),
         );
         assert_eq!((s.requests, s.ok, s.failed), (3, 2, 1));

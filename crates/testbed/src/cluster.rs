@@ -20,7 +20,7 @@ use rustbalance_node::config::{ClusterTemplate, MeshTemplate};
 use rustbalance_tor::port::{free_port, Proto};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 pub use ns::NsNode;
@@ -117,22 +117,47 @@ impl ClusterNodeProc {
         }
     }
 
-    /// SIGTERM and wait up to 10 s.
+    /// SIGTERM and wait up to 10 s (then SIGKILL).
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let t = Instant::now();
-            while t.elapsed() < Duration::from_secs(10) {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+        self.terminate(Duration::from_secs(10));
+    }
+
+    /// SIGTERM, wait up to `within` for the exit, SIGKILL after that.
+    /// Returns the exit status if the process exited in time (`None` also
+    /// when it was not running).
+    pub fn terminate(&mut self, within: Duration) -> Option<ExitStatus> {
+        let mut c = self.child.take()?;
+        if let Ok(Some(st)) = c.try_wait() {
+            return Some(st);
         }
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let t = Instant::now();
+        while t.elapsed() < within {
+            if let Ok(Some(st)) = c.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
+    }
+
+    /// A node of its own (not one of a prepared cluster) that runs with the
+    /// config file `config`; start it with [`Self::start`].
+    pub fn from_config(config: &Path, target_addr: SocketAddr) -> Result<ClusterNodeProc> {
+        let cfg = rustbalance_node::Config::load(config)?;
+        Ok(ClusterNodeProc {
+            name: cfg.node.name.clone(),
+            config: config.to_path_buf(),
+            admin: cfg.admin.listen,
+            data: cfg.node.data_dir.clone(),
+            target: None,
+            target_addr,
+            child: None,
+        })
     }
 }
 

@@ -100,9 +100,21 @@ async fn cluster_story(
         ));
     }
     let all = ["node1", "node2", "node3"];
-    let first = wait_published(nodes, &[], SystemTime::UNIX_EPOCH, &all, Duration::from_secs(240)).await?;
+    let first = wait_published(
+        nodes,
+        &[],
+        SystemTime::UNIX_EPOCH,
+        &all,
+        Duration::from_secs(240),
+    )
+    .await?;
     let p = first.node;
-    say.progress(&format!("[{:6.1}s] {} is the publisher; master descriptor lists the intro points of {:?}", at(), nodes[p].name, all));
+    say.progress(&format!(
+        "[{:6.1}s] {} is the publisher; master descriptor lists the intro points of {:?}",
+        at(),
+        nodes[p].name,
+        all
+    ));
     say.progress(&format!(
         "== 3/4 a tor client reaches the master address {}",
         master.address()
@@ -111,7 +123,11 @@ async fn cluster_story(
     let (resp, _) = lab
         .wait_http(&url, "served by", Duration::from_secs(120))
         .await?;
-    say.progress(&format!("[{:6.1}s] answered: {:?}", at(), resp.text().trim()));
+    say.progress(&format!(
+        "[{:6.1}s] answered: {:?}",
+        at(),
+        resp.text().trim()
+    ));
     let s = split(lab, &url, requests).await;
     say.result(&format!("master address {}", master.address()));
     print_split(say, &format!("{requests} requests on fresh circuits:"), &s);
@@ -137,6 +153,10 @@ async fn cluster_story(
         ));
     }
     let s = split(lab, &url, requests).await;
-    print_split(say, &format!("{requests} requests after the publisher died:"), &s);
+    print_split(
+        say,
+        &format!("{requests} requests after the publisher died:"),
+        &s,
+    );
     Ok(())
 }

@@ -35,22 +35,33 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn polls_until_ready_and_gives_up() {
         let mut n = 0;
-        let (v, took) = poll_until("three", Duration::from_secs(10), Duration::from_secs(1), async || {
-            n += 1;
-            Ok((n == 3).then_some(n))
-        })
+        let (v, took) = poll_until(
+            "three",
+            Duration::from_secs(10),
+            Duration::from_secs(1),
+            async || {
+                n += 1;
+                Ok((n == 3).then_some(n))
+            },
+        )
         .await
         .unwrap();
         assert_eq!((v, took), (3, Duration::from_secs(2)));
-        let e = poll_until("never", Duration::from_secs(3), Duration::from_secs(1), async || {
-            Ok(None::<()>)
-        })
+        let e = poll_until(
+            "never",
+            Duration::from_secs(3),
+            Duration::from_secs(1),
+            async || Ok(None::<()>),
+        )
         .await
         .unwrap_err();
         assert!(e.to_string().contains("never: not within 3s"), "{e}");
-        let e = poll_until("fails", Duration::from_secs(3), Duration::from_secs(1), async || {
-            bail!("broken") as Result<Option<()>>
-        })
+        let e = poll_until(
+            "fails",
+            Duration::from_secs(3),
+            Duration::from_secs(1),
+            async || bail!("broken") as Result<Option<()>>,
+        )
         .await
         .unwrap_err();
         assert_eq!(e.to_string(), "broken");

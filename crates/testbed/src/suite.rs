@@ -3,12 +3,13 @@
 //! time, and the lab always stopped.
 //!
 //! ```text
-//! main ─▶ runtime ─▶ with_lab ─▶ scenario 1 (own task: a panic fails it, not the run) ─▶ … ─▶ stop lab ─▶ exit status
+//! main ─▶ runtime ─▶ with_lab ─▶ scenario 1 (own local task: a panic fails it, not the run) ─▶ … ─▶ stop lab ─▶ exit status
 //! ```
 //!
 //! Every scenario gets a clone of the lab handle and runs in its own task
-//! on the one runtime, which lives as long as the lab: nothing a scenario
-//! holds is bound to another scenario's runtime. Scenarios use their own
+//! (a local one: a panic fails the scenario, not the run) on the one
+//! runtime, which lives as long as the lab: nothing a scenario holds is
+//! bound to another scenario's runtime. Scenarios use their own
 //! service and node names, and stop the processes they started.
 //!
 //! Arguments: words not starting with `-` select scenarios by substring
@@ -24,8 +25,9 @@ use std::pin::Pin;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-/// What a scenario is: an async function of the shared lab.
-pub type ScenarioFn = fn(Lab) -> Pin<Box<dyn Future<Output = Result<()>> + Send>>;
+/// What a scenario is: an async function of the shared lab (run on the
+/// main thread; it need not be `Send`, what it spawns runs on the runtime).
+pub type ScenarioFn = fn(Lab) -> Pin<Box<dyn Future<Output = Result<()>>>>;
 
 /// One scenario of a lab test binary.
 pub struct Scenario {
@@ -142,7 +144,9 @@ async fn run_all(
             for s in chosen {
                 eprintln!("\n[{title}] -- scenario {} --", s.name);
                 let t = Instant::now();
-                let r = match tokio::spawn((s.run)(lab.clone())).await {
+                let local = tokio::task::LocalSet::new();
+                let task = local.run_until(tokio::task::spawn_local((s.run)(lab.clone())));
+                let r = match task.await {
                     Ok(Ok(())) => Ok(()),
                     Ok(Err(e)) => Err(format!("{e:#}")),
                     Err(e) => Err(format!("panicked: {e}")),
@@ -150,7 +154,11 @@ async fn run_all(
                 let took = t.elapsed();
                 match &r {
                     Ok(()) => eprintln!("[{title}] ok: {} ({:.1} s)", s.name, took.as_secs_f64()),
-                    Err(e) => eprintln!("[{title}] FAILED: {} ({:.1} s): {e}", s.name, took.as_secs_f64()),
+                    Err(e) => eprintln!(
+                        "[{title}] FAILED: {} ({:.1} s): {e}",
+                        s.name,
+                        took.as_secs_f64()
+                    ),
                 }
                 results.push((s.name, r, took));
             }
@@ -165,21 +173,30 @@ async fn run_all(
 mod tests {
     use super::*;
 
-    fn nothing(_: Lab) -> Pin<Box<dyn Future<Output = Result<()>> + Send>> {
+    fn nothing(_: Lab) -> Pin<Box<dyn Future<Output = Result<()>>>> {
         Box::pin(async { Ok(()) })
     }
 
     #[test]
     fn selection_by_words_and_skip() {
         let all = [
-            Scenario { name: "cluster_failover", run: nothing },
-            Scenario { name: "single_node", run: nothing },
+            Scenario {
+                name: "cluster_failover",
+                run: nothing,
+            },
+            Scenario {
+                name: "single_node",
+                run: nothing,
+            },
         ];
         let names = |args: &[&str]| -> Vec<&str> {
             let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
             selected(&all, &args).iter().map(|s| s.name).collect()
         };
-        assert_eq!(names(&["--test-threads", "1"]), ["cluster_failover", "single_node"]);
+        assert_eq!(
+            names(&["--test-threads", "1"]),
+            ["cluster_failover", "single_node"]
+        );
         assert_eq!(names(&["--test-threads=1", "single"]), ["single_node"]);
         assert_eq!(names(&["--skip", "single"]), ["cluster_failover"]);
         assert!(names(&["unit_test_name"]).is_empty());

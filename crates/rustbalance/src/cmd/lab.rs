@@ -46,15 +46,23 @@ pub fn run(cmd: LabCmd) -> Result<()> {
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
         match cmd {
-            LabCmd::Up { dir, relays, netns } => up(dir.path("rustbalance-lab"), relays, netns).await,
+            LabCmd::Up { dir, relays, netns } => {
+                up(dir.path("rustbalance-lab"), relays, netns).await
+            }
             LabCmd::Status { dir, json } => status(&dir.open()?, json).await,
             LabCmd::Down { dir } => {
                 let r = dir.open()?.stop_and_verify().await?;
-                println!("stopped {} processes; nothing of the lab listens any more", r.stopped.len());
+                println!(
+                    "stopped {} processes; nothing of the lab listens any more",
+                    r.stopped.len()
+                );
                 Ok(())
             }
             LabCmd::Curl { dir, url, timeout } => {
-                let r = dir.open()?.http_get(&url, Duration::from_secs(timeout)).await?;
+                let r = dir
+                    .open()?
+                    .http_get(&url, Duration::from_secs(timeout))
+                    .await?;
                 print!("{}", r.text());
                 if r.status != 200 {
                     bail!("HTTP status {}", r.status);
@@ -83,13 +91,36 @@ pub fn run(cmd: LabCmd) -> Result<()> {
                 DemoTarget::bind(listen, &body).await?.run_forever().await;
                 Ok(())
             }
-            LabCmd::NodeConfig { dir, name, target, master_key, admin } => {
-                let text = rustbalance_testbed::node_config::node_config(&dir.open()?, &name, &target, master_key, admin)?;
+            LabCmd::NodeConfig {
+                dir,
+                name,
+                target,
+                master_key,
+                admin,
+            } => {
+                let text = rustbalance_testbed::node_config::node_config(
+                    &dir.open()?,
+                    &name,
+                    &target,
+                    master_key,
+                    admin,
+                )?;
                 print!("{text}");
                 Ok(())
             }
-            LabCmd::Demo { dir, requests, keep } => {
-                rustbalance_testbed::demo::demo(&dir.path("rustbalance-demo"), &bin()?, requests, keep, &Terminal).await
+            LabCmd::Demo {
+                dir,
+                requests,
+                keep,
+            } => {
+                rustbalance_testbed::demo::demo(
+                    &dir.path("rustbalance-demo"),
+                    &bin()?,
+                    requests,
+                    keep,
+                    &Terminal,
+                )
+                .await
             }
         }
     })
@@ -101,7 +132,15 @@ async fn up(dir: PathBuf, relays: usize, netns: bool) -> Result<()> {
     } else {
         Placement::HostLoopback
     };
-    let lab = Lab::create(&dir, LabOptions { relays, placement, ..Default::default() }).await?;
+    let lab = Lab::create(
+        &dir,
+        LabOptions {
+            relays,
+            placement,
+            ..Default::default()
+        },
+    )
+    .await?;
     eprintln!("starting lab in {} ...", dir.display());
     let report = lab.start(|p| eprintln!("{}", progress_line(p))).await?;
     println!(
@@ -124,7 +163,13 @@ async fn status(lab: &Lab, json: bool) -> Result<()> {
         for n in &nodes {
             println!("node {}", n);
         }
-        println!("lab {} ({}), running: {}, SOCKS {}", st.dir.display(), st.block, st.running, st.socks);
+        println!(
+            "lab {} ({}), running: {}, SOCKS {}",
+            st.dir.display(),
+            st.block,
+            st.running,
+            st.socks
+        );
         for p in &st.processes {
             println!("  {}", serde_json::to_string(p)?);
         }

@@ -69,7 +69,10 @@ impl NsNode {
     pub async fn status(&self) -> Option<serde_json::Value> {
         let config = self.config.display().to_string();
         let (ok, out, _) = self
-            .cli(&["status", "--json", "--config", &config], Duration::from_secs(5))
+            .cli(
+                &["status", "--json", "--config", &config],
+                Duration::from_secs(5),
+            )
             .await
             .ok()?;
         if !ok {
@@ -132,7 +135,11 @@ pub fn start_ns_cluster(
         .iter()
         .map(|h| SocketAddr::new(h.ip, GOSSIP_PORT))
         .collect();
-    let wg = if mesh { wg_keys(&files, &names)? } else { Vec::new() };
+    let wg = if mesh {
+        wg_keys(&files, &names)?
+    } else {
+        Vec::new()
+    };
     let mut nodes = Vec::new();
     for (i, host) in hosts.into_iter().enumerate() {
         let name = names[i].clone();
