@@ -75,7 +75,7 @@ async fn join_story(lab: &Lab, nodes: &mut Vec<NsNode>) -> Result<()> {
     let master = master.address();
     let three = ["node1", "node2", "node3"];
     let url = format!("http://{master}/");
-    wait_cluster_up(lab, &nodes, &url, Duration::from_secs(240)).await?;
+    wait_cluster_up(lab, nodes, &url, Duration::from_secs(240)).await?;
     let socks = lab.socks_addr();
 
     // The token, as an operator gets it from any member.
@@ -146,7 +146,7 @@ async fn join_story(lab: &Lab, nodes: &mut Vec<NsNode>) -> Result<()> {
     nodes.push(node4);
     let four = ["node1", "node2", "node3", "node4"];
     let since = SystemTime::now() - Duration::from_secs(1);
-    let up = wait_published(&nodes, &[], since, &four, Duration::from_secs(240)).await?;
+    let up = wait_published(nodes, &[], since, &four, Duration::from_secs(240)).await?;
     let (p, took) = (up.node, up.waited);
     eprintln!(
         "node4: joined in {:.1}s; {} published all 4 nodes {:.1}s later",
