@@ -2,11 +2,14 @@
 //! of the labs, tests and benchmarks (instead of fixed sleeps).
 
 use anyhow::{bail, Result};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Asks `probe` every `every` until it returns `Some`, for at most
 /// `timeout`; returns the value and the time waited. `Err` from the probe
 /// ends the wait at once; when time runs out the error names `what`.
+///
+/// Time is tokio's (a paused test clock works).
 ///
 /// `timeout` is a liveness bound (give up, something is broken), not a
 /// speed claim: print the time waited, and keep speed for the benchmarks.
