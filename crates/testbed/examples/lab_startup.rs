@@ -220,6 +220,21 @@ async fn main() -> Result<()> {
         all.push(run);
     }
 
+    print_table(&all, instances, runs);
+    if let Some(p) = json_out {
+        std::fs::write(
+            &p,
+            serde_json::to_string_pretty(&json!({"instances": instances, "runs": all}))?,
+        )?;
+    }
+    if all.iter().all(|r| r.error.is_some()) {
+        anyhow::bail!("every run failed");
+    }
+    Ok(())
+}
+
+/// The median table and the ratios, on stdout.
+fn print_table(all: &[Run], instances: usize, runs: usize) {
     let col = |f: fn(&Run) -> f64| -> Vec<f64> {
         all.iter()
             .filter(|r| r.error.is_none())
@@ -309,14 +324,4 @@ async fn main() -> Result<()> {
     for r in all.iter().filter(|r| r.error.is_some()) {
         println!("failed run: {}", r.error.as_deref().unwrap_or(""));
     }
-    if let Some(p) = json_out {
-        std::fs::write(
-            &p,
-            serde_json::to_string_pretty(&json!({"instances": instances, "runs": all}))?,
-        )?;
-    }
-    if all.iter().all(|r| r.error.is_some()) {
-        anyhow::bail!("every run failed");
-    }
-    Ok(())
 }

@@ -60,59 +60,7 @@ async fn main() -> Result<()> {
             }
             let url = format!("http://{}/", master.address());
             wait_cluster_up(lab, &nodes, &url, Duration::from_secs(240)).await?;
-            let tp = rustbalance_hs::TimeParams::testing(20);
-            let period = 24 * 20;
-            let phase = |t: SystemTime| {
-                let u = rustbalance_hs::time::unix_secs(t);
-                (u - tp.period_offset_secs()) % period
-            };
-            eprintln!(
-                "period {period} s; period start at phase 0, SRV at phase {}",
-                period - tp.period_offset_secs() % period
-            );
-            let t0 = Instant::now();
-            let (mut ok, mut failed, mut run, mut worst) = (0u32, 0u32, 0u32, (0u32, 0u64, 0u64));
-            let mut run_start = 0;
-            while t0.elapsed() < duration {
-                let at = SystemTime::now();
-                let r = lab.http_get(&url, Duration::from_secs(20)).await;
-                match r {
-                    Ok(r) if r.status == 200 => {
-                        ok += 1;
-                        run = 0;
-                    }
-                    other => {
-                        failed += 1;
-                        if run == 0 {
-                            run_start = phase(at);
-                        }
-                        run += 1;
-                        if run > worst.0 {
-                            worst = (run, run_start, phase(at));
-                        }
-                        eprintln!(
-                            "  t={:5.0}s phase {:3}: failed ({})",
-                            t0.elapsed().as_secs_f64(),
-                            phase(at),
-                            match other {
-                                Ok(r) => format!("HTTP {}", r.status),
-                                Err(e) => e.to_string().chars().take(80).collect(),
-                            }
-                        );
-                    }
-                }
-                let spent = at.elapsed().unwrap_or_default();
-                if spent < Duration::from_secs(2) {
-                    tokio::time::sleep(Duration::from_secs(2) - spent).await;
-                }
-            }
-            println!(
-            "requests {} ok {ok} failed {failed}; longest failure run {} requests (phase {} to {})",
-            ok + failed,
-            worst.0,
-            worst.1,
-            worst.2
-        );
+            probe(lab, &url, duration).await;
             for n in nodes.iter_mut() {
                 n.stop();
             }
@@ -120,4 +68,61 @@ async fn main() -> Result<()> {
         },
     )
     .await
+}
+
+/// One GET every 2 s for `duration`; prints failures with their phase and the totals.
+async fn probe(lab: &rustbalance_lab::Lab, url: &str, duration: Duration) {
+    let tp = rustbalance_hs::TimeParams::testing(20);
+    let period = 24 * 20;
+    let phase = |t: SystemTime| {
+        let u = rustbalance_hs::time::unix_secs(t);
+        (u - tp.period_offset_secs()) % period
+    };
+    eprintln!(
+        "period {period} s; period start at phase 0, SRV at phase {}",
+        period - tp.period_offset_secs() % period
+    );
+    let t0 = Instant::now();
+    let (mut ok, mut failed, mut run, mut worst) = (0u32, 0u32, 0u32, (0u32, 0u64, 0u64));
+    let mut run_start = 0;
+    while t0.elapsed() < duration {
+        let at = SystemTime::now();
+        let r = lab.http_get(url, Duration::from_secs(20)).await;
+        match r {
+            Ok(r) if r.status == 200 => {
+                ok += 1;
+                run = 0;
+            }
+            other => {
+                failed += 1;
+                if run == 0 {
+                    run_start = phase(at);
+                }
+                run += 1;
+                if run > worst.0 {
+                    worst = (run, run_start, phase(at));
+                }
+                eprintln!(
+                    "  t={:5.0}s phase {:3}: failed ({})",
+                    t0.elapsed().as_secs_f64(),
+                    phase(at),
+                    match other {
+                        Ok(r) => format!("HTTP {}", r.status),
+                        Err(e) => e.to_string().chars().take(80).collect(),
+                    }
+                );
+            }
+        }
+        let spent = at.elapsed().unwrap_or_default();
+        if spent < Duration::from_secs(2) {
+            tokio::time::sleep(Duration::from_secs(2) - spent).await;
+        }
+    }
+    println!(
+        "requests {} ok {ok} failed {failed}; longest failure run {} requests (phase {} to {})",
+        ok + failed,
+        worst.0,
+        worst.1,
+        worst.2
+    );
 }
