@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! create ─▶ start ─▶ body(&lab, started) ─▶ stop_and_verify (also when the body failed)
-//!                                       └─▶ left running (keep, body succeeded)
+//!                                       ├─▶ left running (keep, body succeeded)
+//!                                       └─▶ panic: stopped while unwinding
 //! ```
 
 use anyhow::Result;
@@ -54,10 +55,14 @@ pub async fn with_lab_then<T>(
     let t = Instant::now();
     let lab = Lab::create(dir, options).await?;
     let created = t.elapsed();
+    // Only for a panic unwinding through here: the normal paths stop (or
+    // keep) the lab themselves and disarm it.
+    let on_panic = lab.stop_on_drop();
     let result = match lab.start(progress).await {
         Ok(report) => body(&lab, Started { created, report }).await,
         Err(e) => Err(e.into()),
     };
+    std::mem::forget(on_panic);
     if after == AfterBody::Keep && result.is_ok() {
         return result;
     }

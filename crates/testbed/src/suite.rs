@@ -145,8 +145,8 @@ async fn run_all(
                 eprintln!("\n[{title}] -- scenario {} --", s.name);
                 let t = Instant::now();
                 let local = tokio::task::LocalSet::new();
-                let task = local.run_until(tokio::task::spawn_local((s.run)(lab.clone())));
-                let r = match task.await {
+                let task = local.spawn_local((s.run)(lab.clone()));
+                let r = match local.run_until(task).await {
                     Ok(Ok(())) => Ok(()),
                     Ok(Err(e)) => Err(format!("{e:#}")),
                     Err(e) => Err(format!("panicked: {e}")),
