@@ -8,5 +8,6 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target-fbench}"
-cargo build --release -q -p rustbalance --bin rustbalance --example gossip_lab
+cargo build --release -q -p rustbalance --bin rustbalance
+cargo build --release -q -p rustbalance-testbed --example gossip_lab
 "$CARGO_TARGET_DIR/release/examples/gossip_lab" --bin "$CARGO_TARGET_DIR/release/rustbalance" "$@"

@@ -17,6 +17,6 @@ cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target-fbench}"
 
 echo "== building (release)" >&2
-cargo build --release -q -p rustbalance --example lab_startup
+cargo build --release -q -p rustbalance-testbed --example lab_startup
 echo "== machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(tor --version | head -1), onionbalance $(dpkg-query -W -f='${Version}' onionbalance 2>/dev/null), load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 exec "$CARGO_TARGET_DIR/release/examples/lab_startup" "$@"

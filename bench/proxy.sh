@@ -33,7 +33,8 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== building (release)" >&2
-cargo build --release -q -p rustbalance-proxy --example bench_target --example bench_proxy
+cargo build --release -q -p rustbalance-proxy --example bench_proxy
+cargo build --release -q -p rustbalance-testbed --example bench_target
 
 wait_line() { # file -> the address after "listening "
   for _ in $(seq 100); do

@@ -10,7 +10,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target-fbench}"
-cargo build --release -q -p rustbalance --bin rustbalance --example rotation
+cargo build --release -q -p rustbalance --bin rustbalance
+cargo build --release -q -p rustbalance-testbed --example rotation
 BIN="$CARGO_TARGET_DIR/release/rustbalance"
 ARGS=("$@")
 [ ${#ARGS[@]} -eq 0 ] && ARGS=(--duration 1000)

@@ -1,14 +1,12 @@
 //! HTTP GET through the lab client's SOCKS5 port, with a fresh circuit for
-//! every request: each request authenticates with a random SOCKS username,
-//! and tor isolates streams by SOCKS credentials (`IsolateSOCKSAuth`, on by
-//! default).
+//! every request ([`Isolation::fresh`]: a random SOCKS username; tor
+//! isolates streams by SOCKS credentials).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use rand::Rng as _;
+use rustbalance_tor::socks::{self, Isolation};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::err::{Error, Result};
 use crate::Lab;
@@ -34,29 +32,6 @@ impl HttpResponse {
     }
 }
 
-/// What tor's SOCKS reply code means (tor's extended codes included).
-fn socks_reply_text(code: u8) -> &'static str {
-    match code {
-        0x01 => "general failure",
-        0x02 => "not allowed by the exit policy",
-        0x03 => "network unreachable",
-        0x04 => "host unreachable",
-        0x05 => "connection refused",
-        0x06 => "TTL expired (timeout)",
-        0x07 => "command not supported",
-        0x08 => "address type not supported",
-        0xF0 => "onion service descriptor not found (not published yet, or not at the HSDirs this client asked)",
-        0xF1 => "onion service descriptor is invalid",
-        0xF2 => "onion service introduction failed",
-        0xF3 => "onion service rendezvous failed",
-        0xF4 => "onion service needs client authorization",
-        0xF5 => "wrong onion service client authorization",
-        0xF6 => "invalid onion address",
-        0xF7 => "onion service introduction timed out",
-        _ => "unknown SOCKS error",
-    }
-}
-
 /// Splits `http://host[:port][/path]` into host, port, path.
 fn parse_url(url: &str) -> Option<(String, u16, String)> {
     let rest = url.strip_prefix("http://")?;
@@ -69,64 +44,6 @@ fn parse_url(url: &str) -> Option<(String, u16, String)> {
         None => (authority, 80),
     };
     (!host.is_empty() && host.len() <= 255).then(|| (host.to_string(), port, path.to_string()))
-}
-
-async fn socks_connect(
-    socks: SocketAddr,
-    host: &str,
-    port: u16,
-) -> std::result::Result<TcpStream, String> {
-    let mut s = TcpStream::connect(socks)
-        .await
-        .map_err(|e| format!("cannot reach SOCKS port {socks}: {e}"))?;
-    let io = |e: std::io::Error| format!("SOCKS exchange with {socks}: {e}");
-    // Greeting: version 5, one method: username/password.
-    s.write_all(&[5, 1, 2]).await.map_err(io)?;
-    let mut sel = [0u8; 2];
-    s.read_exact(&mut sel).await.map_err(io)?;
-    if sel != [5, 2] {
-        return Err(format!(
-            "SOCKS server chose method {sel:?}, not username/password"
-        ));
-    }
-    let mut user = [0u8; 16];
-    rand::rng().fill_bytes(&mut user);
-    let user = hex::encode(user);
-    let mut auth = vec![1, user.len() as u8];
-    auth.extend_from_slice(user.as_bytes());
-    auth.extend_from_slice(&[1, b'x']);
-    s.write_all(&auth).await.map_err(io)?;
-    let mut st = [0u8; 2];
-    s.read_exact(&mut st).await.map_err(io)?;
-    if st[1] != 0 {
-        return Err("SOCKS username/password refused".into());
-    }
-    let mut req = vec![5, 1, 0, 3, host.len() as u8];
-    req.extend_from_slice(host.as_bytes());
-    req.extend_from_slice(&port.to_be_bytes());
-    s.write_all(&req).await.map_err(io)?;
-    let mut head = [0u8; 4];
-    s.read_exact(&mut head).await.map_err(io)?;
-    if head[1] != 0 {
-        return Err(format!(
-            "SOCKS error 0x{:02X}: {}",
-            head[1],
-            socks_reply_text(head[1])
-        ));
-    }
-    let addr_len = match head[3] {
-        1 => 4,
-        4 => 16,
-        3 => {
-            let mut l = [0u8; 1];
-            s.read_exact(&mut l).await.map_err(io)?;
-            l[0] as usize
-        }
-        other => return Err(format!("SOCKS reply with address type {other}")),
-    };
-    let mut rest = vec![0u8; addr_len + 2];
-    s.read_exact(&mut rest).await.map_err(io)?;
-    Ok(s)
 }
 
 fn parse_response(raw: &[u8]) -> std::result::Result<HttpResponse, String> {
@@ -164,7 +81,9 @@ pub async fn http_get_via(socks: SocketAddr, url: &str, timeout: Duration) -> Re
     let (host, port, path) = parse_url(url)
         .ok_or_else(|| fail("only http://host[:port]/path URLs are supported".into()))?;
     let work = async {
-        let mut s = socks_connect(socks, &host, port).await?;
+        let mut s = socks::connect_via(socks, &host, port, &Isolation::fresh())
+            .await
+            .map_err(|e| e.to_string())?;
         let req = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n");
         s.write_all(req.as_bytes())
             .await
@@ -281,7 +200,7 @@ mod tests {
                     let mut host = vec![0u8; r[4] as usize + 2];
                     c.read_exact(&mut host).await.unwrap();
                     c.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]).await.unwrap();
-                    let mut up = TcpStream::connect(target).await.unwrap();
+                    let mut up = tokio::net::TcpStream::connect(target).await.unwrap();
                     let _ = tokio::io::copy_bidirectional(&mut c, &mut up).await;
                 });
             }

@@ -17,10 +17,10 @@ pub mod torrc;
 pub use cluster::node as cluster_node;
 /// Old path of [`cluster::publisher`].
 pub use cluster::publisher;
+pub use config::Config;
+pub use err::{Error, Result};
 /// The old path of the member side of joining (now in [`join`]).
 #[doc(hidden)]
 pub use join as join_node;
-pub use config::Config;
-pub use err::{Error, Result};
 /// The tor watchdog (it lives in `rustbalance_tor`).
 pub use rustbalance_tor::supervisor;

@@ -10,7 +10,8 @@ mod http;
 mod intercept;
 mod proxy;
 pub mod proxy_protocol;
-pub mod socks;
+/// The SOCKS5 client (it lives in `rustbalance-tor`).
+pub use rustbalance_tor::socks;
 mod splice;
 mod stats;
 mod target;

@@ -3,7 +3,7 @@
 
 use crate::config::{ProxyConfig, Target};
 use crate::err::{Error, Result};
-use crate::socks;
+use rustbalance_tor::socks::{self, Isolation};
 use std::net::SocketAddr;
 use tokio::net::TcpStream;
 
@@ -32,12 +32,12 @@ pub(crate) async fn connect(cfg: &ProxyConfig, addr: Option<SocketAddr>) -> Resu
             } else {
                 format!("{address}.onion")
             };
-            socks::connect(&mut s, &host, *port)
+            socks::connect(&mut s, &host, *port, &Isolation::Shared)
                 .await
-                .map_err(|reason| Error::Socks {
+                .map_err(|e| Error::Socks {
                     socks: *socks,
                     target: redacted(),
-                    reason,
+                    reason: e.to_string(),
                 })?;
         }
         // Small writes (request heads, interactive protocols) must not wait

@@ -3,6 +3,4 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
-pub mod cluster_lab;
 pub mod cmd;
-pub mod demo;

@@ -1,7 +1,9 @@
-//! `rustbalance init` without tor: a second init never replaces a master key, and
+//! The CLI without tor: a second `rustbalance init` never replaces a master key, and
 //! `--master-key` restores a service from an existing key (plain or sealed), keeping its
-//! address; a wrong passphrase leaves nothing behind.
+//! address; a wrong passphrase leaves nothing behind. Bad configs make `run` and
+//! `config check` fail with one clear line.
 
+use rustbalance_node::keystore::KeyFiles;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -113,4 +115,64 @@ fn init_keeps_keys_and_restores_from_an_existing_one() {
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
     assert_eq!(address(&out), addr);
+}
+
+#[test]
+fn bad_configs_fail_with_one_clear_line() {
+    let d = tempfile::tempdir().unwrap();
+    let key_dir = d.path().join("k");
+    rustbalance_hs::IdentityKey::generate(&mut rand::rng())
+        .write_tor_dir(&key_dir)
+        .unwrap();
+    let key = key_dir.join("hs_ed25519_secret_key");
+    let base = |target: &str, extra: &str, key: &Path| {
+        format!(
+            "[node]\nname = \"n\"\ndata_dir = \"{}/data\"\n[service]\nmaster_key = \"{}\"\n[target]\nurl = \"{target}\"\n{extra}",
+            d.path().display(),
+            key.display()
+        )
+    };
+    for (name, text, expect) in [
+        (
+            "missing key",
+            base("tcp://127.0.0.1:80", "", &d.path().join("nope")),
+            "service.master_key",
+        ),
+        (
+            "bad address",
+            base("onion://abc.onion:80", "", &key),
+            "target.url",
+        ),
+        (
+            "bad port",
+            base("tcp://127.0.0.1:70000", "", &key),
+            "port must be 1..65535",
+        ),
+        (
+            "unknown key",
+            base("tcp://127.0.0.1:80", "[proxy]\ncolour = \"blue\"\n", &key),
+            "unknown field `colour`",
+        ),
+        ("not toml", "[node\n".to_string(), "config"),
+    ] {
+        let f = d.path().join("bad.toml");
+        std::fs::write(&f, &text).unwrap();
+        for sub in [
+            &["run", "--config"][..],
+            &["config", "check", "--config"][..],
+        ] {
+            let o = Command::new(env!("CARGO_BIN_EXE_rustbalance"))
+                .args(sub)
+                .arg(&f)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(!o.status.success(), "{name}: must fail");
+            assert!(err.contains(expect), "{name}: {err}");
+            assert!(
+                err.trim().lines().count() <= 3,
+                "{name}: short message expected: {err}"
+            );
+        }
+    }
 }

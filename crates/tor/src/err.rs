@@ -193,6 +193,24 @@ pub enum Error {
     /// The control connection's event stream was already taken by another reader.
     #[error("the control connection's event stream is already taken; open a new control connection for each event reader")]
     EventsTaken,
+    /// The SOCKS5 exchange with tor's `SocksPort` failed (see [`crate::socks`]).
+    #[error("{detail}")]
+    Socks {
+        /// What happened, as a sentence (`SOCKS error 0xF2: ...` for a reply).
+        detail: String,
+        /// tor's reply code, when it answered the CONNECT with an error.
+        reply: Option<u8>,
+    },
+
+    /// The OS gave no free loopback port.
+    #[error("cannot find a free {proto:?} port on 127.0.0.1: {source}")]
+    FreePort {
+        /// TCP or UDP.
+        proto: crate::port::Proto,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
 
     /// A file could not be read or written.
     #[error("cannot {action} {path}: {source}")]

@@ -5,7 +5,9 @@
 pub mod control;
 mod err;
 pub mod fake;
+pub mod port;
 pub mod process;
+pub mod socks;
 pub mod supervisor;
 pub mod torrc;
 

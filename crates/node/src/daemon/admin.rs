@@ -88,7 +88,10 @@ fn control(layout: &Layout, parts: &ClusterParts) -> Result<Control> {
     let remove: RemoveFn = Arc::new(move |who: String| {
         let jn = jn.clone();
         Box::pin(async move {
-            let r = jn.remove(&who).await.map_err(|e| Error::RemoveRefused(e.to_string()))?;
+            let r = jn
+                .remove(&who)
+                .await
+                .map_err(|e| Error::RemoveRefused(e.to_string()))?;
             Ok(format!(
                 "removed {} (WireGuard key {}); the join token is rotated in {} s, once \
                  every member has cut it off\n",

@@ -14,9 +14,9 @@ use super::node::save_generation;
 use super::service::unix_now;
 use super::token::{JoinGeneration, JoinToken};
 use crate::err::{Error, Result};
+use crate::keystore::{create_private_dir, write_atomic};
 use crate::layout::Layout;
 use crate::supervisor::{TorSpec, TorSupervisor};
-use crate::keystore::{create_private_dir, write_atomic};
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -116,13 +116,18 @@ pub async fn request_join(
         let mut s = TcpStream::connect(socks)
             .await
             .map_err(|source| JoinError::SocksUnreachable { socks, source })?;
-        rustbalance_proxy::socks::connect(&mut s, &token.master.to_string(), token.port)
-            .await
-            .map_err(|reason| JoinError::ClusterUnreachable {
-                master: token.master,
-                port: token.port,
-                reason,
-            })?;
+        rustbalance_tor::socks::connect(
+            &mut s,
+            &token.master.to_string(),
+            token.port,
+            &rustbalance_tor::socks::Isolation::Shared,
+        )
+        .await
+        .map_err(|e| JoinError::ClusterUnreachable {
+            master: token.master,
+            port: token.port,
+            reason: e.to_string(),
+        })?;
         let (nonce, bytes) = build_request(token, p, unix_now());
         s.write_all(&bytes)
             .await

@@ -7,7 +7,7 @@
 //!          [--ob-cap 720] [--work DIR] [--json FILE] [--no-onionbalance]
 //! ```
 //!
-//! 1. Lab; 3 `rustbalance run` nodes (`cluster_lab::prepare`), wait for a
+//! 1. Lab; 3 `rustbalance run` nodes (`rustbalance_testbed::prepare`), wait for a
 //!    publication listing all three, and for the master address to answer.
 //! 2. (a) SIGKILL the publisher (node and its tor): time until another node
 //!    has uploaded (≥ 1 HSDir per descriptor confirmed) a descriptor without
@@ -28,281 +28,24 @@
 //! every 200 ms), so they are upper bounds by at most that much.
 
 use anyhow::{Context, Result};
-use rustbalance::cluster_lab::{prepare, ClusterNodeProc};
 use rustbalance_lab::onionbalance::OnionbalanceSetup;
-use rustbalance_lab::{Lab, LabOptions};
+use rustbalance_lab::Lab;
+use rustbalance_testbed::bench::{cores, cpu_model, loadavg, secs, unix, work_dir, BenchArgs};
+use rustbalance_testbed::clients::{spawn_batch, summarize};
+use rustbalance_testbed::cluster::publication::{publisher, wait_published, Publication};
+use rustbalance_testbed::log_watch::LogWatch;
+use rustbalance_testbed::{prepare, with_lab, ClusterNodeProc};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 const NAMES: [&str; 3] = ["node1", "node2", "node3"];
-
-fn secs(d: Duration) -> f64 {
-    (d.as_secs_f64() * 10.0).round() / 10.0
-}
-
-fn unix(t: SystemTime) -> f64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-// ---------------------------------------------------------------- cluster
-
-/// The node that currently publishes and its last publication.
-async fn publisher(nodes: &[ClusterNodeProc], skip: &[usize]) -> Option<(usize, Value)> {
-    for (i, n) in nodes.iter().enumerate() {
-        if skip.contains(&i) {
-            continue;
-        }
-        if let Some(s) = n.status().await {
-            if s["cluster"]["role"] == "publisher" && !s["cluster"]["last_publish"].is_null() {
-                return Some((i, s["cluster"]["last_publish"].clone()));
-            }
-        }
-    }
-    None
-}
-
-fn published_nodes(p: &Value) -> Vec<String> {
-    p["intro_points"]
-        .as_object()
-        .map(|o| o.keys().cloned().collect())
-        .unwrap_or_default()
-}
-
-fn confirmed(p: &Value) -> bool {
-    p["slots"].as_array().is_some_and(|s| {
-        !s.is_empty()
-            && s.iter().all(|s| {
-                s["hsdirs"]
-                    .as_object()
-                    .is_some_and(|h| h.values().any(|v| v == "UPLOADED"))
-            })
-    })
-}
-
-fn at_unix(p: &Value) -> u64 {
-    p["at"]
-        .as_str()
-        .and_then(|a| humantime::parse_rfc3339(a).ok())
-        .map(rustbalance_hs::time::unix_secs)
-        .unwrap_or(0)
-}
-
-struct Published {
-    node: usize,
-    record: Value,
-}
-
-/// Waits until a node not in `not` has uploaded (confirmed by ≥ 1 HSDir per
-/// slot), at or after `since`, a publication listing exactly `want`.
-async fn wait_published(
-    nodes: &[ClusterNodeProc],
-    not: &[usize],
-    since: SystemTime,
-    want: &[&str],
-    timeout: Duration,
-) -> Result<Published> {
-    let t0 = Instant::now();
-    let since_s = rustbalance_hs::time::unix_secs(since);
-    let mut last = None;
-    loop {
-        if let Some((i, p)) = publisher(nodes, not).await {
-            if at_unix(&p) >= since_s && published_nodes(&p) == want && confirmed(&p) {
-                return Ok(Published { node: i, record: p });
-            }
-            last = Some((i, p));
-        }
-        if t0.elapsed() > timeout {
-            anyhow::bail!("no publication listing {want:?} within {timeout:?}; last: {last:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-// ---------------------------------------------------------------- clients
-
-#[derive(Debug, Clone, serde::Serialize)]
-struct Req {
-    /// Start, seconds after the kill.
-    start: f64,
-    /// End, seconds after the kill.
-    end: f64,
-    outcome: String,
-}
-
-/// `n` GETs, `conc` at a time, each on a fresh circuit, timed from `t0`.
-fn spawn_batch(
-    lab: &Lab,
-    url: &str,
-    n: usize,
-    conc: usize,
-    t0: Instant,
-) -> tokio::task::JoinHandle<Vec<Req>> {
-    let lab = lab.clone();
-    let url = url.to_string();
-    tokio::spawn(async move {
-        let next = Arc::new(AtomicUsize::new(0));
-        let mut set = tokio::task::JoinSet::new();
-        for _ in 0..conc {
-            let (lab, url, next) = (lab.clone(), url.clone(), next.clone());
-            set.spawn(async move {
-                let mut out = Vec::new();
-                while next.fetch_add(1, Ordering::SeqCst) < n {
-                    let start = t0.elapsed();
-                    let outcome = match lab.http_get(&url, Duration::from_secs(30)).await {
-                        Ok(r) if r.status == 200 => r.text().trim().to_string(),
-                        Ok(r) => format!("HTTP {}", r.status),
-                        Err(e) => classify(&e.to_string()),
-                    };
-                    out.push(Req {
-                        start: start.as_secs_f64(),
-                        end: t0.elapsed().as_secs_f64(),
-                        outcome,
-                    });
-                }
-                out
-            });
-        }
-        let mut all = Vec::new();
-        while let Some(r) = set.join_next().await {
-            all.extend(r.unwrap_or_default());
-        }
-        all.sort_by(|a, b| a.start.partial_cmp(&b.start).unwrap());
-        all
-    })
-}
-
-fn classify(e: &str) -> String {
-    let e = e.to_lowercase();
-    if e.contains("no complete response within") {
-        return "failed: no answer within the 30 s limit".into();
-    }
-    for k in [
-        "descriptor not found",
-        "introduction failed",
-        "introduction timed out",
-        "rendezvous failed",
-        "timed out",
-        "ttl expired",
-        "general failure",
-        "connection refused",
-    ] {
-        if e.contains(k) {
-            return format!("failed: {k}");
-        }
-    }
-    // The cause is at the end of the message (after the URL).
-    let tail: String = e
-        .chars()
-        .rev()
-        .take(100)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    format!("failed: ...{tail}")
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-struct BatchSummary {
-    requests: usize,
-    ok: usize,
-    failed: usize,
-    ok_pct: f64,
-    outcomes: BTreeMap<String, usize>,
-    /// Requests started before the fresh publication was seen, and how many of them failed.
-    before_fix: usize,
-    before_fix_failed: usize,
-    duration_s: f64,
-    p50_s: f64,
-    max_s: f64,
-}
-
-fn summarize(reqs: &[Req], fix_after_kill: Option<f64>) -> BatchSummary {
-    let mut outcomes = BTreeMap::new();
-    for r in reqs {
-        *outcomes.entry(r.outcome.clone()).or_insert(0) += 1;
-    }
-    let ok = reqs
-        .iter()
-        .filter(|r| r.outcome.starts_with("served by"))
-        .count();
-    let fix = fix_after_kill.unwrap_or(f64::INFINITY);
-    let before: Vec<&Req> = reqs.iter().filter(|r| r.start < fix).collect();
-    let mut lat: Vec<f64> = reqs.iter().map(|r| r.end - r.start).collect();
-    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    BatchSummary {
-        requests: reqs.len(),
-        ok,
-        failed: reqs.len() - ok,
-        ok_pct: if reqs.is_empty() {
-            0.0
-        } else {
-            (1000.0 * ok as f64 / reqs.len() as f64).round() / 10.0
-        },
-        outcomes,
-        before_fix: before.len(),
-        before_fix_failed: before
-            .iter()
-            .filter(|r| !r.outcome.starts_with("served by"))
-            .count(),
-        duration_s: reqs.iter().map(|r| r.end).fold(0.0, f64::max),
-        p50_s: lat.get(lat.len() / 2).copied().unwrap_or(0.0),
-        max_s: lat.last().copied().unwrap_or(0.0),
-    }
-}
-
-// ---------------------------------------------------------------- Onionbalance log
-
-struct LogWatch {
-    path: PathBuf,
-    offset: usize,
-    lines: Vec<(Instant, String)>,
-}
-
-impl LogWatch {
-    fn new(path: &Path) -> Self {
-        LogWatch {
-            path: path.to_path_buf(),
-            offset: 0,
-            lines: Vec::new(),
-        }
-    }
-    fn poll(&mut self) {
-        let Ok(bytes) = std::fs::read(&self.path) else {
-            return;
-        };
-        if bytes.len() <= self.offset {
-            return;
-        }
-        let now = Instant::now();
-        let new = &bytes[self.offset..];
-        let Some(end) = new.iter().rposition(|b| *b == b'\n') else {
-            return;
-        };
-        for l in String::from_utf8_lossy(&new[..end]).lines() {
-            self.lines.push((now, l.to_string()));
-        }
-        self.offset += end + 1;
-    }
-    /// Index past the last line seen so far.
-    fn mark(&self) -> usize {
-        self.lines.len()
-    }
-}
 
 /// "We got 6 intros from 3 instances. ..." → 3
 fn ob_instances(line: &str) -> Option<usize> {
     let rest = line.split(" intros from ").nth(1)?;
     rest.split_whitespace().next()?.parse().ok()
 }
-
-// ---------------------------------------------------------------- main
 
 struct Args {
     bin: PathBuf,
@@ -315,31 +58,28 @@ struct Args {
 }
 
 fn args() -> Result<Args> {
-    let mut a = Args {
-        bin: PathBuf::new(),
-        requests: 200,
-        conc: 4,
-        ob_cap: Duration::from_secs(720),
-        work: None,
-        json: None,
-        onionbalance: true,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(x) = it.next() {
-        match x.as_str() {
-            "--bin" => a.bin = it.next().context("--bin PATH")?.into(),
-            "--requests" => a.requests = it.next().context("--requests N")?.parse()?,
-            "--concurrency" => a.conc = it.next().context("--concurrency N")?.parse()?,
-            "--ob-cap" => a.ob_cap = Duration::from_secs(it.next().context("--ob-cap S")?.parse()?),
-            "--work" => a.work = Some(it.next().context("--work DIR")?.into()),
-            "--json" => a.json = Some(it.next().context("--json FILE")?.into()),
-            "--no-onionbalance" => a.onionbalance = false,
-            o => anyhow::bail!("unknown argument {o:?}"),
-        }
-    }
-    anyhow::ensure!(a.bin.is_file(), "--bin must name the rustbalance binary");
-    a.bin = a.bin.canonicalize()?;
-    Ok(a)
+    let b = BenchArgs::from_env();
+    let with_value = [
+        "--bin",
+        "--requests",
+        "--concurrency",
+        "--ob-cap",
+        "--work",
+        "--json",
+    ];
+    let unknown = b.unknown(&with_value, &["--no-onionbalance"]);
+    anyhow::ensure!(unknown.is_empty(), "unknown argument {:?}", unknown[0]);
+    let bin = b.path("--bin").unwrap_or_default();
+    anyhow::ensure!(bin.is_file(), "--bin must name the rustbalance binary");
+    Ok(Args {
+        bin: bin.canonicalize()?,
+        requests: b.number("--requests", 200),
+        conc: b.number("--concurrency", 4),
+        ob_cap: b.secs("--ob-cap", 720),
+        work: b.path("--work"),
+        json: b.path("--json"),
+        onionbalance: !b.flag("--no-onionbalance"),
+    })
 }
 
 fn log(msg: impl AsRef<str>) {
@@ -353,48 +93,51 @@ fn log(msg: impl AsRef<str>) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let a = args()?;
-    let tmp;
-    let work = match &a.work {
-        Some(w) => {
-            std::fs::create_dir_all(w)?;
-            w.clone()
-        }
-        None => {
-            tmp = tempfile::Builder::new().prefix("rb-failover").tempdir()?;
-            tmp.path().to_path_buf()
-        }
-    };
+    let (work, _tmp) = work_dir(a.work.clone(), "rb-failover")?;
     let labdir = work.join("lab");
     if labdir.exists() {
         std::fs::remove_dir_all(&labdir)?;
     }
     log(format!("lab in {} (load {})", labdir.display(), loadavg()));
-    let lab = Lab::create(&labdir, LabOptions::default()).await?;
     let mut out = json!({
-        "machine": {"cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
-                    "cpu": cpu_model(), "load_start": loadavg()},
+        "machine": {"cores": cores(), "cpu": cpu_model(), "load_start": loadavg()},
         "requests": a.requests, "concurrency": a.conc,
     });
-    let mut nodes: Vec<ClusterNodeProc> = Vec::new();
-    let mut ob: Option<OnionbalanceSetup> = None;
-    let res = run(&a, &work, &lab, &mut nodes, &mut ob, &mut out).await;
-    if let Err(e) = &res {
-        log(format!("FAILED: {e:#}"));
-        out["error"] = json!(format!("{e:#}"));
-    }
-    out["machine"]["load_end"] = json!(loadavg());
-    for n in nodes.iter_mut() {
-        n.stop();
-    }
-    if let Some(ob) = ob.take() {
-        let _ = tokio::task::spawn_blocking(move || ob.stop()).await;
-    }
-    let stop = lab.stop_and_verify().await;
+    let progress = |p: &rustbalance_lab::Progress| {
+        log(format!(
+            "lab: {} ({:.1}s)",
+            p.phase,
+            p.elapsed.as_secs_f64()
+        ))
+    };
+    let res = with_lab(
+        &labdir,
+        Default::default(),
+        progress,
+        async |lab, started| {
+            out["lab_usable_s"] = json!(secs(started.report.total));
+            let mut nodes: Vec<ClusterNodeProc> = Vec::new();
+            let mut ob: Option<OnionbalanceSetup> = None;
+            let res = run(&a, &work, lab, &mut nodes, &mut ob, &mut out).await;
+            if let Err(e) = &res {
+                log(format!("FAILED: {e:#}"));
+                out["error"] = json!(format!("{e:#}"));
+            }
+            out["machine"]["load_end"] = json!(loadavg());
+            for n in nodes.iter_mut() {
+                n.stop();
+            }
+            if let Some(ob) = ob.take() {
+                let _ = tokio::task::spawn_blocking(move || ob.stop()).await;
+            }
+            res
+        },
+    )
+    .await;
     print_table(&out);
     if let Some(p) = &a.json {
         std::fs::write(p, serde_json::to_string_pretty(&out)?)?;
     }
-    stop?;
     res
 }
 
@@ -406,18 +149,29 @@ async fn run(
     ob_slot: &mut Option<OnionbalanceSetup>,
     out: &mut Value,
 ) -> Result<()> {
-    let report = lab
-        .start(|p| {
-            log(format!(
-                "lab: {} ({:.1}s)",
-                p.phase,
-                p.elapsed.as_secs_f64()
-            ))
-        })
-        .await?;
-    out["lab_usable_s"] = json!(secs(report.total));
+    let url = cluster_up(a, work, lab, nodes, out).await?;
+    let dead = publisher_dies(a, lab, nodes, &url, out).await?;
+    let all_live = rejoin(a, work, nodes, dead, out).await?;
+    non_publisher_dies(a, lab, nodes, &url, &all_live, out).await?;
+    // The cluster is done: stop it so that it does not compete with Onionbalance.
+    for n in nodes.iter_mut() {
+        n.stop();
+    }
+    if !a.onionbalance {
+        return Ok(());
+    }
+    let ob = ob_slot.insert(onionbalance_up(a, lab, out).await?);
+    onionbalance_instance_dies(a, lab, ob, out).await
+}
 
-    // ------------------------------------------------------------ cluster up
+/// 3 nodes up: a publication listing all three, the master answering, a warm-up batch.
+async fn cluster_up(
+    a: &Args,
+    work: &Path,
+    lab: &Lab,
+    nodes: &mut Vec<ClusterNodeProc>,
+    out: &mut Value,
+) -> Result<String> {
     let (master, n) = prepare(lab, 3).await?;
     *nodes = n;
     let url = format!("http://{}/", master.address());
@@ -451,28 +205,37 @@ async fn run(
     let ws = summarize(&warm, None);
     log(format!("warm-up: {:?}", ws.outcomes));
     out["cluster_warmup"] = json!(ws);
+    Ok(url)
+}
 
-    // ------------------------------------------------------------ (a) publisher dies
-    let (p, _) = publisher(nodes, &[])
+/// (a) SIGKILL the publisher; returns its index.
+async fn publisher_dies(
+    a: &Args,
+    lab: &Lab,
+    nodes: &mut [ClusterNodeProc],
+    url: &str,
+    out: &mut Value,
+) -> Result<usize> {
+    let (dead, _) = publisher(nodes, &[])
         .await
         .context("no publisher before the kill")?;
-    let dead = p;
     let dead_name = nodes[dead].name.clone();
     let live: Vec<&str> = NAMES.into_iter().filter(|n| *n != dead_name).collect();
     log(format!("(a) SIGKILL publisher {dead_name} and its tor"));
     let killed_wall = SystemTime::now();
     let killed = Instant::now();
     nodes[dead].kill();
-    let batch = spawn_batch(lab, &url, a.requests, a.conc, killed);
+    let batch = spawn_batch(lab, url, a.requests, a.conc, killed);
     let pa = wait_published(nodes, &[dead], killed_wall, &live, Duration::from_secs(120)).await;
     let pa_s = pa.as_ref().ok().map(|_| secs(killed.elapsed()));
+    let started_after = |p: &Publication| p.at_unix() as f64 - unix(killed_wall).floor();
     match &pa {
         Ok(p) => log(format!(
             "(a) {} published without {dead_name} {:.1}s after the kill (reason {:?}, publish started {}s after the kill)",
             nodes[p.node].name,
             killed.elapsed().as_secs_f64(),
             p.record["reason"],
-            at_unix(&p.record) as f64 - unix(killed_wall).floor()
+            started_after(p)
         )),
         Err(e) => log(format!("(a) no takeover: {e:#}")),
     }
@@ -482,19 +245,31 @@ async fn run(
         "(a) clients: {}/{} OK, {:?}",
         sa.ok, sa.requests, sa.outcomes
     ));
+    let ok = pa.as_ref().ok();
     out["a"] = json!({
         "killed": dead_name,
         "takeover_s": pa_s,
-        "new_publisher": pa.as_ref().ok().map(|p| nodes[p.node].name.clone()),
-        "reason": pa.as_ref().ok().map(|p| p.record["reason"].clone()),
-        "publish_started_after_kill_s": pa.as_ref().ok().map(|p| at_unix(&p.record) as f64 - unix(killed_wall).floor()),
-        "publication": pa.as_ref().ok().map(|p| p.record.clone()),
+        "new_publisher": ok.map(|p| nodes[p.node].name.clone()),
+        "reason": ok.map(|p| p.record["reason"].clone()),
+        "publish_started_after_kill_s": ok.map(started_after),
+        "publication": ok.map(|p| p.record.clone()),
         "clients": sa,
         "requests": reqs,
     });
-    let p2 = pa?.node;
+    pa?;
+    Ok(dead)
+}
 
-    // ------------------------------------------------------------ rejoin
+/// The dead publisher restarts and must re-enter the descriptor; returns
+/// the nodes alive afterwards.
+async fn rejoin(
+    a: &Args,
+    work: &Path,
+    nodes: &mut [ClusterNodeProc],
+    dead: usize,
+    out: &mut Value,
+) -> Result<Vec<usize>> {
+    let dead_name = nodes[dead].name.clone();
     log(format!("restarting {dead_name}"));
     let t_re = Instant::now();
     let re_wall = SystemTime::now();
@@ -522,8 +297,18 @@ async fn run(
     }
     // Let the roles settle (a restarted lower-priority node may take the lease back).
     tokio::time::sleep(Duration::from_secs(5)).await;
+    Ok(all_live)
+}
 
-    // ------------------------------------------------------------ (b) non-publisher dies
+/// (b) SIGKILL a non-publisher.
+async fn non_publisher_dies(
+    a: &Args,
+    lab: &Lab,
+    nodes: &mut [ClusterNodeProc],
+    url: &str,
+    all_live: &[usize],
+    out: &mut Value,
+) -> Result<()> {
     let skip: Vec<usize> = (0..3).filter(|i| !all_live.contains(i)).collect();
     let (pub_b, _) = publisher(nodes, &skip)
         .await
@@ -548,7 +333,7 @@ async fn run(
     let killed_wall = SystemTime::now();
     let killed = Instant::now();
     nodes[victim].kill();
-    let batch = spawn_batch(lab, &url, a.requests, a.conc, killed);
+    let batch = spawn_batch(lab, url, a.requests, a.conc, killed);
     let pb = wait_published(nodes, &gone, killed_wall, &left, Duration::from_secs(120)).await;
     let pb_s = pb.as_ref().ok().map(|_| secs(killed.elapsed()));
     match &pb {
@@ -576,20 +361,14 @@ async fn run(
         "clients": sb,
         "requests": reqs,
     });
-    let _ = p2;
-    // The cluster is done: stop it so that it does not compete with Onionbalance.
-    for n in nodes.iter_mut() {
-        n.stop();
-    }
-    if !a.onionbalance {
-        return Ok(());
-    }
+    Ok(())
+}
 
-    // ------------------------------------------------------------ (d) Onionbalance
+/// (d) Onionbalance with 3 instances, reachable, with a descriptor from all 3.
+async fn onionbalance_up(a: &Args, lab: &Lab, out: &mut Value) -> Result<OnionbalanceSetup> {
     log("Onionbalance: 3 instances");
     let t_ob = Instant::now();
     let ob = OnionbalanceSetup::start(lab, "obf", 3, Duration::from_secs(180)).await?;
-    let ob = ob_slot.insert(ob);
     let took = ob
         .wait_master_reachable(lab, Duration::from_secs(360))
         .await?;
@@ -601,26 +380,30 @@ async fn run(
     ));
     let mut watch = LogWatch::new(ob.daemon().log_file());
     // Precondition: Onionbalance has built a descriptor from all 3 instances.
-    let pre = Instant::now();
-    loop {
-        watch.poll();
-        if watch.lines.iter().any(|(_, l)| ob_instances(l) == Some(3)) {
-            break;
-        }
-        anyhow::ensure!(
-            pre.elapsed() < Duration::from_secs(300),
-            "Onionbalance never built a descriptor from 3 instances"
-        );
-        ob.daemon().check_alive()?;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let ob_url = ob.master_url();
-    let warm = spawn_batch(lab, &ob_url, 12, a.conc, Instant::now()).await?;
+    rustbalance_testbed::poll_until(
+        "Onionbalance building a descriptor from 3 instances",
+        Duration::from_secs(300),
+        Duration::from_millis(500),
+        async || {
+            watch.poll();
+            ob.daemon().check_alive()?;
+            Ok(watch
+                .lines
+                .iter()
+                .any(|(_, l)| ob_instances(l) == Some(3))
+                .then_some(()))
+        },
+    )
+    .await?;
+    let warm = spawn_batch(lab, &ob.master_url(), 12, a.conc, Instant::now()).await?;
     let ws = summarize(&warm, None);
     log(format!("Onionbalance warm-up: {:?}", ws.outcomes));
     out["ob_warmup"] = json!(ws);
+    Ok(ob)
+}
 
-    // Where the kill falls in the time period.
+/// Where the kill at `killed_wall` falls in the time period (lab client's view).
+async fn period_position(lab: &Lab, killed_wall: SystemTime, out: &mut Value) {
     let tp = match lab.control("c1").await {
         Ok(ctl) => rustbalance_node::publisher::network_view(&ctl, true)
             .await
@@ -628,38 +411,35 @@ async fn run(
             .map(|v| v.time),
         Err(_) => None,
     };
-    let inst = &ob.instances()[0];
-    let inst_name = inst.tor.name().to_string();
+    let Some(tp) = tp else { return };
+    let now = unix(killed_wall) as u64;
+    let (off, len) = (tp.period_offset_secs(), u64::from(tp.period_minutes) * 60);
+    let next = ((now - off) / len + 1) * len + off;
+    let srv = tp.srv_run_secs();
+    let next_srv = (now / srv + 1) * srv;
+    out["d_next_period_start_after_kill_s"] = json!(next - now);
+    out["d_next_srv_after_kill_s"] = json!(next_srv - now);
+    out["d_period_s"] = json!(len);
     log(format!(
-        "(d) SIGKILL Onionbalance instance {inst_name}'s tor"
+        "(d) next time period starts {}s after the kill (period {len}s); next SR run {}s after",
+        next - now,
+        next_srv - now
     ));
-    watch.poll();
-    let mark = watch.mark();
-    let killed_wall = SystemTime::now();
-    let killed = Instant::now();
-    let id = inst.tor.process_id();
-    tokio::task::spawn_blocking(move || id.kill()).await??;
-    if let Some(tp) = tp {
-        let now = unix(killed_wall) as u64;
-        let (off, len) = (tp.period_offset_secs(), u64::from(tp.period_minutes) * 60);
-        let next = ((now - off) / len + 1) * len + off;
-        let srv = tp.srv_run_secs();
-        let next_srv = (now / srv + 1) * srv;
-        out["d_next_period_start_after_kill_s"] = json!(next - now);
-        out["d_next_srv_after_kill_s"] = json!(next_srv - now);
-        out["d_period_s"] = json!(len);
-        log(format!(
-            "(d) next time period starts {}s after the kill (period {len}s); next SR run {}s after",
-            next - now,
-            next_srv - now
-        ));
-    }
-    let batch = spawn_batch(lab, &ob_url, a.requests, a.conc, killed);
-    // Wait for "We got N intros from 2 instances" then "Uploading ...".
+}
+
+/// Watches Onionbalance's log from `mark` until it built a descriptor from
+/// fewer than 3 instances and uploaded it, or `cap` passed; returns (built, uploaded).
+async fn watch_ob_drop(
+    ob: &OnionbalanceSetup,
+    watch: &mut LogWatch,
+    mark: usize,
+    killed: Instant,
+    cap: Duration,
+) -> (Option<Instant>, Option<Instant>) {
     let mut built = None;
     let mut uploaded = None;
     let mut last_report = Instant::now();
-    while killed.elapsed() < a.ob_cap {
+    while killed.elapsed() < cap {
         watch.poll();
         for (t, l) in &watch.lines[mark..] {
             if built.is_none() && ob_instances(l).is_some_and(|n| n < 3) {
@@ -687,6 +467,33 @@ async fn run(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    (built, uploaded)
+}
+
+/// (d) SIGKILL one Onionbalance instance's tor: time until Onionbalance
+/// uploads a descriptor without it, and the client batch meanwhile.
+async fn onionbalance_instance_dies(
+    a: &Args,
+    lab: &Lab,
+    ob: &OnionbalanceSetup,
+    out: &mut Value,
+) -> Result<()> {
+    let mut watch = LogWatch::new(ob.daemon().log_file());
+    let inst = &ob.instances()[0];
+    let inst_name = inst.tor.name().to_string();
+    log(format!(
+        "(d) SIGKILL Onionbalance instance {inst_name}'s tor"
+    ));
+    watch.poll();
+    let mark = watch.mark();
+    let killed_wall = SystemTime::now();
+    let killed = Instant::now();
+    let id = inst.tor.process_id();
+    tokio::task::spawn_blocking(move || id.kill()).await??;
+    period_position(lab, killed_wall, out).await;
+    let batch = spawn_batch(lab, &ob.master_url(), a.requests, a.conc, killed);
+    // Wait for "We got N intros from 2 instances" then "Uploading ...".
+    let (built, uploaded) = watch_ob_drop(ob, &mut watch, mark, killed, a.ob_cap).await;
     let d_s = uploaded.map(|t| secs(t - killed));
     let offline_lines: Vec<String> = watch.lines[mark..]
         .iter()
@@ -821,22 +628,4 @@ fn print_table(o: &Value) {
     if let Some(e) = o["error"].as_str() {
         println!("ERROR: {e}");
     }
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_default()
 }

@@ -7,14 +7,17 @@
 //!   mesh, encryption overhead included) over a steady window, after the first publication.
 //!
 //! ```text
-//! CARGO_TARGET_DIR=target-fbench cargo build --release -p rustbalance --bin rustbalance --example gossip_lab
+//! CARGO_TARGET_DIR=target-fbench cargo build --release -p rustbalance --bin rustbalance
+//! CARGO_TARGET_DIR=target-fbench cargo build --release -p rustbalance-testbed --example gossip_lab
 //! target-fbench/release/examples/gossip_lab --bin target-fbench/release/rustbalance [--window 60]
 //! ```
 //! Driven by `bench/gossip_lab.sh`; figures in docs/BENCHMARKS.md.
 
 use anyhow::{Context, Result};
-use rustbalance::cluster_lab::{start_ns_cluster, wait_cluster_up, BenchArgs, NsNode};
-use rustbalance_lab::{Lab, LabOptions, Placement};
+use rustbalance_lab::{LabOptions, Placement};
+use rustbalance_testbed::bench::BenchArgs;
+use rustbalance_testbed::cluster::ns::start_ns_cluster;
+use rustbalance_testbed::{poll_until, wait_cluster_up, with_lab, NsNode};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -74,37 +77,35 @@ async fn main() -> Result<()> {
         placement: Placement::namespace(),
         ..Default::default()
     };
-    let lab = Lab::create(dir.path(), opts).await?;
-    let started = lab
-        .start(|p| eprintln!("[{:5.1}s] {}", p.elapsed.as_secs_f64(), p.phase))
-        .await;
-    let result = async {
-        started?;
+    let progress =
+        |p: &rustbalance_lab::Progress| eprintln!("[{:5.1}s] {}", p.elapsed.as_secs_f64(), p.phase);
+    with_lab(dir.path(), opts, progress, async |lab, _| {
         let t_start = Instant::now();
-        let (master, nodes) = start_ns_cluster(&lab, 3, &bin, true)?;
+        let (master, nodes) = start_ns_cluster(lab, "node", 3, &bin, true)?;
         // Convergence: every node sees all three live.
-        let converged = loop {
-            let mut all = true;
-            for n in &nodes {
-                let live = n.status().await.map(|s| live_members(&s)).unwrap_or(0);
-                all &= live == nodes.len();
-            }
-            if all {
-                break t_start.elapsed();
-            }
-            anyhow::ensure!(
-                t_start.elapsed() < Duration::from_secs(60),
-                "the nodes did not all see each other within 60 s"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
+        poll_until(
+            "every node seeing all 3 live",
+            Duration::from_secs(60),
+            Duration::from_millis(200),
+            async || {
+                let mut all = true;
+                for n in &nodes {
+                    let live = n.status().await.map(|s| live_members(&s)).unwrap_or(0);
+                    all &= live == nodes.len();
+                }
+                Ok(all.then_some(()))
+            },
+        )
+        .await?;
+        let converged = t_start.elapsed();
         println!(
             "convergence: all 3 nodes see 3 live members {:.2} s after the processes were started \
              (process start, WireGuard up, gossip)",
             converged.as_secs_f64()
         );
         let url = format!("http://{}/", master.address());
-        let (p, took) = wait_cluster_up(&lab, &nodes, &url, Duration::from_secs(240)).await?;
+        let up = wait_cluster_up(lab, &nodes, &url, Duration::from_secs(240)).await?;
+        let (p, took) = (up.node, up.waited);
         println!(
             "{} published all 3 nodes {:.1} s after start; the lab client reaches the service",
             nodes[p].name,
@@ -151,9 +152,7 @@ async fn main() -> Result<()> {
             tot[2] / n,
             tot[3] / n
         );
-        anyhow::Ok(())
-    }
-    .await;
-    lab.stop_and_verify().await?;
-    result
+        Ok(())
+    })
+    .await
 }

@@ -1,21 +1,24 @@
 //! Onion-service instances behind one master address in the lab, published
-//! by RustBalance: what `rustbalance lab demo` shows and what the
-//! end-to-end tests stand on.
+//! by RustBalance's publisher: what the end-to-end tests and the startup
+//! benchmark stand on.
 //!
 //! Each instance is a lab tor running an onion service with its own key,
 //! `HiddenServiceOnionbalanceInstance 1`, an `ob_config` naming the master
 //! address, and `PublishHidServDescriptors 0`: it builds its descriptor
 //! (read back over the control port) but never uploads it.
 
+use crate::poll::poll_until;
 use anyhow::{Context, Result};
 use rustbalance_hs::descriptor::ParsedDescriptor;
 use rustbalance_hs::{IdentityKey, OnionAddress};
 use rustbalance_lab::{DemoTarget, Lab, LabTor, Torrc};
 use rustbalance_node::keystore::KeyFiles;
 use rustbalance_node::publisher::{instance_descriptor, network_view, Publisher, SlotReport};
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
+
+/// How often the instance tors are asked for their descriptors.
+const ASK_EVERY: Duration = Duration::from_millis(500);
 
 /// One instance: its tor, its address and the target it serves.
 pub struct Instance {
@@ -86,29 +89,53 @@ impl MasterSetup {
     /// Wait until every instance's tor has built its descriptor with intro
     /// points, and return them decrypted.
     pub async fn instance_descriptors(&self, timeout: Duration) -> Result<Vec<ParsedDescriptor>> {
-        let deadline = Instant::now() + timeout;
+        let t0 = Instant::now();
         let mut out = Vec::new();
         for inst in &self.instances {
             inst.tor.wait_bootstrapped(timeout).await?;
             let ctl = inst.tor.control().await?;
-            let view = loop {
-                match network_view(&ctl, true).await {
-                    Ok(v) => break v,
-                    Err(e) if Instant::now() > deadline => return Err(e.into()),
-                    Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-                }
-            };
-            let d = loop {
-                match instance_descriptor(&ctl, &inst.address, &view.time, SystemTime::now()).await
-                {
-                    Ok(d) if !d.intro_points.is_empty() => break d,
-                    Ok(_) | Err(_) if Instant::now() < deadline => {
-                        tokio::time::sleep(Duration::from_millis(500)).await
+            let left = || timeout.saturating_sub(t0.elapsed());
+            let mut last = None;
+            let (view, _) = poll_until("the network view", left(), ASK_EVERY, async || {
+                Ok(match network_view(&ctl, true).await {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        last = Some(e);
+                        None
                     }
-                    Ok(_) => anyhow::bail!("{}: descriptor has no intro points", inst.name),
-                    Err(e) => return Err(e).context(format!("{}: no descriptor", inst.name)),
-                }
-            };
+                })
+            })
+            .await
+            .map_err(|e| match last.take() {
+                Some(l) => anyhow::Error::from(l),
+                None => e,
+            })?;
+            let mut last = None;
+            let (d, _) = poll_until(
+                &format!("{}: a descriptor with intro points", inst.name),
+                left(),
+                ASK_EVERY,
+                async || {
+                    let d = instance_descriptor(&ctl, &inst.address, &view.time, SystemTime::now())
+                        .await;
+                    Ok(match d {
+                        Ok(d) if !d.intro_points.is_empty() => Some(d),
+                        Ok(_) => {
+                            last = None;
+                            None
+                        }
+                        Err(e) => {
+                            last = Some(e);
+                            None
+                        }
+                    })
+                },
+            )
+            .await
+            .map_err(|e| match last.take() {
+                Some(l) => anyhow::Error::from(l).context(format!("{}: no descriptor", inst.name)),
+                None => e,
+            })?;
             out.push(d);
         }
         Ok(out)
@@ -117,11 +144,7 @@ impl MasterSetup {
     /// A publisher for this master key on the first instance's tor.
     pub async fn publisher(&self) -> Result<Publisher> {
         let ctl = self.instances[0].tor.control().await?;
-        Ok(Publisher::new(ctl, self.master_clone(), true, 20).await?)
-    }
-
-    fn master_clone(&self) -> IdentityKey {
-        self.master.duplicate()
+        Ok(Publisher::new(ctl, self.master.duplicate(), true, 20).await?)
     }
 
     /// Read the instances' descriptors and publish the merged ones.
@@ -137,18 +160,14 @@ impl MasterSetup {
             .await?)
     }
 
-    /// `n` requests to the master address, each on a fresh circuit; counts
-    /// answers per body ("served by NAME") and failures.
-    pub async fn split(&self, lab: &Lab, n: usize) -> BTreeMap<String, usize> {
-        let mut split = BTreeMap::new();
-        for _ in 0..n {
-            let key = match lab.http_get(&self.url(), Duration::from_secs(30)).await {
-                Ok(r) if r.status == 200 => r.text().trim().to_string(),
-                Ok(r) => format!("HTTP {}", r.status),
-                Err(_) => "failed".to_string(),
-            };
-            *split.entry(key).or_insert(0) += 1;
+    /// Stops the instance tors (their targets stop when dropped).
+    pub async fn stop(self) -> Result<()> {
+        for inst in &self.instances {
+            let tor = inst.tor.clone();
+            tokio::task::spawn_blocking(move || tor.stop())
+                .await
+                .context("stopping an instance tor")??;
         }
-        split
+        Ok(())
     }
 }

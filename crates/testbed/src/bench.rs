@@ -1,0 +1,176 @@
+//! What the benchmark programs (`examples/`) share: their `--name value`
+//! arguments, the machine they ran on, and rounding.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+/// The `--name value` flags of the lab benchmark programs.
+pub struct BenchArgs(Vec<String>);
+
+impl BenchArgs {
+    /// This process's arguments.
+    pub fn from_env() -> Self {
+        BenchArgs(std::env::args().collect())
+    }
+
+    /// Every value given to `--name` (a flag may repeat).
+    pub fn values(&self, name: &str) -> Vec<String> {
+        self.0
+            .windows(2)
+            .filter(|w| w[0] == name)
+            .map(|w| w[1].clone())
+            .collect()
+    }
+
+    /// The first value of `--name`.
+    pub fn value(&self, name: &str) -> Option<String> {
+        self.values(name).into_iter().next()
+    }
+
+    /// `--name N` parsed, or `default`.
+    pub fn number<T: std::str::FromStr>(&self, name: &str, default: T) -> T {
+        self.value(name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
+
+    /// `--name SECONDS`, or `default` seconds.
+    pub fn secs(&self, name: &str, default: u64) -> Duration {
+        Duration::from_secs(self.number(name, default))
+    }
+
+    /// Whether the bare flag `--name` was given.
+    pub fn flag(&self, name: &str) -> bool {
+        self.0.iter().any(|a| a == name)
+    }
+
+    /// `--name PATH`, if given.
+    pub fn path(&self, name: &str) -> Option<PathBuf> {
+        self.value(name).map(PathBuf::from)
+    }
+
+    /// The rustbalance binary the nodes run: `--bin`, by default `target/release/rustbalance`.
+    pub fn bin(&self) -> PathBuf {
+        PathBuf::from(
+            self.value("--bin")
+                .unwrap_or_else(|| "target/release/rustbalance".into()),
+        )
+    }
+
+    /// Arguments that are neither a known flag nor a known flag's value.
+    pub fn unknown(&self, with_value: &[&str], bare: &[&str]) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut it = self.0.iter().skip(1);
+        while let Some(a) = it.next() {
+            if with_value.contains(&a.as_str()) {
+                it.next();
+            } else if !bare.contains(&a.as_str()) {
+                out.push(a.clone());
+            }
+        }
+        out
+    }
+}
+
+/// Seconds rounded to one decimal.
+pub fn secs(d: Duration) -> f64 {
+    (d.as_secs_f64() * 10.0).round() / 10.0
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// The median of the finite values (NaN if there are none).
+pub fn median(v: &[f64]) -> f64 {
+    let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// The 1, 5 and 15 minute load averages.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// The CPU's model name.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
+/// Number of CPUs this process may use.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(0, |n| n.get())
+}
+
+/// A benchmark directory: `--work DIR` (created), else a temporary one
+/// (kept alive by the returned guard).
+pub fn work_dir(
+    work: Option<PathBuf>,
+    prefix: &str,
+) -> std::io::Result<(PathBuf, Option<tempfile::TempDir>)> {
+    match work {
+        Some(w) => {
+            std::fs::create_dir_all(&w)?;
+            Ok((w, None))
+        }
+        None => {
+            let t = tempfile::Builder::new().prefix(prefix).tempdir()?;
+            Ok((t.path().to_path_buf(), Some(t)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_and_medians() {
+        let a = BenchArgs(
+            [
+                "prog",
+                "--runs",
+                "3",
+                "--tor-line",
+                "A 1",
+                "--tor-line",
+                "B 2",
+                "--x",
+                "--json",
+            ]
+            .map(String::from)
+            .to_vec(),
+        );
+        assert_eq!(a.number("--runs", 1usize), 3);
+        assert_eq!(a.number("--missing", 7usize), 7);
+        assert_eq!(a.values("--tor-line"), ["A 1", "B 2"]);
+        assert!(a.flag("--x"));
+        assert_eq!(a.unknown(&["--runs", "--tor-line"], &["--x"]), ["--json"]);
+        assert_eq!(median(&[3.0, 1.0, f64::NAN, 2.0]), 2.0);
+        assert_eq!(median(&[1.0, 2.0]), 1.5);
+        assert!(median(&[]).is_nan());
+        assert_eq!(secs(Duration::from_millis(1249)), 1.2);
+    }
+}

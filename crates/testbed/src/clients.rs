@@ -1,0 +1,219 @@
+//! Lab clients asking a master address: GETs on fresh circuits, counted by
+//! answer ("served by NAME") or by a short, stable failure label.
+
+use rustbalance_lab::{HttpResponse, Lab};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Per-request limit of the client batches.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The label of one GET's outcome: the body for a 200, `HTTP CODE`, or
+/// `failed: CAUSE`.
+pub fn outcome(r: &rustbalance_lab::Result<HttpResponse>) -> String {
+    match r {
+        Ok(r) if r.status == 200 => r.text().trim().to_string(),
+        Ok(r) => format!("HTTP {}", r.status),
+        Err(e) => failure_kind(&e.to_string()),
+    }
+}
+
+/// An error message → a short, stable label for counting.
+pub fn failure_kind(e: &str) -> String {
+    let e = e.to_lowercase();
+    if e.contains("no complete response within") {
+        return "failed: no answer within the 30 s limit".into();
+    }
+    for k in [
+        "descriptor not found",
+        "introduction failed",
+        "introduction timed out",
+        "rendezvous failed",
+        "timed out",
+        "ttl expired",
+        "general failure",
+        "connection refused",
+    ] {
+        if e.contains(k) {
+            return format!("failed: {k}");
+        }
+    }
+    // The cause is at the end of the message (after the URL).
+    let tail: String = e
+        .chars()
+        .rev()
+        .take(100)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("failed: ...{tail}")
+}
+
+/// `n` GETs of `url` through the lab client, one after another, each on a
+/// fresh circuit; counts outcomes ([`outcome`]).
+pub async fn split(lab: &Lab, url: &str, n: usize) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for _ in 0..n {
+        let r = lab.http_get(url, REQUEST_TIMEOUT).await;
+        *m.entry(outcome(&r)).or_insert(0) += 1;
+    }
+    m
+}
+
+/// How many of a [`split`] were served.
+pub fn served(split: &BTreeMap<String, usize>) -> usize {
+    split
+        .iter()
+        .filter(|(k, _)| k.starts_with("served by"))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// One request of a batch.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Req {
+    /// Start, seconds after the batch's reference moment.
+    pub start: f64,
+    /// End, seconds after the batch's reference moment.
+    pub end: f64,
+    /// Its [`outcome`].
+    pub outcome: String,
+}
+
+/// `n` GETs, `conc` at a time, each on a fresh circuit, timed from `t0`;
+/// sorted by start.
+pub fn spawn_batch(
+    lab: &Lab,
+    url: &str,
+    n: usize,
+    conc: usize,
+    t0: Instant,
+) -> tokio::task::JoinHandle<Vec<Req>> {
+    let lab = lab.clone();
+    let url = url.to_string();
+    tokio::spawn(async move {
+        let next = Arc::new(AtomicUsize::new(0));
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..conc {
+            let (lab, url, next) = (lab.clone(), url.clone(), next.clone());
+            set.spawn(async move {
+                let mut out = Vec::new();
+                while next.fetch_add(1, Ordering::SeqCst) < n {
+                    let start = t0.elapsed();
+                    let r = lab.http_get(&url, REQUEST_TIMEOUT).await;
+                    out.push(Req {
+                        start: start.as_secs_f64(),
+                        end: t0.elapsed().as_secs_f64(),
+                        outcome: outcome(&r),
+                    });
+                }
+                out
+            });
+        }
+        let mut all = Vec::new();
+        while let Some(r) = set.join_next().await {
+            all.extend(r.unwrap_or_default());
+        }
+        all.sort_by(|a, b| a.start.total_cmp(&b.start));
+        all
+    })
+}
+
+/// What a batch came to.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BatchSummary {
+    /// Requests sent.
+    pub requests: usize,
+    /// Served.
+    pub ok: usize,
+    /// Not served.
+    pub failed: usize,
+    /// Served, in percent (one decimal).
+    pub ok_pct: f64,
+    /// Count per outcome.
+    pub outcomes: BTreeMap<String, usize>,
+    /// Requests started before the fresh publication was seen.
+    pub before_fix: usize,
+    /// How many of those failed.
+    pub before_fix_failed: usize,
+    /// End of the last request, seconds.
+    pub duration_s: f64,
+    /// Median latency, seconds.
+    pub p50_s: f64,
+    /// Longest latency, seconds.
+    pub max_s: f64,
+}
+
+/// Sums up a batch; `fix_after_kill`: when the repairing publication was
+/// seen (seconds on the batch's clock), if it was.
+pub fn summarize(reqs: &[Req], fix_after_kill: Option<f64>) -> BatchSummary {
+    let mut outcomes = BTreeMap::new();
+    for r in reqs {
+        *outcomes.entry(r.outcome.clone()).or_insert(0) += 1;
+    }
+    let is_ok = |r: &Req| r.outcome.starts_with("served by");
+    let ok = reqs.iter().filter(|r| is_ok(r)).count();
+    let fix = fix_after_kill.unwrap_or(f64::INFINITY);
+    let before: Vec<&Req> = reqs.iter().filter(|r| r.start < fix).collect();
+    let mut lat: Vec<f64> = reqs.iter().map(|r| r.end - r.start).collect();
+    lat.sort_by(f64::total_cmp);
+    BatchSummary {
+        requests: reqs.len(),
+        ok,
+        failed: reqs.len() - ok,
+        ok_pct: if reqs.is_empty() {
+            0.0
+        } else {
+            (1000.0 * ok as f64 / reqs.len() as f64).round() / 10.0
+        },
+        outcomes,
+        before_fix: before.len(),
+        before_fix_failed: before.iter().filter(|r| !is_ok(r)).count(),
+        duration_s: reqs.iter().map(|r| r.end).fold(0.0, f64::max),
+        p50_s: lat.get(lat.len() / 2).copied().unwrap_or(0.0),
+        max_s: lat.last().copied().unwrap_or(0.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_get_stable_labels() {
+        assert_eq!(
+            failure_kind(
+                "GET http://x.onion/ failed: SOCKS error 0xF2: onion service introduction failed"
+            ),
+            "failed: introduction failed"
+        );
+        assert_eq!(
+            failure_kind("GET u failed: no complete response within 30s"),
+            "failed: no answer within the 30 s limit"
+        );
+        assert_eq!(failure_kind("odd"), "failed: ...odd");
+    }
+
+    #[test]
+    fn batches_sum_up() {
+        let r = |start: f64, end: f64, o: &str| Req {
+            start,
+            end,
+            outcome: o.into(),
+        };
+        let s = summarize(
+            &[
+                r(0.0, 1.0, "served by a"),
+                r(0.5, 3.0, "failed: x"),
+                r(2.0, 2.5, "served by b"),
+            ],
+            Some(1.0),
+        );
+        assert_eq!((s.requests, s.ok, s.failed), (3, 2, 1));
+        assert_eq!((s.before_fix, s.before_fix_failed), (2, 1));
+        assert_eq!((s.ok_pct, s.duration_s, s.max_s), (66.7, 3.0, 2.5));
+    }
+}

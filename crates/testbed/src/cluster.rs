@@ -1,0 +1,292 @@
+//! Several RustBalance nodes serving one master address in the lab: what
+//! `rustbalance lab cluster` starts and what the cluster tests and
+//! benchmarks stand on. Each node is a real `rustbalance run` process with
+//! its own tor, its own target ("served by NAME") and a `[cluster]`
+//! section; all share one master key and one cluster secret.
+//!
+//! Nodes are named PREFIX1, PREFIX2, … (`node1`… by default), so that
+//! several clusters can share one lab; the shared files live in
+//! `DIR/cluster` (default prefix) or `DIR/cluster-PREFIX`.
+
+pub mod ns;
+pub mod publication;
+
+use crate::node_config::{node_config_with, node_dir};
+use anyhow::{Context, Result};
+use rustbalance_hs::IdentityKey;
+use rustbalance_lab::{DemoTarget, Lab};
+use rustbalance_node::config::{ClusterTemplate, MeshTemplate};
+use rustbalance_node::keystore::{write_atomic, KeyFiles};
+use rustbalance_tor::port::{free_port, Proto};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub use ns::NsNode;
+
+/// The node-name prefix of `rustbalance lab cluster` (`node1`, `node2`, …).
+pub const DEFAULT_PREFIX: &str = "node";
+
+/// The directory of the cluster whose nodes are named `PREFIX<N>`.
+pub fn cluster_dir(lab: &Lab, prefix: &str) -> PathBuf {
+    if prefix == DEFAULT_PREFIX {
+        lab.dir().join("cluster")
+    } else {
+        lab.dir().join(format!("cluster-{prefix}"))
+    }
+}
+
+/// One node process on the host's loopback.
+pub struct ClusterNodeProc {
+    /// Its name (`node1`).
+    pub name: String,
+    /// Its config file.
+    pub config: PathBuf,
+    /// Its admin endpoint.
+    pub admin: SocketAddr,
+    /// Its data directory.
+    pub data: PathBuf,
+    /// Its target, when it runs in this process (`None`: an external one).
+    pub target: Option<DemoTarget>,
+    /// The target's address.
+    pub target_addr: SocketAddr,
+    child: Option<Child>,
+}
+
+impl ClusterNodeProc {
+    /// The node's `/status`, if it answers.
+    pub async fn status(&self) -> Option<serde_json::Value> {
+        let body = rustbalance_node::admin::get(self.admin, "/status")
+            .await
+            .ok()?;
+        serde_json::from_str(&body).ok()
+    }
+
+    /// Pid of the rustbalance process.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Pid of its tor.
+    pub fn tor_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.data.join("tor.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Start (or restart) the node process, output to `log`.
+    pub fn start(&mut self, bin: &Path, log: &Path) -> Result<()> {
+        let out = std::fs::File::create(log)?;
+        let child = Command::new(bin)
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .context("start rustbalance run")?;
+        let pid = child.id();
+        // Track the child before anything else can fail, so it is never leaked.
+        self.child = Some(child);
+        let pid_file = self
+            .data
+            .parent()
+            .unwrap_or(&self.data)
+            .join("rustbalance-run.pid");
+        std::fs::write(pid_file, format!("{pid}\n"))?;
+        Ok(())
+    }
+
+    /// Stop tracking the process (it keeps running, owned by the lab).
+    pub fn forget(&mut self) {
+        self.child = None;
+    }
+
+    /// SIGKILL the node and its tor (a machine dying).
+    pub fn kill(&mut self) {
+        let tor = self.tor_pid();
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(p) = tor.and_then(rustbalance_tor::ProcessId::of_pid) {
+            let _ = p.kill();
+        }
+    }
+
+    /// SIGTERM and wait up to 10 s (then SIGKILL).
+    pub fn stop(&mut self) {
+        self.terminate(Duration::from_secs(10));
+    }
+
+    /// SIGTERM, wait up to `within` for the exit, SIGKILL after that.
+    /// Returns the exit status if the process exited in time (`None` also
+    /// when it was not running).
+    pub fn terminate(&mut self, within: Duration) -> Option<ExitStatus> {
+        let mut c = self.child.take()?;
+        if let Ok(Some(st)) = c.try_wait() {
+            return Some(st);
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let t = Instant::now();
+        while t.elapsed() < within {
+            if let Ok(Some(st)) = c.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
+    }
+
+    /// A node of its own (not one of a prepared cluster) that runs with the
+    /// config file `config`; start it with [`Self::start`].
+    pub fn from_config(config: &Path, target_addr: SocketAddr) -> Result<ClusterNodeProc> {
+        let cfg = rustbalance_node::Config::load(config)?;
+        Ok(ClusterNodeProc {
+            name: cfg.node.name.clone(),
+            config: config.to_path_buf(),
+            admin: cfg.admin.listen,
+            data: cfg.node.data_dir.clone(),
+            target: None,
+            target_addr,
+            child: None,
+        })
+    }
+}
+
+impl Drop for ClusterNodeProc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The shared files of a lab cluster: one master key and one cluster secret.
+pub(crate) struct ClusterFiles {
+    pub(crate) base: PathBuf,
+    pub(crate) master: IdentityKey,
+    secret_file: PathBuf,
+}
+
+/// Where node `i` of a cluster listens and what it runs with.
+pub(crate) struct NodePlan<'a> {
+    pub(crate) i: usize,
+    pub(crate) name: &'a str,
+    pub(crate) target: &'a str,
+    pub(crate) admin: SocketAddr,
+    pub(crate) gossip: &'a [SocketAddr],
+    pub(crate) mesh: Option<MeshTemplate>,
+}
+
+impl ClusterFiles {
+    pub(crate) fn create(lab: &Lab, prefix: &str) -> Result<ClusterFiles> {
+        let base = cluster_dir(lab, prefix);
+        let master = IdentityKey::generate(&mut rand::rng());
+        master.write_tor_dir(&base.join("master"))?;
+        let secret_file = base.join("cluster.secret");
+        let mut secret = zeroize::Zeroizing::new([0u8; 32]);
+        rand::RngExt::fill(&mut rand::rng(), &mut secret[..]);
+        write_atomic(&secret_file, &secret[..], 0o600)?;
+        Ok(ClusterFiles {
+            base,
+            master,
+            secret_file,
+        })
+    }
+
+    /// Write node `plan.i`'s config (priority 10·(i+1), every other gossip
+    /// address as a seed) and create its directory; returns the config path.
+    pub(crate) fn node_config(&self, lab: &Lab, plan: NodePlan) -> Result<PathBuf> {
+        let NodePlan {
+            i,
+            name,
+            target,
+            admin,
+            gossip,
+            mesh,
+        } = plan;
+        let text = node_config_with(
+            lab,
+            name,
+            target,
+            Some(
+                self.base
+                    .join("master")
+                    .join(rustbalance_hs::keys::SECRET_KEY_FILE),
+            ),
+            admin,
+            Some(ClusterTemplate {
+                secret_file: self.secret_file.clone(),
+                listen: gossip[i],
+                seeds: gossip
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, a)| *a)
+                    .collect(),
+                priority: 10 * (i as u32 + 1),
+                cluster_id: None,
+            }),
+            mesh,
+        )?;
+        let config = self.base.join(format!("{name}.toml"));
+        write_atomic(&config, text.as_bytes(), 0o600)?;
+        rustbalance_node::keystore::create_private_dir(&node_dir(lab, name))?;
+        Ok(config)
+    }
+}
+
+/// Write configs (shared master key and cluster secret, priorities 10, 20, …)
+/// and start in-process targets for `n` nodes `node1`… under `lab.dir()/cluster`.
+pub async fn prepare(lab: &Lab, n: usize) -> Result<(IdentityKey, Vec<ClusterNodeProc>)> {
+    let mut targets = Vec::new();
+    for i in 0..n {
+        let t = DemoTarget::start(&format!("served by {DEFAULT_PREFIX}{}\n", i + 1)).await?;
+        targets.push((t.addr(), Some(t)));
+    }
+    prepare_with(lab, targets)
+}
+
+/// [`prepare`] with the given targets (address, and the in-process target if any).
+pub fn prepare_with(
+    lab: &Lab,
+    targets: Vec<(SocketAddr, Option<DemoTarget>)>,
+) -> Result<(IdentityKey, Vec<ClusterNodeProc>)> {
+    let n = targets.len();
+    let files = ClusterFiles::create(lab, DEFAULT_PREFIX)?;
+    let gossip: Vec<SocketAddr> = (0..n)
+        .map(|_| Ok(SocketAddr::from(([127, 0, 0, 1], free_port(Proto::Udp)?))))
+        .collect::<Result<_>>()?;
+    let mut nodes = Vec::new();
+    for (i, (target_addr, target)) in targets.into_iter().enumerate() {
+        let name = format!("{DEFAULT_PREFIX}{}", i + 1);
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port(Proto::Tcp)?));
+        let config = files.node_config(
+            lab,
+            NodePlan {
+                i,
+                name: &name,
+                target: &target_addr.to_string(),
+                admin,
+                gossip: &gossip,
+                mesh: None,
+            },
+        )?;
+        nodes.push(ClusterNodeProc {
+            data: node_dir(lab, &name).join("data"),
+            name,
+            config,
+            admin,
+            target,
+            target_addr,
+            child: None,
+        });
+    }
+    Ok((files.master, nodes))
+}

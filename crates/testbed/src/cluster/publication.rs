@@ -1,0 +1,158 @@
+//! What a lab cluster has published, read from the nodes' `/status`
+//! (`cluster.role`, `cluster.last_publish`), and waiting for a publication.
+
+use crate::poll::poll_until;
+use anyhow::Result;
+use rustbalance_lab::Lab;
+use serde_json::Value;
+use std::time::{Duration, SystemTime};
+
+/// A cluster node whose `/status` can be read.
+pub trait StatusSource {
+    /// The node's `/status`.
+    fn status(&self) -> impl std::future::Future<Output = Option<Value>> + Send;
+    /// The node's name.
+    fn name(&self) -> &str;
+}
+
+/// One publication seen at a publisher.
+#[derive(Debug, Clone)]
+pub struct Publication {
+    /// Index of the node that published.
+    pub node: usize,
+    /// Its `cluster.last_publish` record.
+    pub record: Value,
+    /// How long the wait for it took.
+    pub waited: Duration,
+}
+
+impl Publication {
+    /// When the publication started (Unix seconds; 0 if unknown).
+    pub fn at_unix(&self) -> u64 {
+        at_unix(&self.record)
+    }
+}
+
+/// The node that currently publishes, not counting the nodes in `skip`, and
+/// its last publication (`/status` → `cluster.last_publish`).
+pub async fn publisher<N: StatusSource>(nodes: &[N], skip: &[usize]) -> Option<(usize, Value)> {
+    for (i, n) in nodes.iter().enumerate() {
+        if skip.contains(&i) {
+            continue;
+        }
+        if let Some(s) = n.status().await {
+            if s["cluster"]["role"] == "publisher" && !s["cluster"]["last_publish"].is_null() {
+                return Some((i, s["cluster"]["last_publish"].clone()));
+            }
+        }
+    }
+    None
+}
+
+/// Node names whose intro points a publication lists.
+pub fn published_nodes(p: &Value) -> Vec<String> {
+    p["intro_points"]
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// When a publication started, in Unix seconds (0 if unknown).
+pub fn at_unix(p: &Value) -> u64 {
+    p["at"]
+        .as_str()
+        .and_then(|a| humantime::parse_rfc3339(a).ok())
+        .map(rustbalance_hs::time::unix_secs)
+        .unwrap_or(0)
+}
+
+/// Every descriptor of the publication was confirmed by at least one HSDir.
+pub fn confirmed(p: &Value) -> bool {
+    p["slots"].as_array().is_some_and(|s| {
+        !s.is_empty()
+            && s.iter().all(|s| {
+                s["hsdirs"]
+                    .as_object()
+                    .is_some_and(|h| h.values().any(|v| v == "UPLOADED"))
+            })
+    })
+}
+
+/// Wait until a node not in `not` has published, at or after `since`,
+/// descriptors listing exactly the nodes `want` and confirmed by at least
+/// one HSDir each.
+pub async fn wait_published<N: StatusSource>(
+    nodes: &[N],
+    not: &[usize],
+    since: SystemTime,
+    want: &[&str],
+    timeout: Duration,
+) -> Result<Publication> {
+    let since_s = rustbalance_hs::time::unix_secs(since);
+    let mut last = None;
+    let found = poll_until(
+        &format!("a publication listing {want:?}"),
+        timeout,
+        Duration::from_millis(200),
+        async || {
+            let Some((i, p)) = publisher(nodes, not).await else {
+                return Ok(None);
+            };
+            if at_unix(&p) >= since_s && published_nodes(&p) == want && confirmed(&p) {
+                return Ok(Some((i, p)));
+            }
+            last = Some((i, p));
+            Ok(None)
+        },
+    )
+    .await;
+    match found {
+        Ok(((node, record), waited)) => Ok(Publication {
+            node,
+            record,
+            waited,
+        }),
+        Err(e) => Err(e.context(format!("last publication seen: {last:?}"))),
+    }
+}
+
+/// A freshly started cluster is up: some node published descriptors listing every node
+/// of `nodes` within `publish_timeout`, and the lab client reaches `url` ("served by").
+/// Prints who published and when; returns the publication.
+pub async fn wait_cluster_up<N: StatusSource>(
+    lab: &Lab,
+    nodes: &[N],
+    url: &str,
+    publish_timeout: Duration,
+) -> Result<Publication> {
+    let mut names: Vec<&str> = nodes.iter().map(|n| n.name()).collect();
+    names.sort_unstable();
+    let p = wait_published(nodes, &[], SystemTime::UNIX_EPOCH, &names, publish_timeout).await?;
+    eprintln!(
+        "{} published all {} nodes after {:.1}s",
+        nodes[p.node].name(),
+        names.len(),
+        p.waited.as_secs_f64()
+    );
+    lab.wait_http(url, "served by", Duration::from_secs(120))
+        .await?;
+    Ok(p)
+}
+
+impl StatusSource for super::ClusterNodeProc {
+    async fn status(&self) -> Option<Value> {
+        super::ClusterNodeProc::status(self).await
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl StatusSource for super::NsNode {
+    async fn status(&self) -> Option<Value> {
+        super::NsNode::status(self).await
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+}

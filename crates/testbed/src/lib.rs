@@ -1,0 +1,22 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod bench;
+pub mod clients;
+pub mod cluster;
+pub mod demo;
+pub mod harness;
+pub mod instances;
+pub mod lab_cluster;
+pub mod log_watch;
+pub mod node_config;
+pub mod poll;
+pub mod suite;
+
+pub use cluster::publication::{
+    published_nodes, publisher, wait_cluster_up, wait_published, Publication, StatusSource,
+};
+pub use cluster::{prepare, prepare_with, ClusterNodeProc, NsNode};
+pub use harness::{with_lab, Started};
+pub use poll::poll_until;

@@ -1,0 +1,79 @@
+//! Node configs for the lab network: what `rustbalance lab node-config`
+//! prints and what every lab cluster node runs with.
+
+use anyhow::Result;
+use rustbalance_lab::Lab;
+use rustbalance_node::config::{ClusterTemplate, MeshTemplate, Template};
+use rustbalance_node::keystore::KeyFiles;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Where node `name`'s files live in the lab (`DIR/rustbalance/NAME`).
+pub fn node_dir(lab: &Lab, name: &str) -> PathBuf {
+    lab.dir().join("rustbalance").join(name)
+}
+
+/// A node config that joins `lab`'s network.
+pub fn node_config(
+    lab: &Lab,
+    name: &str,
+    target: &str,
+    master_key: Option<PathBuf>,
+    admin: SocketAddr,
+) -> Result<String> {
+    node_config_with(lab, name, target, master_key, admin, None, None)
+}
+
+/// [`node_config`] with a `[cluster]` section (and a `[mesh]` one).
+pub fn node_config_with(
+    lab: &Lab,
+    name: &str,
+    target: &str,
+    master_key: Option<PathBuf>,
+    admin: SocketAddr,
+    cluster: Option<ClusterTemplate>,
+    mesh: Option<MeshTemplate>,
+) -> Result<String> {
+    let base = node_dir(lab, name);
+    let master_key = match master_key {
+        Some(k) => k,
+        None => {
+            let dir = base.join("master");
+            let file = dir.join(rustbalance_hs::keys::SECRET_KEY_FILE);
+            if !file.exists() {
+                rustbalance_hs::IdentityKey::generate(&mut rand::rng()).write_tor_dir(&dir)?;
+            }
+            file
+        }
+    };
+    // A fixed admin port, so that `rustbalance status --config` finds it.
+    let admin = if admin.port() == 0 {
+        std::net::TcpListener::bind(admin)?.local_addr()?
+    } else {
+        admin
+    };
+    let mut extra = vec![
+        "TestingTorNetwork 1".to_string(),
+        "ClientUseIPv6 0".to_string(),
+    ];
+    extra.extend(
+        lab.dir_authority_lines()
+            .into_iter()
+            .map(|l| format!("DirAuthority {l}")),
+    );
+    Ok(Template {
+        name: name.to_string(),
+        data_dir: base.join("data"),
+        master_key: Some(master_key),
+        passphrase_file: None,
+        master_address: None,
+        virtual_port: 80,
+        target: format!("tcp://{target}"),
+        admin,
+        extra_torrc: extra,
+        testing_network: true,
+        cluster,
+        mesh,
+    }
+    .render())
+}
