@@ -9,6 +9,7 @@ pub mod keys;
 pub mod membership;
 pub mod simnet;
 pub mod transport;
+pub mod wire;
 
 pub use auth::ClusterSecret;
 pub use election::{
