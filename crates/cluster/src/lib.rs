@@ -5,10 +5,12 @@ pub mod auth;
 pub mod election;
 pub mod elector;
 pub mod err;
+pub mod health;
 pub mod keys;
 pub mod membership;
 pub mod simnet;
 pub mod transport;
+pub mod validator;
 pub mod wire;
 
 pub use auth::ClusterSecret;
@@ -17,6 +19,7 @@ pub use election::{
 };
 pub use elector::Elector;
 pub use err::ClusterError;
+pub use health::GossipHealth;
 pub use membership::{Membership, MembershipConfig, MembershipWatch, NodeView};
 pub use simnet::SimNet;
 pub use transport::{Network, TransportCounters, UdpNetwork};

@@ -6,7 +6,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use chitchat::{ChitchatMessage, Deserializable};
 use rustbalance_cluster::auth::{MacKey, Opener, Rejection, Sealer};
+use rustbalance_cluster::validator::{Validator, MAX_INFLATED};
 use rustbalance_cluster::wire::{self, Blocks, DeltaOp, KeyStatus, Message, PeerId};
 use rustbalance_cluster::{ClusterSecret, LeaseAdvert, Membership, MembershipConfig, SimNet};
 use rustbalance_hs::fixture::Mutator;
@@ -106,17 +108,22 @@ impl Pair {
     /// Boots `a` and `b` and waits until `b` holds `a`'s key `k`.
     async fn start() -> Pair {
         let net = SimNet::new();
+        net.record();
         let secret = ClusterSecret::new(PAIR_SECRET.as_bytes().to_vec()).unwrap();
         let mut cfg = MembershipConfig::new("a", "10.0.0.1:0".parse().unwrap());
         cfg.gossip_interval = Duration::from_millis(50);
         cfg.generation = 1;
         let kv = |v: &str| vec![("k".to_owned(), v.to_owned())];
-        let a = Membership::start(cfg, &secret, kv("a0"), &net).await.unwrap();
+        let a = Membership::start(cfg, &secret, kv("a0"), &net)
+            .await
+            .unwrap();
         let mut cfg = MembershipConfig::new("b", "10.0.0.2:0".parse().unwrap());
         cfg.gossip_interval = Duration::from_millis(50);
         cfg.generation = 2;
         cfg.seeds = vec![a.local_addr()];
-        let b = Membership::start(cfg, &secret, kv("b0"), &net).await.unwrap();
+        let b = Membership::start(cfg, &secret, kv("b0"), &net)
+            .await
+            .unwrap();
         let id = |name: &str, generation, addr| PeerId {
             node_id: name.into(),
             generation,
@@ -185,6 +192,44 @@ fn set(key: &str, value: String, version: u64) -> DeltaOp {
     }
 }
 
+/// Everything chitchat itself sends passes the validator, and our reading of it agrees
+/// with chitchat's.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn real_gossip_passes_the_validator() {
+    let p = Pair::start().await;
+    p.a.set("intro/x", &noise(9, 3_000)).await;
+    assert!(
+        p.b_sees("a", "intro/x", &noise(9, 3_000), Duration::from_secs(5))
+            .await
+    );
+    let key = MacKey::derive(&ClusterSecret::new(PAIR_SECRET.as_bytes().to_vec()).unwrap());
+    let mut opener = Opener::new(key, 60_000);
+    let recorded = p.net.recorded();
+    assert!(recorded.len() > 20, "{}", recorded.len());
+    for d in recorded {
+        let payload = opener.open(unix_ms(), &d.bytes).unwrap();
+        let to_b = d.to == p.b.local_addr();
+        let validator = if to_b {
+            Validator::new("b", 2)
+        } else {
+            Validator::new("a", 1)
+        };
+        assert_eq!(validator.check(&payload), Ok(()));
+        let ours = wire::decode(&payload, MAX_INFLATED).unwrap();
+        let theirs = ChitchatMessage::deserialize(&mut payload.as_slice()).unwrap();
+        let same = matches!(
+            (&ours, &theirs),
+            (Message::Syn { .. }, ChitchatMessage::Syn { .. })
+                | (Message::SynAck { .. }, ChitchatMessage::SynAck { .. })
+                | (Message::Ack { .. }, ChitchatMessage::Ack { .. })
+                | (Message::BadCluster, ChitchatMessage::BadCluster)
+        );
+        assert!(same, "{ours:?} vs {theirs:?}");
+    }
+    assert_eq!(p.b.counters().dropped(), 0);
+    assert_eq!(p.a.counters().dropped(), 0);
+}
+
 /// chitchat asserts (state.rs) that a delta's max version is at least every version it
 /// applied; a `SetMaxVersion` after a key with a higher version trips it and the panic
 /// kills the gossip task: `b` then never hears from anyone again.
@@ -203,6 +248,8 @@ async fn a_delta_whose_max_version_is_below_its_keys_does_not_kill_gossip() {
         p.b_sees("a", "k", "a1", Duration::from_secs(5)).await,
         "b stopped gossiping after the crafted delta (its gossip task died)"
     );
+    assert_eq!(p.b.counters().dropped_bad_max_version, 1);
+    assert!(p.b.gossip_health().is_running());
 }
 
 /// A delta for the receiver's own node id would overwrite the receiver's own state.
@@ -218,6 +265,20 @@ async fn a_delta_for_the_receivers_own_id_is_not_applied() {
         "a peer wrote into b's own state"
     );
     assert!(p.b_sees("a", "k", "a0", Duration::from_secs(1)).await);
+    assert_eq!(p.b.counters().dropped_own_node, 1);
+}
+
+/// An Ack whose delta is `count` copies of one zstd block of 65,535 zero bytes.
+fn zero_block_bomb(count: usize) -> Vec<u8> {
+    let block = zstd::bulk::compress(&[0u8; 65_535], 19).unwrap();
+    let mut payload = vec![0x53, 0xb0, 0, 2];
+    for _ in 0..count {
+        payload.push(1);
+        payload.extend_from_slice(&(block.len() as u16).to_le_bytes());
+        payload.extend_from_slice(&block);
+    }
+    payload.push(0);
+    payload
 }
 
 /// A few kilobytes of tiny zstd blocks, each inflating to 64 KiB.
@@ -238,6 +299,22 @@ async fn a_decompression_bomb_is_refused() {
         "b inflated and applied a {}-byte delta bomb",
         payload.len()
     );
+    assert_eq!(p.b.counters().dropped_overcompressed, 1);
+
+    // As many blocks as fit in 64 KiB: about 190 MB once inflated.
+    let per_block = zero_block_bomb(1).len() - 5;
+    let fits = (65_536 - 5) / per_block;
+    p.inject_payload(&zero_block_bomb(fits));
+    // The 13,000 blocks of the issue (850 MB) inflate past 64 KiB at the first layer.
+    p.inject_payload(&zero_block_bomb(13_000));
+    sleep(Duration::from_millis(500)).await;
+    let c = p.b.counters();
+    assert_eq!(
+        (c.dropped_overcompressed, c.dropped_oversize),
+        (2, 1),
+        "{c:?}"
+    );
+    assert!(p.b.gossip_health().is_running());
 }
 
 /// Alphanumeric text that zstd cannot shrink much.
@@ -281,4 +358,5 @@ async fn oversize_datagrams_are_refused() {
         None,
         "b applied a message from a datagram over 64 KiB"
     );
+    assert_eq!(p.b.counters().dropped_oversize, 2);
 }

@@ -51,7 +51,11 @@ fn sample() -> Message {
 
 #[test]
 fn what_we_write_we_read_and_chitchat_reads_too() {
-    for blocks in [Blocks::Raw, Blocks::Zstd { block: 16_384 }, Blocks::Zstd { block: 7 }] {
+    for blocks in [
+        Blocks::Raw,
+        Blocks::Zstd { block: 16_384 },
+        Blocks::Zstd { block: 7 },
+    ] {
         let msg = sample();
         let bytes = encode(&msg, blocks);
         assert_eq!(decode(&bytes, 1 << 20), Ok(msg), "{blocks:?}");
@@ -84,7 +88,10 @@ fn inflating_past_the_budget_stops_early() {
     let bytes = encode(&sample(), Blocks::Zstd { block: 16_384 });
     let content = delta_bytes(sample().delta()).len();
     assert!(decode(&bytes, content).is_ok());
-    assert_eq!(decode(&bytes, content - 1), Err(DecodeError::OverCompressed));
+    assert_eq!(
+        decode(&bytes, content - 1),
+        Err(DecodeError::OverCompressed)
+    );
 }
 
 #[test]
