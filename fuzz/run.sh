@@ -2,7 +2,7 @@
 # Runs every fuzz target for SECONDS (default 60) and prints, per target, the executions,
 # executions per second, corpus size and crashes (files under fuzz/artifacts/<target>/).
 #
-#   fuzz/run.sh [SECONDS]
+#   fuzz/run.sh [SECONDS] [TARGET...]     (default: every target)
 #
 # Needs nightly and cargo-fuzz (`cargo install cargo-fuzz`). The corpus grows in place
 # (fuzz/corpus/<target>/; only the seed-* files are committed). Targets run one after the
@@ -10,8 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds="${1:-60}"
+shift || true
 jobs="${JOBS:-1}"
-targets=$(sed -n 's/^name = "\(.*\)"$/\1/p' Cargo.toml | grep -v '^rustbalance-fuzz$')
+targets="${*:-$(sed -n 's/^name = "\(.*\)"$/\1/p' Cargo.toml | grep -v '^rustbalance-fuzz$')}"
 logs="$(mktemp -d)"
 
 cargo +nightly fuzz build --debug-assertions >"$logs/build.log" 2>&1 || {

@@ -19,8 +19,11 @@ pub use gossip::{gossip_delta, gossip_key, gossip_open, GOSSIP_NOW_MS};
 pub use hs::{descriptor_key, hs_descriptor, intro_points, DESCRIPTOR_NOW};
 pub use proxy::{http_input, proxy_http, proxy_v1};
 
+/// The check of one target: panics on a finding.
+pub type Check = fn(&[u8]);
+
 /// Every target, by name (the names of `fuzz_targets/` and `corpus/`).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Check)] = &[
     ("gossip_open", gossip_open),
     ("gossip_delta", gossip_delta),
     ("hs_descriptor", hs_descriptor),
