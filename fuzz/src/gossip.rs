@@ -3,7 +3,7 @@
 use std::sync::OnceLock;
 
 use chitchat::{ChitchatMessage, Deserializable};
-use rustbalance_cluster::auth::{MacKey, Opener, Rejection, MAX_MESSAGE};
+use rustbalance_cluster::auth::{MacKey, Opener, Rejection, Sealer, MAX_MESSAGE};
 use rustbalance_cluster::validator::{Validator, Violation, MAX_INFLATED};
 use rustbalance_cluster::wire::{self, Blocks, DecodeError};
 use rustbalance_cluster::ClusterSecret;
@@ -21,12 +21,26 @@ pub fn gossip_key() -> MacKey {
     .clone()
 }
 
-/// `Opener::open` on any datagram: no panic; what opens fits the cap and opens once.
+/// `Opener::open`: the first byte chooses between the rest as a datagram (the checks
+/// before the MAC) and the rest as a body sealed with the cluster key and flagged as
+/// compressed (what a member could send: reaches the inflating). No panic; what opens
+/// fits the cap and opens only once.
 pub fn gossip_open(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let datagram = if mode & 1 == 0 {
+        rest.to_vec()
+    } else {
+        Sealer::new(gossip_key(), 1).seal_body(GOSSIP_NOW_MS, true, rest)
+    };
     let mut opener = Opener::new(gossip_key(), 30_000);
-    if let Ok(payload) = opener.open(GOSSIP_NOW_MS, data) {
+    if let Ok(payload) = opener.open(GOSSIP_NOW_MS, &datagram) {
         assert!(payload.len() <= MAX_MESSAGE, "{} bytes", payload.len());
-        assert_eq!(opener.open(GOSSIP_NOW_MS, data), Err(Rejection::Replayed));
+        assert_eq!(
+            opener.open(GOSSIP_NOW_MS, &datagram),
+            Err(Rejection::Replayed)
+        );
     }
 }
 

@@ -154,10 +154,22 @@ fn gossip_open_seeds() -> Vec<Vec<u8>> {
     let mut sealer = Sealer::new(gossip_key(), 1);
     let mut out: Vec<Vec<u8>> = messages()
         .iter()
-        .map(|(m, b)| sealer.seal(GOSSIP_NOW_MS, &wire::encode(m, *b)))
+        .map(|(m, b)| {
+            [
+                &[0u8][..],
+                &sealer.seal(GOSSIP_NOW_MS, &wire::encode(m, *b)),
+            ]
+            .concat()
+        })
         .collect();
     // Compressed by the sealer (over 512 bytes).
-    out.push(sealer.seal(GOSSIP_NOW_MS, &"intro points ".repeat(100).into_bytes()));
+    let long = sealer.seal(GOSSIP_NOW_MS, &"intro points ".repeat(100).into_bytes());
+    out.push([&[0u8][..], &long].concat());
+    // zstd bodies to be sealed by the target: one within the cap, one over it.
+    for n in [1_000, 100_000] {
+        let body = zstd::bulk::compress(&vec![b'z'; n], 3).unwrap();
+        out.push([&[1u8][..], &body].concat());
+    }
     out
 }
 

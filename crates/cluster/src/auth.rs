@@ -142,13 +142,19 @@ impl Sealer {
             .then(|| zstd::bulk::compress(payload, 1).ok())
             .flatten()
             .filter(|c| c.len() < payload.len());
-        let (flags, body) = match &compressed {
-            Some(c) => (FLAG_ZSTD, c.as_slice()),
-            None => (0, payload),
-        };
+        match &compressed {
+            Some(c) => self.seal_body(now_unix_ms, true, c),
+            None => self.seal_body(now_unix_ms, false, payload),
+        }
+    }
+
+    /// Frames and authenticates `body` as it is, flagged as zstd-compressed or not
+    /// whatever it holds: what a member of the cluster could send. [`Sealer::seal`] uses
+    /// it; tests and fuzzing use it to send crafted compressed bodies.
+    pub fn seal_body(&mut self, now_unix_ms: u64, zstd: bool, body: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(OVERHEAD + body.len());
         out.extend_from_slice(MAGIC);
-        out.push(flags);
+        out.push(if zstd { FLAG_ZSTD } else { 0 });
         out.extend_from_slice(&self.session.to_be_bytes());
         out.extend_from_slice(&self.counter.to_be_bytes());
         out.extend_from_slice(&now_unix_ms.to_be_bytes());
