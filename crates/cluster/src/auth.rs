@@ -16,10 +16,12 @@
 //!   `HKDF-SHA256(salt = "rustbalance-cluster v1", ikm = cluster secret,
 //!   info = "gossip datagram mac")`.
 //!
-//! A receiver checks, in this order: length and magic (else *malformed*), the tag in
+//! A receiver checks, in this order: length (over [`MAX_MESSAGE`] plus the frame: *oversize*)
+//! and magic (else *malformed*), the tag in
 //! constant time (else *bad MAC*), the timestamp within ± `window` of its own clock (else
 //! *stale*), and the `(session, counter)` pair against a 64-datagram sliding window per
-//! session (else *replayed*). Only then is the payload decompressed and handed over.
+//! session (else *replayed*). Only then is the payload decompressed (a payload that
+//! would inflate past [`MAX_MESSAGE`] is *oversize*) and handed over.
 //! Sessions silent for twice the window are forgotten: any datagram of theirs would be
 //! stale anyway.
 
@@ -40,8 +42,10 @@ pub const OVERHEAD: usize = HEADER_LEN + TAG_LEN;
 const FLAG_ZSTD: u8 = 1;
 /// Payloads above this size are compressed when that makes them smaller.
 const COMPRESS_ABOVE: usize = 512;
-/// Largest payload accepted after decompression (chitchat messages stay under 64 KiB).
-const MAX_PAYLOAD: usize = 256 * 1024;
+/// Largest payload accepted, on the wire or after decompression. chitchat never writes a
+/// message over 65,507 bytes (its UDP payload limit, which it respects with its MTU
+/// logic); anything bigger did not come from chitchat.
+pub const MAX_MESSAGE: usize = 64 * 1024;
 const MIN_SECRET_LEN: usize = 16;
 const MAX_SESSIONS: usize = 4096;
 const REPLAY_WINDOW: u64 = 64;
@@ -110,6 +114,8 @@ pub enum Rejection {
     Stale,
     /// `(session, counter)` already seen or too old for the sliding window.
     Replayed,
+    /// The datagram, or its payload once inflated, is over [`MAX_MESSAGE`].
+    Oversize,
 }
 
 /// Seals outgoing payloads for one session.
@@ -136,13 +142,19 @@ impl Sealer {
             .then(|| zstd::bulk::compress(payload, 1).ok())
             .flatten()
             .filter(|c| c.len() < payload.len());
-        let (flags, body) = match &compressed {
-            Some(c) => (FLAG_ZSTD, c.as_slice()),
-            None => (0, payload),
-        };
+        match &compressed {
+            Some(c) => self.seal_body(now_unix_ms, true, c),
+            None => self.seal_body(now_unix_ms, false, payload),
+        }
+    }
+
+    /// Frames and authenticates `body` as it is, flagged as zstd-compressed or not
+    /// whatever it holds: what a member of the cluster could send. [`Sealer::seal`] uses
+    /// it; tests and fuzzing use it to send crafted compressed bodies.
+    pub fn seal_body(&mut self, now_unix_ms: u64, zstd: bool, body: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(OVERHEAD + body.len());
         out.extend_from_slice(MAGIC);
-        out.push(flags);
+        out.push(if zstd { FLAG_ZSTD } else { 0 });
         out.extend_from_slice(&self.session.to_be_bytes());
         out.extend_from_slice(&self.counter.to_be_bytes());
         out.extend_from_slice(&now_unix_ms.to_be_bytes());
@@ -188,6 +200,9 @@ impl Opener {
 
     /// Verifies `datagram` and returns its payload.
     pub fn open(&mut self, now_unix_ms: u64, datagram: &[u8]) -> Result<Vec<u8>, Rejection> {
+        if datagram.len() > MAX_MESSAGE + OVERHEAD {
+            return Err(Rejection::Oversize);
+        }
         if datagram.len() < OVERHEAD || &datagram[..4] != MAGIC {
             return Err(Rejection::Malformed);
         }
@@ -208,7 +223,9 @@ impl Opener {
 
         let body = &signed[HEADER_LEN..];
         if flags & FLAG_ZSTD != 0 {
-            zstd::bulk::decompress(body, MAX_PAYLOAD).map_err(|_| Rejection::Malformed)
+            inflate(body)
+        } else if body.len() > MAX_MESSAGE {
+            Err(Rejection::Oversize)
         } else {
             Ok(body.to_vec())
         }
@@ -268,6 +285,18 @@ impl Opener {
     }
 }
 
+/// Inflates a zstd payload into at most [`MAX_MESSAGE`] bytes. A frame that declares a
+/// bigger size is oversize; one that does not, and inflates past the limit, fails like
+/// any broken frame (malformed).
+fn inflate(body: &[u8]) -> Result<Vec<u8>, Rejection> {
+    if let Ok(Some(declared)) = zstd::zstd_safe::get_frame_content_size(body) {
+        if declared > MAX_MESSAGE as u64 {
+            return Err(Rejection::Oversize);
+        }
+    }
+    zstd::bulk::decompress(body, MAX_MESSAGE).map_err(|_| Rejection::Malformed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,6 +353,23 @@ mod tests {
             o.open(0, &d).is_ok(),
             "failed attempts do not burn the counter"
         );
+    }
+
+    #[test]
+    fn payloads_over_64_kib_are_oversize() {
+        let mut s = Sealer::new(key(SECRET), 3);
+        let mut o = Opener::new(key(SECRET), 30_000);
+        let fits = vec![b'z'; MAX_MESSAGE];
+        assert_eq!(
+            o.open(0, &s.seal(0, &fits)).map(|p| p.len()),
+            Ok(MAX_MESSAGE)
+        );
+        let inflates = s.seal(0, &vec![b'z'; MAX_MESSAGE + 1]);
+        assert!(inflates.len() < 1_000);
+        assert_eq!(o.open(0, &inflates), Err(Rejection::Oversize));
+        let mut huge = vec![0u8; MAX_MESSAGE + OVERHEAD + 1];
+        huge[..4].copy_from_slice(MAGIC);
+        assert_eq!(o.open(0, &huge), Err(Rejection::Oversize));
     }
 
     #[test]

@@ -11,6 +11,10 @@
 //!  AdvertiseLease / WithdrawLease                     Start / StopPublishing
 //!  → Membership::set / delete(keys::LEASE)            → watch::Sender<bool>
 //! ```
+//!
+//! If the gossip task ends ([`crate::health`]), the membership view is frozen: the driver
+//! then makes the node ineligible (which withdraws the lease and stops publishing at
+//! once, before the lease could lapse for the others) and ends. [`Elector::gave_up`] tells.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,9 +22,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tracing::info;
+use tracing::{error, info};
 
 use crate::election::{Action, Election, Input, Millis};
+use crate::health::GossipHealth;
 use crate::keys;
 use crate::membership::Membership;
 
@@ -32,6 +37,7 @@ enum Command {
 /// Handle of a running election driver. Dropping it stops the driver.
 pub struct Elector {
     publishing: watch::Receiver<bool>,
+    gave_up: watch::Receiver<Option<GossipHealth>>,
     commands: mpsc::UnboundedSender<Command>,
     task: Option<JoinHandle<()>>,
 }
@@ -41,11 +47,14 @@ impl Elector {
     pub fn spawn(membership: Arc<Membership>, mut election: Election, tick: Duration) -> Elector {
         let (tx, publishing) = watch::channel(false);
         let (commands, mut rx) = mpsc::unbounded_channel();
+        let (gave_up_tx, gave_up) = watch::channel(None);
+        let mut health = membership.watch_gossip_health();
         let task = tokio::spawn(async move {
             let start = Instant::now();
             let mut interval = tokio::time::interval(tick);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
+                let mut last = false;
                 let input = tokio::select! {
                     _ = interval.tick() => {
                         let view = membership.members().await;
@@ -59,29 +68,30 @@ impl Elector {
                         }
                         None => return,
                     },
+                    ended = async { health.wait_for(|h| !h.is_running()).await.map(|h| h.clone()) } => {
+                        let why = ended.unwrap_or(GossipHealth::Stopped);
+                        if why == GossipHealth::Stopped {
+                            info!(node = election.me(), "gossip stopped: the driver ends");
+                        } else {
+                            error!(node = election.me(), health = ?why, "gossip died: giving the lease up");
+                        }
+                        let _ = gave_up_tx.send(Some(why));
+                        last = true;
+                        Input::SetEligible(false)
+                    }
                 };
                 let now = Millis(u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX));
-                for action in election.handle(now, input) {
-                    match action {
-                        Action::AdvertiseLease(lease) => {
-                            membership.set(keys::LEASE, &lease.encode()).await;
-                        }
-                        Action::WithdrawLease => membership.delete(keys::LEASE).await,
-                        Action::StartPublishing => {
-                            info!(node = election.me(), "this node is now the publisher");
-                            let _ = tx.send(true);
-                        }
-                        Action::StopPublishing => {
-                            info!(node = election.me(), "this node stopped publishing");
-                            let _ = tx.send(false);
-                        }
-                    }
+                let actions = election.handle(now, input);
+                perform(&membership, &tx, election.me(), actions).await;
+                if last {
+                    return;
                 }
             }
         });
         Elector {
             publishing,
             commands,
+            gave_up,
             task: Some(task),
         }
     }
@@ -94,6 +104,12 @@ impl Elector {
     /// A watch of the publishing flag.
     pub fn watch(&self) -> watch::Receiver<bool> {
         self.publishing.clone()
+    }
+
+    /// `Some(how gossip ended)` once the driver gave up because the gossip task ended;
+    /// it then no longer runs, and this node never publishes again.
+    pub fn gave_up(&self) -> Option<GossipHealth> {
+        self.gave_up.borrow().clone()
     }
 
     /// Gives the lease up (graceful hand-over).
@@ -112,6 +128,31 @@ impl Elector {
         if let Some(task) = self.task.take() {
             task.abort();
             let _ = task.await;
+        }
+    }
+}
+
+/// Carries out the election's actions.
+async fn perform(
+    membership: &Membership,
+    publishing: &watch::Sender<bool>,
+    me: &str,
+    actions: Vec<Action>,
+) {
+    for action in actions {
+        match action {
+            Action::AdvertiseLease(lease) => {
+                membership.set(keys::LEASE, &lease.encode()).await;
+            }
+            Action::WithdrawLease => membership.delete(keys::LEASE).await,
+            Action::StartPublishing => {
+                info!(node = me, "this node is now the publisher");
+                let _ = publishing.send(true);
+            }
+            Action::StopPublishing => {
+                info!(node = me, "this node stopped publishing");
+                let _ = publishing.send(false);
+            }
         }
     }
 }

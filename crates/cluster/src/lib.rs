@@ -5,10 +5,13 @@ pub mod auth;
 pub mod election;
 pub mod elector;
 pub mod err;
+pub mod health;
 pub mod keys;
 pub mod membership;
 pub mod simnet;
 pub mod transport;
+pub mod validator;
+pub mod wire;
 
 pub use auth::ClusterSecret;
 pub use election::{
@@ -16,6 +19,7 @@ pub use election::{
 };
 pub use elector::Elector;
 pub use err::ClusterError;
+pub use health::GossipHealth;
 pub use membership::{Membership, MembershipConfig, MembershipWatch, NodeView};
 pub use simnet::SimNet;
 pub use transport::{Network, TransportCounters, UdpNetwork};

@@ -18,8 +18,10 @@ use tokio::sync::watch;
 use crate::auth::{ClusterSecret, MacKey};
 use crate::election::{LeaseAdvert, Member, NodeId};
 use crate::err::ClusterError;
+use crate::health::{supervise, GossipHealth};
 use crate::keys;
 use crate::transport::{AuthTransport, Counters, Network, TransportCounters};
+use crate::validator::Validator;
 
 /// How a node joins the gossip.
 #[derive(Clone, Debug)]
@@ -140,6 +142,7 @@ pub struct Membership {
     handle: ChitchatHandle,
     counters: Arc<Counters>,
     local_addr: SocketAddr,
+    health: watch::Receiver<GossipHealth>,
 }
 
 impl Membership {
@@ -149,6 +152,19 @@ impl Membership {
         secret: &ClusterSecret,
         initial: Vec<(String, String)>,
         network: &dyn Network,
+    ) -> Result<Membership, ClusterError> {
+        let validator = Validator::new(cfg.node_id.clone(), cfg.generation);
+        Membership::start_with(cfg, secret, initial, network, Some(validator)).await
+    }
+
+    /// [`Membership::start`] with the payload check of `validator` (none: chitchat gets
+    /// every authenticated payload, which only tests of the supervision want).
+    pub(crate) async fn start_with(
+        cfg: MembershipConfig,
+        secret: &ClusterSecret,
+        initial: Vec<(String, String)>,
+        network: &dyn Network,
+        validator: Option<Validator>,
     ) -> Result<Membership, ClusterError> {
         if cfg.gossip_interval.is_zero() {
             return Err(ClusterError::BadConfig(
@@ -170,6 +186,7 @@ impl Membership {
             MacKey::derive(secret),
             rand::random(),
             window_ms,
+            validator,
             counters.clone(),
         );
         let advertise = cfg.advertise_addr.unwrap_or(local_addr);
@@ -196,10 +213,12 @@ impl Membership {
                 addr: local_addr,
                 message: format!("{e:#}"),
             })?;
+        let health = supervise(&handle, local_addr);
         Ok(Membership {
             handle,
             counters,
             local_addr,
+            health,
         })
     }
 
@@ -281,6 +300,27 @@ impl Membership {
         self.counters.snapshot()
     }
 
+    /// Whether the gossip task still runs.
+    pub fn gossip_health(&self) -> GossipHealth {
+        self.health.borrow().clone()
+    }
+
+    /// A watch of [`Membership::gossip_health`].
+    pub fn watch_gossip_health(&self) -> watch::Receiver<GossipHealth> {
+        self.health.clone()
+    }
+
+    /// Waits until the gossip task has ended and says how. A node awaits this next to
+    /// its other tasks: on [`GossipHealth::Died`] its view is frozen, so it must leave
+    /// the lease (the [`crate::Elector`] already does) and stop or restart loudly.
+    pub async fn gossip_ended(&self) -> GossipHealth {
+        let mut rx = self.health.clone();
+        let ended = rx.wait_for(|h| !h.is_running()).await.map(|h| h.clone());
+        ended.unwrap_or_else(|_| GossipHealth::Died {
+            reason: "the gossip supervisor is gone (runtime shutting down)".into(),
+        })
+    }
+
     /// Stops gossiping and releases the socket.
     pub async fn shutdown(self) -> Result<(), ClusterError> {
         let addr = self.local_addr;
@@ -312,3 +352,6 @@ impl MembershipWatch {
         )
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -3,7 +3,7 @@
 //!
 //! Nodes bind logical socket addresses; datagrams travel over channels. A test can cut
 //! links, partition groups of addresses, heal everything, inject a delay, record every
-//! datagram and inject arbitrary ones (to replay or tamper). Datagrams above the UDP
+//! datagram, inject arbitrary ones (to replay or tamper) and break a socket. Datagrams above the UDP
 //! limit are dropped like a real network would.
 
 use std::collections::{HashMap, HashSet};
@@ -109,6 +109,12 @@ impl SimNet {
     /// The datagrams recorded so far.
     pub fn recorded(&self) -> Vec<Recorded> {
         self.lock().recording.clone().unwrap_or_default()
+    }
+
+    /// Breaks the socket bound at `addr`: its next receive fails, as a real socket's can
+    /// (its owner then sees an error; datagrams to `addr` are dropped).
+    pub fn fail(&self, addr: SocketAddr) {
+        self.lock().mailboxes.remove(&addr);
     }
 
     /// Delivers `bytes` to `to` as if sent by `from` (links and limits do not apply).

@@ -6,10 +6,13 @@
 //!   thing; [`crate::simnet::SimNet`] is the in-process fake whose links tests can cut.
 //! * [`AuthTransport`] implements chitchat's [`Transport`] on top of any [`Network`],
 //!   sealing every outgoing message and opening every incoming datagram with
-//!   [`crate::auth`]. Rejected datagrams are dropped and counted in [`TransportCounters`].
+//!   [`crate::auth`], then checking its payload with [`crate::validator`] before chitchat
+//!   decodes it. Rejected datagrams are dropped and counted, by reason, in
+//!   [`TransportCounters`].
 
 use std::io;
 use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -17,9 +20,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use chitchat::transport::{Socket, Transport};
 use chitchat::{ChitchatMessage, Deserializable, Serializable};
-use tracing::debug;
+use tracing::{debug, error};
 
 use crate::auth::{MacKey, Opener, Rejection, Sealer};
+use crate::validator::{Validator, Violation};
 
 /// Largest UDP payload over IPv4.
 pub const MAX_DATAGRAM: usize = 65_507;
@@ -102,12 +106,27 @@ pub struct TransportCounters {
     pub dropped_bad_mac: u64,
     pub dropped_stale: u64,
     pub dropped_replayed: u64,
+    /// Over 64 KiB on the wire or once inflated ([`crate::auth::MAX_MESSAGE`]).
+    pub dropped_oversize: u64,
+    /// A delta inflating past [`crate::validator::MAX_INFLATED`].
+    pub dropped_overcompressed: u64,
+    /// A node delta whose max version is below one of its keys (trips chitchat's assert).
+    pub dropped_bad_max_version: u64,
+    /// A node delta for this node itself.
+    pub dropped_own_node: u64,
 }
 
 impl TransportCounters {
     /// All dropped datagrams.
     pub fn dropped(&self) -> u64 {
-        self.dropped_malformed + self.dropped_bad_mac + self.dropped_stale + self.dropped_replayed
+        self.dropped_malformed
+            + self.dropped_bad_mac
+            + self.dropped_stale
+            + self.dropped_replayed
+            + self.dropped_oversize
+            + self.dropped_overcompressed
+            + self.dropped_bad_max_version
+            + self.dropped_own_node
     }
 }
 
@@ -122,6 +141,10 @@ pub(crate) struct Counters {
     dropped_bad_mac: AtomicU64,
     dropped_stale: AtomicU64,
     dropped_replayed: AtomicU64,
+    dropped_oversize: AtomicU64,
+    dropped_overcompressed: AtomicU64,
+    dropped_bad_max_version: AtomicU64,
+    dropped_own_node: AtomicU64,
 }
 
 fn bump(c: &AtomicU64, n: usize) {
@@ -141,6 +164,10 @@ impl Counters {
             dropped_bad_mac: get(&self.dropped_bad_mac),
             dropped_stale: get(&self.dropped_stale),
             dropped_replayed: get(&self.dropped_replayed),
+            dropped_oversize: get(&self.dropped_oversize),
+            dropped_overcompressed: get(&self.dropped_overcompressed),
+            dropped_bad_max_version: get(&self.dropped_bad_max_version),
+            dropped_own_node: get(&self.dropped_own_node),
         }
     }
 
@@ -150,6 +177,17 @@ impl Counters {
             Rejection::BadMac => &self.dropped_bad_mac,
             Rejection::Stale => &self.dropped_stale,
             Rejection::Replayed => &self.dropped_replayed,
+            Rejection::Oversize => &self.dropped_oversize,
+        };
+        bump(c, 1);
+    }
+
+    fn violated(&self, v: Violation) {
+        let c = match v {
+            Violation::Undecodable => &self.dropped_malformed,
+            Violation::OverCompressed => &self.dropped_overcompressed,
+            Violation::MaxVersionBelowKeys => &self.dropped_bad_max_version,
+            Violation::OwnNode => &self.dropped_own_node,
         };
         bump(c, 1);
     }
@@ -176,6 +214,7 @@ impl AuthTransport {
         key: MacKey,
         session: u64,
         window_ms: u64,
+        validator: Option<Validator>,
         counters: Arc<Counters>,
     ) -> AuthTransport {
         AuthTransport {
@@ -183,6 +222,7 @@ impl AuthTransport {
                 inner,
                 sealer: Sealer::new(key.clone(), session),
                 opener: Opener::new(key, window_ms),
+                validator,
                 counters,
             })),
         }
@@ -206,7 +246,31 @@ struct AuthSocket {
     inner: Box<dyn DatagramSocket>,
     sealer: Sealer,
     opener: Opener,
+    validator: Option<Validator>,
     counters: Arc<Counters>,
+}
+
+impl AuthSocket {
+    /// Runs the validator; a panic in it (a bug of ours) drops the datagram instead of
+    /// killing the gossip task.
+    fn screen(&self, from: SocketAddr, payload: &[u8]) -> bool {
+        let Some(validator) = &self.validator else {
+            return true;
+        };
+        match catch_unwind(AssertUnwindSafe(|| validator.check(payload))) {
+            Ok(Ok(())) => true,
+            Ok(Err(v)) => {
+                debug!(%from, violation = ?v, "refused gossip payload");
+                self.counters.violated(v);
+                false
+            }
+            Err(_) => {
+                error!(%from, len = payload.len(), "the gossip validator panicked; datagram dropped");
+                self.counters.rejected(Rejection::Malformed);
+                false
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -238,6 +302,9 @@ impl Socket for AuthSocket {
                     continue;
                 }
             };
+            if !self.screen(from, &payload) {
+                continue;
+            }
             match ChitchatMessage::deserialize(&mut payload.as_slice()) {
                 Ok(msg) => {
                     bump(&self.counters.datagrams_accepted, 1);
