@@ -55,7 +55,7 @@ impl NodeDir {
 
     /// Create the directory (0700).
     pub fn create(&self) -> Result<()> {
-        Ok(create_private_dir(&self.dir)?)
+        create_private_dir(&self.dir)
     }
 
     /// The node's data directory.
