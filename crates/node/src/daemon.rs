@@ -26,7 +26,7 @@ use crate::metrics::Metrics;
 use cluster::ClusterParts;
 use rustbalance_hs::{IdentityKey, OnionAddress};
 use rustbalance_proxy::ProxyHandle;
-use rustbalance_tor::{TorPhase, TorSpec, TorStatus, TorSupervisor};
+use rustbalance_tor::{TorPhase, TorStatus, TorSupervisor};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -203,16 +203,10 @@ fn start_tor(
         torrc.push("SocksPort", s)?;
     }
     write_atomic(&layout.torrc(), torrc.render().as_bytes(), 0o600)?;
-    Ok(Arc::new(TorSupervisor::start(TorSpec {
-        binary: cfg.tor.binary.clone(),
-        torrc: layout.torrc(),
-        control_port_file: layout.control_port_file(),
-        log_file: layout.tor_log(),
-        output_file: layout.tor_output(),
-        pid_file: layout.tor_pid(),
-        backoff_min: Duration::from_secs(1),
-        backoff_max: Duration::from_secs(30),
-    })))
+    Ok(Arc::new(TorSupervisor::start(layout.tor_spec(
+        cfg.tor.binary.clone(),
+        Duration::from_secs(30),
+    ))))
 }
 
 /// Follow tor's bootstrap, then run until SIGTERM (`shutdown`) or until this node learns

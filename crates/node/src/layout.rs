@@ -10,6 +10,25 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// How to run this node's tor: its torrc, control-port file, logs and pid file in
+    /// this layout, restarted with backoff from 1 s up to `backoff_max`.
+    pub fn tor_spec(
+        &self,
+        binary: PathBuf,
+        backoff_max: std::time::Duration,
+    ) -> rustbalance_tor::TorSpec {
+        rustbalance_tor::TorSpec {
+            binary,
+            torrc: self.torrc(),
+            control_port_file: self.control_port_file(),
+            log_file: self.tor_log(),
+            output_file: self.tor_output(),
+            pid_file: self.tor_pid(),
+            backoff_min: std::time::Duration::from_secs(1),
+            backoff_max,
+        }
+    }
+
     /// The layout under `data_dir`.
     pub fn new(data_dir: &Path) -> Self {
         Layout {

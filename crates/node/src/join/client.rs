@@ -16,7 +16,7 @@ use super::token::{JoinGeneration, JoinToken};
 use crate::err::{Error, Result};
 use crate::keystore::{create_private_dir, write_atomic};
 use crate::layout::Layout;
-use crate::supervisor::{TorSpec, TorSupervisor};
+use crate::supervisor::TorSupervisor;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -223,16 +223,7 @@ pub async fn join_over_tor(
     create_private_dir(&layout.tor_dir())?;
     let torrc = crate::torrc::join_client(layout, std::process::id(), extra_torrc)?;
     write_atomic(&layout.torrc(), torrc.render().as_bytes(), 0o600)?;
-    let tor = TorSupervisor::start(TorSpec {
-        binary: "tor".into(),
-        torrc: layout.torrc(),
-        control_port_file: layout.control_port_file(),
-        log_file: layout.tor_log(),
-        output_file: layout.tor_output(),
-        pid_file: layout.tor_pid(),
-        backoff_min: Duration::from_secs(1),
-        backoff_max: Duration::from_secs(10),
-    });
+    let tor = TorSupervisor::start(layout.tor_spec("tor".into(), Duration::from_secs(10)));
     let result = ask(&tor, layout, token, params, retry, &mut step).await;
     tor.stop().await;
     result
