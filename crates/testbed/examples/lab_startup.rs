@@ -25,14 +25,13 @@
 use anyhow::{Context, Result};
 use rustbalance_lab::onionbalance::OnionbalanceSetup;
 use rustbalance_lab::Lab;
-use rustbalance_node::publisher::require_uploaded;
 use rustbalance_testbed::bench::{cores, cpu_model, loadavg, median, secs, work_dir, BenchArgs};
 use rustbalance_testbed::instances::MasterSetup;
 use rustbalance_testbed::log_watch::LogWatch;
 use rustbalance_testbed::with_lab;
 use serde_json::json;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 #[derive(Default, Debug, Clone, serde::Serialize)]
 struct Run {
@@ -88,15 +87,7 @@ async fn rustbalance_side(lab: &Lab, i: usize, instances: usize, run: &mut Run) 
     let t_desc = Instant::now();
     run.ours_desc_s = secs(t_desc - t_spawn);
     let mut publisher = setup.publisher().await?;
-    let reports = publisher
-        .publish(
-            &descs,
-            SystemTime::now(),
-            Duration::from_secs(30),
-            &mut rand::rng(),
-        )
-        .await?;
-    require_uploaded(&reports)?;
+    setup.publish(&mut publisher, &descs).await?;
     run.ours_publish_s = secs(t_desc.elapsed());
     lab.wait_http(&setup.url(), "served by", Duration::from_secs(180))
         .await

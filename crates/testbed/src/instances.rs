@@ -13,7 +13,9 @@ use rustbalance_hs::descriptor::ParsedDescriptor;
 use rustbalance_hs::{IdentityKey, OnionAddress};
 use rustbalance_lab::{DemoTarget, Lab, LabTor, Torrc};
 use rustbalance_node::keystore::KeyFiles;
-use rustbalance_node::publisher::{instance_descriptor, network_view, Publisher, SlotReport};
+use rustbalance_node::publisher::{
+    instance_descriptor, network_view, require_uploaded, Publisher, SlotReport,
+};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -147,17 +149,23 @@ impl MasterSetup {
         Ok(Publisher::new(ctl, self.master.duplicate(), true, 20).await?)
     }
 
-    /// Read the instances' descriptors and publish the merged ones.
-    pub async fn publish_once(&self, publisher: &mut Publisher) -> Result<Vec<SlotReport>> {
-        let descs = self.instance_descriptors(Duration::from_secs(120)).await?;
-        Ok(publisher
+    /// Publish the master descriptors merged from `descs` (both live slots), waiting up to
+    /// 30 s for the HSDirs' answers; fails unless each slot reached at least one HSDir.
+    pub async fn publish(
+        &self,
+        publisher: &mut Publisher,
+        descs: &[ParsedDescriptor],
+    ) -> Result<Vec<SlotReport>> {
+        let reports = publisher
             .publish(
-                &descs,
+                descs,
                 SystemTime::now(),
                 Duration::from_secs(30),
                 &mut rand::rng(),
             )
-            .await?)
+            .await?;
+        require_uploaded(&reports)?;
+        Ok(reports)
     }
 
     /// Stops the instance tors (their targets stop when dropped).

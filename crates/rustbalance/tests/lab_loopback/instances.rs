@@ -7,7 +7,7 @@ use rustbalance_hs::time::{from_unix, DescriptorSlot, SrvChoice};
 use rustbalance_hs::IdentityKey;
 use rustbalance_lab::{Lab, Torrc};
 use rustbalance_node::keystore::KeyFiles;
-use rustbalance_node::publisher::{instance_descriptor, network_view, require_uploaded};
+use rustbalance_node::publisher::{instance_descriptor, network_view};
 use rustbalance_testbed::clients::{served, split};
 use rustbalance_testbed::instances::MasterSetup;
 use rustbalance_testbed::poll_until;
@@ -38,15 +38,7 @@ async fn served_by_both(lab: &Lab, setup: &MasterSetup) -> Result<()> {
     );
 
     let mut publisher = setup.publisher().await?;
-    let reports = publisher
-        .publish(
-            &descs,
-            SystemTime::now(),
-            Duration::from_secs(30),
-            &mut rand::rng(),
-        )
-        .await?;
-    require_uploaded(&reports)?;
+    let reports = setup.publish(&mut publisher, &descs).await?;
     ensure!(reports.len() == 2, "both live descriptors");
     for r in &reports {
         eprintln!(
