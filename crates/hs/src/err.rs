@@ -19,30 +19,30 @@ pub enum Error {
     },
 
     /// A key could not be sealed (only with parameters outside the limits).
-    #[error("cannot seal the master key: {reason}")]
+    #[error("cannot seal the master key: {problem}")]
     Seal {
         /// What is wrong.
-        reason: String,
+        problem: SealedKeyProblem,
     },
 
     /// A sealed key file could not be opened: wrong passphrase, tampered, truncated,
     /// an unknown format version or parameters over the limits. (The path only names
     /// the file; this crate reads none.)
-    #[error("cannot unseal {path}: {reason}")]
+    #[error("cannot unseal {path}: {problem}")]
     Unseal {
         /// The key file.
         path: PathBuf,
         /// What is wrong.
-        reason: String,
+        problem: SealedKeyProblem,
     },
 
     /// A key file has the wrong format.
-    #[error("key file {path} is not a usable onion-service key: {reason}")]
+    #[error("key file {path} is not a usable onion-service key: {problem}")]
     BadKeyFile {
         /// The file.
         path: PathBuf,
         /// What is wrong with it.
-        reason: String,
+        problem: KeyFileProblem,
     },
 
     /// A descriptor is larger than tor accepts.
@@ -117,6 +117,124 @@ pub enum Error {
     /// A time outside the range the time-period arithmetic supports.
     #[error("time {0} is out of the supported range")]
     TimeOutOfRange(String),
+}
+
+/// Why the bytes of a plain key file are not a usable ed25519 onion-service key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyFileProblem {
+    /// tor's secret key file has the wrong length.
+    #[error(
+        "a tor hs_ed25519_secret_key file is 96 bytes, this one is {len} (truncated or corrupt)"
+    )]
+    TorSecretLength {
+        /// Its length.
+        len: usize,
+    },
+    /// The secret scalar is not a valid (clamped) ed25519 key.
+    #[error("the secret scalar is not a valid ed25519 key")]
+    InvalidScalar,
+    /// tor's public key file was given instead of the secret one.
+    #[error("this is tor's PUBLIC key file; give hs_ed25519_secret_key")]
+    PublicKeyFile,
+    /// A sealed key was given where a plain one was expected.
+    #[error("it is sealed (encrypted): open it with its passphrase")]
+    Sealed,
+    /// Neither tor's format nor PEM.
+    #[error(
+        "unknown format: expected tor's hs_ed25519_secret_key (starts with \
+         \"== ed25519v1-secret: type0 ==\") or a PEM \"BEGIN PRIVATE KEY\" file"
+    )]
+    UnknownFormat,
+    /// A PEM file that is not UTF-8 text.
+    #[error("PEM file is not valid text")]
+    PemNotText,
+    /// An encrypted PKCS#8 PEM file.
+    #[error(
+        "encrypted PEM keys are not supported; decrypt it first (openssl pkey -in KEY -out PLAIN)"
+    )]
+    PemEncrypted,
+    /// Another PEM type than `PRIVATE KEY`.
+    #[error("unsupported PEM type {0:?}")]
+    PemType(String),
+    /// A PEM file with nothing in it.
+    #[error("empty PEM file")]
+    PemEmpty,
+    /// No END line.
+    #[error("PEM file has no END PRIVATE KEY line (truncated?)")]
+    PemUnterminated,
+    /// The PEM body does not decode.
+    #[error("PEM body is not valid base64: {0}")]
+    PemBase64(String),
+    /// The PEM body is another key type.
+    #[error("PEM key is not a PKCS#8 ed25519 private key")]
+    PemNotEd25519,
+}
+
+/// Why a sealed key file cannot be opened (or a key cannot be sealed). Never names
+/// anything secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SealedKeyProblem {
+    /// Shorter than a sealed key.
+    #[error("truncated: {len} bytes, a sealed key is {expected} bytes")]
+    Truncated {
+        /// Its length.
+        len: usize,
+        /// The length of every sealed key.
+        expected: usize,
+    },
+    /// Longer than a sealed key.
+    #[error("{len} bytes, a sealed key is exactly {expected} bytes (corrupt, or something was appended)")]
+    TooLong {
+        /// Its length.
+        len: usize,
+        /// The length of every sealed key.
+        expected: usize,
+    },
+    /// No magic.
+    #[error("not a sealed RustBalance key (no \"rustbalance-key\" magic)")]
+    NotSealed,
+    /// A format version this build does not read.
+    #[error(
+        "unknown sealed-key format version {found}: this RustBalance reads version {supported} \
+         (was it sealed by a newer RustBalance?)"
+    )]
+    Version {
+        /// The version in the file.
+        found: u8,
+        /// The version this build reads.
+        supported: u8,
+    },
+    /// An argon2 parameter outside the hard limits.
+    #[error("argon2 {what} {value} outside {min}..={max}{unit} (corrupt or hostile file)")]
+    Params {
+        /// Which parameter ("lanes", "passes", "memory").
+        what: &'static str,
+        /// Its value.
+        value: u32,
+        /// Smallest accepted.
+        min: u32,
+        /// Largest accepted.
+        max: u32,
+        /// Unit suffix (" KiB" or "").
+        unit: &'static str,
+    },
+    /// argon2 refused its parameters or failed.
+    #[error("argon2: {0}")]
+    Argon2(String),
+    /// AEAD authentication failed.
+    #[error("wrong passphrase or the file is corrupt (authentication failed)")]
+    Authentication,
+    /// Encryption failed.
+    #[error("encryption failed")]
+    Encryption,
+    /// The sealed secret is not a valid key.
+    #[error("the sealed secret is not a valid ed25519 key (corrupt file)")]
+    InvalidSecret,
+    /// The header's public key is not the sealed key's.
+    #[error("the public key in the header does not match the sealed secret key")]
+    PublicKeyMismatch,
 }
 
 /// Result alias for this crate.

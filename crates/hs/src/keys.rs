@@ -6,7 +6,7 @@
 //! `Debug` shows only the public address.
 
 use crate::address::OnionAddress;
-use crate::err::{Error, Result};
+use crate::err::{Error, KeyFileProblem, Result};
 use base64::Engine;
 use rand::{CryptoRng, Rng};
 use sha2::{Digest, Sha512};
@@ -80,57 +80,45 @@ impl IdentityKey {
     /// [`IdentityKey::from_bytes`] on the contents of the key file `path` (only named
     /// in the error; nothing is read here).
     pub fn from_file_bytes(path: &Path, data: &[u8]) -> Result<Self> {
-        Self::from_bytes(data).map_err(|reason| Error::BadKeyFile {
+        Self::from_bytes(data).map_err(|problem| Error::BadKeyFile {
             path: path.to_path_buf(),
-            reason,
+            problem,
         })
     }
 
     /// Parse the contents of a key file in any plain format: tor's
     /// `hs_ed25519_secret_key`, or a PKCS#8 PEM file as written by Onionbalance.
     /// A sealed key is refused (open it with [`IdentityKey::unseal`]).
-    pub fn from_bytes(data: &[u8]) -> std::result::Result<Self, String> {
+    pub fn from_bytes(data: &[u8]) -> std::result::Result<Self, KeyFileProblem> {
         if data.starts_with(SECRET_HEADER) {
             if data.len() != 96 {
-                return Err(format!(
-                    "a tor hs_ed25519_secret_key file is 96 bytes, this one is {} (truncated or corrupt)",
-                    data.len()
-                ));
+                return Err(KeyFileProblem::TorSecretLength { len: data.len() });
             }
             let mut expanded = Zeroizing::new([0u8; 64]);
             expanded.copy_from_slice(&data[32..]);
-            return Self::from_expanded(expanded)
-                .ok_or_else(|| "the secret scalar is not a valid ed25519 key".to_string());
+            return Self::from_expanded(expanded).ok_or(KeyFileProblem::InvalidScalar);
         }
         if data.starts_with(PUBLIC_HEADER) {
-            return Err("this is tor's PUBLIC key file; give hs_ed25519_secret_key".into());
+            return Err(KeyFileProblem::PublicKeyFile);
         }
         if crate::sealed::is_sealed(data) {
-            return Err("it is sealed (encrypted): open it with its passphrase".into());
+            return Err(KeyFileProblem::Sealed);
         }
         if data.starts_with(b"-----BEGIN") {
             return Self::from_pem(data);
         }
-        Err(
-            "unknown format: expected tor's hs_ed25519_secret_key (starts with \
-             \"== ed25519v1-secret: type0 ==\") or a PEM \"BEGIN PRIVATE KEY\" file"
-                .into(),
-        )
+        Err(KeyFileProblem::UnknownFormat)
     }
 
     /// Parse a PKCS#8 PEM ed25519 private key (Onionbalance's format).
-    fn from_pem(data: &[u8]) -> std::result::Result<Self, String> {
-        let text = std::str::from_utf8(data).map_err(|_| "PEM file is not valid text")?;
+    fn from_pem(data: &[u8]) -> std::result::Result<Self, KeyFileProblem> {
+        let text = std::str::from_utf8(data).map_err(|_| KeyFileProblem::PemNotText)?;
         let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
         match lines.next() {
             Some("-----BEGIN PRIVATE KEY-----") => {}
-            Some(other) if other.contains("ENCRYPTED") => {
-                return Err("encrypted PEM keys are not supported; decrypt it first \
-                            (openssl pkey -in KEY -out PLAIN)"
-                    .into())
-            }
-            Some(other) => return Err(format!("unsupported PEM type {other:?}")),
-            None => return Err("empty PEM file".into()),
+            Some(other) if other.contains("ENCRYPTED") => return Err(KeyFileProblem::PemEncrypted),
+            Some(other) => return Err(KeyFileProblem::PemType(other.to_string())),
+            None => return Err(KeyFileProblem::PemEmpty),
         }
         let mut b64 = Zeroizing::new(String::new());
         let mut ended = false;
@@ -142,15 +130,15 @@ impl IdentityKey {
             b64.push_str(l);
         }
         if !ended {
-            return Err("PEM file has no END PRIVATE KEY line (truncated?)".into());
+            return Err(KeyFileProblem::PemUnterminated);
         }
         let der = Zeroizing::new(
             base64::engine::general_purpose::STANDARD
                 .decode(b64.as_bytes())
-                .map_err(|e| format!("PEM body is not valid base64: {e}"))?,
+                .map_err(|e| KeyFileProblem::PemBase64(e.to_string()))?,
         );
         if der.len() < 48 || der[..16] != PKCS8_ED25519_PREFIX {
-            return Err("PEM key is not a PKCS#8 ed25519 private key".into());
+            return Err(KeyFileProblem::PemNotEd25519);
         }
         let mut seed = Zeroizing::new([0u8; 32]);
         seed.copy_from_slice(&der[16..48]);
@@ -241,7 +229,7 @@ mod test {
 
     #[test]
     fn corrupt_files_are_explained() {
-        let e = |d: &[u8]| IdentityKey::from_bytes(d).err().unwrap();
+        let e = |d: &[u8]| IdentityKey::from_bytes(d).err().unwrap().to_string();
         assert!(e(b"hello").contains("unknown format"));
         let mut short = padded_header(SECRET_HEADER);
         short.extend_from_slice(&[1; 10]);
