@@ -81,7 +81,7 @@ pub async fn run(
         keys.master_address.without_suffix(),
         uploads.clone(),
     ));
-    let removed = wait_for_end(&cfg, &tor, &parts, shutdown, progress).await;
+    let end = wait_for_end(&cfg, &tor, &parts, shutdown, progress).await;
     Running {
         join_svc,
         parts,
@@ -94,14 +94,28 @@ pub async fn run(
     .stop()
     .await;
     let _ = std::fs::remove_file(&pid_file);
-    if removed {
-        // The marker written on removal says why and what to do.
-        crate::join_node::refuse_if_removed(&layout.data_dir)?;
-        return Err(Error::Removed(
-            "this node was removed from the cluster".into(),
-        ));
+    match end {
+        End::Shutdown => Ok(()),
+        End::Removed => {
+            // The marker written on removal says why and what to do.
+            crate::join_node::refuse_if_removed(&layout.data_dir)?;
+            Err(Error::Removed(
+                "this node was removed from the cluster".into(),
+            ))
+        }
+        End::TaskDied(death) => Err(Error::TaskDied(death)),
     }
-    Ok(())
+}
+
+/// Why a running node stops.
+#[derive(Debug)]
+enum End {
+    /// SIGTERM.
+    Shutdown,
+    /// This node learnt it was removed from the cluster.
+    Removed,
+    /// One of its tasks ended unasked ([`crate::supervise`]).
+    TaskDied(crate::supervise::TaskDeath),
 }
 
 /// Create the data directories, refuse to start on a removed node or next to another
@@ -209,15 +223,15 @@ fn start_tor(
     ))))
 }
 
-/// Follow tor's bootstrap, then run until SIGTERM (`shutdown`) or until this node learns
-/// it was removed (true).
+/// Follow tor's bootstrap, then run until SIGTERM (`shutdown`), until this node learns
+/// it was removed, or until one of its cluster tasks dies.
 async fn wait_for_end(
     cfg: &Config,
     tor: &TorSupervisor,
     parts: &ClusterParts,
     shutdown: impl Future<Output = ()>,
     progress: &dyn Fn(&str),
-) -> bool {
+) -> End {
     let boot = tor.wait_running(Duration::from_secs(cfg.tor.bootstrap_timeout_secs), {
         let mut last = (TorPhase::Stopped, 255u8);
         move |s: &TorStatus| {
@@ -236,16 +250,20 @@ async fn wait_for_end(
             }
         }
     };
+    let died = parts.supervisor.first_death();
     tokio::pin!(shutdown);
     tokio::pin!(removed);
+    tokio::pin!(died);
     tokio::select! {
         r = boot => if let Err(e) = r { tracing::warn!("{e}; still waiting for tor"); },
-        _ = &mut shutdown => return false,
-        _ = &mut removed => return true,
+        _ = &mut shutdown => return End::Shutdown,
+        _ = &mut removed => return End::Removed,
+        d = &mut died => return End::TaskDied(d),
     }
     tokio::select! {
-        _ = &mut shutdown => false,
-        _ = &mut removed => true,
+        _ = &mut shutdown => End::Shutdown,
+        _ = &mut removed => End::Removed,
+        d = &mut died => End::TaskDied(d),
     }
 }
 
@@ -270,7 +288,6 @@ impl Running {
         }
         if let Some((jn, task)) = self.parts.join_node {
             task.abort();
-            let _ = task.await;
             drop(jn);
         }
         if let Some(c) = self.parts.cluster {

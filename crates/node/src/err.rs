@@ -161,6 +161,10 @@ pub enum Error {
     /// does not start again. `rustbalance run` exits with [`EXIT_REMOVED`].
     #[error("{0}")]
     Removed(String),
+    /// A cluster task (gossip, intro points, publishing, join sync) ended unasked: the
+    /// node left the lease and stopped; the service manager restarts it.
+    #[error("{0}; this node left the lease and stopped (a bug: please report it with the log above); systemd restarts it")]
+    TaskDied(crate::supervise::TaskDeath),
     /// Joining, the join endpoint, node removal.
     #[error(transparent)]
     Join(#[from] crate::join::JoinError),

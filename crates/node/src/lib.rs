@@ -11,6 +11,7 @@ pub mod join;
 pub mod keystore;
 pub mod layout;
 pub mod metrics;
+pub mod supervise;
 pub mod torrc;
 
 /// Old path of [`cluster::node`].

@@ -26,7 +26,9 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
-use tokio::task::JoinHandle;
+use tokio::task::AbortHandle;
+
+use crate::supervise::Supervisor;
 
 /// What `/status` shows of the cluster.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -84,7 +86,7 @@ pub struct PublishRecord {
 pub struct ClusterNode {
     membership: Arc<Membership>,
     elector: Elector,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Vec<AbortHandle>,
     status: Arc<Mutex<ClusterStatus>>,
     leave_grace: Duration,
 }
@@ -107,6 +109,8 @@ pub struct ClusterParams {
     pub testing_network: bool,
     /// The cluster tasks' timers ([`Timers::from_config`] in production).
     pub timers: Timers,
+    /// Spawns the cluster's tasks and reports one that dies (gossip included).
+    pub supervisor: Supervisor,
 }
 
 fn read_secret(path: &std::path::Path) -> Result<ClusterSecret> {
@@ -152,7 +156,8 @@ impl ClusterNode {
             ..Default::default()
         }));
         let leave_grace = p.timers.leave_grace;
-        let tasks = spawn_tasks(p, &membership, &elector, &status);
+        let mut tasks = vec![p.supervisor.watch_gossip(membership.clone())];
+        tasks.extend(spawn_tasks(p, &membership, &elector, &status));
         Ok(ClusterNode {
             membership,
             elector,
@@ -212,51 +217,60 @@ fn spawn_tasks(
     membership: &Arc<Membership>,
     elector: &Elector,
     status: &Arc<Mutex<ClusterStatus>>,
-) -> Vec<JoinHandle<()>> {
+) -> Vec<AbortHandle> {
+    let sup = p.supervisor.clone();
     let own = Arc::new(Mutex::new(OwnParams::default()));
     let next = NextDescriptor::default();
     // One cache of the consensus and microdescriptors for the three readers of this
     // node's tor (intro points, next descriptor, publisher).
     let views = ViewCache::default();
-    let mut tasks = vec![tokio::spawn(intro_task(IntroCtx {
-        membership: membership.clone(),
-        tor: p.tor.clone(),
-        instance: p.instance,
-        name: p.name.clone(),
-        health: p.target_health.clone(),
-        testing: p.testing_network,
-        timers: p.timers.clone(),
-        status: status.clone(),
-        own: own.clone(),
-        next: next.clone(),
-        views: views.clone(),
-    }))];
-    tasks.push(tokio::spawn(next_descriptor_task(
-        p.tor.clone(),
-        p.instance,
-        p.testing_network,
-        p.timers.clone(),
-        next,
-        views.clone(),
-    )));
-    tasks.push(tokio::spawn(status_task(
-        membership.clone(),
-        status.clone(),
-        p.timers.status_poll,
-    )));
-    if let Some(master) = p.master {
-        tasks.push(tokio::spawn(publish_task(PublishCtx {
+    let mut tasks = vec![sup.spawn(
+        "intro",
+        intro_task(IntroCtx {
             membership: membership.clone(),
-            publishing: elector.watch(),
-            tor: p.tor,
-            master,
+            tor: p.tor.clone(),
+            instance: p.instance,
+            name: p.name.clone(),
+            health: p.target_health.clone(),
             testing: p.testing_network,
-            timers: p.timers,
+            timers: p.timers.clone(),
             status: status.clone(),
-            own,
-            name: p.name,
-            views,
-        })));
+            own: own.clone(),
+            next: next.clone(),
+            views: views.clone(),
+        }),
+    )];
+    tasks.push(sup.spawn(
+        "next-descriptor",
+        next_descriptor_task(
+            p.tor.clone(),
+            p.instance,
+            p.testing_network,
+            p.timers.clone(),
+            next,
+            views.clone(),
+        ),
+    ));
+    tasks.push(sup.spawn(
+        "status",
+        status_task(membership.clone(), status.clone(), p.timers.status_poll),
+    ));
+    if let Some(master) = p.master {
+        tasks.push(sup.spawn(
+            "publish",
+            publish_task(PublishCtx {
+                membership: membership.clone(),
+                publishing: elector.watch(),
+                tor: p.tor,
+                master,
+                testing: p.testing_network,
+                timers: p.timers,
+                status: status.clone(),
+                own,
+                name: p.name,
+                views,
+            }),
+        ));
     }
     tasks
 }

@@ -10,11 +10,12 @@ use crate::join::JoinService;
 use crate::join_node::JoinNode;
 use crate::layout::Layout;
 use crate::metrics::Metrics;
+use crate::supervise::Supervisor;
 use rustbalance_mesh::Mesh;
 use rustbalance_proxy::ProxyHandle;
 use rustbalance_tor::TorSupervisor;
 use std::sync::{Arc, Mutex};
-use tokio::task::JoinHandle;
+use tokio::task::AbortHandle;
 
 /// What the cluster phase started (all `None` on a single node).
 #[derive(Default)]
@@ -24,7 +25,10 @@ pub(super) struct ClusterParts {
     /// The WireGuard mesh.
     pub mesh: Option<Arc<Mutex<Mesh>>>,
     /// The join endpoint's node side and its sync task.
-    pub join_node: Option<(Arc<JoinNode>, JoinHandle<()>)>,
+    pub join_node: Option<(Arc<JoinNode>, AbortHandle)>,
+    /// The cluster's tasks (gossip, intro, publish, join sync): the first that dies
+    /// stops the node.
+    pub supervisor: Supervisor,
 }
 
 /// Start the cluster parts `cfg` asks for.
@@ -56,6 +60,7 @@ pub(super) async fn start(
         target_health: proxy.health_handle(),
         testing_network: cfg.tor.testing_network,
         timers: Timers::from_config(&c, cfg.tor.testing_network),
+        supervisor: parts.supervisor.clone(),
     })
     .await?;
     progress(&format!("gossip on {} ({} seeds)", c.listen, c.seeds.len()));
@@ -65,7 +70,9 @@ pub(super) async fn start(
             "join endpoint open on the master address (join generation {})",
             jn.generation()
         ));
-        let task = tokio::spawn(jn.clone().sync_forever());
+        let task = parts
+            .supervisor
+            .spawn("join-sync", jn.clone().sync_forever());
         telemetry::register_join_metrics(metrics, svc);
         parts.join_node = Some((jn, task));
     }
