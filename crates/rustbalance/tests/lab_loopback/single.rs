@@ -112,6 +112,11 @@ async fn serve_and_recover(lab: &Lab, n: &mut ClusterNodeProc) -> Result<()> {
 
     // Watchdog: SIGKILL tor.
     let old = n.tor_pid().context("tor pid file")?;
+    let uploads_before = n
+        .status()
+        .await
+        .and_then(|s| s["uploads"]["uploaded"].as_u64())
+        .context("uploads in /status")?;
     signal(old, "-KILL")?;
     let t_kill = Instant::now();
     wait_status(n, "tor restarted", Duration::from_secs(60), |s| {
@@ -122,11 +127,26 @@ async fn serve_and_recover(lab: &Lab, n: &mut ClusterNodeProc) -> Result<()> {
         "tor restarted and bootstrapped {:.1}s after SIGKILL",
         t_kill.elapsed().as_secs_f64()
     );
-    // The lab client still holds the descriptor with the dead tor's intro points. In one
-    // CI run it did not get through within 240 s (36–38 s on an idle machine; the cause
-    // was not found). What this checks is that the node's service comes back, so ask as
-    // a new client would: NEWNYM drops the client's descriptor cache, its intro-point
-    // failure cache and its circuits.
+    // The restarted tor publishes a new descriptor (new intro points) once its intro
+    // circuits are up; wait for an HSDir to confirm it. Asking before that gets the dead
+    // tor's descriptor, and an intro point may still hold the dead tor's intro circuit for
+    // tens of seconds: it ACKs the INTRODUCE1 and the client then waits for a RENDEZVOUS2
+    // that never comes (each such try hung until the 30 s per-try limit: the 36-38 s and
+    // 219 s runs; docs/FIELD-NOTES.md "A restarted single-node tor").
+    wait_status(
+        n,
+        "the restarted tor's descriptor uploaded",
+        Duration::from_secs(120),
+        |s| s["uploads"]["uploaded"].as_u64().unwrap_or(0) > uploads_before,
+    )
+    .await?;
+    eprintln!(
+        "restarted tor's descriptor uploaded {:.1}s after SIGKILL",
+        t_kill.elapsed().as_secs_f64()
+    );
+    // The lab client still holds the dead tor's descriptor: ask as a new client would
+    // (NEWNYM drops the client's descriptor cache, its intro-point failure cache and its
+    // circuits), so that it fetches the new descriptor. 240 s only detects "never back".
     rustbalance_tor::ControlClient::connect_authenticated(lab.client_control_addr())
         .await?
         .signal("NEWNYM")
