@@ -107,9 +107,9 @@ pub fn build_master_descriptor_within<R: Rng + CryptoRng>(
     let limit = limit.min(MAX_DESCRIPTOR_SIZE);
     let all = p.intro_points.len();
     let first = within(build_any_size(p, rng)?, limit);
-    let Err(Error::DescriptorTooLarge { .. }) = first else {
+    if !matches!(first, Err(Error::DescriptorTooLarge { .. })) {
         return first;
-    };
+    }
     let with = |n: usize, rng: &mut R| {
         let q = BuildParams {
             intro_points: &p.intro_points[..n],

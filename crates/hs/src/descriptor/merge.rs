@@ -59,7 +59,7 @@ pub fn select_intro_points(instances: &[InstanceIntros], max: usize) -> Selected
         let i = match groups.iter().position(|(n, _, _)| *n == e.instance) {
             Some(i) => i,
             None => {
-                groups.push((&e.instance, Vec::new(), HashSet::new()));
+                groups.push((e.instance.as_str(), Vec::new(), HashSet::new()));
                 groups.len() - 1
             }
         };
@@ -154,12 +154,12 @@ mod test {
         assert_eq!(s.share, 7);
         assert_eq!(
             counts(&s),
-            [("a".into(), 3), ("b".into(), 3), ("m".into(), 7)]
+            [("a".to_string(), 3), ("b".to_string(), 3), ("m".to_string(), 7)]
         );
         assert_eq!(s.left_out, [("m".to_string(), 53)]);
         // Alone, a group gets everything up to max.
         let alone = select_intro_points(&inst[2..], 20);
-        assert_eq!(counts(&alone), [("m".into(), 20)]);
+        assert_eq!(counts(&alone), [("m".to_string(), 20)]);
     }
 
     #[test]
@@ -215,6 +215,6 @@ mod test {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(4);
         let g = [group("a", &[]), group("b", &pts(&mut rng, 2))];
         assert!(select_intro_points(&g, 0).chosen.is_empty());
-        assert_eq!(counts(&select_intro_points(&g, 20)), [("b".into(), 2)]);
+        assert_eq!(counts(&select_intro_points(&g, 20)), [("b".to_string(), 2)]);
     }
 }

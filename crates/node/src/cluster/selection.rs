@@ -73,7 +73,7 @@ impl Selection {
         self.chosen.iter().map(|(_, ip)| ip.clone()).collect()
     }
 
-    /// How many points each node has among the first `n` chosen, in order of appearance.
+    /// How many points each node has in `range` of [`Self::chosen`], in order of appearance.
     pub fn per_node(&self, range: std::ops::Range<usize>) -> Vec<(String, usize)> {
         let mut out: Vec<(String, usize)> = Vec::new();
         for (name, _) in self.chosen.get(range).unwrap_or_default() {
