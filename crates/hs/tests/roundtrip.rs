@@ -4,8 +4,8 @@ use base64::Engine;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use rustbalance_hs::descriptor::{
-    build_master_descriptor, build_master_descriptor_within, max_descriptor_size,
-    parse_descriptor, select_intro_points, BuildParams, InstanceIntros, DEFAULT_LIFETIME_MINUTES,
+    build_master_descriptor, build_master_descriptor_within, max_descriptor_size, parse_descriptor,
+    select_intro_points, BuildParams, InstanceIntros, DEFAULT_LIFETIME_MINUTES,
     MAX_DESCRIPTOR_SIZE, MAX_INTRO_POINTS,
 };
 use rustbalance_hs::fixture::{
@@ -276,7 +276,10 @@ fn an_oversized_descriptor_lists_fewer_points_instead_of_failing() {
     assert!(small.text.len() < 20_000 && small.intro_count < d.intro_count);
     // Nothing fits: the error says so.
     let e = build_master_descriptor_within(&p(&ips), 3_000, &mut rng).unwrap_err();
-    assert!(matches!(e, Error::DescriptorTooLarge { limit: 3_000, .. }), "{e}");
+    assert!(
+        matches!(e, Error::DescriptorTooLarge { limit: 3_000, .. }),
+        "{e}"
+    );
     let e = build_master_descriptor_within(&p(&[]), MAX_DESCRIPTOR_SIZE, &mut rng).unwrap_err();
     assert!(matches!(e, Error::NoIntroPoints), "{e}");
 }

@@ -153,10 +153,7 @@ fn within(built: BuiltDescriptor, limit: usize) -> Result<BuiltDescriptor> {
 }
 
 /// Build, sign and encrypt a master descriptor, whatever its size.
-fn build_any_size<R: Rng + CryptoRng>(
-    p: &BuildParams<'_>,
-    rng: &mut R,
-) -> Result<BuiltDescriptor> {
+fn build_any_size<R: Rng + CryptoRng>(p: &BuildParams<'_>, rng: &mut R) -> Result<BuiltDescriptor> {
     if p.intro_points.is_empty() {
         return Err(Error::NoIntroPoints);
     }

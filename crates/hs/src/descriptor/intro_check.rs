@@ -194,7 +194,13 @@ mod test {
         let bad = |specs: Vec<EncodedLinkSpec>| check_link_specifiers(&specs).unwrap_err();
         assert_eq!(bad(vec![v4.clone()]), F::LinkSpecifierCount(1));
         assert_eq!(
-            bad(vec![v4.clone(), rsa.clone(), ed.clone(), v6.clone(), spec(4, 1)]),
+            bad(vec![
+                v4.clone(),
+                rsa.clone(),
+                ed.clone(),
+                v6.clone(),
+                spec(4, 1)
+            ]),
             F::LinkSpecifierCount(5)
         );
         // An unknown type, even small, and a 255-byte one.
@@ -229,7 +235,9 @@ mod test {
             bad(vec![v4.clone(), ed.clone()]),
             F::MissingLinkSpecifier("legacy ID")
         );
-        assert!(F::UnknownLinkSpecifier(9).to_string().contains("tor writes only"));
+        assert!(F::UnknownLinkSpecifier(9)
+            .to_string()
+            .contains("tor writes only"));
     }
 
     #[test]

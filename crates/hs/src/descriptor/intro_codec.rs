@@ -91,9 +91,7 @@ pub fn decode_intro_points_bytes(raw: &[u8]) -> Result<Vec<IntroPointDesc>> {
         )));
     }
     let mut r = Reader::from_slice(raw);
-    let magic: [u8; 4] = r
-        .extract()
-        .map_err(|_| bad("truncated header".into()))?;
+    let magic: [u8; 4] = r.extract().map_err(|_| bad("truncated header".into()))?;
     if &magic != MAGIC {
         return Err(bad("unknown intro-point encoding (wrong version?)".into()));
     }
@@ -134,8 +132,8 @@ fn decode_one(r: &mut Reader<'_>, index: usize) -> Result<IntroPointDesc> {
     let ntor: [u8; 32] = r.extract().map_err(|_| bad("truncated keys"))?;
     let sid: [u8; 32] = r.extract().map_err(|_| bad("truncated keys"))?;
     let svc: [u8; 32] = r.extract().map_err(|_| bad("truncated keys"))?;
-    let sid =
-        ed25519::PublicKey::from_bytes(&sid).map_err(|_| bad("auth key is not an ed25519 point"))?;
+    let sid = ed25519::PublicKey::from_bytes(&sid)
+        .map_err(|_| bad("auth key is not an ed25519 point"))?;
     IntroPointDesc::builder()
         .link_specifiers(specs)
         .ipt_kp_ntor(curve25519::PublicKey::from(ntor))

@@ -44,6 +44,9 @@ pub struct Selected {
     pub share: usize,
 }
 
+/// One group while choosing: its name, its distinct points in order, their ids.
+type Group<'a> = (&'a str, Vec<&'a IntroPointDesc>, HashSet<[u8; 32]>);
+
 /// The auth key identifies an intro point: tor's intro circuit is keyed by it.
 fn point_id(ip: &IntroPointDesc) -> [u8; 32] {
     *ip.ipt_sid_key().as_bytes()
@@ -54,7 +57,7 @@ fn point_id(ip: &IntroPointDesc) -> [u8; 32] {
 pub fn select_intro_points(instances: &[InstanceIntros], max: usize) -> Selected {
     let mut out = Selected::default();
     // Groups in order of first appearance, each its distinct points in order.
-    let mut groups: Vec<(&str, Vec<&IntroPointDesc>, HashSet<[u8; 32]>)> = Vec::new();
+    let mut groups: Vec<Group<'_>> = Vec::new();
     for e in instances {
         let i = match groups.iter().position(|(n, _, _)| *n == e.instance) {
             Some(i) => i,
@@ -154,7 +157,11 @@ mod test {
         assert_eq!(s.share, 7);
         assert_eq!(
             counts(&s),
-            [("a".to_string(), 3), ("b".to_string(), 3), ("m".to_string(), 7)]
+            [
+                ("a".to_string(), 3),
+                ("b".to_string(), 3),
+                ("m".to_string(), 7)
+            ]
         );
         assert_eq!(s.left_out, [("m".to_string(), 53)]);
         // Alone, a group gets everything up to max.
@@ -177,7 +184,12 @@ mod test {
             names,
             ["a", "b", "c", "a", "b", "c", "b", "c", "b", "c", "b", "b", "b"]
         );
-        let ids = |s: &Selected| s.chosen.iter().map(|(_, p)| point_id(p)).collect::<Vec<_>>();
+        let ids = |s: &Selected| {
+            s.chosen
+                .iter()
+                .map(|(_, p)| point_id(p))
+                .collect::<Vec<_>>()
+        };
         assert_eq!(ids(&s), ids(&again));
         // Each group's points in the order it listed them.
         assert_eq!(point_id(&s.chosen[1].1), point_id(&inst[1].intro_points[0]));
@@ -192,10 +204,7 @@ mod test {
         // "a" lists its first point twice; "m" copies all of b's points before its own.
         let a_twice = [a.clone(), vec![a[0].clone()]].concat();
         let m = [b.clone(), pts(&mut rng, 3)].concat();
-        let s = select_intro_points(
-            &[group("a", &a_twice), group("b", &b), group("m", &m)],
-            20,
-        );
+        let s = select_intro_points(&[group("a", &a_twice), group("b", &b), group("m", &m)], 20);
         let mut ids: Vec<_> = s.chosen.iter().map(|(_, p)| point_id(p)).collect();
         let n = ids.len();
         ids.sort();

@@ -67,7 +67,10 @@ fn one_key_with_twenty_points_is_capped_at_the_share_too() {
         entry("node1", points(&mut rng, 3)),
     ];
     let s = choose(&nodes, MAX_INTRO_POINTS);
-    assert_eq!((s.share, count(&s, "a-many"), count(&s, "node1")), (10, 10, 3));
+    assert_eq!(
+        (s.share, count(&s, "a-many"), count(&s, "node1")),
+        (10, 10, 3)
+    );
     assert_eq!(s.left_out, [("a-many".to_string(), 10)]);
     // The tail of the order is the biggest node's: that is what a size cut drops first.
     assert_eq!(s.per_node(6..13), [("a-many".to_string(), 7)]);
@@ -132,7 +135,9 @@ fn network() -> (Consensus, HsDirSet) {
 fn a_hostile_member_cannot_take_the_descriptor_or_stop_publication() {
     let mut rng = ChaCha20Rng::seed_from_u64(4);
     let mut hostile = node("a-hostile", &key(), &[]);
-    hostile.state.retain(|k, _| !k.starts_with(gossip::INTRO_POINTS_PREFIX));
+    hostile
+        .state
+        .retain(|k, _| !k.starts_with(gossip::INTRO_POINTS_PREFIX));
     for k in 0..20 {
         let ips: Vec<IntroPointDesc> = (0..3)
             .map(|_| {
