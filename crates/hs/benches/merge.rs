@@ -75,7 +75,8 @@ fn merge_build<R: Rng + CryptoRng>(
     inst: &[InstanceIntros],
     rng: &mut R,
 ) -> BuiltDescriptor {
-    let chosen: Vec<IntroPointDesc> = select_intro_points(inst, MAX_INTRO_POINTS, rng)
+    let chosen: Vec<IntroPointDesc> = select_intro_points(inst, MAX_INTRO_POINTS)
+        .chosen
         .into_iter()
         .map(|(_, ip)| ip)
         .collect();

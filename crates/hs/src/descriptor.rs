@@ -1,28 +1,55 @@
 //! v3 descriptors: parse an instance's descriptor from its address alone,
-//! choose intro points fairly across instances, and build the master
-//! descriptor.
+//! keep only intro points tor would write, choose intro points fairly across
+//! instances, and build the master descriptor.
 //!
 //! Size limits are tor's: a descriptor above [`MAX_DESCRIPTOR_SIZE`] bytes is
 //! refused by HSDirs, and clients ignore more than [`MAX_INTRO_POINTS`]
-//! introduction points.
+//! introduction points. [`build_master_descriptor_within`] lists fewer intro
+//! points rather than build a descriptor HSDirs would refuse.
 
 mod build;
+mod intro_check;
 mod intro_codec;
 mod layer;
 mod merge;
 mod parse;
 
 pub use build::{
-    build_master_descriptor, revision_counter, BuildParams, BuiltDescriptor,
-    DEFAULT_LIFETIME_MINUTES,
+    build_master_descriptor, build_master_descriptor_within, revision_counter, BuildParams,
+    BuiltDescriptor, DEFAULT_LIFETIME_MINUTES,
 };
-pub use intro_codec::{decode_intro_points, encode_intro_points, intro_point_relay};
-pub use merge::{select_intro_points, InstanceIntros};
+pub use intro_check::{
+    check_intro_point, check_link_specifiers, usable_intro_points, IntroPointFault,
+    MAX_LINK_SPECIFIERS,
+};
+#[cfg(any(test, feature = "testing"))]
+pub use intro_codec::encode_intro_points_unchecked;
+pub use intro_codec::{
+    decode_intro_points, decode_intro_points_bytes, encode_intro_points, intro_point_relay,
+};
+pub use merge::{select_intro_points, InstanceIntros, Selected};
 pub use parse::{parse_descriptor, ParsedDescriptor};
 
-/// Largest descriptor tor's HSDirs accept: C tor refuses `>= HS_DESC_MAX_LEN`
-/// (50,000), so 49,999 bytes is the most that is stored.
+/// Largest descriptor tor's HSDirs accept: C tor refuses a descriptor whose
+/// length is `>= HSV3MaxDescriptorSize` (a consensus parameter, default
+/// `HS_DESC_MAX_LEN`, 50,000), so 49,999 bytes is the most that is stored;
+/// see [`max_descriptor_size`] for a consensus that sets the parameter.
 pub const MAX_DESCRIPTOR_SIZE: usize = 49_999;
+
+/// The consensus parameter that lowers (or raises) the HSDirs' size limit.
+pub const MAX_SIZE_PARAM: &str = "HSV3MaxDescriptorSize";
+
+/// The largest descriptor HSDirs store under a consensus whose
+/// `HSV3MaxDescriptorSize` is `param` (`None`: not set), never above
+/// [`MAX_DESCRIPTOR_SIZE`].
+pub fn max_descriptor_size(param: Option<i64>) -> usize {
+    match param {
+        Some(v) if v >= 1 => usize::try_from(v - 1)
+            .unwrap_or(MAX_DESCRIPTOR_SIZE)
+            .min(MAX_DESCRIPTOR_SIZE),
+        _ => MAX_DESCRIPTOR_SIZE,
+    }
+}
 /// Most intro points a client accepts in one descriptor.
 pub const MAX_INTRO_POINTS: usize = tor_hscrypto::NUM_INTRO_POINT_MAX;
 

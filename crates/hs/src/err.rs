@@ -90,6 +90,22 @@ pub enum Error {
         now: String,
     },
 
+    /// Intro points gossiped by a node could not be read (malformed or over the limits).
+    #[error("intro points refused: {reason}")]
+    BadIntroPoints {
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A gossiped intro point is not one tor would write (see `descriptor::intro_check`).
+    #[error("intro point {index} refused: {fault}")]
+    UnusableIntroPoint {
+        /// Its position in the list.
+        index: usize,
+        /// What is wrong with it.
+        fault: crate::descriptor::IntroPointFault,
+    },
+
     /// There is nothing to merge.
     #[error("no introduction points to publish: every instance descriptor was empty or missing")]
     NoIntroPoints,

@@ -9,12 +9,39 @@ use crate::time::{DescriptorSlot, TimeParams};
 use rand::{CryptoRng, Rng, RngExt};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::SystemTime;
-use tor_linkspec::LinkSpec;
+use tor_linkspec::{EncodedLinkSpec, LinkSpec};
 use tor_llcrypto::pk::{curve25519, ed25519, rsa::RsaIdentity};
 
 /// A plausible intro point: IPv4 ORPort, RSA id and ed25519 id link
 /// specifiers and fresh keys, all random.
 pub fn fake_intro_point<R: Rng + CryptoRng>(rng: &mut R) -> IntroPointDesc {
+    let specs = relay_link_specifiers(rng);
+    intro_point_with(specs, rng)
+}
+
+/// The largest intro point tor writes: all four link specifier types (IPv4,
+/// legacy ID, ed25519, IPv6).
+pub fn full_intro_point<R: Rng + CryptoRng>(rng: &mut R) -> IntroPointDesc {
+    let mut specs = relay_link_specifiers(rng);
+    let mut v6 = [0u8; 16];
+    rng.fill_bytes(&mut v6);
+    let v6 = LinkSpec::OrPort(IpAddr::V6(v6.into()), 9001);
+    specs.push(v6.encode().expect("encodable link specifier"));
+    intro_point_with(specs, rng)
+}
+
+/// What a hostile member could gossip: a plausible intro point padded with `extra` link
+/// specifiers of an unknown type (200+), 255 bytes each. tor writes no such thing.
+pub fn oversized_intro_point<R: Rng + CryptoRng>(rng: &mut R, extra: u8) -> IntroPointDesc {
+    let mut specs = relay_link_specifiers(rng);
+    for t in 0..extra {
+        specs.push(EncodedLinkSpec::new((200 + t).into(), vec![0xee; 255]));
+    }
+    intro_point_with(specs, rng)
+}
+
+/// IPv4 ORPort, RSA id and ed25519 id, random.
+fn relay_link_specifiers<R: Rng + CryptoRng>(rng: &mut R) -> Vec<EncodedLinkSpec> {
     let mut rsa = [0u8; 20];
     rng.fill_bytes(&mut rsa);
     let mut ed = [0u8; 32];
@@ -25,14 +52,21 @@ pub fn fake_intro_point<R: Rng + CryptoRng>(rng: &mut R) -> IntroPointDesc {
         rng.random(),
         rng.random::<u8>(),
     ));
-    let specs = [
+    [
         LinkSpec::OrPort(ip, 9001),
         LinkSpec::RsaId(RsaIdentity::from(rsa)),
         LinkSpec::Ed25519Id(ed25519::Ed25519Identity::from(ed)),
     ]
     .iter()
     .map(|l| l.encode().expect("encodable link specifier"))
-    .collect();
+    .collect()
+}
+
+/// An intro point with `specs` and fresh random keys.
+fn intro_point_with<R: Rng + CryptoRng>(
+    specs: Vec<EncodedLinkSpec>,
+    rng: &mut R,
+) -> IntroPointDesc {
     let ntor = curve25519::PublicKey::from(&curve25519::StaticSecret::random_from_rng(&mut *rng));
     let svc = curve25519::PublicKey::from(&curve25519::StaticSecret::random_from_rng(&mut *rng));
     let sid = ed25519::Keypair::generate(rng).verifying_key();

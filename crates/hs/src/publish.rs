@@ -4,8 +4,8 @@
 //! the intro points and the time, and performs the uploads.
 
 use crate::descriptor::{
-    build_master_descriptor, BuildParams, BuiltDescriptor, IntroPointDesc, PowParams, Protocols,
-    DEFAULT_LIFETIME_MINUTES,
+    build_master_descriptor_within, max_descriptor_size, BuildParams, BuiltDescriptor,
+    IntroPointDesc, PowParams, Protocols, DEFAULT_LIFETIME_MINUTES, MAX_SIZE_PARAM,
 };
 use crate::err::{Error, Result};
 use crate::keys::IdentityKey;
@@ -37,7 +37,8 @@ pub struct PublishInput<'a> {
     pub time: TimeParams,
     /// Now.
     pub now: SystemTime,
-    /// The intro points to list (already chosen and capped).
+    /// The intro points to list (already chosen and capped); a descriptor over the
+    /// size limit keeps only the first ones.
     pub intro_points: &'a [IntroPointDesc],
     /// `flow-control` to advertise.
     pub flow_control: Option<(Protocols, u8)>,
@@ -45,7 +46,9 @@ pub struct PublishInput<'a> {
     pub pow_params: Option<&'a PowParams>,
 }
 
-/// Build both live descriptors and find their HSDirs.
+/// Build both live descriptors and find their HSDirs. A descriptor that would be over
+/// the HSDirs' size limit (the consensus' `HSV3MaxDescriptorSize`) lists fewer intro
+/// points ([`BuiltDescriptor::dropped`]) instead of failing.
 pub fn plan_uploads<R: Rng + CryptoRng>(
     input: &PublishInput<'_>,
     rng: &mut R,
@@ -58,13 +61,14 @@ pub fn plan_uploads<R: Rng + CryptoRng>(
                 .into(),
         });
     }
+    let limit = max_descriptor_size(input.consensus.params.get(MAX_SIZE_PARAM).copied());
     let slots = input
         .time
         .live_slots(unix_secs(input.now), input.consensus.valid_after_unix());
     slots
         .iter()
         .map(|slot| {
-            let descriptor = build_master_descriptor(
+            let descriptor = build_master_descriptor_within(
                 &BuildParams {
                     master: input.master,
                     time: input.time,
@@ -75,6 +79,7 @@ pub fn plan_uploads<R: Rng + CryptoRng>(
                     pow_params: input.pow_params,
                     lifetime_minutes: DEFAULT_LIFETIME_MINUTES,
                 },
+                limit,
                 rng,
             )?;
             let srv = input.consensus.srv_for(&input.time, slot);

@@ -4,10 +4,14 @@ use base64::Engine;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use rustbalance_hs::descriptor::{
-    build_master_descriptor, parse_descriptor, select_intro_points, BuildParams, InstanceIntros,
-    DEFAULT_LIFETIME_MINUTES, MAX_INTRO_POINTS,
+    build_master_descriptor, build_master_descriptor_within, max_descriptor_size, parse_descriptor,
+    select_intro_points, BuildParams, InstanceIntros, DEFAULT_LIFETIME_MINUTES,
+    MAX_DESCRIPTOR_SIZE, MAX_INTRO_POINTS,
 };
-use rustbalance_hs::fixture::{fake_instance_descriptor, fake_intro_point, tor_flow_control};
+use rustbalance_hs::fixture::{
+    fake_instance_descriptor, fake_intro_point, full_intro_point, oversized_intro_point,
+    tor_flow_control,
+};
 use rustbalance_hs::time::{from_unix, DescriptorSlot, TimeParams};
 use rustbalance_hs::{Error, IdentityKey};
 use std::collections::HashMap;
@@ -67,7 +71,7 @@ fn merged_descriptor_round_trips() {
     let mut rng = ChaCha20Rng::seed_from_u64(42);
     let master = IdentityKey::generate(&mut rng);
     let inst = instances(&mut rng, 3, 3);
-    let chosen = select_intro_points(&inst, MAX_INTRO_POINTS, &mut rng);
+    let chosen = select_intro_points(&inst, MAX_INTRO_POINTS).chosen;
     assert_eq!(chosen.len(), 9);
     let ips: Vec<_> = chosen.into_iter().map(|(_, ip)| ip).collect();
     let built = build(&master, &ips, NOW, &mut rng);
@@ -145,7 +149,7 @@ fn fair_round_robin_and_cap() {
         })
         .collect();
     for cap in [1, 5, 10, 20] {
-        let chosen = select_intro_points(&inst, cap, &mut rng);
+        let chosen = select_intro_points(&inst, cap).chosen;
         assert_eq!(chosen.len(), cap.min(21));
         let mut per: HashMap<String, usize> = HashMap::new();
         for (n, _) in &chosen {
@@ -212,4 +216,80 @@ fn rejects_wrong_address_expired_malformed_oversized() {
     let huge = format!("{text}{}", "x".repeat(50_001));
     let e = parse_descriptor(&huge, &key.address(), &TP, now()).unwrap_err();
     assert!(matches!(e, Error::DescriptorTooLarge { .. }), "{e}");
+}
+
+#[test]
+fn twenty_of_the_largest_intro_points_tor_writes_fit() {
+    let mut rng = ChaCha20Rng::seed_from_u64(21);
+    let master = IdentityKey::generate(&mut rng);
+    let ips: Vec<_> = (0..20).map(|_| full_intro_point(&mut rng)).collect();
+    let built = build(&master, &ips, NOW, &mut rng);
+    eprintln!(
+        "20 intro points with IPv4, legacy ID, ed25519 and IPv6: {} bytes (limit {MAX_DESCRIPTOR_SIZE})",
+        built.text.len()
+    );
+    assert!(built.text.len() <= MAX_DESCRIPTOR_SIZE);
+    assert_eq!(built.dropped, 0);
+}
+
+#[test]
+fn an_oversized_descriptor_lists_fewer_points_instead_of_failing() {
+    let mut rng = ChaCha20Rng::seed_from_u64(22);
+    let master = IdentityKey::generate(&mut rng);
+    // Five plain points first, then fifteen padded with 255-byte specifiers of unknown
+    // types (what a hostile member would gossip if the codec let it through).
+    let mut ips: Vec<_> = (0..5).map(|_| fake_intro_point(&mut rng)).collect();
+    ips.extend((0..15).map(|_| oversized_intro_point(&mut rng, 5)));
+    let p = |ips| BuildParams {
+        master: &master,
+        time: TP,
+        slot: slot(NOW),
+        now: now(),
+        intro_points: ips,
+        flow_control: Some(tor_flow_control()),
+        pow_params: None,
+        lifetime_minutes: DEFAULT_LIFETIME_MINUTES,
+    };
+    let e = build_master_descriptor(&p(&ips), &mut rng).unwrap_err();
+    assert!(matches!(e, Error::DescriptorTooLarge { .. }), "{e}");
+
+    let d = build_master_descriptor_within(&p(&ips), MAX_DESCRIPTOR_SIZE, &mut rng).unwrap();
+    eprintln!(
+        "fitted: {} of 20 intro points, {} bytes",
+        d.intro_count,
+        d.text.len()
+    );
+    assert!(d.text.len() <= MAX_DESCRIPTOR_SIZE);
+    assert!(d.dropped > 0 && d.intro_count >= 5);
+    assert_eq!(d.intro_count + d.dropped, 20);
+    // The longest prefix that fits: one more point does not.
+    let e = build_master_descriptor(&p(&ips[..d.intro_count + 1]), &mut rng).unwrap_err();
+    assert!(matches!(e, Error::DescriptorTooLarge { .. }), "{e}");
+    // A client reads it; the padded points are what parsing refuses.
+    let parsed = parse_descriptor(&d.text, &master.address(), &TP, now()).unwrap();
+    assert_eq!(parsed.intro_points.len(), 5);
+    assert_eq!(parsed.refused_intro_points.len(), d.intro_count - 5);
+
+    // A consensus that lowers the limit lowers it here too.
+    let limit = max_descriptor_size(Some(20_000));
+    let small = build_master_descriptor_within(&p(&ips), limit, &mut rng).unwrap();
+    assert!(small.text.len() < 20_000 && small.intro_count < d.intro_count);
+    // Nothing fits: the error says so.
+    let e = build_master_descriptor_within(&p(&ips), 3_000, &mut rng).unwrap_err();
+    assert!(
+        matches!(e, Error::DescriptorTooLarge { limit: 3_000, .. }),
+        "{e}"
+    );
+    let e = build_master_descriptor_within(&p(&[]), MAX_DESCRIPTOR_SIZE, &mut rng).unwrap_err();
+    assert!(matches!(e, Error::NoIntroPoints), "{e}");
+}
+
+#[test]
+fn size_limit_follows_the_consensus_parameter() {
+    assert_eq!(max_descriptor_size(None), 49_999);
+    assert_eq!(max_descriptor_size(Some(20_000)), 19_999);
+    // Nonsense or a higher value: tor's default still holds for HSDirs on older consensuses.
+    assert_eq!(max_descriptor_size(Some(0)), 49_999);
+    assert_eq!(max_descriptor_size(Some(-5)), 49_999);
+    assert_eq!(max_descriptor_size(Some(1_000_000)), 49_999);
 }

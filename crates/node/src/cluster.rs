@@ -15,6 +15,7 @@
 //! * [`advertise`] — the intro and next-descriptor tasks (this node's own intro points).
 //! * [`publisher`] — the [`publisher::Publisher`] and the publish task.
 //! * [`roster`] — who is live, healthy or removed, and their intro points.
+//! * [`selection`] — which of them go into the descriptor: fair per node, repeats dropped.
 //! * [`policy`] — the decisions, pure (they take `now`; tests run them on fake time).
 //! * [`gossip`] — every gossip key a node writes and its value format.
 //! * [`view`] — the network view and instance descriptors read from tor.
@@ -26,6 +27,7 @@ pub mod node;
 pub mod policy;
 pub mod publisher;
 pub mod roster;
+pub mod selection;
 pub mod timers;
 pub mod view;
 

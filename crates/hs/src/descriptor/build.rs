@@ -61,6 +61,9 @@ pub struct BuiltDescriptor {
     pub revision: u64,
     /// Number of intro points in it.
     pub intro_count: usize,
+    /// Intro points of [`BuildParams::intro_points`] left out (the last ones) to stay
+    /// within the size limit ([`build_master_descriptor_within`]).
+    pub dropped: usize,
 }
 
 /// Tor's revision counter for a descriptor built at `now` in `slot`: the OPE
@@ -79,11 +82,78 @@ pub fn revision_counter(blinded: &HsBlindIdKeypair, slot: &DescriptorSlot, now: 
     key.encrypt(SrvPeriodOffset::from(elapsed as u32))
 }
 
-/// Build, sign and encrypt a master descriptor.
+/// Build, sign and encrypt a master descriptor; an error if it is over
+/// [`MAX_DESCRIPTOR_SIZE`].
 pub fn build_master_descriptor<R: Rng + CryptoRng>(
     p: &BuildParams<'_>,
     rng: &mut R,
 ) -> Result<BuiltDescriptor> {
+    let built = build_any_size(p, rng)?;
+    within(built, MAX_DESCRIPTOR_SIZE)
+}
+
+/// Build a master descriptor of at most `limit` bytes (capped at [`MAX_DESCRIPTOR_SIZE`]):
+/// when listing every point of `p.intro_points` would make it larger, list the longest
+/// prefix that fits. Callers order the points so that the last ones are the first to go
+/// ([`super::select_intro_points`] puts the points of the nodes with the most last);
+/// [`BuiltDescriptor::dropped`] says how many went. A descriptor's size only grows with
+/// its intro points, so the prefix is found by bisection: one build when all fit, about
+/// five more otherwise. An error only when even one intro point is too large.
+pub fn build_master_descriptor_within<R: Rng + CryptoRng>(
+    p: &BuildParams<'_>,
+    limit: usize,
+    rng: &mut R,
+) -> Result<BuiltDescriptor> {
+    let limit = limit.min(MAX_DESCRIPTOR_SIZE);
+    let all = p.intro_points.len();
+    let first = within(build_any_size(p, rng)?, limit);
+    if !matches!(first, Err(Error::DescriptorTooLarge { .. })) {
+        return first;
+    }
+    let with = |n: usize, rng: &mut R| {
+        let q = BuildParams {
+            intro_points: &p.intro_points[..n],
+            flow_control: p.flow_control.clone(),
+            ..*p
+        };
+        within(build_any_size(&q, rng)?, limit)
+    };
+    // Invariant: `all` points are too many; find the most that fit in 1..all.
+    let (mut lo, mut hi) = (0, all);
+    let mut best = None;
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        match with(mid, rng) {
+            Ok(d) => {
+                lo = mid;
+                best = Some(d);
+            }
+            Err(Error::DescriptorTooLarge { .. }) => hi = mid,
+            Err(e) => return Err(e),
+        }
+    }
+    match best {
+        Some(mut d) => {
+            d.dropped = all - d.intro_count;
+            Ok(d)
+        }
+        None => first,
+    }
+}
+
+/// `built` if it is at most `limit` bytes.
+fn within(built: BuiltDescriptor, limit: usize) -> Result<BuiltDescriptor> {
+    if built.text.len() > limit {
+        return Err(Error::DescriptorTooLarge {
+            size: built.text.len(),
+            limit,
+        });
+    }
+    Ok(built)
+}
+
+/// Build, sign and encrypt a master descriptor, whatever its size.
+fn build_any_size<R: Rng + CryptoRng>(p: &BuildParams<'_>, rng: &mut R) -> Result<BuiltDescriptor> {
     if p.intro_points.is_empty() {
         return Err(Error::NoIntroPoints);
     }
@@ -137,18 +207,13 @@ pub fn build_master_descriptor<R: Rng + CryptoRng>(
         string_const: SUPERENC_CONST,
     };
     let text = repad_superencrypted(&text, &keys, &signing, rng)?;
-    if text.len() > MAX_DESCRIPTOR_SIZE {
-        return Err(Error::DescriptorTooLarge {
-            size: text.len(),
-            limit: MAX_DESCRIPTOR_SIZE,
-        });
-    }
     Ok(BuiltDescriptor {
         text,
         blinded_key: blinded_bytes,
         period_num: p.slot.period_num,
         revision,
         intro_count: p.intro_points.len(),
+        dropped: 0,
     })
 }
 

@@ -1,48 +1,103 @@
-//! Fair choice of introduction points across instances.
+//! Fair, deterministic choice of introduction points across instances.
+//!
+//! ```text
+//!  entries ─same name─▶ one group (a node with several instances counts once)
+//!          ─▶ per group: drop repeats (same auth key), keep the first; cap at the fair share
+//!          ─▶ round robin over groups in order: round 0 takes each group's first point,
+//!             round 1 each group's second, … ; a point already chosen for an earlier group
+//!             is skipped without using the turn
+//!          ─▶ at most `max` points, in that order
+//! ```
+//!
+//! The fair share is `ceil(max / groups)`: however many points a group lists, it gets no
+//! more than that, so one member cannot crowd the others out. The order is the order of
+//! loss: the last points belong to the groups with the most, so a caller that must list
+//! fewer (a descriptor over the size limit) drops from the end. The same inputs always
+//! give the same choice (no randomness), so an unchanged cluster publishes an unchanged
+//! set.
 
-use rand::seq::SliceRandom;
-use rand::Rng;
+use std::collections::HashSet;
 use tor_netdoc::doc::hsdesc::IntroPointDesc;
 
 /// The intro points one instance currently offers.
 #[derive(Debug, Clone)]
 pub struct InstanceIntros {
-    /// A name for the instance (node/instance id; used only for reporting).
+    /// The instance's group name (the node it runs on; entries with the same name are
+    /// one group). Used for fairness and reporting.
     pub instance: String,
     /// Its intro points, as read from its own descriptor.
     pub intro_points: Vec<IntroPointDesc>,
 }
 
-/// Choose at most `max` intro points fairly: the order of instances and of
-/// each instance's points is shuffled with `rng`, then points are taken
-/// round-robin, so the counts per instance differ by at most one (unless an
-/// instance runs out). Returns the chosen points with their instance names.
-pub fn select_intro_points<R: Rng + ?Sized>(
-    instances: &[InstanceIntros],
-    max: usize,
-    rng: &mut R,
-) -> Vec<(String, IntroPointDesc)> {
-    let mut queues: Vec<(&str, Vec<&IntroPointDesc>)> = instances
-        .iter()
-        .filter(|i| !i.intro_points.is_empty())
-        .map(|i| {
-            let mut v: Vec<&IntroPointDesc> = i.intro_points.iter().collect();
-            v.shuffle(rng);
-            (i.instance.as_str(), v)
-        })
-        .collect();
-    queues.shuffle(rng);
-    let mut out = Vec::new();
+/// What [`select_intro_points`] chose and what it left out.
+#[derive(Debug, Clone, Default)]
+pub struct Selected {
+    /// The chosen points with their group names, in round-robin order.
+    pub chosen: Vec<(String, IntroPointDesc)>,
+    /// Points left out as repeats: the same auth key twice in one group, or already
+    /// chosen for another group.
+    pub duplicates: usize,
+    /// Per group (in order), the distinct points not chosen: over its fair share, or
+    /// past `max`.
+    pub left_out: Vec<(String, usize)>,
+    /// The fair share: the most points one group may have.
+    pub share: usize,
+}
+
+/// One group while choosing: its name, its distinct points in order, their ids.
+type Group<'a> = (&'a str, Vec<&'a IntroPointDesc>, HashSet<[u8; 32]>);
+
+/// The auth key identifies an intro point: tor's intro circuit is keyed by it.
+fn point_id(ip: &IntroPointDesc) -> [u8; 32] {
+    *ip.ipt_sid_key().as_bytes()
+}
+
+/// Choose at most `max` intro points fairly over the groups of `instances` (see the
+/// module documentation).
+pub fn select_intro_points(instances: &[InstanceIntros], max: usize) -> Selected {
+    let mut out = Selected::default();
+    // Groups in order of first appearance, each its distinct points in order.
+    let mut groups: Vec<Group<'_>> = Vec::new();
+    for e in instances {
+        let i = match groups.iter().position(|(n, _, _)| *n == e.instance) {
+            Some(i) => i,
+            None => {
+                groups.push((e.instance.as_str(), Vec::new(), HashSet::new()));
+                groups.len() - 1
+            }
+        };
+        let (_, points, seen) = &mut groups[i];
+        for ip in &e.intro_points {
+            if seen.insert(point_id(ip)) {
+                points.push(ip);
+            } else {
+                out.duplicates += 1;
+            }
+        }
+    }
+    groups.retain(|(_, p, _)| !p.is_empty());
+    if groups.is_empty() || max == 0 {
+        return out;
+    }
+    out.share = max.div_ceil(groups.len());
+    let mut chosen_ids: HashSet<[u8; 32]> = HashSet::new();
+    let mut next = vec![0usize; groups.len()];
     let mut round = 0;
-    while out.len() < max {
+    while out.chosen.len() < max && round < out.share {
         let mut took = false;
-        for (name, q) in &queues {
-            if out.len() >= max {
+        for (g, (name, points, _)) in groups.iter().enumerate() {
+            if out.chosen.len() >= max {
                 break;
             }
-            if let Some(ip) = q.get(round) {
-                out.push((name.to_string(), (*ip).clone()));
-                took = true;
+            // This group's next point not chosen yet (a repeat does not use the turn).
+            while let Some(ip) = points.get(next[g]) {
+                next[g] += 1;
+                if chosen_ids.insert(point_id(ip)) {
+                    out.chosen.push((name.to_string(), (*ip).clone()));
+                    took = true;
+                    break;
+                }
+                out.duplicates += 1;
             }
         }
         if !took {
@@ -50,5 +105,125 @@ pub fn select_intro_points<R: Rng + ?Sized>(
         }
         round += 1;
     }
+    for (g, (name, points, _)) in groups.iter().enumerate() {
+        // Points never looked at.
+        let left = points.len() - next[g];
+        if left > 0 {
+            out.left_out.push((name.to_string(), left));
+        }
+    }
     out
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::fixture::fake_intro_point;
+    use rand::SeedableRng;
+
+    fn group(name: &str, ips: &[IntroPointDesc]) -> InstanceIntros {
+        InstanceIntros {
+            instance: name.into(),
+            intro_points: ips.to_vec(),
+        }
+    }
+
+    fn counts(s: &Selected) -> Vec<(String, usize)> {
+        let mut c: Vec<(String, usize)> = Vec::new();
+        for (n, _) in &s.chosen {
+            match c.iter_mut().find(|(m, _)| m == n) {
+                Some(e) => e.1 += 1,
+                None => c.push((n.clone(), 1)),
+            }
+        }
+        c.sort();
+        c
+    }
+
+    fn pts(rng: &mut rand_chacha::ChaCha20Rng, n: usize) -> Vec<IntroPointDesc> {
+        (0..n).map(|_| fake_intro_point(rng)).collect()
+    }
+
+    #[test]
+    fn a_group_with_many_entries_gets_its_share_only() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+        let (a, b) = (pts(&mut rng, 3), pts(&mut rng, 3));
+        let mut inst = vec![group("a", &a), group("b", &b)];
+        // "m" lists twenty entries of three points each.
+        for _ in 0..20 {
+            inst.push(group("m", &pts(&mut rng, 3)));
+        }
+        let s = select_intro_points(&inst, 20);
+        assert_eq!(s.share, 7);
+        assert_eq!(
+            counts(&s),
+            [
+                ("a".to_string(), 3),
+                ("b".to_string(), 3),
+                ("m".to_string(), 7)
+            ]
+        );
+        assert_eq!(s.left_out, [("m".to_string(), 53)]);
+        // Alone, a group gets everything up to max.
+        let alone = select_intro_points(&inst[2..], 20);
+        assert_eq!(counts(&alone), [("m".to_string(), 20)]);
+    }
+
+    #[test]
+    fn deterministic_round_robin_order_loses_the_biggest_first() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(2);
+        let inst = vec![
+            group("a", &pts(&mut rng, 2)),
+            group("b", &pts(&mut rng, 9)),
+            group("c", &pts(&mut rng, 4)),
+        ];
+        let s = select_intro_points(&inst, 20);
+        let again = select_intro_points(&inst, 20);
+        let names: Vec<&str> = s.chosen.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            ["a", "b", "c", "a", "b", "c", "b", "c", "b", "c", "b", "b", "b"]
+        );
+        let ids = |s: &Selected| {
+            s.chosen
+                .iter()
+                .map(|(_, p)| point_id(p))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&s), ids(&again));
+        // Each group's points in the order it listed them.
+        assert_eq!(point_id(&s.chosen[1].1), point_id(&inst[1].intro_points[0]));
+        assert_eq!(point_id(&s.chosen[4].1), point_id(&inst[1].intro_points[1]));
+    }
+
+    #[test]
+    fn duplicates_are_kept_once() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
+        let a = pts(&mut rng, 3);
+        let b = pts(&mut rng, 3);
+        // "a" lists its first point twice; "m" copies all of b's points before its own.
+        let a_twice = [a.clone(), vec![a[0].clone()]].concat();
+        let m = [b.clone(), pts(&mut rng, 3)].concat();
+        let s = select_intro_points(&[group("a", &a_twice), group("b", &b), group("m", &m)], 20);
+        let mut ids: Vec<_> = s.chosen.iter().map(|(_, p)| point_id(p)).collect();
+        let n = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), n, "no point twice");
+        // Every point of a and b is in: a copy in m's list costs b nothing.
+        for p in a.iter().chain(&b) {
+            assert!(ids.contains(&point_id(p)));
+        }
+        assert_eq!(n, 9);
+        assert_eq!(s.duplicates, 4);
+    }
+
+    #[test]
+    fn nothing_to_choose() {
+        assert!(select_intro_points(&[], 20).chosen.is_empty());
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(4);
+        let g = [group("a", &[]), group("b", &pts(&mut rng, 2))];
+        assert!(select_intro_points(&g, 0).chosen.is_empty());
+        assert_eq!(counts(&select_intro_points(&g, 20)), [("b".to_string(), 2)]);
+    }
 }

@@ -1,5 +1,6 @@
 //! Parse, decrypt and validate a descriptor knowing only its onion address.
 
+use super::intro_check::{usable_intro_points, IntroPointFault};
 use super::MAX_DESCRIPTOR_SIZE;
 use crate::address::OnionAddress;
 use crate::err::{Error, Result};
@@ -31,8 +32,10 @@ pub struct ParsedDescriptor {
     pub lifetime_minutes: u16,
     /// When the descriptor-signing-key certificate expires.
     pub signing_cert_expiry: SystemTime,
-    /// Introduction points.
+    /// Introduction points: those tor would write ([`super::intro_check`]).
     pub intro_points: Vec<IntroPointDesc>,
+    /// Intro points left out of [`Self::intro_points`] (position, what is wrong).
+    pub refused_intro_points: Vec<(usize, IntroPointFault)>,
     /// `flow-control` (protocol versions, sendme increment).
     pub flow_control: Option<(Protocols, u8)>,
     /// `pow-params` lines.
@@ -115,6 +118,7 @@ pub fn parse_descriptor(
         other => bad(format!("not valid at {}: {other}", fmt_time(now))),
     })?;
     let desc = bound.dangerously_assume_timely();
+    let (intro_points, refused_intro_points) = usable_intro_points(desc.intro_points().to_vec());
     Ok(ParsedDescriptor {
         address: *address,
         period_num,
@@ -122,7 +126,8 @@ pub fn parse_descriptor(
         revision: *desc.revision(),
         lifetime_minutes,
         signing_cert_expiry,
-        intro_points: desc.intro_points().to_vec(),
+        intro_points,
+        refused_intro_points,
         flow_control: desc.flow_control().map(|(p, inc)| (p, inc.get())),
         pow_params: desc.pow_params().to_vec(),
         single_onion: desc.is_single_onion_service(),

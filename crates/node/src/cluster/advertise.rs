@@ -163,6 +163,9 @@ impl IntroCtx {
             Source::Fetched => fetched.unwrap_or(current),
             Source::Current => current,
         };
+        for (i, fault) in &chosen.refused_intro_points {
+            tracing::debug!("own instance descriptor: intro point {i} left out: {fault}");
+        }
         // Only intro points whose circuits are up right now.
         Ok(Some(only_established(ctl, &self.instance, chosen).await?))
     }

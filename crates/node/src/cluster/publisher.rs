@@ -20,8 +20,7 @@ use crate::err::{Error, Result};
 use rand::CryptoRng;
 use rustbalance_cluster::Membership;
 use rustbalance_hs::descriptor::{
-    select_intro_points, InstanceIntros, IntroPointDesc, ParsedDescriptor, PowParams, Protocols,
-    MAX_INTRO_POINTS,
+    InstanceIntros, ParsedDescriptor, PowParams, Protocols, MAX_INTRO_POINTS,
 };
 use rustbalance_hs::publish::{plan_uploads, PublishInput, SlotUpload};
 use rustbalance_hs::time::unix_secs;
@@ -154,10 +153,9 @@ impl Publisher {
         rng: &mut R,
     ) -> Result<Vec<SlotReport>> {
         let view = self.views.get(&self.ctl, self.testing_network).await?;
-        let chosen: Vec<IntroPointDesc> = select_intro_points(intros, self.max_intro_points, rng)
-            .into_iter()
-            .map(|(_, ip)| ip)
-            .collect();
+        let selection = super::selection::choose(intros, self.max_intro_points);
+        selection.log();
+        let chosen = selection.points();
         let plan = plan_uploads(
             &PublishInput {
                 master: &self.master,
@@ -171,6 +169,7 @@ impl Publisher {
             },
             rng,
         )?;
+        selection.log_fitted(&plan);
         // Drop stale events from earlier rounds.
         while self.events.try_recv().is_ok() {}
         let addr = self.master.address().without_suffix();

@@ -187,7 +187,7 @@ pub fn merge(
             intro_points: d.intro_points.clone(),
         })
         .collect();
-    let chosen = select_intro_points(&intros, max_intro_points, &mut rand::rng());
+    let chosen = select_intro_points(&intros, max_intro_points).chosen;
     let ips: Vec<IntroPointDesc> = chosen.iter().map(|(_, ip)| ip.clone()).collect();
     // flow-control only if every instance advertises it (first one's value).
     let flow_control = if parsed.iter().all(|d| d.flow_control.is_some()) {

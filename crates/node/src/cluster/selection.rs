@@ -1,0 +1,139 @@
+//! Which intro points go into the master descriptor: slots are shared over *nodes*, not
+//! over gossip keys, so a member that lists many keys or many points gets no more than any
+//! other member. Pure: the publisher hands in the healthy nodes' intro points
+//! (`roster::HealthyIntros::nodes`, one entry per `intro/*` key, named after its node,
+//! nodes in name order) and gets the chosen points back, in the order in which they are
+//! given up when a descriptor is over the size limit.
+//!
+//! ```text
+//!  entries of one node ─▶ its first MAX_INSTANCES_PER_NODE keys (in key order) count, the rest
+//!                         are ignored
+//!  all nodes ─▶ hs select_intro_points: repeats dropped (same auth key: the first kept);
+//!               each node at most its fair share ceil(max / nodes) of the `max` slots;
+//!               round robin over nodes in name order, each node's points in its order
+//!  ─▶ Selection (chosen, and what was left out and why, for the log)
+//! ```
+//!
+//! What a hostile member can still do: fill its own share with dead points (intro points
+//! whose keys it made up, or points at its own tor). That is its right as a member, and the
+//! share bounds it; see `docs/SECURITY.md`, "Bounded damage from a bad member".
+
+use rustbalance_hs::descriptor::{select_intro_points, InstanceIntros, IntroPointDesc};
+use rustbalance_hs::publish::SlotUpload;
+
+/// Most `intro/*` keys (tor instances) of one node that count. A node runs one instance
+/// today (`intro/<node name>`); one more leaves room for a second instance or a renamed
+/// key during an upgrade.
+pub const MAX_INSTANCES_PER_NODE: usize = 2;
+
+/// The intro points chosen for the master descriptor, and what was left out.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// `(node, intro point)` in round-robin order: the last belong to the nodes with the
+    /// most, and go first when a descriptor must list fewer.
+    pub chosen: Vec<(String, IntroPointDesc)>,
+    /// Per node, `intro/*` keys ignored over [`MAX_INSTANCES_PER_NODE`].
+    pub extra_instances: Vec<(String, usize)>,
+    /// Points left out as repeats of another (same auth key).
+    pub duplicates: usize,
+    /// Per node, distinct points left out over its fair share (or over `max`).
+    pub left_out: Vec<(String, usize)>,
+    /// The fair share: the most points one node may have.
+    pub share: usize,
+}
+
+/// Choose at most `max` intro points from `nodes` (see the module documentation).
+pub fn choose(nodes: &[InstanceIntros], max: usize) -> Selection {
+    let mut counted: Vec<InstanceIntros> = Vec::with_capacity(nodes.len());
+    let mut extra: Vec<(String, usize)> = Vec::new();
+    for e in nodes {
+        let already = counted.iter().filter(|c| c.instance == e.instance).count();
+        if already < MAX_INSTANCES_PER_NODE {
+            counted.push(e.clone());
+        } else {
+            match extra.iter_mut().find(|(n, _)| *n == e.instance) {
+                Some(x) => x.1 += 1,
+                None => extra.push((e.instance.clone(), 1)),
+            }
+        }
+    }
+    let s = select_intro_points(&counted, max);
+    Selection {
+        chosen: s.chosen,
+        extra_instances: extra,
+        duplicates: s.duplicates,
+        left_out: s.left_out,
+        share: s.share,
+    }
+}
+
+impl Selection {
+    /// The chosen intro points, in order.
+    pub fn points(&self) -> Vec<IntroPointDesc> {
+        self.chosen.iter().map(|(_, ip)| ip.clone()).collect()
+    }
+
+    /// How many points each node has in `range` of [`Self::chosen`], in order of appearance.
+    pub fn per_node(&self, range: std::ops::Range<usize>) -> Vec<(String, usize)> {
+        let mut out: Vec<(String, usize)> = Vec::new();
+        for (name, _) in self.chosen.get(range).unwrap_or_default() {
+            match out.iter_mut().find(|(n, _)| n == name) {
+                Some(e) => e.1 += 1,
+                None => out.push((name.clone(), 1)),
+            }
+        }
+        out
+    }
+
+    /// Log what was left out of the choice: repeats and extra keys are signs of a bad
+    /// member (honest nodes never send them); points over a node's share are normal in
+    /// large clusters.
+    pub fn log(&self) {
+        if !self.extra_instances.is_empty() {
+            tracing::warn!(
+                "intro points: ignoring intro/* keys over {MAX_INSTANCES_PER_NODE} per node: {}",
+                fmt_counts(&self.extra_instances)
+            );
+        }
+        if self.duplicates > 0 {
+            tracing::warn!(
+                "intro points: {} repeated intro points dropped (the same auth key listed twice)",
+                self.duplicates
+            );
+        }
+        if !self.left_out.is_empty() {
+            tracing::info!(
+                "intro points: over the fair share of {} per node, left out {}",
+                self.share,
+                fmt_counts(&self.left_out)
+            );
+        }
+    }
+
+    /// Log the intro points a descriptor of `plan` left out to stay within the size limit
+    /// (the last of [`Self::chosen`]: those of the nodes with the most).
+    pub fn log_fitted(&self, plan: &[SlotUpload]) {
+        for up in plan.iter().filter(|u| u.descriptor.dropped > 0) {
+            let kept = up.descriptor.intro_count;
+            tracing::warn!(
+                "descriptor for period {} would be over the size limit: published with {kept} \
+                 intro points, dropped {} ({})",
+                up.slot.period_num,
+                up.descriptor.dropped,
+                fmt_counts(&self.per_node(kept..self.chosen.len()))
+            );
+        }
+    }
+}
+
+/// `a: 2, b: 5`.
+fn fmt_counts(c: &[(String, usize)]) -> String {
+    c.iter()
+        .map(|(n, k)| format!("{n}: {k}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+#[path = "selection/tests.rs"]
+mod tests;

@@ -1,0 +1,210 @@
+//! Fairness per node, repeats, the instance cap, and a hostile member against the whole
+//! publish path short of the upload (gossip views ─▶ roster ─▶ selection ─▶ both descriptors).
+
+use super::*;
+use crate::cluster::gossip;
+use crate::cluster::roster::{intros_of, tests::node};
+use crate::join_node::tests::key;
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use rustbalance_hs::descriptor::{
+    encode_intro_points_unchecked, parse_descriptor, MAX_DESCRIPTOR_SIZE, MAX_INTRO_POINTS,
+};
+use rustbalance_hs::fixture::{fake_intro_point, oversized_intro_point};
+use rustbalance_hs::publish::{plan_uploads, PublishInput};
+use rustbalance_hs::ring::{Consensus, HsDir, HsDirSet};
+use rustbalance_hs::time::{from_unix, TimeParams};
+use rustbalance_hs::IdentityKey;
+use std::collections::BTreeMap;
+
+fn points(rng: &mut ChaCha20Rng, n: usize) -> Vec<IntroPointDesc> {
+    (0..n).map(|_| fake_intro_point(rng)).collect()
+}
+
+fn entry(node: &str, ips: Vec<IntroPointDesc>) -> InstanceIntros {
+    InstanceIntros {
+        instance: node.into(),
+        intro_points: ips,
+    }
+}
+
+fn count(s: &Selection, node: &str) -> usize {
+    s.chosen.iter().filter(|(n, _)| n == node).count()
+}
+
+#[test]
+fn a_node_with_twenty_keys_gets_no_more_than_its_share() {
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    // "a" sorts first, so it would win every partial round.
+    let mut nodes: Vec<InstanceIntros> = (0..20)
+        .map(|_| entry("a-many", points(&mut rng, 3)))
+        .collect();
+    nodes.push(entry("node1", points(&mut rng, 3)));
+    nodes.push(entry("node2", points(&mut rng, 3)));
+    let s = choose(&nodes, MAX_INTRO_POINTS);
+    assert_eq!(s.share, 7);
+    assert_eq!(count(&s, "node1"), 3);
+    assert_eq!(count(&s, "node2"), 3);
+    // Two keys count (6 points), the other 18 are ignored.
+    assert_eq!(count(&s, "a-many"), 6);
+    assert_eq!(s.extra_instances, [("a-many".to_string(), 18)]);
+    // Same input, same choice.
+    let again = choose(&nodes, MAX_INTRO_POINTS);
+    let ids = |s: &Selection| {
+        s.chosen
+            .iter()
+            .map(|(n, p)| (n.clone(), p.ipt_sid_key().to_bytes()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&s), ids(&again));
+}
+
+#[test]
+fn one_key_with_twenty_points_is_capped_at_the_share_too() {
+    let mut rng = ChaCha20Rng::seed_from_u64(2);
+    let nodes = vec![
+        entry("a-many", points(&mut rng, 20)),
+        entry("node1", points(&mut rng, 3)),
+    ];
+    let s = choose(&nodes, MAX_INTRO_POINTS);
+    assert_eq!(
+        (s.share, count(&s, "a-many"), count(&s, "node1")),
+        (10, 10, 3)
+    );
+    assert_eq!(s.left_out, [("a-many".to_string(), 10)]);
+    // The tail of the order is the biggest node's: that is what a size cut drops first.
+    assert_eq!(s.per_node(6..13), [("a-many".to_string(), 7)]);
+}
+
+#[test]
+fn a_point_listed_twice_or_by_two_nodes_is_kept_once() {
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    let honest = points(&mut rng, 3);
+    let own = points(&mut rng, 3);
+    // "a-copy" lists node1's points (and one of its own twice) before its own.
+    let copy = [honest.clone(), own.clone(), vec![own[0].clone()]].concat();
+    let nodes = vec![entry("a-copy", copy), entry("node1", honest.clone())];
+    let s = choose(&nodes, MAX_INTRO_POINTS);
+    let mut ids: Vec<_> = s
+        .chosen
+        .iter()
+        .map(|(_, p)| p.ipt_sid_key().to_bytes())
+        .collect();
+    let n = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "no point twice");
+    assert_eq!(n, 6);
+    for p in honest.iter().chain(&own) {
+        assert!(ids.contains(&p.ipt_sid_key().to_bytes()));
+    }
+    assert_eq!(s.duplicates, 4);
+}
+
+const NOW: u64 = 1_795_000_000;
+const TP: TimeParams = TimeParams::REAL_NETWORK;
+
+/// A consensus and HSDir ring for `plan_uploads`, in process.
+fn network() -> (Consensus, HsDirSet) {
+    let va = NOW - NOW % 3600;
+    let consensus = Consensus {
+        valid_after: from_unix(va),
+        fresh_until: from_unix(va + 3600),
+        valid_until: from_unix(va + 3 * 3600),
+        srv_current: Some([1; 32]),
+        srv_previous: Some([2; 32]),
+        params: BTreeMap::new(),
+        relays: vec![],
+    };
+    let dirs = (1..=12u8)
+        .map(|i| HsDir {
+            nickname: format!("r{i}"),
+            fingerprint: hex::encode_upper([i; 20]),
+            ed25519_id: [i; 32],
+        })
+        .collect();
+    (consensus, HsDirSet::from_dirs(dirs, 2, 4))
+}
+
+/// Attack 2 of issue 13: a member gossips twenty `intro/*` keys, half of them full of
+/// intro points padded with 255-byte link specifiers of unknown types (over the descriptor
+/// size limit together), half of them plausible points (dead: it made up their keys). It
+/// must get no more than its share of the slots, every honest point must be published,
+/// and both descriptors must build within the size limit.
+#[test]
+fn a_hostile_member_cannot_take_the_descriptor_or_stop_publication() {
+    let mut rng = ChaCha20Rng::seed_from_u64(4);
+    let mut hostile = node("a-hostile", &key(), &[]);
+    hostile
+        .state
+        .retain(|k, _| !k.starts_with(gossip::INTRO_POINTS_PREFIX));
+    for k in 0..20 {
+        let ips: Vec<IntroPointDesc> = (0..3)
+            .map(|_| {
+                if k % 2 == 0 {
+                    oversized_intro_point(&mut rng, 5)
+                } else {
+                    fake_intro_point(&mut rng)
+                }
+            })
+            .collect();
+        hostile.state.insert(
+            gossip::intro_points(&format!("k{k:02}")),
+            encode_intro_points_unchecked(&ips),
+        );
+    }
+    let (n1, n2) = (node("node1", &key(), &[]), node("node2", &key(), &[]));
+    let honest: Vec<[u8; 32]> = intros_of(vec![n1.clone(), n2.clone()])
+        .nodes
+        .iter()
+        .flat_map(|i| i.intro_points.iter().map(|p| p.ipt_sid_key().to_bytes()))
+        .collect();
+    assert_eq!(honest.len(), 6);
+
+    let intros = intros_of(vec![hostile, n1, n2]);
+    let s = choose(&intros.nodes, MAX_INTRO_POINTS);
+    let chosen: Vec<(String, IntroPointDesc)> = s.chosen.clone();
+
+    let share = MAX_INTRO_POINTS.div_ceil(3);
+    let theirs = chosen.iter().filter(|(n, _)| n == "a-hostile").count();
+    let ips: Vec<IntroPointDesc> = chosen.iter().map(|(_, p)| p.clone()).collect();
+    let master = IdentityKey::generate(&mut rng);
+    let (consensus, hsdirs) = network();
+    let plan = plan_uploads(
+        &PublishInput {
+            master: &master,
+            consensus: &consensus,
+            hsdirs: &hsdirs,
+            time: TP,
+            now: from_unix(NOW),
+            intro_points: &ips,
+            flow_control: None,
+            pow_params: None,
+        },
+        &mut rng,
+    );
+    assert!(
+        theirs <= share && plan.is_ok(),
+        "the hostile member has {theirs} of {} intro points (its share is {share}); \
+         publication: {:?}",
+        chosen.len(),
+        plan.as_ref().map(|p| p.len()).map_err(|e| e.to_string())
+    );
+    let plan = plan.unwrap_or_default();
+    assert_eq!(plan.len(), 2);
+    for up in &plan {
+        assert!(up.descriptor.text.len() <= MAX_DESCRIPTOR_SIZE);
+        assert_eq!(up.hsdirs.len(), 8);
+        let d = parse_descriptor(&up.descriptor.text, &master.address(), &TP, from_unix(NOW))
+            .expect("clients can read it");
+        let listed: Vec<[u8; 32]> = d
+            .intro_points
+            .iter()
+            .map(|p| p.ipt_sid_key().to_bytes())
+            .collect();
+        assert!(d.refused_intro_points.is_empty());
+        for h in &honest {
+            assert!(listed.contains(h), "an honest intro point is missing");
+        }
+    }
+}
