@@ -91,7 +91,8 @@ impl Shared {
             return true;
         };
         let cap = self.cfg.max_streams_per_circuit;
-        let mut conns = self.conns();
+        let mut guard = self.conns();
+        let conns = &mut *guard;
         let n = conns.per_circuit.get(&c).copied().unwrap_or(0);
         if cap > 0 && n >= cap {
             return false;
