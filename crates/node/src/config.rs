@@ -486,10 +486,22 @@ mod test {
         assert!(c.proxy.close_circuit_over_max_streams);
         assert_eq!(c.intro_dos.enabled, None);
         for (extra, key) in [
-            ("[proxy]\nhead_timeout_secs = 0\n", "proxy.head_timeout_secs"),
-            ("[proxy]\nmax_streams_per_circuit = 70000\n", "proxy.max_streams_per_circuit"),
-            ("[intro_dos]\nrate_per_sec = 300\n", "intro_dos.burst_per_sec"),
-            ("[tor]\nextra_torrc = [\"HiddenServiceMaxStreams 5\"]\n", "proxy.max_streams_per_circuit"),
+            (
+                "[proxy]\nhead_timeout_secs = 0\n",
+                "proxy.head_timeout_secs",
+            ),
+            (
+                "[proxy]\nmax_streams_per_circuit = 70000\n",
+                "proxy.max_streams_per_circuit",
+            ),
+            (
+                "[intro_dos]\nrate_per_sec = 300\n",
+                "intro_dos.burst_per_sec",
+            ),
+            (
+                "[tor]\nextra_torrc = [\"HiddenServiceMaxStreams 5\"]\n",
+                "proxy.max_streams_per_circuit",
+            ),
         ] {
             let e = cfg(d.path(), extra).unwrap_err().to_string();
             assert!(e.contains(key), "{extra}: {e}");

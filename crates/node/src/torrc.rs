@@ -180,7 +180,11 @@ mod tests {
         std::fs::create_dir(&hs).unwrap();
         std::fs::set_permissions(&hs, std::fs::Permissions::from_mode(0o700)).unwrap();
         let master = rustbalance_hs::OnionAddress::from_public_key([7u8; 32]);
-        std::fs::write(hs.join("ob_config"), format!("MasterOnionAddress {master}\n")).unwrap();
+        std::fs::write(
+            hs.join("ob_config"),
+            format!("MasterOnionAddress {master}\n"),
+        )
+        .unwrap();
         let p = SocketAddr::from(([127, 0, 0, 1], 1));
         let verify = |c: &Config| {
             let f = d.path().join("torrc");
@@ -194,7 +198,10 @@ mod tests {
                 .arg(&f)
                 .output()
                 .expect("tor must be installed for this test (Debian package `tor`)");
-            (o.status.success(), String::from_utf8_lossy(&o.stdout).to_string())
+            (
+                o.status.success(),
+                String::from_utf8_lossy(&o.stdout).to_string(),
+            )
         };
         let (ok, out) = verify(&config("[proxy]\nexport_circuit_id = true\n"));
         assert!(ok, "tor refused the instance torrc:\n{out}");

@@ -59,7 +59,11 @@ pub(crate) async fn serve(
     let circuit = addrs.circuit_id();
     if !sh.set_circuit(id, circuit) {
         ProxyStats::inc(&sh.stats.circuit_rejected);
-        tracing::debug!(conn = id, circuit, "closed: the circuit's stream cap is reached");
+        tracing::debug!(
+            conn = id,
+            circuit,
+            "closed: the circuit's stream cap is reached"
+        );
         return;
     }
     tracing::trace!(conn = id, circuit, "accepted");

@@ -103,7 +103,13 @@ async fn a_thousand_slow_streams_on_one_circuit_do_not_starve_the_others() {
         if cap > 0 {
             assert_eq!(ok, 50, "other clients must be served");
             assert_eq!(s.circuit_rejected, 1000 - cap as u64);
-            assert_eq!(p.connections().iter().filter(|c| c.circuit_id == Some(7)).count(), cap);
+            assert_eq!(
+                p.connections()
+                    .iter()
+                    .filter(|c| c.circuit_id == Some(7))
+                    .count(),
+                cap
+            );
         } else {
             assert_eq!(ok, 0, "without the cap the slow circuit takes every slot");
         }

@@ -186,7 +186,11 @@ async fn http_mode_has_no_pages_of_its_own() {
     let p = start(cfg).await;
     let t0 = Instant::now();
     let res = roundtrip(&p, b"GET / HTTP/1.1\r\nHost: m.onion\r\n\r\n").await;
-    assert_eq!(String::from_utf8_lossy(&res), "", "a dead target must close, not answer");
+    assert_eq!(
+        String::from_utf8_lossy(&res),
+        "",
+        "a dead target must close, not answer"
+    );
     // As in Tcp mode: the close comes from the refusal, not from the 10 s connect timeout.
     println!("closed after {:?}", t0.elapsed());
     assert_eq!(p.stats().snapshot().connect_errors, 1);
@@ -204,7 +208,10 @@ async fn http_mode_has_no_pages_of_its_own() {
     let res = roundtrip(&p, huge.as_bytes()).await;
     assert_eq!(
         String::from_utf8_lossy(&res),
-        format!("HTTP/1.1 400 Target Says No\r\n\r\ngot {} bytes", huge.len())
+        format!(
+            "HTTP/1.1 400 Target Says No\r\n\r\ngot {} bytes",
+            huge.len()
+        )
     );
     // A head cut short by the client's half-close reaches the target too.
     let cut = b"GET / HTTP/1.1\r\nHost: m";

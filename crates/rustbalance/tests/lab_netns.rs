@@ -39,7 +39,9 @@ fn main() -> std::process::ExitCode {
             Scenario {
                 name: "outsiders_learn_nothing_and_one_circuit_cannot_hog",
                 run: |lab| {
-                    Box::pin(probe::outsiders_learn_nothing_and_one_circuit_cannot_hog(lab))
+                    Box::pin(probe::outsiders_learn_nothing_and_one_circuit_cannot_hog(
+                        lab,
+                    ))
                 },
             },
         ],

@@ -2,8 +2,8 @@
 //! the key and what is allowed.
 
 use super::{
-    AdminSection, ClusterSection, Config, IntroDosSection, MeshSection, NodeSection,
-    ProxySection, TargetUrl, TorSection,
+    AdminSection, ClusterSection, Config, IntroDosSection, MeshSection, NodeSection, ProxySection,
+    TargetUrl, TorSection,
 };
 use crate::err::{Error, Result};
 use rustbalance_hs::OnionAddress;
@@ -28,7 +28,10 @@ const CONFIGURED_TORRC: &[(&str, &str)] = &[
         "proxy.close_circuit_over_max_streams",
     ),
     ("HiddenServiceEnableIntroDoSDefense", "intro_dos.enabled"),
-    ("HiddenServiceEnableIntroDoSRatePerSec", "intro_dos.rate_per_sec"),
+    (
+        "HiddenServiceEnableIntroDoSRatePerSec",
+        "intro_dos.rate_per_sec",
+    ),
     (
         "HiddenServiceEnableIntroDoSBurstPerSec",
         "intro_dos.burst_per_sec",

@@ -481,7 +481,10 @@ mod tests {
                             "{:?} -> {v:?}",
                             String::from_utf8_lossy(&x)
                         );
-                        assert_eq!(classify(&x[..cut], pid) == JoinLine::Partial, strict_prefix_of_a_join_line(&x[..cut]));
+                        assert_eq!(
+                            classify(&x[..cut], pid) == JoinLine::Partial,
+                            strict_prefix_of_a_join_line(&x[..cut])
+                        );
                     }
                 }
             }

@@ -68,7 +68,11 @@ async fn story(lab: &Lab, master: &OnionAddress, nodes: &[NsNode]) -> Result<()>
     wait_cluster_up(lab, nodes, &url, Duration::from_secs(240)).await?;
     for n in nodes {
         let s = n.status().await.unwrap_or_default();
-        anyhow::ensure!(s["join"]["open"] == true, "{}: the join endpoint is not open", n.name);
+        anyhow::ensure!(
+            s["join"]["open"] == true,
+            "{}: the join endpoint is not open",
+            n.name
+        );
     }
     let socks = lab.socks_addr();
 
