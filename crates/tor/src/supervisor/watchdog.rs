@@ -3,7 +3,7 @@
 
 use super::{TorPhase, TorSpec, TorStatus};
 use crate::control::ControlClient;
-use crate::process::{log_tail, spawn_without_ambient_caps, ProcessId};
+use crate::process::{log_tail, spawn_tor_child, ProcessId};
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -56,13 +56,14 @@ pub(super) async fn run(
     tx.send_modify(|s| s.phase = TorPhase::Stopped);
 }
 
-/// Start `tor -f TORRC` (output to `spec.output_file`, own process group, without the
-/// node's ambient capabilities: tor never gets the node's CAP_NET_ADMIN under systemd).
+/// Start `tor -f TORRC` (output to `spec.output_file`, own process group, a clean
+/// environment and none of the node's ambient capabilities: tor never gets the node's
+/// CAP_NET_ADMIN or `CREDENTIALS_DIRECTORY` under systemd).
 fn launch(spec: &TorSpec) -> std::io::Result<Child> {
     let _ = std::fs::remove_file(&spec.control_port_file);
     let out = std::fs::File::create(&spec.output_file)?;
     let err = out.try_clone()?;
-    spawn_without_ambient_caps(
+    spawn_tor_child(
         tokio::process::Command::new(&spec.binary)
             .arg("-f")
             .arg(&spec.torrc)
