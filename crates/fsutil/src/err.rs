@@ -48,7 +48,7 @@ pub enum Error {
         mode: u32,
     },
     /// Another process holds the lock of a pid file.
-    #[error("{path} is locked by another process ({}); stop it first", describe_pid(*.pid))]
+    #[error("{path} is locked by another process ({}); stop it first", describe_pid(.pid))]
     Locked {
         /// The pid file.
         path: PathBuf,
@@ -81,7 +81,7 @@ pub enum Error {
     },
 }
 
-fn describe_pid(pid: Option<u32>) -> String {
+fn describe_pid(pid: &Option<u32>) -> String {
     pid.map_or_else(|| "pid not yet written".to_string(), |p| format!("pid {p}"))
 }
 

@@ -160,18 +160,18 @@ async fn serve(mut sock: TcpStream, ep: Endpoint) -> std::io::Result<()> {
         )
         .await;
     }
-    let authorized = authorized(&head, &ep.control);
+    let authed = authorized(&head, &ep.control);
     match (method, path) {
         ("GET", "/health") => respond(&mut sock, "200 OK", "text/plain", "ok\n").await,
         ("GET", "/metrics") => {
             let body = ep.metrics.render();
             respond(&mut sock, "200 OK", "text/plain; version=0.0.4", &body).await
         }
-        ("GET", "/status") if authorized => {
+        ("GET", "/status") if authed => {
             let body = serde_json::to_string_pretty(&(ep.status)()).unwrap_or_default() + "\n";
             respond(&mut sock, "200 OK", "application/json", &body).await
         }
-        ("GET", "/token") | ("POST", "/token/rotate") if authorized => {
+        ("GET", "/token") | ("POST", "/token/rotate") if authed => {
             let Some(token) = ep.control.token else {
                 return no_join_endpoint(&mut sock).await;
             };
@@ -188,7 +188,7 @@ async fn serve(mut sock: TcpStream, ep: Endpoint) -> std::io::Result<()> {
                 }
             }
         }
-        ("POST", p) if authorized && p.starts_with("/node/remove/") => {
+        ("POST", p) if authed && p.starts_with("/node/remove/") => {
             let Some(remove) = ep.control.remove else {
                 return no_join_endpoint(&mut sock).await;
             };

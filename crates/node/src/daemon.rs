@@ -298,3 +298,30 @@ pub fn load_master(cfg: &Config) -> Result<Option<IdentityKey>> {
     let pass = Passphrase::when_needed(cfg.service.master_key_passphrase_file.as_deref());
     Ok(Some(crate::keystore::load_master(k, pass)?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pid file left by a crash whose pid now belongs to another live process (init,
+    /// and this test's parent) does not block the start; a second claim while the first
+    /// holds the directory is refused, naming the holder.
+    #[test]
+    fn a_stale_pid_file_does_not_block_the_start() {
+        let d = tempfile::tempdir().unwrap();
+        let layout = Layout::new(&d.path().join("data"));
+        create_private_dir(&layout.data_dir).unwrap();
+        for other in [1, std::os::unix::process::parent_id()] {
+            std::fs::write(layout.daemon_pid(), format!("{other}\n")).unwrap();
+            let lock = claim_data_dir(&layout).expect("a stale pid file blocked the start");
+            match claim_data_dir(&layout) {
+                Err(Error::AlreadyRunning { pid, .. }) => {
+                    assert_eq!(pid, Some(std::process::id()))
+                }
+                other => panic!("a second claim gave {other:?}"),
+            }
+            drop(lock);
+            assert!(!layout.daemon_pid().exists());
+        }
+    }
+}

@@ -84,7 +84,7 @@ pub enum Error {
     /// pid file).
     #[error(
         "another rustbalance ({}) runs on {data_dir}; stop it first",
-        pid.map_or_else(|| "its pid is not written yet".to_string(), |p| format!("pid {p}"))
+        .pid.map_or_else(|| "its pid is not written yet".to_string(), |p| format!("pid {p}"))
     )]
     AlreadyRunning {
         /// The other process, as its pid file names it.
