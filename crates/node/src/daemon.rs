@@ -31,7 +31,6 @@ use rustbalance_proxy::ProxyHandle;
 use rustbalance_tor::{TorPhase, TorStatus, TorSupervisor};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
