@@ -127,7 +127,9 @@ mod test {
         // temporary name from the pid alone, and the first names of ours.
         let mut stale = vec![d.path().join(format!(".admin.cookie.tmp-{pid}"))];
         let next = NEXT_SEQ.load(Ordering::Relaxed);
-        stale.extend((next..next + 8).map(|s| d.path().join(format!(".admin.cookie.tmp-{pid}-{s}"))));
+        stale.extend(
+            (next..next + 8).map(|s| d.path().join(format!(".admin.cookie.tmp-{pid}-{s}"))),
+        );
         for s in &stale {
             fs::write(s, b"half a cookie").unwrap();
         }

@@ -225,9 +225,7 @@ fn host_allowed(host: Option<&str>, local: SocketAddr) -> bool {
     };
     // `name`, `name:port`, `[v6]`, `[v6]:port`.
     let (name, port) = match host.rsplit_once(':') {
-        Some((n, p)) if !n.is_empty() && (!n.contains(':') || n.ends_with(']')) => {
-            (n, Some(p))
-        }
+        Some((n, p)) if !n.is_empty() && (!n.contains(':') || n.ends_with(']')) => (n, Some(p)),
         _ => (host, None),
     };
     if port.is_some_and(|p| p.parse::<u16>().ok() != Some(local.port())) {
@@ -301,8 +299,8 @@ pub async fn get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
 /// `DATA_DIR/admin.cookie`; readable by the node's user and root); returns the JSON text.
 /// Used by `rustbalance status` and the test labs.
 pub async fn status(addr: SocketAddr, cookie_file: &std::path::Path) -> std::io::Result<String> {
-    let cookie = zeroize::Zeroizing::new(tokio::fs::read_to_string(cookie_file).await.map_err(
-        |e| {
+    let cookie =
+        zeroize::Zeroizing::new(tokio::fs::read_to_string(cookie_file).await.map_err(|e| {
             std::io::Error::new(
                 e.kind(),
                 format!(
@@ -310,8 +308,7 @@ pub async fn status(addr: SocketAddr, cookie_file: &std::path::Path) -> std::io:
                     cookie_file.display()
                 ),
             )
-        },
-    )?);
+        })?);
     request(addr, "GET", "/status", Some(&cookie)).await
 }
 
@@ -369,8 +366,14 @@ mod tests {
         let (admin, cookie, dir) = server(None).await;
         let a = admin.addr();
         for bad in [None, Some("0000"), Some("")] {
-            let e = request(a, "GET", "/status", bad).await.unwrap_err().to_string();
-            assert!(e.contains("401"), "/status answered without the cookie: {e}");
+            let e = request(a, "GET", "/status", bad)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("401"),
+                "/status answered without the cookie: {e}"
+            );
             assert!(!e.contains(SECRET_IP), "{e}");
         }
         let body = request(a, "GET", "/status", Some(&cookie)).await.unwrap();
@@ -379,7 +382,10 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["mesh"]["peers"][0]["endpoint"], SECRET_IP);
         let e = status(a, &dir.path().join("no-cookie")).await.unwrap_err();
-        assert!(e.to_string().contains("cannot read the admin cookie"), "{e}");
+        assert!(
+            e.to_string().contains("cannot read the admin cookie"),
+            "{e}"
+        );
         assert_eq!(get(a, "/health").await.unwrap(), "ok\n");
         admin.stop();
     }
@@ -418,7 +424,11 @@ mod tests {
             "localhost".to_string(),
             format!("127.0.0.2:{port}"),
         ] {
-            let answer = raw(a, &format!("GET /status HTTP/1.1\r\nHost: {host}\r\n{auth}\r\n")).await;
+            let answer = raw(
+                a,
+                &format!("GET /status HTTP/1.1\r\nHost: {host}\r\n{auth}\r\n"),
+            )
+            .await;
             assert!(answer.starts_with("HTTP/1.0 200"), "{host}: {answer}");
         }
         admin.stop();

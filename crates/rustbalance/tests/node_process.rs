@@ -86,13 +86,19 @@ fn environ(pid: u32) -> Option<Vec<String>> {
 }
 
 fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| !r.trim_start().starts_with('Z')))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| !r.trim_start().starts_with('Z'))
+    })
 }
 
 #[test]
 fn the_node_and_its_tor_start_hardened() {
-    let tmp = tempfile::Builder::new().prefix("rb-proc").tempdir().unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("rb-proc")
+        .tempdir()
+        .unwrap();
     let dir = tmp.path();
     let fake = fake_tor(dir);
     let (node_dir, config) = node_dir(dir, &fake);
@@ -102,11 +108,14 @@ fn the_node_and_its_tor_start_hardened() {
 
     // A pid file left by a crash; its pid now belongs to a live process that is no node
     // (this test).
-    let pid_file = node_dir.join("rustbalance.pid");
+    // (The data directory is made here with the default mode, 0755: the node closes it.)
+    let data = node_dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let pid_file = data.join("rustbalance.pid");
     std::fs::write(&pid_file, format!("{}\n", std::process::id())).unwrap();
 
     let mut node = run_node(&config, &creds);
-    let tor_pid_file = node_dir.join("tor.pid");
+    let tor_pid_file = data.join("tor.pid");
     let tor_pid: u32 = {
         let mut exited = None;
         let pid = wait_for("the node to start its tor", Duration::from_secs(60), || {
@@ -132,7 +141,9 @@ fn the_node_and_its_tor_start_hardened() {
     // not dumpable); its tor must not.
     if let Some(node_env) = environ(node.id()) {
         assert!(
-            node_env.iter().any(|v| v.starts_with("CREDENTIALS_DIRECTORY=")),
+            node_env
+                .iter()
+                .any(|v| v.starts_with("CREDENTIALS_DIRECTORY=")),
             "test setup: the node should have CREDENTIALS_DIRECTORY: {node_env:?}"
         );
     }
@@ -173,6 +184,11 @@ fn the_node_and_its_tor_start_hardened() {
         "{err}"
     );
 
+    assert_eq!(
+        std::fs::metadata(&data).unwrap().permissions().mode() & 0o777,
+        0o700,
+        "the data directory was left open"
+    );
     let ok = Command::new("kill")
         .args(["-TERM", &node.id().to_string()])
         .status()

@@ -3,7 +3,7 @@
 //! and Linux hands the ambient set to every program a process executes. Here `setpriv`
 //! gives a node running as `nobody` the same ambient capability, the node's `tor.binary`
 //! is a script that records its own capabilities, and the test checks that the node has
-//! CAP_NET_ADMIN while "tor" has none, and that the node's `/proc` entry belongs to root
+//! CAP_NET_ADMIN while "tor" has none, and that the node's `/proc/PID/environ` belongs to root
 //! (what the kernel does for a non-dumpable process). Needs root (to change user), as the
 //! lab tests do.
 
@@ -117,10 +117,11 @@ fn tor_does_not_inherit_the_nodes_ambient_capabilities() {
     let node_caps =
         caps(&std::fs::read_to_string(format!("/proc/{}/status", node.id())).unwrap_or_default());
     let tor_caps = std::fs::read_to_string(&record).map(|t| caps(&t));
-    // A non-dumpable process's /proc entries belong to root, whoever runs it: the node
-    // (uid 65534) made itself non-dumpable before reading any key.
+    // A non-dumpable process's private /proc files (environ, mem, ...) belong to root,
+    // whoever runs it: the node (uid 65534) made itself non-dumpable before reading any
+    // key. (The /proc/PID directory itself keeps the process's owner.)
     let node_proc_owner = std::os::unix::fs::MetadataExt::uid(
-        &std::fs::metadata(format!("/proc/{}", node.id())).unwrap(),
+        &std::fs::metadata(format!("/proc/{}/environ", node.id())).unwrap(),
     );
     let _ = Command::new("kill").arg(node.id().to_string()).status();
     let out = node.wait_with_output().unwrap();
@@ -141,7 +142,7 @@ fn tor_does_not_inherit_the_nodes_ambient_capabilities() {
     );
     assert_eq!(
         node_proc_owner, 0,
-        "the node is dumpable (/proc/PID belongs to its user): core dumps and ptrace by \
+        "the node is dumpable (/proc/PID/environ belongs to its user): core dumps and ptrace by \
          its user could read the master key"
     );
     // ...and its tor holds nothing.

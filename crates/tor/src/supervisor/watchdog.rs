@@ -148,7 +148,10 @@ async fn stop_child(
     if let Some(p) = raw {
         let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
     }
-    if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
+    if tokio::time::timeout(STOP_GRACE, child.wait())
+        .await
+        .is_err()
+    {
         // SIGKILL, then reap.
         let _ = child.kill().await;
     }
