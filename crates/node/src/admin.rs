@@ -1,9 +1,18 @@
-//! The admin endpoint: `GET /status` (JSON) and `GET /metrics`
-//! (Prometheus), and — with the node's admin cookie (`DATA_DIR/admin.cookie`, 0600, new at
-//! every start) as a bearer token — `GET /token` and `POST /token/rotate` for the cluster's
-//! join token, and `POST /node/remove/NAME` (or `/node/remove/WG_PUBLIC_KEY`) to remove a
-//! member for good. A deliberately tiny HTTP/1.0 server: one request per connection, bounded
-//! head size and time.
+//! The admin endpoint. A deliberately tiny HTTP/1.0 server: one request per connection,
+//! bounded head size and time.
+//!
+//! * `GET /health`: `ok`, and nothing else — for probes that hold no cookie.
+//! * `GET /metrics` (Prometheus): counters and gauges, no addresses or keys in them.
+//! * With the node's admin cookie (`DATA_DIR/admin.cookie`, 0600, new at every start) as
+//!   `Authorization: Bearer`: `GET /status` (JSON: it names every node's WireGuard
+//!   endpoint and the target, exactly what an onion service must hide), `GET /token` and
+//!   `POST /token/rotate` for the cluster's join token, and `POST /node/remove/NAME` (or
+//!   `/node/remove/WG_PUBLIC_KEY`) to remove a member for good.
+//!
+//! Every request must carry a `Host` header naming the endpoint itself — its IP address
+//! (any loopback address when it listens on one, any address when it listens on all) or
+//! `localhost`, with its port if a port is given — else `403`: a web page whose name
+//! was re-pointed at 127.0.0.1 (DNS rebinding) cannot read it through a browser.
 
 use crate::metrics::Metrics;
 use std::net::SocketAddr;
@@ -74,12 +83,17 @@ impl Admin {
     ) -> std::io::Result<Admin> {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
+        let ep = Endpoint {
+            local: addr,
+            metrics,
+            status,
+            control,
+        };
         let task = tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
-                let (m, s, c) = (metrics.clone(), status.clone(), control.clone());
+                let ep = ep.clone();
                 tokio::spawn(async move {
-                    let _ =
-                        tokio::time::timeout(Duration::from_secs(5), serve(sock, m, s, c)).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(5), serve(sock, ep)).await;
                 });
             }
         });
@@ -97,52 +111,68 @@ impl Admin {
     }
 }
 
-async fn serve(
-    mut sock: TcpStream,
+/// What one connection may reach.
+#[derive(Clone)]
+struct Endpoint {
+    /// The bound address (what `Host` must name).
+    local: SocketAddr,
     metrics: Metrics,
     status: StatusFn,
     control: Control,
-) -> std::io::Result<()> {
+}
+
+/// Read one request head (up to 4 KiB); `None` when the client went away.
+async fn read_head(sock: &mut TcpStream) -> std::io::Result<Option<String>> {
     let mut buf = vec![0u8; 4096];
     let mut n = 0;
     while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
         if n == buf.len() {
-            return respond(
-                &mut sock,
+            respond(
+                sock,
                 "431 Request Header Fields Too Large",
                 "text/plain",
                 "too large\n",
             )
-            .await;
+            .await?;
+            return Ok(None);
         }
         let r = sock.read(&mut buf[n..]).await?;
         if r == 0 {
-            return Ok(());
+            return Ok(None);
         }
         n += r;
     }
-    let head = String::from_utf8_lossy(&buf[..n]);
+    Ok(Some(String::from_utf8_lossy(&buf[..n]).into_owned()))
+}
+
+async fn serve(mut sock: TcpStream, ep: Endpoint) -> std::io::Result<()> {
+    let Some(head) = read_head(&mut sock).await? else {
+        return Ok(());
+    };
     let mut first = head.lines().next().unwrap_or("").split_whitespace();
     let (method, path) = (first.next().unwrap_or(""), first.next().unwrap_or(""));
+    if !host_allowed(header(&head, "host"), ep.local) {
+        return respond(
+            &mut sock,
+            "403 Forbidden",
+            "text/plain",
+            "the Host header must name this admin endpoint (its IP address or localhost)\n",
+        )
+        .await;
+    }
+    let authed = authorized(&head, &ep.control);
     match (method, path) {
+        ("GET", "/health") => respond(&mut sock, "200 OK", "text/plain", "ok\n").await,
         ("GET", "/metrics") => {
-            respond(
-                &mut sock,
-                "200 OK",
-                "text/plain; version=0.0.4",
-                &metrics.render(),
-            )
-            .await
+            let body = ep.metrics.render();
+            respond(&mut sock, "200 OK", "text/plain; version=0.0.4", &body).await
         }
-        ("GET", "/status") => {
-            let body = serde_json::to_string_pretty(&status()).unwrap_or_default() + "\n";
+        ("GET", "/status") if authed => {
+            let body = serde_json::to_string_pretty(&(ep.status)()).unwrap_or_default() + "\n";
             respond(&mut sock, "200 OK", "application/json", &body).await
         }
-        ("GET", "/token") | ("POST", "/token/rotate") => {
-            if !authorized(&head, &control) {
-                return unauthorized(&mut sock).await;
-            }
-            let Some(token) = control.token else {
+        ("GET", "/token") | ("POST", "/token/rotate") if authed => {
+            let Some(token) = ep.control.token else {
                 return no_join_endpoint(&mut sock).await;
             };
             match token(method == "POST").await {
@@ -158,11 +188,8 @@ async fn serve(
                 }
             }
         }
-        ("POST", p) if p.starts_with("/node/remove/") => {
-            if !authorized(&head, &control) {
-                return unauthorized(&mut sock).await;
-            }
-            let Some(remove) = control.remove else {
+        ("POST", p) if authed && p.starts_with("/node/remove/") => {
+            let Some(remove) = ep.control.remove else {
                 return no_join_endpoint(&mut sock).await;
             };
             let who = p.trim_start_matches("/node/remove/").to_string();
@@ -173,17 +200,55 @@ async fn serve(
                 }
             }
         }
+        ("GET", "/status") | ("GET", "/token") | ("POST", "/token/rotate") => {
+            unauthorized(&mut sock).await
+        }
+        ("POST", p) if p.starts_with("/node/remove/") => unauthorized(&mut sock).await,
         _ => respond(&mut sock, "404 Not Found", "text/plain", "not found\n").await,
     }
 }
 
+/// The value of the first header `name` (case-insensitive) in a request head.
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+}
+
+/// Whether a `Host` header value names the endpoint bound at `local` (see the module
+/// doc). A missing header is refused: every browser sends one, and so do our clients.
+fn host_allowed(host: Option<&str>, local: SocketAddr) -> bool {
+    let Some(host) = host else {
+        return false;
+    };
+    // `name`, `name:port`, `[v6]`, `[v6]:port`.
+    let (name, port) = match host.rsplit_once(':') {
+        Some((n, p)) if !n.is_empty() && (!n.contains(':') || n.ends_with(']')) => (n, Some(p)),
+        _ => (host, None),
+    };
+    if port.is_some_and(|p| p.parse::<u16>().ok() != Some(local.port())) {
+        return false;
+    }
+    if name.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    let name = name
+        .strip_prefix('[')
+        .and_then(|n| n.strip_suffix(']'))
+        .unwrap_or(name);
+    let Ok(ip) = name.parse::<std::net::IpAddr>() else {
+        return false;
+    };
+    let bound = local.ip();
+    ip == bound || bound.is_unspecified() || (ip.is_loopback() && bound.is_loopback())
+}
+
 /// The request head carries the admin cookie (compared in constant time).
 fn authorized(head: &str, control: &Control) -> bool {
-    let given = head
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("authorization"))
-        .and_then(|(_, v)| v.trim().strip_prefix("Bearer ").map(str::trim))
+    let given = header(head, "authorization")
+        .and_then(|v| v.strip_prefix("Bearer ").map(str::trim))
         .unwrap_or("");
     bool::from(subtle::ConstantTimeEq::ct_eq(
         given.as_bytes(),
@@ -225,9 +290,26 @@ async fn respond(
     sock.shutdown().await
 }
 
-/// `GET path` on an admin endpoint; returns the body (used by `rustbalance status`).
+/// `GET path` without the cookie (`/health`, `/metrics`); returns the body.
 pub async fn get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
     request(addr, "GET", path, None).await
+}
+
+/// `GET /status` with the admin cookie read from `cookie_file` (the node's
+/// `DATA_DIR/admin.cookie`; readable by the node's user and root); returns the JSON text.
+/// Used by `rustbalance status` and the test labs.
+pub async fn status(addr: SocketAddr, cookie_file: &std::path::Path) -> std::io::Result<String> {
+    let cookie =
+        zeroize::Zeroizing::new(tokio::fs::read_to_string(cookie_file).await.map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot read the admin cookie {}: {e} (run this as the node's user or root)",
+                    cookie_file.display()
+                ),
+            )
+        })?);
+    request(addr, "GET", "/status", Some(&cookie)).await
 }
 
 /// One request on an admin endpoint, with the admin cookie when given; returns the body of
@@ -244,7 +326,7 @@ pub async fn request(
     let auth = cookie
         .map(|c| format!("Authorization: Bearer {}\r\n", c.trim()))
         .unwrap_or_default();
-    s.write_all(format!("{method} {path} HTTP/1.0\r\nHost: admin\r\n{auth}\r\n").as_bytes())
+    s.write_all(format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}\r\n").as_bytes())
         .await?;
     let mut out = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
@@ -266,12 +348,115 @@ pub async fn request(
 mod tests {
     use super::*;
 
+    const SECRET_IP: &str = "192.0.2.7:51820";
+
+    /// One request written as is; the whole answer.
+    async fn raw(addr: SocketAddr, text: &str) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(text.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// `/status` names every node's public WireGuard endpoint and the target: without the
+    /// admin cookie it is refused, and nothing of it leaks; `/health` answers anyone.
+    #[tokio::test]
+    async fn status_needs_the_cookie() {
+        let (admin, cookie, dir) = server(None).await;
+        let a = admin.addr();
+        for bad in [None, Some("0000"), Some("")] {
+            let e = request(a, "GET", "/status", bad)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("401"),
+                "/status answered without the cookie: {e}"
+            );
+            assert!(!e.contains(SECRET_IP), "{e}");
+        }
+        let body = request(a, "GET", "/status", Some(&cookie)).await.unwrap();
+        assert!(body.contains(SECRET_IP), "{body}");
+        let body = status(a, &dir.path().join("admin.cookie")).await.unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["mesh"]["peers"][0]["endpoint"], SECRET_IP);
+        let e = status(a, &dir.path().join("no-cookie")).await.unwrap_err();
+        assert!(
+            e.to_string().contains("cannot read the admin cookie"),
+            "{e}"
+        );
+        assert_eq!(get(a, "/health").await.unwrap(), "ok\n");
+        admin.stop();
+    }
+
+    /// DNS rebinding: a page of attacker.example whose name was re-pointed at 127.0.0.1
+    /// sends `Host: attacker.example:PORT`. Every path is refused unless `Host` names the
+    /// endpoint itself.
+    #[tokio::test]
+    async fn a_foreign_host_is_refused() {
+        let (admin, cookie, _dir) = server(None).await;
+        let a = admin.addr();
+        let port = a.port();
+        let auth = format!("Authorization: Bearer {cookie}\r\n");
+        let refused = [
+            format!("Host: attacker.example:{port}\r\n"),
+            "Host: attacker.example\r\n".to_string(),
+            format!("Host: localhost.attacker.example:{port}\r\n"),
+            format!("Host: 127.0.0.1:{}\r\n", port.wrapping_add(1)),
+            format!("Host: 10.1.2.3:{port}\r\n"),
+            String::new(),
+        ];
+        for host in &refused {
+            for path in ["/status", "/metrics", "/health", "/token"] {
+                let answer = raw(a, &format!("GET {path} HTTP/1.1\r\n{host}{auth}\r\n")).await;
+                assert!(
+                    answer.starts_with("HTTP/1.0 403"),
+                    "{path} with {host:?} answered: {answer}"
+                );
+                assert!(!answer.contains(SECRET_IP), "{answer}");
+            }
+        }
+        for host in [
+            format!("127.0.0.1:{port}"),
+            format!("localhost:{port}"),
+            format!("LocalHost:{port}"),
+            "localhost".to_string(),
+            format!("127.0.0.2:{port}"),
+        ] {
+            let answer = raw(
+                a,
+                &format!("GET /status HTTP/1.1\r\nHost: {host}\r\n{auth}\r\n"),
+            )
+            .await;
+            assert!(answer.starts_with("HTTP/1.0 200"), "{host}: {answer}");
+        }
+        admin.stop();
+    }
+
+    #[test]
+    fn host_names_are_judged() {
+        let lo: SocketAddr = "127.0.0.1:9661".parse().unwrap();
+        let v6: SocketAddr = "[::1]:9661".parse().unwrap();
+        let any: SocketAddr = "0.0.0.0:9661".parse().unwrap();
+        let private: SocketAddr = "10.0.0.5:9661".parse().unwrap();
+        let ok = |h: &str, l: SocketAddr| host_allowed(Some(h), l);
+        assert!(ok("127.0.0.1:9661", lo) && ok("localhost", lo) && ok("[::1]:9661", lo));
+        assert!(ok("[::1]:9661", v6) && ok("[::1]", v6) && ok("::1", v6) && ok("127.0.0.1", v6));
+        assert!(ok("10.0.0.5:9661", any) && ok("10.0.0.5:9661", private));
+        assert!(!ok("10.0.0.6:9661", private) && !ok("127.0.0.1:9661", private));
+        assert!(!ok("evil.example:9661", any) && !ok("[::1]:80", v6) && !ok("127.0.0.1:x", lo));
+        assert!(!host_allowed(None, lo));
+    }
+
     async fn server(remove: Option<RemoveFn>) -> (Admin, String, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let mut control = new_cookie(&dir.path().join("admin.cookie")).unwrap();
         control.remove = remove;
         let cookie = control.cookie.to_string();
-        let status: StatusFn = Arc::new(|| serde_json::json!({}));
+        // What a real /status holds and must not leak: a node's public WireGuard endpoint.
+        let status: StatusFn =
+            Arc::new(|| serde_json::json!({"mesh": {"peers": [{"endpoint": SECRET_IP}]}}));
         let admin = Admin::start(
             "127.0.0.1:0".parse().unwrap(),
             Metrics::new(),

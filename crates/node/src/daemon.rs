@@ -10,6 +10,7 @@
 
 mod admin;
 mod cluster;
+mod hardening;
 mod mesh;
 mod proxy;
 mod telemetry;
@@ -24,12 +25,12 @@ use crate::keystore::{create_private_dir, write_atomic, KeyFiles, Passphrase};
 use crate::layout::Layout;
 use crate::metrics::Metrics;
 use cluster::ClusterParts;
+use rustbalance_fsutil::PidLock;
 use rustbalance_hs::{IdentityKey, OnionAddress};
 use rustbalance_proxy::ProxyHandle;
 use rustbalance_tor::{TorPhase, TorStatus, TorSupervisor};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,7 +43,8 @@ pub async fn run(
 ) -> Result<()> {
     let progress: &dyn Fn(&str) = &progress;
     let layout = Layout::new(&cfg.node.data_dir);
-    let pid_file = claim_data_dir(&layout)?;
+    hardening::harden_process();
+    let pid_lock = claim_data_dir(&layout)?;
     let keys = prepare_keys(&cfg, &layout, progress)?;
     // The join endpoint rides on the master port of meshed cluster nodes that know their
     // own WireGuard endpoint (so that new nodes can be told how to reach them).
@@ -93,7 +95,7 @@ pub async fn run(
     }
     .stop()
     .await;
-    let _ = std::fs::remove_file(&pid_file);
+    drop(pid_lock);
     match end {
         End::Shutdown => Ok(()),
         End::Removed => {
@@ -119,33 +121,23 @@ enum End {
 }
 
 /// Create the data directories, refuse to start on a removed node or next to another
-/// running node, and write the pid file (returned).
-fn claim_data_dir(layout: &Layout) -> Result<PathBuf> {
+/// running node, and lock the pid file (held until the returned lock is dropped; a pid
+/// file left by a crash never blocks, see [`rustbalance_fsutil::PidLock`]).
+fn claim_data_dir(layout: &Layout) -> Result<PidLock> {
     create_private_dir(&layout.data_dir)?;
     create_private_dir(&layout.tor_dir())?;
     crate::join_node::refuse_if_removed(&layout.data_dir)?;
-    let pid_file = layout.daemon_pid();
-    if let Ok(old) = std::fs::read_to_string(&pid_file) {
-        if let Some(id) = old
-            .trim()
-            .parse()
-            .ok()
-            .and_then(rustbalance_tor::ProcessId::of_pid)
-        {
-            if id.pid != std::process::id() {
-                return Err(Error::AlreadyRunning {
-                    pid: id.pid,
-                    data_dir: layout.data_dir.clone(),
-                });
-            }
-        }
-    }
-    write_atomic(
-        &pid_file,
-        format!("{}\n", std::process::id()).as_bytes(),
-        0o644,
-    )?;
-    Ok(pid_file)
+    PidLock::acquire(&layout.daemon_pid()).map_err(|e| match e {
+        rustbalance_fsutil::Error::Locked { pid, .. } => Error::AlreadyRunning {
+            pid,
+            data_dir: layout.data_dir.clone(),
+        },
+        other => Error::Io {
+            action: "claim the data directory with",
+            path: layout.daemon_pid(),
+            source: other.into_io(),
+        },
+    })
 }
 
 /// The keys a node runs with.
@@ -321,4 +313,31 @@ pub fn load_master(cfg: &Config) -> Result<Option<IdentityKey>> {
     };
     let pass = Passphrase::when_needed(cfg.service.master_key_passphrase_file.as_deref());
     Ok(Some(crate::keystore::load_master(k, pass)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pid file left by a crash whose pid now belongs to another live process (init,
+    /// and this test's parent) does not block the start; a second claim while the first
+    /// holds the directory is refused, naming the holder.
+    #[test]
+    fn a_stale_pid_file_does_not_block_the_start() {
+        let d = tempfile::tempdir().unwrap();
+        let layout = Layout::new(&d.path().join("data"));
+        create_private_dir(&layout.data_dir).unwrap();
+        for other in [1, std::os::unix::process::parent_id()] {
+            std::fs::write(layout.daemon_pid(), format!("{other}\n")).unwrap();
+            let lock = claim_data_dir(&layout).expect("a stale pid file blocked the start");
+            match claim_data_dir(&layout) {
+                Err(Error::AlreadyRunning { pid, .. }) => {
+                    assert_eq!(pid, Some(std::process::id()))
+                }
+                other => panic!("a second claim gave {other:?}"),
+            }
+            drop(lock);
+            assert!(!layout.daemon_pid().exists());
+        }
+    }
 }

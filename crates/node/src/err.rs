@@ -80,11 +80,15 @@ pub enum Error {
         /// What is wrong and what to do.
         reason: String,
     },
-    /// Another node process runs on the same data directory.
-    #[error("another rustbalance (pid {pid}) runs on {data_dir}; stop it first")]
+    /// Another node process runs on the same data directory (it holds the lock on its
+    /// pid file).
+    #[error(
+        "another rustbalance ({}) runs on {data_dir}; stop it first",
+        .pid.map_or_else(|| "its pid is not written yet".to_string(), |p| format!("pid {p}"))
+    )]
     AlreadyRunning {
-        /// The other process.
-        pid: u32,
+        /// The other process, as its pid file names it.
+        pid: Option<u32>,
         /// The shared data directory.
         data_dir: PathBuf,
     },

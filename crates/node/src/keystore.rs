@@ -10,8 +10,9 @@
 //! - their passphrase: a 0600 file or the systemd credential `master-passphrase`
 //!   ([`passphrase`]);
 //! - [`load_master`]: a master key of any of these formats, with its [`Passphrase`];
-//! - crash-safe writes ([`write_atomic`], 0600 for secrets) and private directories,
-//!   through `rustbalance_fsutil`, the errors naming the file.
+//! - crash-safe writes ([`write_atomic`], 0600 for secrets), private directories and the
+//!   cluster secret ([`read_cluster_secret`], refused when others may read it), through
+//!   `rustbalance_fsutil`, the errors naming the file.
 //!
 //! The formats themselves (bytes in, bytes out) are `rustbalance_hs::keys` and
 //! `rustbalance_hs::sealed`; this module only moves them between files and memory.
@@ -39,11 +40,23 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     })
 }
 
-/// Create `dir` (and parents) with mode 0700 if it does not exist.
+/// Create `dir` (and parents) with mode 0700 if it does not exist; an existing one must
+/// be ours (or root's) and is closed to group and others; see
+/// [`rustbalance_fsutil::create_private_dir`].
 pub fn create_private_dir(dir: &Path) -> Result<()> {
     rustbalance_fsutil::create_private_dir(dir).map_err(|source| Error::Io {
-        action: "cannot write",
+        action: "cannot use the private directory",
         path: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// The cluster secret (`cluster.secret_file`), zeroized on drop; refused when group or
+/// others may read the file, as for the other key files.
+pub fn read_cluster_secret(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
+    rustbalance_fsutil::read_secret_file(path).map_err(|source| Error::Io {
+        action: "cannot read the cluster secret",
+        path: path.to_path_buf(),
         source,
     })
 }
@@ -153,6 +166,22 @@ mod tests {
 
     fn mode(p: &Path) -> u32 {
         std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn a_cluster_secret_others_may_read_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("cluster.secret");
+        std::fs::write(&p, [9u8; 32]).unwrap();
+        for open in [0o644, 0o640, 0o604] {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(open)).unwrap();
+            let e = read_cluster_secret(&p)
+                .expect_err("a group/world-readable cluster secret was accepted")
+                .to_string();
+            assert!(e.contains("chmod 600"), "{e}");
+        }
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(&read_cluster_secret(&p).unwrap()[..], &[9u8; 32]);
     }
 
     #[test]

@@ -1,9 +1,11 @@
-//! tor never inherits the node's CAP_NET_ADMIN. Under systemd the node runs as its own
-//! user with `AmbientCapabilities=CAP_NET_ADMIN`, and Linux hands the ambient set to every
-//! program a process executes. Here `setpriv` gives a node running as `nobody` the same
-//! ambient capability, the node's `tor.binary` is a script that records its own
-//! capabilities, and the test checks that the node has CAP_NET_ADMIN while "tor" has none.
-//! Needs root (to change user), as the lab tests do.
+//! tor never inherits the node's CAP_NET_ADMIN, and the node itself is not dumpable.
+//! Under systemd the node runs as its own user with `AmbientCapabilities=CAP_NET_ADMIN`,
+//! and Linux hands the ambient set to every program a process executes. Here `setpriv`
+//! gives a node running as `nobody` the same ambient capability, the node's `tor.binary`
+//! is a script that records its own capabilities, and the test checks that the node has
+//! CAP_NET_ADMIN while "tor" has none, and that the node's `/proc/PID/environ` belongs to root
+//! (what the kernel does for a non-dumpable process). Needs root (to change user), as the
+//! lab tests do.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -115,6 +117,12 @@ fn tor_does_not_inherit_the_nodes_ambient_capabilities() {
     let node_caps =
         caps(&std::fs::read_to_string(format!("/proc/{}/status", node.id())).unwrap_or_default());
     let tor_caps = std::fs::read_to_string(&record).map(|t| caps(&t));
+    // A non-dumpable process's private /proc files (environ, mem, ...) belong to root,
+    // whoever runs it: the node (uid 65534) made itself non-dumpable before reading any
+    // key. (The /proc/PID directory itself keeps the process's owner.)
+    let node_proc_owner = std::os::unix::fs::MetadataExt::uid(
+        &std::fs::metadata(format!("/proc/{}/environ", node.id())).unwrap(),
+    );
     let _ = Command::new("kill").arg(node.id().to_string()).status();
     let out = node.wait_with_output().unwrap();
     let tor_caps = tor_caps.unwrap_or_else(|_| {
@@ -131,6 +139,11 @@ fn tor_does_not_inherit_the_nodes_ambient_capabilities() {
                 .get("CapEff")
                 .is_some_and(|c| c & CAP_NET_ADMIN_BIT != 0),
         "the node should hold CAP_NET_ADMIN (test setup): {node_caps:?}"
+    );
+    assert_eq!(
+        node_proc_owner, 0,
+        "the node is dumpable (/proc/PID/environ belongs to its user): core dumps and ptrace by \
+         its user could read the master key"
     );
     // ...and its tor holds nothing.
     // (The inheritable set passes through exec but grants nothing without file

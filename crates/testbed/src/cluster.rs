@@ -57,7 +57,8 @@ pub struct ClusterNodeProc {
 impl ClusterNodeProc {
     /// The node's `/status`, if it answers.
     pub async fn status(&self) -> Option<serde_json::Value> {
-        let body = rustbalance_node::admin::get(self.admin, "/status")
+        let cookie = rustbalance_node::layout::Layout::new(&self.data).admin_cookie();
+        let body = rustbalance_node::admin::status(self.admin, &cookie)
             .await
             .ok()?;
         serde_json::from_str(&body).ok()

@@ -59,7 +59,8 @@ async fn node_status(lab: &Lab, name: &str, path: &Path, bin: &Path) -> Option<V
             .flatten();
     }
     let cfg = rustbalance_node::Config::load(path).ok()?;
-    let body = rustbalance_node::admin::get(cfg.admin.listen, "/status")
+    let cookie = rustbalance_node::layout::Layout::new(&cfg.node.data_dir).admin_cookie();
+    let body = rustbalance_node::admin::status(cfg.admin.listen, &cookie)
         .await
         .ok()?;
     serde_json::from_str(&body).ok()

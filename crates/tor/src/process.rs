@@ -294,7 +294,7 @@ impl TorProcess {
             launch.pid_file.clone().into_os_string(),
         ]);
         let program = words.remove(0);
-        let mut child = tokio::process::Command::new(&program)
+        let mut child = clean_environment(&mut tokio::process::Command::new(&program))
             .args(&words)
             .stdin(Stdio::null())
             .stdout(out)
@@ -469,7 +469,29 @@ pub fn spawn_background(launch: &ChildLaunch) -> Result<ProcessId> {
     Ok(id)
 }
 
-/// Spawn `cmd` so that the child does not inherit the caller's *ambient* capabilities.
+/// The only variables of the node's environment a tor child gets (when set): where to
+/// find programs, the home directory (`~` in paths) and the time zone (log times).
+pub const TOR_ENVIRONMENT: &[&str] = &["PATH", "HOME", "TZ"];
+
+/// Give `cmd` a clean environment: nothing of ours but [`TOR_ENVIRONMENT`], and none of
+/// the variables set on `cmd` so far.
+///
+/// Under systemd the node's environment carries `CREDENTIALS_DIRECTORY` (where the
+/// master-key passphrase lies), `NOTIFY_SOCKET`, the invocation id and whatever the
+/// operator set: a tor that inherited them would hand the passphrase's location to any
+/// code that ran inside tor, and nothing in them is tor's business.
+pub fn clean_environment(cmd: &mut tokio::process::Command) -> &mut tokio::process::Command {
+    cmd.env_clear();
+    for key in TOR_ENVIRONMENT {
+        if let Some(v) = std::env::var_os(key) {
+            cmd.env(key, v);
+        }
+    }
+    cmd
+}
+
+/// Spawn a tor child from `cmd`: with a [`clean_environment`], and without the caller's
+/// *ambient* capabilities.
 ///
 /// Under systemd, `AmbientCapabilities=CAP_NET_ADMIN` (which the node needs for its
 /// WireGuard interface) puts the capability in the ambient set, and Linux passes the
@@ -477,9 +499,10 @@ pub fn spawn_background(launch: &ChildLaunch) -> Result<ProcessId> {
 /// CAP_NET_ADMIN too. Capabilities belong to threads, so the child is spawned from a
 /// short-lived thread whose ambient set is cleared first; the node's own threads keep
 /// theirs. Needs a tokio runtime (the child is a `tokio::process::Child`).
-pub fn spawn_without_ambient_caps(
+pub fn spawn_tor_child(
     cmd: &mut tokio::process::Command,
 ) -> std::io::Result<tokio::process::Child> {
+    clean_environment(cmd);
     let handle = tokio::runtime::Handle::current();
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -590,6 +613,45 @@ mod tests {
             }
             Err(Error::Spawn { .. }) => eprintln!("tor not installed; skipped"),
             other => panic!("expected StartFailed, got {other:?}"),
+        }
+    }
+
+    /// The variables of `pid`'s environment, from `/proc/PID/environ`.
+    fn environ(pid: u32) -> Vec<String> {
+        std::fs::read(format!("/proc/{pid}/environ"))
+            .unwrap()
+            .split(|b| *b == 0)
+            .filter(|v| !v.is_empty())
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect()
+    }
+
+    /// A tor child gets none of the node's environment but [`TOR_ENVIRONMENT`]: above all
+    /// not `CREDENTIALS_DIRECTORY`, where systemd put the master-key passphrase. (The
+    /// variables are set on the command here, standing in for the node's own
+    /// environment: setting them on this multi-threaded test process would race.)
+    #[tokio::test]
+    async fn a_tor_child_gets_a_clean_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = tokio::process::Command::new("sleep");
+        cmd.arg("30")
+            .env("CREDENTIALS_DIRECTORY", dir.path())
+            .env("NOTIFY_SOCKET", "/run/systemd/notify")
+            .env("RB_DECOY", "1")
+            .kill_on_drop(true);
+        let mut child = spawn_tor_child(&mut cmd).unwrap();
+        let env = environ(child.id().unwrap());
+        let _ = child.kill().await;
+        for v in &env {
+            let key = v.split('=').next().unwrap_or("");
+            assert!(
+                TOR_ENVIRONMENT.contains(&key),
+                "tor inherited {v:?}; its whole environment: {env:?}"
+            );
+        }
+        if let Some(path) = std::env::var_os("PATH") {
+            let want = format!("PATH={}", path.to_string_lossy());
+            assert!(env.contains(&want), "PATH is kept: {env:?}");
         }
     }
 

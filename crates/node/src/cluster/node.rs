@@ -114,11 +114,7 @@ pub struct ClusterParams {
 }
 
 fn read_secret(path: &std::path::Path) -> Result<ClusterSecret> {
-    let raw = zeroize::Zeroizing::new(std::fs::read(path).map_err(|source| Error::Io {
-        action: "read cluster secret",
-        path: path.to_path_buf(),
-        source,
-    })?);
+    let raw = crate::keystore::read_cluster_secret(path)?;
     ClusterSecret::new(raw.to_vec()).map_err(|e| Error::Config {
         key: "cluster.secret_file".into(),
         problem: e.to_string(),

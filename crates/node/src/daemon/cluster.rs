@@ -118,12 +118,7 @@ async fn start_join(
         let g = mesh.lock().map_err(|_| Error::MeshPoisoned)?;
         (g.public_key(), m.endpoint.unwrap_or(c.listen))
     };
-    let secret =
-        zeroize::Zeroizing::new(std::fs::read(&c.secret_file).map_err(|source| Error::Io {
-            action: "read cluster secret",
-            path: c.secret_file.clone(),
-            source,
-        })?);
+    let secret = crate::keystore::read_cluster_secret(&c.secret_file)?;
     JoinNode::start(crate::join::JoinNodeParams {
         name: cfg.node.name.clone(),
         master: keys.master_address,

@@ -55,12 +55,15 @@ pub fn status(config: &Path, json: bool) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let cookie = rustbalance_node::layout::Layout::new(&cfg.node.data_dir).admin_cookie();
     let body = rt
-        .block_on(rustbalance_node::admin::get(cfg.admin.listen, "/status"))
+        .block_on(rustbalance_node::admin::status(cfg.admin.listen, &cookie))
         .with_context(|| {
             format!(
-                "no node answers on {} (is `rustbalance run` running?)",
-                cfg.admin.listen
+                "no status from the node on {} (is `rustbalance run` running, and may this \
+                 user read {}?)",
+                cfg.admin.listen,
+                cookie.display()
             )
         })?;
     if json {

@@ -3,7 +3,7 @@
 
 use super::{TorPhase, TorSpec, TorStatus};
 use crate::control::ControlClient;
-use crate::process::{log_tail, spawn_without_ambient_caps, ProcessId};
+use crate::process::{log_tail, spawn_tor_child};
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -56,13 +56,14 @@ pub(super) async fn run(
     tx.send_modify(|s| s.phase = TorPhase::Stopped);
 }
 
-/// Start `tor -f TORRC` (output to `spec.output_file`, own process group, without the
-/// node's ambient capabilities: tor never gets the node's CAP_NET_ADMIN under systemd).
+/// Start `tor -f TORRC` (output to `spec.output_file`, own process group, a clean
+/// environment and none of the node's ambient capabilities: tor never gets the node's
+/// CAP_NET_ADMIN or `CREDENTIALS_DIRECTORY` under systemd).
 fn launch(spec: &TorSpec) -> std::io::Result<Child> {
     let _ = std::fs::remove_file(&spec.control_port_file);
     let out = std::fs::File::create(&spec.output_file)?;
     let err = out.try_clone()?;
-    spawn_without_ambient_caps(
+    spawn_tor_child(
         tokio::process::Command::new(&spec.binary)
             .arg("-f")
             .arg(&spec.torrc)
@@ -129,16 +130,31 @@ async fn follow(
 }
 
 /// Stop a running tor on request: SIGTERM, SIGKILL after [`STOP_GRACE`].
+///
+/// tor is signalled through its pid without asking `/proc` first: it is our own child,
+/// not yet reaped, so the pid cannot belong to anyone else. `/proc` may well hide it:
+/// tor makes itself non-dumpable (`DisableDebuggerAttachment`, on by default), and
+/// under the unit's `ProtectProc=invisible` a non-dumpable process is invisible even to
+/// its parent of the same user.
 async fn stop_child(
     spec: &TorSpec,
     tx: &watch::Sender<TorStatus>,
     mut child: Child,
     pid: Option<u32>,
 ) {
-    if let Some(id) = pid.and_then(ProcessId::of_pid) {
-        let _ = tokio::task::spawn_blocking(move || id.stop(STOP_GRACE)).await;
+    let raw = pid
+        .and_then(|p| i32::try_from(p).ok())
+        .and_then(rustix::process::Pid::from_raw);
+    if let Some(p) = raw {
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
     }
-    let _ = child.wait().await;
+    if tokio::time::timeout(STOP_GRACE, child.wait())
+        .await
+        .is_err()
+    {
+        // SIGKILL, then reap.
+        let _ = child.kill().await;
+    }
     let _ = std::fs::remove_file(&spec.pid_file);
     tx.send_modify(|s| {
         s.phase = TorPhase::Stopped;
