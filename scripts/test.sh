@@ -49,10 +49,10 @@ trap report EXIT
 
 # The lab tests: private Tor networks (crates/testbed/README.md). Each
 # binary boots at most one loopback and one namespaced lab.
-LAB_TESTS=(real_tor namespaces netns crosscheck tor_caps lab_loopback lab_netns)
+LAB_TESTS=(real_tor namespaces netns crosscheck tor_caps node_process lab_loopback lab_netns)
 # Every other integration test target (no tor, no root).
 UNIT_TESTS=(election_scenarios hostile_input membership_scenarios kat roundtrip join
-  intercept proxy cli_init)
+  intercept proxy abuse cli_init)
 # A test target in neither list would never run: refuse.
 listed=" ${LAB_TESTS[*]} ${UNIT_TESTS[*]} "
 for f in crates/*/tests/*.rs; do
