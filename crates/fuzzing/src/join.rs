@@ -2,13 +2,15 @@
 //! the answer it reads ([`read_response`]), and `classify`, the first look at every client
 //! connection of the public port.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rustbalance_hs::OnionAddress;
 use rustbalance_node::join::{
-    build_request, read_response, AdmitError, Admitter, JoinGrant, JoinParams, JoinService,
+    build_request, read_response, AdmitError, AdmitResult, Admission, Admitter, JoinGrant, JoinParams, JoinService,
     JoinToken, MemberInfo, PATH_PREFIX,
 };
 use rustbalance_proxy::{Intercept, Verdict};
@@ -67,7 +69,7 @@ fn grant(name: &str) -> JoinGrant {
 
 /// Admits every request, except a key starting with `x` (refused as invalid).
 fn admitter() -> Admitter {
-    Arc::new(|a| {
+    Arc::new(|a: Admission| -> Pin<Box<dyn Future<Output = AdmitResult> + Send>> {
         Box::pin(async move {
             if a.wg_public_key.starts_with('x') {
                 Err(AdmitError::InvalidKey)

@@ -1,17 +1,21 @@
 //! A node's local inputs: the admin endpoint's request head (a real admin server on
 //! loopback) and the configuration file.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use rustbalance_node::admin::{Admin, Control};
+use rustbalance_node::admin::{Admin, Control, RemoveFn, TokenFn};
 use rustbalance_node::metrics::Metrics;
 use rustbalance_node::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
 use tokio::time::timeout;
+
+type Pending<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// The admin cookie of the `admin_head` server (seeds carry it).
 pub const ADMIN_COOKIE: &str = "fuzz-admin-cookie";
@@ -28,12 +32,16 @@ fn harness() -> &'static Harness {
             .enable_all()
             .build()
             .expect("a tokio runtime");
+        let token: TokenFn = Arc::new(|rotate: bool| -> Pending<Option<String>> {
+            Box::pin(async move { (!rotate).then(|| "rb-token".to_string()) })
+        });
+        let remove: RemoveFn = Arc::new(|who: String| -> Pending<rustbalance_node::Result<String>> {
+            Box::pin(async move { Ok(format!("removed {who}")) })
+        });
         let control = Control {
             cookie: Arc::new(ADMIN_COOKIE.to_string().into()),
-            token: Some(Arc::new(|rotate| {
-                Box::pin(async move { (!rotate).then(|| "rb-token".to_string()) })
-            })),
-            remove: Some(Arc::new(|who| Box::pin(async move { Ok(format!("removed {who}")) }))),
+            token: Some(token),
+            remove: Some(remove),
         };
         let status = Arc::new(|| serde_json::json!({ "role": "follower" }));
         let admin = rt
