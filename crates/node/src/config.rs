@@ -30,6 +30,9 @@ pub struct Config {
     /// `[pow]`.
     #[serde(default)]
     pub pow: PowSection,
+    /// `[intro_dos]`.
+    #[serde(default)]
+    pub intro_dos: IntroDosSection,
     /// `[tor]`.
     #[serde(default)]
     pub tor: TorSection,
@@ -185,8 +188,17 @@ pub struct ProxySection {
     pub connect_timeout_secs: u64,
     /// Seconds without traffic before a connection is closed.
     pub idle_timeout_secs: u64,
+    /// Seconds for tor's PROXY line, the request head (http mode) and the join endpoint's
+    /// look at the first bytes (tcp mode).
+    pub head_timeout_secs: u64,
     /// Concurrent connections; more are closed at once.
     pub max_connections: usize,
+    /// Concurrent streams one client circuit may open: tor's `HiddenServiceMaxStreams`,
+    /// and the proxy's own cap when `export_circuit_id` is set. 0: no limit.
+    pub max_streams_per_circuit: u32,
+    /// `HiddenServiceMaxStreamsCloseCircuit`: a circuit going over
+    /// `max_streams_per_circuit` is closed (not only the extra stream refused).
+    pub close_circuit_over_max_streams: bool,
     /// Send a PROXY protocol header to the target: `none`, `v1` or `v2`.
     pub proxy_protocol: String,
     /// Ask tor for each client circuit's id (`HiddenServiceExportCircuitID haproxy`).
@@ -203,6 +215,21 @@ pub struct PowSection {
     pub queue_rate: u32,
     /// `HiddenServicePoWQueueBurst`.
     pub queue_burst: u32,
+}
+
+/// `[intro_dos]`: tor's rate limit at the introduction points
+/// (`HiddenServiceEnableIntroDoSDefense`), enforced by the relays that hold them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntroDosSection {
+    /// `HiddenServiceEnableIntroDoSDefense`. Unset: on for cluster instances (their
+    /// merged descriptor carries no PoW parameters), off in single-node mode while `[pow]`
+    /// is on (a fixed rate at the intro points would drop clients that solved a puzzle).
+    pub enabled: Option<bool>,
+    /// `HiddenServiceEnableIntroDoSRatePerSec`: introductions per second per intro point.
+    pub rate_per_sec: u32,
+    /// `HiddenServiceEnableIntroDoSBurstPerSec` (at least `rate_per_sec`).
+    pub burst_per_sec: u32,
 }
 
 /// `[tor]`.
@@ -240,7 +267,10 @@ impl Default for ProxySection {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             connect_timeout_secs: 5,
             idle_timeout_secs: 300,
+            head_timeout_secs: DEFAULT_HEAD_TIMEOUT_SECS,
             max_connections: 4096,
+            max_streams_per_circuit: DEFAULT_MAX_STREAMS_PER_CIRCUIT,
+            close_circuit_over_max_streams: true,
             proxy_protocol: "none".into(),
             export_circuit_id: false,
         }
@@ -253,6 +283,23 @@ impl Default for PowSection {
             enabled: true,
             queue_rate: 250,
             queue_burst: 2500,
+        }
+    }
+}
+
+/// Default of `proxy.head_timeout_secs`.
+pub const DEFAULT_HEAD_TIMEOUT_SECS: u64 = 20;
+/// Default of `proxy.max_streams_per_circuit`: far above what one browser opens to one
+/// site (Tor Browser: 6 per host), far below what pins a node.
+pub const DEFAULT_MAX_STREAMS_PER_CIRCUIT: u32 = 128;
+
+impl Default for IntroDosSection {
+    fn default() -> Self {
+        // tor's own values for the defence (hs_dos.c).
+        IntroDosSection {
+            enabled: None,
+            rate_per_sec: 25,
+            burst_per_sec: 200,
         }
     }
 }
@@ -428,6 +475,25 @@ mod test {
             .unwrap_err()
             .to_string();
         assert!(e.contains("listen"), "{e}");
+    }
+
+    #[test]
+    fn stream_and_intro_limits_are_checked() {
+        let d = tempfile::tempdir().unwrap();
+        let c = cfg(d.path(), "").unwrap();
+        assert_eq!(c.proxy.head_timeout_secs, 20);
+        assert_eq!(c.proxy.max_streams_per_circuit, 128);
+        assert!(c.proxy.close_circuit_over_max_streams);
+        assert_eq!(c.intro_dos.enabled, None);
+        for (extra, key) in [
+            ("[proxy]\nhead_timeout_secs = 0\n", "proxy.head_timeout_secs"),
+            ("[proxy]\nmax_streams_per_circuit = 70000\n", "proxy.max_streams_per_circuit"),
+            ("[intro_dos]\nrate_per_sec = 300\n", "intro_dos.burst_per_sec"),
+            ("[tor]\nextra_torrc = [\"HiddenServiceMaxStreams 5\"]\n", "proxy.max_streams_per_circuit"),
+        ] {
+            let e = cfg(d.path(), extra).unwrap_err().to_string();
+            assert!(e.contains(key), "{extra}: {e}");
+        }
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub fn single_node(
         "HiddenServicePort",
         format!("{} {proxy}", cfg.service.virtual_port),
     )?;
-    service_tail(&mut t, cfg)?;
+    service_tail(&mut t, cfg, !cfg.pow.enabled)?;
     Ok(t)
 }
 
@@ -54,26 +54,42 @@ pub fn instance(cfg: &Config, layout: &Layout, proxy: SocketAddr, owner_pid: u32
     // publisher copies into the master descriptor while this node is the only one left
     // (one seed; a merged descriptor of several nodes cannot carry theirs). Clients that
     // send no solution are still served, at the lowest priority, as with any PoW service.
-    service_tail(&mut t, cfg)?;
+    // The intro points' own rate limit is on by default: a merged descriptor of several
+    // nodes carries no PoW parameters, so it is the defence clients of a cluster meet.
+    service_tail(&mut t, cfg, true)?;
     Ok(t)
 }
 
-/// The lines after `HiddenServicePort` both kinds of service get: `[pow]`, the circuit-id
-/// export, then `tor.extra_torrc`.
-fn service_tail(t: &mut Torrc, cfg: &Config) -> Result<()> {
+/// The lines after `HiddenServicePort` both kinds of service get: `[pow]`, the stream
+/// limits per circuit, the intro points' rate limit (`intro_dos_default`: whether it is on
+/// when `intro_dos.enabled` is unset), the circuit-id export, then `tor.extra_torrc`.
+fn service_tail(t: &mut Torrc, cfg: &Config, intro_dos_default: bool) -> Result<()> {
     t.push("HiddenServicePoWDefensesEnabled", u8::from(cfg.pow.enabled))?;
     if cfg.pow.enabled {
         t.push("HiddenServicePoWQueueRate", cfg.pow.queue_rate)?;
         t.push("HiddenServicePoWQueueBurst", cfg.pow.queue_burst)?;
     }
+    t.push("HiddenServiceMaxStreams", cfg.proxy.max_streams_per_circuit)?;
+    t.push(
+        "HiddenServiceMaxStreamsCloseCircuit",
+        u8::from(cfg.proxy.close_circuit_over_max_streams),
+    )?;
+    let dos = &cfg.intro_dos;
+    let dos_on = dos.enabled.unwrap_or(intro_dos_default);
+    t.push("HiddenServiceEnableIntroDoSDefense", u8::from(dos_on))?;
+    if dos_on {
+        t.push("HiddenServiceEnableIntroDoSRatePerSec", dos.rate_per_sec)?;
+        t.push("HiddenServiceEnableIntroDoSBurstPerSec", dos.burst_per_sec)?;
+    }
     if cfg.proxy.export_circuit_id {
         t.push("HiddenServiceExportCircuitID", "haproxy")?;
     }
-    extra(t, cfg)
+    extra(t, &cfg.tor.extra_torrc)
 }
 
-fn extra(t: &mut Torrc, cfg: &Config) -> Result<()> {
-    for line in &cfg.tor.extra_torrc {
+/// Append `tor.extra_torrc`-style lines (`Option value`).
+fn extra(t: &mut Torrc, lines: &[String]) -> Result<()> {
+    for line in lines {
         let (k, v) = line
             .trim()
             .split_once(char::is_whitespace)
@@ -89,13 +105,7 @@ fn extra(t: &mut Torrc, cfg: &Config) -> Result<()> {
 pub fn join_client(layout: &Layout, owner_pid: u32, extra_torrc: &[String]) -> Result<Torrc> {
     let mut t = Torrc::new();
     common(&mut t, layout, owner_pid, true)?;
-    for line in extra_torrc {
-        let (k, v) = line
-            .trim()
-            .split_once(char::is_whitespace)
-            .unwrap_or((line.trim(), ""));
-        t.push(k, v.trim())?;
-    }
+    extra(&mut t, extra_torrc)?;
     Ok(t)
 }
 
@@ -114,4 +124,81 @@ fn common(t: &mut Torrc, layout: &Layout, owner_pid: u32, socks: bool) -> Result
     t.push("Log", format!("notice file {}", layout.tor_log().display()))?;
     t.push("AvoidDiskWrites", 1)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    fn config(extra: &str) -> Config {
+        toml::from_str(&format!(
+            "[node]\nname = \"n\"\ndata_dir = \"/x\"\n[service]\n[target]\nurl = \"tcp://127.0.0.1:1\"\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    fn value<'a>(t: &'a Torrc, o: &'a str) -> Vec<&'a str> {
+        t.values(o).collect()
+    }
+
+    #[test]
+    fn stream_and_intro_limits_have_defaults_and_follow_the_config() {
+        let l = Layout::new(Path::new("/x"));
+        let p = SocketAddr::from(([127, 0, 0, 1], 1));
+        let t = instance(&config(""), &l, p, 1).unwrap();
+        assert_eq!(value(&t, "HiddenServiceMaxStreams"), ["128"]);
+        assert_eq!(value(&t, "HiddenServiceMaxStreamsCloseCircuit"), ["1"]);
+        assert_eq!(value(&t, "HiddenServiceEnableIntroDoSDefense"), ["1"]);
+        assert_eq!(value(&t, "HiddenServiceEnableIntroDoSRatePerSec"), ["25"]);
+        assert_eq!(value(&t, "HiddenServiceEnableIntroDoSBurstPerSec"), ["200"]);
+        // Single node with PoW: the intro points' fixed rate stays off by default.
+        let t = single_node(&config(""), &l, p, 1, false).unwrap();
+        assert_eq!(value(&t, "HiddenServiceEnableIntroDoSDefense"), ["0"]);
+        assert!(!t.contains("HiddenServiceEnableIntroDoSRatePerSec"));
+        let c = config(
+            "[proxy]\nmax_streams_per_circuit = 7\nclose_circuit_over_max_streams = false\n\
+             [intro_dos]\nenabled = true\nrate_per_sec = 5\nburst_per_sec = 9\n",
+        );
+        let t = single_node(&c, &l, p, 1, false).unwrap();
+        assert_eq!(value(&t, "HiddenServiceMaxStreams"), ["7"]);
+        assert_eq!(value(&t, "HiddenServiceMaxStreamsCloseCircuit"), ["0"]);
+        assert_eq!(value(&t, "HiddenServiceEnableIntroDoSRatePerSec"), ["5"]);
+        assert_eq!(value(&t, "HiddenServiceEnableIntroDoSBurstPerSec"), ["9"]);
+    }
+
+    /// tor itself (0.4.9 here) accepts the instance torrc with these options next to
+    /// `HiddenServiceOnionbalanceInstance`, and refuses a burst below the rate (which
+    /// the config validation therefore refuses first).
+    #[test]
+    fn tor_accepts_the_instance_torrc() {
+        let d = tempfile::tempdir().unwrap();
+        let l = Layout::new(d.path());
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let hs = l.instance_hs_dir();
+        std::fs::create_dir(&hs).unwrap();
+        std::fs::set_permissions(&hs, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let master = rustbalance_hs::OnionAddress::from_public_key([7u8; 32]);
+        std::fs::write(hs.join("ob_config"), format!("MasterOnionAddress {master}\n")).unwrap();
+        let p = SocketAddr::from(([127, 0, 0, 1], 1));
+        let verify = |c: &Config| {
+            let f = d.path().join("torrc");
+            instance(c, &l, p, std::process::id())
+                .unwrap()
+                .write_to(&f)
+                .unwrap();
+            let o = std::process::Command::new("tor")
+                .arg("--verify-config")
+                .arg("-f")
+                .arg(&f)
+                .output()
+                .expect("tor must be installed for this test (Debian package `tor`)");
+            (o.status.success(), String::from_utf8_lossy(&o.stdout).to_string())
+        };
+        let (ok, out) = verify(&config("[proxy]\nexport_circuit_id = true\n"));
+        assert!(ok, "tor refused the instance torrc:\n{out}");
+        let (ok, _) = verify(&config("[intro_dos]\nrate_per_sec = 300\n"));
+        assert!(!ok, "tor took a burst below the rate");
+    }
 }

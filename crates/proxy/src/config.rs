@@ -11,6 +11,11 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_ONION_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default `idle_timeout`.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default `head_timeout`: tor's PROXY line, the HTTP request head (Http mode) and the
+/// intercept's look at the first bytes (Tcp mode) must all arrive within it.
+pub const DEFAULT_HEAD_TIMEOUT: Duration = Duration::from_secs(20);
+/// Default `max_streams_per_circuit` (tor's `HiddenServiceMaxStreams` default in RustBalance).
+pub const DEFAULT_MAX_STREAMS_PER_CIRCUIT: usize = 128;
 /// Default `max_connections`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// Default `max_header_bytes` (one HTTP head, Http mode).
@@ -131,10 +136,18 @@ pub struct ProxyConfig {
     /// the SOCKS handshake and circuit build).
     pub connect_timeout: Duration,
     /// A connection with no bytes in either direction for this long is closed
-    /// on both sides. In Http mode it also bounds the wait for the request head.
+    /// on both sides.
     pub idle_timeout: Duration,
+    /// Time allowed, from accept, for tor's PROXY line, the request head (Http mode) and
+    /// the first bytes the intercept looks at (Tcp mode); a slow client is then closed
+    /// (Http mode) or passed on to the target (Tcp mode). Much shorter than `idle_timeout`:
+    /// a client trickling bytes must not hold a connection slot for minutes.
+    pub head_timeout: Duration,
     /// Connections open at once; more are accepted and closed at once.
     pub max_connections: usize,
+    /// Connections open at once on one tor circuit (known only with
+    /// `expect_proxy_header`); more are closed at once. 0: no cap.
+    pub max_streams_per_circuit: usize,
     /// Read tor's `PROXY TCP6 ...` line first (torrc
     /// `HiddenServiceExportCircuitID haproxy`) and take the circuit id from it.
     pub expect_proxy_header: bool,
@@ -164,7 +177,9 @@ impl std::fmt::Debug for ProxyConfig {
             .field("mode", &self.mode)
             .field("connect_timeout", &self.connect_timeout)
             .field("idle_timeout", &self.idle_timeout)
+            .field("head_timeout", &self.head_timeout)
             .field("max_connections", &self.max_connections)
+            .field("max_streams_per_circuit", &self.max_streams_per_circuit)
             .field("expect_proxy_header", &self.expect_proxy_header)
             .field("send_proxy", &self.send_proxy)
             .field("intercept", &self.intercept.is_some())
@@ -186,7 +201,9 @@ impl ProxyConfig {
             mode: Mode::Tcp,
             connect_timeout,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            head_timeout: DEFAULT_HEAD_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_streams_per_circuit: DEFAULT_MAX_STREAMS_PER_CIRCUIT,
             expect_proxy_header: false,
             send_proxy: None,
             public_host: None,
@@ -205,6 +222,9 @@ impl ProxyConfig {
         }
         if self.idle_timeout.is_zero() {
             return bad("idle_timeout must be above zero");
+        }
+        if self.head_timeout.is_zero() {
+            return bad("head_timeout must be above zero");
         }
         if self.max_connections == 0 {
             return bad("max_connections must be at least 1");

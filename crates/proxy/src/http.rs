@@ -311,15 +311,6 @@ pub(crate) fn rewrite_cookie_domain(value: &[u8], from: &str, to: &str) -> Optio
     changed.then(|| parts.join(";").into_bytes())
 }
 
-/// The short page a client gets when the target cannot be reached.
-pub(crate) fn error_page(code: u16, reason: &str, text: &str) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n{text}\n",
-        text.len() + 1
-    )
-    .into_bytes()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

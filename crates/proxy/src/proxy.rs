@@ -54,22 +54,54 @@ pub(crate) struct Shared {
     pub rewriter: Rewriter,
     pub stats: Arc<ProxyStats>,
     pub health: HealthHandle,
-    conns: Mutex<HashMap<u64, (Option<u32>, Instant)>>,
+    conns: Mutex<Conns>,
+}
+
+/// The open connections, and how many of them each tor circuit holds.
+#[derive(Default)]
+struct Conns {
+    open: HashMap<u64, (Option<u32>, Instant)>,
+    per_circuit: HashMap<u32, usize>,
+}
+
+impl Conns {
+    fn remove(&mut self, id: u64) {
+        if let Some((Some(c), _)) = self.open.remove(&id) {
+            if let Some(n) = self.per_circuit.get_mut(&c) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_circuit.remove(&c);
+                }
+            }
+        }
+    }
 }
 
 impl Shared {
-    fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (Option<u32>, Instant)>> {
+    fn conns(&self) -> std::sync::MutexGuard<'_, Conns> {
         // Poisoning only means a panic elsewhere between two plain map
-        // operations; the map is still consistent.
+        // operations; the maps are still consistent.
         self.conns.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn set_circuit(&self, id: u64, circuit: Option<u32>) {
-        if circuit.is_some() {
-            if let Some(e) = self.conns().get_mut(&id) {
-                e.0 = circuit;
-            }
+    /// Record connection `id`'s circuit. `false`: that circuit already holds
+    /// `max_streams_per_circuit` connections, and this one must be closed.
+    pub(crate) fn set_circuit(&self, id: u64, circuit: Option<u32>) -> bool {
+        let Some(c) = circuit else {
+            return true;
+        };
+        let cap = self.cfg.max_streams_per_circuit;
+        let mut guard = self.conns();
+        let conns = &mut *guard;
+        let n = conns.per_circuit.get(&c).copied().unwrap_or(0);
+        if cap > 0 && n >= cap {
+            return false;
         }
+        if let Some(e) = conns.open.get_mut(&id) {
+            e.0 = Some(c);
+            conns.per_circuit.insert(c, n + 1);
+        }
+        true
     }
 
     /// Connect to the target, recording the result in stats and health.
@@ -103,7 +135,7 @@ struct ConnGuard {
 impl Drop for ConnGuard {
     fn drop(&mut self) {
         self.shared.stats.active.fetch_sub(1, Relaxed);
-        self.shared.conns().remove(&self.id);
+        self.shared.conns().remove(self.id);
     }
 }
 
@@ -146,7 +178,7 @@ impl Proxy {
             rewriter,
             stats: Arc::new(ProxyStats::default()),
             health: HealthHandle::default(),
-            conns: Mutex::new(HashMap::new()),
+            conns: Mutex::new(Conns::default()),
             cfg,
         });
         let (phase, phase_rx) = watch::channel(Phase::Running);
@@ -207,7 +239,7 @@ async fn accept_loop(
         sh.stats.active.fetch_add(1, Relaxed);
         next_id += 1;
         let id = next_id;
-        sh.conns().insert(id, (None, Instant::now()));
+        sh.conns().open.insert(id, (None, Instant::now()));
         let guard = ConnGuard {
             shared: sh.clone(),
             id,
@@ -272,6 +304,7 @@ impl ProxyHandle {
         let mut v: Vec<_> = self
             .shared
             .conns()
+            .open
             .iter()
             .map(|(&id, &(circuit_id, since))| ConnectionInfo {
                 id,

@@ -158,10 +158,42 @@ async fn http_mode_takes_on_the_request_head() {
     let got = exchange(p.local_addr(), &[b"JOIN-ME / HTTP/1.1\r\nHost: x\r\n\r\n"]).await;
     assert!(got.starts_with(b"taken:JOIN-ME / HTTP/1.1"));
     assert_eq!(ic.served.load(Ordering::SeqCst), 1);
-    // Not a speed bound: 300 ms in which the target must see no connection at all.
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), seen.recv())
-            .await
-            .is_err()
-    );
+    // The target was connected first (as in Tcp mode) and saw nothing of it.
+    let v = tokio::time::timeout(T, seen.recv()).await.unwrap().unwrap();
+    assert!(v.is_empty(), "target saw {v:?}");
+}
+
+/// Issue 14: a client that sends the start of a join line and then nothing was held for
+/// `idle_timeout` (300 s) in Tcp mode. The look at its first bytes is bounded by
+/// `head_timeout`, after which they go to the target like any other bytes.
+#[tokio::test]
+async fn tcp_mode_inspection_ends_at_the_head_timeout() {
+    // A target that reports the first 4 bytes it gets, without waiting for an EOF.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let t = l.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut v = [0u8; 4];
+        s.read_exact(&mut v).await.unwrap();
+        let _ = tx.send(v);
+        let _ = s.read_to_end(&mut Vec::new()).await;
+    });
+    let ic = Arc::new(Magic {
+        served: AtomicUsize::new(0),
+    });
+    let mut c = cfg(t, Mode::Tcp, ic);
+    c.head_timeout = Duration::from_millis(200);
+    assert_eq!(c.idle_timeout, Duration::from_secs(300));
+    let p = Proxy::start(c).await.unwrap();
+    let mut s = TcpStream::connect(p.local_addr()).await.unwrap();
+    s.write_all(b"JOIN").await.unwrap();
+    // The client keeps its side open and says no more; the bytes must reach the target
+    // anyway, within T (far below the 300 s idle timeout that bounded the wait before).
+    let got = tokio::time::timeout(T, rx)
+        .await
+        .expect("the first bytes were held past the head timeout")
+        .unwrap();
+    assert_eq!(&got, b"JOIN");
+    drop(s);
 }

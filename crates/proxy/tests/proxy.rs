@@ -156,27 +156,60 @@ async fn dead_target_closes_promptly_and_recovers() {
     assert_eq!(p.health().up, Some(true));
 }
 
+/// A target that answers every connection with its own page naming what it received.
+async fn own_pages_target() -> SocketAddr {
+    let l = TcpListener::bind(any_port()).await.unwrap();
+    let a = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut v = Vec::new();
+                let _ = s.read_to_end(&mut v).await;
+                let page = format!("HTTP/1.1 400 Target Says No\r\n\r\ngot {} bytes", v.len());
+                let _ = s.write_all(page.as_bytes()).await;
+            });
+        }
+    });
+    a
+}
+
+/// Issue 14: the proxy's own 400/431/502 pages told RustBalance apart from tor and the
+/// target alone. A dead target now closes the stream without a byte (as it does in Tcp
+/// mode), and heads the proxy cannot rewrite reach the target untouched, which answers them.
 #[tokio::test]
-async fn dead_target_http_gets_502() {
+async fn http_mode_has_no_pages_of_its_own() {
     let mut cfg = tcp_cfg(dead_port().await);
     cfg.mode = Mode::Http;
     let p = start(cfg).await;
     let t0 = Instant::now();
     let res = roundtrip(&p, b"GET / HTTP/1.1\r\nHost: m.onion\r\n\r\n").await;
-    assert!(
-        res.starts_with(b"HTTP/1.1 502 Bad Gateway\r\n"),
-        "{}",
-        String::from_utf8_lossy(&res)
+    assert_eq!(String::from_utf8_lossy(&res), "", "a dead target must close, not answer");
+    // As in Tcp mode: the close comes from the refusal, not from the 10 s connect timeout.
+    println!("closed after {:?}", t0.elapsed());
+    assert_eq!(p.stats().snapshot().connect_errors, 1);
+
+    let mut cfg = tcp_cfg(own_pages_target().await);
+    cfg.mode = Mode::Http;
+    let p = start(cfg).await;
+    let bad = b"NOT HTTP AT ALL\r\n\r\n";
+    let res = roundtrip(&p, bad).await;
+    assert_eq!(
+        String::from_utf8_lossy(&res),
+        format!("HTTP/1.1 400 Target Says No\r\n\r\ngot {} bytes", bad.len())
     );
-    // As above: the 502 comes from the refusal, not from the 10 s connect timeout.
-    println!("502 after {:?}", t0.elapsed());
-    let bad = roundtrip(&p, b"NOT HTTP AT ALL\r\n\r\n").await;
-    assert!(bad.starts_with(b"HTTP/1.1 400 "));
     let huge = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(20_000));
-    assert!(roundtrip(&p, huge.as_bytes())
-        .await
-        .starts_with(b"HTTP/1.1 431 "));
-    assert_eq!(p.stats().snapshot().http_errors, 2);
+    let res = roundtrip(&p, huge.as_bytes()).await;
+    assert_eq!(
+        String::from_utf8_lossy(&res),
+        format!("HTTP/1.1 400 Target Says No\r\n\r\ngot {} bytes", huge.len())
+    );
+    // A head cut short by the client's half-close reaches the target too.
+    let res = roundtrip(&p, b"GET / HTTP/1.1\r\nHost: m").await;
+    assert!(res.ends_with(b"got 24 bytes"), "{}", String::from_utf8_lossy(&res));
+    assert_eq!(p.stats().snapshot().http_errors, 3);
 }
 
 #[tokio::test]
@@ -421,7 +454,7 @@ async fn http_mode_rewrites_through_socks() {
 }
 
 #[tokio::test]
-async fn http_mode_socks_failure_gives_502() {
+async fn http_mode_socks_failure_closes_without_a_page() {
     let (socks, _) = fake_socks(dead_port().await).await;
     let other = ONION.replace('b', "c");
     let mut cfg = ProxyConfig::new(
@@ -435,7 +468,7 @@ async fn http_mode_socks_failure_gives_502() {
     cfg.mode = Mode::Http;
     let p = start(cfg).await;
     let res = roundtrip(&p, b"GET / HTTP/1.1\r\nHost: m.onion\r\n\r\n").await;
-    assert!(res.starts_with(b"HTTP/1.1 502 "));
+    assert_eq!(res, b"");
     let err = p.health().last_error.unwrap();
     assert!(
         err.contains("host unreachable") && err.contains("cccccc….onion"),

@@ -98,8 +98,10 @@ impl Template {
              [node]\nname = {name}\ndata_dir = {data}\n\n\
              [service]\n{service}virtual_port = {vport}\n\n\
              [target]\n# tcp://HOST:PORT (local application) or onion://ADDRESS.onion:PORT\nurl = {target}\nmode = \"tcp\"\n\n\
-             [proxy]\nlisten = \"127.0.0.1:0\"\nconnect_timeout_secs = 5\nidle_timeout_secs = 300\nmax_connections = 4096\nproxy_protocol = \"none\"\nexport_circuit_id = false\n\n\
+             [proxy]\nlisten = \"127.0.0.1:0\"\nconnect_timeout_secs = 5\nidle_timeout_secs = 300\nhead_timeout_secs = 20\nmax_connections = 4096\n\
+             max_streams_per_circuit = 128\nclose_circuit_over_max_streams = true\nproxy_protocol = \"none\"\nexport_circuit_id = false\n\n\
              [pow]\nenabled = true\nqueue_rate = 250\nqueue_burst = 2500\n\n\
+             [intro_dos]\n# enabled = true (unset: on for cluster nodes, off for a single node while [pow] is on)\nrate_per_sec = 25\nburst_per_sec = 200\n\n\
              [tor]\nbinary = \"tor\"\nbootstrap_timeout_secs = 300\ntesting_network = {testing}\nextra_torrc = [\n{extra}\n]\n\n\
              [admin]\nlisten = {admin}\n{cluster}",
             name = q(&self.name),

@@ -2,8 +2,8 @@
 //! the key and what is allowed.
 
 use super::{
-    AdminSection, ClusterSection, Config, MeshSection, NodeSection, ProxySection, TargetUrl,
-    TorSection,
+    AdminSection, ClusterSection, Config, IntroDosSection, MeshSection, NodeSection,
+    ProxySection, TargetUrl, TorSection,
 };
 use crate::err::{Error, Result};
 use rustbalance_hs::OnionAddress;
@@ -18,6 +18,21 @@ const RESERVED_TORRC: &[&str] = &[
     "HiddenServicePort",
     "RunAsDaemon",
     "__OwningControllerProcess",
+];
+
+/// Options tor must not receive from `extra_torrc` because a config key sets them.
+const CONFIGURED_TORRC: &[(&str, &str)] = &[
+    ("HiddenServiceMaxStreams", "proxy.max_streams_per_circuit"),
+    (
+        "HiddenServiceMaxStreamsCloseCircuit",
+        "proxy.close_circuit_over_max_streams",
+    ),
+    ("HiddenServiceEnableIntroDoSDefense", "intro_dos.enabled"),
+    ("HiddenServiceEnableIntroDoSRatePerSec", "intro_dos.rate_per_sec"),
+    (
+        "HiddenServiceEnableIntroDoSBurstPerSec",
+        "intro_dos.burst_per_sec",
+    ),
 ];
 
 /// A [`Error::Config`] for `key`.
@@ -47,6 +62,7 @@ impl Config {
         }
         self.target()?;
         proxy(&self.proxy)?;
+        intro_dos(&self.intro_dos)?;
         tor(&self.tor)?;
         admin(&self.admin)
     }
@@ -187,8 +203,17 @@ fn proxy(p: &ProxySection) -> Result<()> {
     if p.idle_timeout_secs == 0 {
         return Err(invalid("proxy.idle_timeout_secs", "must be at least 1"));
     }
+    if p.head_timeout_secs == 0 || p.head_timeout_secs > 300 {
+        return Err(invalid("proxy.head_timeout_secs", "must be 1..=300"));
+    }
     if p.max_connections == 0 {
         return Err(invalid("proxy.max_connections", "must be at least 1"));
+    }
+    if p.max_streams_per_circuit > 65535 {
+        return Err(invalid(
+            "proxy.max_streams_per_circuit",
+            "must be 0..=65535 (tor's HiddenServiceMaxStreams; 0: no limit)",
+        ));
     }
     match p.proxy_protocol.as_str() {
         "none" | "v1" | "v2" => Ok(()),
@@ -197,6 +222,23 @@ fn proxy(p: &ProxySection) -> Result<()> {
             format!("{other:?}: allowed are \"none\", \"v1\", \"v2\""),
         )),
     }
+}
+
+/// `[intro_dos]`: tor refuses a burst below the rate.
+fn intro_dos(d: &IntroDosSection) -> Result<()> {
+    if d.rate_per_sec == 0 {
+        return Err(invalid("intro_dos.rate_per_sec", "must be at least 1"));
+    }
+    if d.burst_per_sec < d.rate_per_sec {
+        return Err(invalid(
+            "intro_dos.burst_per_sec",
+            format!(
+                "must be at least rate_per_sec ({}); tor refuses a smaller burst",
+                d.rate_per_sec
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// `[tor]`.
@@ -213,6 +255,15 @@ fn tor(t: &TorSection) -> Result<()> {
             return Err(invalid(
                 "tor.extra_torrc",
                 format!("{r} is set by RustBalance itself; remove that line"),
+            ));
+        }
+        if let Some((o, key)) = CONFIGURED_TORRC
+            .iter()
+            .find(|(o, _)| o.eq_ignore_ascii_case(opt))
+        {
+            return Err(invalid(
+                "tor.extra_torrc",
+                format!("{o} comes from `{key}` in this file; set it there and remove that line"),
             ));
         }
     }

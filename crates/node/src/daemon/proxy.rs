@@ -42,7 +42,11 @@ fn proxy_config(cfg: &Config, socks: Option<SocketAddr>) -> Result<ProxyConfig> 
     };
     p.connect_timeout = Duration::from_secs(cfg.proxy.connect_timeout_secs);
     p.idle_timeout = Duration::from_secs(cfg.proxy.idle_timeout_secs);
+    p.head_timeout = Duration::from_secs(cfg.proxy.head_timeout_secs);
     p.max_connections = cfg.proxy.max_connections;
+    // tor enforces the same number per circuit (`HiddenServiceMaxStreams`); the proxy's
+    // own count applies when tor exports circuit ids.
+    p.max_streams_per_circuit = cfg.proxy.max_streams_per_circuit as usize;
     p.expect_proxy_header = cfg.proxy.export_circuit_id;
     p.send_proxy = match cfg.proxy.proxy_protocol.as_str() {
         "v1" => Some(ProxyVersion::V1),

@@ -52,6 +52,11 @@ pub(super) fn register_metrics(
             s.rejected,
         );
         w.counter(
+            "rustbalance_proxy_circuit_rejected_total",
+            "Connections refused because their tor circuit held max_streams_per_circuit.",
+            s.circuit_rejected,
+        );
+        w.counter(
             "rustbalance_proxy_bytes_to_target_total",
             "Bytes sent to the target.",
             s.bytes_to_target,

@@ -111,12 +111,6 @@ impl JoinService {
         }
     }
 
-    fn prefix() -> Vec<u8> {
-        let mut p = REQUEST_START.to_vec();
-        p.extend_from_slice(PATH_PREFIX.as_bytes());
-        p
-    }
-
     /// `f` applied to the current token, if one is accepted.
     fn with_token<T>(&self, f: impl FnOnce(&JoinToken) -> T) -> Option<T> {
         self.token.read().ok().and_then(|t| t.as_ref().map(f))
@@ -282,29 +276,76 @@ async fn read_more(
     Ok(())
 }
 
+/// What a connection's first bytes are to the join endpoint (see [`classify`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinLine {
+    /// A strict prefix of a join request line: more bytes are needed.
+    Partial,
+    /// Not a join request line: the target answers it.
+    Other,
+    /// A join request line with the accepted path id.
+    Current,
+    /// A join request line with another path id (or while no token is accepted).
+    Stale,
+}
+
+/// Length of the part of a join request line [`classify`] decides on:
+/// `POST /.well-known/rustbalance/join/<PATH_ID_HEX lowercase hex digits> ` (the space included).
+pub const JOIN_LINE_DECIDED: usize = REQUEST_START.len() + PATH_PREFIX.len() + PATH_ID_HEX + 1;
+
+/// Classify a connection's first bytes against the join request line, given the path id
+/// accepted now (`None`: no token is). A pure function of its inputs.
+///
+/// Property (fuzzed): the answer is [`JoinLine::Partial`] exactly while `first` is a strict
+/// prefix of some `POST /.well-known/rustbalance/join/<32 lowercase hex> ` line; the first
+/// byte that cannot continue such a line decides [`JoinLine::Other`], so a client is never
+/// held back on a line that can no longer become a join request (a plain `POST
+/// /.well-known/rustbalance/join/ HTTP/1.0` is passed on at its space, like any unknown
+/// path). The syntax alone decides when; the path id is compared only once complete, in
+/// constant time, so the timing tells nothing about the token.
+pub fn classify(first: &[u8], path_id: Option<&[u8]>) -> JoinLine {
+    let id_start = REQUEST_START.len() + PATH_PREFIX.len();
+    let id_end = id_start + PATH_ID_HEX;
+    for (i, &b) in first.iter().take(JOIN_LINE_DECIDED).enumerate() {
+        let fits = if i < REQUEST_START.len() {
+            b == REQUEST_START[i]
+        } else if i < id_start {
+            b == PATH_PREFIX.as_bytes()[i - REQUEST_START.len()]
+        } else if i < id_end {
+            matches!(b, b'0'..=b'9' | b'a'..=b'f')
+        } else {
+            b == b' '
+        };
+        if !fits {
+            return JoinLine::Other;
+        }
+    }
+    if first.len() < JOIN_LINE_DECIDED {
+        return JoinLine::Partial;
+    }
+    let id = &first[id_start..id_end];
+    match path_id {
+        Some(p) if bool::from(p.ct_eq(id)) => JoinLine::Current,
+        _ => JoinLine::Stale,
+    }
+}
+
 impl rustbalance_proxy::Intercept for JoinService {
     fn classify(&self, first: &[u8]) -> rustbalance_proxy::Verdict {
         use rustbalance_proxy::Verdict;
-        let prefix = Self::prefix();
-        let n = first.len().min(prefix.len());
-        if first[..n] != prefix[..n] {
-            return Verdict::Pass;
-        }
-        if first.len() < prefix.len() + PATH_ID_HEX + 1 {
-            return Verdict::Undecided;
-        }
-        let id = &first[prefix.len()..prefix.len() + PATH_ID_HEX];
-        let end = first[prefix.len() + PATH_ID_HEX];
-        let ok = self
-            .with_token(|t| bool::from(t.path_id().as_bytes().ct_eq(id)))
-            .unwrap_or(false);
-        if ok && end == b' ' {
-            Verdict::Take
-        } else {
-            // Someone tried the join path with a token we do not accept (an old one after a
-            // rotation, a typo, a guess): the target answers it like any unknown path.
-            self.counters.bad_token.fetch_add(1, Relaxed);
-            Verdict::Pass
+        let line = self
+            .with_token(|t| classify(first, Some(t.path_id().as_bytes())))
+            .unwrap_or_else(|| classify(first, None));
+        match line {
+            JoinLine::Partial => Verdict::Undecided,
+            JoinLine::Other => Verdict::Pass,
+            JoinLine::Current => Verdict::Take,
+            JoinLine::Stale => {
+                // Someone tried the join path with a token we do not accept (an old one after
+                // a rotation, a typo, a guess): the target answers it like any unknown path.
+                self.counters.bad_token.fetch_add(1, Relaxed);
+                Verdict::Pass
+            }
         }
     }
 
@@ -375,5 +416,79 @@ mod tests {
             3,
         ));
         assert_eq!(svc.classify(line.as_bytes()), Verdict::Take);
+    }
+
+    /// The probe of issue 14: a join path without a path id was held until the client gave
+    /// up (seconds through Tor, `idle_timeout` in Tcp mode) while any other path was passed
+    /// on at once. It must be passed on at the first byte that rules out a join request.
+    #[test]
+    fn a_join_path_probe_is_passed_on_at_once() {
+        use rustbalance_proxy::{Intercept, Verdict};
+        let svc = JoinService::new();
+        svc.set_token(JoinToken::derive(addr(), 80, &[9u8; 32], 0));
+        for probe in [
+            &b"POST /.well-known/rustbalance/join/ HTTP/1.0\r\n\r\n"[..],
+            b"POST /.well-known/rustbalance/join/\r\n",
+            b"POST /.well-known/rustbalance/join/ABCDEF",
+            b"POST /.well-known/rustbalance/join/0123456789abcdef0123456789abcdef0",
+            b"POST /.well-known/rustbalance/join/0123456789abcdef0123456789abcdef?",
+            b"POST /.well-known/rustbalance/joinx",
+            b"POST  /",
+            b"post /",
+        ] {
+            assert_eq!(
+                svc.classify(probe),
+                Verdict::Pass,
+                "{}",
+                String::from_utf8_lossy(probe)
+            );
+        }
+    }
+
+    /// Independent statement of the property: `x` is a strict prefix of
+    /// `POST <PATH_PREFIX><32 lowercase hex> `.
+    fn strict_prefix_of_a_join_line(x: &[u8]) -> bool {
+        let mut model = format!("POST {PATH_PREFIX}").into_bytes();
+        let hex_at = model.len();
+        model.extend_from_slice(&[b'0'; 32]);
+        model.push(b' ');
+        x.len() < model.len()
+            && x.iter().enumerate().all(|(i, &b)| {
+                if (hex_at..hex_at + 32).contains(&i) {
+                    b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
+                } else {
+                    b == model[i]
+                }
+            })
+    }
+
+    #[test]
+    fn undecided_exactly_on_strict_prefixes_of_a_join_line() {
+        let t = JoinToken::derive(addr(), 80, &[9u8; 32], 0);
+        let id = t.path_id();
+        let line = format!("POST {} HTTP/1.1\r\n", t.path()).into_bytes();
+        let other = format!("POST {PATH_PREFIX}{} x", "f".repeat(32)).into_bytes();
+        for base in [&line, &other] {
+            for cut in 0..=base.len() {
+                for b in 0..=255u8 {
+                    let mut x = base[..cut].to_vec();
+                    x.push(b);
+                    for pid in [Some(id.as_bytes()), None] {
+                        let v = classify(&x, pid);
+                        assert_eq!(
+                            v == JoinLine::Partial,
+                            strict_prefix_of_a_join_line(&x),
+                            "{:?} -> {v:?}",
+                            String::from_utf8_lossy(&x)
+                        );
+                        assert_eq!(classify(&x[..cut], pid) == JoinLine::Partial, strict_prefix_of_a_join_line(&x[..cut]));
+                    }
+                }
+            }
+        }
+        assert_eq!(classify(&line, Some(id.as_bytes())), JoinLine::Current);
+        assert_eq!(classify(&line, None), JoinLine::Stale);
+        assert_eq!(classify(&other, Some(id.as_bytes())), JoinLine::Stale);
+        assert_eq!(JOIN_LINE_DECIDED, "POST ".len() + t.path().len() + 1);
     }
 }
