@@ -258,7 +258,10 @@ fn gossip_values_seeds() -> Vec<Vec<u8>> {
     .encode();
     let mesh = format!("{} 10.0.0.1:51820", wg_key(1));
     let removed = format!("node9 {} 1795000000 n0", wg_key(9));
-    let admitted = format!("node7 {} 192.0.2.7:51820 0123456789abcdef0123456789abcdef", wg_key(7));
+    let admitted = format!(
+        "node7 {} 192.0.2.7:51820 0123456789abcdef0123456789abcdef",
+        wg_key(7)
+    );
     let n0: &[(&str, &str)] = &[
         ("priority", "1"),
         ("eligible", "true"),
@@ -272,7 +275,11 @@ fn gossip_values_seeds() -> Vec<Vec<u8>> {
         ("mesh_admitted", &admitted),
         ("join_gen", "3 0123456789abcdef0123456789abcdef"),
     ];
-    let n1: &[(&str, &str)] = &[("priority", "2"), ("eligible", "false"), ("target_health", "down")];
+    let n1: &[(&str, &str)] = &[
+        ("priority", "2"),
+        ("eligible", "false"),
+        ("target_health", "down"),
+    ];
     vec![values_input(&[n0, n1, n0]), values_input(&[n1])]
 }
 
@@ -322,9 +329,17 @@ fn consensus_seeds() -> Vec<Vec<u8>> {
     );
     let mut mds = String::new();
     for i in 0..3u8 {
-        let md = format!("onion-key\nntor-onion-key {}\nid ed25519 {}\n", b64(&[i; 32]), b64(&[i + 10; 32]));
+        let md = format!(
+            "onion-key\nntor-onion-key {}\nid ed25519 {}\n",
+            b64(&[i; 32]),
+            b64(&[i + 10; 32])
+        );
         let digest = sha2::Sha256::digest(md.as_bytes());
-        let flags = if i < 2 { "Fast HSDir Running Stable V2Dir Valid" } else { "Fast Running Valid" };
+        let flags = if i < 2 {
+            "Fast HSDir Running Stable V2Dir Valid"
+        } else {
+            "Fast Running Valid"
+        };
         cons += &format!(
             "r relay{i} {} 2026-11-18 11:00:00 127.0.0.{} 5000 0\nm {}\ns {flags}\npr HSDir=1-2 Link=1-5\n",
             b64(&[i; 20]),
@@ -344,7 +359,8 @@ fn key_file_seeds() -> Vec<Vec<u8>> {
         .seal(SEAL_PASSPHRASE, SealParams::fast_for_tests(), &mut rng)
         .expect("cheap parameters are within the limits");
     let mut pkcs8 = vec![
-        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
     ];
     pkcs8.extend_from_slice(&[5u8; 32]);
     let pem = format!(
@@ -367,7 +383,11 @@ fn join_request_seeds() -> Vec<Vec<u8>> {
         [&[1u8][..], params.as_bytes()].concat(),
         [&[1u8][..], refused.as_bytes()].concat(),
         [&[0u8][..], &raw].concat(),
-        [&[0u8][..], b"POST /x HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"].concat(),
+        [
+            &[0u8][..],
+            b"POST /x HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
+        ]
+        .concat(),
     ]
 }
 
@@ -381,17 +401,25 @@ fn join_answer_seeds() -> Vec<Vec<u8>> {
     );
     vec![
         [&[1u8][..], grant.as_bytes()].concat(),
-        [&[0u8][..], b"HTTP/1.1 403 Forbidden\r\nContent-Length: 8\r\n\r\nremoved\n"].concat(),
+        [
+            &[0u8][..],
+            b"HTTP/1.1 403 Forbidden\r\nContent-Length: 8\r\n\r\nremoved\n",
+        ]
+        .concat(),
         [&[0u8][..], b"HTTP/1.1 404 Not Found\r\n\r\n"].concat(),
     ]
 }
 
 fn join_classify_seeds() -> Vec<Vec<u8>> {
-    let line = format!("POST {} HTTP/1.1\r\nHost: x.onion\r\n\r\n", join_token().path());
+    let line = format!(
+        "POST {} HTTP/1.1\r\nHost: x.onion\r\n\r\n",
+        join_token().path()
+    );
     vec![
         line.into_bytes(),
         b"GET / HTTP/1.1\r\n\r\n".to_vec(),
-        b"POST /.well-known/rustbalance/join/0123456789abcdef0123456789abcdef HTTP/1.1\r\n".to_vec(),
+        b"POST /.well-known/rustbalance/join/0123456789abcdef0123456789abcdef HTTP/1.1\r\n"
+            .to_vec(),
     ]
 }
 

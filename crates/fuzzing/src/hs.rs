@@ -91,7 +91,10 @@ pub fn key_files(data: &[u8]) {
         return;
     };
     let cheap = SealParams::fast_for_tests();
-    let u32_at = |i: usize| data.get(i..i + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+    let u32_at = |i: usize| {
+        data.get(i..i + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
     let params = (u32_at(16), u32_at(20), u32_at(24));
     if params == (Some(cheap.m_cost), Some(cheap.t_cost), Some(cheap.p_cost)) {
         if let Ok(key) = IdentityKey::unseal(data, SEAL_PASSPHRASE) {
@@ -115,8 +118,6 @@ pub fn hs_layers(data: &[u8]) {
     if mode & 1 == 0 {
         let _ = HsDescMiddle::parse(text);
     } else if let Ok((_, inner)) = HsDescInner::parse(text) {
-        let _ = inner
-            .dangerously_assume_timely()
-            .check_signature();
+        let _ = inner.dangerously_assume_timely().check_signature();
     }
 }

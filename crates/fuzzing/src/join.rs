@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use rustbalance_hs::OnionAddress;
 use rustbalance_node::join::{
-    build_request, read_response, AdmitError, AdmitResult, Admission, Admitter, JoinGrant, JoinParams, JoinService,
-    JoinToken, MemberInfo, PATH_PREFIX,
+    build_request, read_response, Admission, AdmitError, AdmitResult, Admitter, JoinGrant,
+    JoinParams, JoinService, JoinToken, MemberInfo, PATH_PREFIX,
 };
 use rustbalance_proxy::{Intercept, Verdict};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -69,15 +69,17 @@ fn grant(name: &str) -> JoinGrant {
 
 /// Admits every request, except a key starting with `x` (refused as invalid).
 fn admitter() -> Admitter {
-    Arc::new(|a: Admission| -> Pin<Box<dyn Future<Output = AdmitResult> + Send>> {
-        Box::pin(async move {
-            if a.wg_public_key.starts_with('x') {
-                Err(AdmitError::InvalidKey)
-            } else {
-                Ok(grant(&a.name))
-            }
-        })
-    })
+    Arc::new(
+        |a: Admission| -> Pin<Box<dyn Future<Output = AdmitResult> + Send>> {
+            Box::pin(async move {
+                if a.wg_public_key.starts_with('x') {
+                    Err(AdmitError::InvalidKey)
+                } else {
+                    Ok(grant(&a.name))
+                }
+            })
+        },
+    )
 }
 
 struct Harness {
@@ -182,18 +184,20 @@ fn line_start() -> Vec<u8> {
 pub fn strict_prefix_of_a_join_line(x: &[u8]) -> bool {
     let start = line_start();
     let id_end = start.len() + PATH_ID_HEX;
-    [&b" HTTP/1.1\r\n"[..], b" HTTP/1.0\r\n"].iter().any(|tail| {
-        x.len() < id_end + tail.len()
-            && x.iter().enumerate().all(|(i, &b)| {
-                if i < start.len() {
-                    b == start[i]
-                } else if i < id_end {
-                    b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
-                } else {
-                    b == tail[i - id_end]
-                }
-            })
-    })
+    [&b" HTTP/1.1\r\n"[..], b" HTTP/1.0\r\n"]
+        .iter()
+        .any(|tail| {
+            x.len() < id_end + tail.len()
+                && x.iter().enumerate().all(|(i, &b)| {
+                    if i < start.len() {
+                        b == start[i]
+                    } else if i < id_end {
+                        b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
+                    } else {
+                        b == tail[i - id_end]
+                    }
+                })
+        })
 }
 
 fn classify_service() -> &'static Arc<JoinService> {

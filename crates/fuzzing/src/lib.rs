@@ -19,8 +19,8 @@ pub use apply::{gossip_apply, raw_record, syn_record};
 pub use control::control_reply;
 pub use gossip::{gossip_delta, gossip_key, gossip_open, gossip_secret, GOSSIP_NOW_MS};
 pub use hs::{
-    consensus, descriptor_key, hs_descriptor, hs_layers, intro_points, key_files,
-    DESCRIPTOR_NOW, SEAL_PASSPHRASE,
+    consensus, descriptor_key, hs_descriptor, hs_layers, intro_points, key_files, DESCRIPTOR_NOW,
+    SEAL_PASSPHRASE,
 };
 pub use join::{
     join_answer, join_classify, join_params, join_request, join_token,

@@ -35,9 +35,10 @@ fn harness() -> &'static Harness {
         let token: TokenFn = Arc::new(|rotate: bool| -> Pending<Option<String>> {
             Box::pin(async move { (!rotate).then(|| "rb-token".to_string()) })
         });
-        let remove: RemoveFn = Arc::new(|who: String| -> Pending<rustbalance_node::Result<String>> {
-            Box::pin(async move { Ok(format!("removed {who}")) })
-        });
+        let remove: RemoveFn =
+            Arc::new(|who: String| -> Pending<rustbalance_node::Result<String>> {
+                Box::pin(async move { Ok(format!("removed {who}")) })
+            });
         let control = Control {
             cookie: Arc::new(ADMIN_COOKIE.to_string().into()),
             token: Some(token),
@@ -74,7 +75,10 @@ pub fn admin_head(data: &[u8]) {
 fn config_path() -> &'static PathBuf {
     static P: OnceLock<PathBuf> = OnceLock::new();
     P.get_or_init(|| {
-        std::env::temp_dir().join(format!("rustbalance-fuzz-config-{}.toml", std::process::id()))
+        std::env::temp_dir().join(format!(
+            "rustbalance-fuzz-config-{}.toml",
+            std::process::id()
+        ))
     })
 }
 

@@ -53,7 +53,11 @@ pub fn gossip_values(data: &[u8]) {
     let views = members(data);
     for v in &views {
         let _ = (v.priority(), v.eligible(), v.lease(), v.to_member());
-        let _ = (gossip::intro_count(v), gossip::target_of(v), gossip::target_down(v));
+        let _ = (
+            gossip::intro_count(v),
+            gossip::target_of(v),
+            gossip::target_down(v),
+        );
         if let Some(g) = v.get(gossip::JOIN_GENERATION) {
             let _ = JoinGeneration::parse(g).map(|g| g.to_string());
         }
