@@ -52,7 +52,7 @@ trap report EXIT
 LAB_TESTS=(real_tor namespaces netns crosscheck tor_caps lab_loopback lab_netns)
 # Every other integration test target (no tor, no root).
 UNIT_TESTS=(election_scenarios hostile_input membership_scenarios kat roundtrip join
-  intercept proxy cli_init)
+  intercept proxy abuse cli_init)
 # The fuzz smoke test: the committed seed corpus of every fuzz target (fuzz/corpus)
 # through the same checks the libFuzzer targets run (crates/fuzzing), on stable. It is a
 # workspace test so that it shares the build stage; the long fuzz runs (fuzz/run.sh,
