@@ -53,11 +53,16 @@ LAB_TESTS=(real_tor namespaces netns crosscheck tor_caps node_process lab_loopba
 # Every other integration test target (no tor, no root).
 UNIT_TESTS=(election_scenarios hostile_input membership_scenarios kat roundtrip join
   intercept proxy abuse cli_init)
-# A test target in neither list would never run: refuse.
-listed=" ${LAB_TESTS[*]} ${UNIT_TESTS[*]} "
+# The fuzz smoke test: the committed seed corpus of every fuzz target (fuzz/corpus)
+# through the same checks the libFuzzer targets run (crates/fuzzing), on stable. It is a
+# workspace test so that it shares the build stage; the long fuzz runs (fuzz/run.sh,
+# nightly) are not part of this script.
+FUZZ_TESTS=(fuzz_corpus)
+# A test target in no list would never run: refuse.
+listed=" ${LAB_TESTS[*]} ${UNIT_TESTS[*]} ${FUZZ_TESTS[*]} "
 for f in crates/*/tests/*.rs; do
   if [[ "$listed" != *" $(basename "$f" .rs) "* ]]; then
-    echo "scripts/test.sh: test target $f is in no list (LAB_TESTS or UNIT_TESTS)" >&2
+    echo "scripts/test.sh: test target $f is in no list (LAB_TESTS, UNIT_TESTS or FUZZ_TESTS)" >&2
     exit 1
   fi
 done
@@ -71,6 +76,9 @@ export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 stage "cargo fmt --check" cargo fmt --all -- --check
 stage "clippy -D warnings + test build" cargo test --workspace --all-targets --locked --no-run
 stage "unit tests (lib, bins)" cargo test --workspace --locked --lib --bins -- --test-threads="${TEST_THREADS:-2}"
+FUZZ_ARGS=()
+for t in "${FUZZ_TESTS[@]}"; do FUZZ_ARGS+=(--test "$t"); done
+stage "fuzz smoke (seed corpus, stable)" cargo test --workspace --locked "${FUZZ_ARGS[@]}" -- --test-threads="${TEST_THREADS:-2}"
 stage "tool-free integration tests" cargo test --workspace --locked "${UNIT_ARGS[@]}" -- --test-threads="${TEST_THREADS:-2}"
 stage "doc tests" cargo test --workspace --locked --doc
 # The lab tests run in two lanes side by side: they spend most of their time

@@ -1,4 +1,4 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| rustbalance_fuzz::control_reply(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| rustbalance_fuzzing::control_reply(data));

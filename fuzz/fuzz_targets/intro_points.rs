@@ -1,4 +1,4 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| rustbalance_fuzz::intro_points(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| rustbalance_fuzzing::intro_points(data));

@@ -1,4 +1,4 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| rustbalance_fuzz::proxy_http(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| rustbalance_fuzzing::proxy_http(data));

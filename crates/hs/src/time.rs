@@ -69,7 +69,18 @@ impl TimeParams {
             });
         }
         if testing_network {
-            return Ok(Self::testing(vi));
+            let tp = Self::testing(vi);
+            if tp.period_minutes == 0 {
+                // Every period computation divides by its length.
+                return Err(Error::BadDirectoryDoc {
+                    what: "consensus",
+                    reason: format!(
+                        "a voting interval of {vi} s gives a testing network a time period \
+                         under one minute (at least 3 s is needed)"
+                    ),
+                });
+            }
+            return Ok(tp);
         }
         // tor clamps hsdir-interval to [30, 14400] minutes.
         let minutes = hsdir_interval.unwrap_or(1440).clamp(30, 14400) as u32;
@@ -300,5 +311,23 @@ mod test {
             TimeParams::from_consensus(va, va + Duration::from_secs(3600), None, false).unwrap();
         assert_eq!(p, TimeParams::REAL_NETWORK);
         assert!(TimeParams::from_consensus(va, va, None, false).is_err());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `consensus` fuzz target: a testing-network consensus with a 1-second
+    /// voting interval gave a zero-minute period, and `live_slots` divided by zero.
+    #[test]
+    fn a_testing_period_under_a_minute_is_refused() {
+        let va = from_unix(1_795_000_000);
+        for vi in [1, 2] {
+            let r = TimeParams::from_consensus(va, from_unix(1_795_000_000 + vi), None, true);
+            assert!(r.is_err(), "{vi} s: {r:?}");
+        }
+        let tp = TimeParams::from_consensus(va, from_unix(1_795_000_003), None, true).unwrap();
+        assert_eq!(tp.live_slots(0, 1_795_000_000)[0].srv, SrvChoice::Previous);
     }
 }

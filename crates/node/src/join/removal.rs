@@ -14,6 +14,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+/// The last second RFC 3339 can write (9999-12-31T23:59:59Z): a removal line stamped later
+/// is malformed (formatting such a time panics).
+pub const LAST_TIME: u64 = 253_402_300_799;
+
 /// A node removed from the cluster (`rustbalance node remove`): saved in
 /// `mesh-removed.json`, gossiped in `mesh_removed`. Removals are never undone; a
 /// removed machine comes back only wiped, with a new WireGuard key.
@@ -43,23 +47,27 @@ impl Removal {
             return None;
         }
         f[1].parse::<PublicKey>().ok()?;
+        let at = f[2].parse().ok().filter(|t| *t <= LAST_TIME)?;
         Some(Removal {
             name: f[0].to_string(),
             public_key: f[1].to_string(),
-            at: f[2].parse().ok()?,
+            at,
             by: f[3].to_string(),
         })
     }
 
-    /// A sentence saying who removed whom when.
+    /// A sentence saying who removed whom when. Total for every `at` (a saved file or a
+    /// peer may hold any number): times RFC 3339 cannot write are given as Unix seconds.
     pub fn describe(&self) -> String {
-        let when = SystemTime::UNIX_EPOCH + Duration::from_secs(self.at);
+        let when = if self.at <= LAST_TIME {
+            let t = SystemTime::UNIX_EPOCH + Duration::from_secs(self.at);
+            humantime::format_rfc3339_seconds(t).to_string()
+        } else {
+            format!("Unix time {}", self.at)
+        };
         format!(
-            "node {} (WireGuard key {}) was removed from the cluster by {} at {}",
-            self.name,
-            self.public_key,
-            self.by,
-            humantime::format_rfc3339_seconds(when)
+            "node {} (WireGuard key {}) was removed from the cluster by {} at {when}",
+            self.name, self.public_key, self.by,
         )
     }
 
@@ -201,6 +209,23 @@ mod tests {
             assert_eq!(Removal::parse_line(&bad), None, "{bad:?}");
         }
         assert!(r.describe().contains("node4") && r.describe().contains("node1"));
+    }
+
+    /// Issue 14: one gossip line stamped after year 9999 made `describe` panic inside
+    /// `sync_forever`, killing every member's sync task.
+    #[test]
+    fn removal_times_past_year_9999_neither_parse_nor_panic() {
+        let k = key();
+        let last = format!("node4 {k} {LAST_TIME} node1");
+        let parsed = Removal::parse_line(&last).expect("the last writable second parses");
+        assert!(parsed.describe().contains("9999-12-31T23:59:59Z"));
+        for at in [LAST_TIME + 1, u64::MAX] {
+            let line = format!("node4 {k} {at} node1");
+            assert_eq!(Removal::parse_line(&line), None, "{line}");
+            // A saved file may still hold one: describing it must not panic.
+            let text = removal(at).describe();
+            assert!(text.contains(&format!("Unix time {at}")), "{text}");
+        }
     }
 
     #[test]

@@ -237,7 +237,9 @@ impl JoinToken {
         .to_vec()
     }
 
-    pub(crate) fn response_mac(&self, nonce: &str, body: &[u8]) -> Vec<u8> {
+    /// The response MAC the join endpoint sends with a grant (public for the fuzz target
+    /// of the joining side's answer reader).
+    pub fn response_mac(&self, nonce: &str, body: &[u8]) -> Vec<u8> {
         hmac(&self.secret[..], &[b"response", nonce.as_bytes(), body])
             .finalize()
             .into_bytes()

@@ -6,19 +6,21 @@ use chitchat::{ChitchatMessage, Deserializable};
 use rustbalance_cluster::auth::{MacKey, Opener, Rejection, Sealer, MAX_MESSAGE};
 use rustbalance_cluster::validator::{Validator, Violation, MAX_INFLATED};
 use rustbalance_cluster::wire::{self, Blocks, DecodeError};
-use rustbalance_cluster::ClusterSecret;
+use rustbalance_cluster::{ClusterError, ClusterSecret};
 
 /// The receiver's clock (Unix ms) for `gossip_open`; seeds are sealed at this time.
 pub const GOSSIP_NOW_MS: u64 = 1_795_000_000_000;
 
-/// The cluster key of `gossip_open` (seeds are sealed with it).
+/// The cluster secret of the gossip targets.
+pub fn gossip_secret() -> Result<ClusterSecret, ClusterError> {
+    ClusterSecret::new(b"rustbalance fuzzing cluster secret".to_vec())
+}
+
+/// The cluster key of the gossip targets (seeds are sealed with it).
 pub fn gossip_key() -> MacKey {
     static KEY: OnceLock<MacKey> = OnceLock::new();
-    KEY.get_or_init(|| {
-        let secret = ClusterSecret::new(b"rustbalance fuzzing cluster secret".to_vec());
-        MacKey::derive(&secret.expect("a 34-byte secret is long enough"))
-    })
-    .clone()
+    KEY.get_or_init(|| MacKey::derive(&gossip_secret().expect("a 34-byte secret is long enough")))
+        .clone()
 }
 
 /// `Opener::open`: the first byte chooses between the rest as a datagram (the checks
