@@ -19,12 +19,7 @@ const MAX_ENTRIES: usize = 4096;
 
 fn runtime() -> &'static Runtime {
     static RT: OnceLock<Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a tokio runtime")
-    })
+    RT.get_or_init(crate::new_runtime)
 }
 
 /// One record of a `gossip_apply` input: a payload as it is, sent sealed.

@@ -23,10 +23,7 @@ struct Harness {
 fn harness() -> &'static Harness {
     static H: OnceLock<Harness> = OnceLock::new();
     H.get_or_init(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a tokio runtime");
+        let rt = crate::new_runtime();
         let script = Arc::new(Mutex::new(Vec::new()));
         let port = rt.block_on(fake_port(script.clone()));
         Harness { rt, port, script }

@@ -90,10 +90,7 @@ struct Harness {
 fn harness() -> &'static Harness {
     static H: OnceLock<Harness> = OnceLock::new();
     H.get_or_init(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a tokio runtime");
+        let rt = crate::new_runtime();
         let listener = rt
             .block_on(TcpListener::bind(("127.0.0.1", 0)))
             .expect("bind a loopback listener");

@@ -15,6 +15,14 @@ mod node;
 mod proxy;
 mod values;
 
+/// The single-threaded tokio runtime every harness with sockets runs on.
+fn new_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
 pub use apply::{gossip_apply, raw_record, syn_record};
 pub use control::control_reply;
 pub use gossip::{gossip_delta, gossip_key, gossip_open, gossip_secret, GOSSIP_NOW_MS};

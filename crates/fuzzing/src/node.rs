@@ -28,10 +28,7 @@ struct Harness {
 fn harness() -> &'static Harness {
     static H: OnceLock<Harness> = OnceLock::new();
     H.get_or_init(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a tokio runtime");
+        let rt = crate::new_runtime();
         let token: TokenFn = Arc::new(|rotate: bool| -> Pending<Option<String>> {
             Box::pin(async move { (!rotate).then(|| "rb-token".to_string()) })
         });

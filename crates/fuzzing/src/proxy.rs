@@ -46,10 +46,7 @@ struct Harness {
 fn harness() -> &'static Harness {
     static H: OnceLock<Harness> = OnceLock::new();
     H.get_or_init(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a tokio runtime");
+        let rt = crate::new_runtime();
         let response = Arc::new(Mutex::new(Vec::new()));
         let proxies = rt.block_on(async {
             let target = fake_target(response.clone()).await;
