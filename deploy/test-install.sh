@@ -99,7 +99,8 @@ check_unit() {
       fail "$unit: ProtectSystem=strict leaves /run read-only, and neither RuntimeDirectory=wireguard nor ReadWritePaths= lets the userspace WireGuard backend create /run/wireguard/IFNAME.sock"
   fi
   grep -qx 'LimitCORE=0' "$unit" || fail "$unit: no LimitCORE=0 (a core dump would write the master key to disk)"
-  ok "unit: /run/wireguard writable for the userspace backend, no core dumps"
+  grep -qx 'LimitMEMLOCK=infinity' "$unit" || fail "$unit: no LimitMEMLOCK=infinity (the daemon then cannot mlockall and its keys may reach swap)"
+  ok "unit: /run/wireguard writable for the userspace backend, no core dumps, memory lockable"
   command -v systemd-analyze >/dev/null ||
     fail "systemd-analyze is missing: apt-get install systemd (it checks the unit offline; systemd need not run)"
   systemd-analyze verify "$unit" || fail "systemd-analyze verify $unit"

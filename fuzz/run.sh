@@ -10,7 +10,9 @@
 # after N executions (issue 14: 10 minutes or 10 million, whichever comes first).
 # SANITIZER (default none): every crate of ours forbids unsafe code, so AddressSanitizer
 # mostly costs speed; panics, overflows (debug assertions) and timeouts are what we find.
-# SANITIZER=address runs it anyway. LOGS=DIR keeps the logs there.
+# SANITIZER=address runs it anyway. LOGS=DIR keeps the logs there. BUILD=0 skips the
+# build and runs the binaries already built (the same libFuzzer flags): cargo would
+# otherwise rebuild at each target whenever a workspace source changed meanwhile.
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds="${1:-60}"
@@ -23,19 +25,27 @@ targets="${*:-$(sed -n 's/^name = "\(.*\)"$/\1/p' Cargo.toml | grep -v '^rustbal
 logs="${LOGS:-$(mktemp -d)}"
 mkdir -p "$logs"
 
-cargo +nightly fuzz build -s "$sanitizer" --debug-assertions >"$logs/build.log" 2>&1 || {
-    tail -30 "$logs/build.log"
-    exit 1
-}
+if [ "${BUILD:-1}" != 0 ]; then
+    cargo +nightly fuzz build -s "$sanitizer" --debug-assertions >"$logs/build.log" 2>&1 || {
+        tail -30 "$logs/build.log"
+        exit 1
+    }
+fi
+bin="target/$(rustc +nightly -vV | sed -n 's/^host: //p')/release"
 
 run_one() {
     local t="$1"
     mkdir -p "corpus/$t" "artifacts/$t"
     # -rss_limit_mb: an input that makes a parser allocate 2 GB is a finding (OOM).
-    cargo +nightly fuzz run -s "$sanitizer" --debug-assertions "$t" "corpus/$t" -- \
-        -max_total_time="$seconds" "${runs[@]}" -rss_limit_mb=2048 -timeout=10 \
-        -print_final_stats=1 \
-        >"$logs/$t.log" 2>&1 || true
+    local flags=(-max_total_time="$seconds" "${runs[@]}" -rss_limit_mb=2048 -timeout=10
+        -print_final_stats=1)
+    if [ "${BUILD:-1}" = 0 ]; then
+        "$bin/$t" -artifact_prefix="artifacts/$t/" "${flags[@]}" "corpus/$t" \
+            >"$logs/$t.log" 2>&1 || true
+    else
+        cargo +nightly fuzz run -s "$sanitizer" --debug-assertions "$t" "corpus/$t" -- \
+            "${flags[@]}" >"$logs/$t.log" 2>&1 || true
+    fi
 }
 
 running=0

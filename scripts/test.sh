@@ -11,6 +11,8 @@ command -v tor-gencert >/dev/null || need+=(tor)
 command -v onionbalance >/dev/null || need+=(onionbalance)
 command -v curl >/dev/null || need+=(curl)
 command -v ip >/dev/null || need+=(iproute2)
+# headless Chromium for the status page (lab_loopback `status_page`).
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -18,6 +20,20 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 # Debian's tor package may start a system tor; the tests never use it.
+# promtool (test `monitoring`) from Debian's prometheus package, unpacked and not
+# installed: installing it would start a Prometheus server listening on every
+# interface. About 5 s (a 19 MB download), once per target directory.
+if ! command -v promtool >/dev/null; then
+  tools="$(realpath -m "${CARGO_TARGET_DIR:-target}")/tools"
+  if [ ! -x "$tools/usr/bin/promtool" ]; then
+    echo "== unpacking promtool (Debian prometheus) into $tools"
+    mkdir -p "$tools"
+    (cd "$tools" && { apt-get download prometheus >/dev/null 2>&1 ||
+      { apt-get update -qq && apt-get download prometheus >/dev/null; }; } &&
+      dpkg-deb -x prometheus_*.deb . && rm -f prometheus_*.deb)
+  fi
+  export PATH="$PATH:$tools/usr/bin"
+fi
 
 # Incremental compilation only helps repeated local builds; in a one-shot run
 # it adds over a gigabyte to the target directory (1.3 GB measured).
@@ -51,8 +67,10 @@ trap report EXIT
 # binary boots at most one loopback and one namespaced lab.
 LAB_TESTS=(real_tor namespaces netns crosscheck tor_caps node_process lab_loopback lab_netns)
 # Every other integration test target (no tor, no root).
-UNIT_TESTS=(election_scenarios hostile_input membership_scenarios kat roundtrip join
-  intercept proxy abuse cli_init)
+UNIT_TESTS=(election_scenarios hostile_input hostile_member membership_scenarios kat roundtrip join
+  intercept proxy abuse cli_init cli_onionbalance cli_client_auth
+  election_safety model # the election branch's harness test and model checker (model: ~45 s debug)
+  monitoring) # monitoring needs promtool (installed above), no tor
 # The fuzz smoke test: the committed seed corpus of every fuzz target (fuzz/corpus)
 # through the same checks the libFuzzer targets run (crates/fuzzing), on stable. It is a
 # workspace test so that it shares the build stage; the long fuzz runs (fuzz/run.sh,
@@ -122,3 +140,7 @@ lab_lanes() {
 }
 stage "lab tests (two lanes)" lab_lanes
 bash deploy/test-install.sh
+# The Debian package of the debug binary built above (no release build here:
+# scripts/package.sh builds release packages). Installs cargo-deb first if it
+# is missing (`cargo install --locked cargo-deb`, once per machine).
+stage "debian package (install, remove, purge)" bash deploy/test-package.sh

@@ -4,8 +4,14 @@
 //! points per node).
 //!
 //! ```text
-//! CARGO_TARGET_DIR=target-cluster cargo run --release -p rustbalance-cluster --example sim [-- [--virtual-time] 3 50 200]
+//! CARGO_TARGET_DIR=target-cluster cargo run --release -p rustbalance-cluster --example sim [-- [--virtual-time] [--signed | --compare] 3 50 200]
 //! ```
+//!
+//! `--signed` gives every node an identity and a member certificate: every value is
+//! signed and every received value checked (issue 13). `--compare` runs each size twice
+//! in the same process, unsigned then signed, and prints the signed/unsigned ratios of CPU
+//! and bandwidth per node. The CPU column is this process's CPU time (its
+//! threads' run time, `/proc/self/task/*/schedstat`) per node per second of cluster time.
 //!
 //! `--virtual-time` runs every node on one thread with tokio's clock paused (it advances
 //! only when all nodes are idle): the protocol's own figures, free of this machine's CPU
@@ -14,7 +20,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rustbalance_cluster::{keys, ClusterSecret, Membership, MembershipConfig, SimNet};
+use std::sync::Arc;
+
+use rustbalance_cluster::{
+    keys, Authority, CertFields, CertRole, ClusterSecret, GossipAuth, Membership, MembershipConfig,
+    NodeIdentity, SignatureMode, SimNet, Trust,
+};
 use tokio::time::{sleep, Instant};
 
 const INTRO_BYTES: usize = 1_000;
@@ -80,14 +91,105 @@ fn fmt(d: Option<Duration>) -> String {
     d.map_or("timeout".into(), |d| format!("{:.2} s", d.as_secs_f64()))
 }
 
-async fn run(n: usize) -> String {
+/// Signed-gossip credentials for node `i`, certified by `authority`.
+fn credentials(authority: &Authority, name: &str, i: usize) -> GossipAuth {
+    let identity = Arc::new(NodeIdentity::generate());
+    let cert = authority
+        .certify(CertFields {
+            name: name.to_owned(),
+            role: CertRole::Eligible,
+            identity: identity.public(),
+            wireguard: Some([7; 32]),
+            onion: Some("a".repeat(56)),
+            issued: 1_795_000_000,
+            serial: i as u64,
+        })
+        .expect("certify");
+    GossipAuth {
+        identity,
+        cert,
+        trust: Arc::new(Trust::new(authority.public(), SignatureMode::Require)),
+    }
+}
+
+/// This process's CPU time: the sum over its threads of the nanoseconds they ran
+/// (`/proc/self/task/*/schedstat`, first field; the tokio threads live as long as the
+/// process), or, without schedstat, user + system time from `/proc/self/stat` (clock
+/// ticks of 10 ms, too coarse for 3 nodes).
+fn cpu_time() -> Duration {
+    let mut ns = 0u64;
+    let mut found = false;
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for t in tasks.flatten() {
+            let stat = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
+            if let Some(v) = stat
+                .split_whitespace()
+                .next()
+                .and_then(|x| x.parse::<u64>().ok())
+            {
+                ns += v;
+                found = true;
+            }
+        }
+    }
+    if found {
+        return Duration::from_nanos(ns);
+    }
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the file; after the command name, which is
+    // field 2, they are the 12th and 13th (0-based 11 and 12).
+    let field = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = field(11) + field(12);
+    Duration::from_millis(ticks * 10)
+}
+
+/// One size's figures.
+struct Row {
+    n: usize,
+    converge: Option<Duration>,
+    propagate: Option<Duration>,
+    detect: Option<Duration>,
+    /// Steady-state bytes sent per node per second.
+    bytes_per_node_s: f64,
+    /// CPU milliseconds per node per second of cluster time.
+    cpu_ms_per_node_s: f64,
+    bad: u64,
+    lost: u64,
+    cluster_time: f64,
+}
+
+impl Row {
+    fn line(&self, label: &str) -> String {
+        format!(
+            "| {:>5} | {label:>8} | {:>12} | {:>12} | {:>12} | {:>14.1} | {:>13.2} | {:>7} | {:>4} |  ({:.1} s of cluster time",
+            self.n,
+            fmt(self.converge),
+            fmt(self.propagate),
+            fmt(self.detect),
+            self.bytes_per_node_s / 1024.0,
+            self.cpu_ms_per_node_s,
+            self.bad,
+            self.lost,
+            self.cluster_time,
+        )
+    }
+}
+
+async fn run(n: usize, signed: bool) -> Row {
     let net = SimNet::new();
+    let authority = Authority::from_seed(&zeroize::Zeroizing::new([9; 32]));
+    let cpu0 = cpu_time();
     let secret = ClusterSecret::new(b"simulation cluster secret 32 byt".to_vec()).expect("secret");
     let seeds: Vec<SocketAddr> = (0..n.min(3)).map(addr).collect();
     let start = Instant::now();
     let mut nodes = Vec::new();
     for i in 0..n {
         let mut cfg = MembershipConfig::new(format!("node-{i:03}"), addr(i));
+        if signed {
+            cfg.auth = Some(credentials(&authority, &format!("node-{i:03}"), i));
+        }
         cfg.seeds = seeds.iter().copied().filter(|s| *s != addr(i)).collect();
         let initial = vec![
             (keys::ROLE.to_owned(), "publisher".to_owned()),
@@ -115,7 +217,7 @@ async fn run(n: usize) -> String {
     let total: u64 = (0..n).map(|i| net.traffic(addr(i)).bytes_sent).sum();
     // Datagrams the in-process network lost in the steady window (full receive queue).
     let lost: u64 = (0..n).map(|i| net.traffic(addr(i)).dropped).sum();
-    let per_node = total as f64 / n as f64 / STEADY.as_secs_f64();
+    let bytes_per_node_s = total as f64 / n as f64 / STEADY.as_secs_f64();
 
     // One node changes its intro points: how long until everyone has them?
     let last = format!("node-{:03}", n - 1);
@@ -138,23 +240,46 @@ async fn run(n: usize) -> String {
     })
     .await;
 
-    let bad: u64 = nodes.iter().map(|m| m.counters().dropped()).sum();
+    let bad: u64 = nodes
+        .iter()
+        .map(|m| m.counters().dropped() + m.counters().dropped_by_signature_check())
+        .sum();
+    let cluster_time = start.elapsed().as_secs_f64();
+    let cpu_ms_per_node_s = (cpu_time() - cpu0).as_secs_f64() * 1000.0 / n as f64 / cluster_time;
     for m in nodes {
         let _ = m.shutdown().await;
     }
-    format!(
-        "| {n:>5} | {:>12} | {:>12} | {:>12} | {:>14.1} | {bad:>7} | {lost:>4} |  ({:.1} s of cluster time",
-        fmt(converge),
-        fmt(propagate),
-        fmt(detect),
-        per_node / 1024.0,
-        start.elapsed().as_secs_f64(),
-    )
+    Row {
+        n,
+        converge,
+        propagate,
+        detect,
+        bytes_per_node_s,
+        cpu_ms_per_node_s,
+        bad,
+        lost,
+        cluster_time,
+    }
+}
+
+/// Runs `n` nodes with `signed` and prints its row; returns it.
+async fn measured(n: usize, signed: bool) -> Row {
+    let wall = std::time::Instant::now();
+    let row = run(n, signed).await;
+    let label = if signed { "signed" } else { "unsigned" };
+    println!(
+        "{}, {:.1} s of machine time)",
+        row.line(label),
+        wall.elapsed().as_secs_f64()
+    );
+    row
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let virtual_time = args.iter().any(|a| a == "--virtual-time");
+    let compare = args.iter().any(|a| a == "--compare");
+    let signed = args.iter().any(|a| a == "--signed");
     let sizes: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let sizes = if sizes.is_empty() {
         vec![3, 50, 200]
@@ -180,22 +305,41 @@ fn main() {
     rt.block_on(async {
         println!(
             "gossip interval 100 ms, ~1 KB intro points per node, in-process network, \
-             convergence checked on up to 11 sampled nodes every 100 ms, {} time",
-            if virtual_time { "virtual" } else { "real" }
+             convergence checked on up to 11 sampled nodes every 100 ms, {} time, {}",
+            if virtual_time { "virtual" } else { "real" },
+            match (compare, signed) {
+                (true, _) => "unsigned then signed values",
+                (false, true) => "signed values",
+                (false, false) => "unsigned values",
+            }
         );
         println!(
-            "| nodes | convergence  | update prop. | dead seen in | KiB/s per node | dropped | lost |"
+            "| nodes | values   | convergence  | update prop. | dead seen in | KiB/s per node | CPU ms/node/s | dropped | lost |"
         );
         println!(
-            "|------:|-------------:|-------------:|-------------:|---------------:|--------:|-----:|"
+            "|------:|---------:|-------------:|-------------:|-------------:|---------------:|--------------:|--------:|-----:|"
         );
+        let mut ratios = Vec::new();
         for n in sizes {
-            let wall = std::time::Instant::now();
-            let row = run(n).await;
-            println!(
-                "{row}, {:.1} s of machine time)",
-                wall.elapsed().as_secs_f64()
-            );
+            if compare {
+                let plain = measured(n, false).await;
+                let with = measured(n, true).await;
+                ratios.push((
+                    n,
+                    with.cpu_ms_per_node_s / plain.cpu_ms_per_node_s,
+                    with.bytes_per_node_s / plain.bytes_per_node_s,
+                ));
+            } else {
+                measured(n, signed).await;
+            }
+        }
+        if !ratios.is_empty() {
+            println!("\nsigned / unsigned, per node:");
+            println!("| nodes | CPU ratio | bandwidth ratio |");
+            println!("|------:|----------:|----------------:|");
+            for (n, cpu, bytes) in ratios {
+                println!("| {n:>5} | {cpu:>9.2} | {bytes:>15.2} |");
+            }
         }
     });
 }

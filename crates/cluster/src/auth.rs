@@ -182,6 +182,12 @@ pub struct Opener {
     sessions: HashMap<u64, Window>,
 }
 
+/// The sender's timestamp (Unix ms) in a datagram's header, unauthenticated: read it only
+/// from a datagram [`Opener::open`] checked the MAC of (accepted, or refused as stale).
+pub fn sent_ms(datagram: &[u8]) -> Option<u64> {
+    (datagram.len() >= HEADER_LEN && &datagram[..4] == MAGIC).then(|| be_u64(&datagram[21..29]))
+}
+
 fn be_u64(bytes: &[u8]) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&bytes[..8]);

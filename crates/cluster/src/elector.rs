@@ -32,10 +32,43 @@ use crate::membership::Membership;
 enum Command {
     Yield,
     SetEligible(bool),
+    Forget(crate::election::NodeId),
+    Witness(std::collections::BTreeSet<crate::election::NodeId>),
+}
+
+/// A handle other tasks use to command a running elector (clone it freely).
+#[derive(Clone)]
+pub struct ElectorHandle {
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl ElectorHandle {
+    /// Gives the lease up (graceful hand-over).
+    pub fn yield_lease(&self) {
+        let _ = self.commands.send(Command::Yield);
+    }
+
+    /// Changes this node's eligibility (and advertises it). Becoming ineligible gives the
+    /// lease up at once; the publish task does this while publishing health is bad.
+    pub fn set_eligible(&self, eligible: bool) {
+        let _ = self.commands.send(Command::SetEligible(eligible));
+    }
+
+    /// The Tor witness: the members whose canary fails from here (`cluster.quorum =
+    /// "witness"`).
+    pub fn set_witness(&self, dead: std::collections::BTreeSet<crate::election::NodeId>) {
+        let _ = self.commands.send(Command::Witness(dead));
+    }
+
+    /// A member was removed from the cluster: it no longer counts in the quorum.
+    pub fn forget(&self, id: impl Into<crate::election::NodeId>) {
+        let _ = self.commands.send(Command::Forget(id.into()));
+    }
 }
 
 /// Handle of a running election driver. Dropping it stops the driver.
 pub struct Elector {
+    config: crate::election::ElectionConfig,
     publishing: watch::Receiver<bool>,
     gave_up: watch::Receiver<Option<GossipHealth>>,
     commands: mpsc::UnboundedSender<Command>,
@@ -45,6 +78,7 @@ pub struct Elector {
 impl Elector {
     /// Starts driving `election` over `membership`, evaluating every `tick`.
     pub fn spawn(membership: Arc<Membership>, mut election: Election, tick: Duration) -> Elector {
+        let config = election.config().clone();
         let (tx, publishing) = watch::channel(false);
         let (commands, mut rx) = mpsc::unbounded_channel();
         let (gave_up_tx, gave_up) = watch::channel(None);
@@ -62,6 +96,8 @@ impl Elector {
                     }
                     cmd = rx.recv() => match cmd {
                         Some(Command::Yield) => Input::Yield,
+                        Some(Command::Forget(id)) => Input::Forget(id),
+                        Some(Command::Witness(dead)) => Input::Witness(dead),
                         Some(Command::SetEligible(e)) => {
                             membership.set(keys::ELIGIBLE, if e { "true" } else { "false" }).await;
                             Input::SetEligible(e)
@@ -89,11 +125,17 @@ impl Elector {
             }
         });
         Elector {
+            config,
             publishing,
             commands,
             gave_up,
             task: Some(task),
         }
+    }
+
+    /// The election's configuration.
+    pub fn config(&self) -> &crate::election::ElectionConfig {
+        &self.config
     }
 
     /// Whether this node is the publisher right now.
@@ -112,14 +154,21 @@ impl Elector {
         self.gave_up.borrow().clone()
     }
 
+    /// A handle to command this elector from other tasks.
+    pub fn handle(&self) -> ElectorHandle {
+        ElectorHandle {
+            commands: self.commands.clone(),
+        }
+    }
+
     /// Gives the lease up (graceful hand-over).
     pub fn yield_lease(&self) {
-        let _ = self.commands.send(Command::Yield);
+        self.handle().yield_lease();
     }
 
     /// Changes this node's eligibility (and advertises it).
     pub fn set_eligible(&self, eligible: bool) {
-        let _ = self.commands.send(Command::SetEligible(eligible));
+        self.handle().set_eligible(eligible);
     }
 
     /// Stops the driver at once and waits until it is gone (the lease simply lapses;

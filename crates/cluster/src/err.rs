@@ -36,4 +36,27 @@ pub enum ClusterError {
         #[source]
         source: serde_json::Error,
     },
+
+    /// A node identity file (or public key) is unreadable.
+    #[error(
+        "the node identity is unreadable: {problem}; if the file is damaged, move it away \
+         and run `rustbalance run` once to make a new identity (its certificate must then \
+         be issued again)"
+    )]
+    BadIdentity { problem: &'static str },
+
+    /// A member certificate is unreadable.
+    #[error("the member certificate is unreadable: {problem}")]
+    BadCert { problem: &'static str },
+
+    /// An authority public key is unreadable.
+    #[error(
+        "the authority key is unreadable: {problem}; copy the file again from an \
+         eligible node's data directory, or join the cluster again"
+    )]
+    BadAuthorityKey { problem: &'static str },
+
+    /// A node was started with signed gossip but a certificate for another node or key.
+    #[error("the member certificate does not fit this node: {problem}")]
+    CertMismatch { problem: String },
 }

@@ -4,6 +4,9 @@
 //! their format (the election owns [`LEASE`]; the node writes the others, and
 //! `rustbalance_node::cluster::gossip` documents every value it writes).
 
+/// The node's member certificate ([`crate::cert`]), signed by the authority. Like every
+/// value of a signing node it is wrapped in a [`crate::signed`] envelope.
+pub const CERT: &str = "cert";
 /// `"publisher"` or `"follower"` (informational).
 pub const ROLE: &str = "role";
 /// Election priority, decimal `u32`, lower wins.

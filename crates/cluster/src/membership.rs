@@ -4,6 +4,17 @@
 //! detection). Every datagram goes through [`crate::transport`], i.e. is authenticated
 //! with a key derived from the cluster secret. Per-node state is a string key/value map;
 //! the well-known keys are in [`crate::keys`].
+//!
+//! With signed gossip ([`MembershipConfig::auth`]), every value this node sets is wrapped
+//! in an envelope signed by its identity ([`crate::signed`]) inside chitchat's lock, so the
+//! version it signs is exactly the one chitchat assigns; its certificate is its first key
+//! ([`keys::CERT`]); deletions write signed tombstones. Incoming deltas are checked by
+//! [`crate::validator::SignatureCheck`]. Views ([`NodeView`]) show values without their
+//! envelopes; [`Membership::members`] leaves out nodes whose certificate is revoked and,
+//! in [`crate::SignatureMode::Require`], nodes without one, and prefers a certified generation
+//! of a node to an uncertified one.
+
+mod signing;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,13 +26,18 @@ use chitchat::{
 };
 use tokio::sync::watch;
 
+pub use signing::GossipAuth;
+
 use crate::auth::{ClusterSecret, MacKey};
+use crate::cert::{CertRole, MemberCert};
 use crate::election::{LeaseAdvert, Member, NodeId};
 use crate::err::ClusterError;
 use crate::health::{supervise, GossipHealth};
 use crate::keys;
+use crate::signed::Opened;
 use crate::transport::{AuthTransport, Counters, Network, TransportCounters};
-use crate::validator::Validator;
+use crate::trust::Trust;
+use crate::validator::{SignatureCheck, Validator};
 
 /// How a node joins the gossip.
 #[derive(Clone, Debug)]
@@ -45,6 +61,10 @@ pub struct MembershipConfig {
     pub replay_window: Duration,
     /// Increases at every start of the node (default: Unix time in ms at `new`).
     pub generation: u64,
+    /// Signed gossip: this node's identity, certificate and trust. `None` gossips and
+    /// accepts unsigned values (clusters from before signatures, and tests of the
+    /// unsigned layer).
+    pub auth: Option<GossipAuth>,
 }
 
 impl MembershipConfig {
@@ -64,6 +84,7 @@ impl MembershipConfig {
             dead_node_grace_period: Duration::from_secs(3600),
             replay_window: Duration::from_secs(30),
             generation,
+            auth: None,
         }
     }
 }
@@ -85,14 +106,21 @@ impl NodeView {
             generation: id.generation_id,
             addr: id.gossip_advertise_addr,
             live,
-            state: state
-                .map(|s| {
-                    s.key_values()
-                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            state: state.map(signing::plain_state).unwrap_or_default(),
         }
+    }
+
+    /// The node's member certificate ([`keys::CERT`]). Only certificates that passed
+    /// [`crate::validator::SignatureCheck`] (or this node's own) reach a view built by
+    /// [`Membership`].
+    pub fn cert(&self) -> Option<MemberCert> {
+        self.get(keys::CERT)
+            .and_then(|c| crate::cert::parse(c.as_bytes()).ok())
+    }
+
+    /// The role the node's certificate grants; `None` for an uncertified node.
+    pub fn certified_role(&self) -> Option<CertRole> {
+        self.cert().map(|c| c.role())
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
@@ -106,9 +134,13 @@ impl NodeView {
             .unwrap_or(u32::MAX)
     }
 
-    /// [`keys::ELIGIBLE`] is `"true"`.
+    /// [`keys::ELIGIBLE`] is `"true"` and, for a certified node, its certificate's role is
+    /// `eligible` (a worker's claim counts for nothing). An uncertified node is only seen
+    /// in [`crate::SignatureMode::AcceptUnsigned`] (or without signed gossip), where its claim is
+    /// all there is.
     pub fn eligible(&self) -> bool {
         self.get(keys::ELIGIBLE) == Some("true")
+            && self.cert().is_none_or(|c| c.role() == CertRole::Eligible)
     }
 
     /// The advertised lease; an unreadable one counts as none.
@@ -132,7 +164,9 @@ impl NodeView {
             priority: self.priority(),
             eligible: self.eligible(),
             live: self.live,
-            lease: self.lease(),
+            // Only an eligible node may hold the lease (issue 13, attack 3): a worker's
+            // advert, whatever its TTL, is as if it had none.
+            lease: self.lease().filter(|_| self.eligible()),
         }
     }
 }
@@ -143,6 +177,8 @@ pub struct Membership {
     counters: Arc<Counters>,
     local_addr: SocketAddr,
     health: watch::Receiver<GossipHealth>,
+    auth: Option<GossipAuth>,
+    generation: u64,
 }
 
 impl Membership {
@@ -153,7 +189,12 @@ impl Membership {
         initial: Vec<(String, String)>,
         network: &dyn Network,
     ) -> Result<Membership, ClusterError> {
-        let validator = Validator::new(cfg.node_id.clone(), cfg.generation);
+        let mut validator = Validator::new(cfg.node_id.clone(), cfg.generation);
+        if let Some(auth) = &cfg.auth {
+            auth.check(&cfg.node_id)?;
+            validator =
+                validator.with_signatures(Arc::new(SignatureCheck::new(auth.trust.clone())));
+        }
         Membership::start_with(cfg, secret, initial, network, Some(validator)).await
     }
 
@@ -180,6 +221,7 @@ impl Membership {
             })?;
         let local_addr = socket.local_addr();
         let counters = Arc::new(Counters::default());
+        let node_bound = validator.as_ref().map(Validator::node_bound);
         let window_ms = u64::try_from(cfg.replay_window.as_millis()).unwrap_or(u64::MAX);
         let transport = AuthTransport::new(
             socket,
@@ -207,19 +249,54 @@ impl Membership {
             catchup_callback: None,
             extra_liveness_predicate: None,
         };
-        let handle = spawn_chitchat(config, initial, &transport)
+        // A signing node sets its initial state itself, signed, once chitchat runs.
+        let unsigned_initial = if cfg.auth.is_some() {
+            Vec::new()
+        } else {
+            initial.clone()
+        };
+        let handle = spawn_chitchat(config, unsigned_initial, &transport)
             .await
             .map_err(|e| ClusterError::Gossip {
                 addr: local_addr,
                 message: format!("{e:#}"),
             })?;
+        if let Some(bound) = node_bound {
+            bound.attach(handle.chitchat()); // crate::node_bound: count what chitchat knows
+        }
         let health = supervise(&handle, local_addr);
-        Ok(Membership {
+        let membership = Membership {
             handle,
             counters,
             local_addr,
             health,
-        })
+            auth: cfg.auth.clone(),
+            generation: cfg.generation,
+        };
+        if let Some(auth) = &membership.auth {
+            let cert = auth.cert.encode();
+            let values = std::iter::once((keys::CERT.to_string(), cert)).chain(initial);
+            membership.set_all(values.collect()).await;
+        }
+        Ok(membership)
+    }
+
+    /// Sets several keys in one go (signed when this node signs).
+    async fn set_all(&self, values: Vec<(String, String)>) {
+        let (auth, generation) = (self.auth.clone(), self.generation);
+        self.handle
+            .with_chitchat(move |c| {
+                let state = c.self_node_state();
+                for (k, v) in &values {
+                    match &auth {
+                        Some(a) => {
+                            signing::set_signed(state, &a.identity, generation, k, Opened::Set(v))
+                        }
+                        None => state.set(k, v),
+                    }
+                }
+            })
+            .await;
     }
 
     /// The address this node gossips on.
@@ -232,22 +309,47 @@ impl Membership {
         &self.handle.chitchat_id().node_id
     }
 
-    /// Sets one key of this node's state (gossiped to every peer).
+    /// Sets one key of this node's state (gossiped to every peer; signed when this node
+    /// signs).
     pub async fn set(&self, key: &str, value: &str) {
-        self.handle
-            .with_chitchat(|c| c.self_node_state().set(key, value))
+        self.set_all(vec![(key.to_string(), value.to_string())])
             .await;
     }
 
-    /// Deletes one key of this node's state.
+    /// Deletes one key of this node's state (a signing node writes a signed tombstone).
     pub async fn delete(&self, key: &str) {
+        let (auth, generation) = (self.auth.clone(), self.generation);
         self.handle
-            .with_chitchat(|c| {
-                if c.self_node_state().contains_key(key) {
-                    c.self_node_state().delete(key);
+            .with_chitchat(move |c| {
+                let state = c.self_node_state();
+                match &auth {
+                    Some(a) => {
+                        signing::set_signed(state, &a.identity, generation, key, Opened::Deleted)
+                    }
+                    None if state.contains_key(key) => state.delete(key),
+                    None => {}
                 }
             })
             .await;
+    }
+
+    /// Replaces this node's certificate (a renewed one from the authority); it must name
+    /// this node and its identity and be valid for the node's trust.
+    pub async fn set_cert(&self, cert: &MemberCert) -> Result<(), ClusterError> {
+        let Some(auth) = &self.auth else {
+            return Err(ClusterError::CertMismatch {
+                problem: "this node does not gossip signed values".into(),
+            });
+        };
+        auth.fits(cert, self.node_id())?;
+        self.set(keys::CERT, &cert.encode()).await;
+        Ok(())
+    }
+
+    /// The trust (authority key, revocations) of a signing node: whoever verifies a signed
+    /// revocation adds it here, and the gossip check and the views obey it at once.
+    pub fn trust(&self) -> Option<Arc<Trust>> {
+        self.auth.as_ref().map(|a| a.trust.clone())
     }
 
     /// Nodes considered alive (this node included), sorted by node id.
@@ -276,11 +378,14 @@ impl Membership {
                     .collect::<Vec<_>>()
             })
             .await;
+        let trust = self.trust();
         let mut by_id: BTreeMap<NodeId, NodeView> = BTreeMap::new();
+        let rank = |v: &NodeView| (v.get(keys::CERT).is_some(), v.live, v.generation);
         for v in views {
-            let better = by_id
-                .get(&v.node_id)
-                .is_none_or(|old| (v.live, v.generation) > (old.live, old.generation));
+            if !signing::admitted(trust.as_deref(), v.cert().as_ref()) {
+                continue;
+            }
+            let better = by_id.get(&v.node_id).is_none_or(|old| rank(&v) > rank(old));
             if better {
                 by_id.insert(v.node_id.clone(), v);
             }
@@ -292,6 +397,7 @@ impl Membership {
     pub async fn subscribe(&self) -> MembershipWatch {
         MembershipWatch {
             rx: self.handle.with_chitchat(|c| c.live_nodes_watcher()).await,
+            trust: self.trust(),
         }
     }
 
@@ -337,6 +443,7 @@ impl Membership {
 /// Change notifications of a [`Membership`].
 pub struct MembershipWatch {
     rx: watch::Receiver<BTreeMap<ChitchatId, NodeState>>,
+    trust: Option<Arc<Trust>>,
 }
 
 impl MembershipWatch {
@@ -348,6 +455,7 @@ impl MembershipWatch {
         Some(
             map.iter()
                 .map(|(id, state)| NodeView::from_chitchat(id, true, Some(state)))
+                .filter(|v| signing::admitted(self.trust.as_deref(), v.cert().as_ref()))
                 .collect(),
         )
     }

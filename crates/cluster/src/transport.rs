@@ -23,7 +23,8 @@ use chitchat::{ChitchatMessage, Deserializable, Serializable};
 use tracing::{debug, error};
 
 use crate::auth::{MacKey, Opener, Rejection, Sealer};
-use crate::validator::{Validator, Violation};
+use crate::election::ClockOffsets;
+use crate::validator::{Dropped, Validator, Violation};
 
 /// Largest UDP payload over IPv4.
 pub const MAX_DATAGRAM: usize = 65_507;
@@ -106,6 +107,8 @@ pub struct TransportCounters {
     pub dropped_bad_mac: u64,
     pub dropped_stale: u64,
     pub dropped_replayed: u64,
+    /// A digest that would take chitchat past [`crate::node_bound`]'s limits.
+    pub dropped_node_bound: u64,
     /// Over 64 KiB on the wire or once inflated ([`crate::auth::MAX_MESSAGE`]).
     pub dropped_oversize: u64,
     /// A delta inflating past [`crate::validator::MAX_INFLATED`].
@@ -114,6 +117,22 @@ pub struct TransportCounters {
     pub dropped_bad_max_version: u64,
     /// A node delta for this node itself.
     pub dropped_own_node: u64,
+    /// This node's clock minus the cluster's, in ms, from the timestamps of authenticated
+    /// datagrams ([`crate::election::ClockOffsets`]); `None` until a peer is heard.
+    pub clock_offset_ms: Option<i64>,
+    /// Signed gossip ([`crate::validator::SignatureCheck`]), counted per node delta or
+    /// value removed from an otherwise accepted datagram: a node delta without a
+    /// certificate.
+    pub dropped_no_cert: u64,
+    /// A node delta whose certificate is forged, names another node, or is unreadable.
+    pub dropped_bad_cert: u64,
+    /// A node delta whose certificate is revoked.
+    pub dropped_revoked: u64,
+    /// A value of a certified node that is not signed (or a tombstone, max-version or GC
+    /// field that only unsigned nodes use).
+    pub dropped_unsigned: u64,
+    /// A value whose signature does not verify (forged, or replayed under another version).
+    pub dropped_bad_signature: u64,
 }
 
 impl TransportCounters {
@@ -123,10 +142,21 @@ impl TransportCounters {
             + self.dropped_bad_mac
             + self.dropped_stale
             + self.dropped_replayed
+            + self.dropped_node_bound
             + self.dropped_oversize
             + self.dropped_overcompressed
             + self.dropped_bad_max_version
             + self.dropped_own_node
+    }
+
+    /// Node deltas and values removed by the signature check (not in [`Self::dropped`]:
+    /// the rest of their datagram was accepted).
+    pub fn dropped_by_signature_check(&self) -> u64 {
+        self.dropped_no_cert
+            + self.dropped_bad_cert
+            + self.dropped_revoked
+            + self.dropped_unsigned
+            + self.dropped_bad_signature
     }
 }
 
@@ -141,10 +171,17 @@ pub(crate) struct Counters {
     dropped_bad_mac: AtomicU64,
     dropped_stale: AtomicU64,
     dropped_replayed: AtomicU64,
+    dropped_node_bound: AtomicU64,
     dropped_oversize: AtomicU64,
     dropped_overcompressed: AtomicU64,
     dropped_bad_max_version: AtomicU64,
     dropped_own_node: AtomicU64,
+    clock: Mutex<ClockOffsets>,
+    dropped_no_cert: AtomicU64,
+    dropped_bad_cert: AtomicU64,
+    dropped_revoked: AtomicU64,
+    dropped_unsigned: AtomicU64,
+    dropped_bad_signature: AtomicU64,
 }
 
 fn bump(c: &AtomicU64, n: usize) {
@@ -164,10 +201,24 @@ impl Counters {
             dropped_bad_mac: get(&self.dropped_bad_mac),
             dropped_stale: get(&self.dropped_stale),
             dropped_replayed: get(&self.dropped_replayed),
+            dropped_node_bound: get(&self.dropped_node_bound),
             dropped_oversize: get(&self.dropped_oversize),
             dropped_overcompressed: get(&self.dropped_overcompressed),
             dropped_bad_max_version: get(&self.dropped_bad_max_version),
             dropped_own_node: get(&self.dropped_own_node),
+            dropped_no_cert: get(&self.dropped_no_cert),
+            dropped_bad_cert: get(&self.dropped_bad_cert),
+            dropped_revoked: get(&self.dropped_revoked),
+            dropped_unsigned: get(&self.dropped_unsigned),
+            dropped_bad_signature: get(&self.dropped_bad_signature),
+            clock_offset_ms: self.clock.lock().ok().and_then(|c| c.offset_ms(unix_ms())),
+        }
+    }
+
+    /// A datagram from `from` whose MAC checked, stamped `sent_ms`, received at `now_ms`.
+    fn clock_sample(&self, from: SocketAddr, sent_ms: u64, now_ms: u64) {
+        if let Ok(mut c) = self.clock.lock() {
+            c.record(from, sent_ms, now_ms);
         }
     }
 
@@ -188,8 +239,20 @@ impl Counters {
             Violation::OverCompressed => &self.dropped_overcompressed,
             Violation::MaxVersionBelowKeys => &self.dropped_bad_max_version,
             Violation::OwnNode => &self.dropped_own_node,
+            Violation::NodeBound(_) => &self.dropped_node_bound,
         };
         bump(c, 1);
+    }
+
+    fn removed(&self, d: &Dropped) {
+        let add = |c: &AtomicU64, n: u64| {
+            c.fetch_add(n, Ordering::Relaxed);
+        };
+        add(&self.dropped_no_cert, d.no_cert);
+        add(&self.dropped_bad_cert, d.bad_cert);
+        add(&self.dropped_revoked, d.revoked);
+        add(&self.dropped_unsigned, d.unsigned);
+        add(&self.dropped_bad_signature, d.bad_signature);
     }
 }
 
@@ -251,23 +314,30 @@ struct AuthSocket {
 }
 
 impl AuthSocket {
-    /// Runs the validator; a panic in it (a bug of ours) drops the datagram instead of
-    /// killing the gossip task.
-    fn screen(&self, from: SocketAddr, payload: &[u8]) -> bool {
+    /// Runs the validator: `None` drops the datagram, `Some` is the payload for
+    /// chitchat (with what the signature check removed, removed). A panic in it (a bug
+    /// of ours) drops the datagram instead of killing the gossip task.
+    fn screen(&self, from: SocketAddr, payload: Vec<u8>) -> Option<Vec<u8>> {
         let Some(validator) = &self.validator else {
-            return true;
+            return Some(payload);
         };
-        match catch_unwind(AssertUnwindSafe(|| validator.check(payload))) {
-            Ok(Ok(())) => true,
+        match catch_unwind(AssertUnwindSafe(|| validator.screen(&payload))) {
+            Ok(Ok(screened)) => {
+                if screened.dropped.any() {
+                    debug!(%from, dropped = ?screened.dropped, "removed unsigned or forged gossip");
+                    self.counters.removed(&screened.dropped);
+                }
+                Some(screened.payload.unwrap_or(payload))
+            }
             Ok(Err(v)) => {
                 debug!(%from, violation = ?v, "refused gossip payload");
                 self.counters.violated(v);
-                false
+                None
             }
             Err(_) => {
                 error!(%from, len = payload.len(), "the gossip validator panicked; datagram dropped");
                 self.counters.rejected(Rejection::Malformed);
-                false
+                None
             }
         }
     }
@@ -294,7 +364,15 @@ impl Socket for AuthSocket {
     async fn recv(&mut self) -> anyhow::Result<(SocketAddr, ChitchatMessage)> {
         loop {
             let (datagram, from) = self.inner.recv_from().await?;
-            let payload = match self.opener.open(unix_ms(), &datagram) {
+            let now = unix_ms();
+            let opened = self.opener.open(now, &datagram);
+            if matches!(opened, Ok(_) | Err(Rejection::Stale)) {
+                // The MAC checked, so the timestamp is the sender's (election clock check).
+                if let Some(sent) = crate::auth::sent_ms(&datagram) {
+                    self.counters.clock_sample(from, sent, now);
+                }
+            }
+            let payload = match opened {
                 Ok(p) => p,
                 Err(r) => {
                     debug!(%from, reason = ?r, "dropped gossip datagram");
@@ -302,9 +380,9 @@ impl Socket for AuthSocket {
                     continue;
                 }
             };
-            if !self.screen(from, &payload) {
+            let Some(payload) = self.screen(from, payload) else {
                 continue;
-            }
+            };
             match ChitchatMessage::deserialize(&mut payload.as_slice()) {
                 Ok(msg) => {
                     bump(&self.counters.datagrams_accepted, 1);

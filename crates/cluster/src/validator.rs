@@ -31,14 +31,25 @@
 //! delta (a key before any node, key versions not increasing, a node twice), so that a
 //! payload passes this check only if chitchat decodes it too.
 //!
-//! Not checked here, because it needs the receiver's state: chitchat computes the room
-//! left for a delta as `65,507 − 1 − size of its own digest`, which underflows once it
-//! knows so many nodes (or such long node ids) that its digest passes 64 KiB. Every
-//! digest entry a peer sends creates a node, so a peer can grow that digest.
+//! * **Too many nodes**: every digest entry a peer sends creates a node in chitchat, and
+//!   chitchat computes the room left for a delta as `65,507 − 1 − size of its own
+//!   digest`, which underflows once that digest passes 64 KiB. This check needs the
+//!   receiver's state: it is [`crate::node_bound`]'s, run last on a message that passed
+//!   everything else.
+//!
+//! With signed gossip ([`Validator::with_signatures`]), [`Validator::screen`] then checks
+//! every node delta's certificate and value signatures ([`signatures`]) and removes what
+//! fails.
+
+mod signatures;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
-use crate::wire::{self, DecodeError, DeltaOp, Message, PeerId};
+pub use signatures::{Dropped, SignatureCheck};
+
+use crate::node_bound::{Exceeded, NodeBound};
+use crate::wire::{self, Blocks, DecodeError, DeltaOp, Message, PeerId};
 
 /// Budget for a delta's inflated content. chitchat keeps a delta's *compressed* size
 /// under one datagram; its inflated size depends on how well the gossiped values
@@ -58,31 +69,75 @@ pub enum Violation {
     MaxVersionBelowKeys,
     /// A node delta for this node (this generation or a later one).
     OwnNode,
+    /// A digest naming more or longer new nodes than [`crate::node_bound`] lets in.
+    NodeBound(Exceeded),
 }
 
 /// Checks payloads for one node.
 #[derive(Clone, Debug)]
 pub struct Validator {
+    nodes: Arc<NodeBound>,
     node_id: String,
     generation: u64,
+    signatures: Option<Arc<SignatureCheck>>,
+}
+
+/// What [`Validator::screen`] lets through.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Screened {
+    /// The payload to give chitchat instead of the received one (something was removed);
+    /// `None`: the received payload passes unchanged.
+    pub payload: Option<Vec<u8>>,
+    /// What the signature check removed.
+    pub dropped: Dropped,
 }
 
 impl Validator {
     /// A validator for the node `node_id` running as `generation`.
     pub fn new(node_id: impl Into<String>, generation: u64) -> Validator {
         Validator {
+            nodes: Arc::default(),
             node_id: node_id.into(),
             generation,
+            signatures: None,
         }
     }
 
-    /// Decodes `payload` and checks it; `Ok` means chitchat may have it.
+    /// This validator, also enforcing signed gossip with `check`.
+    pub fn with_signatures(mut self, check: Arc<SignatureCheck>) -> Validator {
+        self.signatures = Some(check);
+        self
+    }
+
+    /// The bound on the nodes chitchat knows, shared by every clone of this validator.
+    pub fn node_bound(&self) -> Arc<NodeBound> {
+        self.nodes.clone()
+    }
+
+    /// Decodes `payload` and checks it; `Ok` means chitchat may have it. Not a pure
+    /// function: a passing digest's new nodes count toward the [`NodeBound`].
     pub fn check(&self, payload: &[u8]) -> Result<(), Violation> {
-        let msg = wire::decode(payload, MAX_INFLATED).map_err(|e| match e {
-            DecodeError::OverCompressed => Violation::OverCompressed,
-            DecodeError::Invalid(_) => Violation::Undecodable,
-        })?;
-        self.check_delta(&msg)
+        self.check_delta(&decode(payload)?)
+    }
+
+    /// [`Validator::check`], then the signature check (if enabled): `Err` drops the
+    /// whole payload, `Ok` says what to hand chitchat.
+    pub fn screen(&self, payload: &[u8]) -> Result<Screened, Violation> {
+        let msg = decode(payload)?;
+        self.check_delta(&msg)?;
+        let Some(sig) = &self.signatures else {
+            return Ok(Screened::default());
+        };
+        let (delta, dropped) = sig.screen(msg.delta());
+        let payload = delta.map(|delta| {
+            let msg = match msg {
+                Message::SynAck { digest, .. } => Message::SynAck { digest, delta },
+                Message::Ack { .. } => Message::Ack { delta },
+                other => other,
+            };
+            wire::encode(&msg, Blocks::Raw)
+        });
+        Ok(Screened { payload, dropped })
     }
 
     fn check_delta(&self, msg: &Message) -> Result<(), Violation> {
@@ -115,8 +170,16 @@ impl Validator {
                 }
             }
         }
-        node.map_or(Ok(()), NodeCheck::finish)
+        node.map_or(Ok(()), NodeCheck::finish)?;
+        self.nodes.admit(msg.digest()).map_err(Violation::NodeBound)
     }
+}
+
+fn decode(payload: &[u8]) -> Result<Message, Violation> {
+    wire::decode(payload, MAX_INFLATED).map_err(|e| match e {
+        DecodeError::OverCompressed => Violation::OverCompressed,
+        DecodeError::Invalid(_) => Violation::Undecodable,
+    })
 }
 
 /// One node delta, as chitchat builds it while reading.

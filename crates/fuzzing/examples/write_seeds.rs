@@ -14,9 +14,10 @@ use rustbalance_cluster::election::LeaseAdvert;
 use rustbalance_cluster::wire::{self, Blocks, DeltaOp, DigestEntry, KeyStatus, Message, PeerId};
 use rustbalance_fuzzing::{
     descriptor_key, gossip_key, http_input, join_params, join_token, raw_record, syn_record,
-    values_input, ADMIN_COOKIE, DESCRIPTOR_NOW, GOSSIP_NOW_MS, JOIN_NOW, SEAL_PASSPHRASE,
+    values_input, ADMIN_COOKIE, CLIENT_AUTH_ADDED, DESCRIPTOR_NOW, GOSSIP_NOW_MS, JOIN_NOW,
+    SEAL_PASSPHRASE,
 };
-use rustbalance_hs::descriptor::encode_intro_points;
+use rustbalance_hs::descriptor::{auth_line, encode_intro_points, ClientSecret};
 use rustbalance_hs::fixture::{fake_instance_descriptor, fake_intro_point};
 use rustbalance_hs::sealed::SealParams;
 use rustbalance_hs::time::{from_unix, TimeParams};
@@ -37,6 +38,7 @@ fn main() {
         ),
         ("gossip_apply", gossip_apply_seeds()),
         ("gossip_values", gossip_values_seeds()),
+        ("mesh_peers", mesh_peer_seeds()),
         ("hs_descriptor", descriptor_seeds()),
         ("hs_layers", hs_layer_seeds()),
         ("intro_points", intro_point_seeds()),
@@ -50,6 +52,9 @@ fn main() {
         ("join_classify", join_classify_seeds()),
         ("admin_head", admin_head_seeds()),
         ("config_file", config_file_seeds()),
+        ("state_files", state_file_seeds()),
+        ("client_auth", client_auth_seeds()),
+        ("onionbalance_config", onionbalance_config_seeds()),
     ];
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus");
     for (name, files) in seeds {
@@ -283,6 +288,59 @@ fn gossip_values_seeds() -> Vec<Vec<u8>> {
     vec![values_input(&[n0, n1, n0]), values_input(&[n1])]
 }
 
+/// State files as a node saves them, and a removal dated after year 9999.
+fn state_file_seeds() -> Vec<Vec<u8>> {
+    let peers = format!(
+        r#"[{{"name":"node2","public_key":"{}","endpoint":"10.0.0.2:51820"}}]"#,
+        wg_key(2)
+    );
+    let removed = format!(
+        r#"[{{"name":"node9","public_key":"{}","at":1795000000,"by":"n0"}},
+           {{"name":"-","public_key":"{}","at":18446744073709551615,"by":"n1"}}]"#,
+        wg_key(9),
+        wg_key(8)
+    );
+    let token = join_token().encode();
+    let files = |p: &str, r: &str, t: &str, pid: &str| [p, r, t, pid].join("\0").into_bytes();
+    vec![
+        files(&peers, &removed, &token, "4242\n"),
+        files("[]", "[]", " \n", ""),
+    ]
+}
+
+/// Members' join gossip, as `mesh_peers` reads it (this node is `n0`, key `0xEE…`): a
+/// member that admitted two nodes, one that removed a third member (whose admitted
+/// node must then count for nothing), and this node's own key among the peers.
+fn mesh_peer_seeds() -> Vec<Vec<u8>> {
+    let own = base64::engine::general_purpose::STANDARD.encode([0xEE; 32]);
+    let mesh = |seed: u8, host: u8| format!("{} 10.0.0.{host}:51820", wg_key(seed));
+    let admitted = format!(
+        "node7 {} 192.0.2.7:51820 0123456789abcdef0123456789abcdef\n\
+         node8 {} [2001:db8::8]:51820 fedcba9876543210fedcba9876543210\n\
+         me {own} 10.0.0.1:51820",
+        wg_key(7),
+        wg_key(8)
+    );
+    let removed = format!("n3 {} 1795000000 n1", wg_key(3));
+    let n0_mesh = format!("{own} 10.0.0.1:51820");
+    let (m1, m2, m3) = (mesh(1, 2), mesh(2, 3), mesh(3, 4));
+    let n3_admitted = format!("node9 {} 192.0.2.9:51820 ab", wg_key(9));
+    let n0: &[(&str, &str)] = &[("mesh", &n0_mesh), ("join_gen", "2 00")];
+    let n1: &[(&str, &str)] = &[
+        ("mesh", &m1),
+        ("mesh_admitted", &admitted),
+        ("mesh_removed", &removed),
+        ("join_gen", "3 0123456789abcdef0123456789abcdef"),
+    ];
+    let n2: &[(&str, &str)] = &[("mesh", &m2)];
+    let n3: &[(&str, &str)] = &[("mesh", &m3), ("mesh_admitted", &n3_admitted)];
+    vec![
+        values_input(&[n0, n1, n2, n3]),
+        values_input(&[n0, n2]),
+        values_input(&[n1]),
+    ]
+}
+
 /// Decrypted descriptor layers written by hand (middle: client-auth fields around the
 /// encrypted inner layer; inner: one introduction point with made-up keys).
 fn hs_layer_seeds() -> Vec<Vec<u8>> {
@@ -460,6 +518,8 @@ fn config_file_seeds() -> Vec<Vec<u8>> {
             seeds: vec!["10.0.0.2:7946".parse().unwrap()],
             priority: 2,
             cluster_id: None,
+            quorum: None,
+            gossip_signatures: None,
         }),
         mesh: Some(MeshTemplate {
             interface: "rb0".into(),
@@ -472,4 +532,46 @@ fn config_file_seeds() -> Vec<Vec<u8>> {
         ..base.clone()
     };
     vec![base.render().into_bytes(), cluster.render().into_bytes()]
+}
+
+/// A client name for `client-auth add`, then `notes.txt`, then `.auth` files (NUL-separated):
+/// a valid directory (one key in lower case with white space around it), a name that is
+/// not valid, a name already taken, the added key already listed, a file that is not a key.
+fn client_auth_seeds() -> Vec<Vec<u8>> {
+    let mut rng = ChaCha20Rng::seed_from_u64(14);
+    let a = auth_line(&ClientSecret::generate(&mut rng).public());
+    let b = auth_line(&ClientSecret::generate(&mut rng).public());
+    let lower = format!("  {}\n", b.to_lowercase());
+    let files = |parts: &[&str]| parts.join("\0").into_bytes();
+    vec![
+        files(&["carol", "not a key", &a, &lower]),
+        files(&["../x", "", &a]),
+        files(&["c0", "", &a, &b]),
+        files(&["dave", "", CLIENT_AUTH_ADDED]),
+        files(&["erin", "", "descriptor:x25519:nope"]),
+        files(&["frank", "", &format!("{a}\n{b}")]),
+    ]
+}
+
+/// Onionbalance v3 configs as `onionbalance-config` writes them, with the keys
+/// Onionbalance ignores, a duplicate instance, two services, a relative key path.
+fn onionbalance_config_seeds() -> Vec<Vec<u8>> {
+    let addr = |seed: u8| IdentityKey::from_seed(&[seed; 32]).address().to_string();
+    let plain = format!(
+        "services:\n- instances:\n  - address: {}\n    name: node1\n  - address: {}\n    \
+         name: node2\n  key: /etc/onionbalance/master.key\n",
+        addr(1),
+        addr(2)
+    );
+    let extras = format!(
+        "REFRESH_INTERVAL: 600\nstatus-socket-location: /var/run/onionbalance/control\n\
+         services:\n- key: keys/a.key\n  weight: 2\n  instances:\n  - {{address: '{}', \
+         name: 1}}\n  - address: {}\n    weight: 3\n  - address: \"{}\"\n- key: b.pem\n  \
+         instances: [{{address: {}}}]\n",
+        addr(3),
+        addr(4),
+        addr(3).trim_end_matches(".onion"),
+        addr(5)
+    );
+    vec![plain.into_bytes(), extras.into_bytes()]
 }

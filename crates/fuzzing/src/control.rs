@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use rustbalance_tor::control::parse_args;
+use rustbalance_tor::control::{established_intro_relays, parse_args, Circuit};
 use rustbalance_tor::ControlClient;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
@@ -49,11 +49,11 @@ async fn fake_port(script: Arc<Mutex<Vec<u8>>>) -> SocketAddr {
     addr
 }
 
-/// The input as everything tor says on one control connection: three commands read
-/// their replies from it, every event is parsed, every line's arguments too.
+/// The input as everything tor says on one control connection: four commands read
+/// their replies from it (the last, `GETINFO circuit-status`, into typed circuits), every event is parsed, every line's arguments too.
 pub fn control_reply(data: &[u8]) {
     for line in String::from_utf8_lossy(data).lines() {
-        let _ = parse_args(line);
+        let _ = (parse_args(line), Circuit::parse(line));
     }
     let h = harness();
     if let Ok(mut s) = h.script.lock() {
@@ -68,6 +68,9 @@ pub fn control_reply(data: &[u8]) {
         let _ = client.protocol_info().await;
         let _ = client.getinfo("version").await;
         let _ = client.bootstrap_progress().await;
+        if let Ok(circuits) = client.circuit_status().await {
+            let _ = established_intro_relays(&circuits, "abc");
+        }
         if let Some(rx) = events.as_mut() {
             while let Ok(e) = rx.try_recv() {
                 let _ = (e.hs_desc(), e.hs_desc_content(), parse_args(e.text()));

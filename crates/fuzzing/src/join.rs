@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use rustbalance_hs::OnionAddress;
 use rustbalance_node::join::{
-    build_request, read_response, Admission, AdmitError, AdmitResult, Admitter, JoinGrant,
-    JoinParams, JoinService, JoinToken, MemberInfo, PATH_PREFIX,
+    build_request, read_response, Admission, AdmitError, AdmitResult, Admitter, JoinGeneration,
+    JoinGrant, JoinKey, JoinParams, JoinService, JoinToken, MemberInfo, PATH_PREFIX,
 };
 use rustbalance_proxy::{Intercept, Verdict};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,18 +24,36 @@ pub const JOIN_NOW: u64 = 1_795_000_000;
 /// Hex digits of a token's path id (`JoinToken::path_id`).
 const PATH_ID_HEX: usize = 32;
 
-/// The token every join target uses.
-pub fn join_token() -> JoinToken {
-    JoinToken::derive(
-        OnionAddress::from_public_key([7u8; 32]),
-        80,
+/// The join key of the targets' cluster (generation 3).
+fn join_key() -> JoinKey {
+    JoinKey::derive(
         b"rustbalance fuzzing cluster secret",
-        3,
+        Some(b"rustbalance fuzzing authority secret"),
+        &JoinGeneration::first(3),
     )
 }
 
-/// What a joining node says in the structured mode of `join_request`: three lines, name,
-/// WireGuard key, endpoint (a default endpoint when the third does not parse).
+/// The token every join target uses (the same every time; it expires in 2096, after
+/// [`JOIN_NOW`] and the real clock `join_classify` runs on).
+pub fn join_token() -> JoinToken {
+    join_key()
+        .mint_with(
+            OnionAddress::from_public_key([7u8; 32]),
+            80,
+            4_000_000_000,
+            [1, 2, 3],
+        )
+        .expect("a key with the authority secret mints")
+}
+
+/// The join service of the targets takes [`join_token`].
+fn take_join_token(svc: &JoinService) {
+    let t = join_token();
+    svc.set_key(join_key(), t.master, t.port);
+}
+
+/// What a joining node says in the structured mode of `join_request`: four lines, name,
+/// WireGuard key, endpoint (a default endpoint when the third does not parse), identity.
 pub fn join_params(text: &str) -> JoinParams {
     let mut l = text.split('\n');
     let mut next = || l.next().unwrap_or("").to_string();
@@ -47,6 +65,7 @@ pub fn join_params(text: &str) -> JoinParams {
         name,
         wg_public_key,
         endpoint,
+        identity: next(),
     }
 }
 
@@ -64,6 +83,8 @@ fn grant(name: &str) -> JoinGrant {
             endpoint: SocketAddr::from(([192, 0, 2, 2], 51820)),
         }],
         admitted_by: "node1".into(),
+        authority: String::new(),
+        cert: String::new(),
     }
 }
 
@@ -112,7 +133,7 @@ fn serve_once(first: Vec<u8>) -> Vec<u8> {
             return Vec::new();
         };
         let svc = JoinService::with_clock(|| JOIN_NOW);
-        svc.set_token(join_token());
+        take_join_token(&svc);
         svc.set_admitter(admitter());
         let task = tokio::spawn(svc.serve(server, first, Some(1)));
         let _ = client.shutdown().await;
@@ -201,7 +222,7 @@ fn classify_service() -> &'static Arc<JoinService> {
     static S: OnceLock<Arc<JoinService>> = OnceLock::new();
     S.get_or_init(|| {
         let s = JoinService::new();
-        s.set_token(join_token());
+        take_join_token(&s);
         s
     })
 }

@@ -8,11 +8,15 @@
 
 mod apply;
 mod control;
+mod files;
 mod gossip;
 mod hs;
 mod join;
+mod mesh;
 mod node;
+mod onionbalance;
 mod proxy;
+mod restricted;
 mod values;
 
 /// The single-threaded tokio runtime every harness with sockets runs on.
@@ -25,6 +29,7 @@ fn new_runtime() -> tokio::runtime::Runtime {
 
 pub use apply::{gossip_apply, raw_record, syn_record};
 pub use control::control_reply;
+pub use files::state_files;
 pub use gossip::{gossip_delta, gossip_key, gossip_open, gossip_secret, GOSSIP_NOW_MS};
 pub use hs::{
     consensus, descriptor_key, hs_descriptor, hs_layers, intro_points, key_files, DESCRIPTOR_NOW,
@@ -34,8 +39,11 @@ pub use join::{
     join_answer, join_classify, join_params, join_request, join_token,
     strict_prefix_of_a_join_line, JOIN_NOW,
 };
+pub use mesh::{mesh_peers, MESH_OWN_KEY};
 pub use node::{admin_head, config_file, ADMIN_COOKIE};
+pub use onionbalance::{onionbalance_config, render as render_onionbalance_config, OB_CONFIG_PATH};
 pub use proxy::{http_input, proxy_http, proxy_v1};
+pub use restricted::{client_auth, CLIENT_AUTH_ADDED};
 pub use values::{gossip_values, values_input};
 
 /// The check of one target: panics on a finding.
@@ -47,6 +55,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("gossip_delta", gossip_delta),
     ("gossip_apply", gossip_apply),
     ("gossip_values", gossip_values),
+    ("mesh_peers", mesh_peers),
     ("hs_descriptor", hs_descriptor),
     ("hs_layers", hs_layers),
     ("intro_points", intro_points),
@@ -60,4 +69,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("join_classify", join_classify),
     ("admin_head", admin_head),
     ("config_file", config_file),
+    ("state_files", state_files),
+    ("client_auth", client_auth),
+    ("onionbalance_config", onionbalance_config),
 ];

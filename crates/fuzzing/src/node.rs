@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use rustbalance_node::admin::{Admin, Control, RemoveFn, TokenFn};
+use rustbalance_node::admin::{Admin, Control, RemoveFn, TokenAct, TokenFn};
 use rustbalance_node::metrics::Metrics;
 use rustbalance_node::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,9 +29,11 @@ fn harness() -> &'static Harness {
     static H: OnceLock<Harness> = OnceLock::new();
     H.get_or_init(|| {
         let rt = crate::new_runtime();
-        let token: TokenFn = Arc::new(|rotate: bool| -> Pending<Option<String>> {
-            Box::pin(async move { (!rotate).then(|| "rb-token".to_string()) })
-        });
+        let token: TokenFn = Arc::new(
+            |act: TokenAct| -> Pending<rustbalance_node::Result<String>> {
+                Box::pin(async move { Ok(format!("rb-token {act:?}")) })
+            },
+        );
         let remove: RemoveFn =
             Arc::new(|who: String| -> Pending<rustbalance_node::Result<String>> {
                 Box::pin(async move { Ok(format!("removed {who}")) })

@@ -28,7 +28,7 @@ pub fn values_input(members: &[&[(&str, &str)]]) -> Vec<u8> {
 
 /// The members an input describes: separated by NUL, their entries by `\x1e`, key and
 /// value by `\x1f`. Member `i` is node `n<i>`, live when `i` is even.
-fn members(data: &[u8]) -> Vec<NodeView> {
+pub(crate) fn members(data: &[u8]) -> Vec<NodeView> {
     String::from_utf8_lossy(data)
         .split('\0')
         .take(16)
@@ -67,7 +67,7 @@ pub fn gossip_values(data: &[u8]) {
             }
         }
     }
-    let _ = roster::removed_keys(&views);
+    let _ = roster::removed_keys(&views, None);
     let _ = roster::intros_of(views.clone());
     let Ok(mut e) = Election::new("me", 5, true, 1, ElectionConfig::default()) else {
         return;

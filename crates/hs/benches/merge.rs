@@ -90,6 +90,7 @@ fn merge_build<R: Rng + CryptoRng>(
             flow_control: Some(tor_flow_control()),
             pow_params: None,
             lifetime_minutes: DEFAULT_LIFETIME_MINUTES,
+            auth_clients: None,
         },
         rng,
     )

@@ -8,6 +8,7 @@
 //! points rather than build a descriptor HSDirs would refuse.
 
 mod build;
+mod client_auth;
 mod intro_check;
 mod intro_codec;
 mod layer;
@@ -18,6 +19,10 @@ pub use build::{
     build_master_descriptor, build_master_descriptor_within, revision_counter, BuildParams,
     BuiltDescriptor, DEFAULT_LIFETIME_MINUTES,
 };
+pub use client_auth::{
+    auth_line, padded_clients, parse_auth_file, ClientAuthKey, ClientSecret, AUTH_CLIENT_MULTIPLE,
+    MAX_AUTH_CLIENTS,
+};
 pub use intro_check::{
     check_intro_point, check_link_specifiers, usable_intro_points, IntroPointFault,
     MAX_LINK_SPECIFIERS,
@@ -27,8 +32,8 @@ pub use intro_codec::encode_intro_points_unchecked;
 pub use intro_codec::{
     decode_intro_points, decode_intro_points_bytes, encode_intro_points, intro_point_relay,
 };
-pub use merge::{select_intro_points, InstanceIntros, Selected};
-pub use parse::{parse_descriptor, ParsedDescriptor};
+pub use merge::{common_flow_control, select_intro_points, InstanceIntros, Selected};
+pub use parse::{parse_descriptor, parse_descriptor_as_client, ParsedDescriptor};
 
 /// Largest descriptor tor's HSDirs accept: C tor refuses a descriptor whose
 /// length is `>= HSV3MaxDescriptorSize` (a consensus parameter, default

@@ -187,6 +187,27 @@ pub enum KeyFileProblem {
     PemNotEd25519,
 }
 
+/// Why a descriptor's `descriptor-signing-key-cert` cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SigningCertProblem {
+    /// The item or its BEGIN line is missing.
+    #[error("no descriptor-signing-key-cert")]
+    Missing,
+    /// No END line after the BEGIN line.
+    #[error("descriptor-signing-key-cert has no END ED25519 CERT line (truncated?)")]
+    Unterminated,
+    /// The body does not decode.
+    #[error("descriptor-signing-key-cert is not base64: {0}")]
+    NotBase64(String),
+    /// The bytes are not an ed25519 certificate.
+    #[error("descriptor-signing-key-cert is malformed: {0}")]
+    Malformed(String),
+    /// The certificate does not name the key that signed it.
+    #[error("descriptor-signing-key-cert has no signing-key extension: {0}")]
+    NoSigningKey(String),
+}
+
 /// Why a sealed key file cannot be opened (or a key cannot be sealed). Never names
 /// anything secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

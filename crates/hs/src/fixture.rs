@@ -94,6 +94,20 @@ pub fn fake_instance_descriptor<R: Rng + CryptoRng>(
     n: usize,
     rng: &mut R,
 ) -> Result<String> {
+    tor_like_descriptor(key, time, slot, now, n, None, rng)
+}
+
+/// What a tor would publish for `key` in `slot`: `n` fake intro points, tor's
+/// flow-control line and `pow`.
+fn tor_like_descriptor<R: Rng + CryptoRng>(
+    key: &IdentityKey,
+    time: TimeParams,
+    slot: DescriptorSlot,
+    now: SystemTime,
+    n: usize,
+    pow: Option<&crate::descriptor::PowParams>,
+    rng: &mut R,
+) -> Result<String> {
     let ips: Vec<IntroPointDesc> = (0..n).map(|_| fake_intro_point(rng)).collect();
     let built = build_master_descriptor(
         &BuildParams {
@@ -103,12 +117,45 @@ pub fn fake_instance_descriptor<R: Rng + CryptoRng>(
             now,
             intro_points: &ips,
             flow_control: Some(tor_flow_control()),
-            pow_params: None,
+            pow_params: pow,
             lifetime_minutes: crate::descriptor::DEFAULT_LIFETIME_MINUTES,
+            auth_clients: None,
         },
         rng,
     )?;
     Ok(built.text)
+}
+
+/// `pow-params v1` as tor writes them: a random seed valid until `expires`, the
+/// suggested `effort`.
+pub fn fake_pow_params<R: Rng + CryptoRng>(
+    effort: u32,
+    expires: SystemTime,
+    rng: &mut R,
+) -> crate::descriptor::PowParams {
+    let mut seed = [0u8; 32];
+    rng.fill_bytes(&mut seed);
+    let seed = tor_checkable::timed::TimeRangeBound::new(
+        tor_hscrypto::pow::v1::Seed::from(seed),
+        ..expires,
+    );
+    crate::descriptor::PowParams::V1(tor_netdoc::doc::hsdesc::pow::v1::PowParamsV1::new(
+        seed,
+        effort.into(),
+    ))
+}
+
+/// A descriptor for `key` with three fake intro points and `pow`, as a tor with
+/// `HiddenServicePoWDefensesEnabled 1` would publish it in `slot`.
+pub fn pow_descriptor<R: Rng + CryptoRng>(
+    key: &IdentityKey,
+    time: TimeParams,
+    slot: DescriptorSlot,
+    now: SystemTime,
+    pow: &crate::descriptor::PowParams,
+    rng: &mut R,
+) -> Result<String> {
+    tor_like_descriptor(key, time, slot, now, 3, Some(pow), rng)
 }
 
 /// Deterministic mutations of valid inputs, for the hostile-input tests: bit flips,

@@ -154,6 +154,17 @@ impl IdentityKey {
         }
     }
 
+    /// A 32-byte secret derived from this key for another purpose named by `info`:
+    /// `HKDF-SHA256(ikm = the 64-byte expanded secret key, no salt, info)`. Only holders
+    /// of the key can compute it (the cluster's member authority is derived this way).
+    pub fn derive_secret(&self, info: &[u8]) -> Zeroizing<[u8; 32]> {
+        let mut out = Zeroizing::new([0u8; 32]);
+        hkdf::Hkdf::<sha2::Sha256>::new(None, &self.expanded[..])
+            .expand(info, &mut out[..])
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        out
+    }
+
     /// The onion address of this key.
     pub fn address(&self) -> OnionAddress {
         OnionAddress::from_public_key(self.public)

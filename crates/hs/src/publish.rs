@@ -5,7 +5,7 @@
 
 use crate::descriptor::{
     build_master_descriptor_within, max_descriptor_size, BuildParams, BuiltDescriptor,
-    IntroPointDesc, PowParams, Protocols, DEFAULT_LIFETIME_MINUTES, MAX_SIZE_PARAM,
+    ClientAuthKey, IntroPointDesc, PowParams, Protocols, DEFAULT_LIFETIME_MINUTES, MAX_SIZE_PARAM,
 };
 use crate::err::{Error, Result};
 use crate::keys::IdentityKey;
@@ -44,6 +44,8 @@ pub struct PublishInput<'a> {
     pub flow_control: Option<(Protocols, u8)>,
     /// `pow-params` to carry.
     pub pow_params: Option<&'a PowParams>,
+    /// Restricted discovery: the authorized clients (`None`: open).
+    pub auth_clients: Option<&'a [ClientAuthKey]>,
 }
 
 /// Build both live descriptors and find their HSDirs. A descriptor that would be over
@@ -78,6 +80,7 @@ pub fn plan_uploads<R: Rng + CryptoRng>(
                     flow_control: input.flow_control.clone(),
                     pow_params: input.pow_params,
                     lifetime_minutes: DEFAULT_LIFETIME_MINUTES,
+                    auth_clients: input.auth_clients,
                 },
                 limit,
                 rng,

@@ -60,6 +60,7 @@ fn build(
             flow_control: Some(tor_flow_control()),
             pow_params: None,
             lifetime_minutes: DEFAULT_LIFETIME_MINUTES,
+            auth_clients: None,
         },
         rng,
     )
@@ -177,6 +178,7 @@ fn refuses_more_than_twenty_and_none() {
         flow_control: None,
         pow_params: None,
         lifetime_minutes: 180,
+        auth_clients: None,
     };
     let e = build_master_descriptor(&p(&ips), &mut rng).unwrap_err();
     assert!(e.to_string().contains("at most 20"), "{e}");
@@ -249,6 +251,7 @@ fn an_oversized_descriptor_lists_fewer_points_instead_of_failing() {
         flow_control: Some(tor_flow_control()),
         pow_params: None,
         lifetime_minutes: DEFAULT_LIFETIME_MINUTES,
+        auth_clients: None,
     };
     let e = build_master_descriptor(&p(&ips), &mut rng).unwrap_err();
     assert!(matches!(e, Error::DescriptorTooLarge { .. }), "{e}");

@@ -46,11 +46,22 @@ fn parse_url(url: &str) -> Option<(String, u16, String)> {
     (!host.is_empty() && host.len() <= 255).then(|| (host.to_string(), port, path.to_string()))
 }
 
-fn parse_response(raw: &[u8]) -> std::result::Result<HttpResponse, String> {
+/// Why bytes read from a server are not an HTTP/1 response.
+#[derive(Debug, thiserror::Error)]
+enum BadResponse {
+    /// The header never ended.
+    #[error("no complete HTTP header in {0} bytes")]
+    NoHeader(usize),
+    /// The first line is not `HTTP/1.x NNN ...`.
+    #[error("bad status line {0:?}")]
+    StatusLine(String),
+}
+
+fn parse_response(raw: &[u8]) -> std::result::Result<HttpResponse, BadResponse> {
     let end = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| format!("no complete HTTP header in {} bytes", raw.len()))?;
+        .ok_or(BadResponse::NoHeader(raw.len()))?;
     let head = String::from_utf8_lossy(&raw[..end]);
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or("");
@@ -59,7 +70,7 @@ fn parse_response(raw: &[u8]) -> std::result::Result<HttpResponse, String> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .filter(|_| status_line.starts_with("HTTP/1."))
-        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
+        .ok_or_else(|| BadResponse::StatusLine(status_line.to_string()))?;
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
@@ -94,7 +105,7 @@ pub async fn http_get_via(socks: SocketAddr, url: &str, timeout: Duration) -> Re
             .read_to_end(&mut raw)
             .await
             .map_err(|e| format!("reading the response: {e}"))?;
-        parse_response(&raw)
+        parse_response(&raw).map_err(|e| e.to_string())
     };
     tokio::time::timeout(timeout, work)
         .await
@@ -144,6 +155,7 @@ impl Lab {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustbalance_tor::fake_socks::{FakeSocks, Route};
 
     #[test]
     fn urls() {
@@ -167,61 +179,28 @@ mod tests {
         assert!(parse_response(b"garbage").is_err());
     }
 
-    /// A fake SOCKS5 server that checks the username/password step and
-    /// forwards to `target`; records the usernames it saw.
-    async fn fake_socks(
-        target: SocketAddr,
-    ) -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let users = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let seen = users.clone();
-        tokio::spawn(async move {
-            loop {
-                let (mut c, _) = l.accept().await.unwrap();
-                let seen = seen.clone();
-                tokio::spawn(async move {
-                    let mut g = [0u8; 3];
-                    c.read_exact(&mut g).await.unwrap();
-                    assert_eq!(g, [5, 1, 2]);
-                    c.write_all(&[5, 2]).await.unwrap();
-                    let mut h = [0u8; 2];
-                    c.read_exact(&mut h).await.unwrap();
-                    let mut u = vec![0u8; h[1] as usize];
-                    c.read_exact(&mut u).await.unwrap();
-                    let mut pl = [0u8; 1];
-                    c.read_exact(&mut pl).await.unwrap();
-                    let mut p = vec![0u8; pl[0] as usize];
-                    c.read_exact(&mut p).await.unwrap();
-                    seen.lock().unwrap().push(String::from_utf8(u).unwrap());
-                    c.write_all(&[1, 0]).await.unwrap();
-                    let mut r = [0u8; 5];
-                    c.read_exact(&mut r).await.unwrap();
-                    let mut host = vec![0u8; r[4] as usize + 2];
-                    c.read_exact(&mut host).await.unwrap();
-                    c.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]).await.unwrap();
-                    let mut up = tokio::net::TcpStream::connect(target).await.unwrap();
-                    let _ = tokio::io::copy_bidirectional(&mut c, &mut up).await;
-                });
-            }
-        });
-        (addr, users)
-    }
-
     #[tokio::test]
     async fn get_through_socks_uses_fresh_usernames() {
         let target = crate::DemoTarget::start("served by t1").await.unwrap();
-        let (socks, users) = fake_socks(target.addr()).await;
+        let to = target.addr();
+        let socks = FakeSocks::start(move |_, _| Route::To(to)).await.unwrap();
         let url = format!("http://{}/", target.addr());
         for _ in 0..2 {
-            let r = http_get_via(socks, &url, Duration::from_secs(5))
+            let r = http_get_via(socks.addr(), &url, Duration::from_secs(5))
                 .await
                 .unwrap();
             assert_eq!(r.status, 200);
             assert_eq!(r.text(), "served by t1");
         }
-        let users = users.lock().unwrap();
-        assert_eq!(users.len(), 2);
-        assert_ne!(users[0], users[1], "every request gets its own circuit");
+        let seen = socks.requests();
+        assert_eq!(seen.len(), 2);
+        assert!(
+            seen.iter().all(|r| r.methods == [2] && r.user.is_some()),
+            "only username/password (isolation) offered: {seen:?}"
+        );
+        assert_ne!(
+            seen[0].user, seen[1].user,
+            "every request gets its own circuit"
+        );
     }
 }

@@ -301,7 +301,9 @@ impl Backend for Wg {
         // fails when the host has neither systemd-resolved nor resolvconf: ignore that part.
         match api.get().remove_interface() {
             Ok(()) | Err(WireguardInterfaceError::DnsError(_)) => {}
-            Err(e) => warn!(ifname = %self.ifname, error = %e, "removing the WireGuard interface"),
+            Err(e) => {
+                warn!(ifname = %self.ifname, error = %e, "removing the WireGuard interface failed; remove it with `ip link del {}`", self.ifname)
+            }
         }
         let kernel = matches!(api, Api::Kernel(_));
         // Dropping the userspace handle stops boringtun's threads; the tun device goes away

@@ -259,7 +259,7 @@ impl Mesh {
 impl Drop for Mesh {
     fn drop(&mut self) {
         if let Err(e) = self.take_down() {
-            warn!(ifname = %self.ifname, error = %e, "mesh interface not removed on drop");
+            warn!(ifname = %self.ifname, error = %e, "mesh interface not removed on drop; remove it with `ip link del {}`", self.ifname);
         }
     }
 }

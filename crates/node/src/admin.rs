@@ -5,15 +5,20 @@
 //! * `GET /metrics` (Prometheus): counters and gauges, no addresses or keys in them.
 //! * With the node's admin cookie (`DATA_DIR/admin.cookie`, 0600, new at every start) as
 //!   `Authorization: Bearer`: `GET /status` (JSON: it names every node's WireGuard
-//!   endpoint and the target, exactly what an onion service must hide), `GET /token` and
-//!   `POST /token/rotate` for the cluster's join token, and `POST /node/remove/NAME` (or
-//!   `/node/remove/WG_PUBLIC_KEY`) to remove a member for good.
+//!   endpoint and the target, exactly what an onion service must hide),
+//!   `POST /token/create/SECONDS` (a single-use join token), `POST /token/rotate` (voids
+//!   every token made before), `GET /token` (the fingerprint of the current join key), and
+//!   `POST /node/remove/NAME` (or `/node/remove/WG_PUBLIC_KEY`) to remove a member for good.
+//! * The status page for a browser: `POST /page/login` (admin cookie) makes a single-use
+//!   login link, `GET /page/login/CODE` turns it into a session cookie that opens
+//!   `GET /page` and nothing else (`crate::daemon::status_page`).
 //!
 //! Every request must carry a `Host` header naming the endpoint itself — its IP address
 //! (any loopback address when it listens on one, any address when it listens on all) or
 //! `localhost`, with its port if a port is given — else `403`: a web page whose name
 //! was re-pointed at 127.0.0.1 (DNS rebinding) cannot read it through a browser.
 
+use crate::daemon::status_page::{self, login::PageAuth, Reply};
 use crate::metrics::Metrics;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,11 +30,24 @@ use tokio::task::JoinHandle;
 /// Produces the `/status` document.
 pub type StatusFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
-/// Shows (`false`) or rotates (`true`) the join token; `None` when this node has no join
-/// endpoint.
+/// What is asked of the join tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenAct {
+    /// A new single-use token that lives this long.
+    Create(Duration),
+    /// Void every token made before (a new join generation).
+    Rotate,
+    /// The fingerprint of the current join key (it changes at every rotation).
+    Fingerprint,
+}
+
+/// Acts on the join tokens; `Ok` carries the answer, `Err` says why not.
 pub type TokenFn = Arc<
-    dyn Fn(bool) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send>>
-        + Send
+    dyn Fn(
+            TokenAct,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = crate::err::Result<String>> + Send>,
+        > + Send
         + Sync,
 >;
 
@@ -71,6 +89,8 @@ pub fn new_cookie(path: &std::path::Path) -> crate::err::Result<Control> {
 pub struct Admin {
     addr: SocketAddr,
     task: JoinHandle<()>,
+    /// Fills the status page's recent events.
+    events: JoinHandle<()>,
 }
 
 impl Admin {
@@ -83,11 +103,13 @@ impl Admin {
     ) -> std::io::Result<Admin> {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
+        let (status, events) = status_page::with_events(status);
         let ep = Endpoint {
             local: addr,
             metrics,
             status,
             control,
+            page: Arc::new(PageAuth::default()),
         };
         let task = tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
@@ -97,7 +119,7 @@ impl Admin {
                 });
             }
         });
-        Ok(Admin { addr, task })
+        Ok(Admin { addr, task, events })
     }
 
     /// The bound address.
@@ -108,6 +130,7 @@ impl Admin {
     /// Stop serving.
     pub fn stop(&self) {
         self.task.abort();
+        self.events.abort();
     }
 }
 
@@ -119,6 +142,8 @@ struct Endpoint {
     metrics: Metrics,
     status: StatusFn,
     control: Control,
+    /// The status page's login links and sessions.
+    page: Arc<PageAuth>,
 }
 
 /// Read one request head (up to 4 KiB); `None` when the client went away.
@@ -161,6 +186,10 @@ async fn serve(mut sock: TcpStream, ep: Endpoint) -> std::io::Result<()> {
         .await;
     }
     let authed = authorized(&head, &ep.control);
+    let cookie = header(&head, "cookie");
+    if let Some(r) = status_page::route(method, path, authed, cookie, &ep.page, &ep.status) {
+        return send(&mut sock, r).await;
+    }
     match (method, path) {
         ("GET", "/health") => respond(&mut sock, "200 OK", "text/plain", "ok\n").await,
         ("GET", "/metrics") => {
@@ -175,35 +204,36 @@ async fn serve(mut sock: TcpStream, ep: Endpoint) -> std::io::Result<()> {
             let Some(token) = ep.control.token else {
                 return no_join_endpoint(&mut sock).await;
             };
-            match token(method == "POST").await {
-                Some(t) => respond(&mut sock, "200 OK", "text/plain", &format!("{t}\n")).await,
-                None => {
-                    respond(
-                        &mut sock,
-                        "503 Service Unavailable",
-                        "text/plain",
-                        "not ready\n",
-                    )
-                    .await
-                }
-            }
+            let act = if method == "GET" {
+                TokenAct::Fingerprint
+            } else {
+                TokenAct::Rotate
+            };
+            answer(&mut sock, token(act).await).await
+        }
+        ("POST", p) if authed && p.starts_with("/token/create/") => {
+            let Some(token) = ep.control.token else {
+                return no_join_endpoint(&mut sock).await;
+            };
+            let Ok(secs) = p.trim_start_matches("/token/create/").parse::<u64>() else {
+                return respond(&mut sock, "400 Bad Request", "text/plain", "bad lifetime\n").await;
+            };
+            let act = TokenAct::Create(Duration::from_secs(secs));
+            answer(&mut sock, token(act).await).await
         }
         ("POST", p) if authed && p.starts_with("/node/remove/") => {
             let Some(remove) = ep.control.remove else {
                 return no_join_endpoint(&mut sock).await;
             };
             let who = p.trim_start_matches("/node/remove/").to_string();
-            match remove(who).await {
-                Ok(t) => respond(&mut sock, "200 OK", "text/plain", &format!("{t}\n")).await,
-                Err(why) => {
-                    respond(&mut sock, "409 Conflict", "text/plain", &format!("{why}\n")).await
-                }
-            }
+            answer(&mut sock, remove(who).await).await
         }
         ("GET", "/status") | ("GET", "/token") | ("POST", "/token/rotate") => {
             unauthorized(&mut sock).await
         }
-        ("POST", p) if p.starts_with("/node/remove/") => unauthorized(&mut sock).await,
+        ("POST", p) if p.starts_with("/node/remove/") || p.starts_with("/token/create/") => {
+            unauthorized(&mut sock).await
+        }
         _ => respond(&mut sock, "404 Not Found", "text/plain", "not found\n").await,
     }
 }
@@ -266,6 +296,14 @@ async fn unauthorized(sock: &mut TcpStream) -> std::io::Result<()> {
     .await
 }
 
+/// `200` with the text, or `409` with why not.
+async fn answer(sock: &mut TcpStream, r: crate::err::Result<String>) -> std::io::Result<()> {
+    match r {
+        Ok(t) => respond(sock, "200 OK", "text/plain", &format!("{t}\n")).await,
+        Err(why) => respond(sock, "409 Conflict", "text/plain", &format!("{why}\n")).await,
+    }
+}
+
 async fn no_join_endpoint(sock: &mut TcpStream) -> std::io::Result<()> {
     respond(
         sock,
@@ -278,15 +316,33 @@ async fn no_join_endpoint(sock: &mut TcpStream) -> std::io::Result<()> {
 
 async fn respond(
     sock: &mut TcpStream,
-    status: &str,
-    ctype: &str,
+    status: &'static str,
+    ctype: &'static str,
     body: &str,
 ) -> std::io::Result<()> {
-    let resp = format!(
-        "HTTP/1.0 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    sock.write_all(resp.as_bytes()).await?;
+    let r = Reply {
+        status,
+        ctype,
+        headers: Vec::new(),
+        body: body.to_string(),
+    };
+    send(sock, r).await
+}
+
+/// Write `r` and close.
+async fn send(sock: &mut TcpStream, r: Reply) -> std::io::Result<()> {
+    let mut head = zeroize::Zeroizing::new(format!(
+        "HTTP/1.0 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        r.status,
+        r.ctype,
+        r.body.len()
+    ));
+    for (k, v) in &r.headers {
+        head.push_str(&format!("{k}: {}\r\n", **v));
+    }
+    head.push_str("\r\n");
+    sock.write_all(head.as_bytes()).await?;
+    sock.write_all(r.body.as_bytes()).await?;
     sock.shutdown().await
 }
 
@@ -299,17 +355,42 @@ pub async fn get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
 /// `DATA_DIR/admin.cookie`; readable by the node's user and root); returns the JSON text.
 /// Used by `rustbalance status` and the test labs.
 pub async fn status(addr: SocketAddr, cookie_file: &std::path::Path) -> std::io::Result<String> {
-    let cookie =
-        zeroize::Zeroizing::new(tokio::fs::read_to_string(cookie_file).await.map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!(
-                    "cannot read the admin cookie {}: {e} (run this as the node's user or root)",
-                    cookie_file.display()
-                ),
-            )
-        })?);
+    let cookie = read_cookie(cookie_file).await?;
     request(addr, "GET", "/status", Some(&cookie)).await
+}
+
+/// A single-use login URL of the status page (valid 60 s), made with the admin cookie read
+/// from `cookie_file`. Used by `rustbalance status --page-link` and the test labs.
+pub async fn page_link(
+    addr: SocketAddr,
+    cookie_file: &std::path::Path,
+) -> std::io::Result<zeroize::Zeroizing<String>> {
+    let cookie = read_cookie(cookie_file).await?;
+    let path = zeroize::Zeroizing::new(request(addr, "POST", "/page/login", Some(&cookie)).await?);
+    // An endpoint on every address is reached on loopback from the node itself.
+    let host = if addr.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    };
+    Ok(zeroize::Zeroizing::new(format!(
+        "http://{host}{}",
+        path.trim()
+    )))
+}
+
+/// The admin cookie in `cookie_file`.
+async fn read_cookie(cookie_file: &std::path::Path) -> std::io::Result<zeroize::Zeroizing<String>> {
+    let text = tokio::fs::read_to_string(cookie_file).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!(
+                "cannot read the admin cookie {}: {e} (run this as the node's user or root)",
+                cookie_file.display()
+            ),
+        )
+    })?;
+    Ok(zeroize::Zeroizing::new(text))
 }
 
 /// One request on an admin endpoint, with the admin cookie when given; returns the body of
@@ -345,13 +426,13 @@ pub async fn request(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const SECRET_IP: &str = "192.0.2.7:51820";
 
     /// One request written as is; the whole answer.
-    async fn raw(addr: SocketAddr, text: &str) -> String {
+    pub(crate) async fn raw(addr: SocketAddr, text: &str) -> String {
         let mut s = TcpStream::connect(addr).await.unwrap();
         s.write_all(text.as_bytes()).await.unwrap();
         let mut out = Vec::new();
@@ -450,13 +531,22 @@ mod tests {
     }
 
     async fn server(remove: Option<RemoveFn>) -> (Admin, String, tempfile::TempDir) {
+        // What a real /status holds and must not leak: a node's public WireGuard endpoint.
+        let status: StatusFn =
+            Arc::new(|| serde_json::json!({"mesh": {"peers": [{"endpoint": SECRET_IP}]}}));
+        server_with(remove, status).await
+    }
+
+    /// An admin endpoint on a free loopback port answering `/status` with `status`; its
+    /// cookie (hex) and the directory holding the cookie file (`admin.cookie`).
+    pub(crate) async fn server_with(
+        remove: Option<RemoveFn>,
+        status: StatusFn,
+    ) -> (Admin, String, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let mut control = new_cookie(&dir.path().join("admin.cookie")).unwrap();
         control.remove = remove;
         let cookie = control.cookie.to_string();
-        // What a real /status holds and must not leak: a node's public WireGuard endpoint.
-        let status: StatusFn =
-            Arc::new(|| serde_json::json!({"mesh": {"peers": [{"endpoint": SECRET_IP}]}}));
         let admin = Admin::start(
             "127.0.0.1:0".parse().unwrap(),
             Metrics::new(),

@@ -14,20 +14,31 @@
 //! * [`node`] — [`ClusterNode`]: start, stop, `/status`.
 //! * [`advertise`] — the intro and next-descriptor tasks (this node's own intro points).
 //! * [`publisher`] — the [`publisher::Publisher`] and the publish task.
+//! * `auth` — restricted discovery: the authorized clients the publisher encrypts for.
 //! * [`roster`] — who is live, healthy or removed, and their intro points.
 //! * [`selection`] — which of them go into the descriptor: fair per node, repeats dropped.
+//! * [`pow`] — which `pow-params` the master descriptor may carry (none from an instance).
+//! * [`solo`] — when a lone publisher-eligible node hosts the master key itself (pure; not
+//!   wired yet).
 //! * [`policy`] — the decisions, pure (they take `now`; tests run them on fake time).
+//! * [`credentials`] — this node's identity, member certificate and trust for signed
+//!   gossip.
 //! * [`gossip`] — every gossip key a node writes and its value format.
 //! * [`view`] — the network view and instance descriptors read from tor.
 //! * [`timers`] — every fixed delay of the tasks, as configuration.
 
 pub mod advertise;
+mod auth;
+pub mod canary;
+pub mod credentials;
 pub mod gossip;
 pub mod node;
 pub mod policy;
+pub mod pow;
 pub mod publisher;
 pub mod roster;
 pub mod selection;
+pub mod solo;
 pub mod timers;
 pub mod view;
 

@@ -2,12 +2,18 @@
 //! `docs/CONFIG.md`; unknown keys are errors, so a typo never silently
 //! falls back to a default.
 
+mod backends;
 mod template;
 mod validate;
+
+pub use backends::{
+    refuse_unsupported as refuse_unsupported_backends, render as render_backends, BackendSection,
+};
 
 pub use template::{ClusterTemplate, MeshTemplate, Template};
 
 use crate::err::{Error, Result};
+pub use rustbalance_cluster::{QuorumMode, SignatureMode};
 use rustbalance_hs::OnionAddress;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -45,6 +51,9 @@ pub struct Config {
     /// `[mesh]`: present → the cluster gossips over a WireGuard mesh.
     #[serde(default)]
     pub mesh: Option<MeshSection>,
+    /// `[[backends]]`: fetch-mode backends (Onionbalance instances); see `config/backends.rs`.
+    #[serde(default)]
+    pub backends: Vec<BackendSection>,
 }
 
 /// `[mesh]`: WireGuard between the cluster's nodes. Gossip then listens on
@@ -116,6 +125,25 @@ pub struct ClusterSection {
     /// peer dead and less prone to false alarms on a loaded machine.
     #[serde(default = "default_phi")]
     pub phi_threshold: f64,
+    /// How many nodes the cluster has (workers included). A node publishes only while
+    /// it sees a strict majority of the larger of this and every member it has seen;
+    /// set it so that a node restarted while cut off does not count itself a majority
+    /// of one (`docs/ELECTION.md`). 0 or 1: as many as seen.
+    #[serde(default)]
+    pub size: usize,
+    /// `"live"` (default): no quorum, a lone survivor keeps the address up and a dead
+    /// publisher is replaced in seconds, but a node cut off from the others publishes
+    /// too. `"majority"`: a strict majority of `size` (partition-safe; a lone survivor
+    /// goes dark; failover ~20 s). `docs/ELECTION.md` says why.
+    #[serde(default)]
+    pub quorum: QuorumMode,
+    /// `require`: every node must show a member certificate and sign every gossip
+    /// value; `accept-unsigned`: also accept nodes that never showed one; `off`: neither
+    /// sign nor check. The last two only while an existing cluster is upgraded
+    /// (docs/OPERATIONS.md). Unset: `require` on a node made with an identity (by
+    /// `init`/`join`); a node made before identities existed must set it.
+    #[serde(default)]
+    pub gossip_signatures: Option<rustbalance_cluster::SignatureMode>,
 }
 
 fn default_phi() -> f64 {
@@ -164,6 +192,10 @@ pub struct ServiceSection {
     /// The port clients connect to on the onion address.
     #[serde(default = "default_virtual_port")]
     pub virtual_port: u16,
+    /// Restricted discovery: a directory of tor `NAME.auth` files; only those clients can
+    /// read the master descriptor (`rustbalance client-auth`, `client_auth.rs`).
+    #[serde(default)]
+    pub authorized_clients_dir: Option<PathBuf>,
 }
 
 /// `[target]`.
@@ -176,6 +208,12 @@ pub struct TargetSection {
     /// for onion targets).
     #[serde(default = "default_target_mode")]
     pub mode: String,
+    /// Seconds between two TCP connects that check the target (issue 15): a node whose
+    /// target went down leaves the descriptor, and one whose target is back is listed
+    /// again without waiting for traffic it cannot get. Unset: 5 in cluster mode, off
+    /// for a single node; 0: off.
+    #[serde(default)]
+    pub health_check_secs: Option<u64>,
 }
 
 /// `[proxy]`.

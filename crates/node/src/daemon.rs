@@ -13,9 +13,12 @@ mod cluster;
 mod hardening;
 mod mesh;
 mod proxy;
+mod restricted;
+pub mod status_page;
 mod telemetry;
 mod uploads;
 
+pub use mesh::bring_up_mesh;
 pub use uploads::UploadStatus;
 
 use crate::config::Config;
@@ -42,10 +45,12 @@ pub async fn run(
     progress: impl Fn(&str),
 ) -> Result<()> {
     let progress: &dyn Fn(&str) = &progress;
+    crate::config::refuse_unsupported_backends(&cfg.backends)?;
     let layout = Layout::new(&cfg.node.data_dir);
     hardening::harden_process();
     let pid_lock = claim_data_dir(&layout)?;
     let keys = prepare_keys(&cfg, &layout, progress)?;
+    restricted::sync_single_node(&cfg, &layout)?;
     // The join endpoint rides on the master port of meshed cluster nodes that know their
     // own WireGuard endpoint (so that new nodes can be told how to reach them).
     let join_svc = match (&cfg.cluster, &cfg.mesh) {
@@ -78,11 +83,15 @@ pub async fn run(
         "admin endpoint http://{}/status and /metrics",
         admin.addr()
     ));
-    let watcher = tokio::spawn(uploads::watch_uploads(
+    let clients = restricted::watch_single_node(cfg.clone(), layout.clone(), tor.clone());
+    let upload_watch = uploads::watch_uploads(
         tor.clone(),
         keys.master_address.without_suffix(),
         uploads.clone(),
-    ));
+    );
+    let watcher = tokio::spawn(async move {
+        tokio::join!(upload_watch, clients);
+    });
     let end = wait_for_end(&cfg, &tor, &parts, shutdown, progress).await;
     Running {
         join_svc,
@@ -125,9 +134,8 @@ enum End {
 /// file left by a crash never blocks, see [`rustbalance_fsutil::PidLock`]).
 fn claim_data_dir(layout: &Layout) -> Result<PidLock> {
     create_private_dir(&layout.data_dir)?;
-    create_private_dir(&layout.tor_dir())?;
     crate::join_node::refuse_if_removed(&layout.data_dir)?;
-    PidLock::acquire(&layout.daemon_pid()).map_err(|e| match e {
+    let lock = PidLock::acquire(&layout.daemon_pid()).map_err(|e| match e {
         rustbalance_fsutil::Error::Locked { pid, .. } => Error::AlreadyRunning {
             pid,
             data_dir: layout.data_dir.clone(),
@@ -137,7 +145,11 @@ fn claim_data_dir(layout: &Layout) -> Result<PidLock> {
             path: layout.daemon_pid(),
             source: other.into_io(),
         },
-    })
+    })?;
+    // Before tor's directory exists: what tells a node that predates identities apart.
+    crate::cluster::credentials::identity_for_new_node(layout)?;
+    create_private_dir(&layout.tor_dir())?;
+    Ok(lock)
 }
 
 /// The keys a node runs with.
@@ -247,7 +259,7 @@ async fn wait_for_end(
     tokio::pin!(removed);
     tokio::pin!(died);
     tokio::select! {
-        r = boot => if let Err(e) = r { tracing::warn!("{e}; still waiting for tor"); },
+        r = boot => if let Err(e) = r { tracing::warn!("{e}; still waiting for tor (if this lasts, `rustbalance doctor --config FILE` checks tor, the clock and the network)"); },
         _ = &mut shutdown => return End::Shutdown,
         _ = &mut removed => return End::Removed,
         d = &mut died => return End::TaskDied(d),
@@ -339,5 +351,48 @@ mod tests {
             drop(lock);
             assert!(!layout.daemon_pid().exists());
         }
+    }
+
+    fn start_signing(layout: &Layout) -> Result<Option<rustbalance_cluster::GossipAuth>> {
+        let master = IdentityKey::from_seed(&[1; 32]);
+        let _lock = claim_data_dir(layout)?;
+        crate::cluster::credentials::gossip_auth(&crate::cluster::credentials::Credentials {
+            layout,
+            name: "node1",
+            mode: None,
+            master: Some(&master),
+            instance: IdentityKey::from_seed(&[2; 32]).address(),
+            wireguard: None,
+        })
+    }
+
+    /// The lab's nodes (a config written without `init`, so no identity before the first
+    /// start) refused to start: "made before signed gossip existed", because the start had
+    /// created tor's directory before the check. A node that never ran starts, and starts
+    /// again, with signatures required; only one that ran before identities existed is
+    /// asked to choose its upgrade step, and nothing is made for it.
+    #[test]
+    fn a_new_node_signs_and_only_an_old_one_must_choose() {
+        let d = tempfile::tempdir().unwrap();
+        let new = Layout::new(&d.path().join("new"));
+        for start in 0..2 {
+            let auth = start_signing(&new)
+                .unwrap_or_else(|e| panic!("start {start} of a new node: {e}"))
+                .expect("a new node signs");
+            assert_eq!(
+                auth.trust.mode(),
+                rustbalance_cluster::SignatureMode::Require
+            );
+        }
+        let old = Layout::new(&d.path().join("old"));
+        create_private_dir(&old.data_dir).unwrap();
+        create_private_dir(&old.tor_dir()).unwrap();
+        match start_signing(&old) {
+            Err(e @ Error::SignatureModeUnset { .. }) => {
+                assert!(e.to_string().contains("made before signed gossip"), "{e}")
+            }
+            other => panic!("a node from before identities: {other:?}"),
+        }
+        assert!(!old.node_identity().exists());
     }
 }

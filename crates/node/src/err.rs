@@ -72,6 +72,31 @@ pub enum Error {
         /// The key file.
         path: PathBuf,
     },
+    /// A node directory already holds a master key (`init`, `onionbalance import`).
+    #[error(
+        "{path} already holds a master key; refusing to overwrite it (use another --dir, or \
+         --master-key {path} to start from it)"
+    )]
+    MasterKeyExists {
+        /// The key file found.
+        path: PathBuf,
+    },
+    /// A descriptor file (`rustbalance descriptor inspect|merge`) is not usable.
+    #[error("descriptor file {path}: {problem}")]
+    DescriptorFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// An Onionbalance config (`rustbalance onionbalance import`) cannot be imported.
+    #[error("Onionbalance config {path}: {problem}")]
+    Onionbalance {
+        /// The config.yaml.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        problem: String,
+    },
     /// A passphrase file (or the systemd credential) is unusable.
     #[error("passphrase file {path}: {reason}")]
     Passphrase {
@@ -117,6 +142,39 @@ pub enum Error {
     /// The lease election refused its parameters.
     #[error("election: {0}")]
     Election(#[source] rustbalance_cluster::ClusterError),
+    /// A node identity, member certificate or authority key file is unusable.
+    #[error("{path}: {source}")]
+    Membership {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: rustbalance_cluster::ClusterError,
+    },
+    /// A worker without a member certificate while signed gossip is required.
+    #[error(
+        "this node has no member certificate ({cert}) or authority key ({authority}), and \
+         cluster.gossip_signatures is \"require\": join the cluster again to be certified, or \
+         during an upgrade of an existing cluster set cluster.gossip_signatures = \"off\" \
+         or \"accept-unsigned\" (docs/OPERATIONS.md, \"Upgrading to signed gossip\")"
+    )]
+    NotCertified {
+        /// Where the certificate is expected.
+        cert: std::path::PathBuf,
+        /// Where the authority key is expected.
+        authority: std::path::PathBuf,
+    },
+    /// A node made before signed gossip existed, without `cluster.gossip_signatures`.
+    #[error(
+        "this node was made before signed gossip existed (no {identity} yet): set \
+         cluster.gossip_signatures = \"off\" while the cluster is upgraded, then \
+         \"accept-unsigned\", then \"require\" (docs/OPERATIONS.md, \"Upgrading to signed \
+         gossip\")"
+    )]
+    SignatureModeUnset {
+        /// The identity file that did not exist.
+        identity: std::path::PathBuf,
+    },
     /// The WireGuard mesh could not be brought up.
     #[error("mesh: {0}")]
     Mesh(#[source] rustbalance_mesh::Error),
@@ -126,6 +184,22 @@ pub enum Error {
     /// A thread panicked while it held the mesh; the node must restart.
     #[error("mesh lock poisoned (a thread panicked while it held the mesh); restart the node")]
     MeshPoisoned,
+    /// A canary probe's stream broke.
+    #[error("canary: the stream broke: {source}")]
+    CanaryIo {
+        /// What broke.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A canary probe's stream closed with no byte.
+    #[error("canary: the peer's proxy closed the stream without answering")]
+    CanaryNoAnswer,
+    /// A canary probe got no answer in time.
+    #[error("canary: no answer within {after:?}")]
+    CanaryTimeout {
+        /// The probe's timeout.
+        after: std::time::Duration,
+    },
     /// tor has no consensus to read the network view from.
     #[error("tor has no microdesc consensus yet (is it bootstrapped?): {0}")]
     NoConsensus(#[source] rustbalance_tor::Error),

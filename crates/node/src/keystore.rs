@@ -10,6 +10,8 @@
 //! - their passphrase: a 0600 file or the systemd credential `master-passphrase`
 //!   ([`passphrase`]);
 //! - [`load_master`]: a master key of any of these formats, with its [`Passphrase`];
+//! - the node's identity key, member certificate and trusted authority key
+//!   ([`identity`]);
 //! - crash-safe writes ([`write_atomic`], 0600 for secrets), private directories and the
 //!   cluster secret ([`read_cluster_secret`], refused when others may read it), through
 //!   `rustbalance_fsutil`, the errors naming the file.
@@ -17,6 +19,7 @@
 //! The formats themselves (bytes in, bytes out) are `rustbalance_hs::keys` and
 //! `rustbalance_hs::sealed`; this module only moves them between files and memory.
 
+pub mod identity;
 pub mod passphrase;
 
 use crate::err::{Error, Result};
@@ -144,6 +147,80 @@ pub fn load_master(path: &Path, passphrase: Passphrase) -> Result<IdentityKey> {
     IdentityKey::load_with(path, || passphrase.get(path))
 }
 
+/// File name of a sealed master key inside a node directory.
+pub const SEALED_MASTER_FILE: &str = "master.key";
+/// Directory of a plain (tor-format) master key inside a node directory.
+pub const PLAIN_MASTER_DIR: &str = "master";
+
+/// How `init` / `onionbalance import` keep a new node's master key on disk.
+#[derive(Debug, Clone)]
+pub enum MasterStorage {
+    /// Unencrypted, tor's own format, in `<dir>/master/`.
+    Plain,
+    /// Sealed with the passphrase in `passphrase_file` (argon2id, 64 MiB), in
+    /// `<dir>/master.key`.
+    Sealed {
+        /// The 0600 passphrase file.
+        passphrase_file: std::path::PathBuf,
+        /// The running node gets the passphrase as the systemd credential: the
+        /// config does not name the file.
+        systemd_credential: bool,
+    },
+}
+
+/// Where [`store_master`] put the key, for the config.
+#[derive(Debug, Clone)]
+pub struct StoredMaster {
+    /// `service.master_key`.
+    pub key_file: std::path::PathBuf,
+    /// `service.master_key_passphrase_file` (absent: plain, or the systemd credential).
+    pub passphrase_file: Option<std::path::PathBuf>,
+}
+
+/// Write `key` into the node directory `dir` as `storage` says. Never replaces a
+/// master key already there: that would lose its .onion address.
+pub fn store_master(
+    key: &IdentityKey,
+    dir: &Path,
+    storage: &MasterStorage,
+) -> Result<StoredMaster> {
+    for existing in [
+        dir.join(SEALED_MASTER_FILE),
+        dir.join(PLAIN_MASTER_DIR).join(SECRET_KEY_FILE),
+    ] {
+        if existing.exists() {
+            return Err(Error::MasterKeyExists { path: existing });
+        }
+    }
+    match storage {
+        MasterStorage::Plain => {
+            let kd = dir.join(PLAIN_MASTER_DIR);
+            key.write_tor_dir(&kd)?;
+            Ok(StoredMaster {
+                key_file: kd.join(SECRET_KEY_FILE),
+                passphrase_file: None,
+            })
+        }
+        MasterStorage::Sealed {
+            passphrase_file,
+            systemd_credential,
+        } => {
+            let pf = std::path::absolute(passphrase_file).map_err(|source| Error::Io {
+                action: "cannot resolve the passphrase file",
+                path: passphrase_file.clone(),
+                source,
+            })?;
+            let pass = passphrase_from_file(&pf)?;
+            let file = dir.join(SEALED_MASTER_FILE);
+            key.write_sealed(&file, &pass, SealParams::default())?;
+            Ok(StoredMaster {
+                key_file: file,
+                passphrase_file: (!systemd_credential).then_some(pf),
+            })
+        }
+    }
+}
+
 /// The onion address of a key file of any format, without its passphrase: a sealed
 /// file's header names it (authenticated only when the key is unsealed).
 pub fn key_address(path: &Path) -> Result<OnionAddress> {
@@ -166,6 +243,32 @@ mod tests {
 
     fn mode(p: &Path) -> u32 {
         std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    /// A second `store_master` into the same directory is refused, whatever the
+    /// storage, and leaves the first key as it was.
+    #[test]
+    fn a_stored_master_key_is_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = store_master(&key(), dir.path(), &MasterStorage::Plain).unwrap();
+        assert!(first.passphrase_file.is_none());
+        assert_eq!(mode(&first.key_file), 0o600);
+        let before = std::fs::read(&first.key_file).unwrap();
+        let pf = dir.path().join("pass");
+        write_atomic(&pf, b"correct horse battery staple\n", 0o600).unwrap();
+        let other = IdentityKey::from_seed(&[6u8; 32]);
+        for storage in [
+            MasterStorage::Plain,
+            MasterStorage::Sealed {
+                passphrase_file: pf.clone(),
+                systemd_credential: false,
+            },
+        ] {
+            let e = store_master(&other, dir.path(), &storage).unwrap_err();
+            assert!(matches!(e, Error::MasterKeyExists { .. }), "{e}");
+        }
+        assert_eq!(std::fs::read(&first.key_file).unwrap(), before);
+        assert!(!dir.path().join(SEALED_MASTER_FILE).exists());
     }
 
     #[test]

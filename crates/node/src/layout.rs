@@ -91,4 +91,16 @@ impl Layout {
     pub fn removed_marker(&self) -> PathBuf {
         self.data_dir.join("removed")
     }
+    /// This node's identity key (secret, 0600; see `keystore::identity`).
+    pub fn node_identity(&self) -> PathBuf {
+        self.data_dir.join("node-identity.key")
+    }
+    /// This node's member certificate, as issued by the authority (workers: at join).
+    pub fn member_cert(&self) -> PathBuf {
+        self.data_dir.join("member.cert")
+    }
+    /// The authority's public key this node trusts (workers: learned at join).
+    pub fn authority_key(&self) -> PathBuf {
+        self.data_dir.join("authority.pub")
+    }
 }

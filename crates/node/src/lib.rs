@@ -3,14 +3,19 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod client_auth;
 pub mod cluster;
 pub mod config;
 pub mod daemon;
+pub mod descriptor_file;
+pub mod doctor;
 pub mod err;
 pub mod join;
 pub mod keystore;
 pub mod layout;
+pub mod logging;
 pub mod metrics;
+pub mod onionbalance;
 pub mod supervise;
 pub mod torrc;
 

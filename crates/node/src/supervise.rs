@@ -158,6 +158,26 @@ mod tests {
         );
     }
 
+    /// The gossip task is chitchat's, not spawned here: its end reaches the supervisor
+    /// through [`Supervisor::watch_gossip`]. Here its socket fails; a panic inside
+    /// chitchat ends it the same way ("Chitchat server panicked", rustbalance-cluster's
+    /// `a_panicking_gossip_task_is_reported_and_the_lease_left`).
+    #[tokio::test]
+    async fn a_dead_gossip_task_is_a_task_death() {
+        use rustbalance_cluster::{ClusterSecret, MembershipConfig, SimNet};
+        let net = SimNet::new();
+        let cfg = MembershipConfig::new("n1", "10.0.0.1:7946".parse().unwrap());
+        let secret = ClusterSecret::new(vec![7u8; 32]).unwrap();
+        let m = Membership::start(cfg, &secret, vec![], &net).await.unwrap();
+        let m = Arc::new(m);
+        let sup = Supervisor::new();
+        let _watch = sup.watch_gossip(m.clone());
+        net.fail(m.local_addr());
+        let d = sup.first_death().await;
+        assert_eq!(d.task, "gossip");
+        assert!(d.how.starts_with("died: "), "{d}");
+    }
+
     #[tokio::test]
     async fn a_task_that_returns_is_reported() {
         let sup = Supervisor::new();

@@ -35,7 +35,8 @@ pub fn single_node(
 /// uploads the merged master descriptor.
 pub fn instance(cfg: &Config, layout: &Layout, proxy: SocketAddr, owner_pid: u32) -> Result<Torrc> {
     let mut t = Torrc::new();
-    common(&mut t, layout, owner_pid, false)?;
+    // A SOCKS port for the canary (cluster/canary.rs: peers reached through Tor).
+    common(&mut t, layout, owner_pid, true)?;
     // Take each new consensus as directory caches do (1-3 min after it is made on the real
     // network), not as clients do (45-110 min after). A node learns from its consensus that
     // a new time period has started, and only then can it fetch its instance's descriptor
@@ -50,12 +51,12 @@ pub fn instance(cfg: &Config, layout: &Layout, proxy: SocketAddr, owner_pid: u32
         format!("{} {proxy}", cfg.service.virtual_port),
     )?;
     t.push("HiddenServiceOnionbalanceInstance", 1)?;
-    // PoW on the instance: its descriptor then carries the instance's pow-params, which the
-    // publisher copies into the master descriptor while this node is the only one left
-    // (one seed; a merged descriptor of several nodes cannot carry theirs). Clients that
-    // send no solution are still served, at the lowest priority, as with any PoW service.
-    // The intro points' own rate limit is on by default: a merged descriptor of several
-    // nodes carries no PoW parameters, so it is the defence clients of a cluster meet.
+    // PoW on the instance: its descriptor carries the instance's pow-params, which never go
+    // into the master descriptor (this tor verifies solutions over its own blinded key and
+    // seed, clients solve over the master's: `cluster::pow`). Clients that send no solution
+    // are still served, at the lowest priority, as with any PoW service; tor's queue still
+    // orders introductions. The intro points' own rate limit is on by default: the master
+    // descriptor of a cluster carries no PoW parameters, so it is the defence clients meet.
     service_tail(&mut t, cfg, true)?;
     Ok(t)
 }

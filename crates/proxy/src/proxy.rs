@@ -225,7 +225,10 @@ async fn accept_loop(
         let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                tracing::warn!("accept failed: {e}");
+                tracing::warn!(
+                    "accept failed: {e}; if it says too many open files, raise the unit's \
+                     LimitNOFILE= or lower proxy.max_connections"
+                );
                 tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
                 continue;
             }

@@ -7,27 +7,13 @@ use rustbalance_proxy::{Mode, Proxy, ProxyConfig, Target};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
+
+#[path = "support/echo.rs"]
+mod echo;
+use echo::echo_server;
 
 const T: Duration = Duration::from_secs(10);
-
-async fn echo_server() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let a = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = l.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-                let _ = w.shutdown().await;
-            });
-        }
-    });
-    a
-}
 
 fn cfg(target: SocketAddr) -> ProxyConfig {
     ProxyConfig::new(

@@ -3,38 +3,21 @@
 
 use rustbalance_proxy::proxy_protocol::{encode_v2, ProxyAddrs};
 use rustbalance_proxy::{Mode, Proxy, ProxyConfig, ProxyHandle, ProxyVersion, Target};
+use rustbalance_tor::fake_socks::{FakeSocks, Route};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+#[path = "support/echo.rs"]
+mod echo;
+use echo::{echo_on, echo_server};
 
 const ONION: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb.onion";
 const T: Duration = Duration::from_secs(5);
 
 fn any_port() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
-}
-
-/// An echo server: copies every connection back to itself, half-close aware.
-async fn echo_on(l: TcpListener) {
-    loop {
-        let Ok((mut s, _)) = l.accept().await else {
-            return;
-        };
-        tokio::spawn(async move {
-            let (mut r, mut w) = s.split();
-            let _ = tokio::io::copy(&mut r, &mut w).await;
-            let _ = w.shutdown().await;
-        });
-    }
-}
-
-async fn echo_server() -> SocketAddr {
-    let l = TcpListener::bind(any_port()).await.unwrap();
-    let a = l.local_addr().unwrap();
-    tokio::spawn(echo_on(l));
-    a
 }
 
 /// A port nothing listens on (bound, then released).
@@ -339,45 +322,18 @@ async fn tor_proxy_header_forwarded_as_v2_and_bad_lines_counted() {
     assert_eq!(p.stats().snapshot().proxy_header_errors, 1);
 }
 
-/// A fake tor SOCKS port: SOCKS5 without auth; CONNECT to `ONION:80` goes to
-/// `backend`, anything else gets "host unreachable". Records requested hosts.
-async fn fake_socks(backend: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
-    let l = TcpListener::bind(any_port()).await.unwrap();
-    let a = l.local_addr().unwrap();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = l.accept().await else {
-                return;
-            };
-            let log = log.clone();
-            tokio::spawn(async move {
-                let mut g = [0u8; 3];
-                s.read_exact(&mut g).await.unwrap();
-                assert_eq!(g, [5, 1, 0], "greeting: SOCKS5, one method, no auth");
-                s.write_all(&[5, 0]).await.unwrap();
-                let mut h = [0u8; 5];
-                s.read_exact(&mut h).await.unwrap();
-                assert_eq!(h[..4], [5, 1, 0, 3], "CONNECT by domain name");
-                let mut name = vec![0u8; h[4] as usize + 2];
-                s.read_exact(&mut name).await.unwrap();
-                let port = u16::from_be_bytes([name[name.len() - 2], name[name.len() - 1]]);
-                let host = String::from_utf8(name[..name.len() - 2].to_vec()).unwrap();
-                log.lock().unwrap().push(format!("{host}:{port}"));
-                if host != ONION || port != 80 {
-                    s.write_all(&[5, 4, 0, 1, 0, 0, 0, 0, 0, 0]).await.unwrap();
-                    return;
-                }
-                let mut b = TcpStream::connect(backend).await.unwrap();
-                s.write_all(&[5, 0, 0, 1, 127, 0, 0, 1, 0, 0])
-                    .await
-                    .unwrap();
-                let _ = tokio::io::copy_bidirectional(&mut s, &mut b).await;
-            });
+/// The shared fake tor SOCKS port: `ONION:80` goes to `backend`, anything
+/// else gets "host unreachable".
+async fn fake_socks(backend: SocketAddr) -> FakeSocks {
+    FakeSocks::start(move |host, port| {
+        if host == ONION && port == 80 {
+            Route::To(backend)
+        } else {
+            Route::Refuse(4)
         }
-    });
-    (a, seen)
+    })
+    .await
+    .unwrap()
 }
 
 /// A fake onion web application: returns the request head it got and
@@ -425,7 +381,8 @@ async fn fake_onion_app() -> (SocketAddr, tokio::sync::mpsc::Receiver<String>) {
 #[tokio::test]
 async fn http_mode_rewrites_through_socks() {
     let (app, mut heads) = fake_onion_app().await;
-    let (socks, seen) = fake_socks(app).await;
+    let fake = fake_socks(app).await;
+    let socks = fake.addr();
     let mut cfg = ProxyConfig::new(
         any_port(),
         Target::Onion {
@@ -460,13 +417,17 @@ async fn http_mode_rewrites_through_socks() {
             "POST /form HTTP/1.1\r\nHost: {ONION}\r\nOrigin: http://{ONION}\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbody"
         )
     );
-    assert_eq!(*seen.lock().unwrap(), [format!("{ONION}:80")]);
+    let seen = fake.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!((seen[0].host.as_str(), seen[0].port), (ONION, 80));
+    assert_eq!(seen[0].methods, [0], "SOCKS5, one method, no auth");
     assert_eq!(p.health().up, Some(true));
 }
 
 #[tokio::test]
 async fn http_mode_socks_failure_closes_without_a_page() {
-    let (socks, _) = fake_socks(dead_port().await).await;
+    let fake = fake_socks(dead_port().await).await;
+    let socks = fake.addr();
     let other = ONION.replace('b', "c");
     let mut cfg = ProxyConfig::new(
         any_port(),

@@ -37,6 +37,10 @@ pub enum Command {
         /// The node's config file (see docs/CONFIG.md).
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+        /// Log lines as text (for people) or JSON (one object per line, same
+        /// fields; for log collectors). `RUST_LOG` sets the level.
+        #[arg(long, value_enum, default_value_t, env = "RUSTBALANCE_LOG_FORMAT")]
+        log_format: LogFormatArg,
     },
     /// Create a new service on this machine: master key, config file.
     ///
@@ -130,7 +134,7 @@ pub enum Command {
         #[command(flatten)]
         node: NodeArgs,
     },
-    /// Show or rotate the cluster's join token (asks the running node).
+    /// Make single-use join tokens, or void them all (asks the running node).
     #[command(subcommand)]
     Token(TokenCmd),
     /// Manage the cluster's members (asks the running node).
@@ -147,12 +151,119 @@ pub enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Print a single-use login URL of the status page instead (open it in a
+        /// browser within 60 s; see docs/OPERATIONS.md, "Status page").
+        #[arg(long, conflicts_with = "json")]
+        page_link: bool,
     },
+    /// Check what breaks deployments and say how to fix each problem: tor's
+    /// version and PoW support, the clock against tor's consensus, file modes
+    /// and owners, the admin and proxy ports, the target, the WireGuard peers,
+    /// the HSDirs that confirmed the last publication, disk space. Run it as
+    /// the node's user or root; some checks need the node running. Exit
+    /// status 0 only when no check fails.
+    Doctor {
+        /// The node's config file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Print JSON (a list of findings).
+        #[arg(long)]
+        json: bool,
+    },
+    /// (packaging) Write the man pages or the shell completions into DIR.
+    #[command(hide = true)]
+    Generate {
+        /// What to write.
+        #[arg(value_enum)]
+        what: Generated,
+        /// The directory to write into (created).
+        dir: PathBuf,
+    },
+    /// Restricted discovery: manage the clients allowed to read the master
+    /// descriptor ([service] authorized_clients_dir, tor's NAME.auth files).
+    #[command(subcommand)]
+    ClientAuth(ClientAuthCmd),
+    /// Move from Onionbalance: read its config.yaml and keys, write RustBalance's.
+    #[command(subcommand)]
+    Onionbalance(OnionbalanceCmd),
     /// A private Tor network on this machine, for trying RustBalance and for
     /// end-to-end tests. Every process listens on 127.0.0.0/8 only and is
     /// stopped by its pid file.
     #[command(subcommand)]
-    Lab(LabCmd),
+    Lab(rustbalance_testbed::cli::LabCmd),
+}
+
+/// What `rustbalance generate` writes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum Generated {
+    /// Man pages (section 1), one per command.
+    Man,
+    /// bash, zsh and fish completions.
+    Completions,
+}
+
+/// `rustbalance client-auth`.
+#[derive(Subcommand, Debug)]
+pub enum ClientAuthCmd {
+    /// Authorize a client. Without --public-key-file a key pair is made and
+    /// the line for the client's ClientOnionAuthDir (NAME.auth_private) is
+    /// printed on stdout, once.
+    Add {
+        /// A name for the client (letters, digits, - and _).
+        name: String,
+        /// The node's config file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The client's own public key, as tor writes it
+        /// (`descriptor:x25519:KEY`).
+        #[arg(long, value_name = "FILE")]
+        public_key_file: Option<PathBuf>,
+    },
+    /// Revoke a client: descriptors published from then on exclude it.
+    Remove {
+        /// The client's name.
+        name: String,
+        /// The node's config file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// List the authorized clients (name, public key).
+    List {
+        /// The node's config file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OnionbalanceCmd {
+    /// Read Onionbalance's v3 config.yaml and the master keys it names (PEM or
+    /// tor's format), and write, per service, a directory OUT/ADDRESS with the
+    /// master key (sealed with --passphrase-file, or --plain-key) and a
+    /// rustbalance.toml listing the instances as [[backends]]. Prints what
+    /// could not be carried over. Never overwrites anything; see
+    /// docs/ONIONBALANCE.md.
+    Import {
+        /// Onionbalance's config file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Where to write (one subdirectory per service).
+        #[arg(long, value_name = "DIR", default_value = "rustbalance-import")]
+        out: PathBuf,
+        /// Where the publishing node forwards clients that reach it (config.yaml
+        /// does not say: each backend's torrc has its HiddenServicePort).
+        #[arg(long, value_name = "URL", default_value = "tcp://127.0.0.1:80")]
+        target: String,
+        /// Admin endpoint of the first service's node; each further service
+        /// gets the next port.
+        #[arg(long, default_value = "127.0.0.1:9661")]
+        admin: std::net::SocketAddr,
+        #[command(flatten)]
+        key: KeyProtection,
+        /// (testing) Take the [tor] section from this config file.
+        #[arg(long, value_name = "FILE", hide = true)]
+        tor_from: Option<PathBuf>,
+    },
 }
 
 /// How `init` protects the master key on disk.
@@ -188,14 +299,18 @@ pub struct NodeArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum TokenCmd {
-    /// Print the current join token.
-    Show {
+    /// Make a new join token: it admits one node, once, anywhere in the
+    /// cluster, and expires after --ttl. A spent, expired or wrong token is
+    /// answered alike (like any unknown path of the service).
+    Create {
         /// The node's config file.
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+        /// How long the token lives (e.g. 30m, 1h, 2days; at most 30 days).
+        #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
     },
-    /// Replace the join token across the cluster: the old one stops working
-    /// on every node within seconds. Prints the new token.
+    /// Void every join token made so far, on every node within seconds.
     Rotate {
         /// The node's config file.
         #[arg(long, value_name = "FILE")]
@@ -209,8 +324,8 @@ pub enum NodeCmd {
     /// descriptor at once, within seconds every member drops its WireGuard
     /// peer and refuses its joins, and, if it still runs, it stops and will
     /// not start again (exit status 77). 15 s later, once it is cut off, the
-    /// join token is rotated with a salt the removed machine never sees; the
-    /// command waits for that and prints the new token. A removed machine that
+    /// join key is rotated with a salt the removed machine never sees (every
+    /// unspent token is void); the command waits for that. A removed machine that
     /// kept its files still holds the cluster secret (and, if eligible, the
     /// master key): wipe it.
     Remove {
@@ -230,130 +345,6 @@ pub enum ConfigCmd {
         /// The config file.
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
-    },
-}
-
-/// Where a lab lives.
-#[derive(Args, Debug, Clone)]
-pub struct LabDir {
-    /// Lab directory (default: $TMPDIR/rustbalance-lab).
-    #[arg(long, value_name = "DIR", env = "RUSTBALANCE_LAB_DIR")]
-    pub dir: Option<PathBuf>,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum LabCmd {
-    /// Generate keys and torrcs, start 3 directory authorities, the relays
-    /// and a client, and return once the lab is usable (consensus with
-    /// HSDir, Guard and Exit flags; client bootstrapped).
-    Up {
-        #[command(flatten)]
-        dir: LabDir,
-        /// Number of relays (all HSDirs; half guards, half exits).
-        #[arg(long, default_value_t = 6)]
-        relays: usize,
-        /// Run the Tor network in its own network namespace behind a bridge,
-        /// so that cluster nodes get namespaces of their own (needed for
-        /// `lab cut` / `lab heal`; root only).
-        #[arg(long)]
-        netns: bool,
-    },
-    /// Show every process of the lab: name, role, pid, alive, addresses.
-    Status {
-        #[command(flatten)]
-        dir: LabDir,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Stop every process of the lab (by pid file) and check nothing listens.
-    Down {
-        #[command(flatten)]
-        dir: LabDir,
-    },
-    /// One HTTP GET through the lab client's SOCKS port (fresh circuit);
-    /// prints the body.
-    Curl {
-        #[command(flatten)]
-        dir: LabDir,
-        /// The URL, e.g. http://ADDRESS.onion/
-        url: String,
-        /// Seconds before giving up.
-        #[arg(long, default_value_t = 60)]
-        timeout: u64,
-    },
-    /// Start an N-node RustBalance cluster on the running lab: one master
-    /// address, each node with its own tor and its own demo target (which
-    /// answers "served by NODE"). Returns once the first merged descriptor
-    /// is published; the nodes keep running until `lab down`.
-    Cluster {
-        #[command(flatten)]
-        dir: LabDir,
-        /// Number of nodes.
-        #[arg(long, default_value_t = 3)]
-        nodes: usize,
-    },
-    /// SIGKILL a cluster node and its tor (a machine dying).
-    Kill {
-        #[command(flatten)]
-        dir: LabDir,
-        /// The node's name (node1, node2, ...).
-        node: String,
-    },
-    /// Cut a cluster node's network off (namespaced labs: `lab up --netns`).
-    Cut {
-        #[command(flatten)]
-        dir: LabDir,
-        /// The node's name.
-        node: String,
-    },
-    /// Reconnect a node cut off with `lab cut`.
-    Heal {
-        #[command(flatten)]
-        dir: LabDir,
-        /// The node's name.
-        node: String,
-    },
-    /// (internal) A demo HTTP target answering every request with BODY.
-    #[command(hide = true)]
-    Target {
-        /// Address to listen on (loopback).
-        #[arg(long)]
-        listen: std::net::SocketAddr,
-        /// Response body.
-        #[arg(long)]
-        body: String,
-    },
-    /// Print a complete node config for the lab network (use it with
-    /// `rustbalance run --config`).
-    NodeConfig {
-        #[command(flatten)]
-        dir: LabDir,
-        /// Node name.
-        #[arg(long)]
-        name: String,
-        /// The target, HOST:PORT.
-        #[arg(long, value_name = "HOST:PORT")]
-        target: String,
-        /// Master key file (default: a new key under the lab dir).
-        #[arg(long, value_name = "FILE")]
-        master_key: Option<PathBuf>,
-        /// Admin endpoint.
-        #[arg(long, default_value = "127.0.0.1:0")]
-        admin: std::net::SocketAddr,
-    },
-    /// The main job end to end: a lab, a 3-node RustBalance cluster serving
-    /// one master address, a real tor client reaching it, and the cluster
-    /// surviving the publisher's death.
-    Demo {
-        #[command(flatten)]
-        dir: LabDir,
-        /// Requests to send to the master address at the end.
-        #[arg(long, default_value_t = 20)]
-        requests: usize,
-        /// Leave the Tor lab running afterwards (stop it with `lab down`).
-        #[arg(long)]
-        keep: bool,
     },
 }
 
@@ -433,6 +424,25 @@ pub fn main() -> std::process::ExitCode {
                 }
                 _ => std::process::ExitCode::FAILURE,
             }
+        }
+    }
+}
+
+/// `run --log-format`: the choices of [`rustbalance_node::logging::LogFormat`].
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormatArg {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line, same fields as text.
+    Json,
+}
+
+impl From<LogFormatArg> for rustbalance_node::logging::LogFormat {
+    fn from(a: LogFormatArg) -> Self {
+        match a {
+            LogFormatArg::Text => Self::Text,
+            LogFormatArg::Json => Self::Json,
         }
     }
 }

@@ -1,12 +1,16 @@
 //! Subcommand dispatch.
 
+mod client_auth;
 mod cluster;
+mod completions;
 mod descriptor;
+mod doctor;
 mod keygen;
-pub mod lab;
 mod node;
+mod onionbalance;
 
-use crate::cli::{Cli, Command, ConfigCmd, DescriptorCmd, NetworkArgs, NodeCmd, TokenCmd};
+use crate::cli::{Cli, Command, ConfigCmd, NetworkArgs, NodeCmd, TokenCmd};
+use crate::cli::{ClientAuthCmd, OnionbalanceCmd};
 use anyhow::{bail, Result};
 use rustbalance_hs::TimeParams;
 use std::time::SystemTime;
@@ -14,29 +18,9 @@ use std::time::SystemTime;
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Keygen { out } => keygen::run(&out),
-        Command::Descriptor(DescriptorCmd::Inspect {
-            address,
-            file,
-            json,
-            net,
-        }) => descriptor::inspect(&address, &file, json, &net),
-        Command::Descriptor(DescriptorCmd::Merge {
-            master_key,
-            instances,
-            max_intro_points,
-            carry_pow,
-            out,
-            net,
-        }) => descriptor::merge(
-            &master_key,
-            &instances,
-            max_intro_points,
-            carry_pow,
-            &out,
-            &net,
-        ),
-        Command::Lab(cmd) => lab::run(cmd),
-        Command::Run { config } => node::run(&config),
+        Command::Descriptor(cmd) => descriptor::run(cmd),
+        Command::Lab(cmd) => rustbalance_testbed::cli::run(cmd),
+        Command::Run { config, log_format } => node::run(&config, log_format),
         Command::Init {
             dir,
             target,
@@ -86,11 +70,37 @@ pub fn run(cli: Cli) -> Result<()> {
             timeout,
             &node,
         ),
-        Command::Token(TokenCmd::Show { config }) => cluster::token_show(&config),
+        Command::Token(TokenCmd::Create { config, ttl }) => cluster::token_create(&config, ttl),
         Command::Token(TokenCmd::Rotate { config }) => cluster::token_rotate(&config),
         Command::Node(NodeCmd::Remove { who, config }) => cluster::node_remove(&config, &who),
         Command::Config(ConfigCmd::Check { config }) => node::check(&config),
-        Command::Status { config, json } => node::status(&config, json),
+        Command::Status {
+            config,
+            json,
+            page_link,
+        } => node::status(&config, json, page_link),
+        Command::Doctor { config, json } => doctor::run(&config, json),
+        Command::Generate { what, dir } => match what {
+            crate::cli::Generated::Man => completions::man(&dir),
+            crate::cli::Generated::Completions => completions::completions(&dir),
+        },
+        Command::ClientAuth(ClientAuthCmd::Add {
+            name,
+            config,
+            public_key_file,
+        }) => client_auth::add(&config, &name, public_key_file.as_deref()),
+        Command::ClientAuth(ClientAuthCmd::Remove { name, config }) => {
+            client_auth::remove(&config, &name)
+        }
+        Command::ClientAuth(ClientAuthCmd::List { config }) => client_auth::list(&config),
+        Command::Onionbalance(OnionbalanceCmd::Import {
+            config,
+            out,
+            target,
+            admin,
+            key,
+            tor_from,
+        }) => onionbalance::import(&config, &out, &target, admin, &key, tor_from.as_deref()),
     }
 }
 

@@ -16,8 +16,19 @@
 //!   publisher is SIGKILLed and another node publishes without its intro
 //!   points; a non-publisher is SIGKILLed and its intro points leave the
 //!   descriptor; clients keep being served. The last node standing
-//!   publishes its own PoW parameters (single-node fallback) and drops them
-//!   when the others come back.
+//!   publishes without its instance tor's PoW parameters (issue 16).
+//! * `pow_under_flood` (only with `RB_LAB_FLOOD=1`, see `main`): a flood from extra lab client tors makes tor suggest
+//!   PoW effort > 0; a tor holding its own key serves the solving lab client,
+//!   main's old fallback (an instance's pow-params in the master descriptor)
+//!   loses it, the fixed rule serves it (issue 16).
+//!
+//! * `restricted_discovery`: a cluster node with `authorized_clients_dir`; the lab
+//!   client without a key is refused (0xF4), with a key from `client-auth add` it is
+//!   served, after `client-auth remove` and the republication it is refused (0xF5).
+//!
+//! * `status_page`: headless Chromium opens the status page of a two-node cluster; the
+//!   publisher is SIGKILLed and the page shows it down, the other node publishing, its
+//!   descriptors and the failover event.
 //!
 //! Times are printed; how fast is for the benchmarks (docs/BENCHMARKS.md),
 //! the timeouts here are generous liveness bounds.
@@ -26,32 +37,54 @@
 mod cluster;
 #[path = "lab_loopback/instances.rs"]
 mod instances;
+#[path = "lab_loopback/onionbalance_auth.rs"]
+mod onionbalance_auth;
+#[path = "lab_loopback/pow.rs"]
+mod pow;
 #[path = "lab_loopback/single.rs"]
 mod single;
+#[path = "lab_loopback/status_page.rs"]
+mod status_page;
 
 use rustbalance_testbed::suite::{run_suite, Scenario};
 
+/// `pow_under_flood` runs only with `RB_LAB_FLOOD=1`: it needs tor to raise its PoW
+/// effort under a flood (tor decides every 300 s), which took 298 s in one run and did not
+/// happen within 900 s in a full-suite run on a loaded 2-core machine (2026-12-05). Until
+/// the flood is made to back tor's queue up whatever the load, it is not in the CI suite;
+/// the rule it proves is unit-tested there (`cluster::pow`).
 fn main() -> std::process::ExitCode {
-    run_suite(
-        "lab_loopback",
-        Default::default(),
-        &[
-            Scenario {
-                name: "single_node_in_the_lab",
-                run: |lab| Box::pin(single::single_node_in_the_lab(lab)),
-            },
-            Scenario {
-                name: "master_address_served_by_both_instances",
-                run: |lab| Box::pin(instances::master_address_served_by_both_instances(lab)),
-            },
-            Scenario {
-                name: "revision_counter_matches_c_tor",
-                run: |lab| Box::pin(instances::revision_counter_matches_c_tor(lab)),
-            },
-            Scenario {
-                name: "three_nodes_fail_over",
-                run: |lab| Box::pin(cluster::three_nodes_fail_over(lab)),
-            },
-        ],
-    )
+    let mut scenarios = vec![
+        Scenario {
+            name: "single_node_in_the_lab",
+            run: |lab| Box::pin(single::single_node_in_the_lab(lab)),
+        },
+        Scenario {
+            name: "master_address_served_by_both_instances",
+            run: |lab| Box::pin(instances::master_address_served_by_both_instances(lab)),
+        },
+        Scenario {
+            name: "revision_counter_matches_c_tor",
+            run: |lab| Box::pin(instances::revision_counter_matches_c_tor(lab)),
+        },
+        Scenario {
+            name: "restricted_discovery",
+            run: |lab| Box::pin(onionbalance_auth::restricted_discovery(lab)),
+        },
+        Scenario {
+            name: "three_nodes_fail_over",
+            run: |lab| Box::pin(cluster::three_nodes_fail_over(lab)),
+        },
+        Scenario {
+            name: "status_page",
+            run: |lab| Box::pin(status_page::status_page(lab)),
+        },
+    ];
+    if std::env::var_os("RB_LAB_FLOOD").is_some_and(|v| v == "1") {
+        scenarios.push(Scenario {
+            name: "pow_under_flood",
+            run: |lab| Box::pin(pow::pow_under_flood(lab)),
+        });
+    }
+    run_suite("lab_loopback", Default::default(), &scenarios)
 }

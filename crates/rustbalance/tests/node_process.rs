@@ -9,8 +9,12 @@
 //! * run as root, the node says loudly that its tor runs as root too;
 //! * on SIGTERM the node stops its tor and removes its pid file.
 
+#[path = "support/node_dir.rs"]
+mod node_dir;
+use node_dir::{fake_tor, init_node};
+
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,40 +29,6 @@ fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) ->
         assert!(t0.elapsed() < limit, "gave up waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// A node directory made by `rustbalance init`, whose config runs `fake_tor`.
-fn node_dir(dir: &Path, fake_tor: &Path) -> (PathBuf, PathBuf) {
-    let node = dir.join("node");
-    let o = Command::new(env!("CARGO_BIN_EXE_rustbalance"))
-        .args(["init", "--dir"])
-        .arg(&node)
-        .args([
-            "--target",
-            "tcp://127.0.0.1:9",
-            "--plain-key",
-            "--admin",
-            "127.0.0.1:0",
-        ])
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let config = node.join("rustbalance.toml");
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "binary = \"tor\"",
-        &format!("binary = {:?}", fake_tor.display().to_string()),
-    );
-    std::fs::write(&config, text).unwrap();
-    (node, config)
-}
-
-/// A "tor" that only waits to be stopped.
-fn fake_tor(dir: &Path) -> PathBuf {
-    let fake = dir.join("fake-tor");
-    std::fs::write(&fake, "#!/bin/sh\nexec sleep 600\n").unwrap();
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-    fake
 }
 
 fn run_node(config: &Path, credentials: &Path) -> Child {
@@ -100,8 +70,9 @@ fn the_node_and_its_tor_start_hardened() {
         .tempdir()
         .unwrap();
     let dir = tmp.path();
-    let fake = fake_tor(dir);
-    let (node_dir, config) = node_dir(dir, &fake);
+    // A "tor" that only waits to be stopped.
+    let fake = fake_tor(dir, "exec sleep 600");
+    let (node_dir, config) = init_node(dir, &fake);
     let creds = dir.join("creds");
     std::fs::create_dir(&creds).unwrap();
     std::fs::write(creds.join("master-passphrase"), "not for tor\n").unwrap();

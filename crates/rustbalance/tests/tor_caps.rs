@@ -7,6 +7,9 @@
 //! (what the kernel does for a non-dumpable process). Needs root (to change user), as the
 //! lab tests do.
 
+#[path = "support/node_dir.rs"]
+mod node_dir;
+use node_dir::{fake_tor, init_node};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -55,40 +58,14 @@ fn tor_does_not_inherit_the_nodes_ambient_capabilities() {
         .unwrap();
     let dir = tmp.path();
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let node_dir = dir.join("node");
-    let o = Command::new(env!("CARGO_BIN_EXE_rustbalance"))
-        .args(["init", "--dir"])
-        .arg(&node_dir)
-        .args([
-            "--target",
-            "tcp://127.0.0.1:9",
-            "--plain-key",
-            "--admin",
-            "127.0.0.1:0",
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // A "tor" that records its capabilities and waits to be stopped.
     let record = dir.join("tor-caps.txt");
-    let fake = dir.join("fake-tor");
-    std::fs::write(
-        &fake,
-        format!(
-            "#!/bin/sh\ngrep '^Cap' /proc/self/status > {}.tmp && mv {}.tmp {}\nexec sleep 60\n",
-            record.display(),
-            record.display(),
-            record.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let config = node_dir.join("rustbalance.toml");
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "binary = \"tor\"",
-        &format!("binary = {:?}", fake.display().to_string()),
+    let r = record.display();
+    let fake = fake_tor(
+        dir,
+        &format!("grep '^Cap' /proc/self/status > {r}.tmp && mv {r}.tmp {r}\nexec sleep 60"),
     );
-    std::fs::write(&config, text).unwrap();
+    let (node_dir, config) = init_node(dir, &fake);
     chown_tree(&node_dir);
     chown_tree(dir);
 

@@ -4,19 +4,27 @@
 //! * convergence: from starting the nodes until every node sees all 3 live;
 //! * per-node gossip traffic (whole authenticated datagrams, from `/status`) and WireGuard
 //!   traffic (the mesh's per-peer byte counters: everything the node exchanges over the
-//!   mesh, encryption overhead included) over a steady window, after the first publication.
+//!   mesh, encryption overhead included) over a steady window, after the first publication;
+//! * per-node CPU of the `rustbalance run` process over the same window (all its threads'
+//!   run time from `/proc/PID/task/*/schedstat`; the node's tor is another process). Idle
+//!   but for gossip, WireGuard and timers, so it bounds the gossip's CPU from above.
+//!
+//! `--signatures off` runs the nodes with `cluster.gossip_signatures = "off"` (values
+//! neither signed nor checked, as before signatures) to compare with the default
+//! (`require`) in the same sitting.
 //!
 //! ```text
 //! CARGO_TARGET_DIR=target-fbench cargo build --release -p rustbalance --bin rustbalance
 //! CARGO_TARGET_DIR=target-fbench cargo build --release -p rustbalance-testbed --example gossip_lab
-//! target-fbench/release/examples/gossip_lab --bin target-fbench/release/rustbalance [--window 60]
+//! target-fbench/release/examples/gossip_lab --bin target-fbench/release/rustbalance [--window 60] [--signatures off]
 //! ```
 //! Driven by `bench/gossip_lab.sh`; figures in docs/BENCHMARKS.md.
 
 use anyhow::{Context, Result};
 use rustbalance_lab::{LabOptions, Placement};
+use rustbalance_node::config::SignatureMode;
 use rustbalance_testbed::bench::BenchArgs;
-use rustbalance_testbed::cluster::ns::start_ns_cluster;
+use rustbalance_testbed::cluster::ns::{start_ns_cluster_with, Knobs};
 use rustbalance_testbed::{poll_until, wait_cluster_up, with_lab, NsNode};
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -31,9 +39,24 @@ struct Sample {
     datagrams_in: u64,
     mesh_tx: u64,
     mesh_rx: u64,
+    /// CPU time of the node process, ns.
+    cpu_ns: u64,
 }
 
-fn sample(s: &Value) -> Option<Sample> {
+/// Run time of every thread of process `pid`, in ns (0 if unreadable).
+fn cpu_ns(pid: Option<u32>) -> u64 {
+    let Some(pid) = pid else { return 0 };
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn sample(s: &Value, pid: Option<u32>) -> Option<Sample> {
     let g = &s["cluster"]["gossip"];
     let peers = s["mesh"]["peers"].as_array()?;
     let sum = |k: &str| peers.iter().filter_map(|p| p[k].as_u64()).sum();
@@ -45,6 +68,7 @@ fn sample(s: &Value) -> Option<Sample> {
         datagrams_in: g["datagrams_accepted"].as_u64()?,
         mesh_tx: sum("tx_bytes"),
         mesh_rx: sum("rx_bytes"),
+        cpu_ns: cpu_ns(pid),
     })
 }
 
@@ -62,7 +86,9 @@ async fn samples(nodes: &[NsNode]) -> Result<Vec<Sample>> {
             .status()
             .await
             .with_context(|| format!("{} does not answer", n.name))?;
-        out.push(sample(&s).with_context(|| format!("{}: no gossip/mesh counters", n.name))?);
+        out.push(
+            sample(&s, n.pid()).with_context(|| format!("{}: no gossip/mesh counters", n.name))?,
+        );
     }
     Ok(out)
 }
@@ -72,6 +98,13 @@ async fn main() -> Result<()> {
     let args = BenchArgs::from_env();
     let bin = args.bin();
     let window = args.secs("--window", 60);
+    let signatures =
+        match args.value("--signatures") {
+            None => None,
+            Some(v) => Some(SignatureMode::parse(&v).with_context(|| {
+                format!("--signatures {v}: give require, accept-unsigned or off")
+            })?),
+        };
     let dir = tempfile::Builder::new().prefix("rb-gsp").tempdir()?;
     let opts = LabOptions {
         placement: Placement::namespace(),
@@ -81,7 +114,15 @@ async fn main() -> Result<()> {
         |p: &rustbalance_lab::Progress| eprintln!("[{:5.1}s] {}", p.elapsed.as_secs_f64(), p.phase);
     with_lab(dir.path(), opts, progress, async |lab, _| {
         let t_start = Instant::now();
-        let (master, nodes) = start_ns_cluster(lab, "node", 3, &bin, true)?;
+        let knobs = Knobs {
+            gossip_signatures: signatures,
+            ..Knobs::default()
+        };
+        let (master, nodes) = start_ns_cluster_with(lab, "node", 3, &bin, true, knobs)?;
+        println!(
+            "gossip signatures: {}",
+            signatures.map_or("require (the default)", SignatureMode::as_str)
+        );
         // Convergence: every node sees all three live.
         poll_until(
             "every node seeing all 3 live",
@@ -119,7 +160,7 @@ async fn main() -> Result<()> {
              WireGuard tx / rx KiB/s)",
             window.as_secs()
         );
-        let mut tot = [0f64; 4];
+        let mut tot = [0f64; 5];
         for (i, n) in nodes.iter().enumerate() {
             let secs = b[i].at.duration_since(a[i].at).as_secs_f64();
             let rate = |x: u64, y: u64| (y.saturating_sub(x)) as f64 / secs;
@@ -128,12 +169,13 @@ async fn main() -> Result<()> {
                 rate(a[i].gossip_in, b[i].gossip_in) / 1024.0,
                 rate(a[i].mesh_tx, b[i].mesh_tx) / 1024.0,
                 rate(a[i].mesh_rx, b[i].mesh_rx) / 1024.0,
+                rate(a[i].cpu_ns, b[i].cpu_ns) / 1e6,
             ];
-            for k in 0..4 {
+            for k in 0..5 {
                 tot[k] += r[k];
             }
             println!(
-                "  {}{}: gossip {:.2} / {:.2} KiB/s, {:.1} / {:.1} datagrams/s, WireGuard {:.2} / {:.2} KiB/s",
+                "  {}{}: gossip {:.2} / {:.2} KiB/s, {:.1} / {:.1} datagrams/s, WireGuard {:.2} / {:.2} KiB/s, CPU {:.2} ms/s",
                 n.name,
                 if i == p { " (publisher)" } else { "" },
                 r[0],
@@ -142,15 +184,17 @@ async fn main() -> Result<()> {
                 rate(a[i].datagrams_in, b[i].datagrams_in),
                 r[2],
                 r[3],
+                r[4],
             );
         }
         let n = nodes.len() as f64;
         println!(
-            "mean per node: gossip {:.2} KiB/s out, {:.2} KiB/s in; WireGuard {:.2} KiB/s out, {:.2} KiB/s in",
+            "mean per node: gossip {:.2} KiB/s out, {:.2} KiB/s in; WireGuard {:.2} KiB/s out, {:.2} KiB/s in; CPU {:.2} ms/s",
             tot[0] / n,
             tot[1] / n,
             tot[2] / n,
-            tot[3] / n
+            tot[3] / n,
+            tot[4] / n
         );
         Ok(())
     })

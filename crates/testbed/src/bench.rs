@@ -49,12 +49,15 @@ impl BenchArgs {
         self.value(name).map(PathBuf::from)
     }
 
-    /// The rustbalance binary the nodes run: `--bin`, by default `target/release/rustbalance`.
+    /// The rustbalance binary the nodes run: `--bin`, by default `target/release/rustbalance`,
+    /// made absolute (nodes in a namespace start in another directory: a relative path
+    /// made every node fail with "No such file or directory").
     pub fn bin(&self) -> PathBuf {
-        PathBuf::from(
+        let p = PathBuf::from(
             self.value("--bin")
                 .unwrap_or_else(|| "target/release/rustbalance".into()),
-        )
+        );
+        std::path::absolute(&p).unwrap_or(p)
     }
 
     /// Arguments that are neither a known flag nor a known flag's value.

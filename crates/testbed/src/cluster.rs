@@ -173,6 +173,10 @@ pub(crate) struct ClusterFiles {
     pub(crate) base: PathBuf,
     pub(crate) master: IdentityKey,
     secret_file: PathBuf,
+    /// `cluster.quorum` of every node (`None`: the default).
+    pub(crate) quorum: Option<rustbalance_node::config::QuorumMode>,
+    /// `cluster.gossip_signatures` of every node (`None`: the default, `require`).
+    pub(crate) gossip_signatures: Option<rustbalance_node::config::SignatureMode>,
 }
 
 /// Where node `i` of a cluster listens and what it runs with.
@@ -198,6 +202,8 @@ impl ClusterFiles {
             base,
             master,
             secret_file,
+            quorum: None,
+            gossip_signatures: None,
         })
     }
 
@@ -233,6 +239,8 @@ impl ClusterFiles {
                     .collect(),
                 priority: 10 * (i as u32 + 1),
                 cluster_id: None,
+                quorum: self.quorum,
+                gossip_signatures: self.gossip_signatures,
             }),
             mesh,
         )?;

@@ -3,19 +3,24 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod cli;
+pub mod client_cache;
 pub mod clients;
 pub mod cluster;
 pub mod demo;
+pub mod flood;
 pub mod harness;
 pub mod instances;
 pub mod lab_cluster;
 pub mod log_watch;
+pub mod monitoring;
 pub mod node_config;
 pub mod poll;
 pub mod suite;
 
 pub use cluster::publication::{
-    published_nodes, publisher, wait_cluster_up, wait_published, Publication, StatusSource,
+    listed_intro_points, published_nodes, publisher, wait_cluster_up, wait_published, Publication,
+    StatusSource,
 };
 pub use cluster::{prepare, prepare_with, ClusterNodeProc, NsNode};
 pub use harness::{with_lab, Started};

@@ -419,7 +419,7 @@ async fn read_loop(
                     let _ = slot.send(r);
                 }
                 Err(_) => {
-                    tracing::warn!(code = r.code, text = %r.first_text(), "unsolicited control-port reply ignored")
+                    tracing::warn!(code = r.code, text = %r.first_text(), "unsolicited control-port reply ignored (harmless once; if it repeats, the tor version may be unsupported: check `rustbalance doctor`)")
                 }
             },
             Err(e) => {

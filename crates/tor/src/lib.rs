@@ -5,6 +5,7 @@
 pub mod control;
 mod err;
 pub mod fake;
+pub mod fake_socks;
 pub mod port;
 pub mod process;
 pub mod socks;

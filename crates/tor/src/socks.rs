@@ -166,78 +166,45 @@ pub fn reply_text(code: u8) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
 
-    /// A fake SOCKS5 server: checks the exchange, records the user names it
-    /// saw (`-` for none), answers `reply` and then echoes.
-    async fn fake(reply: u8) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let users = Arc::new(Mutex::new(Vec::new()));
-        let seen = users.clone();
-        tokio::spawn(async move {
-            loop {
-                let (mut c, _) = l.accept().await.unwrap();
-                let seen = seen.clone();
-                tokio::spawn(async move {
-                    let mut g = [0u8; 3];
-                    c.read_exact(&mut g).await.unwrap();
-                    c.write_all(&[5, g[2]]).await.unwrap();
-                    if g[2] == 2 {
-                        let mut h = [0u8; 2];
-                        c.read_exact(&mut h).await.unwrap();
-                        let mut u = vec![0u8; usize::from(h[1])];
-                        c.read_exact(&mut u).await.unwrap();
-                        let mut pl = [0u8; 1];
-                        c.read_exact(&mut pl).await.unwrap();
-                        let mut p = vec![0u8; usize::from(pl[0])];
-                        c.read_exact(&mut p).await.unwrap();
-                        seen.lock().unwrap().push(String::from_utf8(u).unwrap());
-                        c.write_all(&[1, 0]).await.unwrap();
-                    } else {
-                        seen.lock().unwrap().push("-".into());
-                    }
-                    let mut r = [0u8; 5];
-                    c.read_exact(&mut r).await.unwrap();
-                    let mut host = vec![0u8; usize::from(r[4]) + 2];
-                    c.read_exact(&mut host).await.unwrap();
-                    c.write_all(&[5, reply, 0, 1, 0, 0, 0, 0, 0, 0])
-                        .await
-                        .unwrap();
-                    let mut buf = [0u8; 4];
-                    if c.read_exact(&mut buf).await.is_ok() {
-                        let _ = c.write_all(&buf).await;
-                    }
-                });
-            }
-        });
-        (addr, users)
+    use crate::fake_socks::{FakeSocks, Route};
+
+    /// The shared fake SOCKS port: echo on success, else refuse with `reply`.
+    async fn fake(reply: u8) -> FakeSocks {
+        FakeSocks::start(move |_, _| match reply {
+            0 => Route::Echo,
+            code => Route::Refuse(code),
+        })
+        .await
+        .unwrap()
     }
 
     #[tokio::test]
     async fn fresh_isolation_uses_new_credentials_and_shared_none() {
-        let (proxy, users) = fake(0).await;
+        let proxy = fake(0).await;
         for iso in [Isolation::fresh(), Isolation::fresh(), Isolation::Shared] {
-            let mut s = connect_via(proxy, "abc.onion", 80, &iso).await.unwrap();
+            let mut s = connect_via(proxy.addr(), "abc.onion", 80, &iso)
+                .await
+                .unwrap();
             s.write_all(b"ping").await.unwrap();
             let mut buf = [0u8; 4];
             s.read_exact(&mut buf).await.unwrap();
             assert_eq!(&buf, b"ping");
         }
-        let users = users.lock().unwrap();
+        let users: Vec<_> = proxy.requests().into_iter().map(|r| r.user).collect();
         assert_eq!(users.len(), 3);
         assert_ne!(
             users[0], users[1],
             "every fresh stream gets its own circuit"
         );
-        assert_eq!(users[0].len(), 32);
-        assert_eq!(users[2], "-");
+        assert_eq!(users[0].as_ref().map(String::len), Some(32));
+        assert_eq!(users[2], None);
     }
 
     #[tokio::test]
     async fn reply_codes_become_errors_with_the_code() {
-        let (proxy, _) = fake(0xF2).await;
-        let e = connect_via(proxy, "abc.onion", 80, &Isolation::Shared)
+        let proxy = fake(0xF2).await;
+        let e = connect_via(proxy.addr(), "abc.onion", 80, &Isolation::Shared)
             .await
             .unwrap_err();
         assert!(

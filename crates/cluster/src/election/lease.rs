@@ -1,6 +1,8 @@
 //! Leases: the advert a holder gossips, the holder's own lease, what an observer saw of a
 //! foreign one, and the rules about them (3: lapse, 7: yield).
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use super::member::KnownMember;
@@ -9,7 +11,7 @@ use super::{Action, Election, Millis, NodeId};
 use crate::err::ClusterError;
 
 /// A lease as advertised in the holder's gossip state (key [`crate::keys::LEASE`]).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct LeaseAdvert {
     /// Distinguishes the holder's successive runs (a restarted node starts `seq` again).
     pub incarnation: u64,
@@ -39,29 +41,45 @@ impl LeaseAdvert {
 }
 
 /// A foreign lease as observed locally: its validity counts from `seen_at`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) struct Observation {
     pub(super) advert: LeaseAdvert,
     pub(super) seen_at: Millis,
 }
 
 /// This node's own lease.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) struct OwnLease {
     pub(super) seq: u64,
     pub(super) renewed_at: Millis,
     pub(super) expires: Millis,
+    /// When this node acquired the lease (rule 4: it publishes one candidate step later).
+    pub(super) acquired_at: Millis,
+    /// Whether [`Action::StartPublishing`] was emitted.
+    pub(super) publishing: bool,
 }
 
 impl Election {
-    /// Whether `id`'s lease is valid from here at `now`.
+    /// Whether `id`'s lease is valid from here at `now` (rule 3). Only a member the
+    /// membership view calls eligible can hold one, and its advert's TTL counts for at
+    /// most our own lease time: an advert with a huge `ttl_ms` from a worker (or from an
+    /// eligible node gone rogue) cannot keep the cluster from publishing. The guard is
+    /// added so that the holder has stopped, and its last revision time is behind us,
+    /// before we take over.
     pub(super) fn foreign_valid(&self, now: Millis, known: &KnownMember) -> bool {
-        if !known.member.live && self.cfg.takeover_on_holder_death {
+        if !known.member.eligible {
+            return false;
+        }
+        if !known.member.live && self.cfg.quorum.takes_over_on_death() {
+            return false;
+        }
+        if self.witnessed_dead(&known.member.id) {
             return false;
         }
         match (&known.member.lease, self.observed.get(&known.member.id)) {
             (Some(advert), Some(obs)) if &obs.advert == advert => {
-                now < Millis(obs.seen_at.0.saturating_add(advert.ttl_ms))
+                let ttl = Duration::from_millis(advert.ttl_ms).min(self.cfg.lease);
+                now < obs.seen_at.plus(ttl).plus(self.cfg.guard())
             }
             _ => false,
         }
@@ -78,6 +96,21 @@ impl Election {
         holders
     }
 
+    /// Rule 3: an eligible member reported dead within `lease + guard` of when it was last
+    /// seen live may hold a lease nobody saw. (Off in [`super::QuorumMode::Live`], which
+    /// trades this safety for speed.)
+    pub(super) fn shadow_lease(&self, now: Millis) -> bool {
+        if self.cfg.quorum.takes_over_on_death() {
+            return false;
+        }
+        let span = self.cfg.lease + self.cfg.guard();
+        self.members
+            .values()
+            .filter(|k| !self.removed.contains(&k.member.id))
+            .filter(|k| !self.witnessed_dead(&k.member.id))
+            .any(|k| !k.member.live && k.member.eligible && now < k.last_live.plus(span))
+    }
+
     pub(super) fn best_foreign_holder(&self, now: Millis) -> Option<NodeId> {
         self.valid_foreign_holders(now)
             .first()
@@ -90,8 +123,10 @@ impl Election {
     }
 
     pub(super) fn release(&mut self, actions: &mut Vec<Action>) {
-        if self.own.take().is_some() {
-            actions.push(Action::StopPublishing);
+        if let Some(own) = self.own.take() {
+            if own.publishing {
+                actions.push(Action::StopPublishing);
+            }
             actions.push(Action::WithdrawLease);
         }
     }
@@ -100,10 +135,16 @@ impl Election {
         let seq = self.next_seq;
         self.next_seq += 1;
         let expires = now.plus(self.cfg.lease);
+        let (acquired_at, publishing) = self
+            .own
+            .as_ref()
+            .map_or((now, false), |o| (o.acquired_at, o.publishing));
         self.own = Some(OwnLease {
             seq,
             renewed_at: now,
             expires,
+            acquired_at,
+            publishing,
         });
         LeaseAdvert {
             incarnation: self.incarnation,

@@ -1,21 +1,46 @@
-//! Quorum (rule 5): a node acquires or renews only while it sees at least half of its
-//! last-known membership live.
+//! Quorum (rule 5): a node acquires or renews only while it sees a strict majority of
+//! the cluster's known size live, itself included.
+//!
+//! The known size is the larger of [`super::ElectionConfig::cluster_size`] and the number
+//! of distinct members this node has ever seen (itself included). It never shrinks on its
+//! own: a member that died, or that is only on the other side of a partition, looks the
+//! same from here, so forgetting it would let a cut-off minority count itself a majority
+//! (which an earlier version did after 60 s). Only [`super::Input::Forget`] (a member
+//! removed from the cluster) makes it smaller. A majority is strict: in an even split
+//! neither half publishes, and a cluster of two fails over only with a third member (any
+//! node, eligible or not, counts).
 
-use super::{Election, Millis};
+use super::Election;
 
 impl Election {
-    /// Rule 5: at least half of the last-known membership (self included) is live.
-    pub(super) fn has_quorum(&self, now: Millis) -> bool {
-        let mut known = 1usize;
-        let mut live = 1usize;
-        for k in self.members.values() {
-            if k.member.live {
-                known += 1;
-                live += 1;
-            } else if now.since(k.last_live) < self.cfg.forget_after {
-                known += 1;
-            }
+    /// The cluster's known size (at least 1: this node).
+    pub fn known_size(&self) -> usize {
+        let seen = 1 + self.known.iter().filter(|id| **id != self.me).count();
+        // Witness mode: a member silent in gossip and dead through Tor does not count
+        // (nor in a configured size: it is one of those the configured size counts).
+        let dead = self
+            .known
+            .iter()
+            .filter(|id| self.witnessed_dead(id))
+            .count();
+        seen.max(self.cfg.cluster_size).saturating_sub(dead).max(1)
+    }
+
+    /// Rule 5: a strict majority of the known size is live (this node included).
+    /// Witness mode: `id` is silent in gossip (or absent from the view) and the Tor
+    /// witness reports it dead.
+    pub(super) fn witnessed_dead(&self, id: &str) -> bool {
+        self.cfg.quorum == super::QuorumMode::Witness
+            && self.witness_dead.contains(id)
+            && self.members.get(id).is_none_or(|k| !k.member.live)
+    }
+
+    /// In [`super::QuorumMode::Live`] there is no quorum: always true.
+    pub(super) fn has_quorum(&self) -> bool {
+        if self.cfg.quorum == super::QuorumMode::Live {
+            return true;
         }
-        live * 2 >= known
+        let live = 1 + self.members.values().filter(|k| k.member.live).count();
+        live * 2 > self.known_size()
     }
 }

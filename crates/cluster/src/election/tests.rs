@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::*;
 
 fn cfg() -> ElectionConfig {
-    ElectionConfig::default()
+    ElectionConfig::majority()
 }
 
 fn member(id: &str, priority: u32, lease: Option<LeaseAdvert>) -> Member {
@@ -16,6 +16,11 @@ fn member(id: &str, priority: u32, lease: Option<LeaseAdvert>) -> Member {
         live: true,
         lease,
     }
+}
+
+/// The node acquired: it advertises a lease (it publishes one candidate step later).
+fn acquires(a: &Action) -> bool {
+    matches!(a, Action::AdvertiseLease(_))
 }
 
 fn lease(seq: u64) -> LeaseAdvert {
@@ -43,13 +48,17 @@ fn a_lone_node_acquires_after_settling_and_renews() {
     assert_eq!(e.role(Millis(0)), Role::Settling);
     assert!(e.handle(Millis(1_999), Input::Tick).is_empty());
     let acts = e.handle(Millis(2_000), Input::Tick);
-    assert!(
-        matches!(&acts[..], [Action::AdvertiseLease(l), Action::StartPublishing]
-        if l.incarnation == 7 && l.seq == 0 && l.until_ms == 8_000)
-    );
+    assert!(matches!(&acts[..], [Action::AdvertiseLease(l)]
+        if l.incarnation == 7 && l.seq == 0 && l.until_ms == 8_000));
+    assert!(!e.is_publishing());
     assert!(e.handle(Millis(3_000), Input::Tick).is_empty());
-    let acts = e.handle(Millis(4_000), Input::Tick);
-    assert!(matches!(&acts[..], [Action::AdvertiseLease(l)] if l.seq == 1));
+    assert_eq!(e.handle(Millis(4_000), Input::Tick).len(), 1);
+    // The publish delay (3 s) after acquiring, with no conflict: it publishes.
+    let acts = e.handle(Millis(6_000), Input::Tick);
+    assert!(
+        matches!(&acts[..], [Action::AdvertiseLease(l), Action::StartPublishing] if l.seq == 2)
+    );
+    assert!(e.is_publishing());
 }
 
 #[test]
@@ -71,7 +80,7 @@ fn a_better_node_does_not_steal_a_valid_lease() {
 #[test]
 fn an_unrenewed_lease_lapses_after_its_ttl_as_observed_locally() {
     let c = ElectionConfig {
-        takeover_on_holder_death: false,
+        quorum: QuorumMode::Majority,
         ..cfg()
     };
     let mut e = Election::new("a", 0, true, 1, c).unwrap();
@@ -79,16 +88,16 @@ fn an_unrenewed_lease_lapses_after_its_ttl_as_observed_locally() {
         Millis(0),
         Input::Membership(vec![member("b", 5, Some(lease(3)))]),
     );
-    // The same advert keeps coming (the holder froze): valid until seen_at + ttl.
-    for t in (100..6_000).step_by(100) {
+    // The same advert keeps coming (the holder froze): valid until seen_at + ttl + guard (10 s).
+    for t in (100..16_000).step_by(100) {
         let view = vec![member("b", 5, Some(lease(3)))];
         assert!(
             e.handle(Millis(t), Input::Membership(view)).is_empty(),
             "{t}"
         );
     }
-    let acts = e.handle(Millis(6_000), Input::Tick);
-    assert!(acts.contains(&Action::StartPublishing));
+    let acts = e.handle(Millis(16_000), Input::Tick);
+    assert!(acts.iter().any(acquires));
 }
 
 #[test]
@@ -106,48 +115,73 @@ fn a_worse_candidate_waits_its_turn() {
     }
     assert!(e
         .handle(Millis(6_000), Input::Membership(view()))
-        .contains(&Action::StartPublishing));
+        .iter()
+        .any(acquires));
 }
 
 #[test]
 fn a_holder_yields_to_a_better_valid_holder() {
     let mut e = Election::new("b", 0, true, 1, cfg()).unwrap();
     e.handle(Millis(0), Input::Membership(vec![]));
+    assert!(e.handle(Millis(2_000), Input::Tick).iter().any(acquires));
     assert!(e
-        .handle(Millis(2_000), Input::Tick)
+        .handle(Millis(5_000), Input::Tick)
         .contains(&Action::StartPublishing));
     let acts = e.handle(
-        Millis(2_100),
+        Millis(5_100),
         Input::Membership(vec![member("a", 0, Some(lease(0)))]),
     );
     assert_eq!(acts, vec![Action::StopPublishing, Action::WithdrawLease]);
 }
 
 #[test]
+fn two_nodes_acquiring_at_once_never_both_publish() {
+    // "b" acquired; "a", better ranked, acquired at the same moment (it never saw a lease):
+    // "b" sees it before its candidate step is over and withdraws without publishing.
+    let mut e = Election::new("b", 1, true, 1, cfg()).unwrap();
+    e.handle(Millis(0), Input::Membership(vec![]));
+    assert!(e.handle(Millis(2_000), Input::Tick).iter().any(acquires));
+    let acts = e.handle(
+        Millis(3_000),
+        Input::Membership(vec![member("a", 0, Some(lease(0)))]),
+    );
+    assert_eq!(acts, vec![Action::WithdrawLease]);
+    assert!(!e.is_publishing());
+}
+
+/// Peers `b` and `c`, both live or both not.
+fn two_peers(live: bool) -> Vec<Member> {
+    vec![
+        Member {
+            live,
+            ..member("b", 1, None)
+        },
+        Member {
+            live,
+            ..member("c", 2, None)
+        },
+    ]
+}
+
+#[test]
 fn without_quorum_the_holder_stops_when_its_lease_ends() {
     let mut e = Election::new("a", 0, true, 1, cfg()).unwrap();
-    let peers = |live| {
-        vec![
-            Member {
-                live,
-                ..member("b", 1, None)
-            },
-            Member {
-                live,
-                ..member("c", 2, None)
-            },
-        ]
-    };
+    let peers = two_peers;
     e.handle(Millis(0), Input::Membership(peers(true)));
     assert!(e
         .handle(Millis(2_000), Input::Membership(peers(true)))
+        .iter()
+        .any(acquires));
+    e.handle(Millis(4_000), Input::Membership(peers(true)));
+    assert!(e
+        .handle(Millis(5_000), Input::Membership(peers(true)))
         .contains(&Action::StartPublishing));
-    // Cut off at 3 s: the last renewal was at 2 s, so the lease ends at 8 s.
-    for t in (3_000..8_000).step_by(100) {
+    // Cut off at 5.1 s: the last renewal was at 4 s, so the lease ends at 10 s.
+    for t in (5_100..10_000).step_by(100) {
         let acts = e.handle(Millis(t), Input::Membership(peers(false)));
         assert!(!acts.contains(&Action::StopPublishing), "{t}");
     }
-    let acts = e.handle(Millis(8_000), Input::Membership(peers(false)));
+    let acts = e.handle(Millis(10_000), Input::Membership(peers(false)));
     assert_eq!(acts, vec![Action::StopPublishing, Action::WithdrawLease]);
     assert!(!e.is_publishing());
 }
@@ -156,7 +190,11 @@ fn without_quorum_the_holder_stops_when_its_lease_ends() {
 fn after_regaining_quorum_a_node_settles_before_it_acquires() {
     // "a" ranks best; "b" took the lease while "a" was cut off. After the heal the
     // failure detector reports "c" live first, and "b" (the holder) only later.
-    let mut e = Election::new("a", 0, true, 1, cfg()).unwrap();
+    let c = ElectionConfig {
+        quorum: QuorumMode::Majority,
+        ..cfg()
+    };
+    let mut e = Election::new("a", 0, true, 1, c).unwrap();
     let view = |b_live, c_live, b_lease: Option<LeaseAdvert>| {
         vec![
             Member {
@@ -172,7 +210,8 @@ fn after_regaining_quorum_a_node_settles_before_it_acquires() {
     e.handle(Millis(0), Input::Membership(view(true, true, None)));
     assert!(e
         .handle(Millis(2_000), Input::Membership(view(true, true, None)))
-        .contains(&Action::StartPublishing));
+        .iter()
+        .any(acquires));
     // Cut off at 3 s; its own lease ends at 8 s.
     for t in (3_000..=8_000).step_by(100) {
         e.handle(Millis(t), Input::Membership(view(false, false, None)));
@@ -209,15 +248,14 @@ fn yield_hands_over_and_stays_out_for_one_lease() {
     let mut e = Election::new("a", 0, true, 1, cfg()).unwrap();
     e.handle(Millis(0), Input::Tick);
     e.handle(Millis(2_000), Input::Tick);
+    e.handle(Millis(5_000), Input::Tick);
     assert!(e.is_publishing());
     assert_eq!(
-        e.handle(Millis(2_500), Input::Yield),
+        e.handle(Millis(4_500), Input::Yield),
         vec![Action::StopPublishing, Action::WithdrawLease]
     );
-    assert!(e.handle(Millis(8_400), Input::Tick).is_empty());
-    assert!(e
-        .handle(Millis(8_500), Input::Tick)
-        .contains(&Action::StartPublishing));
+    assert!(e.handle(Millis(10_400), Input::Tick).is_empty());
+    assert!(e.handle(Millis(10_500), Input::Tick).iter().any(acquires));
 }
 
 #[test]
@@ -233,4 +271,173 @@ fn the_lease_advert_round_trips() {
     let l = lease(9);
     assert_eq!(LeaseAdvert::decode(&l.encode()).unwrap(), l);
     assert!(LeaseAdvert::decode("{").is_err());
+}
+
+#[test]
+fn a_lease_from_an_ineligible_member_is_ignored() {
+    let mut e = Election::new("a", 5, true, 1, cfg()).unwrap();
+    let forged = LeaseAdvert {
+        ttl_ms: u64::MAX,
+        ..lease(0)
+    };
+    let view = || {
+        vec![Member {
+            eligible: false,
+            ..member("w", 0, Some(forged.clone()))
+        }]
+    };
+    e.handle(Millis(0), Input::Membership(view()));
+    let acts = e.handle(Millis(2_000), Input::Membership(view()));
+    assert!(acts.iter().any(acquires), "{acts:?}");
+    assert_eq!(e.role(Millis(2_000)), Role::Holder);
+}
+
+#[test]
+fn an_advertised_ttl_counts_at_most_our_own_lease_time() {
+    let mut e = Election::new("a", 5, true, 1, cfg()).unwrap();
+    // An eligible member that froze with a lease claiming an hour.
+    let frozen = LeaseAdvert {
+        ttl_ms: 3_600_000,
+        ..lease(0)
+    };
+    let view = || vec![member("b", 0, Some(frozen.clone()))];
+    e.handle(Millis(0), Input::Membership(view()));
+    // Valid for lease (6 s) + guard (10 s) from when we saw it, not for an hour; then
+    // one candidate step, as "b" (live) still ranks first.
+    for t in (100..18_000).step_by(100) {
+        assert!(
+            e.handle(Millis(t), Input::Membership(view())).is_empty(),
+            "{t}"
+        );
+    }
+    assert!(e
+        .handle(Millis(18_000), Input::Membership(view()))
+        .iter()
+        .any(acquires));
+}
+
+#[test]
+fn a_cut_off_node_never_acquires_again_however_long_the_cut() {
+    let mut e = Election::new("a", 0, true, 1, cfg()).unwrap();
+    let peers = two_peers;
+    e.handle(Millis(0), Input::Membership(peers(true)));
+    assert!(e
+        .handle(Millis(2_000), Input::Membership(peers(true)))
+        .iter()
+        .any(acquires));
+    let mut last_publishing = 0;
+    for t in (2_100..600_000).step_by(100) {
+        e.handle(Millis(t), Input::Membership(peers(false)));
+        if e.is_publishing() {
+            last_publishing = t;
+        }
+    }
+    assert!(
+        last_publishing < 8_000,
+        "published again at {last_publishing} ms"
+    );
+    assert_eq!(e.known_size(), 3);
+}
+
+#[test]
+fn members_that_vanish_from_the_view_still_count() {
+    let mut e = Election::new("a", 0, true, 1, cfg()).unwrap();
+    e.handle(
+        Millis(0),
+        Input::Membership(vec![member("b", 1, None), member("c", 2, None)]),
+    );
+    // The gossip layer forgot them (dead too long): still three known.
+    for t in (100..60_000).step_by(100) {
+        assert!(
+            e.handle(Millis(t), Input::Membership(vec![])).is_empty(),
+            "{t}"
+        );
+    }
+    assert_eq!(e.known_size(), 3);
+    // A removal shrinks the known size, even while the member is still listed.
+    e.handle(Millis(60_000), Input::Forget("b".into()));
+    e.handle(Millis(60_000), Input::Forget("c".into()));
+    let dead_b = Member {
+        live: false,
+        ..member("b", 1, None)
+    };
+    e.handle(Millis(60_100), Input::Membership(vec![dead_b]));
+    assert_eq!(e.known_size(), 1);
+    // Rule 1 makes it settle again after regaining quorum.
+    assert!(e.handle(Millis(62_100), Input::Tick).iter().any(acquires));
+}
+
+#[test]
+fn a_configured_cluster_size_keeps_a_lone_restarted_node_quiet() {
+    let c = ElectionConfig {
+        cluster_size: 3,
+        ..cfg()
+    };
+    let mut e = Election::new("a", 0, true, 2, c).unwrap();
+    for t in (0..600_000).step_by(500) {
+        assert!(
+            e.handle(Millis(t), Input::Membership(vec![])).is_empty(),
+            "{t}"
+        );
+    }
+    // One peer back: two of three. Quorum came after the start: settle, and one
+    // candidate step for "b", which may have kept quorum.
+    e.handle(
+        Millis(600_000),
+        Input::Membership(vec![member("b", 1, None)]),
+    );
+    assert!(e
+        .handle(
+            Millis(603_900),
+            Input::Membership(vec![member("b", 1, None)])
+        )
+        .is_empty());
+    assert!(e
+        .handle(
+            Millis(604_000),
+            Input::Membership(vec![member("b", 1, None)])
+        )
+        .iter()
+        .any(acquires));
+}
+
+#[test]
+fn an_even_split_has_no_quorum() {
+    let mut e = Election::new("a", 0, true, 1, cfg()).unwrap();
+    let view = |live| {
+        vec![
+            member("b", 1, None),
+            Member {
+                live,
+                ..member("c", 2, None)
+            },
+            Member {
+                live,
+                ..member("d", 3, None)
+            },
+        ]
+    };
+    e.handle(Millis(0), Input::Membership(view(true)));
+    for t in (100..30_000).step_by(100) {
+        assert!(
+            e.handle(Millis(t), Input::Membership(view(false)))
+                .is_empty(),
+            "{t}"
+        );
+    }
+}
+
+#[test]
+fn may_publish_ends_with_the_lease() {
+    let mut e = Election::new("a", 0, true, 1, cfg()).unwrap();
+    e.handle(Millis(0), Input::Tick);
+    e.handle(Millis(2_000), Input::Tick);
+    assert!(
+        !e.may_publish(Millis(2_000)),
+        "not before the publish delay"
+    );
+    e.handle(Millis(4_000), Input::Tick);
+    e.handle(Millis(5_000), Input::Tick);
+    assert!(e.may_publish(Millis(9_999)));
+    assert!(!e.may_publish(Millis(10_000)));
 }

@@ -29,7 +29,7 @@ fn elector(m: &Arc<Membership>) -> Elector {
         lease: Duration::from_millis(1_500),
         settle: Duration::from_millis(500),
         candidate_step: Duration::from_millis(500),
-        ..ElectionConfig::default()
+        ..ElectionConfig::majority()
     };
     let election = Election::new("solo", 0, true, 1, cfg).unwrap();
     Elector::spawn(m.clone(), election, Duration::from_millis(50))

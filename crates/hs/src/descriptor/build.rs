@@ -46,6 +46,10 @@ pub struct BuildParams<'a> {
     pub pow_params: Option<&'a PowParams>,
     /// `descriptor-lifetime` in minutes.
     pub lifetime_minutes: u16,
+    /// Restricted discovery: only these clients can decrypt the intro points
+    /// (`None`: anyone who knows the address). Padded with fake entries
+    /// ([`super::client_auth`]).
+    pub auth_clients: Option<&'a [super::ClientAuthKey]>,
 }
 
 /// A built master descriptor.
@@ -174,6 +178,13 @@ fn build_any_size<R: Rng + CryptoRng>(p: &BuildParams<'_>, rng: &mut R) -> Resul
     let subcred_bytes: [u8; 32] = *subcred.as_ref();
     let revision = revision_counter(&blinded_kp, &p.slot, p.now);
 
+    let padded = match p.auth_clients {
+        Some(real) => {
+            super::client_auth::check_count(real.len())?;
+            Some(super::client_auth::padded_clients(real, rng))
+        }
+        None => None,
+    };
     let signing = ed25519::Keypair::generate(rng);
     let expiry = p.now + CERT_LIFETIME;
     let cert = create_desc_sign_key_cert(&signing.verifying_key(), &blinded_kp, expiry)
@@ -192,7 +203,8 @@ fn build_any_size<R: Rng + CryptoRng>(p: &BuildParams<'_>, rng: &mut R) -> Resul
         .lifetime(p.lifetime_minutes.into())
         .revision_counter(revision.into())
         .subcredential(subcred)
-        .flow_control(p.flow_control.clone());
+        .flow_control(p.flow_control.clone())
+        .auth_clients(padded.as_deref());
     if let Some(pp) = p.pow_params {
         builder = builder.pow_params(Some(pp));
     }
@@ -206,7 +218,7 @@ fn build_any_size<R: Rng + CryptoRng>(p: &BuildParams<'_>, rng: &mut R) -> Resul
         revision,
         string_const: SUPERENC_CONST,
     };
-    let text = repad_superencrypted(&text, &keys, &signing, rng)?;
+    let text = repad_superencrypted(&text, &keys, &signing, padded.is_none(), rng)?;
     Ok(BuiltDescriptor {
         text,
         blinded_key: blinded_bytes,
@@ -223,6 +235,7 @@ fn repad_superencrypted<R: Rng + CryptoRng>(
     text: &str,
     keys: &LayerKeys<'_>,
     signing: &ed25519::Keypair,
+    open: bool,
     rng: &mut R,
 ) -> Result<String> {
     const BEGIN: &str = "superencrypted\n-----BEGIN MESSAGE-----\n";
@@ -245,6 +258,11 @@ fn repad_superencrypted<R: Rng + CryptoRng>(
     let plain = keys
         .decrypt(&blob)
         .ok_or_else(|| internal("MAC mismatch"))?;
+    let plain = if open {
+        super::client_auth::pad_open_layer(&plain, rng).ok_or_else(|| internal("auth-client"))?
+    } else {
+        plain
+    };
     let blob = keys.encrypt(rng, &repad(&plain, SUPERENC_PAD_MULTIPLE));
 
     let mut out = String::with_capacity(text.len());

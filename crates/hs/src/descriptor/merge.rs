@@ -29,6 +29,31 @@ pub struct InstanceIntros {
     pub intro_points: Vec<IntroPointDesc>,
 }
 
+impl InstanceIntros {
+    /// The intro points of each parsed instance descriptor, grouped by its address.
+    pub fn from_parsed(instances: &[super::ParsedDescriptor]) -> Vec<InstanceIntros> {
+        instances
+            .iter()
+            .map(|d| InstanceIntros {
+                instance: d.address.to_string(),
+                intro_points: d.intro_points.clone(),
+            })
+            .collect()
+    }
+}
+
+/// The `flow-control` line a merged descriptor may carry: the first instance's, and only
+/// when every instance has one (a client must be able to use it through any intro point).
+pub fn common_flow_control(
+    instances: &[super::ParsedDescriptor],
+) -> Option<(super::Protocols, u8)> {
+    if instances.iter().all(|d| d.flow_control.is_some()) {
+        instances.first().and_then(|d| d.flow_control.clone())
+    } else {
+        None
+    }
+}
+
 /// What [`select_intro_points`] chose and what it left out.
 #[derive(Debug, Clone, Default)]
 pub struct Selected {

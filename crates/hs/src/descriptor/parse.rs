@@ -3,7 +3,7 @@
 use super::intro_check::{usable_intro_points, IntroPointFault};
 use super::MAX_DESCRIPTOR_SIZE;
 use crate::address::OnionAddress;
-use crate::err::{Error, Result};
+use crate::err::{Error, Result, SigningCertProblem};
 use crate::time::{fmt_time, TimeParams};
 use base64::Engine;
 use std::time::SystemTime;
@@ -56,6 +56,28 @@ pub fn parse_descriptor(
     tp: &TimeParams,
     now: SystemTime,
 ) -> Result<ParsedDescriptor> {
+    parse_with(text, address, tp, now, None)
+}
+
+/// [`parse_descriptor`] for a descriptor restricted to authorized clients, decrypted as
+/// the client holding `client` (what tor does with a `ClientOnionAuthDir` key).
+pub fn parse_descriptor_as_client(
+    text: &str,
+    address: &OnionAddress,
+    tp: &TimeParams,
+    now: SystemTime,
+    client: &super::ClientSecret,
+) -> Result<ParsedDescriptor> {
+    parse_with(text, address, tp, now, Some(&client.keypair()))
+}
+
+fn parse_with(
+    text: &str,
+    address: &OnionAddress,
+    tp: &TimeParams,
+    now: SystemTime,
+    client: Option<&tor_hscrypto::pk::HsClientDescEncKeypair>,
+) -> Result<ParsedDescriptor> {
     let bad = |reason: String| Error::BadDescriptor {
         address: address.to_string(),
         reason,
@@ -71,7 +93,7 @@ pub fn parse_descriptor(
             "it does not start with \"hs-descriptor 3\" (not a v3 onion-service descriptor)".into(),
         ));
     }
-    let signer = cert_signing_key(text).map_err(bad)?;
+    let signer = cert_signing_key(text).map_err(|p| bad(p.to_string()))?;
     let lifetime_minutes = outer_field(text, "descriptor-lifetime")
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| bad("missing or bad descriptor-lifetime".into()))?;
@@ -107,7 +129,7 @@ pub fn parse_descriptor(
             period_minutes: tp.period_minutes,
         })?;
     let blinded_id: HsBlindId = blinded.id();
-    let bound = HsDesc::parse_decrypt_validate(text, &blinded_id, &subcred, None)
+    let bound = HsDesc::parse_decrypt_validate(text, &blinded_id, &subcred, client)
         .map_err(|e| bad(describe_chain(&e)))?;
     bound.check_valid_at(&now).map_err(|e| match e {
         TimeValidityError::Expired(ago) => Error::DescriptorExpired {
@@ -156,33 +178,31 @@ fn outer_field<'a>(text: &'a str, kw: &str) -> Option<&'a str> {
 }
 
 /// The bytes of the `descriptor-signing-key-cert` object.
-fn signing_cert_bytes(text: &str) -> std::result::Result<Vec<u8>, String> {
+fn signing_cert_bytes(text: &str) -> std::result::Result<Vec<u8>, SigningCertProblem> {
+    const BEGIN: &str = "-----BEGIN ED25519 CERT-----\n";
     let start = text
         .find("\ndescriptor-signing-key-cert\n-----BEGIN ED25519 CERT-----\n")
-        .ok_or("no descriptor-signing-key-cert")?;
+        .ok_or(SigningCertProblem::Missing)?;
     let body = &text[start..];
-    let b = body
-        .find("-----BEGIN ED25519 CERT-----\n")
-        .ok_or("bad cert")?
-        + 29;
+    let b = body.find(BEGIN).ok_or(SigningCertProblem::Missing)? + BEGIN.len();
     let e = body
         .find("-----END ED25519 CERT-----")
-        .ok_or("unterminated cert")?;
+        .ok_or(SigningCertProblem::Unterminated)?;
     let b64: String = body[b..e].split_whitespace().collect();
     base64::engine::general_purpose::STANDARD
         .decode(b64)
-        .map_err(|e| format!("descriptor-signing-key-cert is not base64: {e}"))
+        .map_err(|e| SigningCertProblem::NotBase64(e.to_string()))
 }
 
 /// The blinded key that signed the descriptor-signing-key certificate.
-fn cert_signing_key(text: &str) -> std::result::Result<[u8; 32], String> {
+fn cert_signing_key(text: &str) -> std::result::Result<[u8; 32], SigningCertProblem> {
     let bytes = signing_cert_bytes(text)?;
     let cert = tor_cert::Ed25519Cert::decode(&bytes)
-        .map_err(|e| format!("descriptor-signing-key-cert is malformed: {e}"))?
+        .map_err(|e| SigningCertProblem::Malformed(e.to_string()))?
         .should_have_signing_key()
-        .map_err(|e| format!("descriptor-signing-key-cert has no signing key: {e}"))?;
-    let id = cert.peek_signing_key();
-    <[u8; 32]>::try_from(id.as_bytes()).map_err(|_| "bad signing key length".to_string())
+        .map_err(|e| SigningCertProblem::NoSigningKey(e.to_string()))?;
+    <[u8; 32]>::try_from(cert.peek_signing_key().as_bytes())
+        .map_err(|_| SigningCertProblem::Malformed("signing key is not 32 bytes".into()))
 }
 
 /// When the descriptor-signing-key certificate expires.

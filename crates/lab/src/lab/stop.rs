@@ -123,7 +123,7 @@ impl Lab {
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
         if let Err(e) = self.0.stop() {
-            tracing::warn!(dir = %self.0.dir().display(), error = %e, "stopping the lab failed");
+            tracing::warn!(dir = %self.0.dir().display(), error = %e, "stopping the lab failed; run `rustbalance lab down --dir DIR` and check `rustbalance lab status`");
         }
     }
 }

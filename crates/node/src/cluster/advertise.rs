@@ -15,6 +15,7 @@
 use super::gossip;
 use super::node::{ClusterStatus, OwnParams};
 use super::policy::{self, Advert, NextState, Period, Source};
+use super::pow::OwnPow;
 use super::publisher::{instance_descriptor, instance_descriptor_from_hsdirs, only_established};
 use super::timers::Timers;
 use super::view::{NetworkView, ViewCache};
@@ -120,7 +121,7 @@ pub(super) async fn intro_task(c: IntroCtx) {
                         if !d.intro_points.is_empty() {
                             if let Ok(mut o) = c.own.lock() {
                                 o.flow = d.flow_control.clone();
-                                o.pow = d.pow_params.first().cloned();
+                                o.pow = OwnPow::of(&d);
                             }
                         }
                         Want::Established(d)
@@ -242,7 +243,8 @@ pub(super) async fn next_descriptor_task(
     // Diagnostic for bench/rotation.sh only: behave as before the fix.
     if std::env::var_os("RUSTBALANCE_DIAG_CURRENT_DESC_ONLY").is_some() {
         tracing::warn!(
-            "RUSTBALANCE_DIAG_CURRENT_DESC_ONLY: advertising tor's current descriptor only"
+            "RUSTBALANCE_DIAG_CURRENT_DESC_ONLY: advertising tor's current descriptor only \
+             (a diagnostic that breaks failover at period changes: unset it)"
         );
         return;
     }

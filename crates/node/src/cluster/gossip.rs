@@ -9,12 +9,15 @@
 //! | `eligible` | start, elector | `true` when the node holds the master key |
 //! | `lease` | elector | JSON `LeaseAdvert` (format owned by the election) |
 //! | `target_health` | intro task | [`target_health`]: `up`, `down` or `unknown` |
-//! | `last_publish` | publish task | [`last_publish`]: `<unix secs> ok\|failed` |
+//! | `last_publish` | publish task | [`last_publish`]: `<revision time, unix secs> ok\|failed` |
 //! | `intro/<node>` | intro task | [`encode_intros`]: the node's established intro points |
 //! | `mesh` | join | `<base64 WireGuard key> <ip:port>` (`mesh_key`) |
-//! | `mesh_admitted` | join | one `<name> <base64 key> <ip:port> <nonce>` per line |
-//! | `mesh_removed` | join | one `<name> <base64 key> <unix secs> <removed by>` per line ([`Removal`]) |
-//! | `join_gen` | join | the join generation, decimal |
+//! | `mesh_admitted` | join | one `<name> <base64 key> <ip:port> <nonce> <member certificate>` per line |
+//! | `mesh_removed` | join | one authority-signed revocation per line ([`Removal`]: `rbrevoke1 <name> <key> <identity> <serial> <unix secs> <by> <signature>`) |
+//! | `join_gen` | join | the join generation, `N` or `N SALTHEX` |
+//! | `join_spent` | join | one `<token id hex> <expires unix secs>` per line (spent join tokens) |
+//! | `instance` | canary task | `<instance address>.onion:<virtual port>`, what peers probe ([`super::canary::INSTANCE_KEY`]) |
+//! | `canary` | canary task | `peer=pass\|fail ...`, this node's verdicts ([`super::canary::CANARY_KEY`]) |
 //!
 //! The mesh and join values are parsed and written by the join code (`join_node.rs`);
 //! their parsers are re-exported here.
@@ -79,6 +82,12 @@ pub fn target_down(v: &NodeView) -> bool {
 /// The value of [`LAST_PUBLISH`]: when, and whether every slot reached at least one HSDir.
 pub fn last_publish(unix_secs: u64, reached: bool) -> String {
     format!("{unix_secs} {}", if reached { "ok" } else { "failed" })
+}
+
+/// The time a node's [`LAST_PUBLISH`] gives: the revision time (Unix seconds) it built its
+/// last descriptors at (election rule 8).
+pub fn last_publish_time(v: &NodeView) -> Option<u64> {
+    v.get(LAST_PUBLISH)?.split(' ').next()?.parse().ok()
 }
 
 /// The value of `intro/<node>`.

@@ -10,15 +10,18 @@
 //! ```
 
 use super::advertise::{intro_task, next_descriptor_task, IntroCtx, NextDescriptor};
+use super::canary::CANARY_KEY;
 use super::gossip::{self, Role};
+use super::pow::OwnPow;
 use super::publisher::{publish_task, PublishCtx, SlotReport, ViewCache};
 use super::timers::Timers;
 use crate::config::ClusterSection;
 use crate::err::{Error, Result};
 use rustbalance_cluster::{
-    ClusterSecret, Election, ElectionConfig, Elector, Membership, MembershipConfig, UdpNetwork,
+    ClusterSecret, Election, ElectionConfig, Elector, GossipAuth, Membership, MembershipConfig,
+    UdpNetwork,
 };
-use rustbalance_hs::descriptor::{PowParams, Protocols};
+use rustbalance_hs::descriptor::Protocols;
 use rustbalance_hs::{IdentityKey, OnionAddress};
 use rustbalance_proxy::HealthHandle;
 use rustbalance_tor::TorSupervisor;
@@ -51,6 +54,26 @@ pub struct ClusterStatus {
     pub gossip_dropped: u64,
     /// This node's gossip traffic since it started.
     pub gossip: rustbalance_cluster::TransportCounters,
+    /// Why this publisher-eligible node refuses to publish now (clock off, stale
+    /// consensus, tor down, no confirmed upload); `None` while it may.
+    pub not_publishing_because: Option<String>,
+    /// This node's clock minus the cluster's, in ms (gossip timestamps).
+    pub clock_offset_ms: Option<i64>,
+    /// The canary's view of each peer probed through Tor (`cluster::canary`).
+    pub canary: BTreeMap<String, CanaryStatus>,
+    /// The suggested PoW effort in this node's tor's own descriptor (0: no `pow-params`,
+    /// clients need not solve). Rising means tor sees an introduction flood.
+    pub pow_suggested_effort: u32,
+}
+
+/// What this node's canary concluded about one peer.
+#[derive(Debug, Clone, Serialize)]
+pub struct CanaryStatus {
+    /// `unknown`, `pass` or `fail`.
+    pub verdict: String,
+    /// When the current run of failed probes began (the first failed probe ended;
+    /// RFC 3339); `None` while the last probe answered.
+    pub failing_since: Option<String>,
 }
 
 /// One member as seen from here.
@@ -64,6 +87,18 @@ pub struct MemberStatus {
     pub intro_points: usize,
     /// Its target health (`up`, `down`, `unknown`).
     pub target: String,
+    /// The role it gossips (`publisher`, `follower`; `unknown` when none).
+    pub role: String,
+    /// Its lease, when it advertises one.
+    pub lease: Option<rustbalance_cluster::election::LeaseAdvert>,
+    /// Its canary's verdicts on its peers as it gossips them ([`CANARY_KEY`]:
+    /// `peer=pass|fail ...`), when it gossips any; this node's own verdicts are
+    /// [`ClusterStatus::canary`].
+    pub canary: Option<String>,
+    /// Its last publication as gossiped (`<unix secs> ok|failed`).
+    pub last_publish: Option<String>,
+    /// When this node last saw it live (RFC 3339); `None`: never since this node started.
+    pub last_seen: Option<String>,
 }
 
 /// A publication.
@@ -75,8 +110,8 @@ pub struct PublishRecord {
     pub reason: String,
     /// Intro points per node in the published descriptors.
     pub intro_points: BTreeMap<String, usize>,
-    /// The descriptors carry `pow-params` (this node was the only one left: single-node
-    /// fallback with tor's PoW defences).
+    /// The descriptors carry `pow-params`: only when this node's own tor holds the master
+    /// key and lists every intro point (`cluster::pow`); never for a cluster of instances.
     pub pow: bool,
     /// Per descriptor slot: HSDir answers.
     pub slots: Vec<SlotReport>,
@@ -103,14 +138,20 @@ pub struct ClusterParams {
     pub master: Option<IdentityKey>,
     /// This node's instance address.
     pub instance: OnionAddress,
+    /// The port clients connect to (the canary probes peers on it).
+    pub virtual_port: u16,
     /// Target health from the proxy.
     pub target_health: HealthHandle,
     /// A TestingTorNetwork (the lab).
     pub testing_network: bool,
     /// The cluster tasks' timers ([`Timers::from_config`] in production).
     pub timers: Timers,
+    /// Signed gossip ([`super::credentials::gossip_auth`]); `None`: unsigned.
+    pub auth: Option<GossipAuth>,
     /// Spawns the cluster's tasks and reports one that dies (gossip included).
     pub supervisor: Supervisor,
+    /// `service.authorized_clients_dir`: restricted discovery on the master address.
+    pub auth_clients_dir: Option<std::path::PathBuf>,
 }
 
 fn read_secret(path: &std::path::Path) -> Result<ClusterSecret> {
@@ -130,6 +171,7 @@ impl ClusterNode {
         mcfg.seeds = p.cfg.seeds.clone();
         mcfg.cluster_id = p.cfg.cluster_id.clone();
         mcfg.phi_threshold = p.cfg.phi_threshold;
+        mcfg.auth = p.auth.clone();
         let eligible = p.master.is_some();
         let initial = gossip::initial_state(p.cfg.priority, eligible);
         let membership = Arc::new(
@@ -143,7 +185,11 @@ impl ClusterNode {
             p.cfg.priority,
             eligible,
             incarnation,
-            ElectionConfig::default(),
+            ElectionConfig {
+                cluster_size: p.cfg.size,
+                quorum: p.cfg.quorum,
+                ..ElectionConfig::default()
+            },
         )
         .map_err(Error::Election)?;
         let elector = Elector::spawn(membership.clone(), election, p.timers.election_tick);
@@ -198,13 +244,14 @@ impl ClusterNode {
 }
 
 /// What this node's own instance descriptor says that the master descriptor may carry:
-/// its `flow-control` line and its `pow-params` (for the single-node fallback).
+/// its `flow-control` line, and its `pow-params` with the address they were made for
+/// ([`super::pow::master_pow`] decides whether they may go in).
 #[derive(Debug, Clone, Default)]
 pub struct OwnParams {
     /// `flow-control` (protocol versions, sendme increment).
     pub flow: Option<(Protocols, u8)>,
-    /// The first `pow-params` line.
-    pub pow: Option<PowParams>,
+    /// The first `pow-params` line and the identity of its descriptor.
+    pub pow: Option<OwnPow>,
 }
 
 /// Start the node's tasks (the publish task only on a publisher-eligible node).
@@ -249,7 +296,24 @@ fn spawn_tasks(
     ));
     tasks.push(sup.spawn(
         "status",
-        status_task(membership.clone(), status.clone(), p.timers.status_poll),
+        status_task(
+            membership.clone(),
+            status.clone(),
+            own.clone(),
+            p.timers.status_poll,
+        ),
+    ));
+    tasks.push(sup.spawn(
+        "canary",
+        super::canary::canary_task(super::canary::CanaryCtx {
+            membership: membership.clone(),
+            tor: p.tor.clone(),
+            elector: elector.handle(),
+            me: p.name.clone(),
+            advertised: format!("{}:{}", p.instance, p.virtual_port),
+            cfg: super::canary::CanaryConfig::default(),
+            status: status.clone(),
+        }),
     ));
     if let Some(master) = p.master {
         tasks.push(sup.spawn(
@@ -257,6 +321,8 @@ fn spawn_tasks(
             publish_task(PublishCtx {
                 membership: membership.clone(),
                 publishing: elector.watch(),
+                elector: elector.handle(),
+                election: elector.config().clone(),
                 tor: p.tor,
                 master,
                 testing: p.testing_network,
@@ -265,6 +331,7 @@ fn spawn_tasks(
                 own,
                 name: p.name,
                 views,
+                auth_clients_dir: p.auth_clients_dir,
             }),
         ));
     }
@@ -275,20 +342,21 @@ fn spawn_tasks(
 async fn status_task(
     membership: Arc<Membership>,
     status: Arc<Mutex<ClusterStatus>>,
+    own: Arc<Mutex<OwnParams>>,
     every: Duration,
 ) {
+    let mut seen = BTreeMap::new();
     loop {
         let members = membership.members().await;
         let counters = membership.counters();
+        let now = SystemTime::now();
+        for v in members.iter().filter(|v| v.live) {
+            seen.insert(v.node_id.clone(), now);
+        }
         if let Ok(mut s) = status.lock() {
             s.members = members
                 .iter()
-                .map(|v| MemberStatus {
-                    name: v.node_id.clone(),
-                    live: v.live,
-                    intro_points: gossip::intro_count(v),
-                    target: gossip::target_of(v).to_string(),
-                })
+                .map(|v| member_status(v, seen.get(&v.node_id).copied()))
                 .collect();
             s.lease_holders = members
                 .iter()
@@ -296,8 +364,35 @@ async fn status_task(
                 .map(|v| v.node_id.clone())
                 .collect();
             s.gossip_dropped = counters.dropped();
+            // None once no peer has been heard for a while: no stale offset in /metrics.
+            s.clock_offset_ms = counters.clock_offset_ms;
             s.gossip = counters;
+            s.pow_suggested_effort = own
+                .lock()
+                .ok()
+                .and_then(|o| {
+                    o.pow
+                        .as_ref()
+                        .map(|p| super::pow::suggested_effort(&p.params))
+                })
+                .unwrap_or(0);
         }
         tokio::time::sleep(every).await;
+    }
+}
+
+/// One member's row of `/status` (`last_seen`: when this node last saw it live).
+fn member_status(v: &rustbalance_cluster::NodeView, last_seen: Option<SystemTime>) -> MemberStatus {
+    MemberStatus {
+        name: v.node_id.clone(),
+        live: v.live,
+        intro_points: gossip::intro_count(v),
+        target: gossip::target_of(v).to_string(),
+        role: v.get(gossip::ROLE).unwrap_or("unknown").to_string(),
+        lease: v.lease(),
+        // Absent until its canary has decided about a peer.
+        canary: v.get(CANARY_KEY).map(String::from),
+        last_publish: v.get(gossip::LAST_PUBLISH).map(String::from),
+        last_seen: last_seen.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
     }
 }

@@ -6,13 +6,16 @@
 //!               └─yes─▶ built this second? ─▶ skip
 //!                       became publisher / changed / pow-params changed / new period /
 //!                       hsdirs changed / retry (backoff due) / periodic (republish due) ─▶ Publish(reason)
-//!  pow:       alone in the descriptor? ─▶ own pow-params, else none (single-node fallback)
+//!  pow:       see super::pow (an instance tor's pow-params never go in)
 //!  advertise: between period start and SRV? ─▶ fetched descriptor of the running period
 //!             (or wait for it up to `next_wait`) ; tor not rotated yet ─▶ wait
 //! ```
 
+mod health;
+
+pub use health::{Health, HealthInputs, HealthLimits, Unfit, Verdict};
+
 use super::timers::Timers;
-use rustbalance_hs::descriptor::InstanceIntros;
 use std::time::{Duration, Instant};
 
 /// Why a master descriptor is (re)published; the text is what logs and `/status` show.
@@ -81,7 +84,10 @@ pub struct PublishState {
     last_at: Option<Instant>,
     retry_at: Option<Instant>,
     failures: u32,
+    /// Wall-clock second of the last build.
     last_built: Option<u64>,
+    /// Revision time of the last build (election rule 8).
+    last_revision: Option<u64>,
 }
 
 impl PublishState {
@@ -90,11 +96,40 @@ impl PublishState {
         std::mem::replace(&mut self.publishing, false)
     }
 
-    /// Whether a descriptor may be built at `now_secs`. Revision counters count whole
-    /// seconds: a second descriptor built in the same second as the last one would carry
-    /// the same counter, and every HSDir would refuse it.
+    /// Whether a descriptor may be built at `now_secs` (wall clock). Revision counters
+    /// count whole seconds: at most one build per second, or the revision time, which
+    /// [`PublishState::revision_time`] keeps above the last one, would run ahead of the clock.
     pub fn may_build(&self, now_secs: u64) -> bool {
         self.last_built.is_none_or(|t| now_secs > t)
+    }
+
+    /// The revision time to build at (election rule 8): the wall clock `now_secs`, but
+    /// after every revision time seen, this node's own included. `seen` holds the other
+    /// publishers' gossiped times; a time more than `ahead_limit` seconds ahead of our
+    /// clock is ignored (no honest clock is that far off, and a forged one far in the
+    /// future would otherwise push every descriptor out of its time period). The first
+    /// build after becoming publisher is at least `margin` seconds ahead of our clock
+    /// (`ElectionConfig::takeover_margin` when an eligible member is reported dead: it
+    /// may have published once more, unseen; 0 otherwise).
+    pub fn revision_time(
+        &self,
+        now_secs: u64,
+        seen: impl IntoIterator<Item = u64>,
+        ahead_limit: u64,
+        margin: u64,
+    ) -> u64 {
+        let limit = now_secs.saturating_add(ahead_limit);
+        let last = seen
+            .into_iter()
+            .filter(|t| *t <= limit)
+            .chain(self.last_revision)
+            .max();
+        let base = if self.publishing {
+            now_secs
+        } else {
+            now_secs.saturating_add(margin)
+        };
+        rustbalance_cluster::revision_secs(base, last)
     }
 
     /// Why to publish now, or `None` to wait.
@@ -123,10 +158,12 @@ impl PublishState {
         }
     }
 
-    /// A publication starts: returns true when this node just became publisher (its role
-    /// changes in gossip and `/status`).
-    pub fn building(&mut self, now_secs: u64) -> bool {
+    /// A publication starts at wall-clock second `now_secs` with revision time
+    /// `revision`: returns true when this node just became publisher (its role changes in
+    /// gossip and `/status`).
+    pub fn building(&mut self, now_secs: u64, revision: u64) -> bool {
         self.last_built = Some(now_secs);
+        self.last_revision = Some(revision);
         !std::mem::replace(&mut self.publishing, true)
     }
 
@@ -152,22 +189,6 @@ pub fn retry_backoff(failures: u32, t: &Timers) -> Duration {
     t.retry_base
         .saturating_mul(1u32 << failures.min(4))
         .min(t.retry_max)
-}
-
-/// Single-node fallback: when this node (`own`) is the only one left in the descriptor,
-/// its own pow-params go into the master descriptor (one PoW seed), so clients get tor's
-/// PoW defences; with others back, they come out again.
-pub fn fallback_pow<P: Clone>(
-    intros: &[InstanceIntros],
-    own: &str,
-    own_pow: Option<&P>,
-) -> Option<P> {
-    let alone = intros.len() == 1 && intros[0].instance == own;
-    if alone {
-        own_pow.cloned()
-    } else {
-        None
-    }
 }
 
 /// The fingerprint of the PoW parameters in [`PublishInputs::pow`].

@@ -13,14 +13,18 @@
 
 use super::gossip::{self, Role};
 use super::node::{ClusterStatus, OwnParams, PublishRecord};
-use super::policy::{self, Outcome, PublishInputs, PublishState, Reason};
+use super::policy::{
+    self, Health, HealthInputs, HealthLimits, Outcome, PublishInputs, PublishState, Reason, Verdict,
+};
+use super::pow;
 use super::roster::{healthy_intros, HealthyIntros};
 use super::timers::Timers;
 use crate::err::{Error, Result};
 use rand::CryptoRng;
-use rustbalance_cluster::Membership;
+use rustbalance_cluster::{ElectionConfig, ElectorHandle, Membership};
 use rustbalance_hs::descriptor::{
-    InstanceIntros, ParsedDescriptor, PowParams, Protocols, MAX_INTRO_POINTS,
+    common_flow_control, ClientAuthKey, InstanceIntros, ParsedDescriptor, PowParams, Protocols,
+    MAX_INTRO_POINTS,
 };
 use rustbalance_hs::publish::{plan_uploads, PublishInput, SlotUpload};
 use rustbalance_hs::time::unix_secs;
@@ -70,6 +74,8 @@ pub struct Publisher {
     testing_network: bool,
     max_intro_points: usize,
     views: ViewCache,
+    /// Restricted discovery: the authorized clients (`None`: open to anyone).
+    auth_clients: Option<Vec<ClientAuthKey>>,
 }
 
 impl Publisher {
@@ -91,6 +97,7 @@ impl Publisher {
             testing_network,
             max_intro_points: max_intro_points.clamp(1, MAX_INTRO_POINTS),
             views: ViewCache::default(),
+            auth_clients: None,
         })
     }
 
@@ -98,6 +105,11 @@ impl Publisher {
     pub fn with_views(mut self, views: ViewCache) -> Self {
         self.views = views;
         self
+    }
+
+    /// Restrict the next descriptors to these clients (`None`: open to anyone).
+    pub fn set_auth_clients(&mut self, clients: Option<Vec<ClientAuthKey>>) {
+        self.auth_clients = clients;
     }
 
     /// The master address.
@@ -125,18 +137,8 @@ impl Publisher {
         confirm_timeout: Duration,
         rng: &mut R,
     ) -> Result<Vec<SlotReport>> {
-        let intros: Vec<InstanceIntros> = instances
-            .iter()
-            .map(|d| InstanceIntros {
-                instance: d.address.to_string(),
-                intro_points: d.intro_points.clone(),
-            })
-            .collect();
-        let flow_control = if instances.iter().all(|d| d.flow_control.is_some()) {
-            instances.first().and_then(|d| d.flow_control.clone())
-        } else {
-            None
-        };
+        let intros = InstanceIntros::from_parsed(instances);
+        let flow_control = common_flow_control(instances);
         self.publish_intros(&intros, flow_control, None, now, confirm_timeout, rng)
             .await
     }
@@ -166,6 +168,7 @@ impl Publisher {
                 intro_points: &chosen,
                 flow_control,
                 pow_params,
+                auth_clients: self.auth_clients.as_deref(),
             },
             rng,
         )?;
@@ -258,6 +261,10 @@ pub(super) struct PublishCtx {
     pub membership: Arc<Membership>,
     /// `true` while this node holds the lease.
     pub publishing: tokio::sync::watch::Receiver<bool>,
+    /// Makes this node ineligible while its publishing health is bad, and eligible again.
+    pub elector: ElectorHandle,
+    /// The election's configuration (clock tolerance, guard).
+    pub election: ElectionConfig,
     /// The node's supervised tor (it uploads).
     pub tor: Arc<TorSupervisor>,
     /// The master key.
@@ -274,16 +281,26 @@ pub(super) struct PublishCtx {
     pub name: String,
     /// The node's shared network view cache.
     pub views: ViewCache,
+    /// `service.authorized_clients_dir` (restricted discovery), read every round.
+    pub auth_clients_dir: Option<std::path::PathBuf>,
 }
 
 /// While this node holds the lease: publish the healthy nodes' intro points whenever the
-/// policy says so; step down to follower when the lease goes.
+/// policy says so; step down to follower when the lease goes. On every eligible node:
+/// check publishing health and make the node ineligible while it is bad.
 pub(super) async fn publish_task(mut c: PublishCtx) {
     let mut publisher: Option<(u32, Publisher)> = None;
     let mut state = PublishState::default();
+    let mut health = Health::default();
+    let mut next_health = Instant::now();
     loop {
         tokio::time::sleep(c.timers.publish_poll).await;
-        if !*c.publishing.borrow_and_update() {
+        let holding = *c.publishing.borrow_and_update();
+        if Instant::now() >= next_health {
+            next_health = Instant::now() + c.timers.health_poll;
+            c.check_health(&mut publisher, &mut health, holding).await;
+        }
+        if !holding {
             if state.step_down() {
                 c.set_role(Role::Follower).await;
             }
@@ -292,38 +309,76 @@ pub(super) async fn publish_task(mut c: PublishCtx) {
         let Some(p) = c.connect(&mut publisher).await else {
             continue;
         };
-        let intros = healthy_intros(&c.membership).await;
-        if intros.nodes.is_empty() {
-            continue;
-        }
-        let now = SystemTime::now();
-        let now_secs = unix_secs(now);
-        if !state.may_build(now_secs) {
-            continue;
-        }
-        let Ok(view) = p.view().await else {
+        let Some((outcome, broken)) = c.round(p, &mut state).await else {
             continue;
         };
-        let own_pow = c.own.lock().ok().and_then(|o| o.pow.clone());
-        let pow = policy::fallback_pow(&intros.nodes, &c.name, own_pow.as_ref());
+        if outcome.confirmed {
+            health.confirmed(Instant::now());
+        }
+        if broken {
+            publisher = None;
+        }
+    }
+}
+
+/// How a publication went, for the health check.
+struct Confirmed {
+    /// Every slot reached at least one HSDir.
+    confirmed: bool,
+}
+
+impl PublishCtx {
+    /// One publish round while holding the lease: `None` when nothing was published,
+    /// else how it went and whether the tor connection broke.
+    async fn round(
+        &self,
+        p: &mut Publisher,
+        state: &mut PublishState,
+    ) -> Option<(Confirmed, bool)> {
+        let intros = healthy_intros(&self.membership).await;
+        if intros.nodes.is_empty() {
+            return None;
+        }
+        // Restricted discovery: a changed client set republishes like changed intro points.
+        let clients_fp = super::auth::apply_clients(self.auth_clients_dir.as_deref(), p)?;
+        let wall_secs = unix_secs(SystemTime::now());
+        if !state.may_build(wall_secs) {
+            return None;
+        }
+        let view = p.view().await.ok()?;
+        let own_pow = self.own.lock().ok().and_then(|o| o.pow.clone());
+        let pow = pow::master_pow(
+            &intros.nodes,
+            &self.name,
+            own_pow.as_ref(),
+            &self.master.address(),
+        );
         let input = PublishInputs {
-            intros: intros.fingerprint.clone(),
+            intros: format!("{}{clients_fp}", intros.fingerprint),
             pow: policy::pow_fingerprint(pow.as_ref()),
             periods: view
                 .time
-                .live_slots(now_secs, view.consensus.valid_after_unix())
+                .live_slots(wall_secs, view.consensus.valid_after_unix())
                 .iter()
                 .map(|s| s.period_num)
                 .collect(),
             ring: view.ring_fingerprint(),
         };
-        let Some(reason) = state.reason(&input, Instant::now(), &c.timers) else {
-            continue;
+        let reason = state.reason(&input, Instant::now(), &self.timers)?;
+        // Election rule 8: never at or before a revision time any publisher used.
+        let (seen, a_holder_died) = self.revision_times_seen().await;
+        let margin = if a_holder_died {
+            self.election.takeover_margin().as_secs()
+        } else {
+            0
         };
-        if state.building(now_secs) {
-            c.set_role(Role::Publisher).await;
+        let revision =
+            state.revision_time(wall_secs, seen, self.election.guard().as_secs(), margin);
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(revision);
+        if state.building(wall_secs, revision) {
+            self.set_role(Role::Publisher).await;
         }
-        let flow = c.own.lock().ok().and_then(|o| o.flow.clone());
+        let flow = self.own.lock().ok().and_then(|o| o.flow.clone());
         let t0 = Instant::now();
         let mut rng = {
             use rand::SeedableRng;
@@ -335,22 +390,79 @@ pub(super) async fn publish_task(mut c: PublishCtx) {
                 flow,
                 pow.as_ref(),
                 now,
-                c.timers.upload_confirm,
+                self.timers.upload_confirm,
                 &mut rng,
             )
             .await;
         let broken = result.as_ref().is_err_and(Error::is_tor);
-        let outcome = c
+        let (outcome, reached) = self
             .record(result, &intros, pow.is_some(), now, reason, t0)
             .await;
-        if broken {
-            publisher = None;
-        }
-        state.finished(input, outcome, Instant::now(), &c.timers);
+        state.finished(input, outcome, Instant::now(), &self.timers);
+        Some((Confirmed { confirmed: reached }, broken))
     }
-}
 
-impl PublishCtx {
+    /// The revision times the eligible members gossiped (`last_publish`), this node's
+    /// own included, and whether an eligible member is reported dead (it may have
+    /// published once more, unseen: the first build then takes the takeover margin).
+    async fn revision_times_seen(&self) -> (Vec<u64>, bool) {
+        let members = self.membership.members().await;
+        let eligible = || members.iter().filter(|v| v.eligible());
+        let seen = eligible().filter_map(gossip::last_publish_time).collect();
+        (seen, eligible().any(|v| !v.live))
+    }
+
+    /// Publishing health: tell the elector when this node becomes unfit or fit again,
+    /// log it, and show it in `/status`.
+    async fn check_health(
+        &self,
+        publisher: &mut Option<(u32, Publisher)>,
+        health: &mut Health,
+        holding: bool,
+    ) {
+        let tor_running = self.tor.status().phase == TorPhase::Running;
+        let consensus = match self.connect(publisher).await {
+            Some(p) => p.view().await.ok().map(|v| {
+                (
+                    v.consensus.valid_after_unix(),
+                    unix_secs(v.consensus.valid_until),
+                )
+            }),
+            None => None,
+        };
+        let clock_offset_ms = self.membership.counters().clock_offset_ms;
+        let inputs = HealthInputs {
+            now: Instant::now(),
+            now_unix: unix_secs(SystemTime::now()),
+            clock_offset_ms,
+            consensus,
+            tor_running,
+            holding,
+        };
+        let limits = HealthLimits {
+            clock_tolerance: self.election.clock_tolerance,
+            yield_after: self.timers.yield_after,
+        };
+        match health.assess(&inputs, &limits) {
+            Some(Verdict::Ineligible(why)) => {
+                tracing::warn!(
+                    "this node does not publish: {why}; another eligible node takes over; \
+                     `rustbalance doctor --config FILE` checks tor, the consensus and the clock"
+                );
+                self.elector.set_eligible(false);
+            }
+            Some(Verdict::Eligible) => {
+                tracing::info!("publishing health is good again: this node is eligible");
+                self.elector.set_eligible(true);
+            }
+            None => {}
+        }
+        if let Ok(mut s) = self.status.lock() {
+            s.not_publishing_because = health.unfit().map(|u| u.to_string());
+            s.clock_offset_ms = clock_offset_ms;
+        }
+    }
+
     /// The publisher on the running tor, made anew after tor restarted.
     async fn connect<'a>(
         &self,
@@ -366,7 +478,10 @@ impl PublishCtx {
             match Publisher::new(ctl, key, self.testing, MAX_PUBLISHED_INTROS).await {
                 Ok(p) => *publisher = Some((pid, p.with_views(self.views.clone()))),
                 Err(e) => {
-                    tracing::warn!("publisher: {e}");
+                    tracing::warn!(
+                        "cannot publish through tor's control port: {e}; tried again next round; \
+                         if it lasts, run `rustbalance doctor --config FILE`"
+                    );
                     return None;
                 }
             }
@@ -382,7 +497,8 @@ impl PublishCtx {
         }
     }
 
-    /// Log a publication, gossip `last_publish`, update `/status`; returns its outcome.
+    /// Log a publication, gossip `last_publish` (its revision time, rule 8), update
+    /// `/status`; returns its outcome and whether every slot reached an HSDir.
     async fn record(
         &self,
         result: Result<Vec<SlotReport>>,
@@ -391,15 +507,18 @@ impl PublishCtx {
         now: SystemTime,
         reason: Reason,
         t0: Instant,
-    ) -> Outcome {
+    ) -> (Outcome, bool) {
         let slots = match result {
             Ok(slots) => slots,
             Err(e) => {
-                tracing::warn!("publishing failed: {e}");
+                tracing::warn!(
+                    "publishing failed: {e}; tried again with backoff; `rustbalance status` \
+                     shows each HSDir's answer, `rustbalance doctor --config FILE` checks tor and the clock"
+                );
                 if let Ok(mut s) = self.status.lock() {
                     s.publish_failures += 1;
                 }
-                return Outcome::Failed;
+                return (Outcome::Failed, false);
             }
         };
         let complete = slots.iter().all(|s| s.uploaded() == s.hsdirs.len());
@@ -413,7 +532,11 @@ impl PublishCtx {
                 .map(|i| i.intro_points.len())
                 .sum::<usize>(),
             intros.nodes.len(),
-            if pow { " with PoW (alone)" } else { "" },
+            if pow {
+                " with PoW (own tor holds the master key)"
+            } else {
+                ""
+            },
             t0.elapsed().as_secs_f64(),
             slots
                 .iter()
@@ -440,10 +563,11 @@ impl PublishCtx {
                 slots,
             });
         }
-        if complete {
+        let outcome = if complete {
             Outcome::Complete
         } else {
             Outcome::Incomplete
-        }
+        };
+        (outcome, any)
     }
 }

@@ -2,12 +2,14 @@
 //! and those removed from the cluster, each with the intro points it advertises.
 //!
 //! ```text
-//!  members ─live─▶ not removed (any live member lists its WireGuard key in mesh_removed)
-//!          ─▶ target not down ─▶ decodable, non-empty intro/<node> ─▶ HealthyIntros
+//!  members ─live─▶ not removed (any live member lists its WireGuard key in mesh_removed,
+//!          in a revocation the authority signed)
+//!          ─▶ target not down ─▶ not failing its canary from most peers
+//!          ─▶ decodable, non-empty intro/<node> ─▶ HealthyIntros
 //! ```
 
 use super::gossip;
-use rustbalance_cluster::{Membership, NodeView};
+use rustbalance_cluster::{AuthorityKey, Membership, NodeView};
 use rustbalance_hs::descriptor::{decode_intro_points, InstanceIntros};
 use std::collections::BTreeSet;
 
@@ -20,9 +22,11 @@ pub struct HealthyIntros {
     pub fingerprint: String,
 }
 
-/// [`intros_of`] the membership's current view.
+/// [`intros_checked`] the membership's current view, removals checked with its trust's
+/// authority key.
 pub async fn healthy_intros(m: &Membership) -> HealthyIntros {
-    intros_of(m.members().await)
+    let authority = m.trust().map(|t| *t.authority());
+    intros_checked(m.members().await, authority.as_ref())
 }
 
 /// The members that the failure detector calls alive.
@@ -30,27 +34,40 @@ pub fn live(nodes: Vec<NodeView>) -> Vec<NodeView> {
     nodes.into_iter().filter(|n| n.live).collect()
 }
 
-/// WireGuard keys that any of `nodes` lists as removed (`rustbalance node remove`).
-pub fn removed_keys(nodes: &[NodeView]) -> BTreeSet<String> {
+/// WireGuard keys that any of `nodes` lists as removed (`rustbalance node remove`), in a
+/// revocation `authority` signed (none without it: a forged removal must not empty the
+/// descriptor).
+pub fn removed_keys(nodes: &[NodeView], authority: Option<&AuthorityKey>) -> BTreeSet<String> {
+    let Some(authority) = authority else {
+        return BTreeSet::new();
+    };
     nodes
         .iter()
         .filter_map(|v| v.get(gossip::MESH_REMOVED))
         .flat_map(|list| list.lines().filter_map(gossip::Removal::parse_line))
+        .filter(|r| r.verify(authority))
         .map(|r| r.public_key)
         .collect()
+}
+
+/// [`intros_checked`] without an authority key: removal lists count for nothing.
+pub fn intros_of(members: Vec<NodeView>) -> HealthyIntros {
+    intros_checked(members, None)
 }
 
 /// The healthy intro points among `members`: a dead node, a node whose target is down, or
 /// one whose WireGuard key a live member lists as removed contributes nothing. The
 /// publisher drops a removed node at once, without waiting for the node to stop or for its
 /// mesh peer to go.
-pub fn intros_of(members: Vec<NodeView>) -> HealthyIntros {
+pub fn intros_checked(members: Vec<NodeView>, authority: Option<&AuthorityKey>) -> HealthyIntros {
     let mut nodes = live(members);
     let mut out = HealthyIntros::default();
-    let removed = removed_keys(&nodes);
+    let removed = removed_keys(&nodes, authority);
+    // Issue 15 item 4: unreachable through Tor from most of its peers (canary).
+    let silent = super::canary::ejected_members(&nodes);
     nodes.sort_by(|a, b| a.node_id.cmp(&b.node_id));
     for v in nodes {
-        if gossip::target_down(&v) {
+        if gossip::target_down(&v) || silent.contains(&v.node_id) {
             continue;
         }
         if gossip::mesh_key(&v).is_some_and(|k| removed.contains(&k)) {
@@ -70,7 +87,11 @@ pub fn intros_of(members: Vec<NodeView>) -> HealthyIntros {
                     });
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!(node = %v.node_id, "ignoring bad intro points: {e}"),
+                Err(e) => tracing::warn!(
+                    node = %v.node_id,
+                    "ignoring bad intro points: {e}; that node is left out until it sends good ones: \
+                     check its version and tor, or remove it (`rustbalance node remove`) if it is not yours"
+                ),
             }
         }
     }
@@ -105,7 +126,8 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn names(nodes: Vec<NodeView>) -> Vec<String> {
-        intros_of(nodes)
+        let authority = crate::join::removal::tests::authority().public();
+        intros_checked(nodes, Some(&authority))
             .nodes
             .into_iter()
             .map(|i| i.instance)
@@ -124,14 +146,21 @@ pub(crate) mod tests {
         };
         assert_eq!(names(all(&[])), ["node1", "node2", "node3"]);
         // One member's gossip names node3's key: the publisher, whoever it is, drops it.
-        let line = format!("node3 {k3} 1795000000 node1");
+        let revoke = crate::join::removal::tests::line;
+        let line = revoke("node3", &k3);
         assert_eq!(names(all(std::slice::from_ref(&line))), ["node1", "node2"]);
         // Removal is by key: a wiped machine that joined again under the same name counts.
-        let other = format!("node3 {} 1795000000 node1", key());
+        let other = revoke("node3", &key());
         assert_eq!(names(all(&[other])), ["node1", "node2", "node3"]);
-        // Malformed removal lines remove nothing.
-        let bad = vec![format!("node3 {k3}"), format!("node3 notakey 1 node1")];
+        // Malformed, unsigned and forged removal lines remove nothing.
+        let bad = vec![
+            format!("node3 {k3}"),
+            format!("node3 {k3} 1795000000 node1"),
+            crate::join::removal::tests::forged_line("node3", &k3),
+        ];
         assert_eq!(names(all(&bad)), ["node1", "node2", "node3"]);
+        // Without the authority key, nothing counts.
+        assert_eq!(intros_of(all(std::slice::from_ref(&line))).nodes.len(), 3);
         // A node whose target is down contributes nothing either.
         let mut nodes = all(&[]);
         nodes[1]
@@ -143,7 +172,7 @@ pub(crate) mod tests {
     #[test]
     fn dead_members_and_their_removal_lists_count_for_nothing() {
         let (k1, k2, k3) = (key(), key(), key());
-        let line = format!("node3 {k3} 1795000000 node1");
+        let line = crate::join::removal::tests::line("node3", &k3);
         let mut nodes = vec![
             node("node1", &k1, std::slice::from_ref(&line)),
             node("node2", &k2, &[]),
@@ -152,5 +181,45 @@ pub(crate) mod tests {
         nodes[0].live = false;
         // node1 is dead: its intro points go, and so does its word on node3.
         assert_eq!(names(nodes), ["node2", "node3"]);
+    }
+
+    #[test]
+    fn a_node_most_peers_cannot_reach_through_tor_leaves_the_descriptor() {
+        use crate::cluster::canary::CANARY_KEY;
+        let (k1, k2, k3) = (key(), key(), key());
+        let all = |reports: &[(usize, &str)]| {
+            let mut nodes = vec![
+                node("node1", &k1, &[]),
+                node("node2", &k2, &[]),
+                node("node3", &k3, &[]),
+            ];
+            for (i, r) in reports {
+                nodes[*i]
+                    .state
+                    .insert(CANARY_KEY.to_string(), (*r).to_string());
+            }
+            nodes
+        };
+        // Live in gossip, target up, intro points advertised: listed.
+        assert_eq!(names(all(&[])), ["node1", "node2", "node3"]);
+        // Both of node1's peers fail it through Tor: it leaves the descriptor.
+        let both = [(1, "node1=fail node3=pass"), (2, "node1=fail")];
+        assert_eq!(names(all(&both)), ["node2", "node3"]);
+        // One of two is no majority; a node's word on itself never counts.
+        assert_eq!(
+            names(all(&[(1, "node1=fail")])),
+            ["node1", "node2", "node3"]
+        );
+        let self_and_one = [(0, "node1=fail"), (1, "node1=fail")];
+        assert_eq!(names(all(&self_and_one)), ["node1", "node2", "node3"]);
+        // It passes again from one of them: listed again.
+        let one_passes = [(1, "node1=pass"), (2, "node1=fail")];
+        assert_eq!(names(all(&one_passes)), ["node1", "node2", "node3"]);
+        // Everybody fails from everybody: the canaries are broken, not the nodes.
+        let r = "node1=fail node2=fail node3=fail";
+        assert_eq!(
+            names(all(&[(0, r), (1, r), (2, r)])),
+            ["node1", "node2", "node3"]
+        );
     }
 }

@@ -91,13 +91,17 @@ impl Selection {
     pub fn log(&self) {
         if !self.extra_instances.is_empty() {
             tracing::warn!(
-                "intro points: ignoring intro/* keys over {MAX_INSTANCES_PER_NODE} per node: {}",
+                "intro points: ignoring intro/* keys over {MAX_INSTANCES_PER_NODE} per node: {} \
+                 (honest nodes never send them: check those nodes' version and remove them \
+                 with `rustbalance node remove` if they are not yours)",
                 fmt_counts(&self.extra_instances)
             );
         }
         if self.duplicates > 0 {
             tracing::warn!(
-                "intro points: {} repeated intro points dropped (the same auth key listed twice)",
+                "intro points: {} repeated intro points dropped (the same auth key listed twice; \
+                 two nodes sharing one data directory do this: give each node its own, with \
+                 `rustbalance join`)",
                 self.duplicates
             );
         }
@@ -117,7 +121,8 @@ impl Selection {
             let kept = up.descriptor.intro_count;
             tracing::warn!(
                 "descriptor for period {} would be over the size limit: published with {kept} \
-                 intro points, dropped {} ({})",
+                 intro points, dropped {} ({}); clients still reach the nodes listed; if a node is \
+                 missing for long, check its intro points in `rustbalance status`",
                 up.slot.period_num,
                 up.descriptor.dropped,
                 fmt_counts(&self.per_node(kept..self.chosen.len()))

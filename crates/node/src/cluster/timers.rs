@@ -35,6 +35,11 @@ pub struct Timers {
     pub election_tick: Duration,
     /// How long a stopping node waits after giving up its lease (for gossip to carry it).
     pub leave_grace: Duration,
+    /// How often the publish task checks this node's publishing health.
+    pub health_poll: Duration,
+    /// A lease holder with no upload confirmed for this long yields the lease, and
+    /// competes again this long after (`policy::Health`).
+    pub yield_after: Duration,
 }
 
 impl Timers {
@@ -56,6 +61,8 @@ impl Timers {
             status_poll: Duration::from_millis(500),
             election_tick: Duration::from_millis(250),
             leave_grace: Duration::from_millis(300),
+            health_poll: Duration::from_secs(1),
+            yield_after: Duration::from_secs(180),
         }
     }
 

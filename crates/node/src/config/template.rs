@@ -60,6 +60,10 @@ pub struct ClusterTemplate {
     pub priority: u32,
     /// `cluster.cluster_id` (`None`: the default).
     pub cluster_id: Option<String>,
+    /// `cluster.quorum` (`None`: the default).
+    pub quorum: Option<rustbalance_cluster::QuorumMode>,
+    /// `cluster.gossip_signatures` (`None`: the default, `require`).
+    pub gossip_signatures: Option<rustbalance_cluster::SignatureMode>,
 }
 
 /// TOML quoting of a string.
@@ -113,12 +117,14 @@ impl Template {
             extra = extra.join("\n"),
             admin = q(&self.admin.to_string()),
             cluster = self.cluster.as_ref().map(|c| format!(
-                "\n[cluster]\nsecret_file = {}\nlisten = {}\nseeds = [{}]\npriority = {}\n{}",
+                "\n[cluster]\nsecret_file = {}\nlisten = {}\nseeds = [{}]\npriority = {}\n{}{}{}",
                 q(&c.secret_file.display().to_string()),
                 q(&c.listen.to_string()),
                 c.seeds.iter().map(|s| q(&s.to_string())).collect::<Vec<_>>().join(", "),
                 c.priority,
-                c.cluster_id.as_ref().map(|i| format!("cluster_id = {}\n", q(i))).unwrap_or_default()
+                c.cluster_id.as_ref().map(|i| format!("cluster_id = {}\n", q(i))).unwrap_or_default(),
+                c.quorum.map(|m| format!("quorum = {}\n", q(m.as_str()))).unwrap_or_default(),
+                c.gossip_signatures.map(|m| format!("gossip_signatures = {}\n", q(m.as_str()))).unwrap_or_default()
             )).unwrap_or_default() + &self.mesh.as_ref().map(|m| format!(
                 "\n[mesh]\ninterface = {}\nprivate_key_file = {}\nlisten_port = {}\n{}{}",
                 q(&m.interface),
@@ -163,5 +169,48 @@ mod template_test {
         let c = Config::load(&p).unwrap();
         assert_eq!(c.tor.extra_torrc.len(), 2);
         assert!(c.tor.testing_network);
+    }
+
+    /// The cluster knobs a template sets come back from the config it renders.
+    #[test]
+    fn cluster_knobs_round_trip() {
+        let d = tempfile::tempdir().unwrap();
+        let key = d.path().join("k");
+        std::fs::write(&key, b"x").unwrap();
+        let secret = d.path().join("s");
+        std::fs::write(&secret, [7u8; 32]).unwrap();
+        let t = Template {
+            name: "n1".into(),
+            data_dir: d.path().join("data"),
+            master_key: Some(key),
+            passphrase_file: None,
+            master_address: None,
+            virtual_port: 80,
+            target: "tcp://127.0.0.1:8080".into(),
+            admin: "127.0.0.1:9661".parse().unwrap(),
+            extra_torrc: vec![],
+            testing_network: true,
+            cluster: Some(ClusterTemplate {
+                secret_file: secret,
+                listen: "127.0.0.1:7946".parse().unwrap(),
+                seeds: vec!["127.0.0.1:7947".parse().unwrap()],
+                priority: 10,
+                cluster_id: None,
+                quorum: Some(rustbalance_cluster::QuorumMode::Majority),
+                gossip_signatures: Some(rustbalance_cluster::SignatureMode::Off),
+            }),
+            mesh: None,
+        };
+        let p = d.path().join("c.toml");
+        std::fs::write(&p, t.render()).unwrap();
+        let c = Config::load(&p)
+            .unwrap()
+            .cluster
+            .expect("a [cluster] table");
+        assert_eq!(
+            c.gossip_signatures,
+            Some(rustbalance_cluster::SignatureMode::Off)
+        );
+        assert_eq!(c.quorum, rustbalance_cluster::QuorumMode::Majority);
     }
 }

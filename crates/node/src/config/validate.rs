@@ -67,6 +67,11 @@ impl Config {
         proxy(&self.proxy)?;
         intro_dos(&self.intro_dos)?;
         tor(&self.tor)?;
+        let master = self.master_address().ok();
+        super::backends::check(&self.backends, master.as_ref())?;
+        if let Some(d) = &self.service.authorized_clients_dir {
+            crate::client_auth::read_clients(d)?;
+        }
         admin(&self.admin)
     }
 

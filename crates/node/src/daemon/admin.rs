@@ -45,6 +45,8 @@ pub(super) fn status_fn(
             let c = &jn.service.counters;
             serde_json::json!({
                 "generation": jn.generation(),
+                "key": jn.key_fingerprint(),
+                "spent": jn.service.spent().len(),
                 "open": jn.service.is_open(),
                 "removed": jn.removals(),
                 "accepted": c.accepted.load(std::sync::atomic::Ordering::Relaxed),
@@ -73,16 +75,9 @@ fn control(layout: &Layout, parts: &ClusterParts) -> Result<Control> {
         return Ok(control);
     };
     let token_jn = jn.clone();
-    control.token = Some(Arc::new(move |rotate| {
+    control.token = Some(Arc::new(move |act| {
         let jn = token_jn.clone();
-        Box::pin(async move {
-            let t = if rotate {
-                jn.rotate().await
-            } else {
-                jn.token().encode()
-            };
-            Some(t.to_string())
-        })
+        Box::pin(async move { jn.token_act(act).await })
     }));
     let jn = jn.clone();
     let remove: RemoveFn = Arc::new(move |who: String| {

@@ -51,21 +51,43 @@ pub(super) async fn start(
     if let Some(m) = &cfg.mesh {
         parts.mesh = Some(start_mesh(m, &mut c, layout, progress).await?);
     }
+    let wireguard = match &parts.mesh {
+        Some(m) => Some(
+            *m.lock()
+                .map_err(|_| Error::MeshPoisoned)?
+                .public_key()
+                .as_bytes(),
+        ),
+        None => None,
+    };
+    let auth =
+        crate::cluster::credentials::gossip_auth(&crate::cluster::credentials::Credentials {
+            layout,
+            name: &cfg.node.name,
+            mode: c.gossip_signatures,
+            master: keys.master.as_ref(),
+            instance,
+            wireguard,
+        })?;
+    let identity = auth.as_ref().map(|a| a.identity.public());
     let node = ClusterNode::start(ClusterParams {
         name: cfg.node.name.clone(),
         cfg: c.clone(),
         tor: tor.clone(),
         master: keys.master.as_ref().map(|m| m.duplicate()),
         instance,
+        virtual_port: cfg.service.virtual_port,
         target_health: proxy.health_handle(),
         testing_network: cfg.tor.testing_network,
         timers: Timers::from_config(&c, cfg.tor.testing_network),
+        auth,
         supervisor: parts.supervisor.clone(),
+        auth_clients_dir: cfg.service.authorized_clients_dir.clone(),
     })
     .await?;
     progress(&format!("gossip on {} ({} seeds)", c.listen, c.seeds.len()));
     if let (Some(svc), Some(mesh), Some(m)) = (join_svc, &parts.mesh, &cfg.mesh) {
-        let jn = start_join(cfg, keys, &c, m, mesh, layout, svc, &node).await?;
+        let jn = start_join(cfg, keys, &c, m, mesh, layout, svc, &node, identity).await?;
         progress(&format!(
             "join endpoint open on the master address (join generation {})",
             jn.generation()
@@ -113,6 +135,7 @@ async fn start_join(
     layout: &Layout,
     svc: &Arc<JoinService>,
     node: &ClusterNode,
+    identity: Option<rustbalance_cluster::NodePublicKey>,
 ) -> Result<Arc<JoinNode>> {
     let (own_key, endpoint) = {
         let g = mesh.lock().map_err(|_| Error::MeshPoisoned)?;
@@ -133,6 +156,14 @@ async fn start_join(
         service: svc.clone(),
         membership: node.membership(),
         timers: crate::join::JoinTimers::default(),
+        // Eligible nodes certify joiners, sign removals and mint tokens.
+        authority: keys.master.as_ref().map(|m| {
+            (
+                Arc::new(crate::keystore::identity::authority_of(m)),
+                m.derive_secret(crate::join::token::JOIN_SECRET_INFO),
+            )
+        }),
+        identity,
     })
     .await
 }

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 /// Bring the WireGuard mesh up; gossip then listens on this node's overlay
 /// address at `cluster.listen`'s port and seeds with the peers' overlay
-/// addresses.
-pub(super) async fn bring_up_mesh(
+/// addresses. Public for the lab's hostile worker (it replaces a node's process and
+/// speaks over the node's mesh with the node's own keys).
+pub async fn bring_up_mesh(
     m: &MeshSection,
     c: &ClusterSection,
     layout: &Layout,

@@ -9,6 +9,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Between two checks of the target in cluster mode, unless `target.health_check_secs`.
+const DEFAULT_HEALTH_CHECK: Duration = Duration::from_secs(5);
+
 /// Pick a free loopback port (for tor's SocksPort when the target is an onion).
 fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")
@@ -44,6 +47,14 @@ fn proxy_config(cfg: &Config, socks: Option<SocketAddr>) -> Result<ProxyConfig> 
     p.idle_timeout = Duration::from_secs(cfg.proxy.idle_timeout_secs);
     p.head_timeout = Duration::from_secs(cfg.proxy.head_timeout_secs);
     p.max_connections = cfg.proxy.max_connections;
+    // Issue 15: the periodic target check, on by default in cluster mode (a target that
+    // failed must be seen back without traffic, which a node out of the descriptor gets
+    // none of); `rustbalance_proxy::health` adds the hysteresis.
+    p.health_check_interval = match (cfg.target.health_check_secs, &cfg.cluster) {
+        (Some(0), _) | (None, None) => None,
+        (Some(s), _) => Some(Duration::from_secs(s)),
+        (None, Some(_)) => Some(DEFAULT_HEALTH_CHECK),
+    };
     // tor enforces the same number per circuit (`HiddenServiceMaxStreams`); the proxy's
     // own count applies when tor exports circuit ids.
     p.max_streams_per_circuit = cfg.proxy.max_streams_per_circuit as usize;
@@ -80,4 +91,35 @@ pub(super) async fn start_proxy(
         cfg.target.url
     ));
     Ok((proxy, socks))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra_target: &str, cluster: bool) -> Config {
+        let mut text = format!(
+            "[node]\nname = \"n1\"\ndata_dir = \"/d\"\n[service]\n[target]\n\
+             url = \"tcp://127.0.0.1:8080\"\n{extra_target}\n[proxy]\n\
+             listen = \"127.0.0.1:9662\"\n[admin]\nlisten = \"127.0.0.1:9661\"\n"
+        );
+        if cluster {
+            text += "[cluster]\nsecret_file = \"/d/cluster.secret\"\nlisten = \"127.0.0.1:9663\"\n";
+        }
+        toml::from_str(&text).expect("test config")
+    }
+
+    #[test]
+    fn the_target_is_checked_by_default_in_cluster_mode_only() {
+        let every = |extra: &str, cluster: bool| {
+            proxy_config(&config(extra, cluster), None)
+                .expect("proxy config")
+                .health_check_interval
+        };
+        assert_eq!(every("", true), Some(DEFAULT_HEALTH_CHECK));
+        assert_eq!(every("", false), None);
+        assert_eq!(every("health_check_secs = 0", true), None);
+        let two = Some(Duration::from_secs(2));
+        assert_eq!(every("health_check_secs = 2", false), two);
+    }
 }

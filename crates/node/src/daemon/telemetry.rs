@@ -3,7 +3,8 @@
 use super::uploads::UploadStatus;
 use crate::cluster::ClusterStatus;
 use crate::join::JoinService;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, MetricsWriter};
+use rustbalance_cluster::TransportCounters;
 use rustbalance_proxy::ProxyHandle;
 use rustbalance_tor::{TorPhase, TorSupervisor};
 use std::sync::{Arc, Mutex};
@@ -141,40 +142,114 @@ pub(super) fn register_cluster_metrics(metrics: &Metrics, st: Arc<Mutex<ClusterS
             "Failed publications.",
             s.publish_failures,
         );
+        w.gauge(
+            "rustbalance_cluster_publish_refused",
+            "1 while this eligible node refuses to publish (clock off, stale consensus, tor \
+             down, no confirmed upload; /status says why).",
+            f64::from(u8::from(s.not_publishing_because.is_some())),
+        );
+        if let Some(ms) = s.clock_offset_ms {
+            w.gauge(
+                "rustbalance_cluster_clock_offset_seconds",
+                "This node's clock minus the cluster's (gossip timestamps).",
+                ms as f64 / 1000.0,
+            );
+        }
+        // For the alert rules (deploy/monitoring): how fresh and how well spread the
+        // last publication of this node is. 0 while it never published.
+        let last = s.last_publish.as_ref();
+        w.gauge(
+            "rustbalance_cluster_last_publish_timestamp_seconds",
+            "Unix time of this node's last publication (0: never).",
+            last.and_then(|p| humantime::parse_rfc3339(&p.at).ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0.0, |d| d.as_secs_f64()),
+        );
+        w.gauge(
+            "rustbalance_cluster_last_publish_hsdirs_min",
+            "HSDirs that confirmed the last publication, in its worst descriptor slot (0: never published).",
+            last.and_then(|p| p.slots.iter().map(|r| r.uploaded()).min())
+                .unwrap_or(0) as f64,
+        );
+        w.gauge(
+            "rustbalance_cluster_canary_peers_failing",
+            "Peers this node's canary cannot reach through Tor (verdict fail).",
+            s.canary.values().filter(|c| c.verdict == "fail").count() as f64,
+        );
+        w.gauge(
+            "rustbalance_tor_pow_suggested_effort",
+            "Suggested PoW effort in this node's tor's own descriptor (0: none; rising: an \
+             introduction flood).",
+            f64::from(s.pow_suggested_effort),
+        );
+        w.gauge(
+            "rustbalance_cluster_members_target_down",
+            "Live members whose target is down.",
+            s.members.iter().filter(|m| m.live && m.target == "down").count() as f64,
+        );
         w.counter(
             "rustbalance_gossip_dropped_total",
             "Gossip datagrams dropped (bad MAC, replay, malformed, stale).",
             s.gossip_dropped,
         );
-        let g = &s.gossip;
-        for (name, help, v) in [
-            (
-                "rustbalance_gossip_datagrams_sent_total",
-                "Gossip datagrams sent.",
-                g.datagrams_sent,
-            ),
-            (
-                "rustbalance_gossip_bytes_sent_total",
-                "Gossip bytes sent (whole datagrams).",
-                g.bytes_sent,
-            ),
-            (
-                "rustbalance_gossip_datagrams_received_total",
-                "Authenticated gossip datagrams accepted.",
-                g.datagrams_accepted,
-            ),
-            (
-                "rustbalance_gossip_bytes_received_total",
-                "Gossip bytes accepted (whole datagrams).",
-                g.bytes_received,
-            ),
-            (
-                "rustbalance_gossip_send_errors_total",
-                "Gossip datagrams the socket refused to send.",
-                g.send_errors,
-            ),
-        ] {
-            w.counter(name, help, v);
-        }
+        register_gossip_counters(w, &s.gossip);
     });
+}
+
+/// The `rustbalance_gossip_*` counters of this node's gossip transport.
+fn register_gossip_counters(w: &mut MetricsWriter<'_>, g: &TransportCounters) {
+    for (name, help, v) in [
+        (
+            "rustbalance_gossip_datagrams_sent_total",
+            "Gossip datagrams sent.",
+            g.datagrams_sent,
+        ),
+        (
+            "rustbalance_gossip_bytes_sent_total",
+            "Gossip bytes sent (whole datagrams).",
+            g.bytes_sent,
+        ),
+        (
+            "rustbalance_gossip_datagrams_received_total",
+            "Authenticated gossip datagrams accepted.",
+            g.datagrams_accepted,
+        ),
+        (
+            "rustbalance_gossip_bytes_received_total",
+            "Gossip bytes accepted (whole datagrams).",
+            g.bytes_received,
+        ),
+        (
+            "rustbalance_gossip_send_errors_total",
+            "Gossip datagrams the socket refused to send.",
+            g.send_errors,
+        ),
+        (
+            "rustbalance_gossip_dropped_no_cert_total",
+            "Node deltas dropped: the node showed no member certificate.",
+            g.dropped_no_cert,
+        ),
+        (
+            "rustbalance_gossip_dropped_bad_cert_total",
+            "Node deltas dropped: forged, foreign or unreadable member certificate.",
+            g.dropped_bad_cert,
+        ),
+        (
+            "rustbalance_gossip_dropped_revoked_total",
+            "Node deltas dropped: the member certificate is revoked.",
+            g.dropped_revoked,
+        ),
+        (
+            "rustbalance_gossip_dropped_unsigned_total",
+            "Values of certified nodes dropped: not signed.",
+            g.dropped_unsigned,
+        ),
+        (
+            "rustbalance_gossip_dropped_bad_signature_total",
+            "Values dropped: the signature does not verify (forged or replayed).",
+            g.dropped_bad_signature,
+        ),
+    ] {
+        w.counter(name, help, v);
+    }
 }

@@ -20,6 +20,12 @@ pub struct Admission {
     pub wg_public_key: String,
     /// Its WireGuard endpoint.
     pub endpoint: SocketAddr,
+    /// Its node identity's public key (text).
+    pub identity: String,
+    /// The id of the token it spent (hex), gossiped so that no member takes it again.
+    pub token_id: String,
+    /// When that token expires (Unix seconds): how long its id is kept.
+    pub token_expires: u64,
 }
 
 /// Why an admission did not happen. [`AdmitError::Removed`] is answered `403 Forbidden` and
@@ -33,13 +39,56 @@ pub enum AdmitError {
         "{}; a removed machine joins again only wiped, with a new WireGuard key",
         .0.describe()
     )]
-    Removed(Removal),
+    Removed(Box<Removal>),
     /// The WireGuard public key does not parse.
     #[error("the WireGuard public key is not valid")]
     InvalidKey,
-    /// The key is the admitting node's own, under another name.
-    #[error("that WireGuard key belongs to another node")]
-    KeyOfAnotherNode,
+    /// The identity key does not parse.
+    #[error("the node identity key is not valid (use the same RustBalance version on both sides)")]
+    InvalidIdentity,
+    /// This node holds no master key: it cannot certify.
+    #[error(
+        "this node does not hold the master key and cannot admit nodes; asking again over \
+         another circuit reaches another node"
+    )]
+    NotEligible,
+    /// Certifying failed.
+    #[error("cannot certify the new node: {0}")]
+    Certify(rustbalance_cluster::ClusterError),
+    /// The identity is already a member's, under another name.
+    #[error(
+        "node identity {identity} already belongs to member {holder}; a new machine needs its \
+         own identity (remove the node-identity.key file of a copied data directory)"
+    )]
+    IdentityOfAnotherNode {
+        /// The identity asked for.
+        identity: String,
+        /// The member holding it.
+        holder: String,
+    },
+    /// The WireGuard key is already a member's, under another name.
+    #[error(
+        "WireGuard key {key} already belongs to member {holder}; a new machine needs its own \
+         key (remove the mesh.key file of a copied node directory and join again)"
+    )]
+    KeyOfAnotherNode {
+        /// The key asked for.
+        key: String,
+        /// The member holding it.
+        holder: String,
+    },
+    /// The name is already a member's, with another WireGuard key.
+    #[error(
+        "the name {name} is already taken by a member{}; join again with another \
+         name (--name NAME)",
+        if *.removed { " that was removed" } else { "" }
+    )]
+    NameTaken {
+        /// The name asked for.
+        name: String,
+        /// Whether the member holding it was removed (names are not reused).
+        removed: bool,
+    },
     /// The mesh refused the new peer.
     #[error("cannot add the new node's WireGuard peer: {source}")]
     Mesh {

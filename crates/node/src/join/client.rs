@@ -3,8 +3,10 @@
 //!
 //! ```text
 //!  join_over_tor: torrc ─▶ tor (supervised) ─▶ bootstrap ─▶ SOCKS port
-//!     ─▶ request_join ──ok──▶ grant ─▶ tor stopped ─▶ save_grant (cluster secret, join-generation)
-//!            │ unreachable (JoinError::is_retryable) and time left ─▶ wait retry_pause, again
+//!     ─▶ request_join ──ok──▶ grant ─▶ tor stopped ─▶ save_grant (cluster secret,
+//!            │                join-generation, member certificate, authority key)
+//!            │ unreachable, or a worker answered (JoinError::is_retryable), and time left
+//!            │   ─▶ wait retry_pause, again over a fresh circuit (another intro point)
 //!            └ anything else (refused, wrong token, no answer) ─▶ error, tor stopped
 //! ```
 
@@ -17,6 +19,7 @@ use crate::err::{Error, Result};
 use crate::keystore::{create_private_dir, write_atomic};
 use crate::layout::Layout;
 use crate::supervisor::TorSupervisor;
+use rustbalance_cluster::{AuthorityKey, MemberCert};
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -38,6 +41,8 @@ pub struct JoinParams {
     pub wg_public_key: String,
     /// Its WireGuard endpoint as the other nodes reach it.
     pub endpoint: SocketAddr,
+    /// Its node identity's public key (text).
+    pub identity: String,
 }
 
 /// Build the request bytes (head and body) for `token` with a fresh nonce.
@@ -51,6 +56,7 @@ pub fn build_request(token: &JoinToken, p: &JoinParams, now: u64) -> (String, Ve
         name: p.name.clone(),
         wg_public_key: p.wg_public_key.clone(),
         endpoint: p.endpoint,
+        identity: p.identity.clone(),
         mac: String::new(),
     };
     req.mac = hex::encode(token.request_mac(&req));
@@ -83,13 +89,14 @@ pub fn read_response(
             .chars()
             .filter(|c| !c.is_control())
             .collect();
-        return Err(
-            if status.contains("404") || !status.starts_with("HTTP/1.1 4") {
-                JoinError::NotTaken { status, text }
-            } else {
-                JoinError::Refused { status, text }
-            },
-        );
+        return Err(if status.starts_with("HTTP/1.1 503") {
+            // A worker or a node still starting: another node may answer.
+            JoinError::TryElsewhere { status, text }
+        } else if status.contains("404") || !status.starts_with("HTTP/1.1 4") {
+            JoinError::NotTaken { status, text }
+        } else {
+            JoinError::Refused { status, text }
+        });
     }
     let mac = header(&head, MAC_HEADER).unwrap_or_default();
     let want = token.response_mac(nonce, body);
@@ -106,21 +113,29 @@ pub fn read_response(
 
 /// Join over Tor: connect through tor's SOCKS port to the master address, send the request,
 /// check the answer. Gives up after `timeout`.
+///
+/// Running out of time before the stream opens (tor found no working intro point or
+/// rendezvous, e.g. through a stale descriptor) is [`JoinError::ClusterUnreachable`]:
+/// nothing was sent, so asking again over a fresh circuit is safe. Running out of time after
+/// the request was sent is [`JoinError::NoAnswer`], not retried: the token may be spent.
 pub async fn request_join(
     socks: SocketAddr,
     token: &JoinToken,
     p: &JoinParams,
     timeout: Duration,
 ) -> std::result::Result<JoinGrant, JoinError> {
-    let work = async {
+    let started = tokio::time::Instant::now();
+    let open = async {
         let mut s = TcpStream::connect(socks)
             .await
             .map_err(|source| JoinError::SocksUnreachable { socks, source })?;
+        // A circuit of its own: an attempt after a worker's answer goes over a new
+        // rendezvous, through whichever intro point (node) tor picks this time.
         rustbalance_tor::socks::connect(
             &mut s,
             &token.master.to_string(),
             token.port,
-            &rustbalance_tor::socks::Isolation::Shared,
+            &rustbalance_tor::socks::Isolation::fresh(),
         )
         .await
         .map_err(|e| JoinError::ClusterUnreachable {
@@ -128,6 +143,16 @@ pub async fn request_join(
             port: token.port,
             reason: e.to_string(),
         })?;
+        Ok(s)
+    };
+    let mut s = tokio::time::timeout(timeout, open).await.map_err(|_| {
+        JoinError::ClusterUnreachable {
+            master: token.master,
+            port: token.port,
+            reason: format!("tor opened no stream within {} s", timeout.as_secs()),
+        }
+    })??;
+    let exchange = async {
         let (nonce, bytes) = build_request(token, p, unix_now());
         s.write_all(&bytes)
             .await
@@ -140,7 +165,7 @@ pub async fn request_join(
             .map_err(|source| JoinError::Receive { source })?;
         read_response(token, &nonce, &raw)
     };
-    tokio::time::timeout(timeout, work)
+    tokio::time::timeout_at(started + timeout, exchange)
         .await
         .map_err(|_| JoinError::NoAnswer {
             master: token.master,
@@ -283,13 +308,47 @@ async fn socks_port(tor: &TorSupervisor, layout: &Layout) -> Result<SocketAddr> 
         })
 }
 
-/// Keep what the grant gives a new node: the cluster secret in `secret_file` and the join
-/// generation in the layout's `join-generation`. Returns the generation.
+/// Check the member certificate of a grant against the grant's authority key and what the
+/// joiner asked for (`p`): it must be signed by that authority and bind its name, identity
+/// and WireGuard key. The grant itself is authenticated by the token, which only holders of
+/// the master key can mint.
+pub fn check_cert(
+    grant: &JoinGrant,
+    p: &JoinParams,
+) -> std::result::Result<(MemberCert, AuthorityKey), JoinError> {
+    let authority =
+        AuthorityKey::decode(&grant.authority).map_err(|_| JoinError::MalformedGrant {
+            field: "authority key",
+        })?;
+    let cert = rustbalance_cluster::cert::parse(grant.cert.as_bytes()).map_err(|_| {
+        JoinError::MalformedGrant {
+            field: "member certificate",
+        }
+    })?;
+    let wg = p.wg_public_key.parse::<rustbalance_mesh::PublicKey>().ok();
+    let fits = cert.verify(&authority)
+        && cert.name() == p.name
+        && cert.identity().to_string() == p.identity
+        && cert
+            .fields()
+            .wireguard
+            .is_some_and(|k| Some(k) == wg.map(|w| *w.as_bytes()));
+    if !fits {
+        return Err(JoinError::CertMismatch);
+    }
+    Ok((cert, authority))
+}
+
+/// Keep what the grant gives a new node (`p`): the cluster secret in `secret_file`, the
+/// join generation in the layout's `join-generation`, the member certificate and the
+/// authority key (checked first, [`check_cert`]). Returns the generation.
 pub fn save_grant(
     layout: &Layout,
     secret_file: &Path,
     grant: &JoinGrant,
+    p: &JoinParams,
 ) -> Result<JoinGeneration> {
+    let (cert, authority) = check_cert(grant, p)?;
     let secret = Zeroizing::new(hex::decode(&grant.cluster_secret).map_err(|_| {
         JoinError::MalformedGrant {
             field: "cluster secret",
@@ -303,12 +362,15 @@ pub fn save_grant(
         )?;
     write_atomic(secret_file, &secret, 0o600)?;
     save_generation(&layout.join_generation(), &generation)?;
+    crate::keystore::identity::write_cert(layout, &cert)?;
+    crate::keystore::identity::write_authority(layout, &authority)?;
     Ok(generation)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::join::token::JoinKey;
     use rustbalance_hs::OnionAddress;
 
     fn master() -> OnionAddress {
@@ -352,16 +414,107 @@ mod tests {
         ] {
             assert!(!r.again(&refusal, t, deadline), "{refusal}");
         }
+        let worker = JoinError::TryElsewhere {
+            status: "HTTP/1.1 503 Service Unavailable".into(),
+            text: "this node does not hold the master key".into(),
+        };
+        assert!(
+            r.again(&worker, t, deadline),
+            "a worker answered: ask again"
+        );
+    }
+
+    /// A SOCKS port that never opens the stream (a stale descriptor, a dead circuit)
+    /// is an unreachable cluster, retried; a cluster that takes the request and never
+    /// answers is no answer, not retried (the token may be spent).
+    #[tokio::test]
+    async fn a_stream_never_opened_is_retried_and_a_silent_cluster_is_not() {
+        use rustbalance_tor::fake_socks::{FakeSocks, Route};
+        let token = JoinKey::derive(b"secret", Some(b"salt"), &JoinGeneration::first(0))
+            .mint(master(), 80, unix_now() + 600)
+            .unwrap();
+        let params = JoinParams {
+            name: "node4".into(),
+            wg_public_key: rustbalance_mesh::PrivateKey::generate()
+                .public_key()
+                .to_string(),
+            endpoint: "10.0.0.4:51820".parse().unwrap(),
+            identity: rustbalance_cluster::NodeIdentity::generate()
+                .public()
+                .to_string(),
+        };
+        let t = Duration::from_millis(300);
+
+        /// A loopback listener that takes connections, keeps them open and says nothing.
+        async fn mute_listener() -> std::net::SocketAddr {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            tokio::spawn(async move {
+                let mut kept = Vec::new();
+                while let Ok((s, _)) = l.accept().await {
+                    kept.push(s);
+                }
+            });
+            addr
+        }
+
+        // Takes the TCP connection, never answers the SOCKS greeting.
+        let mute_addr = mute_listener().await;
+        let e = request_join(mute_addr, &token, &params, t)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, JoinError::ClusterUnreachable { .. }) && e.is_retryable(),
+            "{e}"
+        );
+
+        // The stream opens, the far end reads the request and says nothing.
+        let silent_addr = mute_listener().await;
+        let socks = FakeSocks::start(move |_, _| Route::To(silent_addr))
+            .await
+            .unwrap();
+        let e = request_join(socks.addr(), &token, &params, t)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, JoinError::NoAnswer { .. }) && !e.is_retryable(),
+            "{e}"
+        );
     }
 
     #[test]
-    fn a_grant_is_saved_in_the_layout() {
+    fn a_grant_is_saved_in_the_layout_with_its_checked_certificate() {
+        use rustbalance_cluster::{Authority, CertFields, CertRole, NodeIdentity};
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout::new(dir.path());
+        crate::keystore::create_private_dir(&layout.data_dir).unwrap();
         let secret_file = dir.path().join("cluster.secret");
         let g = JoinGeneration {
             n: 4,
             salt: vec![3; 16],
+        };
+        let authority = Authority::from_seed(&Zeroizing::new([5u8; 32]));
+        let wg = rustbalance_mesh::PrivateKey::generate().public_key();
+        let identity = NodeIdentity::generate().public();
+        let params = JoinParams {
+            name: "node4".into(),
+            wg_public_key: wg.to_string(),
+            endpoint: "10.0.0.4:51820".parse().unwrap(),
+            identity: identity.to_string(),
+        };
+        let certify = |name: &str| {
+            authority
+                .certify(CertFields {
+                    name: name.into(),
+                    role: CertRole::Worker,
+                    identity,
+                    wireguard: Some(*wg.as_bytes()),
+                    onion: None,
+                    issued: 1,
+                    serial: 2,
+                })
+                .unwrap()
+                .encode()
         };
         let mut grant = JoinGrant {
             v: 1,
@@ -372,13 +525,36 @@ mod tests {
             join_salt: hex::encode(&g.salt),
             members: Vec::new(),
             admitted_by: "node1".into(),
+            authority: authority.public().encode(),
+            cert: certify("node4"),
         };
-        assert_eq!(save_grant(&layout, &secret_file, &grant).unwrap(), g);
+        assert_eq!(
+            save_grant(&layout, &secret_file, &grant, &params).unwrap(),
+            g
+        );
         assert_eq!(std::fs::read(&secret_file).unwrap(), b"secret");
         let saved = std::fs::read_to_string(layout.join_generation()).unwrap();
         assert_eq!(JoinGeneration::parse(&saved), Some(g));
+        let id = crate::keystore::identity::read_cert(&layout)
+            .unwrap()
+            .unwrap();
+        assert_eq!(id.name(), "node4");
+        assert_eq!(
+            crate::keystore::identity::read_authority(&layout).unwrap(),
+            Some(authority.public())
+        );
+        // Another node's certificate, or one by another authority: refused.
+        grant.cert = certify("node5");
+        let e = save_grant(&layout, &secret_file, &grant, &params).unwrap_err();
+        assert!(e.to_string().contains("does not name this node"), "{e}");
+        grant.cert = certify("node4");
+        grant.authority = Authority::from_seed(&Zeroizing::new([6u8; 32]))
+            .public()
+            .encode();
+        assert!(save_grant(&layout, &secret_file, &grant, &params).is_err());
+        grant.authority = authority.public().encode();
         grant.join_salt = "zz".into();
-        let e = save_grant(&layout, &secret_file, &grant)
+        let e = save_grant(&layout, &secret_file, &grant, &params)
             .unwrap_err()
             .to_string();
         assert!(e.contains("join generation"), "{e}");

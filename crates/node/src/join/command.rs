@@ -1,6 +1,6 @@
 //! The operator's join commands against a running node, over its admin endpoint with the
-//! admin cookie: `token show`, `token rotate`, `node remove` (which waits for the rotated
-//! token, see [`TokenWatch`]).
+//! admin cookie: `token create`, `token rotate`, `node remove` (which waits for the join key
+//! to rotate, see [`TokenWatch`]).
 
 use super::error::JoinError;
 use super::rotation::{TokenWait, TokenWatch};
@@ -63,18 +63,23 @@ impl AdminClient {
         Ok(Zeroizing::new(body))
     }
 
-    /// `token show`.
-    pub fn token(&self) -> Result<Zeroizing<String>> {
+    /// `token create --ttl`: a new single-use token.
+    pub fn create(&self, ttl: Duration) -> Result<Zeroizing<String>> {
+        self.call("POST", &format!("/token/create/{}", ttl.as_secs()))
+    }
+
+    /// The fingerprint of the current join key.
+    pub fn fingerprint(&self) -> Result<Zeroizing<String>> {
         self.call("GET", "/token")
     }
 
-    /// `token rotate`: the new token.
+    /// `token rotate`: the node's answer.
     pub fn rotate(&self) -> Result<Zeroizing<String>> {
         self.call("POST", "/token/rotate")
     }
 
     /// `node remove WHO`: the node's answer, then (after `answered` was called with it)
-    /// the new token once it held still.
+    /// the new join key's fingerprint once it held still.
     pub fn remove(
         &self,
         who: &str,
@@ -91,12 +96,12 @@ impl AdminClient {
             }
             .into());
         }
-        let before = self.token()?;
+        let before = self.fingerprint()?;
         answered(&self.call("POST", &format!("/node/remove/{who}"))?);
         let mut watch = TokenWatch::new(&before, Instant::now(), timers);
         loop {
             std::thread::sleep(Duration::from_secs(1));
-            let now = self.token()?;
+            let now = self.fingerprint()?;
             match watch.observe(&now, Instant::now()) {
                 TokenWait::Waiting => {}
                 TokenWait::Rotated(t) => return Ok(Zeroizing::new(t)),

@@ -8,9 +8,15 @@ use std::path::PathBuf;
 /// Why a text is not a join token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenProblem {
-    /// Not `rbjoin1-...`.
+    /// Not `rbjoin2-...`.
     #[error("it does not start with {}-", super::token::TOKEN_PREFIX)]
     Prefix,
+    /// A token of the multi-use kind older versions made.
+    #[error(
+        "it is an old multi-use token (rbjoin1-), which this version no longer takes; make a \
+         single-use one with `rustbalance token create` on a member"
+    )]
+    OldFormat,
     /// The body is not base32.
     #[error("it is not base32 (was it cut or changed when copied?)")]
     NotBase32,
@@ -121,6 +127,29 @@ pub enum JoinError {
         /// The start of the body, control characters removed.
         text: String,
     },
+    /// A node that cannot admit (a worker, or one still starting) answered: another may.
+    #[error("the node reached cannot admit ({status}): {text}")]
+    TryElsewhere {
+        /// The HTTP status line.
+        status: String,
+        /// The endpoint's reason.
+        text: String,
+    },
+    /// The grant's member certificate is not the authority's, or not for this node.
+    #[error(
+        "the member certificate in the cluster's answer is not signed by its authority or \
+         does not name this node's name, identity and WireGuard key; nothing was saved"
+    )]
+    CertMismatch,
+    /// A privileged command reached a node without the master key.
+    #[error(
+        "this node does not hold the master key: run `rustbalance {what}` against a \
+         publisher-eligible node (its --config)"
+    )]
+    NotEligible {
+        /// The command.
+        what: &'static str,
+    },
     /// The join endpoint refused the request and said why.
     #[error("the cluster refused the join request ({status}): {text}")]
     Refused {
@@ -189,6 +218,14 @@ pub enum JoinError {
         /// As given.
         who: String,
     },
+    /// `token create --ttl` out of range.
+    #[error("a token lives from 1 s to {max_days} days, not {secs} s; give another --ttl")]
+    BadTtl {
+        /// As asked, in seconds.
+        secs: u64,
+        /// The limit in days.
+        max_days: u64,
+    },
     /// The token did not change in time after a removal.
     #[error(
         "the join token was not rotated within {secs} s: the removal is recorded, but rotate \
@@ -253,11 +290,14 @@ pub enum JoinError {
 
 impl JoinError {
     /// Whether a join attempt that ended in this error is worth repeating: only when the
-    /// cluster could not be reached; refusals are final.
+    /// cluster could not be reached or a node that cannot admit answered; refusals are
+    /// final.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            JoinError::SocksUnreachable { .. } | JoinError::ClusterUnreachable { .. }
+            JoinError::SocksUnreachable { .. }
+                | JoinError::ClusterUnreachable { .. }
+                | JoinError::TryElsewhere { .. }
         )
     }
 }

@@ -2,9 +2,11 @@
 //! gets back, and the protocol's limits.
 //!
 //! ```text
-//!  POST /.well-known/rustbalance/join/<path id>     {v, ts, nonce, name, wg key, endpoint, mac}
-//!  200 {v, cluster id, cluster secret, gossip port, generation, salt, members, admitted_by}
-//!      X-RustBalance-MAC: HMAC(join secret, "response" | nonce | body)
+//!  POST /.well-known/rustbalance/join/<token id>
+//!       {v, ts, nonce, name, wg key, endpoint, identity, mac}
+//!  200 {v, cluster id, cluster secret, gossip port, generation, salt, members, admitted_by,
+//!       authority, cert}
+//!      X-RustBalance-MAC: HMAC(token secret, "response" | nonce | body)
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -38,7 +40,9 @@ pub struct JoinRequest {
     pub wg_public_key: String,
     /// Where its WireGuard listens, as the other nodes reach it.
     pub endpoint: SocketAddr,
-    /// HMAC of the fields above with the join secret (hex).
+    /// Its node identity's public key (what its member certificate binds).
+    pub identity: String,
+    /// HMAC of the fields above with the token secret (hex).
     pub mac: String,
 }
 
@@ -73,6 +77,10 @@ pub struct JoinGrant {
     pub members: Vec<MemberInfo>,
     /// The node that admitted the request.
     pub admitted_by: String,
+    /// The authority's public key every member trusts.
+    pub authority: String,
+    /// The new node's member certificate, signed by the authority.
+    pub cert: String,
 }
 
 impl std::fmt::Debug for JoinGrant {
@@ -82,6 +90,7 @@ impl std::fmt::Debug for JoinGrant {
             .field("gossip_port", &self.gossip_port)
             .field("members", &self.members)
             .field("admitted_by", &self.admitted_by)
+            .field("authority", &self.authority)
             .finish_non_exhaustive()
     }
 }

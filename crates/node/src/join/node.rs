@@ -27,22 +27,27 @@
 
 use super::admission::{Admission, AdmitResult, Admitter};
 use super::error::JoinError;
-use super::peers::{admitted_text, load_saved_peers, mesh_key, save_peers, Admitted, SavedPeer};
+use super::peers::{
+    admitted_text, load_list, load_saved_peers, mesh_key, save_peers, Admitted, SavedPeer,
+};
 use super::removal::{load_removals, save_removals, Removal, RemovalBook};
 use super::rotation::{adopts, RotationPlan};
-use super::service::JoinService;
+use super::service::{unix_now, JoinService};
+use super::spent::SPENT_KEY;
+use super::target::{resolve_member, Target};
 use super::timers::JoinTimers;
-use super::token::{JoinGeneration, JoinToken};
+use super::token::{JoinGeneration, JoinKey, MAX_TTL};
 use crate::err::Result;
+use crate::keystore::identity::read_authority;
 use crate::keystore::write_atomic;
 use crate::layout::Layout;
-use rustbalance_cluster::{keys, Membership, NodeView};
+use rustbalance_cluster::{keys, Authority, AuthorityKey, Membership, NodePublicKey, NodeView};
 use rustbalance_hs::OnionAddress;
 use rustbalance_mesh::{Mesh, PublicKey};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use zeroize::Zeroizing;
 
 /// What [`JoinNode::start`] needs from the running node.
@@ -73,6 +78,12 @@ pub struct JoinNodeParams {
     pub membership: Arc<Membership>,
     /// Timers (defaults: today's values).
     pub timers: JoinTimers,
+    /// On a publisher-eligible node (it holds the master key): the member authority, which
+    /// certifies joiners and signs removals, and the master key's token secret
+    /// ([`super::token::JOIN_SECRET_INFO`]).
+    pub authority: Option<(Arc<Authority>, Zeroizing<[u8; 32]>)>,
+    /// This node's identity (what a removal naming it names), when it is certified.
+    pub identity: Option<NodePublicKey>,
 }
 
 /// Everything the join endpoint and the peer sync need from the running node.
@@ -105,6 +116,29 @@ pub struct JoinNode {
     /// Node names by WireGuard key, as gossip and admissions tell them (for the saved
     /// peers file).
     names: Mutex<BTreeMap<String, String>>,
+    /// The authority and the token secret, on an eligible node.
+    pub(crate) authority: Option<(Arc<Authority>, Zeroizing<[u8; 32]>)>,
+    /// This node's identity, when certified.
+    pub(crate) identity: Option<NodePublicKey>,
+    /// The authority key removals and admitted nodes are checked with: the gossip trust's,
+    /// else this node's own authority's, else `authority.pub` (gossip signatures off).
+    pub(crate) authority_key: Option<AuthorityKey>,
+}
+
+/// `g`, salted if it is not: an unsalted generation's key (that of a cluster made before
+/// `init` salted generation 0) is derivable from the cluster secret alone. Members salting
+/// the same counter each converge on the highest salt, as after concurrent rotations.
+fn salted(g: JoinGeneration) -> JoinGeneration {
+    if g.salt.is_empty() {
+        JoinGeneration::salted(g.n)
+    } else {
+        g
+    }
+}
+
+/// Where the spent tokens are saved.
+fn spent_file(layout: &Layout) -> std::path::PathBuf {
+    layout.data_dir.join("join-spent.json")
 }
 
 /// The join generation saved in `path` (missing: the first).
@@ -132,7 +166,7 @@ impl JoinNode {
     /// Set up: read the saved join generation, advertise ourselves, accept the current token.
     pub async fn start(p: JoinNodeParams) -> Result<Arc<JoinNode>> {
         let layout = p.layout;
-        let generation = load_generation(&layout.join_generation())?;
+        let generation = salted(load_generation(&layout.join_generation())?);
         let removals = RemovalBook::from_saved(
             load_removals(&layout.mesh_removed())?,
             Instant::now(),
@@ -145,6 +179,12 @@ impl JoinNode {
             .filter(|p| !p.name.is_empty())
             .map(|p| (p.public_key, p.name))
             .collect();
+        let authority_key = p
+            .membership
+            .trust()
+            .map(|t| *t.authority())
+            .or_else(|| p.authority.as_ref().map(|(a, _)| a.public()))
+            .or_else(|| read_authority(&layout).ok().flatten());
         let node = Arc::new(JoinNode {
             name: p.name,
             master: p.master,
@@ -165,7 +205,11 @@ impl JoinNode {
             removals: Mutex::new(removals),
             gone: tokio::sync::watch::channel(None).0,
             names: Mutex::new(names),
+            authority_key,
+            authority: p.authority,
+            identity: p.identity,
         });
+        node.trust_removals();
         node.membership
             .set(
                 keys::MESH,
@@ -174,6 +218,13 @@ impl JoinNode {
             .await;
         node.adopt(generation, true).await;
         node.gossip_removals().await;
+        let saved: Vec<String> = load_list(
+            &spent_file(&node.layout),
+            "read spent join tokens",
+            "remove it (the members gossip the spent tokens back within seconds)",
+        )?;
+        node.service.learn_spent(&saved.join("\n"));
+        node.gossip_spent().await;
         let n2 = node.clone();
         node.service.set_admitter(Arc::new(move |a: Admission| {
             let n = n2.clone();
@@ -189,13 +240,84 @@ impl JoinNode {
         &self.timers
     }
 
-    /// The token of the current generation.
-    pub fn token(&self) -> JoinToken {
-        self.token_of(&self.join_generation())
+    /// `token create`: a new single-use token of the current generation that expires `ttl`
+    /// from now (at most [`MAX_TTL`]).
+    pub fn create_token(&self, ttl: Duration) -> std::result::Result<Zeroizing<String>, JoinError> {
+        if ttl.is_zero() || ttl > MAX_TTL {
+            return Err(JoinError::BadTtl {
+                secs: ttl.as_secs(),
+                max_days: MAX_TTL.as_secs() / 86_400,
+            });
+        }
+        let key = self.key_of(&self.join_generation());
+        let token = key
+            .mint(self.master, self.port, unix_now() + ttl.as_secs())
+            .ok_or(JoinError::NotEligible {
+                what: "token create",
+            })?;
+        Ok(token.encode())
     }
 
-    fn token_of(&self, g: &JoinGeneration) -> JoinToken {
-        JoinToken::derive_salted(self.master, self.port, &self.secret, g)
+    /// What the admin endpoint's token commands ask (`token create`, `token rotate`, and
+    /// the key fingerprint `node remove` watches).
+    pub async fn token_act(&self, act: crate::admin::TokenAct) -> Result<String> {
+        use crate::admin::TokenAct;
+        Ok(match act {
+            TokenAct::Create(ttl) => self.create_token(ttl)?.to_string(),
+            TokenAct::Rotate => format!(
+                "join key {}: every token made before is void on every member within seconds",
+                self.rotate().await
+            ),
+            TokenAct::Fingerprint => self.key_fingerprint(),
+        })
+    }
+
+    /// The public fingerprint of the current generation's key (changes at every rotation).
+    pub fn key_fingerprint(&self) -> String {
+        self.key_of(&self.join_generation()).fingerprint()
+    }
+
+    fn key_of(&self, g: &JoinGeneration) -> JoinKey {
+        let tokens = self.authority.as_ref().map(|(_, t)| &t[..]);
+        JoinKey::derive(&self.secret, tokens, g)
+    }
+
+    /// The member authority, on an eligible node.
+    pub(crate) fn authority(&self) -> Option<&Authority> {
+        self.authority.as_ref().map(|(a, _)| a.as_ref())
+    }
+
+    /// Give every removal's identity and serial to the gossip's trust, so that the removed
+    /// node's gossip is dropped whatever WireGuard key it claims.
+    pub(crate) fn trust_removals(&self) {
+        let Some(trust) = self.membership.trust() else {
+            return;
+        };
+        for r in self.removals() {
+            if let Some(id) = r.identity_key() {
+                trust.revoke_identity(&id);
+            }
+            if r.serial != 0 {
+                trust.revoke_serial(r.serial);
+            }
+        }
+    }
+
+    /// Gossip and save the spent tokens known here (nothing while there are none).
+    pub(crate) async fn gossip_spent(&self) {
+        let spent = self.service.spent();
+        if spent.is_empty() {
+            return;
+        }
+        self.membership.set(SPENT_KEY, &spent.text()).await;
+        // One `"<id> <expires>"` string per spent token, as gossiped.
+        let text = spent.text();
+        let lines: Vec<&str> = text.lines().collect();
+        // Invariant: a list of strings always serializes.
+        let json = serde_json::to_vec_pretty(&lines).unwrap_or_default();
+        if let Err(e) = write_atomic(&spent_file(&self.layout), &json, 0o600) {
+            tracing::warn!("cannot save the spent join tokens: {e}; kept in memory and written again at the next change: check the data directory's free space and permissions");
+        }
     }
 
     /// The current join generation's counter.
@@ -223,9 +345,10 @@ impl JoinNode {
         if !changed {
             return;
         }
-        self.service.set_token(self.token_of(&g));
+        self.service
+            .set_key(self.key_of(&g), self.master, self.port);
         if let Err(e) = save_generation(&self.layout.join_generation(), &g) {
-            tracing::warn!("{e}");
+            tracing::warn!("cannot save the join token generation: {e}; kept in memory and written again at the next change: check the data directory's free space and permissions");
         }
         self.membership
             .set(keys::JOIN_GENERATION, &g.to_string())
@@ -238,11 +361,12 @@ impl JoinNode {
         }
     }
 
-    /// `token rotate`: invalidate the current token everywhere; returns the new one.
-    pub async fn rotate(&self) -> Zeroizing<String> {
+    /// `token rotate`: void every token made before, everywhere; returns the new key's
+    /// fingerprint.
+    pub async fn rotate(&self) -> String {
         let g = self.join_generation().next();
         self.adopt(g, false).await;
-        self.token().encode()
+        self.key_fingerprint()
     }
 
     /// Resolves once this node learns that it was removed from the cluster.
@@ -263,9 +387,29 @@ impl JoinNode {
         self.removals.lock().map(|b| b.list()).unwrap_or_default()
     }
 
-    /// Whether gossip member `m` runs under a removed WireGuard key.
+    /// Whether gossip member `m` was removed: its certificate's identity, or the WireGuard
+    /// key it gossips.
     pub(crate) fn is_removed(&self, m: &NodeView) -> bool {
-        mesh_key(m).is_some_and(|k| self.removal_of(&k).is_some())
+        let by_identity = m.cert().is_some_and(|c| {
+            self.removal_of_identity(&c.identity().to_string())
+                .is_some()
+        });
+        by_identity || mesh_key(m).is_some_and(|k| self.removal_of(&k).is_some())
+    }
+
+    /// The removal naming identity `identity`, if it was removed.
+    pub(crate) fn removal_of_identity(&self, identity: &str) -> Option<Removal> {
+        self.removals
+            .lock()
+            .ok()
+            .and_then(|b| b.of_identity(identity).cloned())
+    }
+
+    /// The removal of this node, if it was removed (by its identity or its WireGuard key).
+    pub(crate) fn own_removal(&self) -> Option<Removal> {
+        self.identity
+            .and_then(|i| self.removal_of_identity(&i.to_string()))
+            .or_else(|| self.removal_of(&self.own_key.to_string()))
     }
 
     /// The removal of WireGuard key `key`, if it was removed.
@@ -297,7 +441,7 @@ impl JoinNode {
             .join("\n");
         self.membership.set(keys::MESH_REMOVED, &text).await;
         if let Err(e) = save_removals(&self.layout.mesh_removed(), &list) {
-            tracing::warn!("{e}");
+            tracing::warn!("cannot save the removals: {e}; kept in memory and written again at the next change: check the data directory's free space and permissions");
         }
     }
 
@@ -376,46 +520,65 @@ impl JoinNode {
         tracing::error!("{}; this node stops and will not start again", r.describe());
         let marker = self.layout.removed_marker();
         if let Err(e) = write_atomic(&marker, format!("{}\n", r.describe()).as_bytes(), 0o600) {
-            tracing::warn!("cannot write {}: {e}", marker.display());
+            tracing::warn!(
+                "cannot write {}: {e}; this node stops anyway: do not start it again, wipe it \
+                 (docs/OPERATIONS.md, \"Remove a node\")",
+                marker.display()
+            );
         }
         self.service.clear();
         self.gone.send_replace(Some(r));
     }
 
-    /// `node remove NAME|KEY`: remove a member (alive or dead) for good. Its intro points
-    /// leave the descriptor, its WireGuard peer goes on every member after
-    /// `removal_grace`, its joins are refused, it stops itself if it still runs, and the
-    /// join token is rotated `rotate_after_removal` later, with a fresh salt it never sees.
+    /// `node remove NAME|KEY`: remove a member (alive or dead) for good, with a revocation
+    /// signed by the authority (only an eligible node can). It names the member's identity
+    /// and the WireGuard key its certificate binds (not the one it claims). Its intro
+    /// points leave the descriptor, its gossip is dropped, its WireGuard peer goes on every
+    /// member after `removal_grace`, its joins are refused, it stops itself if it still
+    /// runs, and the join key is rotated `rotate_after_removal` later.
     pub async fn remove(&self, who: &str) -> std::result::Result<Removal, JoinError> {
-        let (name, key) = self.resolve(who).await?;
-        if key == self.own_key {
+        let Some(authority) = self.authority() else {
+            return Err(JoinError::NotEligible {
+                what: "node remove",
+            });
+        };
+        let target = self.resolve(who).await?;
+        if target.key == self.own_key
+            || (target.identity.is_some() && target.identity == self.identity)
+        {
             return Err(JoinError::RemoveSelf {
                 who: who.to_string(),
             });
         }
-        let key = key.to_string();
-        let removal = match self.removal_of(&key) {
+        let known = match target.identity {
+            Some(id) => self.removal_of_identity(&id.to_string()),
+            None => self.removal_of(&target.key.to_string()),
+        };
+        let removal = match known {
             Some(r) => r,
             None => {
-                let r = Removal {
-                    name,
-                    public_key: key.clone(),
-                    at: rustbalance_hs::time::unix_secs(SystemTime::now()),
-                    by: self.name.clone(),
-                };
+                let r = Removal::signed(
+                    authority,
+                    &target.name,
+                    &target.key,
+                    target.identity,
+                    target.serial,
+                    rustbalance_hs::time::unix_secs(SystemTime::now()),
+                    &self.name,
+                );
                 self.learn_removals(vec![r.clone()], Instant::now());
                 tracing::warn!("{}", r.describe());
                 r
             }
         };
+        self.trust_removals();
         self.gossip_removals().await;
         self.forget_admitted().await;
         Ok(removal)
     }
 
-    /// A member's name and WireGuard key from either (a name is looked up in gossip: the
-    /// members, live or dead, and the nodes they admitted).
-    async fn resolve(&self, who: &str) -> std::result::Result<(String, PublicKey), JoinError> {
+    /// A member from its name or WireGuard key, as gossip knows it.
+    async fn resolve(&self, who: &str) -> std::result::Result<Target, JoinError> {
         let members = self.membership.members().await;
         resolve_member(&members, who)
     }
@@ -435,42 +598,4 @@ impl JoinNode {
         };
         self.membership.set(keys::MESH_ADMITTED, &list).await;
     }
-}
-
-/// `who` (a name or a WireGuard key) among the gossip `members`: a key is taken as is (with
-/// its member's name if one runs under it); a name is looked up in the members' `mesh`
-/// keys, then in the nodes they admitted.
-pub(crate) fn resolve_member(
-    members: &[NodeView],
-    who: &str,
-) -> std::result::Result<(String, PublicKey), JoinError> {
-    if let Ok(key) = who.parse::<PublicKey>() {
-        let name = members
-            .iter()
-            .find(|m| mesh_key(m).as_deref() == Some(who))
-            .map(|m| m.node_id.clone())
-            .unwrap_or_else(|| "-".into());
-        return Ok((name, key));
-    }
-    if let Some(k) = members
-        .iter()
-        .filter(|m| m.node_id == who)
-        .find_map(mesh_key)
-        .and_then(|k| k.parse().ok())
-    {
-        return Ok((who.to_string(), k));
-    }
-    for m in members {
-        for line in super::peers::admitted_lines(m) {
-            if line.name == who {
-                if let Ok(k) = line.key.parse() {
-                    return Ok((who.to_string(), k));
-                }
-            }
-        }
-    }
-    Err(JoinError::UnknownMember {
-        who: who.to_string(),
-        members: members.iter().map(|m| m.node_id.clone()).collect(),
-    })
 }

@@ -4,7 +4,8 @@
 
 use super::error::JoinError;
 use crate::err::{Error, Result};
-use rustbalance_cluster::{keys, NodeView};
+use rustbalance_cluster::{keys, AuthorityKey, MemberCert, NodeView};
+use rustbalance_mesh::PublicKey;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -66,24 +67,41 @@ pub(crate) fn load_list<T: serde::de::DeserializeOwned>(
     }
 }
 
-/// The nodes admitted here, by WireGuard key, with their request's nonce.
-pub(crate) type Admitted = BTreeMap<String, (SavedPeer, String)>;
+/// The nodes admitted here, by WireGuard key, with their request's nonce and their member
+/// certificate (text).
+pub(crate) type Admitted = BTreeMap<String, (SavedPeer, String, String)>;
 
-/// The gossip value of [`keys::MESH_ADMITTED`]: one `name key endpoint nonce` line each.
+/// The gossip value of [`keys::MESH_ADMITTED`]: one `name key endpoint nonce cert` line
+/// each (the certificate, signed by the authority, is what makes the line count).
 pub(crate) fn admitted_text(adm: &Admitted) -> String {
     adm.values()
-        .map(|(p, n)| format!("{} {} {} {n}", p.name, p.public_key, p.endpoint))
+        .map(|(p, n, c)| format!("{} {} {} {n} {c}", p.name, p.public_key, p.endpoint))
         .collect::<Vec<_>>()
         .join("\n")
 }
 
 /// One line of a member's [`keys::MESH_ADMITTED`]: name, key, endpoint (if it parses),
-/// nonce (if given).
+/// nonce (if given), member certificate (if given and well formed; not checked here).
 pub(crate) struct AdmittedLine<'a> {
     pub(crate) name: &'a str,
     pub(crate) key: &'a str,
     pub(crate) endpoint: Option<SocketAddr>,
     pub(crate) nonce: Option<&'a str>,
+    pub(crate) cert: Option<MemberCert>,
+}
+
+impl AdmittedLine<'_> {
+    /// Whether `authority` certified this node under this name and WireGuard key: only
+    /// then does the line add a WireGuard peer (a member cannot plant peers of its own).
+    pub(crate) fn certified(&self, authority: &AuthorityKey) -> bool {
+        self.cert.as_ref().is_some_and(|c| {
+            c.verify(authority)
+                && c.name() == self.name
+                && c.fields().wireguard.is_some_and(|k| {
+                    Some(k) == self.key.parse::<PublicKey>().ok().map(|p| *p.as_bytes())
+                })
+        })
+    }
 }
 
 /// The lines of member `m`'s [`keys::MESH_ADMITTED`] with at least a name and a key.
@@ -92,12 +110,19 @@ pub(crate) fn admitted_lines(m: &NodeView) -> impl Iterator<Item = AdmittedLine<
         .unwrap_or("")
         .lines()
         .filter_map(|line| {
-            let f: Vec<&str> = line.split(' ').collect();
-            (f.len() >= 2).then(|| AdmittedLine {
-                name: f[0],
-                key: f[1],
-                endpoint: f.get(2).and_then(|e| e.parse().ok()),
-                nonce: f.get(3).copied(),
+            let mut f = line.splitn(5, ' ');
+            let (name, key) = (f.next()?, f.next()?);
+            let endpoint = f.next().and_then(|e| e.parse().ok());
+            let nonce = f.next();
+            let cert = f
+                .next()
+                .and_then(|c| rustbalance_cluster::cert::parse(c.as_bytes()).ok());
+            Some(AdmittedLine {
+                name,
+                key,
+                endpoint,
+                nonce,
+                cert,
             })
         })
 }
@@ -107,10 +132,12 @@ pub(crate) fn mesh_key(m: &NodeView) -> Option<String> {
     m.get(keys::MESH).and_then(parse_mesh).map(|(k, _)| k)
 }
 
-/// `"<key> <ip:port>"`.
+/// `"<key> <ip:port>"`; the key in its canonical spelling (keys are compared as text: a
+/// removed member must not escape with a tab after its key, which the key parser trims).
 pub(crate) fn parse_mesh(v: &str) -> Option<(String, SocketAddr)> {
     let (k, e) = v.split_once(' ')?;
-    Some((k.to_string(), e.parse().ok()?))
+    let key: rustbalance_mesh::PublicKey = k.parse().ok()?;
+    Some((key.to_string(), e.parse().ok()?))
 }
 
 #[cfg(test)]
@@ -122,6 +149,17 @@ pub(crate) mod tests {
         rustbalance_mesh::PrivateKey::generate()
             .public_key()
             .to_string()
+    }
+
+    /// A live gossip member `name` with the state `kv`.
+    pub(crate) fn member(name: &str, kv: &[(&str, String)]) -> rustbalance_cluster::NodeView {
+        rustbalance_cluster::NodeView {
+            node_id: name.into(),
+            generation: 1,
+            addr: "10.0.0.1:9663".parse().unwrap(),
+            live: true,
+            state: kv.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+        }
     }
 
     #[test]
@@ -152,7 +190,10 @@ pub(crate) mod tests {
             endpoint: "10.0.0.4:51820".parse().unwrap(),
         };
         let mut adm = Admitted::new();
-        adm.insert(p.public_key.clone(), (p.clone(), "ab".repeat(16)));
+        adm.insert(
+            p.public_key.clone(),
+            (p.clone(), "ab".repeat(16), "rbcert1 x".into()),
+        );
         let m = NodeView {
             node_id: "node1".into(),
             generation: 1,
@@ -170,6 +211,7 @@ pub(crate) mod tests {
         );
         assert_eq!(lines[0].endpoint, Some(p.endpoint));
         assert_eq!(lines[0].nonce, Some("ab".repeat(16).as_str()));
+        assert!(lines[0].cert.is_none(), "a malformed certificate is none");
         assert_eq!(
             parse_mesh(&format!("{} 10.0.0.4:51820", p.public_key)),
             Some((p.public_key.clone(), p.endpoint))

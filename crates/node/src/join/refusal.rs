@@ -42,6 +42,11 @@ pub(crate) enum Refusal {
     BadName,
     #[error("this node is still starting; try again")]
     Starting,
+    #[error(
+        "this node does not hold the master key and cannot admit nodes; asking again over \
+         another circuit reaches another node"
+    )]
+    NotEligible,
     #[error("{0}")]
     Admit(AdmitError),
     #[error("{0}")]
@@ -58,7 +63,13 @@ impl Refusal {
             BodyTooLarge(_) => "413 Content Too Large",
             LengthRequired => "411 Length Required",
             BadToken | Stale { .. } | Replayed | Admit(AdmitError::Removed(_)) => "403 Forbidden",
-            Starting => "503 Service Unavailable",
+            Admit(
+                AdmitError::NameTaken { .. }
+                | AdmitError::KeyOfAnotherNode { .. }
+                | AdmitError::IdentityOfAnotherNode { .. },
+            ) => "409 Conflict",
+            Admit(AdmitError::NotEligible) => "503 Service Unavailable",
+            Starting | NotEligible => "503 Service Unavailable",
             Admit(_) => "500 Internal Server Error",
             HeadBrokeOff | BodyBrokeOff | TrailingBytes | NotARequest(_) | Version(_)
             | BadNonce | BadName | Encode(_) => "400 Bad Request",
@@ -75,6 +86,12 @@ impl Refusal {
             Stale { .. } => &c.stale,
             Replayed => &c.replayed,
             Admit(AdmitError::Removed(_)) => &c.removed,
+            Admit(
+                AdmitError::NameTaken { .. }
+                | AdmitError::KeyOfAnotherNode { .. }
+                | AdmitError::IdentityOfAnotherNode { .. },
+            ) => &c.collision,
+            NotEligible | Admit(AdmitError::NotEligible) => &c.not_eligible,
             Starting | Admit(_) => &c.failed,
             HeadBrokeOff | BodyBrokeOff | TrailingBytes | NotARequest(_) | Version(_)
             | BadNonce | BadName | Encode(_) => &c.malformed,

@@ -1,13 +1,26 @@
-//! Removed nodes (`rustbalance node remove`): the record, its gossip line, its file, the
-//! marker a removed node leaves, and the book of removals a member keeps — with the pure
-//! decisions on them (which removals are new, which are recent enough to close joins,
+//! Removed nodes (`rustbalance node remove`): the revocation, its gossip line, its file,
+//! the marker a removed node leaves, and the book of removals a member keeps — with the
+//! pure decisions on them (which removals are new, which are recent enough to close joins,
 //! when a removed node's WireGuard peer is dropped), all taking `now`.
+//!
+//! A removal is a **revocation signed by the authority** (only publisher-eligible nodes,
+//! which hold the master key, can make one). It names the node's identity and certificate
+//! serial, and the WireGuard key its certificate binds (not the one it claims in gossip):
+//!
+//! ```text
+//! rbrevoke1 <name> <WireGuard key> <identity|-> <serial> <unix s> <removed by> <signature>
+//! ```
+//!
+//! the signature (hex) being Ed25519 by the authority over [`REVOCATION_DOMAIN`] followed
+//! by the line up to the space before it. Members take a gossiped removal only when the
+//! authority signed it; a worker can no longer remove anyone, let alone everyone.
 
 use super::error::JoinError;
 use super::message::valid_name;
 use super::peers::load_list;
 use crate::err::{Error, Result};
 use crate::layout::Layout;
+use rustbalance_cluster::{Authority, AuthorityKey, NodePublicKey};
 use rustbalance_mesh::PublicKey;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -18,41 +31,116 @@ use std::time::{Duration, Instant, SystemTime};
 /// is malformed (formatting such a time panics).
 pub const LAST_TIME: u64 = 253_402_300_799;
 
+/// Domain separation of the authority's revocation signatures.
+pub const REVOCATION_DOMAIN: &[u8] = b"rustbalance revocation v1\0";
+/// First field of a revocation line.
+const TAG: &str = "rbrevoke1";
+
+fn dash() -> String {
+    "-".into()
+}
+
 /// A node removed from the cluster (`rustbalance node remove`): saved in
 /// `mesh-removed.json`, gossiped in `mesh_removed`. Removals are never undone; a
-/// removed machine comes back only wiped, with a new WireGuard key.
+/// removed machine comes back only wiped, with a new WireGuard key and identity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Removal {
     /// The removed node's name (`-` when only its key was known).
     pub name: String,
-    /// Its WireGuard public key (base64): what removal is keyed on.
+    /// The WireGuard public key (base64) its certificate binds (for a node without one,
+    /// the key it gossiped): the peer every member drops.
     pub public_key: String,
+    /// Its node identity (`-` for a node without a certificate): what the gossip of every
+    /// member refuses from then on.
+    #[serde(default = "dash")]
+    pub identity: String,
+    /// Its certificate's serial (0: none).
+    #[serde(default)]
+    pub serial: u64,
     /// When it was removed (Unix seconds, the remover's clock).
     pub at: u64,
     /// The member that removed it.
     pub by: String,
+    /// The authority's signature (hex; empty in files of versions before signed removals,
+    /// which are kept but never taken from gossip).
+    #[serde(default)]
+    pub signature: String,
 }
 
 impl Removal {
-    /// Its gossip line.
-    pub(crate) fn line(&self) -> String {
-        format!("{} {} {} {}", self.name, self.public_key, self.at, self.by)
+    /// The signed part of its line.
+    fn signed_part(&self) -> String {
+        format!(
+            "{TAG} {} {} {} {} {} {}",
+            self.name, self.public_key, self.identity, self.serial, self.at, self.by
+        )
+    }
+
+    /// A removal signed by `authority`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn signed(
+        authority: &Authority,
+        name: &str,
+        public_key: &PublicKey,
+        identity: Option<NodePublicKey>,
+        serial: u64,
+        at: u64,
+        by: &str,
+    ) -> Removal {
+        let mut r = Removal {
+            name: name.to_string(),
+            public_key: public_key.to_string(),
+            identity: identity.map_or_else(dash, |i| i.to_string()),
+            serial,
+            at: at.min(LAST_TIME),
+            by: by.to_string(),
+            signature: String::new(),
+        };
+        r.signature = hex::encode(authority.sign(REVOCATION_DOMAIN, r.signed_part().as_bytes()));
+        r
+    }
+
+    /// Whether `authority` signed it.
+    pub fn verify(&self, authority: &AuthorityKey) -> bool {
+        let mut sig = [0u8; 64];
+        hex::decode_to_slice(&self.signature, &mut sig).is_ok()
+            && authority.verify(REVOCATION_DOMAIN, self.signed_part().as_bytes(), &sig)
+    }
+
+    /// The identity it names, if any.
+    pub fn identity_key(&self) -> Option<NodePublicKey> {
+        NodePublicKey::decode(&self.identity).ok()
+    }
+
+    /// Its gossip line (also what a hostile member would forge: the lab's hostile worker).
+    pub fn line(&self) -> String {
+        format!("{} {}", self.signed_part(), self.signature)
     }
 
     /// One gossip line; `None` for anything malformed (what a peer sends is checked, not
-    /// trusted to be well formed).
+    /// trusted to be well formed). The signature is checked by [`Removal::verify`].
     pub fn parse_line(line: &str) -> Option<Removal> {
         let f: Vec<&str> = line.split(' ').collect();
-        if f.len() != 4 || !valid_name(f[0]) || !valid_name(f[3]) {
+        let [tag, name, key, identity, serial, at, by, sig] = f[..] else {
+            return None;
+        };
+        if tag != TAG || !valid_name(name) || !valid_name(by) || sig.len() != 128 {
             return None;
         }
-        f[1].parse::<PublicKey>().ok()?;
-        let at = f[2].parse().ok().filter(|t| *t <= LAST_TIME)?;
+        // Kept in its canonical spelling: keys are compared as text.
+        let key = key.parse::<PublicKey>().ok()?;
+        if identity != "-" {
+            NodePublicKey::decode(identity).ok()?;
+        }
+        let at = at.parse().ok().filter(|t| *t <= LAST_TIME)?;
         Some(Removal {
-            name: f[0].to_string(),
-            public_key: f[1].to_string(),
+            name: name.to_string(),
+            public_key: key.to_string(),
+            identity: identity.to_string(),
+            serial: serial.parse().ok()?,
             at,
-            by: f[3].to_string(),
+            by: by.to_string(),
+            signature: sig.to_string(),
         })
     }
 
@@ -160,6 +248,14 @@ impl RemovalBook {
         self.by_key.get(key).map(|(r, _)| r)
     }
 
+    /// The removal naming node identity `identity` (text), if it was removed.
+    pub(crate) fn of_identity(&self, identity: &str) -> Option<&Removal> {
+        self.by_key
+            .values()
+            .map(|(r, _)| r)
+            .find(|r| r.identity != "-" && r.identity == identity)
+    }
+
     /// Every removal, by key.
     pub(crate) fn list(&self) -> Vec<Removal> {
         self.by_key.values().map(|(r, _)| r.clone()).collect()
@@ -177,53 +273,99 @@ impl RemovalBook {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::join::peers::tests::key;
 
+    /// The authority of the tests.
+    pub(crate) fn authority() -> Authority {
+        Authority::from_seed(&zeroize::Zeroizing::new([4u8; 32]))
+    }
+
+    /// The gossip line of the tests' authority removing `name` with WireGuard key `key`.
+    pub(crate) fn line(name: &str, key: &str) -> String {
+        let k: PublicKey = key.parse().unwrap();
+        Removal::signed(&authority(), name, &k, None, 0, 1_795_000_000, "node1").line()
+    }
+
+    /// The same, signed by another authority.
+    pub(crate) fn forged_line(name: &str, key: &str) -> String {
+        let other = Authority::from_seed(&zeroize::Zeroizing::new([5u8; 32]));
+        let k: PublicKey = key.parse().unwrap();
+        Removal::signed(&other, name, &k, None, 0, 1_795_000_000, "node1").line()
+    }
+
     fn removal(at: u64) -> Removal {
-        Removal {
-            name: "node4".into(),
-            public_key: key(),
-            at,
-            by: "node1".into(),
-        }
+        let id = rustbalance_cluster::NodeIdentity::generate().public();
+        let k: PublicKey = key().parse().unwrap();
+        Removal::signed(&authority(), "node4", &k, Some(id), 7, at, "node1")
     }
 
     #[test]
     fn removal_lines_round_trip_and_hostile_ones_are_refused() {
         let r = removal(1_790_000_000);
         assert_eq!(Removal::parse_line(&r.line()), Some(r.clone()));
-        let k = r.public_key.clone();
+        assert!(r.verify(&authority().public()));
+        let (k, id, sig) = (
+            r.public_key.clone(),
+            r.identity.clone(),
+            r.signature.clone(),
+        );
+        let ok = format!("rbrevoke1 node4 {k} {id} 7 1790000000 node1 {sig}");
+        assert_eq!(Removal::parse_line(&ok), Some(r.clone()));
         for bad in [
             String::new(),
-            format!("node4 {k} 1790000000"),
-            format!("node4 {k} 1790000000 node1 extra"),
-            "node4 notakey 1790000000 node1".to_string(),
-            format!("node4 {k} -1 node1"),
-            format!("node4 {k} 1790000000 node 1"),
-            format!("no/de {k} 1790000000 node1"),
-            format!("{} {k} 1 node1", "n".repeat(33)),
-            format!("node4  {k} 1 node1"),
+            format!("node4 {k} 1790000000 node1"),
+            format!("rbrevoke1 node4 {k} {id} 7 1790000000 node1"),
+            format!("{ok} extra"),
+            format!("rbrevoke1 node4 notakey {id} 7 1790000000 node1 {sig}"),
+            format!("rbrevoke1 node4 {k} notanid 7 1790000000 node1 {sig}"),
+            format!("rbrevoke1 node4 {k} {id} 7 -1 node1 {sig}"),
+            format!("rbrevoke1 no/de {k} {id} 7 1790000000 node1 {sig}"),
+            format!("rbrevoke1 node4 {k} {id} 7 1790000000 node1 {}", &sig[2..]),
         ] {
             assert_eq!(Removal::parse_line(&bad), None, "{bad:?}");
         }
         assert!(r.describe().contains("node4") && r.describe().contains("node1"));
     }
 
+    /// Issue 13 attack 1: any member could gossip removals of every key. Only the
+    /// authority's signature makes a removal; a changed field or another signer is refused.
+    #[test]
+    fn only_the_authority_signs_removals() {
+        let r = removal(1_790_000_000);
+        let auth = authority().public();
+        let mut moved = r.clone();
+        moved.name = "node2".into();
+        assert!(
+            !moved.verify(&auth),
+            "another name under the same signature"
+        );
+        let forger = Authority::from_seed(&zeroize::Zeroizing::new([5u8; 32]));
+        let k: PublicKey = r.public_key.parse().unwrap();
+        let forged = Removal::signed(&forger, "node4", &k, r.identity_key(), 7, 1, "node2");
+        assert!(!forged.verify(&auth));
+        let mut unsigned = r.clone();
+        unsigned.signature = String::new();
+        assert!(!unsigned.verify(&auth));
+    }
+
     /// Issue 14: one gossip line stamped after year 9999 made `describe` panic inside
     /// `sync_forever`, killing every member's sync task.
     #[test]
     fn removal_times_past_year_9999_neither_parse_nor_panic() {
-        let k = key();
-        let last = format!("node4 {k} {LAST_TIME} node1");
-        let parsed = Removal::parse_line(&last).expect("the last writable second parses");
+        let r = removal(LAST_TIME);
+        let parsed = Removal::parse_line(&r.line()).expect("the last writable second parses");
         assert!(parsed.describe().contains("9999-12-31T23:59:59Z"));
         for at in [LAST_TIME + 1, u64::MAX] {
-            let line = format!("node4 {k} {at} node1");
+            let line = r
+                .line()
+                .replace(&format!(" {LAST_TIME} "), &format!(" {at} "));
             assert_eq!(Removal::parse_line(&line), None, "{line}");
             // A saved file may still hold one: describing it must not panic.
-            let text = removal(at).describe();
+            let mut saved = removal(1);
+            saved.at = at;
+            let text = saved.describe();
             assert!(text.contains(&format!("Unix time {at}")), "{text}");
         }
     }
@@ -273,14 +415,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("mesh-removed.json");
         assert_eq!(load_removals(&f).unwrap(), Vec::new());
-        let r = Removal {
-            name: "-".into(),
-            public_key: key(),
-            at: 5,
-            by: "node2".into(),
-        };
+        let r = removal(5);
         save_removals(&f, std::slice::from_ref(&r)).unwrap();
         assert_eq!(load_removals(&f).unwrap(), vec![r]);
+        // A file of the version before signed removals still loads.
+        let k = key();
+        std::fs::write(
+            &f,
+            format!("[{{\"name\": \"-\", \"public_key\": \"{k}\", \"at\": 5, \"by\": \"n\"}}]"),
+        )
+        .unwrap();
+        let old = load_removals(&f).unwrap();
+        assert_eq!(
+            (old[0].identity.as_str(), old[0].signature.as_str()),
+            ("-", "")
+        );
         std::fs::write(&f, b"[{\"name\": ").unwrap();
         let e = load_removals(&f).unwrap_err().to_string();
         assert!(e.contains("mesh-removed.json is corrupt"), "{e}");

@@ -68,9 +68,14 @@ impl RotationPlan {
     }
 }
 
+/// How far above its own counter a member follows a gossiped generation. A rotation raises
+/// the counter by one, so a member away for fewer rotations than this catches up; a forged
+/// `u64::MAX` (which, with an all-`ff` salt, no later rotation could ever beat) is ignored.
+pub const MAX_GENERATION_STEP: u64 = 1000;
+
 /// Whether a member at generation `cur` takes `offered` (`force`: at start, the saved one).
 pub(crate) fn adopts(cur: &JoinGeneration, offered: &JoinGeneration, force: bool) -> bool {
-    force || offered > cur
+    force || (offered > cur && offered.n <= cur.n.saturating_add(MAX_GENERATION_STEP))
 }
 
 /// What `node remove` sees while it waits for the rotated token.
@@ -220,6 +225,35 @@ mod tests {
             adopts(&g2, &same_n, false),
             "equal counters: the higher salt"
         );
+    }
+
+    /// Issue 13 attack 5: a forged `join_gen` of `u64::MAX` with an all-`ff` salt pinned the
+    /// token forever (no rotation could beat it).
+    #[test]
+    fn a_forged_generation_far_ahead_is_not_adopted() {
+        let cur = JoinGeneration::salted(4);
+        let pin = JoinGeneration {
+            n: u64::MAX,
+            salt: vec![0xff; 16],
+        };
+        assert!(!adopts(&cur, &pin, false), "u64::MAX pins nothing");
+        let far = JoinGeneration {
+            n: 4 + MAX_GENERATION_STEP + 1,
+            salt: vec![0xff; 16],
+        };
+        assert!(!adopts(&cur, &far, false));
+        let catch_up = JoinGeneration::salted(4 + MAX_GENERATION_STEP);
+        assert!(
+            adopts(&cur, &catch_up, false),
+            "a member away for a while catches up"
+        );
+        // And the cluster keeps rotating past a near one.
+        let near = JoinGeneration {
+            n: 5,
+            salt: vec![0xff; 16],
+        };
+        assert!(adopts(&cur, &near, false));
+        assert!(adopts(&near, &near.next(), false));
     }
 
     #[test]

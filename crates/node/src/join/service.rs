@@ -1,9 +1,11 @@
 //! The join endpoint of a node: an [`Intercept`](rustbalance_proxy::Intercept) on the proxy.
 //!
 //! ```text
-//!  classify: "POST <PATH_PREFIX><path id> " with the current token's path id? ─ no ─▶ target
-//!  serve:    rate limit ─▶ head + body (limits, one deadline) ─▶ MAC ─▶ clock ─▶ nonce
-//!            ─▶ replay ─▶ name ─▶ admitter ─▶ 200 + grant + response MAC | refusal
+//!  classify: "POST <PATH_PREFIX><token id> ", the id minted with the current generation's
+//!            key, not expired, not spent? ─ no ─▶ target (wrong, expired, spent: alike)
+//!  serve:    rate limit ─▶ head + body (limits, one deadline) ─▶ token again ─▶ MAC ─▶ clock
+//!            ─▶ nonce ─▶ replay ─▶ name ─▶ spend ─▶ admitter ─▶ 200 + grant + response MAC
+//!            | refusal (a failed admission gives the token back)
 //! ```
 //!
 //! The checks run in that order so that nothing is remembered for forgeries.
@@ -16,7 +18,9 @@ use super::message::{
 };
 use super::refusal::Refusal;
 use super::replay::ReplayCache;
-use super::token::{JoinToken, PATH_ID_HEX};
+use super::spent::SpentTokens;
+use super::token::{JoinKey, JoinToken, LiveToken, PATH_ID_HEX};
+use rustbalance_hs::OnionAddress;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
@@ -34,7 +38,9 @@ const REQUEST_START: &[u8] = b"POST ";
 
 /// The join endpoint of a node: an [`Intercept`](rustbalance_proxy::Intercept) on the proxy.
 pub struct JoinService {
-    token: RwLock<Option<JoinToken>>,
+    /// The current generation's key with the master address and port tokens carry.
+    key: RwLock<Option<(JoinKey, OnionAddress, u16)>>,
+    spent: Mutex<SpentTokens>,
     admitter: RwLock<Option<Admitter>>,
     limiter: Mutex<RateLimiter>,
     replay: Mutex<ReplayCache>,
@@ -49,7 +55,7 @@ pub(crate) fn unix_now() -> u64 {
 }
 
 impl JoinService {
-    /// A join endpoint that takes nothing until [`set_token`](Self::set_token) and
+    /// A join endpoint that takes nothing until [`set_key`](Self::set_key) and
     /// [`set_admitter`](Self::set_admitter) are called.
     pub fn new() -> Arc<JoinService> {
         Self::with_clock(unix_now)
@@ -58,7 +64,8 @@ impl JoinService {
     /// As [`new`](Self::new), with a fake clock (tests).
     pub fn with_clock(clock: fn() -> u64) -> Arc<JoinService> {
         Arc::new(JoinService {
-            token: RwLock::new(None),
+            key: RwLock::new(None),
+            spent: Mutex::new(SpentTokens::default()),
             admitter: RwLock::new(None),
             limiter: Mutex::new(RateLimiter::default()),
             replay: Mutex::new(ReplayCache::default()),
@@ -67,11 +74,57 @@ impl JoinService {
         })
     }
 
-    /// Accept this token from now on (and no other).
-    pub fn set_token(&self, token: JoinToken) {
-        if let Ok(mut t) = self.token.write() {
-            *t = Some(token);
+    /// Accept the tokens of this generation's key, for `master:port`, from now on (and no
+    /// other).
+    pub fn set_key(&self, key: JoinKey, master: OnionAddress, port: u16) {
+        if let Ok(mut t) = self.key.write() {
+            *t = Some((key, master, port));
         }
+    }
+
+    /// Record token `id` (hex, expiring at `expires`) as spent (from gossip, or at start from
+    /// the saved list); true if it was not known.
+    pub fn note_spent(&self, id: &str, expires: u64) -> bool {
+        let now = (self.clock)();
+        self.spent
+            .lock()
+            .map(|mut s| s.insert(id, expires, now))
+            .unwrap_or(false)
+    }
+
+    /// Learn a member's spent-token gossip value; how many were new.
+    pub fn learn_spent(&self, text: &str) -> usize {
+        let now = (self.clock)();
+        self.spent
+            .lock()
+            .map(|mut s| s.learn(text, now))
+            .unwrap_or(0)
+    }
+
+    /// The spent tokens known here (expired ones forgotten).
+    pub fn spent(&self) -> SpentTokens {
+        let now = (self.clock)();
+        self.spent
+            .lock()
+            .map(|mut s| {
+                s.prune(now);
+                s.clone()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The unexpired, unspent token of the current key whose id is `hex_id`. Wrong,
+    /// expired and spent ids all cost one HMAC and a lookup.
+    fn live_token(&self, hex_id: &[u8]) -> Option<LiveToken> {
+        let now = (self.clock)();
+        let token = self.key.read().ok().and_then(|k| {
+            k.as_ref()
+                .and_then(|(k, m, p)| k.token_of(*m, *p, hex_id, now))
+        });
+        // The id as minted (lowercase): an upper-case spelling of a spent id is the same id.
+        let id = token.as_ref().map(LiveToken::id).unwrap_or_default();
+        let spent = self.spent.lock().map(|s| s.contains(&id)).unwrap_or(true);
+        token.filter(|_| !spent)
     }
 
     /// Remember a nonce another node admitted (from gossip), so that a request replayed to
@@ -82,18 +135,18 @@ impl JoinService {
         }
     }
 
-    /// Accept no token until the next [`JoinService::set_token`] (a removal is under way:
-    /// the removed machine knows the current token). Requests on the join path then go to
+    /// Accept no token until the next [`JoinService::set_key`] (a removal is under way:
+    /// the removed machine may know an unspent token). Requests on the join path then go to
     /// the target like any unknown path, and are counted as `bad_token`.
     pub fn close(&self) {
-        if let Ok(mut t) = self.token.write() {
+        if let Ok(mut t) = self.key.write() {
             *t = None;
         }
     }
 
-    /// Whether a token is accepted right now.
+    /// Whether tokens are accepted right now.
     pub fn is_open(&self) -> bool {
-        self.token.read().map(|t| t.is_some()).unwrap_or(false)
+        self.key.read().map(|t| t.is_some()).unwrap_or(false)
     }
 
     /// Take nothing any more (shutdown): forget the token and the admitter.
@@ -111,18 +164,17 @@ impl JoinService {
         }
     }
 
-    /// `f` applied to the current token, if one is accepted.
-    fn with_token<T>(&self, f: impl FnOnce(&JoinToken) -> T) -> Option<T> {
-        self.token.read().ok().and_then(|t| t.as_ref().map(f))
+    /// The token id in a request that starts with the join path (`buf`'s first bytes).
+    fn path_id(buf: &[u8]) -> &[u8] {
+        let start = REQUEST_START.len() + PATH_PREFIX.len();
+        buf.get(start..start + PATH_ID_HEX).unwrap_or_default()
     }
 
     async fn handle(self: Arc<Self>, mut s: TcpStream, mut buf: Vec<u8>, source: String) {
         let reply = match self.process(&mut s, &mut buf, &source).await {
-            Ok((nonce, body)) => {
+            Ok((token, nonce, body)) => {
                 self.counters.accepted.fetch_add(1, Relaxed);
-                let mac = self
-                    .with_token(|t| hex::encode(t.response_mac(&nonce, &body)))
-                    .unwrap_or_default();
+                let mac = hex::encode(token.response_mac(&nonce, &body));
                 let mut r = format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{MAC_HEADER}: {mac}\r\nConnection: close\r\n\r\n",
                     body.len()
@@ -147,13 +199,13 @@ impl JoinService {
         let _ = s.shutdown().await;
     }
 
-    /// Every step of one request: the nonce and the grant's bytes, or why not.
+    /// Every step of one request: the token, the nonce and the grant's bytes, or why not.
     async fn process(
         &self,
         s: &mut TcpStream,
         buf: &mut Vec<u8>,
         source: &str,
-    ) -> Result<(String, Vec<u8>), Refusal> {
+    ) -> Result<(JoinToken, String, Vec<u8>), Refusal> {
         let allowed = self
             .limiter
             .lock()
@@ -163,21 +215,40 @@ impl JoinService {
             return Err(Refusal::RateLimited);
         }
         let req = read_request(s, buf).await?;
-        self.check(&req, (self.clock)())?;
-        self.admit(req).await
+        // Spent or expired while the request arrived, or rotated: as a wrong token.
+        let token = match self.live_token(Self::path_id(buf)) {
+            Some(LiveToken::Verifiable(t)) => t,
+            // A worker cannot check the request nor certify the node: the joiner asks
+            // again, over another circuit (another node).
+            Some(LiveToken::TagOnly { .. }) => return Err(Refusal::NotEligible),
+            None => return Err(Refusal::BadToken),
+        };
+        self.check(&token, &req, (self.clock)())?;
+        let id = token.path_id();
+        if !self.note_spent(&id, token.expires()) {
+            // Another request spent it meanwhile.
+            return Err(Refusal::BadToken);
+        }
+        match self.admit(req, &token).await {
+            Ok((nonce, body)) => Ok((token, nonce, body)),
+            Err(refusal) => {
+                // Not admitted (a name taken, say): the joiner may try again with it.
+                if let Ok(mut spent) = self.spent.lock() {
+                    spent.remove(&id);
+                }
+                Err(refusal)
+            }
+        }
     }
 
     /// The MAC, then the clock, then the nonce, then the name: nothing is remembered for
     /// forgeries.
-    fn check(&self, req: &JoinRequest, now: u64) -> Result<(), Refusal> {
-        let valid = self
-            .with_token(|t| {
-                bool::from(
-                    t.request_mac(req)
-                        .ct_eq(&hex::decode(&req.mac).unwrap_or_default()),
-                )
-            })
-            .unwrap_or(false);
+    fn check(&self, token: &JoinToken, req: &JoinRequest, now: u64) -> Result<(), Refusal> {
+        let valid = bool::from(
+            token
+                .request_mac(req)
+                .ct_eq(&hex::decode(&req.mac).unwrap_or_default()),
+        );
         if !valid {
             return Err(Refusal::BadToken);
         }
@@ -204,7 +275,11 @@ impl JoinService {
     }
 
     /// Hand a checked request to the admitter; the nonce and the grant's bytes.
-    async fn admit(&self, req: JoinRequest) -> Result<(String, Vec<u8>), Refusal> {
+    async fn admit(
+        &self,
+        req: JoinRequest,
+        token: &JoinToken,
+    ) -> Result<(String, Vec<u8>), Refusal> {
         let admitter = self.admitter.read().ok().and_then(|a| a.clone());
         let Some(admit) = admitter else {
             return Err(Refusal::Starting);
@@ -214,6 +289,9 @@ impl JoinService {
             name: req.name.clone(),
             wg_public_key: req.wg_public_key.clone(),
             endpoint: req.endpoint,
+            identity: req.identity.clone(),
+            token_id: token.path_id(),
+            token_expires: token.expires(),
         })
         .await
         .map_err(Refusal::Admit)?;
@@ -333,16 +411,23 @@ pub fn classify(first: &[u8], path_id: Option<&[u8]>) -> JoinLine {
 impl rustbalance_proxy::Intercept for JoinService {
     fn classify(&self, first: &[u8]) -> rustbalance_proxy::Verdict {
         use rustbalance_proxy::Verdict;
-        let line = self
-            .with_token(|t| classify(first, Some(t.path_id().as_bytes())))
-            .unwrap_or_else(|| classify(first, None));
+        // The syntax first (pure, no secret involved); a complete join line is then checked
+        // against the live tokens (one HMAC and a lookup, the same cost for any id).
+        let line = match classify(first, None) {
+            JoinLine::Stale => {
+                let live = self.live_token(Self::path_id(first)).map(|t| t.id());
+                classify(first, live.as_ref().map(|id| id.as_bytes()))
+            }
+            decided => decided,
+        };
         match line {
             JoinLine::Partial => Verdict::Undecided,
             JoinLine::Other => Verdict::Pass,
             JoinLine::Current => Verdict::Take,
             JoinLine::Stale => {
-                // Someone tried the join path with a token we do not accept (an old one after
-                // a rotation, a typo, a guess): the target answers it like any unknown path.
+                // Someone tried the join path with a token we do not accept (spent, expired,
+                // of an old generation, a typo, a guess): the target answers it like any
+                // unknown path.
                 self.counters.bad_token.fetch_add(1, Relaxed);
                 Verdict::Pass
             }
@@ -369,53 +454,60 @@ impl rustbalance_proxy::Intercept for JoinService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rustbalance_hs::OnionAddress;
+    use crate::join::token::JoinGeneration;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
     fn addr() -> OnionAddress {
         OnionAddress::from_public_key([7u8; 32])
     }
 
+    fn key(n: u64) -> JoinKey {
+        JoinKey::derive(SECRET, Some(SECRET), &JoinGeneration::first(n))
+    }
+
+    fn line(t: &JoinToken) -> String {
+        format!("POST {} HTTP/1.1\r\n", t.path())
+    }
+
     #[test]
-    fn classify_takes_only_the_current_token() {
+    fn classify_takes_only_live_tokens_of_the_current_key() {
         use rustbalance_proxy::{Intercept, Verdict};
         let svc = JoinService::new();
-        let t = JoinToken::derive(addr(), 80, b"0123456789abcdef0123456789abcdef", 3);
-        let line = format!("POST {} HTTP/1.1\r\n", t.path());
-        // No token set yet: nothing is taken.
-        assert_eq!(svc.classify(line.as_bytes()), Verdict::Pass);
-        svc.set_token(JoinToken::derive(
-            addr(),
-            80,
-            b"0123456789abcdef0123456789abcdef",
-            3,
-        ));
+        let now = unix_now();
+        let t = key(3).mint(addr(), 80, now + 3600).unwrap();
+        // No key set yet: nothing is taken.
+        assert_eq!(svc.classify(line(&t).as_bytes()), Verdict::Pass);
+        svc.set_key(key(3), addr(), 80);
         let decided = "POST ".len() + t.path().len() + 1;
         for cut in 0..decided {
-            let v = svc.classify(&line.as_bytes()[..cut]);
+            let v = svc.classify(&line(&t).as_bytes()[..cut]);
             assert_eq!(v, Verdict::Undecided, "cut {cut}");
         }
-        assert_eq!(svc.classify(line.as_bytes()), Verdict::Take);
+        assert_eq!(svc.classify(line(&t).as_bytes()), Verdict::Take);
         assert_eq!(svc.classify(b"GET / HTTP/1.1\r\n"), Verdict::Pass);
         assert_eq!(svc.classify(b"POST /other HTTP/1.1\r\n"), Verdict::Pass);
-        let old = JoinToken::derive(addr(), 80, b"0123456789abcdef0123456789abcdef", 2);
         let before = svc.counters.bad_token.load(Relaxed);
-        let l = format!("POST {} HTTP/1.1\r\n", old.path());
-        assert_eq!(svc.classify(l.as_bytes()), Verdict::Pass);
-        assert_eq!(svc.counters.bad_token.load(Relaxed), before + 1);
-        // Closed (a removal waits for its rotation): the current token is not taken either,
-        // until a token is set again.
+        // Another generation's, an expired one, a spent one (in either case): target.
+        let old = key(2).mint(addr(), 80, now + 3600).unwrap();
+        let expired = key(3).mint(addr(), 80, now.saturating_sub(1)).unwrap();
+        let spent = key(3).mint(addr(), 80, now + 3600).unwrap();
+        assert_eq!(svc.classify(line(&spent).as_bytes()), Verdict::Take);
+        assert!(svc.note_spent(&spent.path_id(), spent.expires()));
+        for l in [line(&old), line(&expired), line(&spent)] {
+            assert_eq!(svc.classify(l.as_bytes()), Verdict::Pass, "{l}");
+        }
+        assert_eq!(svc.counters.bad_token.load(Relaxed), before + 3);
+        // An upper-case spelling of a spent id is no join line at all (ids are lowercase).
+        let upper = line(&spent).replace(&spent.path_id(), &spent.path_id().to_uppercase());
+        assert_eq!(svc.classify(upper.as_bytes()), Verdict::Pass);
+        // Closed (a removal waits for its rotation): no token is taken until a key is set.
         assert!(svc.is_open());
         svc.close();
         assert!(!svc.is_open());
-        assert_eq!(svc.classify(line.as_bytes()), Verdict::Pass);
-        assert_eq!(svc.counters.bad_token.load(Relaxed), before + 2);
-        svc.set_token(JoinToken::derive(
-            addr(),
-            80,
-            b"0123456789abcdef0123456789abcdef",
-            3,
-        ));
-        assert_eq!(svc.classify(line.as_bytes()), Verdict::Take);
+        assert_eq!(svc.classify(line(&t).as_bytes()), Verdict::Pass);
+        svc.set_key(key(3), addr(), 80);
+        assert_eq!(svc.classify(line(&t).as_bytes()), Verdict::Take);
     }
 
     /// The probe of issue 14: a join path without a path id was held until the client gave
@@ -425,7 +517,7 @@ mod tests {
     fn a_join_path_probe_is_passed_on_at_once() {
         use rustbalance_proxy::{Intercept, Verdict};
         let svc = JoinService::new();
-        svc.set_token(JoinToken::derive(addr(), 80, &[9u8; 32], 0));
+        svc.set_key(key(0), addr(), 80);
         for probe in [
             &b"POST /.well-known/rustbalance/join/ HTTP/1.0\r\n\r\n"[..],
             b"POST /.well-known/rustbalance/join/\r\n",
@@ -464,7 +556,7 @@ mod tests {
 
     #[test]
     fn undecided_exactly_on_strict_prefixes_of_a_join_line() {
-        let t = JoinToken::derive(addr(), 80, &[9u8; 32], 0);
+        let t = key(0).mint(addr(), 80, unix_now() + 3600).unwrap();
         let id = t.path_id();
         let line = format!("POST {} HTTP/1.1\r\n", t.path()).into_bytes();
         let other = format!("POST {PATH_PREFIX}{} x", "f".repeat(32)).into_bytes();

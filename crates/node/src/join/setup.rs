@@ -5,12 +5,14 @@
 
 use super::error::JoinError;
 use super::message::JoinGrant;
-use super::token::JoinToken;
+use super::node::save_generation;
+use super::service::unix_now;
+use super::token::{JoinGeneration, JoinKey, DEFAULT_TTL, JOIN_SECRET_INFO};
 use crate::config::{ClusterTemplate, Config, MeshTemplate};
 use crate::err::{Error, Result};
 use crate::keystore::{create_private_dir, write_atomic};
 use crate::layout::Layout;
-use rustbalance_hs::OnionAddress;
+use rustbalance_hs::IdentityKey;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
@@ -112,6 +114,8 @@ impl NodeDir {
                 seeds: Vec::new(),
                 priority: 10,
                 cluster_id: None,
+                quorum: None,
+                gossip_signatures: None,
             },
             self.mesh(endpoint, interface, Vec::new()),
         ))
@@ -137,6 +141,8 @@ impl NodeDir {
                 seeds: Vec::new(),
                 priority,
                 cluster_id: Some(grant.cluster_id.clone()),
+                quorum: None,
+                gossip_signatures: None,
             },
             self.mesh(endpoint, interface, peers),
         )
@@ -168,11 +174,14 @@ impl NodeDir {
         Ok(cfg)
     }
 
-    /// The first join token of the cluster in `cfg` serving `master`, also written to
-    /// `DIR/join-token` (0600); `None` without `[cluster]`. Returns the token and its file.
+    /// The first join token of the cluster in `cfg` serving `master` (single use, valid for
+    /// [`DEFAULT_TTL`]), also written to `DIR/join-token` (0600); `None` without
+    /// `[cluster]`. Generation 0 gets a random salt here, saved in the data directory, so
+    /// the token cannot be derived from the cluster secret alone. Returns the token and
+    /// its file.
     pub fn first_token(
         &self,
-        master: OnionAddress,
+        master: &IdentityKey,
         cfg: &Config,
     ) -> Result<Option<(Zeroizing<String>, PathBuf)>> {
         let Some(c) = &cfg.cluster else {
@@ -183,7 +192,18 @@ impl NodeDir {
             path: c.secret_file.clone(),
             source,
         })?);
-        let token = JoinToken::derive(master, cfg.service.virtual_port, &secret, 0).encode();
+        let layout = Layout::new(&cfg.node.data_dir);
+        create_private_dir(&layout.data_dir)?;
+        let generation = JoinGeneration::salted(0);
+        save_generation(&layout.join_generation(), &generation)?;
+        let tokens = master.derive_secret(JOIN_SECRET_INFO);
+        let key = JoinKey::derive(&secret, Some(&tokens[..]), &generation);
+        let expires = unix_now() + DEFAULT_TTL.as_secs();
+        // Invariant: a key with the master key's secret always mints.
+        let Some(token) = key.mint(master.address(), cfg.service.virtual_port, expires) else {
+            unreachable!("an eligible join key mints")
+        };
+        let token = token.encode();
         let file = self.dir.join(JOIN_TOKEN);
         write_atomic(&file, format!("{}\n", *token).as_bytes(), 0o600)?;
         Ok(Some((token, file)))

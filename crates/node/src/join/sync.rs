@@ -7,20 +7,27 @@
 use super::node::JoinNode;
 use super::peers::{admitted_lines, parse_mesh};
 use super::removal::Removal;
+use super::rotation::adopts;
+use super::spent::SPENT_KEY;
 use super::token::JoinGeneration;
-use rustbalance_cluster::{keys, NodeView};
+use rustbalance_cluster::{keys, AuthorityKey, NodeView};
 use rustbalance_mesh::{MeshPeer, PublicKey};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The removals other members gossip; a removed member's word counts for nothing (it may
-/// not have stopped).
+/// The removals other members gossip that the `authority` signed (none without one: a
+/// node that cannot check signatures takes no removal from gossip); a removed member's word
+/// counts for nothing (it may not have stopped).
 pub(crate) fn removals_seen(
     members: &[NodeView],
     own_name: &str,
     is_removed: impl Fn(&NodeView) -> bool,
+    authority: Option<&AuthorityKey>,
 ) -> Vec<Removal> {
+    let Some(authority) = authority else {
+        return Vec::new();
+    };
     members
         .iter()
         .filter(|m| m.node_id != own_name && !is_removed(m))
@@ -29,6 +36,7 @@ pub(crate) fn removals_seen(
                 .unwrap_or("")
                 .lines()
                 .filter_map(Removal::parse_line)
+                .filter(|r| r.verify(authority))
                 .collect::<Vec<_>>()
         })
         .collect()
@@ -45,17 +53,22 @@ pub(crate) struct PeerView {
     pub(crate) names: Vec<(String, String)>,
     /// Nonces of requests other members admitted.
     pub(crate) nonces: Vec<String>,
+    /// The other members' spent-token gossip values.
+    pub(crate) spent: Vec<String>,
 }
 
-/// Read the members' `join_gen`, `mesh` and `mesh_admitted` keys.
+/// Read the members' `join_gen`, `mesh` and `mesh_admitted` keys. With an `authority`, a
+/// member's `mesh` key counts only if its certificate binds that WireGuard key, and an
+/// admitted node only if the authority certified it (its line carries the certificate).
 pub(crate) fn read_peers(
     members: &[NodeView],
     own_name: &str,
     cur: JoinGeneration,
     is_removed: impl Fn(&NodeView) -> bool,
+    authority: Option<&AuthorityKey>,
 ) -> PeerView {
     let mut v = PeerView {
-        top: cur,
+        top: cur.clone(),
         ..PeerView::default()
     };
     for m in members
@@ -63,18 +76,31 @@ pub(crate) fn read_peers(
         .filter(|m| m.node_id != own_name && !is_removed(m))
     {
         if let Some(g) = m.get(keys::JOIN_GENERATION).and_then(JoinGeneration::parse) {
-            v.top = v.top.clone().max(g);
+            // Bounded from ours, not from the highest seen so far (no chain of steps).
+            if g > v.top && adopts(&cur, &g, false) {
+                v.top = g;
+            }
+        }
+        if let Some(t) = m.get(SPENT_KEY) {
+            v.spent.push(t.to_string());
         }
         if let Some((k, e)) = m.get(keys::MESH).and_then(parse_mesh) {
-            if let Ok(key) = k.parse() {
-                v.names.push((k, m.node_id.clone()));
-                v.wanted.push((key, e));
+            if let Ok(key) = k.parse::<PublicKey>() {
+                // A certified member's claim must be the key its certificate binds.
+                let bound = m.cert().map(|c| c.fields().wireguard);
+                if bound.is_none_or(|b| b == Some(*key.as_bytes())) {
+                    v.names.push((k, m.node_id.clone()));
+                    v.wanted.push((key, e));
+                }
             }
         }
         for line in admitted_lines(m) {
+            if authority.is_some_and(|a| !line.certified(a)) {
+                continue;
+            }
             if let (Ok(k), Some(e)) = (line.key.parse::<PublicKey>(), line.endpoint) {
                 if super::message::valid_name(line.name) {
-                    v.names.push((line.key.to_string(), line.name.to_string()));
+                    v.names.push((k.to_string(), line.name.to_string()));
                 }
                 v.wanted.push((k, e));
             }
@@ -129,29 +155,42 @@ impl JoinNode {
     /// One round of [`sync_forever`](Self::sync_forever) at `now`.
     async fn sync_once(&self, now: Instant) -> Flow {
         let members = self.membership.members().await;
-        let new = self.learn_removals(
-            removals_seen(&members, &self.name, |m| self.is_removed(m)),
-            now,
+        let authority = self.authority_key;
+        let seen = removals_seen(
+            &members,
+            &self.name,
+            |m| self.is_removed(m),
+            authority.as_ref(),
         );
+        let new = self.learn_removals(seen, now);
         if !new.is_empty() {
             for r in &new {
                 tracing::warn!("{}", r.describe());
             }
+            self.trust_removals();
             self.gossip_removals().await;
             self.forget_admitted().await;
         }
-        if let Some(r) = self.removal_of(&self.own_key.to_string()) {
+        if let Some(r) = self.own_removal() {
             self.stop_removed(r);
             return Flow::Stop;
         }
-        let view = read_peers(&members, &self.name, self.join_generation(), |m| {
-            self.is_removed(m)
-        });
+        let view = read_peers(
+            &members,
+            &self.name,
+            self.join_generation(),
+            |m| self.is_removed(m),
+            authority.as_ref(),
+        );
         for (k, n) in &view.names {
             self.note_name(k, n);
         }
         for nonce in &view.nonces {
             self.service.note_nonce(nonce);
+        }
+        let new_spent: usize = view.spent.iter().map(|t| self.service.learn_spent(t)).sum();
+        if new_spent > 0 {
+            self.gossip_spent().await;
         }
         self.adopt(view.top, false).await;
         self.rotate_if_due(now).await;
@@ -174,7 +213,10 @@ impl JoinNode {
                 match m.remove_peer(&k) {
                     Ok(true) => dropped += 1,
                     Ok(false) => {}
-                    Err(err) => tracing::warn!("cannot drop removed mesh peer {k}: {err}"),
+                    Err(err) => tracing::warn!(
+                        "cannot drop removed mesh peer {k}: {err}; retried at the next sync; \
+                         `rustbalance doctor --config FILE` checks the mesh"
+                    ),
                 }
             }
             let present: Vec<MeshPeer> = m.peers().cloned().collect();
@@ -183,7 +225,10 @@ impl JoinNode {
                 let e = p.endpoint;
                 match m.add_peer(p) {
                     Ok(()) => added += 1,
-                    Err(err) => tracing::warn!("cannot add mesh peer {e}: {err}"),
+                    Err(err) => tracing::warn!(
+                        "cannot add mesh peer {e}: {err}; retried at the next sync; \
+                         `rustbalance doctor --config FILE` checks the mesh"
+                    ),
                 }
             }
             (added, dropped)
@@ -198,7 +243,7 @@ impl JoinNode {
         }
         if added > 0 || dropped > 0 {
             if let Err(e) = self.save_peers() {
-                tracing::warn!("{e}");
+                tracing::warn!("cannot save the mesh peers: {e}; kept in memory and written again at the next change: check the data directory's free space and permissions");
             }
         }
     }
@@ -207,25 +252,20 @@ impl JoinNode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::join::peers::tests::key;
+    use crate::join::peers::tests::{key, member};
 
-    fn member(name: &str, kv: &[(&str, String)]) -> NodeView {
-        NodeView {
-            node_id: name.into(),
-            generation: 1,
-            addr: "10.0.0.1:9663".parse().unwrap(),
-            live: true,
-            state: kv.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
-        }
+    fn authority(seed: u8) -> rustbalance_cluster::Authority {
+        rustbalance_cluster::Authority::from_seed(&zeroize::Zeroizing::new([seed; 32]))
+    }
+
+    fn signed_by(a: &rustbalance_cluster::Authority, of: &str, by: &str) -> Removal {
+        let k: PublicKey = key().parse().unwrap();
+        let id = rustbalance_cluster::NodeIdentity::generate().public();
+        Removal::signed(a, of, &k, Some(id), 3, 1_790_000_000, by)
     }
 
     fn removal(of: &str, by: &str) -> Removal {
-        Removal {
-            name: of.into(),
-            public_key: key(),
-            at: 1_790_000_000,
-            by: by.into(),
-        }
+        signed_by(&authority(1), of, by)
     }
 
     #[test]
@@ -243,12 +283,116 @@ mod tests {
             ),
             member("node4", &[(keys::MESH_REMOVED, bad.line())]),
         ];
-        let seen = removals_seen(&members, "node1", |m| m.node_id == "node4");
+        let auth = authority(1).public();
+        let seen = removals_seen(&members, "node1", |m| m.node_id == "node4", Some(&auth));
         assert_eq!(
             seen,
             vec![r],
             "ours, malformed lines and a removed node's are left out"
         );
+    }
+
+    /// Issue 13 attack 1: a member gossiping removals of every member made each write its
+    /// `removed` marker and exit 77. Unsigned (old-format) lines, lines signed by anyone but
+    /// the authority, and anything at all on a node that cannot check signatures are
+    /// ignored.
+    #[test]
+    fn forged_removals_of_every_member_are_ignored() {
+        let names = ["node1", "node2", "node3"];
+        let forger = authority(9);
+        let mut forged: Vec<String> = names
+            .iter()
+            .map(|n| signed_by(&forger, n, "node3").line())
+            .collect();
+        // Today's format: name, key, time, remover, nothing signed.
+        forged.extend(
+            names
+                .iter()
+                .map(|n| format!("{n} {} 1790000000 node3", key())),
+        );
+        let members = vec![
+            member("node2", &[]),
+            member("node3", &[(keys::MESH_REMOVED, forged.join("\n"))]),
+        ];
+        let auth = authority(1).public();
+        assert!(removals_seen(&members, "node1", |_| false, Some(&auth)).is_empty());
+        let genuine = removal("node4", "node2");
+        let members = vec![member("node2", &[(keys::MESH_REMOVED, genuine.line())])];
+        assert!(
+            removals_seen(&members, "node1", |_| false, None).is_empty(),
+            "without the authority key nothing is taken"
+        );
+        assert_eq!(
+            removals_seen(&members, "node1", |_| false, Some(&auth)),
+            vec![genuine]
+        );
+    }
+
+    /// Issue 13 attack 5: any member could plant WireGuard peers through `mesh_admitted`
+    /// lines, and a member's claimed `mesh` key was taken whatever its certificate said.
+    #[test]
+    fn only_certified_keys_become_peers() {
+        use rustbalance_cluster::{CertFields, CertRole, NodeIdentity};
+        let a = authority(1);
+        let cert = |name: &str, wg: &str| {
+            let wg: PublicKey = wg.parse().unwrap();
+            a.certify(CertFields {
+                name: name.into(),
+                role: CertRole::Worker,
+                identity: NodeIdentity::generate().public(),
+                wireguard: Some(*wg.as_bytes()),
+                onion: None,
+                issued: 1,
+                serial: 2,
+            })
+            .unwrap()
+            .encode()
+        };
+        let (k2, k2_new, k5, k6, k7) = (key(), key(), key(), key(), key());
+        let nonce = "ab".repeat(16);
+        let admitted = [
+            format!("node5 {k5} 10.0.0.5:51820 {nonce} {}", cert("node5", &k5)),
+            format!("node6 {k6} 10.0.0.6:51820 {nonce}"),
+            format!("node7 {k7} 10.0.0.7:51820 {nonce} {}", cert("node7", &k5)),
+        ];
+        let members = vec![member(
+            "node2",
+            &[
+                (keys::CERT, cert("node2", &k2)),
+                (keys::MESH, format!("{k2_new} 10.0.0.2:51820")),
+                (keys::MESH_ADMITTED, admitted.join("\n")),
+            ],
+        )];
+        let auth = a.public();
+        let v = read_peers(
+            &members,
+            "node1",
+            JoinGeneration::first(0),
+            |_| false,
+            Some(&auth),
+        );
+        let wanted: Vec<String> = v.wanted.iter().map(|(k, _)| k.to_string()).collect();
+        assert_eq!(
+            wanted,
+            vec![k5.clone()],
+            "node2's changed claim, an uncertified line and a certificate of another key \
+             add nothing"
+        );
+        let members = vec![member(
+            "node2",
+            &[
+                (keys::CERT, cert("node2", &k2)),
+                (keys::MESH, format!("{k2} 10.0.0.2:51820")),
+            ],
+        )];
+        let v = read_peers(
+            &members,
+            "node1",
+            JoinGeneration::first(0),
+            |_| false,
+            Some(&auth),
+        );
+        assert_eq!(v.wanted.len(), 1, "the certified claim counts");
     }
 
     #[test]
@@ -279,11 +423,29 @@ mod tests {
                     (keys::JOIN_GENERATION, "8".into()),
                 ],
             ),
+            member(
+                "node3",
+                &[
+                    (
+                        keys::JOIN_GENERATION,
+                        format!("{} {}", u64::MAX, "ff".repeat(16)),
+                    ),
+                    (SPENT_KEY, "spent".into()),
+                ],
+            ),
         ];
-        let v = read_peers(&members, "node1", JoinGeneration::first(2), |m| {
-            m.node_id == "node4"
-        });
-        assert_eq!(v.top, salted, "ours (9) and node4's (8) do not count");
+        let v = read_peers(
+            &members,
+            "node1",
+            JoinGeneration::first(2),
+            |m| m.node_id == "node4",
+            None,
+        );
+        assert_eq!(
+            v.top, salted,
+            "ours (9), node4's (8) and node3's pin (u64::MAX) do not count"
+        );
+        assert_eq!(v.spent, vec!["spent".to_string()]);
         let wanted: Vec<String> = v.wanted.iter().map(|(k, _)| k.to_string()).collect();
         assert_eq!(wanted, vec![k2.clone(), k5.clone(), k3.clone()]);
         assert_eq!(

@@ -1,4 +1,4 @@
-//! `rustbalance init | join | token show | token rotate | node remove`: arguments in,
+//! `rustbalance init | join | token create | token rotate | node remove`: arguments in,
 //! node library calls, printing out.
 
 use crate::cli::{KeyProtection, NodeArgs};
@@ -9,14 +9,11 @@ use rustbalance_node::join::client::{join_over_tor, read_token, save_grant, Join
 use rustbalance_node::join::command::AdminClient;
 use rustbalance_node::join::setup::{host_name, tor_settings, NodeDir};
 use rustbalance_node::join::{valid_name, JoinParams, JoinTimers, JoinToken};
-use rustbalance_node::keystore::{KeyFiles, Passphrase};
+use rustbalance_node::keystore::Passphrase;
 use rustbalance_node::Config;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// File name of a sealed master key inside the node directory.
-const MASTER_KEY: &str = "master.key";
 
 /// Open an existing master key file, plain (tor's format) or sealed; a sealed one with
 /// the passphrase in `passphrase_file` (read first, even for a plain key), else the
@@ -28,44 +25,33 @@ fn load_master_key(path: &Path, passphrase_file: Option<&Path>) -> Result<Identi
 
 /// Write the master key as `protection` says; returns (key file, passphrase file for the config).
 /// Never replaces a master key already in `dir`: that would lose the .onion address.
-fn write_master_key(
+pub(crate) fn write_master_key(
     key: &IdentityKey,
     dir: &Path,
     protection: &KeyProtection,
 ) -> Result<(PathBuf, Option<PathBuf>)> {
-    for existing in [
-        dir.join(MASTER_KEY),
-        dir.join("master")
-            .join(rustbalance_hs::keys::SECRET_KEY_FILE),
-    ] {
-        if existing.exists() {
-            bail!(
-                "{} already holds a master key; refusing to overwrite it (use another --dir, \
-                 or --master-key {} to start from it)",
-                existing.display(),
-                existing.display()
-            );
+    use rustbalance_node::keystore::{store_master, MasterStorage};
+    let storage = if protection.plain_key {
+        MasterStorage::Plain
+    } else {
+        let passphrase_file = protection
+            .passphrase_file
+            .clone()
+            .context("--passphrase-file FILE or --plain-key is required")?;
+        eprintln!("sealing the master key (argon2id, 64 MiB)...");
+        MasterStorage::Sealed {
+            passphrase_file,
+            systemd_credential: protection.systemd_credential,
         }
-    }
+    };
+    let stored = store_master(key, dir, &storage)?;
     if protection.plain_key {
-        let kd = dir.join("master");
-        key.write_tor_dir(&kd)?;
         eprintln!(
             "warning: the master key is stored unencrypted in {}",
-            kd.display()
+            stored.key_file.display()
         );
-        return Ok((kd.join(rustbalance_hs::keys::SECRET_KEY_FILE), None));
     }
-    let pf = protection
-        .passphrase_file
-        .as_ref()
-        .context("--passphrase-file FILE or --plain-key is required")?;
-    let pf = std::path::absolute(pf)?;
-    let pass = rustbalance_node::keystore::passphrase_from_file(&pf)?;
-    let file = dir.join(MASTER_KEY);
-    eprintln!("sealing the master key (argon2id, 64 MiB)...");
-    key.write_sealed(&file, &pass, rustbalance_hs::sealed::SealParams::default())?;
-    Ok((file, (!protection.systemd_credential).then_some(pf)))
+    Ok((stored.key_file, stored.passphrase_file))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -96,6 +82,8 @@ pub fn init(
         None => IdentityKey::generate(&mut rand::rng()),
     };
     nd.create()?;
+    rustbalance_node::keystore::create_private_dir(&nd.layout().data_dir)?;
+    rustbalance_node::keystore::identity::load_or_create(&nd.layout())?;
     let (extra_torrc, testing_network) = tor_settings(node.tor_from.as_deref())?;
     let (key_file, passphrase_file) = write_master_key(&key, &nd.dir, protection)?;
     let (cluster, mesh) = match endpoint {
@@ -132,7 +120,7 @@ pub fn init(
 
 /// After `init`: how to start the node and, for a cluster, the first join token.
 fn print_next_steps(nd: &NodeDir, key: &IdentityKey, cfg: &Config, target: &str) -> Result<()> {
-    let Some((token, token_file)) = nd.first_token(key.address(), cfg)? else {
+    let Some((token, token_file)) = nd.first_token(key, cfg)? else {
         eprintln!(
             "start it with: rustbalance run --config {}",
             nd.config.display()
@@ -146,7 +134,8 @@ fn print_next_steps(nd: &NodeDir, key: &IdentityKey, cfg: &Config, target: &str)
         nd.config.display()
     );
     eprintln!(
-        "join token (a secret; also in {}, 0600):",
+        "join token (a secret: admits one node, once, within an hour; also in {}, 0600; \
+         make more with `rustbalance token create` on a running member):",
         token_file.display()
     );
     println!("{}", *token);
@@ -210,11 +199,14 @@ pub fn join(
         check_master_key(k, passphrase_file.as_deref(), &token)?;
     }
     nd.create()?;
+    rustbalance_node::keystore::create_private_dir(&nd.layout().data_dir)?;
+    let identity = rustbalance_node::keystore::identity::load_or_create(&nd.layout())?;
     let (extra_torrc, testing_network) = tor_settings(node.tor_from.as_deref())?;
     let params = JoinParams {
         name: name.clone(),
         wg_public_key: nd.mesh_key()?.to_string(),
         endpoint,
+        identity: identity.public().to_string(),
     };
     let layout = nd.layout();
     let retry = JoinRetry::new(Duration::from_secs(timeout));
@@ -233,7 +225,7 @@ pub fn join(
         grant.admitted_by,
         grant.members.len()
     );
-    save_grant(&layout, &nd.cluster_secret_file(), &grant)?;
+    save_grant(&layout, &nd.cluster_secret_file(), &grant, &params)?;
     let (cluster, mesh) = nd.joined_member(&grant, endpoint, priority, &node.mesh_interface);
     let text = Template {
         name,
@@ -260,26 +252,33 @@ pub fn join(
     Ok(())
 }
 
-pub fn token_show(config: &Path) -> Result<()> {
-    print!("{}", *AdminClient::new(config)?.token()?);
+pub fn token_create(config: &Path, ttl: Duration) -> Result<()> {
+    let token = AdminClient::new(config)?.create(ttl)?;
+    eprintln!(
+        "join token (a secret: admits one node, once; expires in {}):",
+        humantime::format_duration(ttl)
+    );
+    print!("{}", *token);
     Ok(())
 }
 
 pub fn token_rotate(config: &Path) -> Result<()> {
-    print!("{}", *AdminClient::new(config)?.rotate()?);
-    eprintln!("the old token is refused from now on (other nodes follow within seconds)");
+    eprint!("{}", *AdminClient::new(config)?.rotate()?);
     Ok(())
 }
 
 pub fn node_remove(config: &Path, who: &str) -> Result<()> {
-    let token = AdminClient::new(config)?.remove(who, &JoinTimers::default(), |answer| {
+    let key = AdminClient::new(config)?.remove(who, &JoinTimers::default(), |answer| {
         eprint!("{answer}");
         eprintln!(
             "its intro points leave the descriptor now; every member drops its WireGuard peer \
-             within seconds; waiting for the token rotation ..."
+             within seconds; waiting for the join key rotation ..."
         );
     })?;
-    eprintln!("new join token (the old one is refused from now on):");
-    print!("{}", *token);
+    eprintln!(
+        "join key rotated ({}): every token made before is void; make new ones with \
+         `rustbalance token create`",
+        key.trim()
+    );
     Ok(())
 }

@@ -4,15 +4,9 @@ use anyhow::{Context, Result};
 use rustbalance_node::Config;
 use std::path::Path;
 
-pub fn run(config: &Path) -> Result<()> {
+pub fn run(config: &Path, log_format: crate::cli::LogFormatArg) -> Result<()> {
     let cfg = Config::load(config)?;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    rustbalance_node::logging::init(log_format.into());
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async move {
         let shutdown = async {
@@ -50,12 +44,32 @@ pub fn check(config: &Path) -> Result<()> {
     Ok(())
 }
 
-pub fn status(config: &Path, json: bool) -> Result<()> {
+pub fn status(config: &Path, json: bool, page_link: bool) -> Result<()> {
     let cfg = Config::load(config)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let cookie = rustbalance_node::layout::Layout::new(&cfg.node.data_dir).admin_cookie();
+    if page_link {
+        let url = rt
+            .block_on(rustbalance_node::admin::page_link(
+                cfg.admin.listen,
+                &cookie,
+            ))
+            .with_context(|| {
+                format!(
+                    "no login link from the node on {} (is `rustbalance run` running, and may \
+                     this user read {}?)",
+                    cfg.admin.listen,
+                    cookie.display()
+                )
+            })?;
+        println!("{}", *url);
+        eprintln!(
+            "open it within 60 s; it works once (over an SSH tunnel, forward the admin port)"
+        );
+        return Ok(());
+    }
     let body = rt
         .block_on(rustbalance_node::admin::status(cfg.admin.listen, &cookie))
         .with_context(|| {

@@ -1,12 +1,16 @@
 //! Cut a node off and heal it, with every node in its own network
 //! namespace: the cut publisher is replaced, the cut node does not crash
-//! and stops publishing, and after healing there is exactly one publisher
-//! again and the healed node's intro points are back in the published
-//! descriptor. Nodes `cut1`…`cut3`.
+//! and stops publishing, and stays quiet for 90 s, past the 60 s after
+//! which an earlier election forgot the others and took the lease alone,
+//! while the majority side keeps exactly one publisher (the lease timeline
+//! is printed); after healing there is exactly one publisher again and the
+//! healed node's intro points are back in the published descriptor. Nodes
+//! `cut1`…`cut3`.
 
 use anyhow::{ensure, Result};
 use rustbalance_lab::Lab;
-use rustbalance_testbed::cluster::ns::start_ns_cluster;
+use rustbalance_node::config::QuorumMode;
+use rustbalance_testbed::cluster::ns::{start_ns_cluster_with, Knobs};
 use rustbalance_testbed::{poll_until, publisher, wait_cluster_up, wait_published, NsNode};
 use std::time::{Duration, SystemTime};
 
@@ -15,7 +19,19 @@ const LIVENESS: Duration = Duration::from_secs(120);
 
 pub async fn cut_and_heal_a_publisher(lab: Lab) -> Result<()> {
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_rustbalance"));
-    let (master, mut nodes) = start_ns_cluster(&lab, "cut", 3, bin, true)?;
+    // Partition safety is what `cluster.quorum = "majority"` buys (the default, "live",
+    // lets a cut-off node publish too).
+    let (master, mut nodes) = start_ns_cluster_with(
+        &lab,
+        "cut",
+        3,
+        bin,
+        true,
+        Knobs {
+            quorum: Some(QuorumMode::Majority),
+            ..Knobs::default()
+        },
+    )?;
     let url = format!("http://{}/", master.address());
     let r = cut_and_heal(&lab, &nodes, &url).await;
     for n in nodes.iter_mut() {
@@ -29,6 +45,8 @@ async fn cut_and_heal(lab: &Lab, nodes: &[NsNode], url: &str) -> Result<()> {
     let p = wait_cluster_up(lab, nodes, url, Duration::from_secs(240))
         .await?
         .node;
+    // Operator tooling on the live cluster (lab_netns/ops.rs).
+    super::ops::monitoring_and_doctor(nodes).await?;
 
     // Cut the publisher off.
     let cut_at = SystemTime::now();
@@ -62,6 +80,7 @@ async fn cut_and_heal(lab: &Lab, nodes: &[NsNode], url: &str) -> Result<()> {
         "cut node stopped publishing {:.1}s after the cut",
         took.as_secs_f64() + next.waited.as_secs_f64()
     );
+    stays_quiet_past_forget_after(nodes, p, cut_at).await?;
     // The lab client keeps its cached descriptor, which still lists the cut node's
     // intro points. A cut (unlike a kill) black-holes that node: its intro points
     // still accept introductions, and the client learns they are dead only when each
@@ -106,5 +125,63 @@ async fn cut_and_heal(lab: &Lab, nodes: &[NsNode], url: &str) -> Result<()> {
     ensure!(publisher(nodes, &[]).await.is_some());
     lab.wait_http(url, "served by", Duration::from_secs(60))
         .await?;
+    Ok(())
+}
+
+/// How long the cut node is watched: past the 60 s after which an earlier election
+/// forgot dead members and took the lease alone (issue 15).
+const QUIET_WINDOW: Duration = Duration::from_secs(90);
+
+/// Watch every node until `QUIET_WINDOW` after the cut: the cut node `p` never publishes
+/// again and the majority side never has two publishers. Prints the lease timeline.
+async fn stays_quiet_past_forget_after(
+    nodes: &[NsNode],
+    p: usize,
+    cut_at: SystemTime,
+) -> Result<()> {
+    let since_cut = || cut_at.elapsed().unwrap_or_default();
+    let publishes = |s: &serde_json::Value| s["cluster"]["publishes"].as_u64();
+    let before = nodes[p].status().await.as_ref().and_then(publishes);
+    let mut last: Option<Vec<String>> = None;
+    while since_cut() < QUIET_WINDOW {
+        let mut holders = Vec::new();
+        for (i, n) in nodes.iter().enumerate() {
+            let Some(s) = n.status().await else { continue };
+            if s["cluster"]["role"] == "publisher" {
+                holders.push(n.name.clone());
+            }
+            if i == p {
+                ensure!(
+                    s["cluster"]["role"] == "follower" && publishes(&s) == before,
+                    "the cut node published again {:.1}s after the cut: {}",
+                    since_cut().as_secs_f64(),
+                    s["cluster"]
+                );
+            }
+        }
+        ensure!(
+            holders.len() <= 1,
+            "two publishers on the majority side {:.1}s after the cut: {holders:?}",
+            since_cut().as_secs_f64()
+        );
+        if last.as_ref() != Some(&holders) {
+            eprintln!(
+                "lease timeline: {:6.1}s after the cut, publisher: {holders:?}",
+                since_cut().as_secs_f64()
+            );
+            last = Some(holders);
+        }
+        // An observation window, not a wait: one round of status reads per second.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    ensure!(
+        last.is_some_and(|h| h.len() == 1),
+        "no publisher on the majority side at the end of the window"
+    );
+    eprintln!(
+        "{} stayed quiet for {:.0}s after the cut",
+        nodes[p].name,
+        QUIET_WINDOW.as_secs_f64()
+    );
     Ok(())
 }

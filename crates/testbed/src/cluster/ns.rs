@@ -64,6 +64,11 @@ impl NsNode {
         ))
     }
 
+    /// Pid of its `rustbalance run` process (None once stopped).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(LabProcess::pid)
+    }
+
     /// `/status` of the node, asked from inside its namespace
     /// (`rustbalance status --json`), `None` if it does not answer.
     pub async fn status(&self) -> Option<serde_json::Value> {
@@ -125,7 +130,30 @@ pub fn start_ns_cluster(
     bin: &Path,
     mesh: bool,
 ) -> Result<(IdentityKey, Vec<NsNode>)> {
-    let files = ClusterFiles::create(lab, prefix)?;
+    start_ns_cluster_with(lab, prefix, n, bin, mesh, Knobs::default())
+}
+
+/// Cluster settings a lab case or benchmark sets on every node.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Knobs {
+    /// `cluster.quorum` (`None`: the default).
+    pub quorum: Option<rustbalance_node::config::QuorumMode>,
+    /// `cluster.gossip_signatures` (`None`: the default).
+    pub gossip_signatures: Option<rustbalance_node::config::SignatureMode>,
+}
+
+/// [`start_ns_cluster`] with [`Knobs`] set on every node.
+pub fn start_ns_cluster_with(
+    lab: &Lab,
+    prefix: &str,
+    n: usize,
+    bin: &Path,
+    mesh: bool,
+    knobs: Knobs,
+) -> Result<(IdentityKey, Vec<NsNode>)> {
+    let mut files = ClusterFiles::create(lab, prefix)?;
+    files.quorum = knobs.quorum;
+    files.gossip_signatures = knobs.gossip_signatures;
     let names: Vec<String> = (1..=n).map(|i| format!("{prefix}{i}")).collect();
     let hosts = names
         .iter()

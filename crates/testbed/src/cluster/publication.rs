@@ -57,6 +57,23 @@ pub fn published_nodes(p: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// How many intro points a publication lists, over all nodes.
+pub fn listed_intro_points(p: &Value) -> usize {
+    p["intro_points"]
+        .as_object()
+        .map(|o| o.values().filter_map(Value::as_u64).sum::<u64>())
+        .unwrap_or(0) as usize
+}
+
+/// The revision a publication uploaded for time period `period` (None: no such slot).
+pub fn revision_for(p: &Value, period: u64) -> Option<u64> {
+    p["slots"]
+        .as_array()?
+        .iter()
+        .find(|s| s["period_num"].as_u64() == Some(period))
+        .and_then(|s| s["revision"].as_u64())
+}
+
 /// When a publication started, in Unix seconds (0 if unknown).
 pub fn at_unix(p: &Value) -> u64 {
     p["at"]

@@ -117,8 +117,12 @@ async fn follow(
         Err(e) => e.to_string(),
     };
     let delay = backoff(spec, *attempt);
-    tracing::warn!("tor (pid {pid:?}) died: {how}; restarting in {delay:?}");
     let tail = exit_tail(spec);
+    tracing::warn!(
+        "tor (pid {pid:?}) died: {how}; restarting in {delay:?}; its last log lines say why: \
+         {}; if it keeps dying, run `rustbalance doctor --config FILE`",
+        tail.replace('\n', " | ")
+    );
     tx.send_modify(|s| {
         s.phase = TorPhase::Restarting;
         s.pid = None;

@@ -23,7 +23,10 @@ fn input(intros: &str, pow: &str, periods: &[u64], ring: &str) -> PublishInputs 
 /// A node that has published `inp` completely at `at`.
 fn published(inp: &PublishInputs, at: Instant, t: &Timers) -> PublishState {
     let mut s = PublishState::default();
-    assert!(s.building(1), "the first build makes this node publisher");
+    assert!(
+        s.building(1, 1),
+        "the first build makes this node publisher"
+    );
     s.finished(inp.clone(), Outcome::Complete, at, t);
     s
 }
@@ -64,27 +67,14 @@ fn a_standby_that_gets_the_lease_publishes_at_once_without_the_dead_publisher() 
 }
 
 #[test]
-fn the_last_node_standing_publishes_its_pow_params_and_drops_them_when_others_return() {
+fn pow_params_coming_and_going_trigger_a_publication() {
+    // Which pow-params may go in is `cluster::pow`'s decision; here only the trigger.
     let t = Timers::default();
     let t0 = Instant::now();
     let (k1, k2) = (key(), key());
     let own_pow = "v1 seed 8 expiry".to_string();
     let both = intros_of(vec![node("node1", &k1, &[]), node("node2", &k2, &[])]);
     let alone = intros_of(vec![node("node1", &k1, &[])]);
-    // Not alone: no PoW parameters in the master descriptor.
-    assert_eq!(fallback_pow(&both.nodes, "node1", Some(&own_pow)), None);
-    // Alone: its own.
-    assert_eq!(
-        fallback_pow(&alone.nodes, "node1", Some(&own_pow)),
-        Some(own_pow.clone())
-    );
-    // Alone without PoW of its own: none.
-    assert_eq!(fallback_pow::<String>(&alone.nodes, "node1", None), None);
-    // The one node left is another node: this publisher's own PoW does not go in.
-    let other = intros_of(vec![node("node2", &k2, &[])]);
-    assert_eq!(fallback_pow(&other.nodes, "node1", Some(&own_pow)), None);
-
-    // The publisher sees the PoW parameters come and go.
     let pow = pow_fingerprint(Some(&own_pow));
     assert_eq!(pow_fingerprint::<String>(None), "");
     let with_pow = input(&alone.fingerprint, &pow, &[1], "r");
@@ -99,7 +89,7 @@ fn the_last_node_standing_publishes_its_pow_params_and_drops_them_when_others_re
     // node2 is back: the set changed and the PoW goes.
     let back = input(&both.fingerprint, "", &[1], "r");
     assert_eq!(s.reason(&back, t0 + secs(2), &t), Some(Reason::Changed));
-    s.building(3);
+    s.building(3, 3);
     s.finished(back.clone(), Outcome::Complete, t0 + secs(3), &t);
     assert_eq!(s.reason(&back, t0 + secs(4), &t), None);
 }
@@ -112,8 +102,12 @@ fn a_removed_node_triggers_a_publication_without_it() {
     let full = intros_of(vec![node("node1", &k1, &[]), node("node2", &k2, &[])]);
     let inp = input(&full.fingerprint, "", &[1], "r");
     let s = published(&inp, t0, &t);
-    let line = format!("node2 {k2} 1795000000 node1");
-    let removed = intros_of(vec![node("node1", &k1, &[line]), node("node2", &k2, &[])]);
+    let line = crate::join::removal::tests::line("node2", &k2);
+    let authority = crate::join::removal::tests::authority().public();
+    let removed = crate::cluster::roster::intros_checked(
+        vec![node("node1", &k1, &[line]), node("node2", &k2, &[])],
+        Some(&authority),
+    );
     assert_eq!(removed.nodes.len(), 1);
     assert_eq!(removed.nodes[0].instance, "node1");
     let inp2 = input(&removed.fingerprint, "", &[1], "r");
@@ -167,7 +161,7 @@ fn failed_hsdirs_are_retried_after_a_doubling_backoff() {
     let t0 = Instant::now();
     let inp = input("a", "", &[1], "r");
     let mut s = PublishState::default();
-    s.building(1);
+    s.building(1, 1);
     // Some HSDirs did not confirm: retry after 10 s, not before.
     s.finished(inp.clone(), Outcome::Incomplete, t0, &t);
     assert_eq!(s.reason(&inp, t0 + secs(9), &t), None);
@@ -194,11 +188,11 @@ fn failed_hsdirs_are_retried_after_a_doubling_backoff() {
 fn one_build_per_second_and_a_role_change_once() {
     let mut s = PublishState::default();
     assert!(s.may_build(100));
-    assert!(s.building(100));
+    assert!(s.building(100, 100));
     assert!(!s.may_build(100), "same second: same revision counter");
     assert!(!s.may_build(99));
     assert!(s.may_build(101));
-    assert!(!s.building(101), "already publisher");
+    assert!(!s.building(101, 101), "already publisher");
 }
 
 #[test]
@@ -267,4 +261,22 @@ fn refetch_and_advert_changes() {
     assert_eq!(advert("x", Some("x".into())), Advert::Keep);
     assert_eq!(advert("x", None), Advert::Withdraw);
     assert_eq!(advert("", None), Advert::Keep);
+}
+
+#[test]
+fn the_revision_time_never_goes_back_nor_follows_a_forged_future() {
+    let mut s = PublishState::default();
+    // Not publishing yet: the first build is `margin` (5 s) ahead of our clock.
+    assert_eq!(s.revision_time(1_000, [], 60, 5), 1_005);
+    // Another publisher's clock was 8 s ahead.
+    assert_eq!(s.revision_time(1_000, [1_008], 60, 5), 1_009);
+    // A time an hour ahead is ignored.
+    assert_eq!(s.revision_time(1_000, [4_600], 60, 5), 1_005);
+    // Our own last revision counts even before gossip carries it; later builds take
+    // no margin.
+    s.building(1_000, 1_005);
+    assert_eq!(s.revision_time(1_001, [], 60, 5), 1_006);
+    assert_eq!(s.revision_time(1_100, [], 60, 5), 1_100);
+    assert!(s.may_build(1_001));
+    assert!(!s.may_build(1_000));
 }

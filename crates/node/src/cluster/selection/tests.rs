@@ -180,6 +180,7 @@ fn a_hostile_member_cannot_take_the_descriptor_or_stop_publication() {
             intro_points: &ips,
             flow_control: None,
             pow_params: None,
+            auth_clients: None,
         },
         &mut rng,
     );

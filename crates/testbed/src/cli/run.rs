@@ -1,12 +1,12 @@
-//! `rustbalance lab ...`: parses nothing, prints everything; the work is
-//! in `rustbalance-lab` (the Tor network) and `rustbalance-testbed`
-//! (clusters, node configs, the demo).
+//! Running `rustbalance lab ...`: parses nothing, prints everything; the work is in
+//! `rustbalance-lab` (the Tor network) and the rest of this crate (clusters, node
+//! configs, the demo).
 
-use crate::cli::{LabCmd, LabDir};
+use super::{LabCmd, LabDir};
+use crate::demo::progress_line;
+use crate::lab_cluster::{self, Narrator};
 use anyhow::{bail, Context, Result};
 use rustbalance_lab::{DemoTarget, Lab, LabOptions, Placement};
-use rustbalance_testbed::demo::progress_line;
-use rustbalance_testbed::lab_cluster::{self, Narrator};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -38,6 +38,7 @@ fn bin() -> Result<PathBuf> {
     std::env::current_exe().context("locate the rustbalance binary")
 }
 
+/// Run one `rustbalance lab` command to its end.
 pub fn run(cmd: LabCmd) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -98,7 +99,7 @@ pub fn run(cmd: LabCmd) -> Result<()> {
                 master_key,
                 admin,
             } => {
-                let text = rustbalance_testbed::node_config::node_config(
+                let text = crate::node_config::node_config(
                     &dir.open()?,
                     &name,
                     &target,
@@ -108,12 +109,20 @@ pub fn run(cmd: LabCmd) -> Result<()> {
                 print!("{text}");
                 Ok(())
             }
+            LabCmd::Flood {
+                dir,
+                url,
+                rate,
+                count,
+                duration,
+                clients,
+            } => flood(&dir.open()?, &url, rate, count, duration, clients).await,
             LabCmd::Demo {
                 dir,
                 requests,
                 keep,
             } => {
-                rustbalance_testbed::demo::demo(
+                crate::demo::demo(
                     &dir.path("rustbalance-demo"),
                     &bin()?,
                     requests,
@@ -124,6 +133,39 @@ pub fn run(cmd: LabCmd) -> Result<()> {
             }
         }
     })
+}
+
+/// `lab flood`: client tors up, the flood until it stops by itself (or SIGINT), the
+/// client tors down, the report on stdout.
+async fn flood(
+    lab: &Lab,
+    url: &str,
+    rate: f64,
+    count: u64,
+    duration: u64,
+    clients: usize,
+) -> Result<()> {
+    use crate::flood::{Flood, FloodClients, FloodPlan};
+    let plan = FloodPlan::new(rate, count, Duration::from_secs(duration))?;
+    if !(1..=16).contains(&clients) {
+        bail!("--clients {clients}: give 1 to 16 client tors");
+    }
+    eprintln!("starting {clients} flood client tors");
+    let tors = FloodClients::start(lab, "flood", clients, Duration::from_secs(180)).await?;
+    eprintln!("flooding {url}: {rate}/s, at most {count} requests, for at most {duration} s");
+    let f = Flood::spawn(tors.socks(), url.to_string(), plan)?;
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot watch SIGINT")?;
+    while !f.is_finished() {
+        tokio::select! {
+            _ = sigint.recv() => break,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+    let report = f.finish().await?;
+    tors.stop().await?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
 }
 
 async fn up(dir: PathBuf, relays: usize, netns: bool) -> Result<()> {

@@ -1,0 +1,115 @@
+//! What the lab client holds for a master address, and making it fetch afresh.
+//!
+//! A tor client keeps a fetched descriptor until it expires or every intro point in it
+//! has failed (`hs_cache.c`). After a publisher uploads a newer descriptor, a client that
+//! fetched the older one keeps using the older intro points: a node added since is
+//! listed at the HSDirs and never asked by that client. Publishing is confirmed by
+//! *one* HSDir per descriptor ([`crate::confirmed`]); another HSDir of the same slot may
+//! still hold the older descriptor for a moment, so even a fresh fetch can get it. A lab
+//! test that counts which node served must first make its client hold the newest
+//! descriptor ([`refetch_until`]), or a node looks silent when the client simply never
+//! learnt of it.
+
+use anyhow::{Context, Result};
+use rustbalance_hs::descriptor::{parse_descriptor, ParsedDescriptor};
+use rustbalance_hs::{OnionAddress, TimeParams};
+use rustbalance_lab::Lab;
+use rustbalance_tor::ControlClient;
+use std::time::{Duration, Instant, SystemTime};
+
+/// tor delays a NEWNYM that comes within 10 s of the previous one.
+const NEWNYM_SPACING: Duration = Duration::from_secs(11);
+
+/// The descriptor of `master` the lab client holds now, parsed (None: none cached).
+pub async fn cached(
+    ctl: &ControlClient,
+    master: &OnionAddress,
+) -> Result<Option<ParsedDescriptor>> {
+    let Ok(text) = ctl
+        .getinfo(&format!("hs/client/desc/id/{}", master.without_suffix()))
+        .await
+    else {
+        // tor answers 551 when it has no descriptor for the address.
+        return Ok(None);
+    };
+    let d = parse_descriptor(&text, master, &TimeParams::testing(20), SystemTime::now())
+        .context("parse the lab client's cached master descriptor")?;
+    Ok(Some(d))
+}
+
+/// One line for a test log: what the lab client holds for `master`.
+pub async fn describe(ctl: &ControlClient, master: &OnionAddress) -> String {
+    match cached(ctl, master).await {
+        Ok(Some(d)) => format!(
+            "the lab client holds revision {} with {} intro points",
+            d.revision,
+            d.intro_points.len()
+        ),
+        Ok(None) => "the lab client holds no descriptor".into(),
+        Err(e) => format!("the lab client's descriptor: {e:#}"),
+    }
+}
+
+/// Make the lab client forget its descriptors (NEWNYM), reach `master` (which fetches
+/// the descriptor again from an HSDir) and read what it fetched, until `accept` takes it.
+/// NEWNYMs are kept 11 s apart (tor's rate limit, not a wait for something). Fails
+/// after `timeout` with what the client last held.
+pub async fn refetch_until(
+    lab: &Lab,
+    master: &OnionAddress,
+    timeout: Duration,
+    mut accept: impl FnMut(&ParsedDescriptor) -> bool,
+) -> Result<(ParsedDescriptor, Duration)> {
+    let ctl = ControlClient::connect_authenticated(lab.client_control_addr()).await?;
+    let url = format!("http://{master}/");
+    let t0 = Instant::now();
+    let mut last: Option<Instant> = None;
+    let mut held = String::from("nothing yet");
+    loop {
+        if let Some(at) = last {
+            tokio::time::sleep(NEWNYM_SPACING.saturating_sub(at.elapsed())).await;
+        }
+        ctl.signal("NEWNYM").await?;
+        last = Some(Instant::now());
+        // A failed request is retried by the loop: the fetch is what matters.
+        let _ = lab
+            .wait_http(&url, "served by", Duration::from_secs(60))
+            .await;
+        if let Some(d) = cached(&ctl, master).await? {
+            if accept(&d) {
+                return Ok((d, t0.elapsed()));
+            }
+            held = format!(
+                "revision {} with {} intro points",
+                d.revision,
+                d.intro_points.len()
+            );
+        }
+        anyhow::ensure!(
+            t0.elapsed() < timeout,
+            "the lab client never fetched the descriptor wanted within {timeout:?}; it last held {held}"
+        );
+    }
+}
+
+/// [`refetch_until`] the lab client holds a descriptor at least as new as the one
+/// `publication` (a node's `last_publish` record) uploaded for the same time period.
+pub async fn refetch_publication(
+    lab: &Lab,
+    master: &OnionAddress,
+    publication: &serde_json::Value,
+    timeout: Duration,
+) -> Result<ParsedDescriptor> {
+    let (d, took) = refetch_until(lab, master, timeout, |d| {
+        crate::cluster::publication::revision_for(publication, d.period_num)
+            .is_some_and(|r| d.revision >= r)
+    })
+    .await?;
+    eprintln!(
+        "the lab client fetched the publication (revision {}, {} intro points) in {:.1}s",
+        d.revision,
+        d.intro_points.len(),
+        took.as_secs_f64()
+    );
+    Ok(d)
+}
