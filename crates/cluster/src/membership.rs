@@ -390,6 +390,13 @@ impl Membership {
                 by_id.insert(v.node_id.clone(), v);
             }
         }
+        self.counters.set_clock_members(
+            by_id
+                .values()
+                .filter(|v| v.node_id != self.node_id())
+                .map(|v| v.addr)
+                .collect(),
+        );
         by_id.into_values().collect()
     }
 

@@ -10,6 +10,7 @@
 //!   decodes it. Rejected datagrams are dropped and counted, by reason, in
 //!   [`TransportCounters`].
 
+use std::collections::BTreeSet;
 use std::io;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -118,7 +119,8 @@ pub struct TransportCounters {
     /// A node delta for this node itself.
     pub dropped_own_node: u64,
     /// This node's clock minus the cluster's, in ms, from the timestamps of authenticated
-    /// datagrams ([`crate::election::ClockOffsets`]); `None` until a peer is heard.
+    /// datagrams sent from the gossip addresses of the members in the last view read
+    /// ([`crate::election::ClockOffsets`]); `None` until one of them is heard.
     pub clock_offset_ms: Option<i64>,
     /// Signed gossip ([`crate::validator::SignatureCheck`]), counted per node delta or
     /// value removed from an otherwise accepted datagram: a node delta without a
@@ -177,6 +179,9 @@ pub(crate) struct Counters {
     dropped_bad_max_version: AtomicU64,
     dropped_own_node: AtomicU64,
     clock: Mutex<ClockOffsets>,
+    /// The gossip addresses of the other members in the last view read: the only
+    /// sources whose clock counts.
+    clock_members: Mutex<BTreeSet<SocketAddr>>,
     dropped_no_cert: AtomicU64,
     dropped_bad_cert: AtomicU64,
     dropped_revoked: AtomicU64,
@@ -211,7 +216,19 @@ impl Counters {
             dropped_revoked: get(&self.dropped_revoked),
             dropped_unsigned: get(&self.dropped_unsigned),
             dropped_bad_signature: get(&self.dropped_bad_signature),
-            clock_offset_ms: self.clock.lock().ok().and_then(|c| c.offset_ms(unix_ms())),
+            clock_offset_ms: self.clock_offset_ms(),
+        }
+    }
+
+    fn clock_offset_ms(&self) -> Option<i64> {
+        let members = self.clock_members.lock().ok()?;
+        self.clock.lock().ok()?.offset_ms(unix_ms(), &members)
+    }
+
+    /// The members whose clocks count: their advertised gossip addresses.
+    pub(crate) fn set_clock_members(&self, members: BTreeSet<SocketAddr>) {
+        if let Ok(mut m) = self.clock_members.lock() {
+            *m = members;
         }
     }
 

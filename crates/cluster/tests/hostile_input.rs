@@ -360,3 +360,26 @@ async fn oversize_datagrams_are_refused() {
     );
     assert_eq!(p.b.counters().dropped_oversize, 2);
 }
+
+/// A member stamps a clock ten minutes ahead on datagrams sent from many source ports
+/// (the MAC checks: it holds the cluster secret). Only the gossip address a member of the
+/// view advertises counts, once, so the receiver does not come to believe that its own
+/// clock is off (it would make itself ineligible to publish).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn false_timestamps_from_many_ports_do_not_skew_the_receiver() {
+    let mut p = Pair::start().await;
+    for port in 0..20u16 {
+        let from = std::net::SocketAddr::from(([10, 0, 0, 9], 7000 + port));
+        let datagram = p.sealer.seal(unix_ms() + 600_000, b"not even chitchat");
+        p.net.inject(from, p.b.local_addr(), datagram);
+    }
+    sleep(Duration::from_millis(200)).await;
+    // Reading the view tells the transport whose clocks count.
+    assert!(p.in_b("a", "k").await.is_some());
+    let offset = p.b.counters().clock_offset_ms.expect("a was heard");
+    assert!(
+        offset.abs() < 5_000,
+        "b believes its clock is {offset} ms off the cluster's"
+    );
+    assert!(p.b.counters().dropped_stale >= 20);
+}

@@ -19,8 +19,8 @@ pub mod poll;
 pub mod suite;
 
 pub use cluster::publication::{
-    listed_intro_points, published_nodes, publisher, wait_cluster_up, wait_published, Publication,
-    StatusSource,
+    at_unix, confirmed, listed_intro_points, published_nodes, publisher, wait_cluster_up,
+    wait_published, Publication, StatusSource,
 };
 pub use cluster::{prepare, prepare_with, ClusterNodeProc, NsNode};
 pub use harness::{with_lab, Started};

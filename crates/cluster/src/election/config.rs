@@ -21,8 +21,8 @@ pub struct ElectionConfig {
     /// "as many as seen"; set it so that a node restarted while cut off cannot count itself
     /// a majority of one.
     pub cluster_size: usize,
-    /// How far a publisher-eligible node's clock may be from the cluster's (the median of
-    /// its peers' gossip timestamps). The driver makes a node whose clock is further off
+    /// How far a publisher-eligible node's clock may be from the cluster's (the median
+    /// over the members, this node included, of their gossip timestamps). The driver makes a node whose clock is further off
     /// ineligible; an observer adds [`ElectionConfig::guard`] to every foreign lease so that
     /// a new holder's first revision time is later than the last one of the holder before
     /// it, even when it never heard of that one (rule 3).

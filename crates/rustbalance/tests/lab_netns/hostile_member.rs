@@ -15,11 +15,15 @@
 //! * **forged removals** (`mesh_removed`) of every other member it sees: one signed by an
 //!   authority of its own making, one unsigned (attack 1);
 //! * a **new WireGuard key** in its `mesh` claim (`CLAIMED_WG_KEY`), while it keeps using
-//!   the key its certificate binds on the wire (attack 5: removal keyed on the claim).
+//!   the key its certificate binds on the wire (attack 5: removal keyed on the claim);
+//! * **false clocks**: datagrams stamped ten minutes ahead, sealed with the cluster key,
+//!   sent to every member from [`CLOCK_PORTS`] other source ports (per-port clock samples
+//!   once let it make every honest node call its own clock off and stop publishing).
 
 use anyhow::{Context, Result};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
+use rustbalance_cluster::auth::{MacKey, Sealer};
 use rustbalance_cluster::{
     keys, Authority, ClusterSecret, LeaseAdvert, Membership, MembershipConfig, UdpNetwork,
 };
@@ -38,6 +42,9 @@ pub const FLAG: &str = "--hostile-member";
 
 /// How many `intro/*` keys it gossips.
 pub const INTRO_KEYS: usize = 20;
+
+/// From how many source ports it sends false timestamps.
+pub const CLOCK_PORTS: usize = 24;
 
 /// `Some((config, claimed key))` when this process was started as the hostile member.
 pub fn requested() -> Option<(String, String)> {
@@ -142,6 +149,12 @@ async fn run(config: &Path, claim: &str) -> Result<()> {
     let at = rustbalance_hs::time::unix_secs(SystemTime::now());
     let mut removed = String::new();
     let mut seq = 0;
+    let mut sealer = Sealer::new(MacKey::derive(&secret), rand::random());
+    let mut clock_sockets = Vec::new();
+    for _ in 0..CLOCK_PORTS {
+        clock_sockets.push(tokio::net::UdpSocket::bind((listen.ip(), 0)).await?);
+    }
+    let mut clock_sent = false;
     loop {
         seq += 1;
         let giant = LeaseAdvert {
@@ -169,6 +182,30 @@ async fn run(config: &Path, claim: &str) -> Result<()> {
                 others.iter().map(|o| &o.0).collect::<Vec<_>>()
             );
             removed = lines;
+        }
+        let ahead = u64::try_from(
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)?
+                .as_millis(),
+        )? + 600_000;
+        let targets: Vec<std::net::SocketAddr> = membership
+            .members()
+            .await
+            .iter()
+            .filter(|v| v.node_id != name)
+            .map(|v| v.addr)
+            .collect();
+        for sock in &clock_sockets {
+            for to in &targets {
+                let datagram = sealer.seal(ahead, b"a clock ten minutes ahead");
+                sock.send_to(&datagram, to).await?;
+            }
+        }
+        if !clock_sent && !targets.is_empty() {
+            eprintln!(
+                "hostile member: false clocks (+10 min) from {CLOCK_PORTS} ports to {targets:?}"
+            );
+            clock_sent = true;
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
