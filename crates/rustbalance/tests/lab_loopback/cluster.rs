@@ -97,6 +97,30 @@ async fn fail_over(
                 eprintln!("  {}: canary {}", n.name, st["cluster"]["canary"]);
             }
         }
+        // What the silent nodes' tors and daemons said about intro points (which
+        // introductions they saw, which circuits they rebuilt).
+        for n in nodes.iter().filter(|n| silent.contains(&n.name.as_str())) {
+            let tor_log = rustbalance_node::layout::Layout::new(&n.data).tor_log();
+            let node_log = lab.dir().join(format!("{}.log", n.name));
+            for (what, path) in [("tor", tor_log), ("daemon", node_log)] {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let lines: Vec<&str> = text
+                    .lines()
+                    .filter(|l| {
+                        let l = l.to_ascii_lowercase();
+                        l.contains("intro") || l.contains("warn") || l.contains("rend")
+                    })
+                    .collect();
+                eprintln!(
+                    "  {} {what} log ({}), intro/warn lines:",
+                    n.name,
+                    path.display()
+                );
+                for l in &lines[lines.len().saturating_sub(12)..] {
+                    eprintln!("    {l}");
+                }
+            }
+        }
         let Some((_, newest)) = rustbalance_testbed::publisher(nodes, &[]).await else {
             continue;
         };
