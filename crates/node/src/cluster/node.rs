@@ -89,6 +89,10 @@ pub struct MemberStatus {
     pub target: String,
     /// The role it gossips (`publisher`, `follower`; `unknown` when none).
     pub role: String,
+    /// Whether it may hold the lease: it gossips `eligible` and its certificate (when
+    /// it has one) makes it publisher-eligible. A lease from a member that may not is
+    /// ignored by the election.
+    pub eligible: bool,
     /// Its lease, when it advertises one.
     pub lease: Option<rustbalance_cluster::election::LeaseAdvert>,
     /// Its canary's verdicts on its peers as it gossips them ([`CANARY_KEY`]:
@@ -389,6 +393,7 @@ fn member_status(v: &rustbalance_cluster::NodeView, last_seen: Option<SystemTime
         intro_points: gossip::intro_count(v),
         target: gossip::target_of(v).to_string(),
         role: v.get(gossip::ROLE).unwrap_or("unknown").to_string(),
+        eligible: v.eligible(),
         lease: v.lease(),
         // Absent until its canary has decided about a peer.
         canary: v.get(CANARY_KEY).map(String::from),

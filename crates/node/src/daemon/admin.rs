@@ -109,6 +109,14 @@ pub(super) async fn start(
     parts: &ClusterParts,
 ) -> Result<Admin> {
     let control = control(layout, parts)?;
+    if !cfg.admin.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %cfg.admin.listen,
+            "the admin endpoint listens off loopback: its cookie, the status page's login \
+             link and session travel in clear text (plain HTTP); bind `admin.listen` to \
+             127.0.0.1 and reach it over an SSH tunnel, or keep it on a network only you use"
+        );
+    }
     Admin::start(cfg.admin.listen, metrics.clone(), status, control)
         .await
         .map_err(|source| Error::Admin {

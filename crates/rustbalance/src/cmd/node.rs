@@ -68,6 +68,13 @@ pub fn status(config: &Path, json: bool, page_link: bool) -> Result<()> {
         eprintln!(
             "open it within 60 s; it works once (over an SSH tunnel, forward the admin port)"
         );
+        if !cfg.admin.listen.ip().is_loopback() {
+            eprintln!(
+                "warning: admin.listen {} is not loopback: this link and the session cookie \
+                 travel in clear text; use an SSH tunnel to a loopback admin endpoint",
+                cfg.admin.listen
+            );
+        }
         return Ok(());
     }
     let body = rt

@@ -46,11 +46,25 @@ impl Snapshot {
                     .collect()
             })
             .unwrap_or_default();
+        // A member that may not hold the lease (a worker) can advertise one; the
+        // election ignores it, and so do the events (a worker toggling it would flush
+        // the ring).
+        let ineligible: Vec<&str> = c["members"]
+            .as_array()
+            .map(|ms| {
+                ms.iter()
+                    .filter(|m| m["eligible"] == false)
+                    .filter_map(|m| m["name"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
         let publishers = c["lease_holders"]
             .as_array()
             .map(|l| {
                 l.iter()
-                    .filter_map(|p| p.as_str().map(String::from))
+                    .filter_map(|p| p.as_str())
+                    .filter(|p| !ineligible.contains(p))
+                    .map(String::from)
                     .collect()
             })
             .unwrap_or_default();
@@ -218,5 +232,35 @@ mod tests {
             recent.iter().all(|e| e.kind != "tor"),
             "the oldest went first"
         );
+    }
+
+    /// A worker (not publisher-eligible) that toggles a lease advert: the election
+    /// ignores such a lease, and so does the ring (it would flush every real event).
+    #[test]
+    fn an_ineligible_members_lease_is_not_an_event() {
+        let t = SystemTime::UNIX_EPOCH;
+        let mut log = EventLog::default();
+        let member =
+            |name: &str, eligible: bool| json!({"name": name, "live": true, "eligible": eligible});
+        let with = |holders: &[&str]| {
+            json!({
+                "tor": {"phase": "running"},
+                "cluster": {
+                    "members": [member("node1", true), member("rogue", false)],
+                    "lease_holders": holders,
+                },
+            })
+        };
+        log.observe(&with(&["node1"]), t);
+        let before = log.recent().len();
+        for i in 0..(2 * CAPACITY) {
+            let holders: &[&str] = if i % 2 == 0 {
+                &["node1", "rogue"]
+            } else {
+                &["node1"]
+            };
+            log.observe(&with(holders), t);
+        }
+        assert_eq!(log.recent().len(), before, "{:?}", kinds(&log));
     }
 }
