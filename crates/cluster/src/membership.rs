@@ -16,7 +16,7 @@
 
 mod signing;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -179,6 +179,8 @@ pub struct Membership {
     health: watch::Receiver<GossipHealth>,
     auth: Option<GossipAuth>,
     generation: u64,
+    /// The configured seed addresses (not this node's): their clocks always count.
+    seeds: BTreeSet<SocketAddr>,
 }
 
 impl Membership {
@@ -232,6 +234,15 @@ impl Membership {
             counters.clone(),
         );
         let advertise = cfg.advertise_addr.unwrap_or(local_addr);
+        // The configured peers' clocks count from the start: a node whose clock is far
+        // off hears only stale datagrams, learns no member, and must still find out why.
+        let seeds: BTreeSet<SocketAddr> = cfg
+            .seeds
+            .iter()
+            .copied()
+            .filter(|a| *a != local_addr && *a != advertise)
+            .collect();
+        counters.set_clock_members(seeds.clone());
         let config = ChitchatConfig {
             chitchat_id: ChitchatId::new(cfg.node_id.clone(), cfg.generation, advertise),
             cluster_id: cfg.cluster_id.clone(),
@@ -272,6 +283,7 @@ impl Membership {
             health,
             auth: cfg.auth.clone(),
             generation: cfg.generation,
+            seeds,
         };
         if let Some(auth) = &membership.auth {
             let cert = auth.cert.encode();
@@ -395,6 +407,7 @@ impl Membership {
                 .values()
                 .filter(|v| v.node_id != self.node_id())
                 .map(|v| v.addr)
+                .chain(self.seeds.iter().copied())
                 .collect(),
         );
         by_id.into_values().collect()

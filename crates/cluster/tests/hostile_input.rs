@@ -383,3 +383,36 @@ async fn false_timestamps_from_many_ports_do_not_skew_the_receiver() {
     );
     assert!(p.b.counters().dropped_stale >= 20);
 }
+
+/// A node whose clock is ten minutes behind the cluster's hears only stale datagrams, so
+/// it learns no member: its configured seeds' clocks still count, and it finds out that
+/// its own clock is off (the health check then keeps it from publishing alone).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_node_far_off_learns_its_offset_from_its_seeds() {
+    let net = SimNet::new();
+    let secret = ClusterSecret::new(PAIR_SECRET.as_bytes().to_vec()).unwrap();
+    let seeds: Vec<std::net::SocketAddr> = vec![
+        "10.0.0.1:7946".parse().unwrap(),
+        "10.0.0.2:7946".parse().unwrap(),
+    ];
+    let mut cfg = MembershipConfig::new("far", "10.0.0.3:7946".parse().unwrap());
+    cfg.gossip_interval = Duration::from_millis(50);
+    cfg.seeds = seeds.clone();
+    let far = Membership::start(cfg, &secret, vec![], &net).await.unwrap();
+    let mut sealer = Sealer::new(MacKey::derive(&secret), 0x5eed);
+    for seed in &seeds {
+        // The cluster's clock is ten minutes ahead of this node's.
+        let datagram = sealer.seal(unix_ms() + 600_000, b"a peer's gossip");
+        net.inject(*seed, far.local_addr(), datagram);
+    }
+    sleep(Duration::from_millis(200)).await;
+    assert_eq!(far.members().await.len(), 1, "it learnt no member");
+    let offset = far
+        .counters()
+        .clock_offset_ms
+        .expect("its seeds were heard");
+    assert!(
+        (-600_500..=-599_500).contains(&offset),
+        "offset {offset} ms, want about -600000"
+    );
+}

@@ -11,10 +11,12 @@
 //! on the path can replay an old datagram. The estimate is built so that neither decides:
 //!
 //! - **One opinion per member.** Only samples from the gossip address a member of the
-//!   view advertises count ([`ClockOffsets::offset_ms`] is given those addresses), one per
-//!   address: sending from many ports adds nothing. A member whose datagrams come from
-//!   another address (NAT) is not counted; with no member counted there is no estimate
-//!   and no skew is declared.
+//!   view advertises, or a configured seed, count ([`ClockOffsets::offset_ms`] is given
+//!   those addresses), one per address: sending from many ports adds nothing. The seeds
+//!   count from the start because a node whose clock is far off hears only stale
+//!   datagrams and never learns a member. A member whose datagrams come from another
+//!   address (NAT) is not counted; with no member counted there is no estimate and no
+//!   skew is declared.
 //! - **Replays cannot pull a peer behind.** A peer's opinion is the largest offset it
 //!   showed over the last two windows of [`ClockOffsets::WINDOW_MS`]: a replayed datagram
 //!   is always older (looks further behind) than the peer's live ones, and the least
