@@ -11,6 +11,8 @@ command -v tor-gencert >/dev/null || need+=(tor)
 command -v onionbalance >/dev/null || need+=(onionbalance)
 command -v curl >/dev/null || need+=(curl)
 command -v ip >/dev/null || need+=(iproute2)
+# libfaketime: a node's clock ten minutes off (lab_loopback `a_skewed_node_does_not_publish`).
+command -v faketime >/dev/null || need+=(faketime)
 # headless Chromium for the status page (lab_loopback `status_page`).
 command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then

@@ -11,12 +11,17 @@
 //! The signature is Ed25519 by the node's identity over
 //!
 //! ```text
-//! "rustbalance gossip value v1\0" | len u16 | node name | generation u64
-//!   | len u16 | key | version u64 | "+" or "-" | value          (integers big-endian)
+//! "rustbalance gossip value v2\0" | len u16 | node name | generation u64
+//!   | address | len u16 | key | version u64 | "+" or "-" | value   (integers big-endian)
+//! address = 4 | IPv4 (4 bytes) | port u16,  or  6 | IPv6 (16 bytes) | port u16
 //! ```
 //!
-//! where `generation` is the node's chitchat generation and `version` the chitchat
-//! version of this key-value. Covering the version is what stops replays: chitchat keeps
+//! where `generation` is the node's chitchat generation, `address` the gossip address it
+//! advertises (an IPv4-mapped IPv6 address is signed as IPv4) and `version` the chitchat
+//! version of this key-value. Covering the address matters because chitchat tells nodes
+//! apart by name, generation *and* address: without it a member could gossip a copy of
+//! another node at its own address, carrying that node's real envelopes, and the copy
+//! could stand for the node in a view (found in review, 2026-12-06). Covering the version is what stops replays: chitchat keeps
 //! the value with the highest version, so a member that re-sends an old signed value
 //! under a higher version would otherwise overwrite the current one; the signature no
 //! longer matches once the version changes. Covering the generation stops moving values
@@ -30,20 +35,24 @@
 //! node delta from a signing node that carries a chitchat tombstone, a `SetMaxVersion`
 //! or a non-zero last-GC version is refused ([`crate::validator`]).
 
+use std::net::{IpAddr, SocketAddr};
+
 use crate::identity::{decode64, encode_b64, NodeIdentity, NodePublicKey};
 
 /// Domain separation of gossip value signatures.
-const VALUE_DOMAIN: &[u8] = b"rustbalance gossip value v1\0";
+const VALUE_DOMAIN: &[u8] = b"rustbalance gossip value v2\0";
 /// Length of the envelope's header: tag + signature.
 pub const ENVELOPE_OVERHEAD: usize = 1 + 86;
 
-/// Where a value lives: the four things a value's signature covers besides the value.
+/// Where a value lives: the five things a value's signature covers besides the value.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct ValueCtx<'a> {
     /// The node's name (chitchat node id).
     pub node: &'a str,
     /// The node's chitchat generation.
     pub generation: u64,
+    /// The gossip address the node advertises (chitchat's third part of a node's id).
+    pub addr: SocketAddr,
     /// The gossip key.
     pub key: &'a str,
     /// The chitchat version of this key-value.
@@ -89,6 +98,17 @@ fn message(ctx: &ValueCtx<'_>, opened: Opened<'_>) -> Vec<u8> {
     m.extend_from_slice(&(ctx.node.len() as u16).to_be_bytes());
     m.extend_from_slice(ctx.node.as_bytes());
     m.extend_from_slice(&ctx.generation.to_be_bytes());
+    match ctx.addr.ip().to_canonical() {
+        IpAddr::V4(ip) => {
+            m.push(4);
+            m.extend_from_slice(&ip.octets());
+        }
+        IpAddr::V6(ip) => {
+            m.push(6);
+            m.extend_from_slice(&ip.octets());
+        }
+    }
+    m.extend_from_slice(&ctx.addr.port().to_be_bytes());
     m.extend_from_slice(&(ctx.key.len() as u16).to_be_bytes());
     m.extend_from_slice(ctx.key.as_bytes());
     m.extend_from_slice(&ctx.version.to_be_bytes());
@@ -147,6 +167,7 @@ mod tests {
     const CTX: ValueCtx<'static> = ValueCtx {
         node: "a",
         generation: 5,
+        addr: SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1)), 7946),
         key: "intro/x",
         version: 9,
     };
@@ -171,6 +192,14 @@ mod tests {
                 ..CTX
             },
             ValueCtx { version: 10, ..CTX },
+            ValueCtx {
+                addr: "10.0.0.1:7947".parse().unwrap(),
+                ..CTX
+            },
+            ValueCtx {
+                addr: "10.0.0.2:7946".parse().unwrap(),
+                ..CTX
+            },
         ];
         for ctx in moved {
             assert_eq!(

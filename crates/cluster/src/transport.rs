@@ -189,6 +189,12 @@ pub(crate) struct Counters {
     dropped_bad_signature: AtomicU64,
 }
 
+/// `addr` with an IPv4-mapped IPv6 address as IPv4 (a socket on `[::]` sees IPv4 peers
+/// that way; they advertise plain IPv4).
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
 fn bump(c: &AtomicU64, n: usize) {
     c.fetch_add(n as u64, Ordering::Relaxed);
 }
@@ -228,12 +234,20 @@ impl Counters {
     /// The members whose clocks count: their advertised gossip addresses.
     pub(crate) fn set_clock_members(&self, members: BTreeSet<SocketAddr>) {
         if let Ok(mut m) = self.clock_members.lock() {
-            *m = members;
+            *m = members.into_iter().map(canonical).collect();
         }
     }
 
     /// A datagram from `from` whose MAC checked, stamped `sent_ms`, received at `now_ms`.
+    ///
+    /// Only a member's address is recorded: a member sending from a thousand other ports
+    /// would otherwise fill the table and keep the members' own samples out of it.
     fn clock_sample(&self, from: SocketAddr, sent_ms: u64, now_ms: u64) {
+        let from = canonical(from);
+        let member = self.clock_members.lock().is_ok_and(|m| m.contains(&from));
+        if !member {
+            return;
+        }
         if let Ok(mut c) = self.clock.lock() {
             c.record(from, sent_ms, now_ms);
         }

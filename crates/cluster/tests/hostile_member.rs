@@ -255,6 +255,7 @@ fn signed_by(by: &NodeIdentity, node: &PeerId, key: &str, value: &str, version: 
     let ctx = ValueCtx {
         node: &node.node_id,
         generation: node.generation,
+        addr: node.addr,
         key,
         version,
     };
@@ -666,4 +667,76 @@ async fn a_workers_giant_lease_does_not_stop_publishing() {
         held > 3_500,
         "a held the lease {held} of 3600 s next to the worker's giant lease"
     );
+}
+
+/// `m` makes a copy of `a` at its own address: same name, same generation, another
+/// gossip address (chitchat tells nodes apart by all three), carrying `a`'s real
+/// certificate envelope and a value `a` really signed, and keeps it alive with digests.
+/// Had the copy been admitted, it could stand for `a` in `c`'s view (a tie broken by
+/// chitchat's hash order), freezing `a`'s state there, and its address would count as a
+/// member's clock. The signatures cover the address, so the copy's certificate is refused.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_copy_of_another_node_at_another_address_is_refused() {
+    let mut k = Cluster::start().await;
+    let real = k.a.id();
+    let a_identity = k.a.identity.clone();
+    let a_cert =
+        k.a.m
+            .members()
+            .await
+            .into_iter()
+            .find(|v| v.node_id == "a")
+            .and_then(|v| v.cert())
+            .unwrap()
+            .encode();
+    // What m can copy from a's gossip: a's envelopes, signed by a where a lives.
+    let copied = |key: &str, value: &str, version: u64| {
+        let DeltaOp::KeyValue { value, .. } = signed_by(&a_identity, &real, key, value, version)
+        else {
+            unreachable!()
+        };
+        value
+    };
+    let cert = copied(keys::CERT, &a_cert, 1);
+    let stale = copied("intro/a", "a's old intro points", 2);
+    for port in 0..8u16 {
+        let copy = PeerId {
+            addr: std::net::SocketAddr::new(k.m.m.local_addr().ip(), 9000 + port),
+            ..real.clone()
+        };
+        let digest = vec![wire::DigestEntry {
+            id: copy.clone(),
+            heartbeat: unix_ms(),
+            last_gc_version: 0,
+            max_version: 2,
+        }];
+        let payload = wire::encode(
+            &Message::SynAck {
+                digest,
+                delta: vec![
+                    node_op(&copy),
+                    set(keys::CERT, &cert, 1),
+                    set("intro/a", &stale, 2),
+                ],
+            },
+            Blocks::Raw,
+        );
+        let datagram = k.sealer.seal(unix_ms(), &payload);
+        k.net
+            .inject(k.m.m.local_addr(), k.c.m.local_addr(), datagram);
+        sleep(Duration::from_millis(100)).await;
+    }
+    k.settle().await;
+    let views: Vec<_> =
+        k.c.m
+            .members()
+            .await
+            .into_iter()
+            .filter(|v| v.node_id == "a")
+            .collect();
+    assert_eq!(views.len(), 1);
+    assert_eq!(views[0].addr, real.addr, "c shows a copy of a");
+    assert_eq!(views[0].get("intro/a"), Some("a's intro points"));
+    let c = k.c.m.counters();
+    assert!(c.dropped_bad_cert >= 8, "the copies' certificates: {c:?}");
 }

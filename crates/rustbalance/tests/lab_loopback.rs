@@ -30,6 +30,11 @@
 //!   publisher is SIGKILLed and the page shows it down, the other node publishing, its
 //!   descriptors and the failover event.
 //!
+//! * `a_skewed_node_does_not_publish`: the publisher of three nodes restarted with its
+//!   clock ten minutes ahead, then behind (libfaketime): it says why it does not publish
+//!   and never does; the other two keep one publisher whose descriptor the HSDirs hand
+//!   out; clients are served; with the clock right it is listed again.
+//!
 //! Times are printed; how fast is for the benchmarks (docs/BENCHMARKS.md),
 //! the timeouts here are generous liveness bounds.
 
@@ -43,6 +48,8 @@ mod onionbalance_auth;
 mod pow;
 #[path = "lab_loopback/single.rs"]
 mod single;
+#[path = "lab_loopback/skew.rs"]
+mod skew;
 #[path = "lab_loopback/status_page.rs"]
 mod status_page;
 
@@ -78,6 +85,10 @@ fn main() -> std::process::ExitCode {
         Scenario {
             name: "status_page",
             run: |lab| Box::pin(status_page::status_page(lab)),
+        },
+        Scenario {
+            name: "a_skewed_node_does_not_publish",
+            run: |lab| Box::pin(skew::a_skewed_node_does_not_publish(lab)),
         },
     ];
     if std::env::var_os("RB_LAB_FLOOD").is_some_and(|v| v == "1") {

@@ -80,10 +80,22 @@ impl ClusterNodeProc {
 
     /// Start (or restart) the node process, output to `log`.
     pub fn start(&mut self, bin: &Path, log: &Path) -> Result<()> {
+        self.start_with_env(bin, log, &[])
+    }
+
+    /// [`Self::start`] with extra environment variables (e.g. libfaketime's, to skew
+    /// the node's clock: see [`faketime_env`]).
+    pub fn start_with_env(
+        &mut self,
+        bin: &Path,
+        log: &Path,
+        env: &[(String, String)],
+    ) -> Result<()> {
         let out = std::fs::File::create(log)?;
         let child = Command::new(bin)
             .args(["run", "--config"])
             .arg(&self.config)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
@@ -298,4 +310,23 @@ pub fn prepare_with(
         });
     }
     Ok((files.master, nodes))
+}
+
+/// The environment that makes a process's wall clock run `offset` (libfaketime's
+/// syntax: `+10m`, `-600`) from the machine's, monotonic time untouched: Debian's
+/// `faketime` package (its multi-threaded library, `LD_PRELOAD`). A node's tor does not
+/// inherit it: the daemon gives tor a clean environment, so tor keeps the real clock.
+pub fn faketime_env(offset: &str) -> Result<Vec<(String, String)>> {
+    let lib = std::fs::read_dir("/usr/lib")?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("faketime").join("libfaketimeMT.so.1"))
+        .find(|p| p.exists())
+        .context(
+            "libfaketime not found under /usr/lib/*/faketime (Debian: apt-get install faketime)",
+        )?;
+    Ok(vec![
+        ("LD_PRELOAD".into(), lib.display().to_string()),
+        ("FAKETIME".into(), offset.into()),
+        ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+    ])
 }

@@ -1,8 +1,8 @@
 //! How far this node's clock is from the cluster's, read from gossip timestamps.
 //!
 //! Every gossip datagram carries its sender's Unix time in milliseconds under the MAC
-//! ([`crate::auth`]). The transport records, per source address, `sent − received` of
-//! every datagram whose MAC checked, stale ones included (a datagram more than the
+//! ([`crate::auth`]). The transport records, per member address (below), `sent −
+//! received` of every datagram whose MAC checked, stale ones included (a datagram more than the
 //! transport's window off is dropped, but its timestamp is authentic and tells a node far
 //! off why it hears nobody).
 //!
@@ -12,7 +12,8 @@
 //!
 //! - **One opinion per member.** Only samples from the gossip address a member of the
 //!   view advertises, or a configured seed, count ([`ClockOffsets::offset_ms`] is given
-//!   those addresses), one per address: sending from many ports adds nothing. The seeds
+//!   those addresses, and records nothing from other addresses), one per address:
+//!   sending from many ports adds nothing and cannot crowd the members out. The seeds
 //!   count from the start because a node whose clock is far off hears only stale
 //!   datagrams and never learns a member. A member whose datagrams come from another
 //!   address (NAT) is not counted; with no member counted there is no estimate and no
@@ -26,10 +27,15 @@
 //!   to 0. So this node is called off only when a strict majority of the cluster, itself
 //!   included, sees it off: in a 3-node cluster one hostile peer cannot do it, and in a
 //!   2-node cluster neither node can tell which clock is wrong, so neither is called off
-//!   (the health check's comparison with the consensus still catches a large error).
+//!   (the health check's comparison with the consensus catches a clock behind the
+//!   consensus or past its end).
 //!
-//! A hostile member can still hide a small cluster's skewed node (its opinion is one of
-//! the majority); it cannot make an honest node ineligible. The one-way network delay
+//! This holds against a hostile member where it has one opinion: over a WireGuard mesh
+//! (source addresses bound to keys) with signed gossip required (no made-up members).
+//! There it can hide a small cluster's skewed node (its opinion is one of the majority)
+//! but cannot make an honest node ineligible; without a mesh it can spoof members'
+//! addresses (docs/SECURITY.md, "The election against a hostile member"). The one-way
+//! network delay
 //! (milliseconds inside a mesh) makes every peer look that much behind, well under the
 //! tolerance. Pure: the caller passes its clock in.
 

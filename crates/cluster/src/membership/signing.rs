@@ -73,6 +73,7 @@ pub(crate) fn set_signed(
     let ctx = ValueCtx {
         node: &node_id,
         generation,
+        addr: state.chitchat_id().gossip_advertise_addr,
         key,
         version,
     };

@@ -230,6 +230,7 @@ impl SignatureCheck {
         let ctx = ValueCtx {
             node: &id.node_id,
             generation: id.generation,
+            addr: id.addr,
             key: keys::CERT,
             version,
         };
@@ -273,6 +274,7 @@ fn check_value(cert: &MemberCert, id: &PeerId, op: &DeltaOp) -> Result<(), Envel
     let ctx = ValueCtx {
         node: &id.node_id,
         generation: id.generation,
+        addr: id.addr,
         key,
         version: *version,
     };

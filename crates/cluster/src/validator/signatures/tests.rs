@@ -53,6 +53,7 @@ impl Fixture {
         let ctx = ValueCtx {
             node: &self.peer.node_id,
             generation: self.peer.generation,
+            addr: self.peer.addr,
             key,
             version,
         };

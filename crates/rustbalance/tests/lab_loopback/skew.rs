@@ -1,0 +1,149 @@
+//! Clock skew (issue 15): the publisher of a 3-node cluster is restarted with its clock
+//! ten minutes ahead, then ten minutes behind (libfaketime on the node process,
+//! `testbed::cluster::faketime_env`; the daemon gives its tor a clean environment, so
+//! tor keeps the machine's clock and stays usable).
+//!
+//! Every gossip datagram between the skewed node and the others is then stale both
+//! ways (30 s window), so each side sees the other dead. What must hold: the skewed node
+//! reads its offset from its seeds' (stale but authentic) timestamps, says why it does
+//! not publish, and never publishes (its revision counters, made from its clock, would be
+//! ten minutes ahead of the honest ones and win at the HSDirs); the other two keep one
+//! publisher, whose descriptor is the one the HSDirs hand out; clients keep being
+//! served. With the clock right again the node is listed again.
+
+use anyhow::{ensure, Context, Result};
+use rustbalance_lab::Lab;
+use rustbalance_testbed::clients::{served, split};
+use rustbalance_testbed::cluster::faketime_env;
+use rustbalance_testbed::{
+    client_cache, listed_intro_points, poll_until, prepare, wait_cluster_up, wait_published,
+    ClusterNodeProc,
+};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+/// Liveness bound of each step (the times are printed).
+const LIVENESS: Duration = Duration::from_secs(150);
+
+pub async fn a_skewed_node_does_not_publish(lab: Lab) -> Result<()> {
+    let (master, mut nodes) = prepare(&lab, 3).await?;
+    let r = skew(&lab, &master, &mut nodes).await;
+    for n in nodes.iter_mut() {
+        n.stop();
+    }
+    r
+}
+
+async fn skew(
+    lab: &Lab,
+    master: &rustbalance_hs::IdentityKey,
+    nodes: &mut [ClusterNodeProc],
+) -> Result<()> {
+    let bin = Path::new(env!("CARGO_BIN_EXE_rustbalance"));
+    for n in nodes.iter_mut() {
+        let log = lab.dir().join(format!("{}.log", n.name));
+        n.start(bin, &log)?;
+    }
+    let url = format!("http://{}/", master.address());
+    let up = wait_cluster_up(lab, nodes, &url, Duration::from_secs(180)).await?;
+    // The publisher's clock goes wrong: it holds the lease, the hardest case.
+    let s = up.node;
+    let skewed = nodes[s].name.clone();
+    let rest: Vec<String> = nodes
+        .iter()
+        .filter(|n| n.name != skewed)
+        .map(|n| n.name.clone())
+        .collect();
+    let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+    for (offset, want_ms) in [("+10m", 600_000_i64), ("-10m", -600_000)] {
+        nodes[s].stop();
+        let since = SystemTime::now();
+        let log = lab.dir().join(format!("{skewed}-clock{offset}.log"));
+        nodes[s].start_with_env(bin, &log, &faketime_env(offset)?)?;
+        let ((why, off), took) = poll_until(
+            &format!("{skewed} (clock {offset}) saying its clock is off"),
+            LIVENESS,
+            Duration::from_millis(500),
+            async || {
+                let Some(st) = nodes[s].status().await else {
+                    return Ok(None);
+                };
+                let c = &st["cluster"];
+                let off = c["clock_offset_ms"].as_i64();
+                let why = c["not_publishing_because"].as_str().unwrap_or_default();
+                let right = off.is_some_and(|o| (o - want_ms).abs() < 5_000);
+                Ok((right && why.contains("gossip timestamps")).then(|| (why.to_string(), off)))
+            },
+        )
+        .await?;
+        eprintln!(
+            "{skewed} restarted with its clock {offset}: after {:.1}s it reads an offset of {off:?} ms and says: {why}",
+            took.as_secs_f64()
+        );
+        let p = wait_published(nodes, &[s], since, &rest, LIVENESS).await?;
+        eprintln!(
+            "{} published {rest:?} after {:.1}s",
+            nodes[p.node].name,
+            p.waited.as_secs_f64()
+        );
+        // Exactly one publisher, and it is not the skewed node, which never published.
+        let (publishers, _) = poll_until(
+            "exactly one publisher",
+            LIVENESS,
+            Duration::from_millis(500),
+            async || {
+                let mut roles = Vec::new();
+                for n in nodes.iter() {
+                    let Some(st) = n.status().await else {
+                        return Ok(None);
+                    };
+                    if st["cluster"]["role"] == "publisher" {
+                        roles.push(n.name.clone());
+                    }
+                }
+                Ok((roles.len() == 1).then_some(roles))
+            },
+        )
+        .await?;
+        let st = nodes[s]
+            .status()
+            .await
+            .context("the skewed node stopped answering")?;
+        ensure!(
+            publishers[0] != skewed && st["cluster"]["publishes"].as_u64() == Some(0),
+            "the skewed node published: publishers {publishers:?}, its publications {}",
+            st["cluster"]["publishes"]
+        );
+        // The HSDirs hand out the honest publication (a skewed one, listing the skewed
+        // node alone with a revision ten minutes ahead, would have replaced it).
+        let want = listed_intro_points(&p.record);
+        let record = p.record.clone();
+        let (d, _) = client_cache::refetch_until(lab, &master.address(), LIVENESS, |d| {
+            rustbalance_testbed::cluster::publication::revision_for(&record, d.period_num)
+                .is_some_and(|r| d.revision >= r)
+                && d.intro_points.len() == want
+        })
+        .await?;
+        let sp = split(lab, &url, 20).await;
+        eprintln!(
+            "clock {offset}: the lab client holds revision {} with {} intro points; 20 requests: {sp:?}",
+            d.revision,
+            d.intro_points.len()
+        );
+        ensure!(served(&sp) >= 15, "clients must keep being served: {sp:?}");
+    }
+    // The clock is right again: the node is listed again.
+    nodes[s].stop();
+    let since = SystemTime::now();
+    let log = lab.dir().join(format!("{skewed}-clock-fixed.log"));
+    nodes[s].start(bin, &log)?;
+    let mut all: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+    all.sort_unstable();
+    let p = wait_published(nodes, &[], since, &all, LIVENESS).await?;
+    eprintln!(
+        "{skewed}'s clock right again: {} published all 3 after {:.1}s",
+        nodes[p.node].name,
+        p.waited.as_secs_f64()
+    );
+    Ok(())
+}
