@@ -6,7 +6,7 @@
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// How many events the ring keeps (the oldest go first).
 pub const CAPACITY: usize = 64;
@@ -78,11 +78,29 @@ impl Snapshot {
     }
 }
 
+/// A member's events (joined, down, back, gone) are recorded at most [`MEMBER_BURST`] per
+/// this long; the changes beyond are counted and told with its next recorded one. A
+/// member that stops and resumes its heartbeats every second would otherwise flush the
+/// ring.
+pub const MEMBER_WINDOW: Duration = Duration::from_secs(60);
+/// See [`MEMBER_WINDOW`].
+pub const MEMBER_BURST: u32 = 3;
+
+/// A member's events in the current window, and those held back.
+#[derive(Debug, Clone, Copy)]
+struct Quiet {
+    since: SystemTime,
+    recorded: u32,
+    held: u32,
+}
+
 /// The ring of recent events and the last document it saw.
 #[derive(Debug, Default)]
 pub struct EventLog {
     events: VecDeque<Event>,
     last: Option<Snapshot>,
+    /// Per member: when its next event may be recorded.
+    quiet: BTreeMap<String, Quiet>,
 }
 
 impl EventLog {
@@ -91,7 +109,27 @@ impl EventLog {
         let next = Snapshot::of(doc);
         let prev = self.last.take().unwrap_or_default();
         let at = humantime::format_rfc3339_seconds(now).to_string();
-        for (kind, text) in changes(&prev, &next) {
+        for (kind, member, mut text) in changes(&prev, &next) {
+            if let Some(name) = member {
+                let q = self.quiet.entry(name).or_insert(Quiet {
+                    since: now,
+                    recorded: 0,
+                    held: 0,
+                });
+                if now >= q.since + MEMBER_WINDOW {
+                    q.since = now;
+                    q.recorded = 0;
+                }
+                if q.recorded >= MEMBER_BURST {
+                    q.held = q.held.saturating_add(1);
+                    continue;
+                }
+                q.recorded += 1;
+                if q.held > 0 {
+                    text = format!("{text} ({} more change(s) before, not shown)", q.held);
+                    q.held = 0;
+                }
+            }
             if self.events.len() == CAPACITY {
                 self.events.pop_front();
             }
@@ -101,6 +139,10 @@ impl EventLog {
                 text,
             });
         }
+        // Members gone from the view and quiet again are forgotten (bounded by the view).
+        self.quiet.retain(|name, q| {
+            next.members.contains_key(name) || q.held > 0 || now < q.since + MEMBER_WINDOW
+        });
         self.last = Some(next);
     }
 
@@ -110,15 +152,16 @@ impl EventLog {
     }
 }
 
-/// What differs between two snapshots, as events.
-fn changes(prev: &Snapshot, next: &Snapshot) -> Vec<(&'static str, String)> {
+/// What differs between two snapshots, as events (kind, the member it is about, text).
+fn changes(prev: &Snapshot, next: &Snapshot) -> Vec<(&'static str, Option<String>, String)> {
     let mut out = Vec::new();
     for (name, live) in &next.members {
+        let m = Some(name.clone());
         match prev.members.get(name) {
-            None if *live => out.push(("joined", format!("{name} joined"))),
-            None => out.push(("joined", format!("{name} is known but not live"))),
-            Some(true) if !live => out.push(("down", format!("{name} is down (no gossip)"))),
-            Some(false) if *live => out.push(("back", format!("{name} is live again"))),
+            None if *live => out.push(("joined", m, format!("{name} joined"))),
+            None => out.push(("joined", m, format!("{name} is known but not live"))),
+            Some(true) if !live => out.push(("down", m, format!("{name} is down (no gossip)"))),
+            Some(false) if *live => out.push(("back", m, format!("{name} is live again"))),
             _ => {}
         }
     }
@@ -126,10 +169,21 @@ fn changes(prev: &Snapshot, next: &Snapshot) -> Vec<(&'static str, String)> {
         if !next.members.contains_key(name) {
             out.push((
                 "gone",
+                Some(name.clone()),
                 format!("{name} left the member list (removed or forgotten)"),
             ));
         }
     }
+    let mut out: Vec<(&'static str, Option<String>, String)> = out;
+    for (kind, text) in cluster_changes(prev, next) {
+        out.push((kind, None, text));
+    }
+    out
+}
+
+/// The changes that are not about one member: the lease, failures, tor.
+fn cluster_changes(prev: &Snapshot, next: &Snapshot) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
     if prev.publishers != next.publishers {
         let (was, now) = (prev.publishers.join(", "), next.publishers.join(", "));
         out.push(match (was.is_empty(), now.is_empty()) {
@@ -262,5 +316,31 @@ mod tests {
             log.observe(&with(holders), t);
         }
         assert_eq!(log.recent().len(), before, "{:?}", kinds(&log));
+    }
+
+    /// A member that stops and resumes its heartbeats every second (a compromised one
+    /// can) is told a few times a minute; the failure recorded before stays in the ring.
+    #[test]
+    fn a_flapping_member_cannot_flush_the_ring() {
+        let t0 = SystemTime::UNIX_EPOCH;
+        let mut log = EventLog::default();
+        log.observe(&doc(&[("node1", true), ("rogue", true)], &["node1"], 0), t0);
+        log.observe(&doc(&[("node1", true), ("rogue", true)], &["node1"], 1), t0);
+        for i in 0..600u64 {
+            let live = i % 2 == 1;
+            let t = t0 + Duration::from_secs(i + 1);
+            log.observe(&doc(&[("node1", true), ("rogue", live)], &["node1"], 1), t);
+        }
+        let got = kinds(&log);
+        assert!(
+            got.iter().any(|(k, _)| *k == "upload-failed"),
+            "the upload failure was flushed: {got:?}"
+        );
+        let rogue = got.iter().filter(|(_, t)| t.starts_with("rogue")).count();
+        assert!(rogue <= 3 * 11, "{rogue} events about rogue");
+        assert!(
+            got.iter().any(|(_, t)| t.contains("more change(s) before")),
+            "{got:?}"
+        );
     }
 }
