@@ -121,6 +121,10 @@ pub struct ClusterSection {
     /// Republish at least this often even when nothing changed (seconds).
     #[serde(default = "default_republish")]
     pub republish_secs: u64,
+    /// While publishing, ask the responsible HSDirs this often (seconds) whether they hold
+    /// our latest descriptor, and upload it again to those that lost it (anti-entropy).
+    #[serde(default = "default_hsdir_check")]
+    pub hsdir_check_secs: u64,
     /// Failure-detector threshold (phi accrual): higher is slower to call a
     /// peer dead and less prone to false alarms on a loaded machine.
     #[serde(default = "default_phi")]
@@ -161,6 +165,13 @@ pub const DEFAULT_REPUBLISH_SECS: u64 = 600;
 
 fn default_republish() -> u64 {
     DEFAULT_REPUBLISH_SECS
+}
+
+/// Default of `cluster.hsdir_check_secs`.
+pub const DEFAULT_HSDIR_CHECK_SECS: u64 = 600;
+
+fn default_hsdir_check() -> u64 {
+    DEFAULT_HSDIR_CHECK_SECS
 }
 
 /// `[node]`.

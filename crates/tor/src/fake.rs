@@ -372,13 +372,19 @@ mod tests {
 
         c.hsfetch("abc", &["AA", "BB"]).await.unwrap();
         let h = events.recv().await.unwrap().hs_desc().unwrap();
-        assert_eq!((h.action.as_str(), h.hsdir_fingerprint().as_str()), ("RECEIVED", "AA"));
+        assert_eq!(
+            (h.action.as_str(), h.hsdir_fingerprint().as_str()),
+            ("RECEIVED", "AA")
+        );
         let got = events.recv().await.unwrap().hs_desc_content().unwrap();
         assert_eq!(got.hsdir_fingerprint(), "AA");
         assert_eq!(got.descriptor, "hs-descriptor 3\n");
         let h = events.recv().await.unwrap().hs_desc().unwrap();
         assert_eq!(h.reason.as_deref(), Some("NOT_FOUND"));
         let got = events.recv().await.unwrap().hs_desc_content().unwrap();
-        assert_eq!((got.hsdir_fingerprint().as_str(), got.descriptor.as_str()), ("BB", ""));
+        assert_eq!(
+            (got.hsdir_fingerprint().as_str(), got.descriptor.as_str()),
+            ("BB", "")
+        );
     }
 }

@@ -40,6 +40,11 @@ pub struct Timers {
     /// A lease holder with no upload confirmed for this long yields the lease, and
     /// competes again this long after (`policy::Health`).
     pub yield_after: Duration,
+    /// While the lease is held, the responsible HSDirs are asked this often (and after
+    /// each publication) whether they hold our latest descriptor (`cluster.hsdir_check_secs`).
+    pub hsdir_check: Duration,
+    /// How long one such check waits for the HSDirs' answers.
+    pub hsdir_fetch: Duration,
 }
 
 impl Timers {
@@ -63,13 +68,16 @@ impl Timers {
             leave_grace: Duration::from_millis(300),
             health_poll: Duration::from_secs(1),
             yield_after: Duration::from_secs(180),
+            hsdir_check: Duration::from_secs(crate::config::DEFAULT_HSDIR_CHECK_SECS),
+            hsdir_fetch: Duration::from_secs(20),
         }
     }
 
-    /// The production timers with `cluster.republish_secs`.
+    /// The production timers with `cluster.republish_secs` and `cluster.hsdir_check_secs`.
     pub fn from_config(c: &crate::config::ClusterSection, testing_network: bool) -> Timers {
         Timers {
             republish: Duration::from_secs(c.republish_secs),
+            hsdir_check: Duration::from_secs(c.hsdir_check_secs),
             ..Timers::new(testing_network)
         }
     }
