@@ -102,6 +102,8 @@ struct Coverage {
     revision: u64,
     /// Why it was published.
     reason: String,
+    /// Each HSDir at the last check (`latest`, `missing, re-uploaded`, ...).
+    states: std::collections::BTreeMap<String, String>,
 }
 
 fn coverage(status: &Value) -> Option<Coverage> {
@@ -130,6 +132,11 @@ fn coverage(status: &Value) -> Option<Coverage> {
         hsdirs: published["hsdirs"].as_object()?.keys().cloned().collect(),
         revision: published["revision"].as_u64()?,
         reason: c["last_publish"]["reason"].as_str()?.to_string(),
+        states: slot["hsdirs"]
+            .as_object()?
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+            .collect(),
     })
 }
 
@@ -180,20 +187,24 @@ async fn scenario(lab: &Lab, master: &IdentityKey, node: &mut ClusterNodeProc) -
             t0.elapsed().as_secs_f64()
         );
         let t1 = Instant::now();
+        // The first check after the restart finds the relay `missing` and re-uploads
+        // (`missing, re-uploaded`); if the poll misses that check, a later one finds it
+        // `latest` with the re-upload counted.
         let (after, took) = poll_until(
-            "a check after the restart with every HSDir holding our descriptor again",
+            &format!("a check after the restart finding {name} holding our descriptor again"),
             LIVENESS,
             Duration::from_millis(500),
             async || {
-                Ok(node
-                    .status()
-                    .await
-                    .as_ref()
-                    .and_then(coverage)
-                    .filter(|c| c.last_check > restarted && c.holding == c.responsible))
+                Ok(node.status().await.as_ref().and_then(coverage).filter(|c| {
+                    c.last_check > restarted
+                        && c.states
+                            .get(&fp)
+                            .is_some_and(|s| s == "missing, re-uploaded" || s == "latest")
+                }))
             },
         )
         .await?;
+        eprintln!("  {name} at the check: {}", after.states[&fp]);
         if after.published_at >= restarted || after.period != before.period {
             eprintln!(
                 "  a publication ({}, period {}) reached the relay first; again",

@@ -35,7 +35,8 @@ pub enum Answer {
     NoAnswer,
 }
 
-/// How an HSDir's copy compares with the descriptor we uploaded to it.
+/// How an HSDir's copy compares with the descriptor we uploaded to it (`/status` shows
+/// it in lower case).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HsDirCopy {
@@ -47,6 +48,18 @@ pub enum HsDirCopy {
     Differs,
     /// The HSDir could not be asked; nothing to conclude.
     Unknown,
+}
+
+impl HsDirCopy {
+    /// The word `/status` shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HsDirCopy::Latest => "latest",
+            HsDirCopy::Missing => "missing",
+            HsDirCopy::Differs => "differs",
+            HsDirCopy::Unknown => "unknown",
+        }
+    }
 }
 
 /// Judge one answer against our text for that slot.
@@ -153,6 +166,9 @@ pub struct SlotCoverage {
     pub refused: u64,
     /// When this slot was last checked (RFC 3339).
     pub last_check: Option<String>,
+    /// Each HSDir at the last check: `latest`, `missing`, `differs` or `unknown`, with
+    /// `, re-uploaded`, `, refused <reason>` or `, re-upload unconfirmed` after a repair.
+    pub hsdirs: BTreeMap<String, String>,
 }
 
 impl SlotCoverage {

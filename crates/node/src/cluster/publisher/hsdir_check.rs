@@ -57,6 +57,27 @@ pub struct SlotCheck {
     pub unconfirmed: Vec<String>,
 }
 
+impl SlotCheck {
+    /// Each HSDir's state as `/status` shows it ([`policy::SlotCoverage::hsdirs`]).
+    pub fn describe(&self) -> BTreeMap<String, String> {
+        self.copies
+            .iter()
+            .map(|(fp, c)| {
+                let after = if self.repaired.contains(fp) {
+                    ", re-uploaded".to_string()
+                } else if let Some(r) = self.refused.get(fp) {
+                    format!(", refused {r}")
+                } else if self.unconfirmed.contains(fp) {
+                    ", re-upload unconfirmed".to_string()
+                } else {
+                    String::new()
+                };
+                (fp.clone(), format!("{}{after}", c.as_str()))
+            })
+            .collect()
+    }
+}
+
 /// `HS_DESC FAILED` reasons that answer a fetch, never an upload (tor's dirclient:
 /// uploads fail with `UPLOAD_REJECTED` or `UNEXPECTED`).
 pub(super) fn is_fetch_failure(reason: Option<&str>) -> bool {
@@ -228,6 +249,7 @@ impl PublishCtx {
                             ae.refused(slot.period_num, fp);
                         }
                         cov.tally(&check.copies, check.repaired.len());
+                        cov.hsdirs = check.describe();
                         cov.reuploads += check.repaired.len() as u64;
                         cov.refused += check.refused.len() as u64;
                         cov.last_check =
@@ -247,6 +269,7 @@ impl PublishCtx {
                 }
             } else {
                 cov.holding_latest = None;
+                cov.hsdirs.clear();
             }
             coverage.push(cov);
         }
@@ -346,6 +369,10 @@ mod tests {
         assert_eq!(check.copies["BB"], HsDirCopy::Missing);
         assert_eq!(check.copies["CC"], HsDirCopy::Differs);
         assert_eq!(check.repaired, ["BB", "CC"]);
+        let shown = check.describe();
+        assert_eq!(shown["AA"], "latest");
+        assert_eq!(shown["BB"], "missing, re-uploaded");
+        assert_eq!(shown["CC"], "differs, re-uploaded");
         assert!(check.refused.is_empty() && check.unconfirmed.is_empty());
         for fp in ["AA", "BB", "CC"] {
             assert_eq!(fake.hsdir_copy(fp).as_deref(), Some(OURS), "{fp}");
@@ -382,6 +409,7 @@ mod tests {
         let check = p.check_slot(&s, &ae, WAIT).await.unwrap();
         assert_eq!(check.copies["AA"], HsDirCopy::Differs);
         assert_eq!(check.refused["AA"], "UPLOAD_REJECTED");
+        assert_eq!(check.describe()["AA"], "differs, refused UPLOAD_REJECTED");
         assert!(check.repaired.is_empty());
         assert_eq!(fake.hsdir_copy("AA").as_deref(), Some(newer));
         // The publish task remembers the refusal: the next check asks but does not upload.
