@@ -302,8 +302,8 @@ pub(super) struct PublishCtx {
 
 /// While this node holds the lease: publish the healthy nodes' intro points whenever the
 /// policy says so, and check the HSDirs' copies after each publication and every
-/// `hsdir_check` (anti-entropy, `hsdir_check`); step down to follower when the lease goes. On every eligible node:
-/// check publishing health and make the node ineligible while it is bad.
+/// `timers.hsdir_check` ([`hsdir_check`]); step down to follower when the lease goes. On
+/// every eligible node: check publishing health and make the node ineligible while it is bad.
 pub(super) async fn publish_task(mut c: PublishCtx) {
     let mut publisher: Option<(u32, Publisher)> = None;
     let mut state = PublishState::default();
