@@ -321,6 +321,10 @@ pub(super) async fn publish_task(mut c: PublishCtx) {
             anti_entropy.step_down();
             if state.step_down() {
                 c.set_role(Role::Follower).await;
+                // A follower checks nothing: no stale coverage in `/status` and the metrics.
+                if let Ok(mut s) = c.status.lock() {
+                    s.hsdir_coverage.clear();
+                }
             }
             continue;
         }
