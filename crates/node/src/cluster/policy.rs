@@ -14,7 +14,7 @@
 mod coverage;
 mod health;
 
-pub use coverage::{fetchable_slot, judge, Answer, AntiEntropy, HsDirCopy, SlotCoverage};
+pub use coverage::{emptied, fetchable_slot, judge, Answer, AntiEntropy, HsDirCopy, SlotCoverage};
 pub use health::{Health, HealthInputs, HealthLimits, Unfit, Verdict};
 
 use super::timers::Timers;

@@ -10,6 +10,7 @@
 //!      │                                                                  ▼
 //!      │                     Missing / Differs (and not refused before) ─▶ re-upload
 //!      │                     refused (a higher revision is there) ─▶ remembered, left alone
+//!      │                     Missing and responsible for the other slot ─▶ that slot too
 //!  lease gone ─▶ nothing scheduled, refusals forgotten
 //! ```
 //!
@@ -79,6 +80,18 @@ pub fn judge(ours: &str, answer: &Answer) -> HsDirCopy {
 fn same_text(a: &str, b: &str) -> bool {
     let norm = |s: &str| s.replace("\r\n", "\n").trim_end().to_string();
     norm(a) == norm(b)
+}
+
+/// The HSDirs of another slot (`other`: its responsible HSDirs) that get that slot's text
+/// again without being asked: those that had *nothing* for the checked slot lost their
+/// whole cache (a restart), so they lost the other slot's copy too, which `HSFETCH`
+/// cannot ask about. One that answered with another text is not presumed empty.
+pub fn emptied(copies: &BTreeMap<String, HsDirCopy>, other: &[String]) -> Vec<String> {
+    other
+        .iter()
+        .filter(|fp| copies.get(*fp) == Some(&HsDirCopy::Missing))
+        .cloned()
+        .collect()
 }
 
 /// Which of the live slots (by time period) `HSFETCH` can check: the one of tor's
@@ -257,6 +270,26 @@ mod tests {
         ae.step_down();
         assert!(!ae.due(t0 + Duration::from_secs(10_000)));
         assert!(ae.refused.is_empty());
+    }
+
+    #[test]
+    fn an_emptied_hsdir_gets_the_unchecked_slot_too() {
+        let copies: BTreeMap<String, HsDirCopy> = [
+            ("AA", HsDirCopy::Missing),
+            ("BB", HsDirCopy::Latest),
+            ("CC", HsDirCopy::Differs),
+            ("DD", HsDirCopy::Unknown),
+            ("EE", HsDirCopy::Missing),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), *v))
+        .collect();
+        let other: Vec<String> = ["AA", "BB", "CC", "DD", "FF"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        // EE is not responsible for the other slot; FF was not asked.
+        assert_eq!(emptied(&copies, &other), ["AA"]);
     }
 
     #[test]

@@ -78,6 +78,25 @@ impl SlotCheck {
     }
 }
 
+impl SlotCheck {
+    /// The HSDirs of an unchecked slot given our text again, as `/status` shows them:
+    /// `unchecked, re-uploaded`, `unchecked, still held` (refused: it had it) or
+    /// `unchecked, re-upload unconfirmed`.
+    pub fn describe_unchecked(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for fp in &self.repaired {
+            out.insert(fp.clone(), "unchecked, re-uploaded".to_string());
+        }
+        for fp in self.refused.keys() {
+            out.insert(fp.clone(), "unchecked, still held".to_string());
+        }
+        for fp in &self.unconfirmed {
+            out.insert(fp.clone(), "unchecked, re-upload unconfirmed".to_string());
+        }
+        out
+    }
+}
+
 /// `HS_DESC FAILED` reasons that answer a fetch, never an upload (tor's dirclient:
 /// uploads fail with `UPLOAD_REJECTED` or `UNEXPECTED`).
 pub(super) fn is_fetch_failure(reason: Option<&str>) -> bool {
@@ -163,6 +182,19 @@ impl Publisher {
         Ok(answers)
     }
 
+    /// Give `slot`'s text again to `hsdirs` without asking them first (see
+    /// [`policy::emptied`]); the answers, with no copies judged.
+    pub async fn give_again(
+        &mut self,
+        slot: &PublishedSlot,
+        hsdirs: &[String],
+        wait: Duration,
+    ) -> Result<SlotCheck> {
+        let mut check = SlotCheck::default();
+        self.repost(slot, hsdirs, wait, &mut check).await?;
+        Ok(check)
+    }
+
     /// `+HSPOST SERVER=...` of `slot`'s text to `hsdirs` and their answers into `check`.
     async fn repost(
         &mut self,
@@ -230,8 +262,26 @@ impl PublishCtx {
             .lock()
             .map(|s| s.hsdir_coverage.clone())
             .unwrap_or_default();
+        let wait = self.timers.hsdir_fetch;
+        let mut broken = false;
+        let check = match fetchable {
+            Some(i) => match p.check_slot(&slots[i], ae, wait).await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!(
+                        "could not ask the HSDirs for our descriptor of period {}: {e}; \
+                         asked again in {}s",
+                        slots[i].period_num,
+                        self.timers.hsdir_check.as_secs()
+                    );
+                    broken = e.is_tor();
+                    None
+                }
+            },
+            None => None,
+        };
         let mut coverage = Vec::new();
-        let (mut repaired, mut refused, mut broken) = (0u64, 0u64, false);
+        let (mut repaired, mut refused) = (0u64, 0u64);
         for (i, slot) in slots.iter().enumerate() {
             let mut cov = before
                 .iter()
@@ -241,35 +291,46 @@ impl PublishCtx {
             cov.period_num = slot.period_num;
             cov.responsible = slot.hsdirs.len();
             cov.checked = fetchable == Some(i);
-            if cov.checked {
-                match p.check_slot(slot, ae, self.timers.hsdir_fetch).await {
-                    Ok(check) => {
-                        log_check(slot, &check);
-                        for fp in check.refused.keys() {
-                            ae.refused(slot.period_num, fp);
-                        }
-                        cov.tally(&check.copies, check.repaired.len());
-                        cov.hsdirs = check.describe();
-                        cov.reuploads += check.repaired.len() as u64;
-                        cov.refused += check.refused.len() as u64;
-                        cov.last_check =
-                            Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
-                        repaired += check.repaired.len() as u64;
-                        refused += check.refused.len() as u64;
+            cov.holding_latest = None;
+            cov.hsdirs.clear();
+            match &check {
+                Some(check) if cov.checked => {
+                    log_check(slot, check);
+                    for fp in check.refused.keys() {
+                        ae.refused(slot.period_num, fp);
                     }
-                    Err(e) => {
-                        tracing::warn!(
-                            "could not ask the HSDirs for our descriptor of period {}: {e}; \
-                             asked again in {}s",
-                            slot.period_num,
-                            self.timers.hsdir_check.as_secs()
-                        );
-                        broken = e.is_tor();
+                    cov.tally(&check.copies, check.repaired.len());
+                    cov.hsdirs = check.describe();
+                    cov.reuploads += check.repaired.len() as u64;
+                    cov.refused += check.refused.len() as u64;
+                    cov.last_check =
+                        Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
+                    repaired += check.repaired.len() as u64;
+                    refused += check.refused.len() as u64;
+                }
+                Some(check) if !broken => {
+                    let emptied = policy::emptied(&check.copies, &slot.hsdirs);
+                    if emptied.is_empty() {
+                        coverage.push(cov);
+                        continue;
+                    }
+                    match p.give_again(slot, &emptied, wait).await {
+                        Ok(given) => {
+                            log_given(slot, &given);
+                            cov.hsdirs = given.describe_unchecked();
+                            cov.reuploads += given.repaired.len() as u64;
+                            repaired += given.repaired.len() as u64;
+                        }
+                        Err(e) => {
+                            tracing::warn!(
+                                "could not upload our descriptor of period {} again: {e}",
+                                slot.period_num
+                            );
+                            broken = e.is_tor();
+                        }
                     }
                 }
-            } else {
-                cov.holding_latest = None;
-                cov.hsdirs.clear();
+                _ => {}
             }
             coverage.push(cov);
         }
@@ -280,6 +341,24 @@ impl PublishCtx {
         }
         ae.checked(Instant::now(), self.timers.hsdir_check);
         broken
+    }
+}
+
+/// A line per HSDir given an unchecked slot again because it had lost the checked one.
+fn log_given(slot: &PublishedSlot, given: &SlotCheck) {
+    for fp in &given.repaired {
+        tracing::info!(
+            "HSDir {fp} had lost our descriptors (a restart?): uploaded the one for period {} \
+             (revision {}) again too, confirmed",
+            slot.period_num,
+            slot.revision
+        );
+    }
+    for (fp, reason) in &given.refused {
+        tracing::info!(
+            "HSDir {fp} still held our descriptor for period {} ({reason})",
+            slot.period_num
+        );
     }
 }
 
@@ -435,6 +514,24 @@ mod tests {
             .unwrap();
         assert_eq!(check.copies["AA"], HsDirCopy::Unknown);
         assert!(fake.posts().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_unchecked_slot_is_given_again_without_asking() {
+        let fake = FakeTor::start().await.unwrap();
+        fake.serve_hsdirs(true);
+        // BB still holds it: a real HSDir refuses the same revision.
+        fake.refuse_uploads("BB");
+        let mut p = publisher(&fake).await;
+        let given = p
+            .give_again(&slot(&["AA", "BB"]), &["AA".into(), "BB".into()], WAIT)
+            .await
+            .unwrap();
+        assert!(!fake.commands().iter().any(|c| c.starts_with("HSFETCH")));
+        assert_eq!(fake.hsdir_copy("AA").as_deref(), Some(OURS));
+        let shown = given.describe_unchecked();
+        assert_eq!(shown["AA"], "unchecked, re-uploaded");
+        assert_eq!(shown["BB"], "unchecked, still held");
     }
 
     #[test]
