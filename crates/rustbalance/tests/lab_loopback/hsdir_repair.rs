@@ -228,7 +228,9 @@ async fn scenario(lab: &Lab, master: &IdentityKey, node: &mut ClusterNodeProc) -
         );
         let revision = fetch_revision(lab, master, node, &fp).await?;
         eprintln!(
-            "  the lab client fetched revision {revision} from {name} alone (HSFETCH SERVER=)"
+            "  the lab client fetched revision {revision} from {name} alone (HSFETCH SERVER=; \
+             the checked slot's is {})",
+            after.revision
         );
         if let Some(st) = node.status().await {
             for slot in st["cluster"]["hsdir_coverage"]
