@@ -8,7 +8,8 @@
 //!
 //! A publication between the restart and the check (a new time period every 8 min in the
 //! lab, or a ring change because the relay was down during a vote) repairs the HSDir
-//! too, without the anti-entropy: then the relay is restarted again (at most 3 times).
+//! too, without the anti-entropy: then the relay is restarted again (at most 5 times;
+//! each restart waits for a publication 30 s old, after the intro points settled).
 
 use anyhow::{bail, ensure, Context, Result};
 use rustbalance_hs::IdentityKey;
@@ -27,6 +28,10 @@ use std::time::{Duration, Instant, SystemTime};
 const NAME: &str = "ae1";
 /// `cluster.hsdir_check_secs` of the node.
 const CHECK_SECS: u64 = 20;
+/// Restarts before giving up when each time a publication reaches the relay first.
+const ATTEMPTS: usize = 5;
+/// A publication this old (seconds) has settled intro points.
+const SETTLED_SECS: u64 = 30;
 /// Liveness bound only (a loaded 2-core machine must pass).
 const LIVENESS: Duration = Duration::from_secs(300);
 
@@ -153,19 +158,21 @@ async fn scenario(lab: &Lab, master: &IdentityKey, node: &mut ClusterNodeProc) -
     .await?;
     eprintln!("published after {:.1}s", first.waited.as_secs_f64());
     let relays = relay_fingerprints(lab).await?;
-    for attempt in 1..=3 {
-        // A first check with every HSDir holding our descriptor.
+    for attempt in 1..=ATTEMPTS {
+        // A check with every HSDir holding our descriptor, and the intro points settled
+        // (the instance's change in the first minute after its start: a publication
+        // would reach the restarted relay before the check does).
         let (before, _) = poll_until(
-            "a check with every responsible HSDir holding our descriptor",
+            "a check with every responsible HSDir holding a settled descriptor",
             LIVENESS,
             Duration::from_millis(500),
             async || {
-                Ok(node
-                    .status()
-                    .await
-                    .as_ref()
-                    .and_then(coverage)
-                    .filter(|c| c.holding == c.responsible && c.responsible > 0))
+                let now = rustbalance_hs::time::unix_secs(SystemTime::now());
+                Ok(node.status().await.as_ref().and_then(coverage).filter(|c| {
+                    c.holding == c.responsible
+                        && c.responsible > 0
+                        && c.published_at + SETTLED_SECS <= now
+                }))
             },
         )
         .await?;
@@ -252,7 +259,7 @@ async fn scenario(lab: &Lab, master: &IdentityKey, node: &mut ClusterNodeProc) -
         print_repairs(lab);
         return Ok(());
     }
-    bail!("three restarts, each time a publication reached the relay before the check")
+    bail!("{ATTEMPTS} restarts, each time a publication reached the relay before the check")
 }
 
 /// `(name, fingerprint)` of the lab's relays (not the authorities: their restart would
