@@ -18,6 +18,7 @@ use rustbalance_node::config::ClusterTemplate;
 use rustbalance_node::keystore::{write_atomic, KeyFiles};
 use rustbalance_testbed::node_config::{node_config_with, node_dir};
 use rustbalance_testbed::{poll_until, wait_published, ClusterNodeProc};
+use rustbalance_tor::control::relay_fingerprint;
 use rustbalance_tor::port::{free_port, Proto};
 use rustbalance_tor::ControlClient;
 use serde_json::Value;
@@ -176,15 +177,28 @@ async fn scenario(lab: &Lab, master: &IdentityKey, node: &mut ClusterNodeProc) -
             },
         )
         .await?;
-        let (name, fp) = before
+        // Preferably a relay on none of the instance's intro circuits: restarting one of
+        // those changes the established intro points, and the publication that follows
+        // reaches the restarted relay before the check does.
+        let busy = service_circuit_relays(node).await;
+        let responsible: Vec<&(String, String)> = before
             .hsdirs
             .iter()
-            .find_map(|fp| relays.iter().find(|(_, f)| f == fp))
-            .cloned()
+            .filter_map(|fp| relays.iter().find(|(_, f)| f == fp))
+            .collect();
+        let (name, fp) = responsible
+            .iter()
+            .find(|(_, f)| !busy.contains(f))
+            .or(responsible.first())
+            .map(|r| (*r).clone())
             .with_context(|| format!("no lab relay among the HSDirs {:?}", before.hsdirs))?;
         eprintln!(
-            "attempt {attempt}: period {} held by {}/{} HSDirs; restarting relay {name} ({fp})",
-            before.period, before.holding, before.responsible
+            "attempt {attempt}: period {} held by {}/{} HSDirs; restarting relay {name} ({fp}; \
+             on the node's onion-service circuits: {})",
+            before.period,
+            before.holding,
+            before.responsible,
+            busy.contains(&fp)
         );
         let t0 = Instant::now();
         let pid = lab.restart_node(&name).await?;
@@ -340,6 +354,32 @@ async fn published_revisions(node: &ClusterNodeProc) -> Vec<u64> {
         .as_array()
         .map(|a| a.iter().filter_map(|s| s["revision"].as_u64()).collect())
         .unwrap_or_default()
+}
+
+/// The relays (fingerprints) on the node tor's onion-service circuits, any hop; empty
+/// when its control port cannot be read.
+async fn service_circuit_relays(node: &ClusterNodeProc) -> Vec<String> {
+    let file = rustbalance_node::layout::Layout::new(&node.data).control_port_file();
+    let Some(addr) = std::fs::read_to_string(&file).ok().and_then(|t| {
+        t.lines()
+            .find_map(|l| l.trim().strip_prefix("PORT="))
+            .and_then(|a| a.parse::<SocketAddr>().ok())
+    }) else {
+        return Vec::new();
+    };
+    let Ok(ctl) = ControlClient::connect_authenticated(addr).await else {
+        return Vec::new();
+    };
+    let circuits = ctl.circuit_status().await.unwrap_or_default();
+    circuits
+        .iter()
+        .filter(|c| {
+            c.purpose
+                .as_deref()
+                .is_some_and(|p| p.starts_with("HS_SERVICE"))
+        })
+        .flat_map(|c| c.path.iter().map(|h| relay_fingerprint(h)))
+        .collect()
 }
 
 /// The node's log lines about re-uploads (info) and refusals (warn).
