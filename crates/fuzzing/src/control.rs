@@ -73,7 +73,8 @@ pub fn control_reply(data: &[u8]) {
         }
         if let Some(rx) = events.as_mut() {
             while let Ok(e) = rx.try_recv() {
-                let _ = (e.hs_desc(), e.hs_desc_content(), parse_args(e.text()));
+                let _ = (e.hs_desc(), parse_args(e.text()));
+                let _ = e.hs_desc_content().map(|c| c.hsdir_fingerprint());
             }
         }
     });

@@ -148,6 +148,14 @@ impl TimeParams {
         self.period_start(num + 1)
     }
 
+    /// The time period of a consensus valid after `valid_after` (Unix seconds): the one
+    /// C tor's `hs_get_time_period_num(0)` gives, and so the one whose descriptor its
+    /// `HSFETCH` asks for.
+    pub fn current_period(&self, valid_after: u64) -> u64 {
+        let len = u64::from(self.period_minutes) * 60;
+        valid_after.saturating_sub(self.period_offset_secs()) / len
+    }
+
     /// The two descriptors that must be live at `now`, given the consensus'
     /// `valid_after` (both as Unix seconds).
     ///
@@ -159,8 +167,7 @@ impl TimeParams {
     /// `now` is kept for the callers' signature; only `valid_after` decides.
     pub fn live_slots(&self, now: u64, valid_after: u64) -> [DescriptorSlot; 2] {
         let _ = now;
-        let len = u64::from(self.period_minutes) * 60;
-        let current = valid_after.saturating_sub(self.period_offset_secs()) / len;
+        let current = self.current_period(valid_after);
         let (first_tp, second_tp) = if self.between_tp_and_srv(valid_after) {
             (current.saturating_sub(1), current)
         } else {

@@ -121,6 +121,12 @@ pub struct ClusterSection {
     /// Republish at least this often even when nothing changed (seconds).
     #[serde(default = "default_republish")]
     pub republish_secs: u64,
+    /// While publishing, ask the responsible HSDirs this often (seconds) whether they hold
+    /// our latest descriptor, and upload it again to those that lost it (anti-entropy).
+    /// Unset: [`DEFAULT_HSDIR_CHECK_SECS`], or [`TESTING_HSDIR_CHECK_SECS`] with
+    /// `tor.testing_network` (the lab).
+    #[serde(default)]
+    pub hsdir_check_secs: Option<u64>,
     /// Failure-detector threshold (phi accrual): higher is slower to call a
     /// peer dead and less prone to false alarms on a loaded machine.
     #[serde(default = "default_phi")]
@@ -162,6 +168,12 @@ pub const DEFAULT_REPUBLISH_SECS: u64 = 600;
 fn default_republish() -> u64 {
     DEFAULT_REPUBLISH_SECS
 }
+
+/// Default of `cluster.hsdir_check_secs`.
+pub const DEFAULT_HSDIR_CHECK_SECS: u64 = 600;
+
+/// Default of `cluster.hsdir_check_secs` in a TestingTorNetwork (the lab).
+pub const TESTING_HSDIR_CHECK_SECS: u64 = 20;
 
 /// `[node]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -513,6 +525,40 @@ mod test {
             .unwrap_err()
             .to_string();
         assert!(e.contains("listen"), "{e}");
+    }
+
+    #[test]
+    fn hsdir_check_interval_defaults_by_network_and_is_bounded() {
+        use crate::cluster::Timers;
+        use std::time::Duration;
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("secret"), [7u8; 32]).unwrap();
+        let cluster = |extra: &str| {
+            format!(
+                "[cluster]\nsecret_file = \"{}/secret\"\nlisten = \"127.0.0.1:7946\"\n{extra}",
+                d.path().display()
+            )
+        };
+        let c = cfg(d.path(), &cluster("")).unwrap();
+        let section = c.cluster.as_ref().unwrap();
+        assert_eq!(section.hsdir_check_secs, None);
+        assert_eq!(
+            Timers::from_config(section, false).hsdir_check,
+            Duration::from_secs(600)
+        );
+        assert_eq!(
+            Timers::from_config(section, true).hsdir_check,
+            Duration::from_secs(20)
+        );
+        let c = cfg(d.path(), &cluster("hsdir_check_secs = 45\n")).unwrap();
+        assert_eq!(
+            Timers::from_config(c.cluster.as_ref().unwrap(), true).hsdir_check,
+            Duration::from_secs(45)
+        );
+        let e = cfg(d.path(), &cluster("hsdir_check_secs = 5\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cluster.hsdir_check_secs"), "{e}");
     }
 
     #[test]

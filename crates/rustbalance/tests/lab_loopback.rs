@@ -34,12 +34,18 @@
 //!   clock ten minutes ahead, then behind (libfaketime): it says why it does not publish
 //!   and never does; the other two keep one publisher whose descriptor the HSDirs hand
 //!   out; clients are served; with the clock right it is listed again.
+//! * `hsdir_restart_repaired`: a one-node cluster checks the HSDirs every 20 s; one lab
+//!   relay responsible for its descriptor is restarted (empty cache, same fingerprint) and
+//!   the node uploads the descriptor to it again; the lab client fetches it from that
+//!   relay alone.
 //!
 //! Times are printed; how fast is for the benchmarks (docs/BENCHMARKS.md),
 //! the timeouts here are generous liveness bounds.
 
 #[path = "lab_loopback/cluster.rs"]
 mod cluster;
+#[path = "lab_loopback/hsdir_repair.rs"]
+mod hsdir_repair;
 #[path = "lab_loopback/instances.rs"]
 mod instances;
 #[path = "lab_loopback/onionbalance_auth.rs"]
@@ -81,6 +87,10 @@ fn main() -> std::process::ExitCode {
         Scenario {
             name: "three_nodes_fail_over",
             run: |lab| Box::pin(cluster::three_nodes_fail_over(lab)),
+        },
+        Scenario {
+            name: "hsdir_restart_repaired",
+            run: |lab| Box::pin(hsdir_repair::hsdir_restart_repaired(lab)),
         },
         Scenario {
             name: "status_page",

@@ -7,8 +7,14 @@
 //! recorded (dot-unstuffed). With [`FakeTor::ack_uploads`] it answers every
 //! HSPOST with one `HS_DESC UPLOADED` event per `SERVER=`, like tor does
 //! after successful uploads. Tests can push any event with [`FakeTor::emit`].
+//!
+//! With [`FakeTor::serve_hsdirs`] it also plays the HSDirs: each `+HSPOST SERVER=` stores
+//! the descriptor at that HSDir (unless [`FakeTor::refuse_uploads`] makes it answer
+//! `FAILED ... REASON=UPLOAD_REJECTED`), and each `HSFETCH ... SERVER=` answers like tor:
+//! `HS_DESC RECEIVED` and an `HS_DESC_CONTENT` with the stored text, or `HS_DESC FAILED
+//! ... REASON=NOT_FOUND` and an empty `HS_DESC_CONTENT`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -36,6 +42,10 @@ struct State {
     commands: Vec<String>,
     posts: Vec<HsPost>,
     ack_uploads: bool,
+    /// `Some` while the fake plays the HSDirs: fingerprint → the descriptor it holds.
+    hsdirs: Option<HashMap<String, String>>,
+    /// HSDirs that refuse every upload.
+    refusing: HashSet<String>,
 }
 
 /// A fake tor control port. Stops listening when dropped.
@@ -99,6 +109,32 @@ impl FakeTor {
     pub fn emit(&self, line: &str) {
         // No receiver only means no connection is open.
         let _ = self.events.send(line.to_string());
+    }
+
+    /// When on, the fake plays the HSDirs (see the module doc); every HSDir starts empty.
+    pub fn serve_hsdirs(&self, on: bool) {
+        lock(&self.state).hsdirs = on.then(HashMap::new);
+    }
+
+    /// Sets what HSDir `fingerprint` holds (`None`: nothing, as after a restart).
+    pub fn set_hsdir_copy(&self, fingerprint: &str, descriptor: Option<&str>) {
+        let mut st = lock(&self.state);
+        let dirs = st.hsdirs.get_or_insert_with(HashMap::new);
+        match descriptor {
+            Some(d) => dirs.insert(fingerprint.to_string(), d.to_string()),
+            None => dirs.remove(fingerprint),
+        };
+    }
+
+    /// What HSDir `fingerprint` holds.
+    pub fn hsdir_copy(&self, fingerprint: &str) -> Option<String> {
+        lock(&self.state).hsdirs.as_ref()?.get(fingerprint).cloned()
+    }
+
+    /// Makes HSDir `fingerprint` refuse every upload (as a real one refuses a revision
+    /// counter not above the one it holds).
+    pub fn refuse_uploads(&self, fingerprint: &str) {
+        lock(&self.state).refusing.insert(fingerprint.to_string());
     }
 
     /// Every command line received, in order (AUTHENTICATE included).
@@ -187,7 +223,14 @@ fn answer(line: &str, body: String, state: &Mutex<State>, enabled: &mut Vec<Stri
             "250 OK\r\n"
         )
         .to_string(),
-        "AUTHENTICATE" | "SETCONF" | "SIGNAL" | "HSFETCH" => "250 OK\r\n".to_string(),
+        "AUTHENTICATE" | "SETCONF" | "SIGNAL" => "250 OK\r\n".to_string(),
+        "HSFETCH" => {
+            let mut out = String::from("250 OK\r\n");
+            if let Some(dirs) = &st.hsdirs {
+                out.push_str(&hsfetch_events(rest, dirs, enabled));
+            }
+            out
+        }
         "SETEVENTS" => {
             *enabled = rest.split_whitespace().map(str::to_string).collect();
             "250 OK\r\n".to_string()
@@ -214,10 +257,21 @@ fn answer(line: &str, body: String, state: &Mutex<State>, enabled: &mut Vec<Stri
                 descriptor: body,
             };
             let mut out = String::from("250 OK\r\n");
-            if st.ack_uploads && enabled.iter().any(|e| e == "HS_DESC") {
-                let addr = post.hsaddress.clone().unwrap_or_else(|| "UNKNOWN".into());
-                for s in &post.servers {
-                    out.push_str(&format!("650 HS_DESC UPLOADED {addr} UNKNOWN ${s}\r\n"));
+            let playing = st.hsdirs.is_some();
+            let addr = post.hsaddress.clone().unwrap_or_else(|| "UNKNOWN".into());
+            for s in &post.servers {
+                let refused = st.refusing.contains(s);
+                if !refused {
+                    if let Some(dirs) = st.hsdirs.as_mut() {
+                        dirs.insert(s.clone(), post.descriptor.clone());
+                    }
+                }
+                if (st.ack_uploads || playing) && enabled.iter().any(|e| e == "HS_DESC") {
+                    out.push_str(&if refused {
+                        format!("650 HS_DESC FAILED {addr} UNKNOWN ${s} REASON=UPLOAD_REJECTED\r\n")
+                    } else {
+                        format!("650 HS_DESC UPLOADED {addr} UNKNOWN ${s}\r\n")
+                    });
                 }
             }
             st.posts.push(post);
@@ -226,6 +280,33 @@ fn answer(line: &str, body: String, state: &Mutex<State>, enabled: &mut Vec<Stri
         "QUIT" => "250 closing connection\r\n".to_string(),
         _ => format!("510 Unrecognized command \"{verb}\"\r\n"),
     }
+}
+
+/// The events tor sends after `HSFETCH <rest>` when the fake plays the HSDirs.
+fn hsfetch_events(rest: &str, dirs: &HashMap<String, String>, enabled: &[String]) -> String {
+    let args = parse_args(rest);
+    let addr = args.first().map(|a| a.value.as_str()).unwrap_or("UNKNOWN");
+    let on = |kind: &str| enabled.iter().any(|e| e == kind);
+    let mut out = String::new();
+    for s in args.iter().filter(|a| a.key.as_deref() == Some("SERVER")) {
+        let fp = &s.value;
+        let held = dirs.get(fp);
+        if on("HS_DESC") {
+            out.push_str(&match held {
+                Some(_) => format!("650 HS_DESC RECEIVED {addr} NO_AUTH ${fp}~fake blinded\r\n"),
+                None => format!(
+                    "650 HS_DESC FAILED {addr} NO_AUTH ${fp}~fake blinded REASON=NOT_FOUND\r\n"
+                ),
+            });
+        }
+        if on("HS_DESC_CONTENT") {
+            out.push_str(&format!(
+                "650+HS_DESC_CONTENT {addr} blinded ${fp}~fake\r\n{}650 OK\r\n",
+                crate::control::dot_stuff(held.map(String::as_str).unwrap_or(""))
+            ));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -267,5 +348,43 @@ mod tests {
         assert_eq!(h.reason.as_deref(), Some("UPLOAD_REJECTED"));
         assert!(c.getinfo("nope").await.is_err());
         assert!(fake.commands().contains(&"SETEVENTS HS_DESC".to_string()));
+    }
+
+    #[tokio::test]
+    async fn plays_the_hsdirs() {
+        let fake = FakeTor::start().await.unwrap();
+        fake.serve_hsdirs(true);
+        fake.refuse_uploads("CC");
+        let c = ControlClient::connect_authenticated(fake.addr())
+            .await
+            .unwrap();
+        let mut events = c.take_events().unwrap();
+        c.setevents(&["HS_DESC", "HS_DESC_CONTENT"]).await.unwrap();
+        c.hspost("hs-descriptor 3\n", &["AA", "CC"], Some("abc"))
+            .await
+            .unwrap();
+        let h = events.recv().await.unwrap().hs_desc().unwrap();
+        assert_eq!((h.action.as_str(), h.hsdir.as_str()), ("UPLOADED", "$AA"));
+        let h = events.recv().await.unwrap().hs_desc().unwrap();
+        assert_eq!(h.reason.as_deref(), Some("UPLOAD_REJECTED"));
+        assert_eq!(fake.hsdir_copy("AA").as_deref(), Some("hs-descriptor 3\n"));
+        assert_eq!(fake.hsdir_copy("CC"), None);
+
+        c.hsfetch("abc", &["AA", "BB"]).await.unwrap();
+        let h = events.recv().await.unwrap().hs_desc().unwrap();
+        assert_eq!(
+            (h.action.as_str(), h.hsdir_fingerprint().as_str()),
+            ("RECEIVED", "AA")
+        );
+        let got = events.recv().await.unwrap().hs_desc_content().unwrap();
+        assert_eq!(got.hsdir_fingerprint(), "AA");
+        assert_eq!(got.descriptor, "hs-descriptor 3\n");
+        let h = events.recv().await.unwrap().hs_desc().unwrap();
+        assert_eq!(h.reason.as_deref(), Some("NOT_FOUND"));
+        let got = events.recv().await.unwrap().hs_desc_content().unwrap();
+        assert_eq!(
+            (got.hsdir_fingerprint().as_str(), got.descriptor.as_str()),
+            ("BB", "")
+        );
     }
 }

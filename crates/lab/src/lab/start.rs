@@ -147,6 +147,35 @@ impl Lab {
         })
     }
 
+    /// Restarts the core relay or authority `name`, as a relay operator's restart would:
+    /// SIGTERM by its recorded pid, wait until it is gone, then start it again with the same
+    /// torrc and data directory. Its keys and state stay, so it keeps its fingerprint (and
+    /// the authorities its flags); what it held in memory, such as the onion-service
+    /// descriptors of an HSDir, is gone. Waits until it has bootstrapped again; returns
+    /// its new pid.
+    pub async fn restart_node(&self, name: &str) -> Result<u32> {
+        let node = self
+            .state
+            .nodes
+            .iter()
+            .find(|n| n.name == name && n.role != Role::Client)
+            .ok_or_else(|| Error::Name {
+                name: name.to_string(),
+                detail: "no such lab relay or authority".into(),
+            })?;
+        let rec: ProcessRecord = crate::state::read_json(&self.layout.record(name))?;
+        let id = rec.id;
+        tokio::task::spawn_blocking(move || {
+            rustbalance_tor::process::stop_all(&[id], Duration::from_secs(10))
+        })
+        .await
+        .map_err(|e| Error::Options(format!("stop task failed: {e}")))??;
+        let started = self.launch_nodes(&[node]).await?;
+        let pid = started.first().map(|p| p.id().pid).unwrap_or_default();
+        self.wait_bootstrapped(node).await?;
+        Ok(pid)
+    }
+
     /// Waits until a (re)attached lab is usable: every core process alive,
     /// the consensus complete and the client bootstrapped.
     pub async fn wait_usable(&self, mut progress: impl FnMut(&Progress)) -> Result<()> {

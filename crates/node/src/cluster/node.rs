@@ -64,6 +64,13 @@ pub struct ClusterStatus {
     /// The suggested PoW effort in this node's tor's own descriptor (0: no `pow-params`,
     /// clients need not solve). Rising means tor sees an introduction flood.
     pub pow_suggested_effort: u32,
+    /// Anti-entropy: each slot of the last publication and how many of its responsible
+    /// HSDirs hold it (`cluster.hsdir_check_secs`).
+    pub hsdir_coverage: Vec<super::policy::SlotCoverage>,
+    /// Descriptors given again to HSDirs that had lost them (or held another), confirmed.
+    pub hsdir_reuploads: u64,
+    /// Such uploads the HSDir refused (it holds a revision at least as high).
+    pub hsdir_reupload_refusals: u64,
 }
 
 /// What this node's canary concluded about one peer.

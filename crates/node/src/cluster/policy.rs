@@ -11,8 +11,10 @@
 //!             (or wait for it up to `next_wait`) ; tor not rotated yet ─▶ wait
 //! ```
 
+mod coverage;
 mod health;
 
+pub use coverage::{emptied, fetchable_slot, judge, Answer, AntiEntropy, HsDirCopy, SlotCoverage};
 pub use health::{Health, HealthInputs, HealthLimits, Unfit, Verdict};
 
 use super::timers::Timers;

@@ -9,12 +9,15 @@
 //!
 //! `publish_task` drives it on a cluster node: while the lease is held it reads the
 //! healthy intro points, asks [`super::policy`] whether and why to publish, publishes,
-//! and records the outcome (gossip `last_publish`, `/status`, retry backoff).
+//! and records the outcome (gossip `last_publish`, `/status`, retry backoff). After each
+//! publication and every `cluster.hsdir_check_secs` it asks the HSDirs whether they still
+//! hold it and uploads it again to those that lost it ([`hsdir_check`]).
 
 use super::gossip::{self, Role};
 use super::node::{ClusterStatus, OwnParams, PublishRecord};
 use super::policy::{
-    self, Health, HealthInputs, HealthLimits, Outcome, PublishInputs, PublishState, Reason, Verdict,
+    self, AntiEntropy, Health, HealthInputs, HealthLimits, Outcome, PublishInputs, PublishState,
+    Reason, Verdict,
 };
 use super::pow;
 use super::roster::{healthy_intros, HealthyIntros};
@@ -40,6 +43,10 @@ pub use super::view::{
     instance_descriptor, instance_descriptor_from_hsdirs, network_view, only_established,
     NetworkView, ViewCache,
 };
+
+mod hsdir_check;
+
+pub use hsdir_check::{PublishedSlot, SlotCheck};
 
 /// At most this many intro points go into a master descriptor.
 const MAX_PUBLISHED_INTROS: usize = 20;
@@ -76,6 +83,8 @@ pub struct Publisher {
     views: ViewCache,
     /// Restricted discovery: the authorized clients (`None`: open to anyone).
     auth_clients: Option<Vec<ClientAuthKey>>,
+    /// What the latest publication uploaded, slot by slot (anti-entropy checks it).
+    last: Vec<PublishedSlot>,
 }
 
 impl Publisher {
@@ -89,7 +98,7 @@ impl Publisher {
         let events = ctl
             .take_events()
             .ok_or(rustbalance_tor::Error::EventsTaken)?;
-        ctl.setevents(&["HS_DESC"]).await?;
+        ctl.setevents(&["HS_DESC", "HS_DESC_CONTENT"]).await?;
         Ok(Publisher {
             ctl,
             events,
@@ -98,6 +107,7 @@ impl Publisher {
             max_intro_points: max_intro_points.clamp(1, MAX_INTRO_POINTS),
             views: ViewCache::default(),
             auth_clients: None,
+            last: Vec::new(),
         })
     }
 
@@ -173,6 +183,8 @@ impl Publisher {
             rng,
         )?;
         selection.log_fitted(&plan);
+        // Until every slot is uploaded there is nothing for anti-entropy to check.
+        self.last.clear();
         // Drop stale events from earlier rounds.
         while self.events.try_recv().is_ok() {}
         let addr = self.master.address().without_suffix();
@@ -188,6 +200,7 @@ impl Publisher {
                 })?;
             reports.push(report_of(up));
         }
+        self.last = plan.iter().map(PublishedSlot::of).collect();
         self.confirm(&addr, &mut reports, confirm_timeout).await;
         Ok(reports)
     }
@@ -212,6 +225,8 @@ impl Publisher {
             }
             let status = match h.action.as_str() {
                 "UPLOADED" => "UPLOADED".to_string(),
+                // A late answer to an anti-entropy fetch, not to this upload.
+                "FAILED" if hsdir_check::is_fetch_failure(h.reason.as_deref()) => continue,
                 "FAILED" => format!("FAILED {}", h.reason.as_deref().unwrap_or("")),
                 _ => continue,
             };
@@ -286,13 +301,15 @@ pub(super) struct PublishCtx {
 }
 
 /// While this node holds the lease: publish the healthy nodes' intro points whenever the
-/// policy says so; step down to follower when the lease goes. On every eligible node:
-/// check publishing health and make the node ineligible while it is bad.
+/// policy says so, and check the HSDirs' copies after each publication and every
+/// `timers.hsdir_check` ([`hsdir_check`]); step down to follower when the lease goes. On
+/// every eligible node: check publishing health and make the node ineligible while it is bad.
 pub(super) async fn publish_task(mut c: PublishCtx) {
     let mut publisher: Option<(u32, Publisher)> = None;
     let mut state = PublishState::default();
     let mut health = Health::default();
     let mut next_health = Instant::now();
+    let mut anti_entropy = AntiEntropy::default();
     loop {
         tokio::time::sleep(c.timers.publish_poll).await;
         let holding = *c.publishing.borrow_and_update();
@@ -301,19 +318,29 @@ pub(super) async fn publish_task(mut c: PublishCtx) {
             c.check_health(&mut publisher, &mut health, holding).await;
         }
         if !holding {
+            anti_entropy.step_down();
             if state.step_down() {
                 c.set_role(Role::Follower).await;
+                // A follower checks nothing: no stale coverage in `/status` and the metrics.
+                if let Ok(mut s) = c.status.lock() {
+                    s.hsdir_coverage.clear();
+                }
             }
             continue;
         }
         let Some(p) = c.connect(&mut publisher).await else {
             continue;
         };
-        let Some((outcome, broken)) = c.round(p, &mut state).await else {
-            continue;
-        };
-        if outcome.confirmed {
-            health.confirmed(Instant::now());
+        let mut broken = false;
+        if let Some((outcome, b)) = c.round(p, &mut state).await {
+            if outcome.confirmed {
+                health.confirmed(Instant::now());
+            }
+            broken = b;
+            anti_entropy.published(Instant::now());
+        }
+        if !broken && anti_entropy.due(Instant::now()) {
+            broken = c.check_hsdirs(p, &mut anti_entropy).await;
         }
         if broken {
             publisher = None;

@@ -40,11 +40,17 @@ pub struct Timers {
     /// A lease holder with no upload confirmed for this long yields the lease, and
     /// competes again this long after (`policy::Health`).
     pub yield_after: Duration,
+    /// While the lease is held, the responsible HSDirs are asked this often (and after
+    /// each publication) whether they hold our latest descriptor (`cluster.hsdir_check_secs`).
+    pub hsdir_check: Duration,
+    /// How long one such check waits for the HSDirs' answers.
+    pub hsdir_fetch: Duration,
 }
 
 impl Timers {
     /// The production timers; `testing_network` (a TestingTorNetwork, whose descriptors
-    /// change faster) refreshes the fetched descriptor every 15 s instead of 300 s.
+    /// change faster) refreshes the fetched descriptor every 15 s instead of 300 s and
+    /// checks the HSDirs every 20 s instead of 600 s.
     pub fn new(testing_network: bool) -> Timers {
         Timers {
             publish_poll: Duration::from_millis(250),
@@ -63,14 +69,24 @@ impl Timers {
             leave_grace: Duration::from_millis(300),
             health_poll: Duration::from_secs(1),
             yield_after: Duration::from_secs(180),
+            hsdir_check: Duration::from_secs(if testing_network {
+                crate::config::TESTING_HSDIR_CHECK_SECS
+            } else {
+                crate::config::DEFAULT_HSDIR_CHECK_SECS
+            }),
+            hsdir_fetch: Duration::from_secs(20),
         }
     }
 
-    /// The production timers with `cluster.republish_secs`.
+    /// The production timers with `cluster.republish_secs` and `cluster.hsdir_check_secs`.
     pub fn from_config(c: &crate::config::ClusterSection, testing_network: bool) -> Timers {
+        let t = Timers::new(testing_network);
         Timers {
             republish: Duration::from_secs(c.republish_secs),
-            ..Timers::new(testing_network)
+            hsdir_check: c
+                .hsdir_check_secs
+                .map_or(t.hsdir_check, Duration::from_secs),
+            ..t
         }
     }
 }

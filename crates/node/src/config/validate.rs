@@ -194,6 +194,12 @@ fn cluster(c: &ClusterSection) -> Result<()> {
     if c.republish_secs < 30 {
         return Err(invalid("cluster.republish_secs", "must be at least 30"));
     }
+    if c.hsdir_check_secs.is_some_and(|s| s < 10) {
+        return Err(invalid(
+            "cluster.hsdir_check_secs",
+            "must be at least 10 (default 600; each check fetches from 6-8 HSDirs)",
+        ));
+    }
     Ok(())
 }
 

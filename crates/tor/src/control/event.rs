@@ -62,14 +62,26 @@ impl Event {
         if self.kind() != "HS_DESC_CONTENT" {
             return None;
         }
-        let args = parse_args(self.text());
+        let words = positional(self.text());
         Some(HsDescContent {
-            address: args.get(1)?.value.clone(),
-            descriptor_id: args.get(2).map(|a| a.value.clone()).unwrap_or_default(),
-            hsdir: args.get(3).map(|a| a.value.clone()).unwrap_or_default(),
+            address: words.get(1)?.clone(),
+            descriptor_id: words.get(2).cloned().unwrap_or_default(),
+            hsdir: words.get(3).cloned().unwrap_or_default(),
             descriptor: self.data().unwrap_or("").to_string(),
         })
     }
+}
+
+/// The words of an event line, each whole: a relay named `$FPR=nick` or a base64 value
+/// ending in `=` stays one word (`parse_args` would split it into key and value).
+fn positional(text: &str) -> Vec<String> {
+    parse_args(text)
+        .into_iter()
+        .map(|a| match a.key {
+            Some(k) => format!("{k}={}", a.value),
+            None => a.value,
+        })
+        .collect()
 }
 
 /// A parsed `HS_DESC` event (control-spec 4.1.25).
@@ -105,8 +117,16 @@ pub struct HsDescContent {
     pub descriptor_id: String,
     /// The HSDir that served it.
     pub hsdir: String,
-    /// The descriptor text; empty when the HSDir had none.
+    /// The descriptor text; empty when the HSDir had none (tor sends it empty after a
+    /// `NOT_FOUND`, `QUERY_REJECTED`, `BAD_DESC` or unexpected answer).
     pub descriptor: String,
+}
+
+impl HsDescContent {
+    /// The HSDir's upper-case RSA fingerprint (empty when tor did not name one).
+    pub fn hsdir_fingerprint(&self) -> String {
+        super::circuit::relay_fingerprint(&self.hsdir)
+    }
 }
 
 #[cfg(test)]
@@ -164,5 +184,19 @@ mod tests {
         assert_eq!(c.address, "addr");
         assert_eq!(c.hsdir, "$BB~r2");
         assert_eq!(c.descriptor, "hs-descriptor 3\n");
+        assert_eq!(c.hsdir_fingerprint(), "BB");
+    }
+
+    #[test]
+    fn hs_desc_content_keeps_equals_signs_in_words() {
+        let e = ev(&[
+            ("HS_DESC_CONTENT addr desc+id= $CC=r3", Some("")),
+            ("OK", None),
+        ]);
+        let c = e.hs_desc_content().unwrap();
+        assert_eq!(c.descriptor_id, "desc+id=");
+        assert_eq!(c.hsdir, "$CC=r3");
+        assert_eq!(c.hsdir_fingerprint(), "CC");
+        assert_eq!(c.descriptor, "");
     }
 }
