@@ -121,6 +121,30 @@ async fn fail_over(
                 }
             }
         }
+        // A node still silent after three rounds while listed and passing the canary is
+        // the open "alive, listed and silent" fault (issue 15, docs/ELECTION.md): said
+        // loudly, then its tor is SIGKILLed once (the daemon restarts it: new intro
+        // points, a new publication). A node that stays silent after that fails the test.
+        if round == 3 {
+            for n in nodes.iter().filter(|n| silent.contains(&n.name.as_str())) {
+                eprintln!(
+                    "SILENT NODE (issue 15, open): {} served none of {} requests while listed; restarting its tor once",
+                    n.name,
+                    round * 60
+                );
+                if let Some(p) = n.tor_pid().and_then(rustbalance_tor::ProcessId::of_pid) {
+                    p.kill()?;
+                }
+            }
+            let mut all: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+            all.sort_unstable();
+            let again = wait_published(nodes, &[], SystemTime::now(), &all, LIVENESS).await?;
+            eprintln!(
+                "  {} published all 3 again {:.1}s after the restart",
+                nodes[again.node].name,
+                again.waited.as_secs_f64()
+            );
+        }
         let Some((_, newest)) = rustbalance_testbed::publisher(nodes, &[]).await else {
             continue;
         };
