@@ -187,31 +187,7 @@ pub(super) fn register_cluster_metrics(metrics: &Metrics, st: Arc<Mutex<ClusterS
             "Live members whose target is down.",
             s.members.iter().filter(|m| m.live && m.target == "down").count() as f64,
         );
-        // Anti-entropy: only the slot of tor's current period can be checked (`HSFETCH`).
-        if let Some(c) = s.hsdir_coverage.iter().find(|c| c.checked) {
-            w.gauge_labeled(
-                "rustbalance_hsdir_holding_latest",
-                "Responsible HSDirs holding this node's latest descriptor at the last check                  (after re-uploads); slot=current: tor's current time period.",
-                "slot",
-                &[("current", c.holding_latest.unwrap_or(0) as f64)],
-            );
-            w.gauge_labeled(
-                "rustbalance_hsdir_responsible",
-                "HSDirs responsible for this node's latest descriptor.",
-                "slot",
-                &[("current", c.responsible as f64)],
-            );
-        }
-        w.counter(
-            "rustbalance_hsdir_reuploads_total",
-            "Descriptors uploaded again to HSDirs that had lost them or held another, confirmed.",
-            s.hsdir_reuploads,
-        );
-        w.counter(
-            "rustbalance_hsdir_reupload_refused_total",
-            "Such uploads refused by the HSDir (it holds a revision at least as high).",
-            s.hsdir_reupload_refusals,
-        );
+        hsdir_metrics(w, &s);
         w.counter(
             "rustbalance_gossip_dropped_total",
             "Gossip datagrams dropped (bad MAC, replay, malformed, stale).",
@@ -219,6 +195,36 @@ pub(super) fn register_cluster_metrics(metrics: &Metrics, st: Arc<Mutex<ClusterS
         );
         register_gossip_counters(w, &s.gossip);
     });
+}
+
+/// The HSDir anti-entropy figures of the lease holder (`publisher::hsdir_check`).
+fn hsdir_metrics(w: &mut MetricsWriter<'_>, s: &ClusterStatus) {
+    // Anti-entropy: only the slot of tor's current period can be checked (`HSFETCH`).
+    if let Some(c) = s.hsdir_coverage.iter().find(|c| c.checked) {
+        w.gauge_labeled(
+            "rustbalance_hsdir_holding_latest",
+            "Responsible HSDirs holding this node's latest descriptor at the last check \
+             (after re-uploads); slot=current: tor's current time period.",
+            "slot",
+            &[("current", c.holding_latest.unwrap_or(0) as f64)],
+        );
+        w.gauge_labeled(
+            "rustbalance_hsdir_responsible",
+            "HSDirs responsible for this node's latest descriptor.",
+            "slot",
+            &[("current", c.responsible as f64)],
+        );
+    }
+    w.counter(
+        "rustbalance_hsdir_reuploads_total",
+        "Descriptors uploaded again to HSDirs that had lost them or held another, confirmed.",
+        s.hsdir_reuploads,
+    );
+    w.counter(
+        "rustbalance_hsdir_reupload_refused_total",
+        "Such uploads refused by the HSDir (it holds a revision at least as high).",
+        s.hsdir_reupload_refusals,
+    );
 }
 
 /// The `rustbalance_gossip_*` counters of this node's gossip transport.
