@@ -244,6 +244,12 @@ async fn run(n: usize, signed: bool) -> Row {
         .iter()
         .map(|m| m.counters().dropped() + m.counters().dropped_by_signature_check())
         .sum();
+    if bad > 0 {
+        eprintln!(
+            "  {n} nodes: dropped by reason, all nodes: {:?}",
+            dropped_by_reason(&nodes)
+        );
+    }
     let cluster_time = start.elapsed().as_secs_f64();
     let cpu_ms_per_node_s = (cpu_time() - cpu0).as_secs_f64() * 1000.0 / n as f64 / cluster_time;
     for m in nodes {
@@ -273,6 +279,36 @@ async fn measured(n: usize, signed: bool) -> Row {
         wall.elapsed().as_secs_f64()
     );
     row
+}
+
+/// The non-zero `dropped_*` counters summed over `nodes`.
+fn dropped_by_reason(nodes: &[Membership]) -> std::collections::BTreeMap<String, u64> {
+    let mut sum = std::collections::BTreeMap::new();
+    for m in nodes {
+        let c = m.counters();
+        let reasons = [
+            ("malformed", c.dropped_malformed),
+            ("bad_mac", c.dropped_bad_mac),
+            ("stale", c.dropped_stale),
+            ("replayed", c.dropped_replayed),
+            ("node_bound", c.dropped_node_bound),
+            ("oversize", c.dropped_oversize),
+            ("overcompressed", c.dropped_overcompressed),
+            ("bad_max_version", c.dropped_bad_max_version),
+            ("own_node", c.dropped_own_node),
+            ("no_cert", c.dropped_no_cert),
+            ("bad_cert", c.dropped_bad_cert),
+            ("revoked", c.dropped_revoked),
+            ("unsigned", c.dropped_unsigned),
+            ("bad_signature", c.dropped_bad_signature),
+        ];
+        for (reason, v) in reasons {
+            if v > 0 {
+                *sum.entry(reason.to_string()).or_insert(0) += v;
+            }
+        }
+    }
+    sum
 }
 
 fn main() {
