@@ -174,10 +174,11 @@ fn changes(prev: &Snapshot, next: &Snapshot) -> Vec<(&'static str, Option<String
             ));
         }
     }
-    let mut out: Vec<(&'static str, Option<String>, String)> = out;
-    for (kind, text) in cluster_changes(prev, next) {
-        out.push((kind, None, text));
-    }
+    out.extend(
+        cluster_changes(prev, next)
+            .into_iter()
+            .map(|(kind, text)| (kind, None, text)),
+    );
     out
 }
 
