@@ -506,7 +506,13 @@ mod test {
     #[test]
     fn tor_debug_log_takes_severities_only() {
         let d = tempfile::tempdir().unwrap();
-        for ok in ["[rend]info", "info", "[rend,circ]debug notice", "info-err", "[~net]info"] {
+        for ok in [
+            "[rend]info",
+            "info",
+            "[rend,circ]debug notice",
+            "info-err",
+            "[~net]info",
+        ] {
             let c = cfg(d.path(), &format!("[tor]\ndebug_log = \"{ok}\"\n"));
             assert!(c.is_ok(), "{ok}: {:?}", c.err());
         }

@@ -54,3 +54,41 @@ pub fn report(name: &str, data_dir: &Path, daemon_log: Option<&Path>) {
         }
     }
 }
+
+/// Lines of the lab's own tors (relays, authorities, the client: `DIR/nodes/*/notice.log`,
+/// which log `[rend,protocol]info`) that say an introduction was refused or given up:
+/// an intro point with no circuit for the auth key the client used, the intro point's DoS
+/// limit, a NACK the client received. Printed per log file: how many, and the last few.
+pub fn report_lab(lab_dir: &Path) {
+    const REFUSALS: &[&str] = &[
+        "no intro circuit found",
+        "can't relay introduce1",
+        "introduce_ack nack",
+    ];
+    let Ok(entries) = std::fs::read_dir(lab_dir.join("nodes")) else {
+        return;
+    };
+    let mut names: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+    names.sort();
+    for dir in names {
+        let text = std::fs::read_to_string(dir.join("notice.log")).unwrap_or_default();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                let l = l.to_ascii_lowercase();
+                REFUSALS.iter().any(|w| l.contains(w))
+            })
+            .collect();
+        if lines.is_empty() {
+            continue;
+        }
+        eprintln!(
+            "  lab tor {}: {} refused or failed introductions, the last 5:",
+            dir.file_name().unwrap_or_default().to_string_lossy(),
+            lines.len()
+        );
+        for l in &lines[lines.len().saturating_sub(5)..] {
+            eprintln!("    {l}");
+        }
+    }
+}

@@ -166,6 +166,12 @@ async fn run_all(
         },
     )
     .await;
+    // For a look after the run: `RUSTBALANCE_LAB_KEEP_ON_FAILURE=1` keeps the lab directory
+    // (every tor's and node's log; the processes are stopped) when a scenario failed.
+    let failed = lab.is_err() || results.iter().any(|(_, r, _)| r.is_err());
+    if failed && std::env::var_os("RUSTBALANCE_LAB_KEEP_ON_FAILURE").is_some() {
+        eprintln!("[{title}] lab directory kept: {}", dir.keep().display());
+    }
     (results, lab)
 }
 

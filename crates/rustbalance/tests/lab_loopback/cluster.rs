@@ -103,6 +103,7 @@ async fn fail_over(
             let node_log = lab.dir().join(format!("{}.log", n.name));
             rustbalance_testbed::silent::report(&n.name, &n.data, Some(&node_log));
         }
+        rustbalance_testbed::silent::report_lab(lab.dir());
         // A node still silent after three rounds while listed and passing the canary is
         // the open "alive, listed and silent" fault (issue 15, docs/ELECTION.md): said
         // loudly, then its tor is SIGKILLed once (the daemon restarts it: new intro

@@ -268,6 +268,7 @@ async fn join_story(lab: &Lab, nodes: &mut Vec<NsNode>) -> Result<()> {
             );
             let data = rustbalance_testbed::node_config::node_dir(lab, "node4").join("data");
             rustbalance_testbed::silent::report("node4", &data, None);
+            rustbalance_testbed::silent::report_lab(lab.dir());
             let pid = std::fs::read_to_string(data.join("tor.pid"))?;
             if let Some(p) = pid
                 .trim()
