@@ -124,7 +124,29 @@ async fn skew(
     nodes[s].start(bin, &log)?;
     let mut all: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
     all.sort_unstable();
-    let p = wait_published(nodes, &[], since, &all, LIVENESS).await?;
+    // A node restarted between a time-period start and the next SRV first waits up to
+    // `next_wait` (90 s) for its instance's descriptor of the running period before it
+    // advertises intro points (cluster/advertise.rs), then its peers' canaries must pass
+    // it: a longer bound than the other steps, and what each node says if it is missed.
+    let p = match wait_published(nodes, &[], since, &all, 2 * LIVENESS).await {
+        Ok(p) => p,
+        Err(e) => {
+            for n in nodes.iter() {
+                if let Some(st) = n.status().await {
+                    let c = &st["cluster"];
+                    eprintln!(
+                        "  {}: role {}, own intro points {}, not publishing because {}, canary {}",
+                        n.name,
+                        c["role"],
+                        c["own_intro_points"],
+                        c["not_publishing_because"],
+                        c["canary"]
+                    );
+                }
+            }
+            return Err(e);
+        }
+    };
     eprintln!(
         "{skewed}'s clock right again: {} published all 3 after {:.1}s",
         nodes[p.node].name,
