@@ -76,9 +76,16 @@ async fn cut_and_heal(lab: &Lab, nodes: &[NsNode], url: &str) -> Result<()> {
         },
     )
     .await?;
+    // `/status` shows the role the publish task last set, after any upload in flight
+    // (a cut node's takes its 10 s timeout): the elector's own log line is the moment.
+    let stopped = elector_stopped_after(lab, &nodes[p].name, cut_at);
     eprintln!(
-        "cut node stopped publishing {:.1}s after the cut",
-        took.as_secs_f64() + next.waited.as_secs_f64()
+        "cut node a follower in /status {:.1}s after the cut; its elector stopped it {}",
+        took.as_secs_f64() + next.waited.as_secs_f64(),
+        stopped.map_or("(no log line)".to_string(), |d| format!(
+            "{:.1}s after the cut",
+            d.as_secs_f64()
+        ))
     );
     stays_quiet_past_forget_after(nodes, p, cut_at).await?;
     // The lab client keeps its cached descriptor, which still lists the cut node's
@@ -126,6 +133,19 @@ async fn cut_and_heal(lab: &Lab, nodes: &[NsNode], url: &str) -> Result<()> {
     lab.wait_http(url, "served by", Duration::from_secs(60))
         .await?;
     Ok(())
+}
+
+/// When node `name`'s elector logged "this node stopped publishing" after `cut_at` (its
+/// daemon log `DIR/nodes/NAME/output.log`, RFC 3339 timestamps), as time since `cut_at`.
+fn elector_stopped_after(lab: &Lab, name: &str, cut_at: SystemTime) -> Option<Duration> {
+    let log =
+        std::fs::read_to_string(lab.dir().join("nodes").join(name).join("output.log")).ok()?;
+    log.lines()
+        .filter(|l| l.contains("this node stopped publishing"))
+        .filter_map(|l| {
+            humantime::parse_rfc3339_weak(l.split_whitespace().next()?.trim_end_matches('Z')).ok()
+        })
+        .find_map(|t| t.duration_since(cut_at).ok())
 }
 
 /// How long the cut node is watched: past the 60 s after which an earlier election
