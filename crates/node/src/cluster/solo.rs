@@ -75,8 +75,8 @@ pub struct SoloTimers {
 impl Default for SoloTimers {
     fn default() -> Self {
         SoloTimers {
-            alone_after: Duration::from_secs(30),
-            drain: Duration::from_secs(30),
+            alone_after: Duration::from_secs(crate::config::DEFAULT_SOLO_AFTER_SECS),
+            drain: Duration::from_secs(crate::config::DEFAULT_SOLO_DRAIN_SECS),
         }
     }
 }
