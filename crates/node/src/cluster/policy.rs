@@ -27,6 +27,9 @@ pub enum Reason {
     BecamePublisher,
     /// The healthy nodes' intro points changed.
     Changed,
+    /// This node's tor stopped hosting the master service (single-node mode ended):
+    /// a merged descriptor newer than anything that tor uploaded meanwhile.
+    SoloEnded,
     /// The single-node PoW parameters appeared, changed or went.
     PowChanged,
     /// A new time period started (other descriptor slots).
@@ -45,6 +48,7 @@ impl Reason {
         match self {
             Reason::BecamePublisher => "became publisher",
             Reason::Changed => "changed",
+            Reason::SoloEnded => "single-node mode ended",
             Reason::PowChanged => "pow-params changed",
             Reason::NewPeriod => "new period",
             Reason::HsDirsChanged => "hsdirs changed",
@@ -65,6 +69,9 @@ pub struct PublishInputs {
     pub periods: Vec<u64>,
     /// Fingerprint of the HSDir ring (`NetworkView::ring_fingerprint`).
     pub ring: String,
+    /// How many times this node's tor stopped hosting the master service
+    /// (`solo::SoloDriver::ended`).
+    pub solo_ended: u64,
 }
 
 /// How a publication went.
@@ -142,6 +149,8 @@ impl PublishState {
             Some(Reason::BecamePublisher)
         } else if input.intros != last.intros {
             Some(Reason::Changed)
+        } else if input.solo_ended != last.solo_ended {
+            Some(Reason::SoloEnded)
         } else if input.pow != last.pow {
             Some(Reason::PowChanged)
         } else if input.periods != last.periods {

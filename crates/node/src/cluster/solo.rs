@@ -1,8 +1,9 @@
 //! The switch between cluster mode and single-node mode on a publisher-eligible node,
 //! pure: [`SoloSwitch::step`] takes `now` and what the node observes, and says what to do.
-//! Not wired into the node yet (issue 16 item 1, second half): the effect — `ADD_ONION`
-//! with the master key and tor's PoW options on the node's own tor, `DEL_ONION` on return,
-//! both accepted by tor 0.4.9.11 — and its lab proof are left (see docs/SECURITY.md).
+//! The effect — `ADD_ONION` with the master key and tor's PoW options on the node's own
+//! tor, `DEL_ONION` on return — is the thin driver [`host::SoloDriver`], run by the
+//! publish task; `cluster.solo`, `cluster.solo_after_secs` and `cluster.solo_drain_secs`
+//! configure it. Lab proof: `lab_loopback` scenario `lone_node_goes_single_node`.
 //!
 //! Why: tor's PoW verifies only on a tor that holds the master key ([`super::pow`]). A lone
 //! node whose tor also hosts the master service publishes tor's own descriptor, PoW
@@ -23,6 +24,10 @@
 //! ```
 
 use std::time::{Duration, Instant};
+
+pub mod host;
+
+pub use host::{master_service_args, SoloDriver, SoloMode};
 
 /// What the node sees this round.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
