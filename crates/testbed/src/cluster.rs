@@ -113,6 +113,20 @@ impl ClusterNodeProc {
         Ok(())
     }
 
+    /// Put `line` (`key = value`) into the node's `[cluster]` section; takes effect at its
+    /// next start.
+    pub fn set_cluster_option(&self, line: &str) -> Result<()> {
+        let text = std::fs::read_to_string(&self.config)?;
+        anyhow::ensure!(
+            text.contains("[cluster]\n"),
+            "{} has no [cluster] section",
+            self.config.display()
+        );
+        let text = text.replacen("[cluster]\n", &format!("[cluster]\n{line}\n"), 1);
+        write_atomic(&self.config, text.as_bytes(), 0o600)?;
+        Ok(())
+    }
+
     /// Stop tracking the process (it keeps running, owned by the lab).
     pub fn forget(&mut self) {
         self.child = None;
