@@ -191,10 +191,7 @@ pub fn longest_gap(reqs: &[Req]) -> f64 {
     let mut marks = vec![first];
     marks.extend(ok);
     marks.push(last);
-    marks
-        .windows(2)
-        .map(|w| w[1] - w[0])
-        .fold(0.0, f64::max)
+    marks.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max)
 }
 
 /// Sums up a batch; `fix_after_kill`: when the repairing publication was

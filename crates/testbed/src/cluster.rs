@@ -78,6 +78,20 @@ impl ClusterNodeProc {
             .ok()
     }
 
+    /// A control connection to its tor (the port tor wrote into the node's data
+    /// directory; cookie authentication).
+    pub async fn tor_control(&self) -> Result<rustbalance_tor::ControlClient> {
+        let file = rustbalance_node::layout::Layout::new(&self.data).control_port_file();
+        let text =
+            std::fs::read_to_string(&file).with_context(|| format!("read {}", file.display()))?;
+        let addr = text
+            .trim()
+            .strip_prefix("PORT=")
+            .and_then(|a| a.parse().ok())
+            .with_context(|| format!("no PORT=ADDR in {}", file.display()))?;
+        Ok(rustbalance_tor::ControlClient::connect_authenticated(addr).await?)
+    }
+
     /// Start (or restart) the node process, output to `log`.
     pub fn start(&mut self, bin: &Path, log: &Path) -> Result<()> {
         self.start_with_env(bin, log, &[])
