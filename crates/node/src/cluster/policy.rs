@@ -27,9 +27,9 @@ pub enum Reason {
     BecamePublisher,
     /// The healthy nodes' intro points changed.
     Changed,
-    /// This node's tor stopped hosting the master service (single-node mode ended):
-    /// a merged descriptor newer than anything that tor uploaded meanwhile.
-    SoloEnded,
+    /// This node's tor uploaded its own master descriptor or stopped hosting the master
+    /// service (`solo`): the next merged descriptor must be newer than tor's.
+    SingleNode,
     /// The single-node PoW parameters appeared, changed or went.
     PowChanged,
     /// A new time period started (other descriptor slots).
@@ -48,7 +48,7 @@ impl Reason {
         match self {
             Reason::BecamePublisher => "became publisher",
             Reason::Changed => "changed",
-            Reason::SoloEnded => "single-node mode ended",
+            Reason::SingleNode => "single-node switch",
             Reason::PowChanged => "pow-params changed",
             Reason::NewPeriod => "new period",
             Reason::HsDirsChanged => "hsdirs changed",
@@ -69,9 +69,9 @@ pub struct PublishInputs {
     pub periods: Vec<u64>,
     /// Fingerprint of the HSDir ring (`NetworkView::ring_fingerprint`).
     pub ring: String,
-    /// How many times this node's tor stopped hosting the master service
-    /// (`solo::SoloDriver::ended`).
-    pub solo_ended: u64,
+    /// Counts tor's own master uploads and the master service's removals
+    /// (`solo::SoloDriver::epoch`).
+    pub solo_epoch: u64,
 }
 
 /// How a publication went.
@@ -149,8 +149,8 @@ impl PublishState {
             Some(Reason::BecamePublisher)
         } else if input.intros != last.intros {
             Some(Reason::Changed)
-        } else if input.solo_ended != last.solo_ended {
-            Some(Reason::SoloEnded)
+        } else if input.solo_epoch != last.solo_epoch {
+            Some(Reason::SingleNode)
         } else if input.pow != last.pow {
             Some(Reason::PowChanged)
         } else if input.periods != last.periods {

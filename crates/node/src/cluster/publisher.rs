@@ -346,8 +346,8 @@ pub(super) async fn publish_task(mut c: PublishCtx) {
             continue;
         };
         let mut broken = false;
-        let solo_ended = solo.as_ref().map_or(0, SoloDriver::ended);
-        if let Some((outcome, b)) = c.round(p, &mut state, solo_ended).await {
+        let solo_epoch = solo.as_ref().map_or(0, SoloDriver::epoch);
+        if let Some((outcome, b)) = c.round(p, &mut state, solo_epoch).await {
             if outcome.confirmed {
                 health.confirmed(Instant::now());
             }
@@ -381,7 +381,7 @@ impl PublishCtx {
         &self,
         p: &mut Publisher,
         state: &mut PublishState,
-        solo_ended: u64,
+        solo_epoch: u64,
     ) -> Option<(Confirmed, bool)> {
         let intros = healthy_intros(&self.membership).await;
         if intros.nodes.is_empty() {
@@ -411,7 +411,7 @@ impl PublishCtx {
                 .map(|s| s.period_num)
                 .collect(),
             ring: view.ring_fingerprint(),
-            solo_ended,
+            solo_epoch,
         };
         let reason = state.reason(&input, Instant::now(), &self.timers)?;
         // Election rule 8: never at or before a revision time any publisher used.

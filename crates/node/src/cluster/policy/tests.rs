@@ -17,7 +17,7 @@ fn input(intros: &str, pow: &str, periods: &[u64], ring: &str) -> PublishInputs 
         pow: pow.into(),
         periods: periods.to_vec(),
         ring: ring.into(),
-        solo_ended: 0,
+        solo_epoch: 0,
     }
 }
 
@@ -282,18 +282,19 @@ fn the_revision_time_never_goes_back_nor_follows_a_forged_future() {
     assert!(!s.may_build(1_000));
 }
 
-/// When this node's tor stops hosting the master service, the publisher republishes
-/// at once: tor may have uploaded its own descriptor after the last merged one.
+/// When this node's tor uploaded its own master descriptor or stopped hosting the
+/// master service, the publisher republishes at once even with the same intro points:
+/// the HSDirs may hold tor's descriptor, newer than the last merged one.
 #[test]
-fn the_end_of_single_node_mode_republishes() {
+fn the_single_node_switch_republishes() {
     let t = Timers::default();
     let t0 = Instant::now();
     let inp = input("a", "", &[1, 2], "r");
     let s = published(&inp, t0, &t);
     assert_eq!(s.reason(&inp, t0 + secs(1), &t), None);
     let ended = PublishInputs {
-        solo_ended: 1,
+        solo_epoch: 1,
         ..inp
     };
-    assert_eq!(s.reason(&ended, t0 + secs(1), &t), Some(Reason::SoloEnded));
+    assert_eq!(s.reason(&ended, t0 + secs(1), &t), Some(Reason::SingleNode));
 }

@@ -5,8 +5,12 @@
 //!  AddMaster:    own control connection ─▶ SETEVENTS HS_DESC ─▶ ADD_ONION ED25519-V3:<key>
 //!                Port=… MaxStreams=… PoWDefensesEnabled=1 PoWQueueRate=… PoWQueueBurst=…
 //!                (no Flags=Detach: the service lives as long as this connection)
-//!  uploaded:     HS_DESC UPLOAD <master> … <hsdir> (tor's own upload; an HSPOST sends none)
+//!  tor's upload: HS_DESC UPLOAD <master> … <hsdir> (tor's own upload; an HSPOST sends none)
 //!                then HS_DESC UPLOADED <master> … <same hsdir>
+//!  which is newer at the HSDirs: tor's last confirmed upload or the last confirmed merged
+//!  publication (one sequence orders both): tor's ─▶ `master_uploaded`; merged listing
+//!  other nodes ─▶ `merged_confirmed`. Each upload of tor's bumps the epoch the publisher
+//!  sees, so its next merged descriptor is built anew (and newer), intro points unchanged.
 //!  gone:         tor's pid changed or the connection closed (tor restarted) ─▶ not hosted
 //!  RemoveMaster: DEL_ONION <master> ─▶ drop the connection (removes it too, either way)
 //! ```
@@ -98,30 +102,25 @@ struct Hosted {
     id: String,
     /// HSDirs tor began uploading its own master descriptor to.
     uploading: BTreeSet<String>,
-    /// One of them confirmed.
-    uploaded: bool,
+    /// Sequence number of tor's last confirmed upload (0: none yet).
+    own_seq: u64,
 }
 
 impl Hosted {
-    /// Note an event: tor's own upload started or confirmed.
-    fn note(&mut self, ev: &Event) {
-        let Some(h) = ev.hs_desc() else { return };
+    /// Note an event; true when it confirms one of tor's own uploads.
+    fn note(&mut self, ev: &Event) -> bool {
+        let Some(h) = ev.hs_desc() else { return false };
         if h.address != self.id {
-            return;
+            return false;
         }
         let fpr = h.hsdir_fingerprint();
         match h.action.as_str() {
             "UPLOAD" => {
                 self.uploading.insert(fpr);
+                false
             }
-            "UPLOADED" if self.uploading.contains(&fpr) && !self.uploaded => {
-                self.uploaded = true;
-                tracing::info!(
-                    "single-node mode: tor uploaded its own master descriptor (with PoW); \
-                     merged descriptors stop"
-                );
-            }
-            _ => {}
+            "UPLOADED" => self.uploading.remove(&fpr),
+            _ => false,
         }
     }
 }
@@ -133,13 +132,16 @@ pub struct SoloDriver {
     /// `ADD_ONION` arguments ([`master_service_args`]).
     args: Vec<String>,
     hosted: Option<Hosted>,
-    /// A merged descriptor listing other nodes was confirmed since they came back.
-    merged_confirmed: bool,
+    /// Orders tor's confirmed uploads and the confirmed merged publications.
+    seq: u64,
+    /// The last confirmed merged publication: its sequence number and whether it listed
+    /// other nodes.
+    merged: Option<(u64, bool)>,
     /// No `ADD_ONION` before this (after a failure).
     retry_at: Option<Instant>,
-    /// How many times the master service went: the publisher republishes after each, so
-    /// that its merged descriptor is newer than anything tor uploaded meanwhile.
-    ended: u64,
+    /// Bumped by each of tor's own uploads and each removal: the publisher republishes
+    /// on a change, so that its merged descriptor is newer than tor's.
+    epoch: u64,
 }
 
 impl SoloDriver {
@@ -150,10 +152,23 @@ impl SoloDriver {
             timers,
             args,
             hosted: None,
-            merged_confirmed: false,
+            seq: 0,
+            merged: None,
             retry_at: None,
-            ended: 0,
+            epoch: 0,
         }
+    }
+
+    /// tor's own master descriptor is the newest at the HSDirs.
+    fn master_uploaded(&self) -> bool {
+        let merged = self.merged.map_or(0, |(s, _)| s);
+        self.hosted.as_ref().is_some_and(|h| h.own_seq > merged)
+    }
+
+    /// A merged descriptor listing other nodes is newer at the HSDirs than tor's.
+    fn merged_confirmed(&self) -> bool {
+        let own = self.hosted.as_ref().map_or(0, |h| h.own_seq);
+        self.merged.is_some_and(|(s, peers)| peers && s > own)
     }
 
     /// One round: `leader` holds the lease, `peers` other healthy nodes advertise intro
@@ -166,16 +181,13 @@ impl SoloDriver {
         peers: usize,
     ) -> bool {
         self.refresh(tor);
-        if peers == 0 {
-            self.merged_confirmed = false;
-        }
         let inputs = SoloInputs {
             leader,
             holds_master_key: true,
             peers,
             master_service: self.hosted.is_some(),
-            master_uploaded: self.hosted.as_ref().is_some_and(|h| h.uploaded),
-            merged_confirmed: self.merged_confirmed,
+            master_uploaded: self.master_uploaded(),
+            merged_confirmed: self.merged_confirmed(),
         };
         let now = Instant::now();
         let step = self.switch.step(now, &inputs, &self.timers);
@@ -206,24 +218,28 @@ impl SoloDriver {
     /// A merged publication ended: `confirmed` (every slot reached an HSDir) and
     /// whether it listed other nodes' intro points.
     pub fn merged_published(&mut self, confirmed: bool, lists_peers: bool) {
-        if confirmed && lists_peers && self.hosted.is_some() {
-            self.merged_confirmed = true;
+        if confirmed {
+            self.seq += 1;
+            self.merged = Some((self.seq, lists_peers));
         }
     }
 
     /// The mode `/status` shows.
     pub fn mode(&self) -> SoloMode {
-        match &self.hosted {
-            None => SoloMode::Merged,
-            Some(_) if self.merged_confirmed => SoloMode::Draining,
-            Some(h) if h.uploaded => SoloMode::Solo,
-            Some(_) => SoloMode::Starting,
+        if self.hosted.is_none() {
+            SoloMode::Merged
+        } else if self.merged_confirmed() {
+            SoloMode::Draining
+        } else if self.master_uploaded() {
+            SoloMode::Solo
+        } else {
+            SoloMode::Starting
         }
     }
 
-    /// How many times the master service went (see the field).
-    pub fn ended(&self) -> u64 {
-        self.ended
+    /// Changes with each of tor's own uploads and each removal (see the field).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// Forget the service when its tor or its connection is gone; note tor's uploads.
@@ -237,7 +253,18 @@ impl SoloDriver {
         } else {
             loop {
                 match h.events.try_recv() {
-                    Ok(ev) => h.note(&ev),
+                    Ok(ev) if h.note(&ev) => {
+                        if h.own_seq == 0 {
+                            tracing::info!(
+                                "single-node mode: tor uploaded its own master descriptor \
+                                 (with PoW); merged descriptors stop"
+                            );
+                        }
+                        self.seq += 1;
+                        h.own_seq = self.seq;
+                        self.epoch += 1;
+                    }
+                    Ok(_) => {}
                     Err(TryRecvError::Empty) => break None,
                     Err(TryRecvError::Disconnected) => break Some("its control connection closed"),
                 }
@@ -273,22 +300,23 @@ impl SoloDriver {
             self.timers.alone_after.as_secs()
         );
         self.retry_at = None;
+        // Only merged publications from now on count against tor's uploads.
+        self.merged = None;
         self.hosted = Some(Hosted {
             pid,
             ctl,
             events,
             id,
             uploading: BTreeSet::new(),
-            uploaded: false,
+            own_seq: 0,
         });
         Ok(())
     }
 
     /// Stop hosting the master service (`DEL_ONION`; closing the connection does it too).
     async fn remove(&mut self, why: &str) {
-        self.merged_confirmed = false;
         let Some(h) = self.hosted.take() else { return };
-        self.ended += 1;
+        self.epoch += 1;
         match h.ctl.del_onion(&h.id).await {
             Ok(()) => tracing::info!(
                 "single-node mode ends ({why}): the master service is removed from this \
