@@ -86,6 +86,49 @@ impl Default for SoloTimers {
     }
 }
 
+/// Which descriptor is newest at the HSDirs: tor's own master descriptor or the last
+/// merged one. One sequence orders the confirmations of both (`HS_DESC UPLOADED` of tor's
+/// own uploads, confirmed merged publications); the latest wins, since each is built with
+/// a newer revision than everything before it. Gives [`SoloInputs::master_uploaded`] and
+/// [`SoloInputs::merged_confirmed`].
+#[derive(Debug, Clone, Default)]
+pub struct Uploads {
+    seq: u64,
+    /// tor's last confirmed own upload since the service was added (0: none).
+    own: u64,
+    /// The last confirmed merged publication since then, and whether it listed other nodes.
+    merged: Option<(u64, bool)>,
+}
+
+impl Uploads {
+    /// The master service was just added: only what comes after counts.
+    pub fn added(&mut self) {
+        *self = Uploads::default();
+    }
+
+    /// tor confirmed an upload of its own master descriptor.
+    pub fn tor_uploaded(&mut self) {
+        self.seq += 1;
+        self.own = self.seq;
+    }
+
+    /// A merged publication was confirmed; `lists_peers`: it listed other nodes.
+    pub fn merged_confirmed_now(&mut self, lists_peers: bool) {
+        self.seq += 1;
+        self.merged = Some((self.seq, lists_peers));
+    }
+
+    /// tor's own descriptor is the newest.
+    pub fn master_uploaded(&self) -> bool {
+        self.own > self.merged.map_or(0, |(s, _)| s)
+    }
+
+    /// A merged descriptor listing other nodes is the newest.
+    pub fn merged_confirmed(&self) -> bool {
+        self.merged.is_some_and(|(s, peers)| peers && s > self.own)
+    }
+}
+
 /// What the switch remembers between rounds.
 #[derive(Debug, Clone, Default)]
 pub struct SoloSwitch {
@@ -209,6 +252,34 @@ mod tests {
         // Removed: cluster mode.
         let r = s.step(t0 + secs(36), &leader(1, false), &t);
         assert_eq!((r.action, r.publish_merged), (SoloAction::None, true));
+    }
+
+    /// A peer comes back while tor's descriptor is up: merged wins once confirmed; tor
+    /// uploading again during the drain makes its own the newest until the next merged
+    /// confirmation; a merged descriptor of the lone node alone never counts as return.
+    #[test]
+    fn the_newest_confirmed_upload_decides() {
+        let mut u = Uploads::default();
+        u.added();
+        assert!(!u.master_uploaded() && !u.merged_confirmed());
+        u.merged_confirmed_now(false);
+        assert!(
+            !u.master_uploaded(),
+            "merged of the lone node, then nothing from tor"
+        );
+        u.tor_uploaded();
+        assert!(u.master_uploaded() && !u.merged_confirmed());
+        u.merged_confirmed_now(true);
+        assert!(!u.master_uploaded() && u.merged_confirmed());
+        // The peer flickers: nothing new is confirmed, the merged one stays newest.
+        assert!(u.merged_confirmed());
+        u.tor_uploaded();
+        assert!(u.master_uploaded() && !u.merged_confirmed());
+        u.merged_confirmed_now(true);
+        assert!(u.merged_confirmed());
+        // Added again: what came before does not count.
+        u.added();
+        assert!(!u.master_uploaded() && !u.merged_confirmed());
     }
 
     #[test]

@@ -19,7 +19,7 @@
 //! buffer ([`rustbalance_hs::IdentityKey::control_port_key`]); tor then holds it in memory
 //! for as long as it hosts the service (docs/SECURITY.md).
 
-use super::{SoloAction, SoloInputs, SoloSwitch, SoloTimers};
+use super::{SoloAction, SoloInputs, SoloSwitch, SoloTimers, Uploads};
 use crate::config::Config;
 use rustbalance_hs::IdentityKey;
 use rustbalance_tor::control::{ControlClient, Event};
@@ -102,8 +102,6 @@ struct Hosted {
     id: String,
     /// HSDirs tor began uploading its own master descriptor to.
     uploading: BTreeSet<String>,
-    /// Sequence number of tor's last confirmed upload (0: none yet).
-    own_seq: u64,
 }
 
 impl Hosted {
@@ -132,11 +130,8 @@ pub struct SoloDriver {
     /// `ADD_ONION` arguments ([`master_service_args`]).
     args: Vec<String>,
     hosted: Option<Hosted>,
-    /// Orders tor's confirmed uploads and the confirmed merged publications.
-    seq: u64,
-    /// The last confirmed merged publication: its sequence number and whether it listed
-    /// other nodes.
-    merged: Option<(u64, bool)>,
+    /// Which is newest at the HSDirs, tor's descriptor or the merged one.
+    uploads: Uploads,
     /// No `ADD_ONION` before this (after a failure).
     retry_at: Option<Instant>,
     /// Bumped by each of tor's own uploads and each removal: the publisher republishes
@@ -152,8 +147,7 @@ impl SoloDriver {
             timers,
             args,
             hosted: None,
-            seq: 0,
-            merged: None,
+            uploads: Uploads::default(),
             retry_at: None,
             epoch: 0,
         }
@@ -161,14 +155,12 @@ impl SoloDriver {
 
     /// tor's own master descriptor is the newest at the HSDirs.
     fn master_uploaded(&self) -> bool {
-        let merged = self.merged.map_or(0, |(s, _)| s);
-        self.hosted.as_ref().is_some_and(|h| h.own_seq > merged)
+        self.hosted.is_some() && self.uploads.master_uploaded()
     }
 
     /// A merged descriptor listing other nodes is newer at the HSDirs than tor's.
     fn merged_confirmed(&self) -> bool {
-        let own = self.hosted.as_ref().map_or(0, |h| h.own_seq);
-        self.merged.is_some_and(|(s, peers)| peers && s > own)
+        self.hosted.is_some() && self.uploads.merged_confirmed()
     }
 
     /// One round: `leader` holds the lease, `peers` other healthy nodes advertise intro
@@ -219,8 +211,7 @@ impl SoloDriver {
     /// whether it listed other nodes' intro points.
     pub fn merged_published(&mut self, confirmed: bool, lists_peers: bool) {
         if confirmed {
-            self.seq += 1;
-            self.merged = Some((self.seq, lists_peers));
+            self.uploads.merged_confirmed_now(lists_peers);
         }
     }
 
@@ -254,14 +245,13 @@ impl SoloDriver {
             loop {
                 match h.events.try_recv() {
                     Ok(ev) if h.note(&ev) => {
-                        if h.own_seq == 0 {
+                        if !self.uploads.master_uploaded() {
                             tracing::info!(
                                 "single-node mode: tor uploaded its own master descriptor \
                                  (with PoW); merged descriptors stop"
                             );
                         }
-                        self.seq += 1;
-                        h.own_seq = self.seq;
+                        self.uploads.tor_uploaded();
                         self.epoch += 1;
                     }
                     Ok(_) => {}
@@ -300,15 +290,14 @@ impl SoloDriver {
             self.timers.alone_after.as_secs()
         );
         self.retry_at = None;
-        // Only merged publications from now on count against tor's uploads.
-        self.merged = None;
+        // Only what is confirmed from now on counts.
+        self.uploads.added();
         self.hosted = Some(Hosted {
             pid,
             ctl,
             events,
             id,
             uploading: BTreeSet::new(),
-            own_seq: 0,
         });
         Ok(())
     }
