@@ -66,7 +66,8 @@ pub struct ClusterStatus {
     pub pow_suggested_effort: u32,
     /// The descriptor mode (`merged`, `single-node (starting)`, `single-node`, `merged
     /// (single-node draining)`): whether this node's tor hosts the master key and
-    /// publishes itself (`cluster::solo`). Empty on a node that is not publisher-eligible.
+    /// publishes itself (`cluster::solo`); `merged` when the switch is off. Empty on a
+    /// node that is not publisher-eligible.
     pub mode: String,
     /// This node's tor hosts the master service now (any mode but `merged`).
     pub master_hosted: bool,

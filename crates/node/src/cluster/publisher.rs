@@ -314,6 +314,11 @@ pub(super) async fn publish_task(mut c: PublishCtx) {
     let mut next_health = Instant::now();
     let mut anti_entropy = AntiEntropy::default();
     let mut solo = c.solo.take();
+    if solo.is_none() {
+        if let Ok(mut st) = c.status.lock() {
+            st.mode = super::solo::SoloMode::Merged.as_str().into();
+        }
+    }
     loop {
         tokio::time::sleep(c.timers.publish_poll).await;
         let holding = *c.publishing.borrow_and_update();
