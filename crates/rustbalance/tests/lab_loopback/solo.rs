@@ -3,7 +3,8 @@
 //! makes its own tor host the master key, and tor publishes the master descriptor
 //! itself, `pow-params` included; a lab client keeps being served. The follower comes
 //! back: merged descriptors listing both nodes again, the master service removed from
-//! the survivor's tor. The longest stretch without a successful request is printed for
+//! the survivor's tor. In between, the survivor's tor is SIGKILLed while single-node: the
+//! restarted tor gets the master service again. The longest stretch without a successful request is printed for
 //! both switches (a client loop of two concurrent requests on fresh circuits).
 
 use anyhow::{ensure, Context, Result};
@@ -145,6 +146,37 @@ async fn switch_and_back(
         served_after(&reqs, solo_at) > 0,
         "the client must be served by the single-node service: {:?}",
         sum.outcomes
+    );
+    let metrics = rustbalance_node::admin::get(nodes[s].admin, "/metrics").await?;
+    ensure!(
+        metrics.contains("\nrustbalance_cluster_single_node 1\n"),
+        "the metric shows single-node mode"
+    );
+
+    // tor restarted while single-node (SIGKILL; the node's watchdog starts it again): the
+    // ephemeral master service died with it, and the node adds it again.
+    let old_tor = nodes[s].tor_pid().context("the survivor's tor pid")?;
+    rustbalance_tor::ProcessId::of_pid(old_tor)
+        .context("the survivor's tor process")?
+        .kill()?;
+    let (_, took) = poll_until(
+        "single-node again on the restarted tor",
+        LIVENESS,
+        Duration::from_millis(250),
+        async || {
+            let restarted = nodes[s].tor_pid().is_some_and(|p| p != old_tor);
+            let solo = mode(&nodes[s]).await.as_deref() == Some("single-node");
+            Ok((restarted && solo).then_some(()))
+        },
+    )
+    .await?;
+    let own = tors_own(&nodes[s], master)
+        .await?
+        .context("single-node again, but the restarted tor holds no master descriptor")?;
+    ensure!(!own.pow_params.is_empty(), "with pow-params again");
+    eprintln!(
+        "{survivor}'s tor SIGKILLed while single-node: the restarted tor hosts the master service and uploaded its descriptor {:.1}s later",
+        took.as_secs_f64()
     );
 
     // The follower comes back: merged descriptors listing both, then the master service
