@@ -22,6 +22,9 @@
 //!  lease lost or no master key while tor hosts the master service ─▶ RemoveMaster at once
 //!  tor restarted (the ephemeral service is gone) while still alone ─▶ AddMaster again
 //! ```
+//!
+//! "Uploaded" and "confirmed" mean *newest at the HSDirs*: [`Uploads`] orders tor's own
+//! confirmed uploads and the confirmed merged publications on one sequence.
 
 use std::time::{Duration, Instant};
 
