@@ -101,46 +101,55 @@ for t in "${FUZZ_TESTS[@]}"; do FUZZ_ARGS+=(--test "$t"); done
 stage "fuzz smoke (seed corpus, stable)" cargo test --workspace --locked "${FUZZ_ARGS[@]}" -- --test-threads="${TEST_THREADS:-2}"
 stage "tool-free integration tests" cargo test --workspace --locked "${UNIT_ARGS[@]}" -- --test-threads="${TEST_THREADS:-2}"
 stage "doc tests" cargo test --workspace --locked --doc
-# The lab tests run in two lanes side by side: they spend most of their time
+# The lab tests run in three lanes side by side: they spend most of their time
 # waiting on tor (publication, bootstrap, failure detection), every lab owns
 # its own 127.B.C.0/24 and namespaces, and the suite took 800 s of wall time at
-# under 50 % CPU one binary at a time. Lane A is the loopback lab, lane B the
-# rest; each lane's output goes to a log shown when the lane ends.
-lab_lane() { # LOG TEST...
-  local log="$1" t s
+# under 50 % CPU one binary at a time. The loopback lab's scenarios are split
+# over lanes A and C (`--shard 1/2` and `2/2`, each on a lab of its own: every
+# scenario runs exactly once, rustbalance_testbed::suite); lane B runs the other
+# binaries. Each lane's output goes to a log shown when the lane ends.
+lab_lane() { # LOG TEST[@K/N]...
+  local log="$1" item t shard s
   shift
-  for t in "$@"; do
+  for item in "$@"; do
+    t="${item%%@*}"
+    shard=()
+    [ "$item" = "$t" ] || shard=(--shard "${item#*@}")
     s=$SECONDS
-    echo "== lab: $t: cargo test --workspace --locked --test $t -- --test-threads=1"
-    if ! cargo test --workspace --locked --test "$t" -- --test-threads=1; then
-      echo "== lab: $t FAILED after $((SECONDS - s)) s"
+    echo "== lab: $item: cargo test --workspace --locked --test $t -- --test-threads=1 ${shard[*]}"
+    if ! cargo test --workspace --locked --test "$t" -- --test-threads=1 "${shard[@]}"; then
+      echo "== lab: $item FAILED after $((SECONDS - s)) s"
       return 1
     fi
-    echo "== lab time: $t $((SECONDS - s))"
+    echo "== lab time: $item $((SECONDS - s))"
   done >"$log" 2>&1
 }
 lab_lanes() {
-  local dir rc_a=0 rc_b=0 t0=$SECONDS
+  local dir rc_a=0 rc_b=0 rc_c=0 t0=$SECONDS
   dir=$(mktemp -d)
-  echo "== lab tests, two lanes: A = lab_loopback; B = ${LAB_TESTS[*]/lab_loopback/} (logs follow as each lane ends)"
-  lab_lane "$dir/a.log" lab_loopback &
-  local pid_a=$!
   local b=()
   for t in "${LAB_TESTS[@]}"; do [ "$t" = lab_loopback ] || b+=("$t"); done
+  echo "== lab tests, three lanes: A = lab_loopback@1/2; C = lab_loopback@2/2; B = ${b[*]} (logs follow as each lane ends)"
+  lab_lane "$dir/a.log" lab_loopback@1/2 &
+  local pid_a=$!
+  lab_lane "$dir/c.log" lab_loopback@2/2 &
+  local pid_c=$!
   lab_lane "$dir/b.log" "${b[@]}" || rc_b=$?
   echo "== lane B log"; cat "$dir/b.log"
   wait "$pid_a" || rc_a=$?
   echo "== lane A log"; cat "$dir/a.log"
-  for lane in a b; do
+  wait "$pid_c" || rc_c=$?
+  echo "== lane C log"; cat "$dir/c.log"
+  for lane in a b c; do
     while read -r _ _ _ t secs; do
       STAGES+=("$(printf '%-34s %5d s' "  lab: $t (lane ${lane^^})" "$secs")")
     done < <(grep '^== lab time: ' "$dir/$lane.log")
   done
   rm -rf "$dir"
-  echo "== lab tests: lane A rc=$rc_a, lane B rc=$rc_b, $((SECONDS - t0)) s"
-  [ "$rc_a" = 0 ] && [ "$rc_b" = 0 ]
+  echo "== lab tests: lane A rc=$rc_a, lane B rc=$rc_b, lane C rc=$rc_c, $((SECONDS - t0)) s"
+  [ "$rc_a" = 0 ] && [ "$rc_b" = 0 ] && [ "$rc_c" = 0 ]
 }
-stage "lab tests (two lanes)" lab_lanes
+stage "lab tests (three lanes)" lab_lanes
 bash deploy/test-install.sh
 # The Debian package of the debug binary built above (no release build here:
 # scripts/package.sh builds release packages). Installs cargo-deb first if it

@@ -342,7 +342,7 @@ impl Election {
         if self.own.as_ref().is_some_and(|own| now >= own.expires) {
             self.release(actions);
         }
-        let quorum = self.has_quorum();
+        let quorum = self.has_quorum(now);
         self.quorum_since = if quorum {
             Some(self.quorum_since.unwrap_or(now))
         } else {

@@ -96,6 +96,8 @@ pub struct NodeView {
     pub generation: u64,
     pub addr: SocketAddr,
     pub live: bool,
+    /// Its gossip heartbeat as this node last heard it (0: none yet).
+    pub heartbeat: u64,
     pub state: BTreeMap<String, String>,
 }
 
@@ -106,6 +108,7 @@ impl NodeView {
             generation: id.generation_id,
             addr: id.gossip_advertise_addr,
             live,
+            heartbeat: state.map(|s| u64::from(s.heartbeat())).unwrap_or(0),
             state: state.map(signing::plain_state).unwrap_or_default(),
         }
     }
@@ -164,6 +167,7 @@ impl NodeView {
             priority: self.priority(),
             eligible: self.eligible(),
             live: self.live,
+            heartbeat: Some(self.heartbeat),
             // Only an eligible node may hold the lease (issue 13, attack 3): a worker's
             // advert, whatever its TTL, is as if it had none.
             lease: self.lease().filter(|_| self.eligible()),

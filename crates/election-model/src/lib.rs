@@ -176,12 +176,14 @@ impl ElectionModel {
             .count()
     }
 
-    fn member(i: usize, node: &NodeState) -> Member {
+    /// Node `i` as heard at tick `t` (its heartbeat is the tick: it advances while heard).
+    fn member(i: usize, node: &NodeState, t: u32) -> Member {
         Member {
             id: format!("n{i}"),
             priority: u32::try_from(i).unwrap_or(u32::MAX),
             eligible: true,
             live: true,
+            heartbeat: Some(u64::from(t)),
             lease: node.lease.clone(),
         }
     }
@@ -204,7 +206,7 @@ impl ElectionModel {
                 let held = delay == Some((j as u8, i as u8));
                 if last.nodes[j].alive && Self::linked(&s, i, j) && !held {
                     s.nodes[i].view[j] = Some(Heard {
-                        member: Self::member(j, &last.nodes[j]),
+                        member: Self::member(j, &last.nodes[j], t),
                         at: t,
                         last_revision: last.nodes[j].last_revision,
                     });

@@ -38,6 +38,19 @@ fn a_partition_and_a_heal_at_any_time() {
     assert!(states > 1_000, "{states}");
 }
 
+/// The failure detector takes far longer than `detection` to report a cut-off peer (the
+/// lab measured ~30 s for phi accrual): safety must rest on heartbeats, not on `live`
+/// (rule 5 counts a member only while its heartbeat advanced within `detection`). Without
+/// that rule this model finds two publishers at once.
+#[test]
+fn a_partition_with_a_slow_failure_detector() {
+    let model = ElectionModel {
+        detect_ticks: 30,
+        ..ElectionModel::new(30)
+    };
+    check("isolate + heal, detector 30 s", model);
+}
+
 #[test]
 fn a_crash_and_a_yield_at_any_time() {
     let model = ElectionModel {

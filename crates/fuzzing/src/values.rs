@@ -38,6 +38,7 @@ pub(crate) fn members(data: &[u8]) -> Vec<NodeView> {
             generation: 1,
             addr: SocketAddr::from(([10, 0, 0, 1], 7946)),
             live: i % 2 == 0,
+            heartbeat: 0,
             state: text
                 .split('\x1e')
                 .filter_map(|kv| kv.split_once('\x1f'))

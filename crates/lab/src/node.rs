@@ -24,9 +24,15 @@ pub(crate) fn common(layout: &Layout, state: &LabState, name: &str, ip: Ipv4Addr
         .push("Nickname", name)?
         .push("DataDirectory", dir.display())?
         .push("PidFile", layout.pid_file(name).display())?
+        // Introductions and rendezvous at info (relays: INTRODUCE1 refused per intro point,
+        // by auth key or by the DoS limit; the client: intro points it gave up on), the rest at notice: what a
+        // lab test prints when a listed node serves nothing (issue 15).
         .push(
             "Log",
-            format!("notice file {}", layout.log_file(name).display()),
+            format!(
+                "[rend,protocol]info notice file {}",
+                layout.log_file(name).display()
+            ),
         )?
         .push("SafeLogging", 0)?
         .push("ShutdownWaitLength", 0)?

@@ -328,6 +328,9 @@ pub struct TorSection {
     pub bootstrap_timeout_secs: u64,
     /// Whether the network is a TestingTorNetwork (short time periods).
     pub testing_network: bool,
+    /// A second tor log for diagnosis, in tor's `Log` severity syntax (e.g. `[rend]info`:
+    /// introductions and descriptor builds), written to `DATA/tor-debug.log`. Off when unset.
+    pub debug_log: Option<String>,
 }
 
 /// `[admin]`.
@@ -394,6 +397,7 @@ impl Default for TorSection {
             binary: PathBuf::from("tor"),
             extra_torrc: Vec::new(),
             bootstrap_timeout_secs: 300,
+            debug_log: None,
             testing_network: false,
         }
     }
@@ -531,6 +535,36 @@ mod test {
                 port: 8080
             }
         );
+    }
+
+    #[test]
+    fn tor_debug_log_takes_severities_only() {
+        let d = tempfile::tempdir().unwrap();
+        for ok in [
+            "[rend]info",
+            "info",
+            "[rend,circ]debug notice",
+            "info-err",
+            "[~net]info",
+        ] {
+            let c = cfg(d.path(), &format!("[tor]\ndebug_log = \"{ok}\"\n"));
+            assert!(c.is_ok(), "{ok}: {:?}", c.err());
+        }
+        for bad in [
+            "info file /tmp/x",
+            "[rend]info stdout",
+            "",
+            "[]info",
+            "[rend]loud",
+            "[rend info",
+            "info-notice-err",
+            "[REND]info",
+        ] {
+            let e = cfg(d.path(), &format!("[tor]\ndebug_log = \"{bad}\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("tor.debug_log"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -59,6 +59,10 @@ impl Layout {
     pub fn tor_log(&self) -> PathBuf {
         self.data_dir.join("tor-notice.log")
     }
+    /// tor's second log (`tor.debug_log`), for diagnosis.
+    pub fn tor_debug_log(&self) -> PathBuf {
+        self.data_dir.join("tor-debug.log")
+    }
     /// tor's stdout/stderr.
     pub fn tor_output(&self) -> PathBuf {
         self.data_dir.join("tor-output.log")

@@ -16,7 +16,13 @@ pub fn single_node(
     socks: bool,
 ) -> Result<Torrc> {
     let mut t = Torrc::new();
-    common(&mut t, layout, owner_pid, socks)?;
+    common(
+        &mut t,
+        layout,
+        owner_pid,
+        socks,
+        cfg.tor.debug_log.as_deref(),
+    )?;
     t.push("HiddenServiceDir", layout.master_hs_dir().display())?;
     t.push(
         "HiddenServicePort",
@@ -36,7 +42,13 @@ pub fn single_node(
 pub fn instance(cfg: &Config, layout: &Layout, proxy: SocketAddr, owner_pid: u32) -> Result<Torrc> {
     let mut t = Torrc::new();
     // A SOCKS port for the canary (cluster/canary.rs: peers reached through Tor).
-    common(&mut t, layout, owner_pid, true)?;
+    common(
+        &mut t,
+        layout,
+        owner_pid,
+        true,
+        cfg.tor.debug_log.as_deref(),
+    )?;
     // Take each new consensus as directory caches do (1-3 min after it is made on the real
     // network), not as clients do (45-110 min after). A node learns from its consensus that
     // a new time period has started, and only then can it fetch its instance's descriptor
@@ -105,13 +117,19 @@ fn extra(t: &mut Torrc, lines: &[String]) -> Result<()> {
 /// so the consensus it fetches is reused when the node starts.
 pub fn join_client(layout: &Layout, owner_pid: u32, extra_torrc: &[String]) -> Result<Torrc> {
     let mut t = Torrc::new();
-    common(&mut t, layout, owner_pid, true)?;
+    common(&mut t, layout, owner_pid, true, None)?;
     extra(&mut t, extra_torrc)?;
     Ok(t)
 }
 
-/// Lines every node's tor gets.
-fn common(t: &mut Torrc, layout: &Layout, owner_pid: u32, socks: bool) -> Result<()> {
+/// Lines every node's tor gets (`debug_log`: `tor.debug_log`, a second log when set).
+fn common(
+    t: &mut Torrc,
+    layout: &Layout,
+    owner_pid: u32,
+    socks: bool,
+    debug_log: Option<&str>,
+) -> Result<()> {
     t.push("DataDirectory", layout.tor_dir().display())?;
     t.push("RunAsDaemon", 0)?;
     t.push("__OwningControllerProcess", owner_pid)?;
@@ -123,6 +141,12 @@ fn common(t: &mut Torrc, layout: &Layout, owner_pid: u32, socks: bool) -> Result
     t.push("CookieAuthentication", 1)?;
     t.push("SocksPort", if socks { "127.0.0.1:auto" } else { "0" })?;
     t.push("Log", format!("notice file {}", layout.tor_log().display()))?;
+    if let Some(d) = debug_log {
+        t.push(
+            "Log",
+            format!("{d} file {}", layout.tor_debug_log().display()),
+        )?;
+    }
     t.push("AvoidDiskWrites", 1)?;
     Ok(())
 }

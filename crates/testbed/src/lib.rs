@@ -16,11 +16,12 @@ pub mod log_watch;
 pub mod monitoring;
 pub mod node_config;
 pub mod poll;
+pub mod silent;
 pub mod suite;
 
 pub use cluster::publication::{
-    at_unix, confirmed, listed_intro_points, published_nodes, publisher, wait_cluster_up,
-    wait_published, Publication, StatusSource,
+    at_unix, confirmed, listed_intro_points, published_nodes, publisher, sole_publisher,
+    wait_cluster_up, wait_published, Publication, StatusSource,
 };
 pub use cluster::{prepare, prepare_with, ClusterNodeProc, NsNode};
 pub use harness::{with_lab, Started};

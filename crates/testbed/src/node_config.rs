@@ -61,19 +61,34 @@ pub fn node_config_with(
             .into_iter()
             .map(|l| format!("DirAuthority {l}")),
     );
-    Ok(Template {
-        name: name.to_string(),
-        data_dir: base.join("data"),
-        master_key: Some(master_key),
-        passphrase_file: None,
-        master_address: None,
-        virtual_port: 80,
-        target: format!("tcp://{target}"),
-        admin,
-        extra_torrc: extra,
-        testing_network: true,
-        cluster,
-        mesh,
-    }
-    .render())
+    Ok(with_debug_log(
+        &Template {
+            name: name.to_string(),
+            data_dir: base.join("data"),
+            master_key: Some(master_key),
+            passphrase_file: None,
+            master_address: None,
+            virtual_port: 80,
+            target: format!("tcp://{target}"),
+            admin,
+            extra_torrc: extra,
+            testing_network: true,
+            cluster,
+            mesh,
+        }
+        .render(),
+    ))
+}
+
+/// The second tor log every lab node writes (`tor.debug_log`, `DATA/tor-debug.log`):
+/// introductions and descriptor builds, for the "alive, listed and silent" fault (issue 15).
+pub const LAB_TOR_DEBUG_LOG: &str = "[rend]info";
+
+/// `config` (a node config file's text) with `tor.debug_log` set to [`LAB_TOR_DEBUG_LOG`].
+pub fn with_debug_log(config: &str) -> String {
+    config.replacen(
+        "[tor]\n",
+        &format!("[tor]\ndebug_log = \"{LAB_TOR_DEBUG_LOG}\"\n"),
+        1,
+    )
 }

@@ -13,8 +13,10 @@
 //! service and node names, and stop the processes they started.
 //!
 //! Arguments: words not starting with `-` select scenarios by substring
-//! (none: all); `--list` lists them; other flags (`--test-threads=1`, …)
-//! are accepted and ignored. A binary none of whose scenarios is selected
+//! (none: all); `--shard K/N` keeps every N-th of those, from the K-th (so N
+//! processes with K = 1..N run each selected scenario exactly once, each on a lab
+//! of its own: scripts/test.sh runs lanes that way); `--list` lists them; other
+//! flags (`--test-threads=1`, …) are accepted and ignored. A binary none of whose scenarios is selected
 //! boots no lab.
 
 use crate::harness::with_lab;
@@ -38,29 +40,45 @@ pub struct Scenario {
 }
 
 /// Flags that take a value (`--skip NAME`).
-const WITH_VALUE: [&str; 2] = ["--skip", "--test-threads"];
+const WITH_VALUE: [&str; 3] = ["--skip", "--test-threads", "--shard"];
+
+/// `K/N` of `--shard K/N`, 1 ≤ K ≤ N.
+fn parse_shard(v: &str) -> Option<(usize, usize)> {
+    let (k, n) = v.split_once('/')?;
+    let (k, n) = (k.parse().ok()?, n.parse().ok()?);
+    (1..=n).contains(&k).then_some((k, n))
+}
 
 /// The scenarios selected by the command-line words in `args`.
-fn selected<'a>(scenarios: &'a [Scenario], args: &[String]) -> Vec<&'a Scenario> {
+fn selected<'a>(scenarios: &'a [Scenario], args: &[String]) -> Result<Vec<&'a Scenario>> {
     let mut words = Vec::new();
     let mut skip = Vec::new();
+    let mut shard = (1, 1);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         if WITH_VALUE.contains(&a.as_str()) {
             if let Some(v) = it.next() {
                 if a == "--skip" {
                     skip.push(v.as_str());
+                } else if a == "--shard" {
+                    shard = parse_shard(v).ok_or_else(|| {
+                        anyhow::anyhow!("--shard {v}: write K/N with 1 <= K <= N, e.g. 1/2")
+                    })?;
                 }
             }
         } else if !a.starts_with('-') {
             words.push(a.as_str());
         }
     }
-    scenarios
+    let (k, n) = shard;
+    Ok(scenarios
         .iter()
         .filter(|s| words.is_empty() || words.iter().any(|w| s.name.contains(w)))
         .filter(|s| !skip.iter().any(|w| s.name.contains(w)))
-        .collect()
+        .enumerate()
+        .filter(|(i, _)| i % n == k - 1)
+        .map(|(_, s)| s)
+        .collect())
 }
 
 /// Runs `scenarios` against one lab created with `options` under a
@@ -74,7 +92,13 @@ pub fn run_suite(title: &str, options: LabOptions, scenarios: &[Scenario]) -> Ex
         }
         return ExitCode::SUCCESS;
     }
-    let chosen = selected(scenarios, &args);
+    let chosen = match selected(scenarios, &args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{title}: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     if chosen.is_empty() {
         println!("{title}: no scenario selected; no lab started");
         return ExitCode::SUCCESS;
@@ -166,6 +190,12 @@ async fn run_all(
         },
     )
     .await;
+    // For a look after the run: `RUSTBALANCE_LAB_KEEP_ON_FAILURE=1` keeps the lab directory
+    // (every tor's and node's log; the processes are stopped) when a scenario failed.
+    let failed = lab.is_err() || results.iter().any(|(_, r, _)| r.is_err());
+    if failed && std::env::var_os("RUSTBALANCE_LAB_KEEP_ON_FAILURE").is_some() {
+        eprintln!("[{title}] lab directory kept: {}", dir.keep().display());
+    }
     (results, lab)
 }
 
@@ -191,7 +221,11 @@ mod tests {
         ];
         let names = |args: &[&str]| -> Vec<&str> {
             let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-            selected(&all, &args).iter().map(|s| s.name).collect()
+            selected(&all, &args)
+                .unwrap()
+                .iter()
+                .map(|s| s.name)
+                .collect()
         };
         assert_eq!(
             names(&["--test-threads", "1"]),
@@ -200,5 +234,33 @@ mod tests {
         assert_eq!(names(&["--test-threads=1", "single"]), ["single_node"]);
         assert_eq!(names(&["--skip", "single"]), ["cluster_failover"]);
         assert!(names(&["unit_test_name"]).is_empty());
+    }
+
+    #[test]
+    fn shards_run_every_selected_scenario_once() {
+        let names = ["a1", "b2", "a3", "b4", "a5"];
+        let all: Vec<Scenario> = names
+            .iter()
+            .map(|n| Scenario {
+                name: n,
+                run: nothing,
+            })
+            .collect();
+        let pick = |args: &[&str]| -> Vec<&str> {
+            let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+            selected(&all, &args)
+                .unwrap()
+                .iter()
+                .map(|s| s.name)
+                .collect()
+        };
+        assert_eq!(pick(&["--shard", "1/2"]), ["a1", "a3", "a5"]);
+        assert_eq!(pick(&["--shard", "2/2"]), ["b2", "b4"]);
+        assert_eq!(pick(&["a", "--shard", "2/2"]), ["a3"]);
+        assert_eq!(pick(&["--shard", "1/1"]), names);
+        for bad in ["0/2", "3/2", "2", "x/y", "1/0"] {
+            let args = vec!["--shard".to_string(), bad.to_string()];
+            assert!(selected(&all, &args).is_err(), "{bad}");
+        }
     }
 }

@@ -17,15 +17,25 @@ pub struct Member {
     pub eligible: bool,
     /// Whether the failure detector considers the node alive.
     pub live: bool,
+    /// The node's gossip heartbeat as this node last heard it (chitchat's counter, which
+    /// the node increments every gossip round). Rule 5 counts a member only while its
+    /// heartbeat advanced within [`super::ElectionConfig::detection`]: the phi-accrual
+    /// detector behind `live` can take far longer to report a cut-off peer (30 s in the
+    /// lab), and a holder that renews on stale liveness overlaps the lease its observers
+    /// give the next holder. `None`: no heartbeat known (a driver without one); `live`
+    /// alone counts.
+    pub heartbeat: Option<u64>,
     /// The lease the node advertises, if any.
     pub lease: Option<LeaseAdvert>,
 }
 
-/// A member of the current view, with the last time it was seen live.
+/// A member of the current view, with the last time it was seen live and the last time
+/// its heartbeat advanced.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) struct KnownMember {
     pub(super) member: Member,
     pub(super) last_live: Millis,
+    pub(super) heard_at: Millis,
 }
 
 impl Election {
@@ -61,7 +71,18 @@ impl Election {
                 // First heard of while already dead: count it from now.
                 (false, None) => now,
             };
-            seen.insert(member.id.clone(), KnownMember { member, last_live });
+            let heard_at = match self.members.get(&member.id) {
+                Some(known) if member.heartbeat <= known.member.heartbeat => known.heard_at,
+                _ => now,
+            };
+            seen.insert(
+                member.id.clone(),
+                KnownMember {
+                    member,
+                    last_live,
+                    heard_at,
+                },
+            );
         }
         self.observed.retain(|id, _| seen.contains_key(id));
         // Rule 5: every member ever seen stays known, live or not, present or not.

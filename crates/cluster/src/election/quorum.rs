@@ -35,12 +35,20 @@ impl Election {
             && self.members.get(id).is_none_or(|k| !k.member.live)
     }
 
-    /// In [`super::QuorumMode::Live`] there is no quorum: always true.
-    pub(super) fn has_quorum(&self) -> bool {
+    /// In [`super::QuorumMode::Live`] there is no quorum: always true. A member counts
+    /// while the failure detector reports it live *and* its heartbeat advanced within
+    /// less than [`super::ElectionConfig::detection`] ago (or it has no heartbeat): a holder cut off
+    /// from the majority stops renewing at most `detection` after the cut, as the guard
+    /// its observers add to its lease assumes, however slow the phi-accrual detector is.
+    pub(super) fn has_quorum(&self, now: super::Millis) -> bool {
         if self.cfg.quorum == super::QuorumMode::Live {
             return true;
         }
-        let live = 1 + self.members.values().filter(|k| k.member.live).count();
+        let heard = |k: &&super::member::KnownMember| {
+            k.member.live
+                && (k.member.heartbeat.is_none() || now.since(k.heard_at) < self.cfg.detection)
+        };
+        let live = 1 + self.members.values().filter(heard).count();
         live * 2 > self.known_size()
     }
 }

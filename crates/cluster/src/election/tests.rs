@@ -14,6 +14,7 @@ fn member(id: &str, priority: u32, lease: Option<LeaseAdvert>) -> Member {
         priority,
         eligible: true,
         live: true,
+        heartbeat: None,
         lease,
     }
 }
@@ -183,6 +184,62 @@ fn without_quorum_the_holder_stops_when_its_lease_ends() {
     }
     let acts = e.handle(Millis(10_000), Input::Membership(peers(false)));
     assert_eq!(acts, vec![Action::StopPublishing, Action::WithdrawLease]);
+    assert!(!e.is_publishing());
+}
+
+/// The lab (issue 15, 5-minute partition): the phi-accrual detector of a cut-off holder
+/// kept reporting its peers live for ~30 s, so it renewed past the moment the majority,
+/// which waited `lease + guard` after the last advert it saw, took over: two publishers.
+/// Here the detector never reports the peers dead; their heartbeats stop at the cut.
+#[test]
+fn a_cut_off_holder_stops_renewing_when_heartbeats_stop_even_if_peers_look_live() {
+    let c = cfg();
+    let mut e = Election::new("a", 0, true, 1, c.clone()).unwrap();
+    let peers = |hb: u64| {
+        ["b", "c"]
+            .iter()
+            .enumerate()
+            .map(|(i, id)| Member {
+                heartbeat: Some(hb),
+                ..member(id, u32::try_from(i).unwrap() + 1, None)
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut hb = 0;
+    let mut last_renewal = Millis(0);
+    // Connected: heartbeats advance every 100 ms; "a" acquires and publishes.
+    for t in (0..=5_000).step_by(100) {
+        hb += 1;
+        for a in e.handle(Millis(t), Input::Membership(peers(hb))) {
+            if matches!(a, Action::AdvertiseLease(_)) {
+                last_renewal = Millis(t);
+            }
+        }
+    }
+    assert!(e.is_publishing());
+    // Cut off at 5 s: the peers stay `live`, their heartbeats never advance again.
+    let cut = Millis(5_000);
+    let mut stopped = None;
+    for t in (5_100..=30_000).step_by(100) {
+        for a in e.handle(Millis(t), Input::Membership(peers(hb))) {
+            match a {
+                Action::AdvertiseLease(_) => last_renewal = Millis(t),
+                Action::StopPublishing => stopped = stopped.or(Some(Millis(t))),
+                _ => {}
+            }
+        }
+    }
+    let stopped = stopped.expect("the cut-off holder never stopped publishing");
+    // No renewal later than `detection` after the cut, so the lease ends by then plus
+    // one lease: before the majority's takeover (last advert seen + lease + guard).
+    assert!(
+        last_renewal <= cut.plus(c.detection),
+        "renewed at {last_renewal:?}, cut at {cut:?}"
+    );
+    assert!(
+        stopped <= cut.plus(c.detection).plus(c.lease),
+        "stopped at {stopped:?}"
+    );
     assert!(!e.is_publishing());
 }
 

@@ -154,6 +154,7 @@ impl Cluster {
                     priority: node.priority,
                     eligible: node.eligible,
                     live: true,
+                    heartbeat: None,
                     lease: node.forged.clone().or_else(|| node.lease.clone()),
                 };
                 let heard = Heard {

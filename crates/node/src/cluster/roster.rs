@@ -121,6 +121,7 @@ pub(crate) mod tests {
             generation: 1,
             addr: "127.0.0.1:9663".parse().unwrap(),
             live: true,
+            heartbeat: 0,
             state,
         }
     }

@@ -292,8 +292,54 @@ fn tor(t: &TorSection) -> Result<()> {
             ));
         }
     }
+    if let Some(d) = &t.debug_log {
+        debug_log(d)?;
+    }
     if t.bootstrap_timeout_secs == 0 {
         return Err(invalid("tor.bootstrap_timeout_secs", "must be at least 1"));
+    }
+    Ok(())
+}
+
+/// `tor.debug_log`: severities only (`info`, `[rend]info`, `[rend,circ]debug notice`, `info-err`):
+/// the destination is RustBalance's, so no `file`, `stdout` or `syslog` word may slip in.
+fn debug_log(spec: &str) -> Result<()> {
+    const SEVERITIES: &[&str] = &["debug", "info", "notice", "warn", "err"];
+    let bad = || {
+        invalid(
+            "tor.debug_log",
+            format!(
+                "`{spec}` is not a tor log severity: write one or more of `[DOMAIN,...]SEVERITY` or \
+                 `SEVERITY-SEVERITY` (severities {}, e.g. `[rend]info`); the file is always \
+                 DATA/tor-debug.log",
+                SEVERITIES.join(", ")
+            ),
+        )
+    };
+    let words: Vec<&str> = spec.split_whitespace().collect();
+    if words.is_empty() {
+        return Err(bad());
+    }
+    for w in words {
+        let sev = match w.strip_prefix('[') {
+            Some(rest) => {
+                let (domains, sev) = rest.split_once(']').ok_or_else(bad)?;
+                let ok = domains.split(',').all(|d| {
+                    !d.is_empty()
+                        && d.trim_start_matches('~')
+                            .bytes()
+                            .all(|b| b.is_ascii_lowercase())
+                });
+                if !ok {
+                    return Err(bad());
+                }
+                sev
+            }
+            None => w,
+        };
+        if !sev.split('-').all(|s| SEVERITIES.contains(&s)) || sev.split('-').count() > 2 {
+            return Err(bad());
+        }
     }
     Ok(())
 }

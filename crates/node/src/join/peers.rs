@@ -158,6 +158,7 @@ pub(crate) mod tests {
             generation: 1,
             addr: "10.0.0.1:9663".parse().unwrap(),
             live: true,
+            heartbeat: 0,
             state: kv.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
         }
     }
@@ -199,6 +200,7 @@ pub(crate) mod tests {
             generation: 1,
             addr: "10.0.0.1:9663".parse().unwrap(),
             live: true,
+            heartbeat: 0,
             state: [(keys::MESH_ADMITTED.to_string(), admitted_text(&adm))]
                 .into_iter()
                 .collect(),

@@ -113,6 +113,7 @@ mod tests {
             generation: 1,
             addr: "10.0.0.2:9663".parse().unwrap(),
             live: true,
+            heartbeat: 0,
             state: [
                 (keys::CERT.to_string(), cert.encode()),
                 (keys::MESH.to_string(), format!("{claimed} 10.0.0.2:51820")),

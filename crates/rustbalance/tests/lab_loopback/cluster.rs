@@ -103,27 +103,10 @@ async fn fail_over(
         // What the silent nodes' tors and daemons said about intro points (which
         // introductions they saw, which circuits they rebuilt).
         for n in nodes.iter().filter(|n| silent.contains(&n.name.as_str())) {
-            let tor_log = rustbalance_node::layout::Layout::new(&n.data).tor_log();
             let node_log = lab.dir().join(format!("{}.log", n.name));
-            for (what, path) in [("tor", tor_log), ("daemon", node_log)] {
-                let text = std::fs::read_to_string(&path).unwrap_or_default();
-                let lines: Vec<&str> = text
-                    .lines()
-                    .filter(|l| {
-                        let l = l.to_ascii_lowercase();
-                        l.contains("intro") || l.contains("warn") || l.contains("rend")
-                    })
-                    .collect();
-                eprintln!(
-                    "  {} {what} log ({}), intro/warn lines:",
-                    n.name,
-                    path.display()
-                );
-                for l in &lines[lines.len().saturating_sub(12)..] {
-                    eprintln!("    {l}");
-                }
-            }
+            rustbalance_testbed::silent::report(&n.name, &n.data, Some(&node_log));
         }
+        rustbalance_testbed::silent::report_lab(lab.dir());
         // A node still silent after three rounds while listed and passing the canary is
         // the open "alive, listed and silent" fault (issue 15, docs/ELECTION.md): said
         // loudly, then its tor is SIGKILLed once (the daemon restarts it: new intro

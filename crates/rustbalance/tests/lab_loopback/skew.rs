@@ -16,8 +16,8 @@ use rustbalance_lab::Lab;
 use rustbalance_testbed::clients::{served, split};
 use rustbalance_testbed::cluster::faketime_env;
 use rustbalance_testbed::{
-    client_cache, listed_intro_points, poll_until, prepare, wait_cluster_up, wait_published,
-    ClusterNodeProc,
+    client_cache, poll_until, prepare, published_nodes, sole_publisher, wait_cluster_up,
+    wait_published, ClusterNodeProc,
 };
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -89,43 +89,26 @@ async fn skew(
             p.waited.as_secs_f64()
         );
         // Exactly one publisher, and it is not the skewed node, which never published.
-        let (publishers, _) = poll_until(
-            "exactly one publisher",
-            LIVENESS,
-            Duration::from_millis(500),
-            async || {
-                let mut roles = Vec::new();
-                for n in nodes.iter() {
-                    let Some(st) = n.status().await else {
-                        return Ok(None);
-                    };
-                    if st["cluster"]["role"] == "publisher" {
-                        roles.push(n.name.clone());
-                    }
-                }
-                Ok((roles.len() == 1).then_some(roles))
-            },
-        )
-        .await?;
+        let sole = sole_publisher(nodes, LIVENESS, |last| published_nodes(last) == rest).await?;
         let st = nodes[s]
             .status()
             .await
             .context("the skewed node stopped answering")?;
         ensure!(
-            publishers[0] != skewed && st["cluster"]["publishes"].as_u64() == Some(0),
-            "the skewed node published: publishers {publishers:?}, its publications {}",
+            sole.node != s && st["cluster"]["publishes"].as_u64() == Some(0),
+            "the skewed node published: publisher {}, its publications {}",
+            nodes[sole.node].name,
             st["cluster"]["publishes"]
         );
         // The HSDirs hand out an honest publication without the skewed node (one from the
         // skewed node would list its 3 intro points alone, with a revision ten minutes
         // ahead that the honest uploads could not replace; the one from before the skew
-        // lists all 9). Counted by intro points, not by revision: a lab client can get the
-        // other time period's descriptor around a period change.
-        let want = listed_intro_points(&p.record);
-        let (d, _) = client_cache::refetch_until(lab, &master.address(), LIVENESS, |d| {
-            d.intro_points.len() == want
-        })
-        .await?;
+        // lists all 9). The client must hold, for its time period, a revision at least that
+        // of the publisher's newest publication: read now, not `p`, which may date from the
+        // first skew and no longer cover the period the client is in. (Comparing intro-point
+        // counts with `p` failed once in a full run.)
+        let d = client_cache::refetch_publication(lab, &master.address(), &sole.record, LIVENESS)
+            .await?;
         let sp = split(lab, &url, 20).await;
         eprintln!(
             "clock {offset}: the lab client holds revision {} with {} intro points; 20 requests: {sp:?}",
@@ -141,7 +124,29 @@ async fn skew(
     nodes[s].start(bin, &log)?;
     let mut all: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
     all.sort_unstable();
-    let p = wait_published(nodes, &[], since, &all, LIVENESS).await?;
+    // A node restarted between a time-period start and the next SRV first waits up to
+    // `next_wait` (90 s) for its instance's descriptor of the running period before it
+    // advertises intro points (cluster/advertise.rs), then its peers' canaries must pass
+    // it: a longer bound than the other steps, and what each node says if it is missed.
+    let p = match wait_published(nodes, &[], since, &all, 2 * LIVENESS).await {
+        Ok(p) => p,
+        Err(e) => {
+            for n in nodes.iter() {
+                if let Some(st) = n.status().await {
+                    let c = &st["cluster"];
+                    eprintln!(
+                        "  {}: role {}, own intro points {}, not publishing because {}, canary {}",
+                        n.name,
+                        c["role"],
+                        c["own_intro_points"],
+                        c["not_publishing_because"],
+                        c["canary"]
+                    );
+                }
+            }
+            return Err(e);
+        }
+    };
     eprintln!(
         "{skewed}'s clock right again: {} published all 3 after {:.1}s",
         nodes[p.node].name,

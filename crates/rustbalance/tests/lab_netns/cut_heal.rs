@@ -129,10 +129,18 @@ async fn cut_and_heal(lab: &Lab, nodes: &[NsNode], url: &str) -> Result<()> {
 }
 
 /// How long the cut node is watched: past the 60 s after which an earlier election
-/// forgot dead members and took the lease alone (issue 15).
-const QUIET_WINDOW: Duration = Duration::from_secs(90);
+/// forgot dead members and took the lease alone (issue 15). `RB_LAB_PARTITION_SECS`
+/// sets another length (issue 15 asks for 5 minutes: `RB_LAB_PARTITION_SECS=300`, run
+/// by hand and reported in docs/ELECTION.md; CI keeps 90 s).
+fn quiet_window() -> Duration {
+    let secs = std::env::var("RB_LAB_PARTITION_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(90);
+    Duration::from_secs(secs)
+}
 
-/// Watch every node until `QUIET_WINDOW` after the cut: the cut node `p` never publishes
+/// Watch every node until [`quiet_window`] after the cut: the cut node `p` never publishes
 /// again and the majority side never has two publishers. Prints the lease timeline.
 async fn stays_quiet_past_forget_after(
     nodes: &[NsNode],
@@ -143,7 +151,8 @@ async fn stays_quiet_past_forget_after(
     let publishes = |s: &serde_json::Value| s["cluster"]["publishes"].as_u64();
     let before = nodes[p].status().await.as_ref().and_then(publishes);
     let mut last: Option<Vec<String>> = None;
-    while since_cut() < QUIET_WINDOW {
+    let window = quiet_window();
+    while since_cut() < window {
         let mut holders = Vec::new();
         for (i, n) in nodes.iter().enumerate() {
             let Some(s) = n.status().await else { continue };
@@ -181,7 +190,7 @@ async fn stays_quiet_past_forget_after(
     eprintln!(
         "{} stayed quiet for {:.0}s after the cut",
         nodes[p].name,
-        QUIET_WINDOW.as_secs_f64()
+        window.as_secs_f64()
     );
     Ok(())
 }

@@ -232,33 +232,13 @@ async fn story(
     // documented; after the heal the better-ranked holder keeps the lease and the other
     // withdraws (rule 6) once gossip shows it the other lease. Wait for that: exactly one
     // honest publisher, whose newest publication lists the three honest nodes.
-    let ((pi, record), waited) = poll_until(
-        &format!("one honest publisher listing {HONEST:?}"),
-        LIVENESS,
-        Duration::from_millis(500),
-        async || {
-            let all = statuses(nodes).await?;
-            let publishing: Vec<usize> = (0..all.len())
-                .filter(|i| all[*i]["cluster"]["role"] != "follower")
-                .collect();
-            let [i] = publishing[..] else {
-                return Ok(None);
-            };
-            let last = &all[i]["cluster"]["last_publish"];
-            let fresh =
-                rustbalance_testbed::at_unix(last) >= rustbalance_hs::time::unix_secs(healed_at);
-            Ok(
-                (fresh && published_nodes(last) == HONEST && rustbalance_testbed::confirmed(last))
-                    .then(|| (i, last.clone())),
-            )
-        },
-    )
+    let healed_s = rustbalance_hs::time::unix_secs(healed_at);
+    let p = rustbalance_testbed::sole_publisher(nodes, LIVENESS, |last| {
+        rustbalance_testbed::at_unix(last) >= healed_s
+            && published_nodes(last) == HONEST
+            && rustbalance_testbed::confirmed(last)
+    })
     .await?;
-    let p = rustbalance_testbed::Publication {
-        node: pi,
-        record,
-        waited,
-    };
     eprintln!(
         "healed: {} alone publishes {HONEST:?} (no forged intro point) after {:.1}s: {}",
         nodes[p.node].name,

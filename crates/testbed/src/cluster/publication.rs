@@ -49,6 +49,45 @@ pub async fn publisher<N: StatusSource>(nodes: &[N], skip: &[usize]) -> Option<(
     None
 }
 
+/// Wait until exactly one node of `nodes` is not a follower (no node may fail to answer
+/// `/status`) and its newest publication (`cluster.last_publish`) satisfies `accept`.
+/// Returns that node's index and publication. A node cut off from the others may
+/// publish alone for a while (quorum mode `live`), and after a heal or a restart the
+/// worse-ranked holder withdraws only once gossip shows it the other lease: polled,
+/// never read once.
+pub async fn sole_publisher<N: StatusSource>(
+    nodes: &[N],
+    timeout: Duration,
+    accept: impl Fn(&Value) -> bool,
+) -> Result<Publication> {
+    let ((node, record), waited) = poll_until(
+        "exactly one publisher",
+        timeout,
+        Duration::from_millis(500),
+        async || {
+            let mut publishing = Vec::new();
+            for (i, n) in nodes.iter().enumerate() {
+                let Some(st) = n.status().await else {
+                    return Ok(None);
+                };
+                if st["cluster"]["role"] != "follower" {
+                    publishing.push((i, st["cluster"]["last_publish"].clone()));
+                }
+            }
+            Ok(match &publishing[..] {
+                [(i, last)] if accept(last) => Some((*i, last.clone())),
+                _ => None,
+            })
+        },
+    )
+    .await?;
+    Ok(Publication {
+        node,
+        record,
+        waited,
+    })
+}
+
 /// Node names whose intro points a publication lists.
 pub fn published_nodes(p: &Value) -> Vec<String> {
     p["intro_points"]
