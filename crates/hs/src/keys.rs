@@ -184,6 +184,19 @@ impl IdentityKey {
         out
     }
 
+    /// The key as tor's control port takes it (`ADD_ONION ED25519-V3:<base64 of the
+    /// 64-byte expanded key>`), in a buffer zeroized on drop. For an authenticated control
+    /// connection only: never on a command line, never in a log.
+    pub fn control_port_key(&self) -> Zeroizing<String> {
+        const PREFIX: &str = "ED25519-V3:";
+        // All capacity up front (64 bytes are 88 base64 characters): no reallocation
+        // leaves a copy of the key behind.
+        let mut s = Zeroizing::new(String::with_capacity(PREFIX.len() + 88));
+        s.push_str(PREFIX);
+        base64::engine::general_purpose::STANDARD.encode_string(&self.expanded[..], &mut s);
+        s
+    }
+
     /// tor's `hs_ed25519_public_key` file contents.
     pub fn tor_public_file(&self) -> Vec<u8> {
         let mut out = padded_header(PUBLIC_HEADER);
@@ -209,6 +222,20 @@ impl fmt::Debug for IdentityKey {
 mod test {
     use super::*;
     use rand::SeedableRng;
+
+    #[test]
+    fn the_control_port_key_is_the_expanded_key_in_base64() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(8);
+        let k = IdentityKey::generate(&mut rng);
+        let s = k.control_port_key();
+        let b64 = s.strip_prefix("ED25519-V3:").unwrap();
+        assert_eq!(b64.len(), 88);
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        assert_eq!(&raw[..], &k.expanded[..]);
+        assert!(s.capacity() == s.len(), "no spare growth, no reallocation");
+    }
 
     #[test]
     fn tor_files_round_trip() {

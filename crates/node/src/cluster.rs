@@ -18,8 +18,8 @@
 //! * [`roster`] — who is live, healthy or removed, and their intro points.
 //! * [`selection`] — which of them go into the descriptor: fair per node, repeats dropped.
 //! * [`pow`] — which `pow-params` the master descriptor may carry (none from an instance).
-//! * [`solo`] — when a lone publisher-eligible node hosts the master key itself (pure; not
-//!   wired yet).
+//! * [`solo`] — when a lone publisher-eligible node hosts the master key itself (pure), and
+//!   `solo::host`, the thin driver that adds and removes the master service on its tor.
 //! * [`policy`] — the decisions, pure (they take `now`; tests run them on fake time).
 //! * [`credentials`] — this node's identity, member certificate and trust for signed
 //!   gossip.

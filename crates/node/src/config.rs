@@ -127,6 +127,26 @@ pub struct ClusterSection {
     /// `tor.testing_network` (the lab).
     #[serde(default)]
     pub hsdir_check_secs: Option<u64>,
+    /// Single-node fallback (issue 16): a lone publisher-eligible node — it holds the
+    /// lease and no other node has advertised intro points for `solo_after_secs` — makes
+    /// its own tor host the master key (`ADD_ONION`) and publish itself, with tor's PoW
+    /// (`[pow]`); when other nodes come back it publishes merged descriptors again and
+    /// removes the master service `solo_drain_secs` after the HSDirs confirmed one.
+    /// Needs `[pow] enabled` and is off with `service.authorized_clients_dir` or
+    /// `proxy.export_circuit_id` (tor's `ADD_ONION` takes neither). `false`: a lone node
+    /// publishes merged descriptors (no PoW for clients: `docs/SECURITY.md`).
+    #[serde(default = "default_solo")]
+    pub solo: bool,
+    /// Alone this long (seconds, ≥ 5) before going single-node: a peer restarting or
+    /// flapping must not flip modes. Unset: [`DEFAULT_SOLO_AFTER_SECS`], or
+    /// [`TESTING_SOLO_SECS`] with `tor.testing_network` (the lab).
+    #[serde(default)]
+    pub solo_after_secs: Option<u64>,
+    /// After others came back and a merged descriptor is confirmed, keep the master
+    /// service this long (seconds, ≥ 5) for clients holding its descriptor. Unset:
+    /// [`DEFAULT_SOLO_DRAIN_SECS`], or [`TESTING_SOLO_SECS`] in the lab.
+    #[serde(default)]
+    pub solo_drain_secs: Option<u64>,
     /// Failure-detector threshold (phi accrual): higher is slower to call a
     /// peer dead and less prone to false alarms on a loaded machine.
     #[serde(default = "default_phi")]
@@ -174,6 +194,20 @@ pub const DEFAULT_HSDIR_CHECK_SECS: u64 = 600;
 
 /// Default of `cluster.hsdir_check_secs` in a TestingTorNetwork (the lab).
 pub const TESTING_HSDIR_CHECK_SECS: u64 = 20;
+
+fn default_solo() -> bool {
+    true
+}
+
+/// Default of `cluster.solo_after_secs`.
+pub const DEFAULT_SOLO_AFTER_SECS: u64 = 30;
+
+/// Default of `cluster.solo_drain_secs`.
+pub const DEFAULT_SOLO_DRAIN_SECS: u64 = 30;
+
+/// Default of `cluster.solo_after_secs` and `cluster.solo_drain_secs` in a
+/// TestingTorNetwork (the lab).
+pub const TESTING_SOLO_SECS: u64 = 10;
 
 /// `[node]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -593,6 +627,32 @@ mod test {
             .unwrap_err()
             .to_string();
         assert!(e.contains("cluster.hsdir_check_secs"), "{e}");
+        // The single-node switch: on by default, 30 s (10 s in the lab), bounded below.
+        assert!(section.solo);
+        let t = Timers::from_config(section, false).solo;
+        assert_eq!(
+            (t.alone_after, t.drain),
+            (Duration::from_secs(30), Duration::from_secs(30))
+        );
+        let t = Timers::from_config(section, true).solo;
+        assert_eq!(
+            (t.alone_after, t.drain),
+            (Duration::from_secs(10), Duration::from_secs(10))
+        );
+        let c = cfg(
+            d.path(),
+            &cluster("solo_after_secs = 6\nsolo_drain_secs = 7\n"),
+        )
+        .unwrap();
+        let t = Timers::from_config(c.cluster.as_ref().unwrap(), true).solo;
+        assert_eq!(
+            (t.alone_after, t.drain),
+            (Duration::from_secs(6), Duration::from_secs(7))
+        );
+        let e = cfg(d.path(), &cluster("solo_after_secs = 1\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cluster.solo_after_secs"), "{e}");
     }
 
     #[test]

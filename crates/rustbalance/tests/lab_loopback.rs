@@ -17,6 +17,11 @@
 //!   points; a non-publisher is SIGKILLed and its intro points leave the
 //!   descriptor; clients keep being served. The last node standing
 //!   publishes without its instance tor's PoW parameters (issue 16).
+//! * `lone_node_goes_single_node`: two nodes; the follower is SIGKILLed and the
+//!   survivor, alone, makes its tor host the master key: tor publishes the master
+//!   descriptor itself with `pow-params`, the lab client is served; the follower comes
+//!   back: merged descriptors listing both, the master service removed (issue 16). The
+//!   longest stretch without a successful request is printed for both switches.
 //! * `pow_under_flood` (only with `RB_LAB_FLOOD=1`, see `main`): a flood from extra lab client tors makes tor suggest
 //!   PoW effort > 0; a tor holding its own key serves the solving lab client,
 //!   main's old fallback (an instance's pow-params in the master descriptor)
@@ -56,6 +61,8 @@ mod pow;
 mod single;
 #[path = "lab_loopback/skew.rs"]
 mod skew;
+#[path = "lab_loopback/solo.rs"]
+mod solo;
 #[path = "lab_loopback/status_page.rs"]
 mod status_page;
 
@@ -87,6 +94,10 @@ fn main() -> std::process::ExitCode {
         Scenario {
             name: "three_nodes_fail_over",
             run: |lab| Box::pin(cluster::three_nodes_fail_over(lab)),
+        },
+        Scenario {
+            name: "lone_node_goes_single_node",
+            run: |lab| Box::pin(solo::lone_node_goes_single_node(lab)),
         },
         Scenario {
             name: "hsdir_restart_repaired",

@@ -3,7 +3,7 @@
 
 use rustbalance_lab::{HttpResponse, Lab};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -92,16 +92,42 @@ pub fn spawn_batch(
     conc: usize,
     t0: Instant,
 ) -> tokio::task::JoinHandle<Vec<Req>> {
+    let next = AtomicUsize::new(0);
+    spawn_requests(lab, url, conc, t0, move || {
+        next.fetch_add(1, Ordering::SeqCst) < n
+    })
+}
+
+/// GETs like [`spawn_batch`], `conc` at a time, until `stop` is set (each running
+/// request finishes); sorted by start.
+pub fn spawn_until(
+    lab: &Lab,
+    url: &str,
+    conc: usize,
+    t0: Instant,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<Req>> {
+    spawn_requests(lab, url, conc, t0, move || !stop.load(Ordering::SeqCst))
+}
+
+/// `conc` request loops that go on while `more()` says so.
+fn spawn_requests(
+    lab: &Lab,
+    url: &str,
+    conc: usize,
+    t0: Instant,
+    more: impl Fn() -> bool + Send + Sync + 'static,
+) -> tokio::task::JoinHandle<Vec<Req>> {
     let lab = lab.clone();
     let url = url.to_string();
+    let more = Arc::new(more);
     tokio::spawn(async move {
-        let next = Arc::new(AtomicUsize::new(0));
         let mut set = tokio::task::JoinSet::new();
         for _ in 0..conc {
-            let (lab, url, next) = (lab.clone(), url.clone(), next.clone());
+            let (lab, url, more) = (lab.clone(), url.clone(), more.clone());
             set.spawn(async move {
                 let mut out = Vec::new();
-                while next.fetch_add(1, Ordering::SeqCst) < n {
+                while more() {
                     let start = t0.elapsed();
                     let r = lab.http_get(&url, REQUEST_TIMEOUT).await;
                     out.push(Req {
@@ -145,6 +171,27 @@ pub struct BatchSummary {
     pub p50_s: f64,
     /// Longest latency, seconds.
     pub max_s: f64,
+}
+
+/// The longest stretch (seconds on the batch's clock) in which no request succeeded:
+/// between the ends of consecutive served requests, from the first start to the first
+/// success, and from the last success to the last end (all of it without a success).
+pub fn longest_gap(reqs: &[Req]) -> f64 {
+    let first = reqs.iter().map(|r| r.start).fold(f64::INFINITY, f64::min);
+    let last = reqs.iter().map(|r| r.end).fold(0.0, f64::max);
+    if reqs.is_empty() {
+        return 0.0;
+    }
+    let mut ok: Vec<f64> = reqs
+        .iter()
+        .filter(|r| r.outcome.starts_with("served by"))
+        .map(|r| r.end)
+        .collect();
+    ok.sort_by(f64::total_cmp);
+    let mut marks = vec![first];
+    marks.extend(ok);
+    marks.push(last);
+    marks.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max)
 }
 
 /// Sums up a batch; `fix_after_kill`: when the repairing publication was
@@ -215,5 +262,26 @@ mod tests {
         assert_eq!((s.requests, s.ok, s.failed), (3, 2, 1));
         assert_eq!((s.before_fix, s.before_fix_failed), (2, 1));
         assert_eq!((s.ok_pct, s.duration_s, s.max_s), (66.7, 3.0, 2.5));
+    }
+
+    #[test]
+    fn the_longest_gap_counts_from_success_to_success_and_the_edges() {
+        let r = |start: f64, end: f64, o: &str| Req {
+            start,
+            end,
+            outcome: o.into(),
+        };
+        let reqs = [
+            r(0.0, 1.0, "served by a"),
+            r(1.0, 9.0, "failed: x"),
+            r(2.0, 6.0, "served by b"),
+            r(6.0, 7.0, "served by b"),
+            r(7.0, 12.0, "failed: y"),
+        ];
+        // 1 → 6 between successes; 7 → 12 after the last one.
+        assert_eq!(longest_gap(&reqs), 5.0);
+        assert_eq!(longest_gap(&reqs[..4]), 5.0);
+        assert_eq!(longest_gap(&[r(0.5, 3.0, "failed: z")]), 2.5);
+        assert_eq!(longest_gap(&[]), 0.0);
     }
 }

@@ -78,6 +78,20 @@ impl ClusterNodeProc {
             .ok()
     }
 
+    /// A control connection to its tor (the port tor wrote into the node's data
+    /// directory; cookie authentication).
+    pub async fn tor_control(&self) -> Result<rustbalance_tor::ControlClient> {
+        let file = rustbalance_node::layout::Layout::new(&self.data).control_port_file();
+        let text =
+            std::fs::read_to_string(&file).with_context(|| format!("read {}", file.display()))?;
+        let addr = text
+            .trim()
+            .strip_prefix("PORT=")
+            .and_then(|a| a.parse().ok())
+            .with_context(|| format!("no PORT=ADDR in {}", file.display()))?;
+        Ok(rustbalance_tor::ControlClient::connect_authenticated(addr).await?)
+    }
+
     /// Start (or restart) the node process, output to `log`.
     pub fn start(&mut self, bin: &Path, log: &Path) -> Result<()> {
         self.start_with_env(bin, log, &[])
@@ -110,6 +124,20 @@ impl ClusterNodeProc {
             .unwrap_or(&self.data)
             .join("rustbalance-run.pid");
         std::fs::write(pid_file, format!("{pid}\n"))?;
+        Ok(())
+    }
+
+    /// Put `line` (`key = value`) into the node's `[cluster]` section; takes effect at its
+    /// next start.
+    pub fn set_cluster_option(&self, line: &str) -> Result<()> {
+        let text = std::fs::read_to_string(&self.config)?;
+        anyhow::ensure!(
+            text.contains("[cluster]\n"),
+            "{} has no [cluster] section",
+            self.config.display()
+        );
+        let text = text.replacen("[cluster]\n", &format!("[cluster]\n{line}\n"), 1);
+        write_atomic(&self.config, text.as_bytes(), 0o600)?;
         Ok(())
     }
 

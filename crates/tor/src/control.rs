@@ -376,6 +376,55 @@ impl ControlClient {
         Ok(())
     }
 
+    /// `ADD_ONION <key> <args>`: host an onion service whose secret key we hold. It is
+    /// tied to this connection (no `Flags=Detach`): tor removes it when the connection
+    /// closes, so the key leaves tor's memory when its owner goes, however it goes.
+    /// `key` is the secret (`ED25519-V3:<base64>`): it goes into a wire buffer that is
+    /// zeroized afterwards and never into an error or a log (the command is labelled
+    /// `ADD_ONION`). `args` are `Key=Value` words (`Port=`, `Flags=`, `PoWDefensesEnabled=`
+    /// ...). Returns tor's `ServiceID` (the address without `.onion`).
+    pub async fn add_onion(&self, key: &str, args: &[String]) -> Result<String> {
+        const LABEL: &str = "ADD_ONION";
+        if key.is_empty() || key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(Error::InvalidArgument {
+                command: LABEL.to_string(),
+                detail: "the key must be one non-empty word (not shown)".to_string(),
+            });
+        }
+        for a in args {
+            check_word(LABEL, "argument", a)?;
+        }
+        let len = LABEL.len() + key.len() + args.iter().map(|a| a.len() + 1).sum::<usize>() + 3;
+        // All capacity up front: no reallocation leaves a copy of the key behind.
+        let mut wire = zeroize::Zeroizing::new(String::with_capacity(len));
+        wire.push_str(LABEL);
+        wire.push(' ');
+        wire.push_str(key);
+        for a in args {
+            wire.push(' ');
+            wire.push_str(a);
+        }
+        wire.push_str("\r\n");
+        let reply = self.exec(LABEL, &wire).await?;
+        reply
+            .lines
+            .iter()
+            .find_map(|l| l.text.strip_prefix("ServiceID=").map(str::to_string))
+            .ok_or_else(|| Error::Protocol {
+                command: LABEL.to_string(),
+                detail: format!("no `ServiceID=` line in `{}`", reply.message()),
+            })
+    }
+
+    /// `DEL_ONION <service id>`: stop hosting a service added with [`Self::add_onion`].
+    pub async fn del_onion(&self, service_id: &str) -> Result<()> {
+        let id = service_id.strip_suffix(".onion").unwrap_or(service_id);
+        let line = format!("DEL_ONION {id}");
+        check_word(&line, "service id", id)?;
+        self.exec(&line, &format!("{line}\r\n")).await?;
+        Ok(())
+    }
+
     /// Bootstrap progress in percent, from `GETINFO status/bootstrap-phase`.
     pub async fn bootstrap_progress(&self) -> Result<u8> {
         let phase = self.getinfo("status/bootstrap-phase").await?;

@@ -3,7 +3,8 @@
 //! [`FakeTor`] listens on `127.0.0.1:0` and speaks enough of the control
 //! protocol for [`crate::ControlClient`]: NULL authentication, `GETINFO`
 //! answered from a table (multi-line values as data blocks), `SETEVENTS`,
-//! `SETCONF`, `SIGNAL`, `HSFETCH`, and `+HSPOST`, whose descriptors are
+//! `SETCONF`, `SIGNAL`, `HSFETCH`, `ADD_ONION`/`DEL_ONION` (answered, nothing
+//! hosted), and `+HSPOST`, whose descriptors are
 //! recorded (dot-unstuffed). With [`FakeTor::ack_uploads`] it answers every
 //! HSPOST with one `HS_DESC UPLOADED` event per `SERVER=`, like tor does
 //! after successful uploads. Tests can push any event with [`FakeTor::emit`].
@@ -46,6 +47,8 @@ struct State {
     hsdirs: Option<HashMap<String, String>>,
     /// HSDirs that refuse every upload.
     refusing: HashSet<String>,
+    /// The `ServiceID` an `ADD_ONION` answers (`FakeTor::set_onion_id`).
+    onion_id: String,
 }
 
 /// A fake tor control port. Stops listening when dropped.
@@ -142,6 +145,11 @@ impl FakeTor {
         lock(&self.state).commands.clone()
     }
 
+    /// The `ServiceID` that `ADD_ONION` answers from now on.
+    pub fn set_onion_id(&self, id: &str) {
+        lock(&self.state).onion_id = id.to_string();
+    }
+
     /// Every `+HSPOST` received, in order.
     pub fn posts(&self) -> Vec<HsPost> {
         lock(&self.state).posts.clone()
@@ -223,7 +231,8 @@ fn answer(line: &str, body: String, state: &Mutex<State>, enabled: &mut Vec<Stri
             "250 OK\r\n"
         )
         .to_string(),
-        "AUTHENTICATE" | "SETCONF" | "SIGNAL" => "250 OK\r\n".to_string(),
+        "AUTHENTICATE" | "SETCONF" | "SIGNAL" | "DEL_ONION" => "250 OK\r\n".to_string(),
+        "ADD_ONION" => format!("250-ServiceID={}\r\n250 OK\r\n", st.onion_id),
         "HSFETCH" => {
             let mut out = String::from("250 OK\r\n");
             if let Some(dirs) = &st.hsdirs {

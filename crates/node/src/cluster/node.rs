@@ -64,6 +64,13 @@ pub struct ClusterStatus {
     /// The suggested PoW effort in this node's tor's own descriptor (0: no `pow-params`,
     /// clients need not solve). Rising means tor sees an introduction flood.
     pub pow_suggested_effort: u32,
+    /// The descriptor mode (`merged`, `single-node (starting)`, `single-node`, `merged
+    /// (single-node draining)`): whether this node's tor hosts the master key and
+    /// publishes itself (`cluster::solo`); `merged` when the switch is off. Empty on a
+    /// node that is not publisher-eligible.
+    pub mode: String,
+    /// This node's tor hosts the master service now (any mode but `merged`).
+    pub master_hosted: bool,
     /// Anti-entropy: each slot of the last publication and how many of its responsible
     /// HSDirs hold it (`cluster.hsdir_check_secs`).
     pub hsdir_coverage: Vec<super::policy::SlotCoverage>,
@@ -163,6 +170,9 @@ pub struct ClusterParams {
     pub supervisor: Supervisor,
     /// `service.authorized_clients_dir`: restricted discovery on the master address.
     pub auth_clients_dir: Option<std::path::PathBuf>,
+    /// `ADD_ONION` arguments of the master service for the single-node switch
+    /// ([`super::solo::master_service_args`]); `None`: the switch is off.
+    pub solo: Option<Vec<String>>,
 }
 
 fn read_secret(path: &std::path::Path) -> Result<ClusterSecret> {
@@ -327,24 +337,29 @@ fn spawn_tasks(
         }),
     ));
     if let Some(master) = p.master {
-        tasks.push(sup.spawn(
-            "publish",
-            publish_task(PublishCtx {
-                membership: membership.clone(),
-                publishing: elector.watch(),
-                elector: elector.handle(),
-                election: elector.config().clone(),
-                tor: p.tor,
-                master,
-                testing: p.testing_network,
-                timers: p.timers,
-                status: status.clone(),
-                own,
-                name: p.name,
-                views,
-                auth_clients_dir: p.auth_clients_dir,
-            }),
-        ));
+        tasks.push(
+            sup.spawn(
+                "publish",
+                publish_task(PublishCtx {
+                    membership: membership.clone(),
+                    publishing: elector.watch(),
+                    elector: elector.handle(),
+                    election: elector.config().clone(),
+                    tor: p.tor,
+                    master,
+                    testing: p.testing_network,
+                    status: status.clone(),
+                    own,
+                    name: p.name,
+                    views,
+                    solo: p
+                        .solo
+                        .map(|args| super::solo::SoloDriver::new(args, p.timers.solo)),
+                    timers: p.timers,
+                    auth_clients_dir: p.auth_clients_dir,
+                }),
+            ),
+        );
     }
     tasks
 }

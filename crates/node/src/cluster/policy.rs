@@ -27,6 +27,9 @@ pub enum Reason {
     BecamePublisher,
     /// The healthy nodes' intro points changed.
     Changed,
+    /// This node's tor uploaded its own master descriptor or stopped hosting the master
+    /// service (`solo`): the next merged descriptor must be newer than tor's.
+    SingleNode,
     /// The single-node PoW parameters appeared, changed or went.
     PowChanged,
     /// A new time period started (other descriptor slots).
@@ -45,6 +48,7 @@ impl Reason {
         match self {
             Reason::BecamePublisher => "became publisher",
             Reason::Changed => "changed",
+            Reason::SingleNode => "single-node switch",
             Reason::PowChanged => "pow-params changed",
             Reason::NewPeriod => "new period",
             Reason::HsDirsChanged => "hsdirs changed",
@@ -65,6 +69,9 @@ pub struct PublishInputs {
     pub periods: Vec<u64>,
     /// Fingerprint of the HSDir ring (`NetworkView::ring_fingerprint`).
     pub ring: String,
+    /// Counts tor's own master uploads and the master service's removals
+    /// (`solo::SoloDriver::epoch`).
+    pub solo_epoch: u64,
 }
 
 /// How a publication went.
@@ -142,6 +149,8 @@ impl PublishState {
             Some(Reason::BecamePublisher)
         } else if input.intros != last.intros {
             Some(Reason::Changed)
+        } else if input.solo_epoch != last.solo_epoch {
+            Some(Reason::SingleNode)
         } else if input.pow != last.pow {
             Some(Reason::PowChanged)
         } else if input.periods != last.periods {

@@ -21,6 +21,7 @@ use super::policy::{
 };
 use super::pow;
 use super::roster::{healthy_intros, HealthyIntros};
+use super::solo::SoloDriver;
 use super::timers::Timers;
 use crate::err::{Error, Result};
 use rand::CryptoRng;
@@ -298,6 +299,8 @@ pub(super) struct PublishCtx {
     pub views: ViewCache,
     /// `service.authorized_clients_dir` (restricted discovery), read every round.
     pub auth_clients_dir: Option<std::path::PathBuf>,
+    /// The single-node switch (`None`: off for this configuration).
+    pub solo: Option<SoloDriver>,
 }
 
 /// While this node holds the lease: publish the healthy nodes' intro points whenever the
@@ -310,6 +313,12 @@ pub(super) async fn publish_task(mut c: PublishCtx) {
     let mut health = Health::default();
     let mut next_health = Instant::now();
     let mut anti_entropy = AntiEntropy::default();
+    let mut solo = c.solo.take();
+    if solo.is_none() {
+        if let Ok(mut st) = c.status.lock() {
+            st.mode = super::solo::SoloMode::Merged.as_str().into();
+        }
+    }
     loop {
         tokio::time::sleep(c.timers.publish_poll).await;
         let holding = *c.publishing.borrow_and_update();
@@ -317,6 +326,10 @@ pub(super) async fn publish_task(mut c: PublishCtx) {
             next_health = Instant::now() + c.timers.health_poll;
             c.check_health(&mut publisher, &mut health, holding).await;
         }
+        let merged = match solo.as_mut() {
+            Some(s) => c.solo_round(s, holding).await,
+            None => true,
+        };
         if !holding {
             anti_entropy.step_down();
             if state.step_down() {
@@ -328,13 +341,23 @@ pub(super) async fn publish_task(mut c: PublishCtx) {
             }
             continue;
         }
+        if !merged {
+            // tor publishes the master descriptor itself (its upload was confirmed): a
+            // merged one, or an anti-entropy re-upload, would replace it and its PoW.
+            health.confirmed(Instant::now());
+            continue;
+        }
         let Some(p) = c.connect(&mut publisher).await else {
             continue;
         };
         let mut broken = false;
-        if let Some((outcome, b)) = c.round(p, &mut state).await {
+        let solo_epoch = solo.as_ref().map_or(0, SoloDriver::epoch);
+        if let Some((outcome, b)) = c.round(p, &mut state, solo_epoch).await {
             if outcome.confirmed {
                 health.confirmed(Instant::now());
+            }
+            if let Some(s) = solo.as_mut() {
+                s.merged_published(outcome.confirmed, outcome.lists_peers);
             }
             broken = b;
             anti_entropy.published(Instant::now());
@@ -348,10 +371,12 @@ pub(super) async fn publish_task(mut c: PublishCtx) {
     }
 }
 
-/// How a publication went, for the health check.
+/// How a publication went, for the health check and the single-node switch.
 struct Confirmed {
     /// Every slot reached at least one HSDir.
     confirmed: bool,
+    /// It listed other nodes' intro points.
+    lists_peers: bool,
 }
 
 impl PublishCtx {
@@ -361,6 +386,7 @@ impl PublishCtx {
         &self,
         p: &mut Publisher,
         state: &mut PublishState,
+        solo_epoch: u64,
     ) -> Option<(Confirmed, bool)> {
         let intros = healthy_intros(&self.membership).await;
         if intros.nodes.is_empty() {
@@ -390,6 +416,7 @@ impl PublishCtx {
                 .map(|s| s.period_num)
                 .collect(),
             ring: view.ring_fingerprint(),
+            solo_epoch,
         };
         let reason = state.reason(&input, Instant::now(), &self.timers)?;
         // Election rule 8: never at or before a revision time any publisher used.
@@ -426,7 +453,35 @@ impl PublishCtx {
             .record(result, &intros, pow.is_some(), now, reason, t0)
             .await;
         state.finished(input, outcome, Instant::now(), &self.timers);
-        Some((Confirmed { confirmed: reached }, broken))
+        let lists_peers = intros.nodes.iter().any(|i| i.instance != self.name);
+        Some((
+            Confirmed {
+                confirmed: reached,
+                lists_peers,
+            },
+            broken,
+        ))
+    }
+
+    /// The single-node switch's round (on every eligible node: a node that loses the
+    /// lease removes the master service at once); whether merged descriptors go out.
+    async fn solo_round(&self, s: &mut SoloDriver, holding: bool) -> bool {
+        let peers = if holding {
+            healthy_intros(&self.membership)
+                .await
+                .nodes
+                .iter()
+                .filter(|i| i.instance != self.name)
+                .count()
+        } else {
+            0
+        };
+        let merged = s.step(&self.tor, &self.master, holding, peers).await;
+        if let Ok(mut st) = self.status.lock() {
+            st.mode = s.mode().as_str().into();
+            st.master_hosted = s.mode() != super::solo::SoloMode::Merged;
+        }
+        merged
     }
 
     /// The revision times the eligible members gossiped (`last_publish`), this node's

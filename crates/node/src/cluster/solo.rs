@@ -1,8 +1,9 @@
 //! The switch between cluster mode and single-node mode on a publisher-eligible node,
 //! pure: [`SoloSwitch::step`] takes `now` and what the node observes, and says what to do.
-//! Not wired into the node yet (issue 16 item 1, second half): the effect — `ADD_ONION`
-//! with the master key and tor's PoW options on the node's own tor, `DEL_ONION` on return,
-//! both accepted by tor 0.4.9.11 — and its lab proof are left (see docs/SECURITY.md).
+//! The effect — `ADD_ONION` with the master key and tor's PoW options on the node's own
+//! tor, `DEL_ONION` on return — is the thin driver [`host::SoloDriver`], run by the
+//! publish task; `cluster.solo`, `cluster.solo_after_secs` and `cluster.solo_drain_secs`
+//! configure it. Lab proof: `lab_loopback` scenario `lone_node_goes_single_node`.
 //!
 //! Why: tor's PoW verifies only on a tor that holds the master key ([`super::pow`]). A lone
 //! node whose tor also hosts the master service publishes tor's own descriptor, PoW
@@ -21,8 +22,15 @@
 //!  lease lost or no master key while tor hosts the master service ─▶ RemoveMaster at once
 //!  tor restarted (the ephemeral service is gone) while still alone ─▶ AddMaster again
 //! ```
+//!
+//! "Uploaded" and "confirmed" mean *newest at the HSDirs*: [`Uploads`] orders tor's own
+//! confirmed uploads and the confirmed merged publications on one sequence.
 
 use std::time::{Duration, Instant};
+
+pub mod host;
+
+pub use host::{master_service_args, SoloDriver, SoloMode};
 
 /// What the node sees this round.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -75,9 +83,52 @@ pub struct SoloTimers {
 impl Default for SoloTimers {
     fn default() -> Self {
         SoloTimers {
-            alone_after: Duration::from_secs(30),
-            drain: Duration::from_secs(30),
+            alone_after: Duration::from_secs(crate::config::DEFAULT_SOLO_AFTER_SECS),
+            drain: Duration::from_secs(crate::config::DEFAULT_SOLO_DRAIN_SECS),
         }
+    }
+}
+
+/// Which descriptor is newest at the HSDirs: tor's own master descriptor or the last
+/// merged one. One sequence orders the confirmations of both (`HS_DESC UPLOADED` of tor's
+/// own uploads, confirmed merged publications); the latest wins, since each is built with
+/// a newer revision than everything before it. Gives [`SoloInputs::master_uploaded`] and
+/// [`SoloInputs::merged_confirmed`].
+#[derive(Debug, Clone, Default)]
+pub struct Uploads {
+    seq: u64,
+    /// tor's last confirmed own upload since the service was added (0: none).
+    own: u64,
+    /// The last confirmed merged publication since then, and whether it listed other nodes.
+    merged: Option<(u64, bool)>,
+}
+
+impl Uploads {
+    /// The master service was just added: only what comes after counts.
+    pub fn added(&mut self) {
+        *self = Uploads::default();
+    }
+
+    /// tor confirmed an upload of its own master descriptor.
+    pub fn tor_uploaded(&mut self) {
+        self.seq += 1;
+        self.own = self.seq;
+    }
+
+    /// A merged publication was confirmed; `lists_peers`: it listed other nodes.
+    pub fn merged_confirmed_now(&mut self, lists_peers: bool) {
+        self.seq += 1;
+        self.merged = Some((self.seq, lists_peers));
+    }
+
+    /// tor's own descriptor is the newest.
+    pub fn master_uploaded(&self) -> bool {
+        self.own > self.merged.map_or(0, |(s, _)| s)
+    }
+
+    /// A merged descriptor listing other nodes is the newest.
+    pub fn merged_confirmed(&self) -> bool {
+        self.merged.is_some_and(|(s, peers)| peers && s > self.own)
     }
 }
 
@@ -204,6 +255,34 @@ mod tests {
         // Removed: cluster mode.
         let r = s.step(t0 + secs(36), &leader(1, false), &t);
         assert_eq!((r.action, r.publish_merged), (SoloAction::None, true));
+    }
+
+    /// A peer comes back while tor's descriptor is up: merged wins once confirmed; tor
+    /// uploading again during the drain makes its own the newest until the next merged
+    /// confirmation; a merged descriptor of the lone node alone never counts as return.
+    #[test]
+    fn the_newest_confirmed_upload_decides() {
+        let mut u = Uploads::default();
+        u.added();
+        assert!(!u.master_uploaded() && !u.merged_confirmed());
+        u.merged_confirmed_now(false);
+        assert!(
+            !u.master_uploaded(),
+            "merged of the lone node, then nothing from tor"
+        );
+        u.tor_uploaded();
+        assert!(u.master_uploaded() && !u.merged_confirmed());
+        u.merged_confirmed_now(true);
+        assert!(!u.master_uploaded() && u.merged_confirmed());
+        // The peer flickers: nothing new is confirmed, the merged one stays newest.
+        assert!(u.merged_confirmed());
+        u.tor_uploaded();
+        assert!(u.master_uploaded() && !u.merged_confirmed());
+        u.merged_confirmed_now(true);
+        assert!(u.merged_confirmed());
+        // Added again: what came before does not count.
+        u.added();
+        assert!(!u.master_uploaded() && !u.merged_confirmed());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The node's cluster timers, one struct like the election's `ElectionConfig`: the
 //! defaults are the production values; tests shorten them.
 
+use super::solo::SoloTimers;
 use std::time::Duration;
 
 /// Every fixed delay of the cluster tasks.
@@ -45,6 +46,8 @@ pub struct Timers {
     pub hsdir_check: Duration,
     /// How long one such check waits for the HSDirs' answers.
     pub hsdir_fetch: Duration,
+    /// The single-node switch (`cluster.solo_after_secs`, `cluster.solo_drain_secs`).
+    pub solo: SoloTimers,
 }
 
 impl Timers {
@@ -75,10 +78,19 @@ impl Timers {
                 crate::config::DEFAULT_HSDIR_CHECK_SECS
             }),
             hsdir_fetch: Duration::from_secs(20),
+            solo: if testing_network {
+                SoloTimers {
+                    alone_after: Duration::from_secs(crate::config::TESTING_SOLO_SECS),
+                    drain: Duration::from_secs(crate::config::TESTING_SOLO_SECS),
+                }
+            } else {
+                SoloTimers::default()
+            },
         }
     }
 
-    /// The production timers with `cluster.republish_secs` and `cluster.hsdir_check_secs`.
+    /// The production timers with `cluster.republish_secs`, `cluster.hsdir_check_secs`,
+    /// `cluster.solo_after_secs` and `cluster.solo_drain_secs`.
     pub fn from_config(c: &crate::config::ClusterSection, testing_network: bool) -> Timers {
         let t = Timers::new(testing_network);
         Timers {
@@ -86,6 +98,12 @@ impl Timers {
             hsdir_check: c
                 .hsdir_check_secs
                 .map_or(t.hsdir_check, Duration::from_secs),
+            solo: SoloTimers {
+                alone_after: c
+                    .solo_after_secs
+                    .map_or(t.solo.alone_after, Duration::from_secs),
+                drain: c.solo_drain_secs.map_or(t.solo.drain, Duration::from_secs),
+            },
             ..t
         }
     }

@@ -194,6 +194,17 @@ fn cluster(c: &ClusterSection) -> Result<()> {
     if c.republish_secs < 30 {
         return Err(invalid("cluster.republish_secs", "must be at least 30"));
     }
+    for (key, v) in [
+        ("cluster.solo_after_secs", c.solo_after_secs),
+        ("cluster.solo_drain_secs", c.solo_drain_secs),
+    ] {
+        if v.is_some_and(|s| s < 5) {
+            return Err(invalid(
+                key,
+                "must be at least 5 (default 30): shorter lets a flapping peer flip modes",
+            ));
+        }
+    }
     if c.hsdir_check_secs.is_some_and(|s| s < 10) {
         return Err(invalid(
             "cluster.hsdir_check_secs",

@@ -70,6 +70,16 @@ pub(super) async fn start(
             wireguard,
         })?;
     let identity = auth.as_ref().map(|a| a.identity.public());
+    let solo = match crate::cluster::solo::master_service_args(cfg, proxy.local_addr()) {
+        Ok(args) if keys.master.is_some() => Some(args),
+        Ok(_) => None,
+        Err(why) => {
+            progress(&format!(
+                "single-node fallback off: {why}; a lone node publishes merged descriptors without PoW"
+            ));
+            None
+        }
+    };
     let node = ClusterNode::start(ClusterParams {
         name: cfg.node.name.clone(),
         cfg: c.clone(),
@@ -83,6 +93,7 @@ pub(super) async fn start(
         auth,
         supervisor: parts.supervisor.clone(),
         auth_clients_dir: cfg.service.authorized_clients_dir.clone(),
+        solo,
     })
     .await?;
     progress(&format!("gossip on {} ({} seeds)", c.listen, c.seeds.len()));

@@ -183,6 +183,12 @@ pub(super) fn register_cluster_metrics(metrics: &Metrics, st: Arc<Mutex<ClusterS
             f64::from(s.pow_suggested_effort),
         );
         w.gauge(
+            "rustbalance_cluster_single_node",
+            "1 while this node's tor hosts the master key and publishes itself with PoW \
+             (a lone node: cluster.solo).",
+            f64::from(u8::from(s.master_hosted)),
+        );
+        w.gauge(
             "rustbalance_cluster_members_target_down",
             "Live members whose target is down.",
             s.members.iter().filter(|m| m.live && m.target == "down").count() as f64,

@@ -42,6 +42,9 @@ async fn fail_over(
 ) -> Result<()> {
     let bin = Path::new(env!("CARGO_BIN_EXE_rustbalance"));
     for n in nodes.iter_mut() {
+        // The last node standing is checked in cluster mode (merged descriptors, no
+        // instance pow-params); `lone_node_goes_single_node` shows the single-node switch.
+        n.set_cluster_option("solo = false")?;
         let log = lab.dir().join(format!("{}.log", n.name));
         n.start(bin, &log)?;
     }

@@ -84,7 +84,9 @@ fn write_config(lab: &Lab, master: &IdentityKey, target: SocketAddr) -> Result<P
     );
     let text = text.replacen(
         "[cluster]\n",
-        &format!("[cluster]\nhsdir_check_secs = {CHECK_SECS}\n"),
+        // A one-node cluster: without `solo = false` it would go single-node and leave
+        // publishing to its tor (no merged descriptors, nothing for anti-entropy to check).
+        &format!("[cluster]\nhsdir_check_secs = {CHECK_SECS}\nsolo = false\n"),
         1,
     );
     rustbalance_node::keystore::create_private_dir(&node_dir(lab, NAME))?;

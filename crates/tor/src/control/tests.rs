@@ -209,6 +209,48 @@ async fn setconf_signal_hsfetch_wire_format() {
     );
 }
 
+/// `ADD_ONION` carries the secret key on the wire only: a refusal names the command,
+/// never the key, and a key that is not one word is refused without being shown.
+#[tokio::test]
+async fn add_onion_wire_format_and_errors_without_the_key() {
+    let (addr, log) = fake_tor(|rec| {
+        null_auth(rec).unwrap_or_else(|| {
+            if rec.line.contains("Port=bad") {
+                "512 Invalid VIRTPORT/TARGET\r\n".into()
+            } else if rec.line.starts_with("ADD_ONION") {
+                "250-ServiceID=abcd\r\n250 OK\r\n".into()
+            } else {
+                "250 OK\r\n".into()
+            }
+        })
+    })
+    .await;
+    let c = ControlClient::connect_authenticated(addr).await.unwrap();
+    let key = "ED25519-V3:c2VjcmV0";
+    let args = [
+        "Port=80,127.0.0.1:1".to_string(),
+        "PoWDefensesEnabled=1".into(),
+    ];
+    assert_eq!(c.add_onion(key, &args).await.unwrap(), "abcd");
+    c.del_onion("abcd.onion").await.unwrap();
+    let e = c.add_onion(key, &["Port=bad".into()]).await.unwrap_err();
+    assert!(!e.to_string().contains("c2VjcmV0"), "{e}");
+    assert!(e.to_string().contains("ADD_ONION"), "{e}");
+    let e = c.add_onion("ED25519-V3:se cret", &[]).await.unwrap_err();
+    assert!(!e.to_string().contains("cret"), "{e}");
+    assert!(c.add_onion(key, &["Flags=a b".into()]).await.is_err());
+    let log = log.lock().unwrap();
+    let lines: Vec<&str> = log.iter().skip(2).map(|r| r.line.as_str()).collect();
+    assert_eq!(
+        lines,
+        [
+            "ADD_ONION ED25519-V3:c2VjcmV0 Port=80,127.0.0.1:1 PoWDefensesEnabled=1",
+            "DEL_ONION abcd",
+            "ADD_ONION ED25519-V3:c2VjcmV0 Port=bad",
+        ]
+    );
+}
+
 #[tokio::test]
 async fn closed_connection_fails_waiting_commands() {
     let (addr, _) = fake_tor(|rec| null_auth(rec).unwrap_or_default()).await;

@@ -17,6 +17,7 @@ fn input(intros: &str, pow: &str, periods: &[u64], ring: &str) -> PublishInputs 
         pow: pow.into(),
         periods: periods.to_vec(),
         ring: ring.into(),
+        solo_epoch: 0,
     }
 }
 
@@ -279,4 +280,21 @@ fn the_revision_time_never_goes_back_nor_follows_a_forged_future() {
     assert_eq!(s.revision_time(1_100, [], 60, 5), 1_100);
     assert!(s.may_build(1_001));
     assert!(!s.may_build(1_000));
+}
+
+/// When this node's tor uploaded its own master descriptor or stopped hosting the
+/// master service, the publisher republishes at once even with the same intro points:
+/// the HSDirs may hold tor's descriptor, newer than the last merged one.
+#[test]
+fn the_single_node_switch_republishes() {
+    let t = Timers::default();
+    let t0 = Instant::now();
+    let inp = input("a", "", &[1, 2], "r");
+    let s = published(&inp, t0, &t);
+    assert_eq!(s.reason(&inp, t0 + secs(1), &t), None);
+    let ended = PublishInputs {
+        solo_epoch: 1,
+        ..inp
+    };
+    assert_eq!(s.reason(&ended, t0 + secs(1), &t), Some(Reason::SingleNode));
 }
