@@ -61,6 +61,18 @@ pub fn instance(cfg: &Config, layout: &Layout, proxy: SocketAddr, owner_pid: u32
     Ok(t)
 }
 
+/// A publisher-only node's tor: a client with the control and SOCKS ports (fetching and
+/// probing the backends, uploading the master descriptor) and no onion service.
+pub fn publisher_only(layout: &Layout, owner_pid: u32) -> Result<Torrc> {
+    let mut t = Torrc::new();
+    common(&mut t, layout, owner_pid, true)?;
+    // Each new consensus as soon as directory caches take it (see `instance`): the
+    // backends' descriptors of a new time period are fetched without delay.
+    t.push("FetchDirInfoEarly", 1)?;
+    t.push("FetchDirInfoExtraEarly", 1)?;
+    Ok(t)
+}
+
 /// The lines after `HiddenServicePort` both kinds of service get: `[pow]`, the stream
 /// limits per circuit, the intro points' rate limit (`intro_dos_default`: whether it is on
 /// when `intro_dos.enabled` is unset), the circuit-id export, then `tor.extra_torrc`.

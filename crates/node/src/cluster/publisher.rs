@@ -298,6 +298,8 @@ pub(super) struct PublishCtx {
     pub views: ViewCache,
     /// `service.authorized_clients_dir` (restricted discovery), read every round.
     pub auth_clients_dir: Option<std::path::PathBuf>,
+    /// Fetch-mode backends (`None`: the config lists none).
+    pub backends: Option<Arc<Mutex<super::backends::Backends>>>,
 }
 
 /// While this node holds the lease: publish the healthy nodes' intro points whenever the
@@ -362,7 +364,9 @@ impl PublishCtx {
         p: &mut Publisher,
         state: &mut PublishState,
     ) -> Option<(Confirmed, bool)> {
-        let intros = healthy_intros(&self.membership).await;
+        let mut intros = healthy_intros(&self.membership).await;
+        let nodes_listed = !intros.nodes.is_empty();
+        let backend_flows = self.add_backends(&mut intros);
         if intros.nodes.is_empty() {
             return None;
         }
@@ -405,7 +409,11 @@ impl PublishCtx {
         if state.building(wall_secs, revision) {
             self.set_role(Role::Publisher).await;
         }
-        let flow = self.own.lock().ok().and_then(|o| o.flow.clone());
+        let own_flow = self.own.lock().ok().and_then(|o| o.flow.clone());
+        let flow = match backend_flows {
+            Some(b) => super::backends::merged_flow(own_flow, nodes_listed, &b),
+            None => own_flow,
+        };
         let t0 = Instant::now();
         let mut rng = {
             use rand::SeedableRng;
@@ -427,6 +435,24 @@ impl PublishCtx {
             .await;
         state.finished(input, outcome, Instant::now(), &self.timers);
         Some((Confirmed { confirmed: reached }, broken))
+    }
+
+    /// Append the listed backends' intro points (one group each) to `intros` and to its
+    /// fingerprint (a backend listed, left out or with new points republishes); returns
+    /// their `flow-control` lines, `None` without backends.
+    fn add_backends(&self, intros: &mut HealthyIntros) -> Option<Vec<Option<(Protocols, u8)>>> {
+        let b = self.backends.as_ref()?;
+        let s = b.lock().ok()?;
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        for g in s.listed(now, wall) {
+            let fp = &mut intros.fingerprint;
+            fp.push_str(&g.instance);
+            fp.push(':');
+            fp.push_str(&gossip::encode_intros(&g.intro_points));
+            fp.push(';');
+            intros.nodes.push(g);
+        }
+        Some(s.listed_flow(now, wall))
     }
 
     /// The revision times the eligible members gossiped (`last_publish`), this node's

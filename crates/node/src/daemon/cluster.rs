@@ -38,7 +38,7 @@ pub(super) async fn start(
     layout: &Layout,
     keys: &Keys,
     tor: &Arc<TorSupervisor>,
-    proxy: &ProxyHandle,
+    proxy: Option<&ProxyHandle>,
     join_svc: Option<&Arc<JoinService>>,
     metrics: &Metrics,
     progress: &dyn Fn(&str),
@@ -77,12 +77,16 @@ pub(super) async fn start(
         master: keys.master.as_ref().map(|m| m.duplicate()),
         instance,
         virtual_port: cfg.service.virtual_port,
-        target_health: proxy.health_handle(),
+        // A publisher-only node has no target: its health stays unknown, and it
+        // advertises no intro points anyway.
+        target_health: proxy.map(|p| p.health_handle()).unwrap_or_default(),
         testing_network: cfg.tor.testing_network,
         timers: Timers::from_config(&c, cfg.tor.testing_network),
         auth,
         supervisor: parts.supervisor.clone(),
         auth_clients_dir: cfg.service.authorized_clients_dir.clone(),
+        backends: crate::config::named_backends(&cfg.backends),
+        publisher_only: cfg.publisher_only(),
     })
     .await?;
     progress(&format!("gossip on {} ({} seeds)", c.listen, c.seeds.len()));
