@@ -226,7 +226,7 @@ fn written_config_loads_and_lists_the_backends() {
         .map_or(text.len(), |i| cut + 1 + i);
     std::fs::write(&cfg, format!("{}{}", &text[..cut], &text[end..])).unwrap();
     let e = Config::load(&cfg).err().expect("refused").to_string();
-    assert!(e.contains("need a [cluster] section"), "{e}");
+    assert!(e.contains("needs a [cluster] section"), "{e}");
 }
 
 /// YAML aliases are refused before the tree is built: yaml-rust2's loader copies the
