@@ -237,7 +237,7 @@ fn start_tor(
 ) -> Result<Arc<TorSupervisor>> {
     let pid = std::process::id();
     let mut torrc = match (proxy, instance) {
-        (None, _) => crate::torrc::publisher_only(layout, pid)?,
+        (None, _) => crate::torrc::publisher_only(cfg, layout, pid)?,
         (Some(p), true) => crate::torrc::instance(cfg, layout, p.local_addr(), pid)?,
         (Some(p), false) => crate::torrc::single_node(cfg, layout, p.local_addr(), pid, false)?,
     };
