@@ -225,7 +225,7 @@ fn written_config_loads_and_lists_the_backends() {
         .find("\n[")
         .map_or(text.len(), |i| cut + 1 + i);
     std::fs::write(&cfg, format!("{}{}", &text[..cut], &text[end..])).unwrap();
-    let e = Config::load(&cfg).err().expect("refused").to_string();
+    let e = Config::load(&cfg).expect_err("refused").to_string();
     assert!(e.contains("needs a [cluster] section"), "{e}");
 }
 
