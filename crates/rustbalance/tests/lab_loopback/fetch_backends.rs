@@ -12,13 +12,15 @@
 //! * the publishing node is SIGKILLed: the other publishes (seconds printed);
 //! * one backend's tor is SIGKILLed: its intro points leave the master descriptor
 //!   (seconds printed; Onionbalance keeps a dead instance until its descriptor expires at
-//!   the HSDirs) and the client is served by the other two.
+//!   the HSDirs) and the client is served by the other two;
+//! * a mixed cluster: a node with a target of its own joins, and the client is served by
+//!   it and by both live backends.
 //!
 //! Durations below are liveness bounds only; the times printed are what is measured.
 
 use anyhow::{ensure, Context, Result};
 use rustbalance_lab::onionbalance::ObBackends;
-use rustbalance_lab::Lab;
+use rustbalance_lab::{DemoTarget, Lab};
 use rustbalance_node::keystore::write_atomic;
 use rustbalance_testbed::client_cache::refetch_publication;
 use rustbalance_testbed::clients::{served, split};
@@ -85,13 +87,14 @@ fn import(lab: &Lab, b: &ObBackends, gossip: SocketAddr) -> Result<PathBuf> {
 }
 
 /// The imported config with `name`, its own data directory, admin and gossip ports,
-/// seeding `seed`, with election priority `priority`.
+/// seeding `seed`, with election priority `priority`, and a `[target]` when given (a
+/// node that serves clients itself next to the backends).
 fn variant(
     imported: &Path,
     name: &str,
-    gossip: SocketAddr,
-    seed: SocketAddr,
+    (gossip, seed): (SocketAddr, SocketAddr),
     priority: i64,
+    target: Option<SocketAddr>,
 ) -> Result<PathBuf> {
     let mut t: toml::Table = std::fs::read_to_string(imported)?.parse()?;
     let dir = imported.parent().context("config dir")?;
@@ -110,6 +113,11 @@ fn variant(
     set(&mut t, "cluster", "listen", gossip.to_string().into())?;
     set(&mut t, "cluster", "seeds", vec![seed.to_string()].into())?;
     set(&mut t, "cluster", "priority", priority.into())?;
+    if let Some(target) = target {
+        let mut sec = toml::Table::new();
+        sec.insert("url".into(), format!("tcp://{target}").into());
+        t.insert("target".into(), sec.into());
+    }
     let path = dir.join(format!("{name}.toml"));
     write_atomic(&path, toml::to_string(&t)?.as_bytes(), 0o600)?;
     Ok(path)
@@ -145,8 +153,8 @@ async fn served_by_all(
 async fn scenario(lab: &Lab, b: &ObBackends, nodes: &mut Vec<ClusterNodeProc>) -> Result<()> {
     let (g1, g2) = (loopback(Proto::Udp)?, loopback(Proto::Udp)?);
     let imported = import(lab, b, g1)?;
-    let c1 = variant(&imported, "fetchpub1", g1, g2, 10)?;
-    let c2 = variant(&imported, "fetchpub2", g2, g1, 20)?;
+    let c1 = variant(&imported, "fetchpub1", (g1, g2), 10, None)?;
+    let c2 = variant(&imported, "fetchpub2", (g2, g1), 20, None)?;
     let bin = Path::new(env!("CARGO_BIN_EXE_rustbalance"));
     // Publisher-only nodes have no target: the address is never used.
     let none = SocketAddr::from(([127, 0, 0, 1], 9));
@@ -222,5 +230,50 @@ async fn scenario(lab: &Lab, b: &ObBackends, nodes: &mut Vec<ClusterNodeProc>) -
         !s.contains_key(&format!("served by {}", victim.tor.name())),
         "a dead backend served: {s:?}"
     );
+    mixed(lab, &imported, (g2, master), nodes, dead, &rest).await
+}
+
+/// A mixed cluster: a node with a target of its own joins (the same config with a
+/// `[target]`, a lower priority: the publisher stays); the publication lists its intro
+/// points next to the live backends, and the lab client is served by all of them.
+async fn mixed(
+    lab: &Lab,
+    imported: &Path,
+    (seed, master): (SocketAddr, rustbalance_hs::OnionAddress),
+    nodes: &mut Vec<ClusterNodeProc>,
+    dead: usize,
+    backends: &[String],
+) -> Result<()> {
+    let target = DemoTarget::start("served by fetchmix\n").await?;
+    let c3 = variant(
+        imported,
+        "fetchmix",
+        (loopback(Proto::Udp)?, seed),
+        30,
+        Some(target.addr()),
+    )?;
+    let mut n = ClusterNodeProc::from_config(&c3, target.addr())?;
+    n.target = Some(target);
+    let started = SystemTime::now();
+    n.start(
+        Path::new(env!("CARGO_BIN_EXE_rustbalance")),
+        &lab.dir().join("fetchmix.log"),
+    )?;
+    nodes.push(n);
+    let mut want: Vec<&str> = backends.iter().map(String::as_str).collect();
+    want.push("fetchmix");
+    want.sort_unstable();
+    let p = wait_published(nodes, &[dead], started, &want, LIVENESS).await?;
+    eprintln!(
+        "mixed: {} published {want:?} {:.1}s after fetchmix started",
+        nodes[p.node].name,
+        p.waited.as_secs_f64()
+    );
+    let mut who: Vec<String> = backends
+        .iter()
+        .map(|b| b.trim_start_matches("backend/").to_string())
+        .collect();
+    who.push("fetchmix".into());
+    served_by_all(lab, &master, &p.record, &who).await?;
     Ok(())
 }
