@@ -202,3 +202,48 @@ fn names_default_to_the_position_and_never_repeat() {
     let got: Vec<&str> = n.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(got, ["x", "backend2", "x-3"]);
 }
+
+/// Backends are groups of their own in the fair share: with two nodes and five
+/// backends of three points each (21 > 20), every node and every backend keeps points,
+/// none more than the share, and a backend never shares a node's share.
+#[test]
+fn backends_are_groups_of_their_own_in_the_merge() {
+    let t0 = Instant::now();
+    let wall = SystemTime::now();
+    let list: Vec<(String, OnionAddress)> = (1..=5).map(|i| (format!("b{i}"), addr(i))).collect();
+    let mut s = Backends::new(list.clone(), BackendTimers::default());
+    s.take_due(t0);
+    for (_, a) in &list {
+        s.fetched(a, &descriptor(*a, 1, 3, wall + HOUR), t0, wall);
+    }
+    let node = |name: &str| InstanceIntros {
+        instance: name.into(),
+        intro_points: (0..3).map(|_| fake_intro_point(&mut rand::rng())).collect(),
+    };
+    let mut groups = vec![node("node1"), node("node2")];
+    groups.extend(s.listed(t0, wall));
+    let sel = crate::cluster::selection::choose(&groups, 20);
+    assert_eq!(sel.chosen.len(), 20);
+    assert_eq!(sel.share, 3, "ceil(20 / 7 groups)");
+    let per = sel.per_node(0..sel.chosen.len());
+    assert_eq!(per.len(), 7, "every node and every backend listed: {per:?}");
+    assert!(per.iter().all(|(_, n)| *n >= 2 && *n <= 3), "{per:?}");
+    assert!(per.iter().any(|(g, _)| g == "backend/b5"));
+}
+
+#[test]
+fn flow_control_goes_in_only_when_every_source_has_it() {
+    let fc = rustbalance_hs::fixture::tor_flow_control();
+    let some = Some(fc.clone());
+    // Publisher-only: the nodes list nothing, the backends decide.
+    assert_eq!(
+        merged_flow(None, false, &[some.clone(), some.clone()]),
+        some
+    );
+    assert_eq!(merged_flow(None, false, &[some.clone(), None]), None);
+    // Mixed: this node's own line counts only when nodes are listed.
+    assert_eq!(merged_flow(some.clone(), true, &[some.clone()]), some);
+    assert_eq!(merged_flow(None, true, &[some.clone()]), None);
+    assert_eq!(merged_flow(some.clone(), true, &[None]), None);
+    assert_eq!(merged_flow(some.clone(), true, &[]), some);
+}
