@@ -67,6 +67,11 @@ pub struct ObBackends {
     pub config: PathBuf,
 }
 
+/// The `[rend]info` log of instance `inst` of the setup in `dir`.
+pub fn rend_log(dir: &Path, inst: &str) -> PathBuf {
+    dir.join(format!("{inst}-rend.log"))
+}
+
 impl ObBackends {
     /// Starts `instances` backend tors for a new master key in `lab` (`name`: letters
     /// and digits, at most 14) and writes the `config.yaml`; returns once each tor wrote
@@ -102,7 +107,13 @@ impl ObBackends {
             let torrc = Torrc::new()
                 .with("HiddenServiceDir", hs.display())?
                 .with("HiddenServicePort", format!("80 {}", target.addr()))?
-                .with("HiddenServiceOnionbalanceInstance", 1)?;
+                .with("HiddenServiceOnionbalanceInstance", 1)?
+                // What the instance did with each introduction (INTRODUCE2 decrypted with
+                // which subcredential, or refused): read by tests when a backend is silent.
+                .with(
+                    "Log",
+                    format!("[rend]info file {}", rend_log(&dir, &inst).display()),
+                )?;
             let tor = lab.spawn_tor(&inst, &torrc).await?;
             let address = read_hostname(&hs.join("hostname"), &tor).await?;
             backends.push(ObInstance {

@@ -140,14 +140,46 @@ async fn served_by_all(
             *s.entry(k).or_insert(0) += v;
         }
         eprintln!("{} requests: {s:?}", round * 30);
-        if want
+        let silent: Vec<&String> = want
             .iter()
-            .all(|w| s.contains_key(&format!("served by {w}")))
-        {
+            .filter(|w| !s.contains_key(&format!("served by {w}")))
+            .collect();
+        if silent.is_empty() {
             return Ok(s);
+        }
+        for w in silent {
+            explain_silence(lab, w);
         }
     }
     anyhow::bail!("not served by every one of {want:?} in 120 requests: {s:?}")
+}
+
+/// What a silent backend's tor logged about introductions (issue 15's open "listed and
+/// silent": a backend whose own address answers while the master's introductions to it
+/// fail).
+fn explain_silence(lab: &Lab, backend: &str) {
+    let log = rustbalance_lab::onionbalance::rend_log(
+        &lab.dir().join("onionbalance").join(SETUP),
+        backend,
+    );
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            l.contains("introduce")
+                || l.contains("subcred")
+                || l.contains("could not")
+                || l.contains("descriptor")
+        })
+        .collect();
+    eprintln!(
+        "SILENT BACKEND {backend}: its tor's [rend] log ({}), last lines on introductions:",
+        log.display()
+    );
+    for l in &lines[lines.len().saturating_sub(20)..] {
+        eprintln!("    {l}");
+    }
 }
 
 async fn scenario(lab: &Lab, b: &ObBackends, nodes: &mut Vec<ClusterNodeProc>) -> Result<()> {
