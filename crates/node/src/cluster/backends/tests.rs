@@ -242,8 +242,11 @@ fn flow_control_goes_in_only_when_every_source_has_it() {
     );
     assert_eq!(merged_flow(None, false, &[some.clone(), None]), None);
     // Mixed: this node's own line counts only when nodes are listed.
-    assert_eq!(merged_flow(some.clone(), true, &[some.clone()]), some);
-    assert_eq!(merged_flow(None, true, &[some.clone()]), None);
+    assert_eq!(
+        merged_flow(some.clone(), true, std::slice::from_ref(&some)),
+        some
+    );
+    assert_eq!(merged_flow(None, true, std::slice::from_ref(&some)), None);
     assert_eq!(merged_flow(some.clone(), true, &[None]), None);
     assert_eq!(merged_flow(some.clone(), true, &[]), some);
 }
