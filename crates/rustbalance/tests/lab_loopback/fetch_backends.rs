@@ -148,7 +148,8 @@ async fn served_by_all(
             return Ok(s);
         }
         for w in silent {
-            explain_silence(lab, w);
+            explain_silence(lab, w).await;
+            compare_intro_points(lab, master, w).await;
         }
     }
     anyhow::bail!("not served by every one of {want:?} in 120 requests: {s:?}")
@@ -157,7 +158,7 @@ async fn served_by_all(
 /// What a silent backend's tor logged about introductions (issue 15's open "listed and
 /// silent": a backend whose own address answers while the master's introductions to it
 /// fail).
-fn explain_silence(lab: &Lab, backend: &str) {
+async fn explain_silence(lab: &Lab, backend: &str) {
     let log = rustbalance_lab::onionbalance::rend_log(
         &lab.dir().join("onionbalance").join(SETUP),
         backend,
@@ -179,6 +180,57 @@ fn explain_silence(lab: &Lab, backend: &str) {
     );
     for l in &lines[lines.len().saturating_sub(20)..] {
         eprintln!("    {l}");
+    }
+}
+
+/// A silent backend's own descriptor, as the lab client fetches it, against the intro
+/// points the client's cached master descriptor lists: are the backend's points in it,
+/// unchanged (link specifiers, onion key, auth and encryption keys)?
+async fn compare_intro_points(lab: &Lab, master: &rustbalance_hs::OnionAddress, backend: &str) {
+    let r: Result<()> = async {
+        let log_dir = lab.dir().join("onionbalance").join(SETUP);
+        let host = std::fs::read_to_string(log_dir.join(format!("{backend}-hs")).join("hostname"))?;
+        let addr = rustbalance_hs::OnionAddress::parse(host.trim())?;
+        let ctl = rustbalance_tor::ControlClient::connect_authenticated(lab.client_control_addr())
+            .await?;
+        let m = rustbalance_testbed::client_cache::cached(&ctl, master)
+            .await?
+            .context("the client holds no master descriptor")?;
+        ctl.hsfetch(&addr.without_suffix(), &[] as &[&str]).await?;
+        let key = format!("hs/client/desc/id/{}", addr.without_suffix());
+        let (text, _) = rustbalance_testbed::poll_until(
+            "the lab client to fetch the backend's descriptor",
+            LIVENESS,
+            Duration::from_millis(500),
+            async || Ok(ctl.getinfo(&key).await.ok()),
+        )
+        .await?;
+        let own = rustbalance_hs::descriptor::parse_descriptor(
+            &text,
+            &addr,
+            &rustbalance_hs::TimeParams::testing(20),
+            SystemTime::now(),
+        )?;
+        let enc = |ip: &rustbalance_hs::descriptor::IntroPointDesc| {
+            rustbalance_hs::descriptor::encode_intro_points(std::slice::from_ref(ip))
+        };
+        let listed: Vec<String> = m.intro_points.iter().map(enc).collect();
+        for ip in &own.intro_points {
+            eprintln!(
+                "    {backend} intro point on relay {:?}: {} the client's master descriptor",
+                rustbalance_hs::descriptor::intro_point_relay(ip),
+                if listed.contains(&enc(ip)) {
+                    "identical in"
+                } else {
+                    "NOT (or changed) in"
+                }
+            );
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = r {
+        eprintln!("    (comparing {backend}'s intro points failed: {e:#})");
     }
 }
 
