@@ -504,7 +504,7 @@ fn config_file_seeds() -> Vec<Vec<u8>> {
         passphrase_file: None,
         master_address: Some(descriptor_key().address().to_string()),
         virtual_port: 80,
-        target: "tcp://127.0.0.1:8080".into(),
+        target: Some("tcp://127.0.0.1:8080".into()),
         admin: "127.0.0.1:9663".parse().unwrap(),
         extra_torrc: vec!["HiddenServiceMaxStreams 100".into()],
         testing_network: false,
@@ -528,7 +528,7 @@ fn config_file_seeds() -> Vec<Vec<u8>> {
             endpoint: Some("192.0.2.1:51820".parse().unwrap()),
             peers: vec![(wg_key(2), "192.0.2.2:51820".parse().unwrap())],
         }),
-        target: format!("onion://{}:80", descriptor_key().address()),
+        target: Some(format!("onion://{}:80", descriptor_key().address())),
         ..base.clone()
     };
     vec![base.render().into_bytes(), cluster.render().into_bytes()]

@@ -28,13 +28,24 @@ fn address() -> &'static OnionAddress {
     ADDRESS.get_or_init(|| descriptor_key().address())
 }
 
-/// `parse_descriptor` (outer layer, signature, both encrypted layers) on any text.
+/// `parse_descriptor` (outer layer, signature, both encrypted layers) on any text, and
+/// what a fetch-mode backend's descriptor goes through after it: a descriptor that parses
+/// is recorded as a backend's fetch and listed (`rustbalance_node::cluster::backends`),
+/// as the backend task does with an `HS_DESC_CONTENT` event's text (the event itself is
+/// `control_reply`'s).
 pub fn hs_descriptor(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
     let now: SystemTime = from_unix(DESCRIPTOR_NOW);
-    let _ = parse_descriptor(text, address(), &TP, now);
+    if let Ok(d) = parse_descriptor(text, address(), &TP, now) {
+        use rustbalance_node::cluster::backends::{BackendTimers, Backends};
+        let mut b = Backends::new(vec![("b".into(), *address())], BackendTimers::default());
+        let t = std::time::Instant::now();
+        b.take_due(t);
+        b.fetched(address(), &d, t, now);
+        let _ = (b.listed(t, now), b.status(t, now));
+    }
 }
 
 /// `decode_intro_points` on any text; the first byte chooses between base64 of the

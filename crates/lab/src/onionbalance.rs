@@ -50,11 +50,33 @@ pub struct OnionbalanceSetup {
     started: Instant,
 }
 
-impl OnionbalanceSetup {
-    /// Starts a setup named `name` (letters/digits, at most 14) with
-    /// `instances` backends in `lab`, and returns right after Onionbalance
-    /// started (see [`Self::wait_master_reachable`]).
-    pub async fn start(lab: &Lab, name: &str, instances: usize, timeout: Duration) -> Result<Self> {
+/// Backend instances of a master key, as Onionbalance's documentation sets them up,
+/// with the `config.yaml` naming them, and no Onionbalance daemon: what any publisher
+/// (Onionbalance, or RustBalance's fetch mode) starts from.
+#[derive(Debug)]
+pub struct ObBackends {
+    /// The setup's directory (master key, config.yaml, HiddenServiceDirs).
+    pub dir: PathBuf,
+    /// The master key file `onionbalance-config` wrote.
+    pub key: PathBuf,
+    /// The master address, with `.onion`.
+    pub master: String,
+    /// The backends, each serving `served by <name>i<N>`.
+    pub instances: Vec<ObInstance>,
+    /// Onionbalance's `config.yaml` listing them (instance names: their tors' names).
+    pub config: PathBuf,
+}
+
+/// The `[rend]info` log of instance `inst` of the setup in `dir`.
+pub fn rend_log(dir: &Path, inst: &str) -> PathBuf {
+    dir.join(format!("{inst}-rend.log"))
+}
+
+impl ObBackends {
+    /// Starts `instances` backend tors for a new master key in `lab` (`name`: letters
+    /// and digits, at most 14) and writes the `config.yaml`; returns once each tor wrote
+    /// its hostname (not bootstrapped).
+    pub async fn start(lab: &Lab, name: &str, instances: usize) -> Result<Self> {
         if name.is_empty() || name.len() > 14 || !name.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(Error::Name {
                 name: name.into(),
@@ -85,7 +107,13 @@ impl OnionbalanceSetup {
             let torrc = Torrc::new()
                 .with("HiddenServiceDir", hs.display())?
                 .with("HiddenServicePort", format!("80 {}", target.addr()))?
-                .with("HiddenServiceOnionbalanceInstance", 1)?;
+                .with("HiddenServiceOnionbalanceInstance", 1)?
+                // What the instance did with each introduction (INTRODUCE2 decrypted with
+                // which subcredential, or refused): read by tests when a backend is silent.
+                .with(
+                    "Log",
+                    format!("[rend]info file {}", rend_log(&dir, &inst).display()),
+                )?;
             let tor = lab.spawn_tor(&inst, &torrc).await?;
             let address = read_hostname(&hs.join("hostname"), &tor).await?;
             backends.push(ObInstance {
@@ -94,10 +122,6 @@ impl OnionbalanceSetup {
                 target,
             });
         }
-
-        let control_tor = lab.spawn_tor(&format!("{name}ctl"), &Torrc::new()).await?;
-        control_tor.wait_bootstrapped(timeout).await?;
-
         let config = dir.join("config.yaml");
         let mut yaml = format!("services:\n- key: {}\n  instances:\n", key.display());
         for b in &backends {
@@ -108,6 +132,45 @@ impl OnionbalanceSetup {
             ));
         }
         std::fs::write(&config, yaml).map_err(|e| file_err("write", &config, e))?;
+        Ok(ObBackends {
+            dir,
+            key,
+            master,
+            instances: backends,
+            config,
+        })
+    }
+
+    /// Stops the backend tors still running. Blocks the calling thread.
+    pub fn stop(&self) -> Result<()> {
+        let tors: Vec<_> = self
+            .instances
+            .iter()
+            .filter(|b| b.tor.is_alive())
+            .map(|b| b.tor.process_id())
+            .collect();
+        for id in &tors {
+            id.terminate()?;
+        }
+        stop_all(&tors, Duration::from_secs(10))?;
+        Ok(())
+    }
+}
+
+impl OnionbalanceSetup {
+    /// Starts a setup named `name` (letters/digits, at most 14) with
+    /// `instances` backends in `lab`, and returns right after Onionbalance
+    /// started (see [`Self::wait_master_reachable`]).
+    pub async fn start(lab: &Lab, name: &str, instances: usize, timeout: Duration) -> Result<Self> {
+        let ObBackends {
+            dir,
+            master,
+            instances: backends,
+            config,
+            ..
+        } = ObBackends::start(lab, name, instances).await?;
+        let control_tor = lab.spawn_tor(&format!("{name}ctl"), &Torrc::new()).await?;
+        control_tor.wait_bootstrapped(timeout).await?;
 
         let ctl = control_tor.control_addr();
         let args: Vec<OsString> = vec![

@@ -29,6 +29,7 @@
 
 pub mod advertise;
 mod auth;
+pub mod backends;
 pub mod canary;
 pub mod credentials;
 pub mod gossip;

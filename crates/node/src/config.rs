@@ -6,9 +6,7 @@ mod backends;
 mod template;
 mod validate;
 
-pub use backends::{
-    refuse_unsupported as refuse_unsupported_backends, render as render_backends, BackendSection,
-};
+pub use backends::{named as named_backends, render as render_backends, BackendSection};
 
 pub use template::{ClusterTemplate, MeshTemplate, Template};
 
@@ -28,8 +26,10 @@ pub struct Config {
     pub node: NodeSection,
     /// `[service]`.
     pub service: ServiceSection,
-    /// `[target]`.
-    pub target: TargetSection,
+    /// `[target]`; absent: a publisher-only node (no proxy, no onion service of its
+    /// own; it publishes for the `[[backends]]`).
+    #[serde(default)]
+    pub target: Option<TargetSection>,
     /// `[proxy]`.
     #[serde(default)]
     pub proxy: ProxySection,
@@ -471,9 +471,24 @@ impl Config {
         OnionAddress::parse(a).map_err(|e| invalid("service.master_address", e.to_string()))
     }
 
+    /// A publisher-only node: no `[target]` (see [`Config::target`]).
+    pub fn publisher_only(&self) -> bool {
+        self.target.is_none()
+    }
+
+    /// `[target]`, or the error of a publisher-only node asked for it.
+    pub fn target_section(&self) -> Result<&TargetSection> {
+        self.target.as_ref().ok_or_else(|| {
+            invalid(
+                "target",
+                "this node has no [target] (a publisher-only node serves no clients itself)",
+            )
+        })
+    }
+
     /// The parsed target.
     pub fn target_url(&self) -> Result<TargetUrl> {
-        let url = &self.target.url;
+        let url = &self.target_section()?.url;
         let bad = |p: &str| invalid("target.url", format!("{url:?}: {p}"));
         let (scheme, rest) = url
             .split_once("://")
@@ -702,7 +717,7 @@ mod test {
             ("tcp://x", false),
             ("tcp://x:0", false),
         ] {
-            c.target.url = u.into();
+            c.target.as_mut().unwrap().url = u.into();
             assert_eq!(c.target_url().is_ok(), ok, "{u}");
         }
     }

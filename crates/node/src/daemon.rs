@@ -45,7 +45,6 @@ pub async fn run(
     progress: impl Fn(&str),
 ) -> Result<()> {
     let progress: &dyn Fn(&str) = &progress;
-    crate::config::refuse_unsupported_backends(&cfg.backends)?;
     let layout = Layout::new(&cfg.node.data_dir);
     hardening::harden_process();
     let pid_lock = claim_data_dir(&layout)?;
@@ -57,17 +56,33 @@ pub async fn run(
         (Some(_), Some(m)) if m.endpoint.is_some() => Some(JoinService::new()),
         _ => None,
     };
-    let (proxy, socks) = proxy::start_proxy(&cfg, join_svc.as_ref(), progress).await?;
-    let tor = start_tor(&cfg, &layout, keys.instance.is_some(), &proxy, socks)?;
+    // A publisher-only node (no [target]) runs no proxy and no onion service.
+    let (proxy, socks) = match cfg.publisher_only() {
+        true => {
+            progress("publisher-only node: no proxy, no onion service of its own");
+            (None, None)
+        }
+        false => {
+            let (p, s) = proxy::start_proxy(&cfg, join_svc.as_ref(), progress).await?;
+            (Some(p), s)
+        }
+    };
+    let tor = start_tor(
+        &cfg,
+        &layout,
+        keys.instance.is_some(),
+        proxy.as_ref(),
+        socks,
+    )?;
     let uploads = Arc::new(Mutex::new(UploadStatus::default()));
     let metrics = Metrics::new();
-    telemetry::register_metrics(&metrics, &tor, &proxy, &uploads);
+    telemetry::register_metrics(&metrics, &tor, proxy.as_ref(), &uploads);
     let parts = cluster::start(
         &cfg,
         &layout,
         &keys,
         &tor,
-        &proxy,
+        proxy.as_ref(),
         join_svc.as_ref(),
         &metrics,
         progress,
@@ -77,7 +92,15 @@ pub async fn run(
         .mesh
         .as_ref()
         .map(|m| mesh::watch_mesh(m.clone(), &metrics));
-    let status = admin::status_fn(&cfg, &keys, &tor, &proxy, &uploads, &parts, &mesh_view);
+    let status = admin::status_fn(
+        &cfg,
+        &keys,
+        &tor,
+        proxy.as_ref(),
+        &uploads,
+        &parts,
+        &mesh_view,
+    );
     let admin = admin::start(&cfg, &layout, &metrics, status, &parts).await?;
     progress(&format!(
         "admin endpoint http://{}/status and /metrics",
@@ -209,13 +232,14 @@ fn start_tor(
     cfg: &Config,
     layout: &Layout,
     instance: bool,
-    proxy: &ProxyHandle,
+    proxy: Option<&ProxyHandle>,
     socks: Option<SocketAddr>,
 ) -> Result<Arc<TorSupervisor>> {
-    let mut torrc = if instance {
-        crate::torrc::instance(cfg, layout, proxy.local_addr(), std::process::id())?
-    } else {
-        crate::torrc::single_node(cfg, layout, proxy.local_addr(), std::process::id(), false)?
+    let pid = std::process::id();
+    let mut torrc = match (proxy, instance) {
+        (None, _) => crate::torrc::publisher_only(cfg, layout, pid)?,
+        (Some(p), true) => crate::torrc::instance(cfg, layout, p.local_addr(), pid)?,
+        (Some(p), false) => crate::torrc::single_node(cfg, layout, p.local_addr(), pid, false)?,
     };
     if let Some(s) = socks {
         torrc.push("SocksPort", s)?;
@@ -278,7 +302,7 @@ struct Running {
     mesh_view: Option<tokio::task::JoinHandle<()>>,
     admin: crate::admin::Admin,
     watcher: tokio::task::JoinHandle<()>,
-    proxy: ProxyHandle,
+    proxy: Option<ProxyHandle>,
     tor: Arc<TorSupervisor>,
 }
 
@@ -310,8 +334,10 @@ impl Running {
         }
         self.admin.stop();
         self.watcher.abort();
-        let report = self.proxy.shutdown(Duration::from_secs(5)).await;
-        tracing::info!("proxy drained: {report:?}");
+        if let Some(proxy) = self.proxy {
+            let report = proxy.shutdown(Duration::from_secs(5)).await;
+            tracing::info!("proxy drained: {report:?}");
+        }
         self.tor.stop().await;
         tracing::info!("tor stopped");
     }

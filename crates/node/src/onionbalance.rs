@@ -102,12 +102,15 @@ pub struct ServicePlacement {
     pub key_file: PathBuf,
     /// `service.master_key_passphrase_file` (a sealed key read from a file).
     pub passphrase_file: Option<PathBuf>,
-    /// `target.url`.
-    pub target: String,
+    /// `target.url`; `None`: a publisher-only node (no `[target]`).
+    pub target: Option<String>,
     /// `admin.listen` (one port per service when several run on one machine).
     pub admin: SocketAddr,
     /// `tor.extra_torrc` and `tor.testing_network` (the lab's network).
     pub tor: (Vec<String>, bool),
+    /// `[cluster]`: backends need one (the publisher is elected; a cluster of one node
+    /// is fine, and more nodes join by copying the key, the secret and adding seeds).
+    pub cluster: Option<crate::config::ClusterTemplate>,
 }
 
 /// The RustBalance config replacing Onionbalance for `svc`.
@@ -123,7 +126,7 @@ pub fn service_config(svc: &ImportedService, at: &ServicePlacement) -> String {
         admin: at.admin,
         extra_torrc: at.tor.0.clone(),
         testing_network: at.tor.1,
-        cluster: None,
+        cluster: at.cluster.clone(),
         mesh: None,
     }
     .render();

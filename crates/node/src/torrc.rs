@@ -73,6 +73,26 @@ pub fn instance(cfg: &Config, layout: &Layout, proxy: SocketAddr, owner_pid: u32
     Ok(t)
 }
 
+/// A publisher-only node's tor: a client with the control and SOCKS ports (fetching and
+/// probing the backends, uploading the master descriptor) and no onion service, then
+/// `tor.extra_torrc`.
+pub fn publisher_only(cfg: &Config, layout: &Layout, owner_pid: u32) -> Result<Torrc> {
+    let mut t = Torrc::new();
+    common(
+        &mut t,
+        layout,
+        owner_pid,
+        true,
+        cfg.tor.debug_log.as_deref(),
+    )?;
+    // Each new consensus as soon as directory caches take it (see `instance`): the
+    // backends' descriptors of a new time period are fetched without delay.
+    t.push("FetchDirInfoEarly", 1)?;
+    t.push("FetchDirInfoExtraEarly", 1)?;
+    extra(&mut t, &cfg.tor.extra_torrc)?;
+    Ok(t)
+}
+
 /// The lines after `HiddenServicePort` both kinds of service get: `[pow]`, the stream
 /// limits per circuit, the intro points' rate limit (`intro_dos_default`: whether it is on
 /// when `intro_dos.enabled` is unset), the circuit-id export, then `tor.extra_torrc`.
@@ -166,6 +186,23 @@ mod tests {
 
     fn value<'a>(t: &'a Torrc, o: &'a str) -> Vec<&'a str> {
         t.values(o).collect()
+    }
+
+    /// A publisher-only node's tor runs no onion service but gets `tor.extra_torrc`: the
+    /// first lab run of the publisher-only scenario gave it none, so it missed the lab's
+    /// `TestingTorNetwork` and `DirAuthority` lines and tried the real network's
+    /// authorities instead of bootstrapping in the lab.
+    #[test]
+    fn a_publisher_only_tor_gets_the_extra_lines_and_no_onion_service() {
+        let l = Layout::new(Path::new("/x"));
+        let c = config(
+            "[tor]\nextra_torrc = [\"TestingTorNetwork 1\", \"DirAuthority a 127.0.0.1:1 00\"]\n",
+        );
+        let t = publisher_only(&c, &l, 1).unwrap();
+        assert_eq!(value(&t, "TestingTorNetwork"), ["1"]);
+        assert_eq!(value(&t, "DirAuthority"), ["a 127.0.0.1:1 00"]);
+        assert!(!t.contains("HiddenServiceDir") && !t.contains("HiddenServicePort"));
+        assert!(t.contains("SocksPort"), "the backend probe needs SOCKS");
     }
 
     #[test]

@@ -250,10 +250,15 @@ pub enum OnionbalanceCmd {
         /// Where to write (one subdirectory per service).
         #[arg(long, value_name = "DIR", default_value = "rustbalance-import")]
         out: PathBuf,
-        /// Where the publishing node forwards clients that reach it (config.yaml
-        /// does not say: each backend's torrc has its HiddenServicePort).
-        #[arg(long, value_name = "URL", default_value = "tcp://127.0.0.1:80")]
-        target: String,
+        /// Where the publishing node itself forwards clients, to make it serve next to
+        /// the backends (config.yaml does not say: each backend's torrc has its
+        /// HiddenServicePort). Without it the node is publisher-only, as Onionbalance.
+        #[arg(long, value_name = "URL")]
+        target: Option<String>,
+        /// Gossip address of the first service's node (the cluster of publishers);
+        /// each further service gets the next port.
+        #[arg(long, default_value = "127.0.0.1:9700")]
+        gossip: std::net::SocketAddr,
         /// Admin endpoint of the first service's node; each further service
         /// gets the next port.
         #[arg(long, default_value = "127.0.0.1:9661")]

@@ -97,10 +97,18 @@ pub fn run(cli: Cli) -> Result<()> {
             config,
             out,
             target,
+            gossip,
             admin,
             key,
             tor_from,
-        }) => onionbalance::import(&config, &out, &target, admin, &key, tor_from.as_deref()),
+        }) => onionbalance::import(
+            &config,
+            &out,
+            target.as_deref(),
+            (admin, gossip),
+            &key,
+            tor_from.as_deref(),
+        ),
     }
 }
 

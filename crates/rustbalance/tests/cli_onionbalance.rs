@@ -1,9 +1,9 @@
 //! `rustbalance onionbalance import` on files made by Onionbalance's own generator
 //! (`onionbalance-config`, Debian's onionbalance 0.2.2, which runs offline; scripts/test.sh
 //! installs it): two services with two instances each, PEM keys. The import writes one
-//! directory per service, the key sealed and 0600, a config `config check` accepts and
-//! `run` refuses (fetch mode is not in this build); a second import or a bad config
-//! writes nothing.
+//! directory per service, the key sealed and 0600, a config `config check` accepts (a
+//! publisher-only node in a cluster of one, its secret 0600); a second import or a bad
+//! config writes nothing.
 
 use rustbalance_node::keystore::{load_master, KeyFiles, Passphrase};
 use std::os::unix::fs::PermissionsExt;
@@ -111,13 +111,11 @@ fn import_of_a_generated_onionbalance_config() {
         // No secret in the config or the output.
         let cfg_text = std::fs::read_to_string(&toml).unwrap();
         assert!(!cfg_text.contains("import passphrase") && !text.contains("import passphrase"));
-        let run = rb(&["run", "--config", toml.to_str().unwrap()]);
-        assert!(!run.status.success());
-        assert!(
-            out_text(&run).contains("does not fetch backend descriptors"),
-            "{}",
-            out_text(&run)
-        );
+        // Publisher-only (no --target), in a cluster of one with its own secret.
+        assert!(c.publisher_only(), "{cfg_text}");
+        let cl = c.cluster.as_ref().expect("[cluster]");
+        assert_eq!(mode(&cl.secret_file), 0o600);
+        assert_eq!(cl.secret_file, sdir.join("cluster.secret"));
     }
     // A second import refuses and changes nothing.
     let before = std::fs::read(out.join(pems[0].file_stem().unwrap()).join("master.key")).unwrap();

@@ -31,6 +31,12 @@
 //!   client without a key is refused (0xF4), with a key from `client-auth add` it is
 //!   served, after `client-auth remove` and the republication it is refused (0xF5).
 //!
+//! * `publisher_only_cluster_for_onionbalance_backends` (issue 17): three plain tors
+//!   configured as Onionbalance instances, `rustbalance onionbalance import` of their
+//!   `config.yaml`, two publisher-only nodes: the master address is served by every
+//!   backend; the publishing node is SIGKILLed and the other publishes; a backend is
+//!   SIGKILLed and its intro points leave the master descriptor.
+//!
 //! * `status_page`: headless Chromium opens the status page of a two-node cluster; the
 //!   publisher is SIGKILLed and the page shows it down, the other node publishing, its
 //!   descriptors and the failover event.
@@ -49,6 +55,8 @@
 
 #[path = "lab_loopback/cluster.rs"]
 mod cluster;
+#[path = "lab_loopback/fetch_backends.rs"]
+mod fetch_backends;
 #[path = "lab_loopback/hsdir_repair.rs"]
 mod hsdir_repair;
 #[path = "lab_loopback/instances.rs"]
@@ -90,6 +98,12 @@ fn main() -> std::process::ExitCode {
         Scenario {
             name: "restricted_discovery",
             run: |lab| Box::pin(onionbalance_auth::restricted_discovery(lab)),
+        },
+        Scenario {
+            name: "publisher_only_cluster_for_onionbalance_backends",
+            run: |lab| {
+                Box::pin(fetch_backends::publisher_only_cluster_for_onionbalance_backends(lab))
+            },
         },
         Scenario {
             name: "three_nodes_fail_over",

@@ -69,7 +69,7 @@ pub fn node_config_with(
             passphrase_file: None,
             master_address: None,
             virtual_port: 80,
-            target: format!("tcp://{target}"),
+            target: Some(format!("tcp://{target}")),
             admin,
             extra_torrc: extra,
             testing_network: true,

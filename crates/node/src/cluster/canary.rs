@@ -35,6 +35,7 @@ mod tests;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+pub(crate) use driver::socks_addr;
 pub use driver::{canary_task, ejected_members, gossiped_reports, CanaryCtx};
 pub use probe::probe;
 

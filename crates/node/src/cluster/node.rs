@@ -10,6 +10,7 @@
 //! ```
 
 use super::advertise::{intro_task, next_descriptor_task, IntroCtx, NextDescriptor};
+use super::backends::{backend_task, BackendCtx, BackendTimers, Backends};
 use super::canary::CANARY_KEY;
 use super::gossip::{self, Role};
 use super::pow::OwnPow;
@@ -78,6 +79,9 @@ pub struct ClusterStatus {
     pub hsdir_reuploads: u64,
     /// Such uploads the HSDir refused (it holds a revision at least as high).
     pub hsdir_reupload_refusals: u64,
+    /// Fetch-mode backends (`[[backends]]`), as this node's backend task sees them
+    /// (publisher-eligible nodes only).
+    pub backends: Vec<super::backends::BackendStatus>,
 }
 
 /// What this node's canary concluded about one peer.
@@ -173,6 +177,12 @@ pub struct ClusterParams {
     /// `ADD_ONION` arguments of the master service for the single-node switch
     /// ([`super::solo::master_service_args`]); `None`: the switch is off.
     pub solo: Option<Vec<String>>,
+    /// `[[backends]]` (named, config order): fetched and probed on publisher-eligible
+    /// nodes, listed in the master descriptor next to the nodes.
+    pub backends: Vec<(String, OnionAddress)>,
+    /// Publisher-only (no `[target]`): this node's tor runs no onion service; the node
+    /// advertises no intro points and is probed by no canary.
+    pub publisher_only: bool,
 }
 
 fn read_secret(path: &std::path::Path) -> Result<ClusterSecret> {
@@ -284,10 +294,81 @@ fn spawn_tasks(
 ) -> Vec<AbortHandle> {
     let sup = p.supervisor.clone();
     let own = Arc::new(Mutex::new(OwnParams::default()));
-    let next = NextDescriptor::default();
     // One cache of the consensus and microdescriptors for the three readers of this
     // node's tor (intro points, next descriptor, publisher).
     let views = ViewCache::default();
+    let backends = Arc::new(Mutex::new(Backends::new(
+        p.backends.clone(),
+        BackendTimers::default(),
+    )));
+    let mut tasks = Vec::new();
+    if p.master.is_some() && !p.backends.is_empty() {
+        tasks.push(sup.spawn(
+            "backends",
+            backend_task(BackendCtx {
+                tor: p.tor.clone(),
+                state: backends.clone(),
+                views: views.clone(),
+                testing: p.testing_network,
+                port: p.virtual_port,
+                status: status.clone(),
+            }),
+        ));
+    }
+    if !p.publisher_only {
+        tasks.extend(spawn_instance_tasks(
+            &p, membership, elector, status, &own, &views,
+        ));
+    }
+    tasks.push(sup.spawn(
+        "status",
+        status_task(
+            membership.clone(),
+            status.clone(),
+            own.clone(),
+            p.timers.status_poll,
+        ),
+    ));
+    if let Some(master) = p.master {
+        let solo = p
+            .solo
+            .map(|args| super::solo::SoloDriver::new(args, p.timers.solo));
+        tasks.push(sup.spawn(
+            "publish",
+            publish_task(PublishCtx {
+                membership: membership.clone(),
+                publishing: elector.watch(),
+                elector: elector.handle(),
+                election: elector.config().clone(),
+                tor: p.tor,
+                master,
+                testing: p.testing_network,
+                timers: p.timers,
+                status: status.clone(),
+                own,
+                name: p.name,
+                views,
+                auth_clients_dir: p.auth_clients_dir,
+                backends: (!p.backends.is_empty()).then_some(backends),
+                solo,
+            }),
+        ));
+    }
+    tasks
+}
+
+/// The tasks of a node whose tor runs an instance: advertise its intro points, fetch
+/// its next descriptor, and probe the peers (canary).
+fn spawn_instance_tasks(
+    p: &ClusterParams,
+    membership: &Arc<Membership>,
+    elector: &Elector,
+    status: &Arc<Mutex<ClusterStatus>>,
+    own: &Arc<Mutex<OwnParams>>,
+    views: &ViewCache,
+) -> Vec<AbortHandle> {
+    let sup = p.supervisor.clone();
+    let next = NextDescriptor::default();
     let mut tasks = vec![sup.spawn(
         "intro",
         intro_task(IntroCtx {
@@ -316,15 +397,6 @@ fn spawn_tasks(
         ),
     ));
     tasks.push(sup.spawn(
-        "status",
-        status_task(
-            membership.clone(),
-            status.clone(),
-            own.clone(),
-            p.timers.status_poll,
-        ),
-    ));
-    tasks.push(sup.spawn(
         "canary",
         super::canary::canary_task(super::canary::CanaryCtx {
             membership: membership.clone(),
@@ -336,31 +408,6 @@ fn spawn_tasks(
             status: status.clone(),
         }),
     ));
-    if let Some(master) = p.master {
-        tasks.push(
-            sup.spawn(
-                "publish",
-                publish_task(PublishCtx {
-                    membership: membership.clone(),
-                    publishing: elector.watch(),
-                    elector: elector.handle(),
-                    election: elector.config().clone(),
-                    tor: p.tor,
-                    master,
-                    testing: p.testing_network,
-                    status: status.clone(),
-                    own,
-                    name: p.name,
-                    views,
-                    solo: p
-                        .solo
-                        .map(|args| super::solo::SoloDriver::new(args, p.timers.solo)),
-                    timers: p.timers,
-                    auth_clients_dir: p.auth_clients_dir,
-                }),
-            ),
-        );
-    }
     tasks
 }
 

@@ -301,6 +301,8 @@ pub(super) struct PublishCtx {
     pub auth_clients_dir: Option<std::path::PathBuf>,
     /// The single-node switch (`None`: off for this configuration).
     pub solo: Option<SoloDriver>,
+    /// Fetch-mode backends (`None`: the config lists none).
+    pub backends: Option<Arc<Mutex<super::backends::Backends>>>,
 }
 
 /// While this node holds the lease: publish the healthy nodes' intro points whenever the
@@ -388,7 +390,9 @@ impl PublishCtx {
         state: &mut PublishState,
         solo_epoch: u64,
     ) -> Option<(Confirmed, bool)> {
-        let intros = healthy_intros(&self.membership).await;
+        let mut intros = healthy_intros(&self.membership).await;
+        let nodes_listed = !intros.nodes.is_empty();
+        let backend_flows = self.add_backends(&mut intros);
         if intros.nodes.is_empty() {
             return None;
         }
@@ -432,7 +436,11 @@ impl PublishCtx {
         if state.building(wall_secs, revision) {
             self.set_role(Role::Publisher).await;
         }
-        let flow = self.own.lock().ok().and_then(|o| o.flow.clone());
+        let own_flow = self.own.lock().ok().and_then(|o| o.flow.clone());
+        let flow = match backend_flows {
+            Some(b) => super::backends::merged_flow(own_flow, nodes_listed, &b),
+            None => own_flow,
+        };
         let t0 = Instant::now();
         let mut rng = {
             use rand::SeedableRng;
@@ -466,9 +474,12 @@ impl PublishCtx {
     /// The single-node switch's round (on every eligible node: a node that loses the
     /// lease removes the master service at once); whether merged descriptors go out.
     async fn solo_round(&self, s: &mut SoloDriver, holding: bool) -> bool {
+        // Listed fetch-mode backends are peers too: a node publishing for backends is
+        // never alone (its own tor's descriptor would drop them).
         let peers = if holding {
-            healthy_intros(&self.membership)
-                .await
+            let mut intros = healthy_intros(&self.membership).await;
+            self.add_backends(&mut intros);
+            intros
                 .nodes
                 .iter()
                 .filter(|i| i.instance != self.name)
@@ -482,6 +493,24 @@ impl PublishCtx {
             st.master_hosted = s.mode() != super::solo::SoloMode::Merged;
         }
         merged
+    }
+
+    /// Append the listed backends' intro points (one group each) to `intros` and to its
+    /// fingerprint (a backend listed, left out or with new points republishes); returns
+    /// their `flow-control` lines, `None` without backends.
+    fn add_backends(&self, intros: &mut HealthyIntros) -> Option<Vec<Option<(Protocols, u8)>>> {
+        let b = self.backends.as_ref()?;
+        let s = b.lock().ok()?;
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        for g in s.listed(now, wall) {
+            let fp = &mut intros.fingerprint;
+            fp.push_str(&g.instance);
+            fp.push(':');
+            fp.push_str(&gossip::encode_intros(&g.intro_points));
+            fp.push(';');
+            intros.nodes.push(g);
+        }
+        Some(s.listed_flow(now, wall))
     }
 
     /// The revision times the eligible members gossiped (`last_publish`), this node's

@@ -2,12 +2,12 @@
 //! Onionbalance instances (`HiddenServiceOnionbalanceInstance 1`), listed by address.
 //! `rustbalance onionbalance import` writes them from Onionbalance's `config.yaml`.
 //!
-//! This build reads and checks the list but does not fetch those descriptors yet: a node
-//! whose config lists backends refuses to start ([`refuse_unsupported`]) rather than
-//! silently serve without them.
+//! Publisher-eligible nodes fetch their descriptors from the HSDirs and list their intro
+//! points in the master descriptor (`cluster/backends.rs`); a config with backends needs
+//! a `[cluster]` (the publisher is elected, a cluster of one is fine).
 
 use super::validate::invalid;
-use crate::err::{Error, Result};
+use crate::err::Result;
 use rustbalance_hs::OnionAddress;
 use serde::Deserialize;
 
@@ -54,19 +54,14 @@ pub(super) fn check(backends: &[BackendSection], master: Option<&OnionAddress>) 
     Ok(())
 }
 
-/// The error of a node started with backends this build cannot serve.
-pub fn refuse_unsupported(backends: &[BackendSection]) -> Result<()> {
-    if backends.is_empty() {
-        return Ok(());
-    }
-    Err(Error::Config {
-        key: "backends".into(),
-        problem: format!(
-            "{} fetch-mode backend(s) listed, but this build of RustBalance does not fetch \
-             backend descriptors yet; keep Onionbalance running for them (docs/ONIONBALANCE.md)",
-            backends.len()
-        ),
-    })
+/// The backends as `(name, address)`, named as `/status` and the metrics name them
+/// (`crate::cluster::backends::names`). Call on a checked config.
+pub fn named(backends: &[BackendSection]) -> Vec<(String, OnionAddress)> {
+    let parsed: Vec<(Option<String>, OnionAddress)> = backends
+        .iter()
+        .filter_map(|b| Some((b.name.clone(), OnionAddress::parse(&b.address).ok()?)))
+        .collect();
+    crate::cluster::backends::names(&parsed)
 }
 
 /// The `[[backends]]` blocks for `(name, address)` pairs, ready to append to a config.

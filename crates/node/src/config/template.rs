@@ -18,8 +18,8 @@ pub struct Template {
     pub master_address: Option<String>,
     /// `service.virtual_port`.
     pub virtual_port: u16,
-    /// `target.url`.
-    pub target: String,
+    /// `target.url`; `None`: a publisher-only node (no `[target]`, no `[proxy]`).
+    pub target: Option<String>,
     /// `admin.listen`.
     pub admin: SocketAddr,
     /// `tor.extra_torrc`.
@@ -101,9 +101,7 @@ impl Template {
             "# RustBalance node configuration; every key is described in docs/CONFIG.md.\n\
              [node]\nname = {name}\ndata_dir = {data}\n\n\
              [service]\n{service}virtual_port = {vport}\n\n\
-             [target]\n# tcp://HOST:PORT (local application) or onion://ADDRESS.onion:PORT\nurl = {target}\nmode = \"tcp\"\n\n\
-             [proxy]\nlisten = \"127.0.0.1:0\"\nconnect_timeout_secs = 5\nidle_timeout_secs = 300\nhead_timeout_secs = 20\nmax_connections = 4096\n\
-             max_streams_per_circuit = 128\nclose_circuit_over_max_streams = true\nproxy_protocol = \"none\"\nexport_circuit_id = false\n\n\
+             {target}\
              [pow]\nenabled = true\nqueue_rate = 250\nqueue_burst = 2500\n\n\
              [intro_dos]\n# enabled = true (unset: on for cluster nodes, off for a single node while [pow] is on)\nrate_per_sec = 25\nburst_per_sec = 200\n\n\
              [tor]\nbinary = \"tor\"\nbootstrap_timeout_secs = 300\ntesting_network = {testing}\nextra_torrc = [\n{extra}\n]\n\n\
@@ -112,7 +110,17 @@ impl Template {
             data = q(&self.data_dir.display().to_string()),
             service = self.service_lines(),
             vport = self.virtual_port,
-            target = q(&self.target),
+            target = match &self.target {
+                Some(t) => format!(
+                    "[target]\n# tcp://HOST:PORT (local application) or onion://ADDRESS.onion:PORT\nurl = {}\nmode = \"tcp\"\n\n\
+                     [proxy]\nlisten = \"127.0.0.1:0\"\nconnect_timeout_secs = 5\nidle_timeout_secs = 300\nhead_timeout_secs = 20\nmax_connections = 4096\n\
+                     max_streams_per_circuit = 128\nclose_circuit_over_max_streams = true\nproxy_protocol = \"none\"\nexport_circuit_id = false\n\n",
+                    q(t)
+                ),
+                None => "# No [target]: a publisher-only node. It serves no clients itself and publishes\n\
+                         # the master descriptor for the [[backends]] (docs/CONFIG.md).\n\n"
+                    .to_string(),
+            },
             testing = self.testing_network,
             extra = extra.join("\n"),
             admin = q(&self.admin.to_string()),
@@ -154,7 +162,7 @@ mod template_test {
             passphrase_file: None,
             master_address: None,
             virtual_port: 80,
-            target: "tcp://127.0.0.1:8080".into(),
+            target: Some("tcp://127.0.0.1:8080".into()),
             admin: "127.0.0.1:9661".parse().unwrap(),
             extra_torrc: vec![
                 "TestingTorNetwork 1".into(),
@@ -186,7 +194,7 @@ mod template_test {
             passphrase_file: None,
             master_address: None,
             virtual_port: 80,
-            target: "tcp://127.0.0.1:8080".into(),
+            target: Some("tcp://127.0.0.1:8080".into()),
             admin: "127.0.0.1:9661".parse().unwrap(),
             extra_torrc: vec![],
             testing_network: true,

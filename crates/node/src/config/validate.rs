@@ -63,12 +63,22 @@ impl Config {
         if self.service.virtual_port == 0 {
             return Err(invalid("service.virtual_port", "must be 1..65535"));
         }
-        self.target()?;
+        match &self.target {
+            Some(t) => self.target(t)?,
+            None => self.publisher_only_fits()?,
+        }
         proxy(&self.proxy)?;
         intro_dos(&self.intro_dos)?;
         tor(&self.tor)?;
         let master = self.master_address().ok();
         super::backends::check(&self.backends, master.as_ref())?;
+        if !self.backends.is_empty() && self.cluster.is_none() {
+            return Err(invalid(
+                "backends",
+                "[[backends]] need a [cluster] section: the master descriptor listing them is \
+                 published by the cluster's elected publisher (a cluster of one node is fine)",
+            ));
+        }
         if let Some(d) = &self.service.authorized_clients_dir {
             crate::client_auth::read_clients(d)?;
         }
@@ -107,10 +117,33 @@ impl Config {
         Ok(())
     }
 
+    /// A node without `[target]` is a publisher-only node: it needs the master key, a
+    /// `[cluster]` (the publisher is elected; a cluster of one is fine) and backends to
+    /// publish for.
+    fn publisher_only_fits(&self) -> Result<()> {
+        let why = if self.cluster.is_none() {
+            "a node without [target] is a publisher-only node and needs a [cluster] section \
+             (a cluster of one node is fine); add [target] url = \"tcp://HOST:PORT\" to serve \
+             clients from this node"
+        } else if self.backends.is_empty() {
+            "a node without [target] is a publisher-only node and needs [[backends]] to \
+             publish for; add [target] url = \"tcp://HOST:PORT\" to serve clients from this node"
+        } else if self.service.master_key.is_none() {
+            "a publisher-only node publishes and needs service.master_key; a worker without \
+             the key needs a [target]"
+        } else if self.mesh.as_ref().is_some_and(|m| m.endpoint.is_some()) {
+            "a publisher-only node runs no onion service, so it cannot serve the join \
+             endpoint: remove mesh.endpoint"
+        } else {
+            return Ok(());
+        };
+        Err(invalid("target", why))
+    }
+
     /// `[target]`: a valid URL, and a mode that fits it.
-    fn target(&self) -> Result<()> {
+    fn target(&self, t: &super::TargetSection) -> Result<()> {
         self.target_url()?;
-        match self.target.mode.as_str() {
+        match t.mode.as_str() {
             "tcp" | "http" => {}
             other => {
                 return Err(invalid(
@@ -119,7 +152,7 @@ impl Config {
                 ))
             }
         }
-        if self.target.mode == "http" && !matches!(self.target_url()?, TargetUrl::Onion { .. }) {
+        if t.mode == "http" && !matches!(self.target_url()?, TargetUrl::Onion { .. }) {
             return Err(invalid(
                 "target.mode",
                 "\"http\" rewriting is for onion:// targets; use \"tcp\" for tcp:// targets",

@@ -20,23 +20,23 @@ pub(super) fn status_fn(
     cfg: &Config,
     keys: &Keys,
     tor: &Arc<TorSupervisor>,
-    proxy: &ProxyHandle,
+    proxy: Option<&ProxyHandle>,
     uploads: &Arc<Mutex<UploadStatus>>,
     parts: &ClusterParts,
     mesh_view: &Option<(Arc<Mutex<MeshView>>, JoinHandle<()>)>,
 ) -> StatusFn {
     let (tor, stats, uploads, addr) = (
         tor.clone(),
-        proxy.stats(),
+        proxy.map(|p| p.stats()),
         uploads.clone(),
         keys.master_address,
     );
     let (name, target, listen) = (
         cfg.node.name.clone(),
-        cfg.target.url.clone(),
-        proxy.local_addr(),
+        cfg.target.as_ref().map(|t| t.url.clone()),
+        proxy.map(|p| p.local_addr()),
     );
-    let health = proxy.health_handle();
+    let health = proxy.map(|p| p.health_handle());
     let cluster_status = parts.cluster.as_ref().map(|c| c.status_handle());
     let join = parts.join_node.as_ref().map(|(jn, _)| jn.clone());
     let mesh_status = mesh_view.as_ref().map(|(v, _)| v.clone());
@@ -55,14 +55,18 @@ pub(super) fn status_fn(
         });
         serde_json::json!({
             "node": name,
-            "mode": if cluster_status.is_some() { "cluster" } else { "single" },
+            "mode": match (&cluster_status, &target) {
+                (Some(_), None) => "publisher-only",
+                (Some(_), Some(_)) => "cluster",
+                _ => "single",
+            },
             "cluster": cluster_status.as_ref().map(|c| c.lock().map(|s| s.clone()).unwrap_or_default()),
             "join": join,
             "mesh": mesh_status.as_ref().map(|m| m.lock().map(|m| m.clone()).unwrap_or_default()),
             "master_address": addr.to_string(),
             "tor": tor.status(),
-            "proxy": { "listen": listen, "stats": stats.snapshot() },
-            "target": { "url": target, "health": health.get() },
+            "proxy": stats.as_ref().map(|s| serde_json::json!({ "listen": listen, "stats": s.snapshot() })),
+            "target": health.as_ref().map(|h| serde_json::json!({ "url": target, "health": h.get() })),
             "uploads": uploads.lock().map(|u| u.clone()).unwrap_or_default(),
         })
     })

@@ -38,7 +38,7 @@ pub(super) async fn start(
     layout: &Layout,
     keys: &Keys,
     tor: &Arc<TorSupervisor>,
-    proxy: &ProxyHandle,
+    proxy: Option<&ProxyHandle>,
     join_svc: Option<&Arc<JoinService>>,
     metrics: &Metrics,
     progress: &dyn Fn(&str),
@@ -70,10 +70,12 @@ pub(super) async fn start(
             wireguard,
         })?;
     let identity = auth.as_ref().map(|a| a.identity.public());
-    let solo = match crate::cluster::solo::master_service_args(cfg, proxy.local_addr()) {
-        Ok(args) if keys.master.is_some() => Some(args),
-        Ok(_) => None,
-        Err(why) => {
+    // A publisher-only node (no proxy) serves nothing itself: no single-node switch.
+    let solo = match proxy.map(|p| crate::cluster::solo::master_service_args(cfg, p.local_addr())) {
+        None => None,
+        Some(Ok(args)) if keys.master.is_some() => Some(args),
+        Some(Ok(_)) => None,
+        Some(Err(why)) => {
             progress(&format!(
                 "single-node fallback off: {why}; a lone node publishes merged descriptors without PoW"
             ));
@@ -87,13 +89,17 @@ pub(super) async fn start(
         master: keys.master.as_ref().map(|m| m.duplicate()),
         instance,
         virtual_port: cfg.service.virtual_port,
-        target_health: proxy.health_handle(),
+        // A publisher-only node has no target: its health stays unknown, and it
+        // advertises no intro points anyway.
+        target_health: proxy.map(|p| p.health_handle()).unwrap_or_default(),
         testing_network: cfg.tor.testing_network,
         timers: Timers::from_config(&c, cfg.tor.testing_network),
         auth,
         supervisor: parts.supervisor.clone(),
         auth_clients_dir: cfg.service.authorized_clients_dir.clone(),
         solo,
+        backends: crate::config::named_backends(&cfg.backends),
+        publisher_only: cfg.publisher_only(),
     })
     .await?;
     progress(&format!("gossip on {} ({} seeds)", c.listen, c.seeds.len()));

@@ -37,8 +37,9 @@ fn proxy_config(cfg: &Config, socks: Option<SocketAddr>) -> Result<ProxyConfig> 
             })
         }
     };
+    let t = cfg.target_section()?;
     let mut p = ProxyConfig::new(cfg.proxy.listen, target);
-    p.mode = if cfg.target.mode == "http" {
+    p.mode = if t.mode == "http" {
         Mode::Http
     } else {
         Mode::Tcp
@@ -50,7 +51,7 @@ fn proxy_config(cfg: &Config, socks: Option<SocketAddr>) -> Result<ProxyConfig> 
     // Issue 15: the periodic target check, on by default in cluster mode (a target that
     // failed must be seen back without traffic, which a node out of the descriptor gets
     // none of); `rustbalance_proxy::health` adds the hysteresis.
-    p.health_check_interval = match (cfg.target.health_check_secs, &cfg.cluster) {
+    p.health_check_interval = match (t.health_check_secs, &cfg.cluster) {
         (Some(0), _) | (None, None) => None,
         (Some(s), _) => Some(Duration::from_secs(s)),
         (None, Some(_)) => Some(DEFAULT_HEALTH_CHECK),
@@ -88,7 +89,7 @@ pub(super) async fn start_proxy(
     progress(&format!(
         "proxy listening on {} -> {}",
         proxy.local_addr(),
-        cfg.target.url
+        cfg.target_section()?.url
     ));
     Ok((proxy, socks))
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 pub(super) fn register_metrics(
     m: &Metrics,
     tor: &Arc<TorSupervisor>,
-    proxy: &ProxyHandle,
+    proxy: Option<&ProxyHandle>,
     uploads: &Arc<Mutex<UploadStatus>>,
 ) {
     let t = tor.clone();
@@ -34,6 +34,14 @@ pub(super) fn register_metrics(
             s.restarts,
         );
     });
+    if let Some(proxy) = proxy {
+        register_proxy_metrics(m, proxy);
+    }
+    register_upload_metrics(m, uploads);
+}
+
+/// The `rustbalance_proxy_*` metrics (nodes with a `[target]`).
+fn register_proxy_metrics(m: &Metrics, proxy: &ProxyHandle) {
     let stats = proxy.stats();
     m.register(move |w| {
         let s = stats.snapshot();
@@ -78,6 +86,10 @@ pub(super) fn register_metrics(
             s.timeouts,
         );
     });
+}
+
+/// The descriptor upload counters (HS_DESC events of the master address).
+fn register_upload_metrics(m: &Metrics, uploads: &Arc<Mutex<UploadStatus>>) {
     let u = uploads.clone();
     m.register(move |w| {
         let s = u.lock().map(|s| s.clone()).unwrap_or_default();
@@ -194,6 +206,7 @@ pub(super) fn register_cluster_metrics(metrics: &Metrics, st: Arc<Mutex<ClusterS
             s.members.iter().filter(|m| m.live && m.target == "down").count() as f64,
         );
         hsdir_metrics(w, &s);
+        backend_metrics(w, &s);
         w.counter(
             "rustbalance_gossip_dropped_total",
             "Gossip datagrams dropped (bad MAC, replay, malformed, stale).",
@@ -201,6 +214,46 @@ pub(super) fn register_cluster_metrics(metrics: &Metrics, st: Arc<Mutex<ClusterS
         );
         register_gossip_counters(w, &s.gossip);
     });
+}
+
+/// Per fetch-mode backend, labelled with its name (never its address).
+fn backend_metrics(w: &mut MetricsWriter<'_>, s: &ClusterStatus) {
+    if s.backends.is_empty() {
+        return;
+    }
+    let per = |f: &dyn Fn(&crate::cluster::backends::BackendStatus) -> f64| -> Vec<(&str, f64)> {
+        s.backends.iter().map(|b| (b.name.as_str(), f(b))).collect()
+    };
+    w.gauge_labeled(
+        "rustbalance_backend_listed",
+        "1 when the fetch-mode backend's intro points are candidates for the master descriptor.",
+        "backend",
+        &per(&|b| f64::from(u8::from(b.listed))),
+    );
+    w.gauge_labeled(
+        "rustbalance_backend_intro_points",
+        "Intro points in the backend's last good descriptor.",
+        "backend",
+        &per(&|b| b.intro_points as f64),
+    );
+    w.gauge_labeled(
+        "rustbalance_backend_fetch_age_seconds",
+        "Seconds since the backend's descriptor was last fetched successfully (-1: never).",
+        "backend",
+        &per(&|b| b.fetch_age_secs.map_or(-1.0, |a| a as f64)),
+    );
+    w.gauge_labeled(
+        "rustbalance_backend_fetch_failures_in_row",
+        "Failed fetches of the backend's descriptor in a row.",
+        "backend",
+        &per(&|b| f64::from(b.failures_in_row)),
+    );
+    w.gauge_labeled(
+        "rustbalance_backend_probe_failing",
+        "1 when the backend does not answer through Tor (probe verdict fail).",
+        "backend",
+        &per(&|b| f64::from(u8::from(b.probe == "fail"))),
+    );
 }
 
 /// The HSDir anti-entropy figures of the lease holder (`publisher::hsdir_check`).

@@ -275,19 +275,21 @@ pub fn ports(cfg: &Config, env: &dyn Env, running: Option<&Running>) -> Vec<Find
 
 /// The target answers.
 pub fn target(cfg: &Config, env: &dyn Env) -> Finding {
+    let Some(t) = &cfg.target else {
+        return Finding::skip("target", "none: a publisher-only node".to_string());
+    };
     match cfg.target_url() {
         Ok(TargetUrl::Tcp { host, port }) if env.can_connect(&host, port) => {
-            Finding::ok("target", format!("{} answers", cfg.target.url))
+            Finding::ok("target", format!("{} answers", t.url))
         }
         Ok(TargetUrl::Tcp { .. }) => Finding::fail(
             "target",
-            format!("nothing answers at {}", cfg.target.url),
+            format!("nothing answers at {}", t.url),
             "start the application, or fix target.url (clients get errors while it is down)",
         ),
-        Ok(TargetUrl::Onion { .. }) => Finding::skip(
-            "target",
-            format!("{} is reached through tor only", cfg.target.url),
-        ),
+        Ok(TargetUrl::Onion { .. }) => {
+            Finding::skip("target", format!("{} is reached through tor only", t.url))
+        }
         Err(e) => Finding::fail("target", e.to_string(), "fix target.url"),
     }
 }

@@ -196,10 +196,20 @@ fn written_config_loads_and_lists_the_backends() {
         data_dir: d.path().join("data"),
         key_file,
         passphrase_file: None,
-        target: "tcp://127.0.0.1:8080".into(),
+        target: None,
         admin: "127.0.0.1:9662".parse().unwrap(),
         tor: (Vec::new(), false),
+        cluster: Some(crate::config::ClusterTemplate {
+            secret_file: d.path().join("cluster.secret"),
+            listen: "127.0.0.1:9663".parse().unwrap(),
+            seeds: Vec::new(),
+            priority: 10,
+            cluster_id: None,
+            quorum: None,
+            gossip_signatures: None,
+        }),
     };
+    crate::keystore::write_atomic(&d.path().join("cluster.secret"), &[7u8; 32], 0o600).unwrap();
     let cfg = d.path().join("rustbalance.toml");
     std::fs::write(&cfg, service_config(svc, &at)).unwrap();
     let c = Config::load(&cfg).unwrap();
@@ -207,10 +217,16 @@ fn written_config_loads_and_lists_the_backends() {
     let b: Vec<_> = c.backends.iter().map(|b| b.address.clone()).collect();
     assert_eq!(b, [addr(21).to_string(), addr(22).to_string()]);
     assert_eq!(c.backends[0].name.as_deref(), Some("node1"));
-    let e = crate::config::refuse_unsupported_backends(&c.backends)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("does not fetch"), "{e}");
+    assert!(c.publisher_only(), "no --target: a publisher-only node");
+    // Without [cluster], backends are refused with a sentence that says what to add.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let cut = text.find("\n[cluster]").unwrap();
+    let end = text[cut + 1..]
+        .find("\n[")
+        .map_or(text.len(), |i| cut + 1 + i);
+    std::fs::write(&cfg, format!("{}{}", &text[..cut], &text[end..])).unwrap();
+    let e = Config::load(&cfg).expect_err("refused").to_string();
+    assert!(e.contains("needs a [cluster] section"), "{e}");
 }
 
 /// YAML aliases are refused before the tree is built: yaml-rust2's loader copies the

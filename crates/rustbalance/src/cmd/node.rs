@@ -102,14 +102,36 @@ pub fn status(config: &Path, json: bool, page_link: bool) -> Result<()> {
         "tor             {} (pid {}, bootstrap {} %, restarts {})",
         v["tor"]["phase"], v["tor"]["pid"], v["tor"]["bootstrap"], v["tor"]["restarts"]
     );
-    println!(
-        "proxy           {} {}",
-        v["proxy"]["listen"], v["proxy"]["stats"]
-    );
-    println!(
-        "target          {} {}",
-        v["target"]["url"], v["target"]["health"]
-    );
+    if v["target"].is_null() {
+        println!("proxy, target   none (publisher-only node)");
+    } else {
+        println!(
+            "proxy           {} {}",
+            v["proxy"]["listen"], v["proxy"]["stats"]
+        );
+        println!(
+            "target          {} {}",
+            v["target"]["url"], v["target"]["health"]
+        );
+    }
+    for b in v["cluster"]["backends"].as_array().into_iter().flatten() {
+        println!(
+            "backend         {} {}: {} intro points, fetched {} s ago, probe {}{}",
+            b["name"].as_str().unwrap_or("?"),
+            if b["listed"] == true {
+                "listed"
+            } else {
+                "NOT listed"
+            },
+            b["intro_points"],
+            b["fetch_age_secs"],
+            b["probe"].as_str().unwrap_or("?"),
+            b["not_listed_because"]
+                .as_str()
+                .map(|w| format!(" ({w})"))
+                .unwrap_or_default()
+        );
+    }
     println!("uploads         {}", v["uploads"]);
     Ok(())
 }

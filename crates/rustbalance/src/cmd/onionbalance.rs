@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 pub fn import(
     config: &Path,
     out: &Path,
-    target: &str,
-    admin: SocketAddr,
+    target: Option<&str>,
+    (admin, gossip): (SocketAddr, SocketAddr),
     protection: &KeyProtection,
     tor_from: Option<&Path>,
 ) -> Result<()> {
@@ -47,7 +47,12 @@ pub fn import(
             .checked_add(i as u16)
             .context("--admin port too high")?;
         let admin = SocketAddr::new(admin.ip(), port);
-        let res = write_service(svc, dir, target, admin, protection, &tor);
+        let gossip_port = gossip
+            .port()
+            .checked_add(i as u16)
+            .context("--gossip port too high")?;
+        let gossip = SocketAddr::new(gossip.ip(), gossip_port);
+        let res = write_service(svc, dir, target, (admin, gossip), protection, &tor);
         written.push(dir.clone());
         if let Err(e) = res {
             for d in &written {
@@ -70,12 +75,23 @@ pub fn import(
     for l in &imported.leftovers {
         println!("  {}: {}", l.at, l.why);
     }
+    match target {
+        Some(t) => println!(
+            "  [target] url: config.yaml does not say where the application listens (each \
+             backend's torrc has its HiddenServicePort); the configs use --target {t}, so \
+             the publishing node serves clients too"
+        ),
+        None => println!(
+            "  [target]: none; each node is publisher-only, as Onionbalance (it fetches the \
+             backends' descriptors and publishes the master descriptor; give --target to \
+             make it serve clients too)"
+        ),
+    }
     println!(
-        "  [target] url: config.yaml does not say where the application listens (each \
-         backend's torrc has its HiddenServicePort); the configs use --target {target}\n  \
-         [[backends]]: this build lists them but cannot fetch their descriptors yet, so \
-         a node with backends refuses to start; keep Onionbalance running \
-         (docs/ONIONBALANCE.md)"
+        "\nA second publisher (no single point of failure): copy the master key, \
+         cluster.secret and rustbalance.toml to another machine, give it its own node.name, \
+         data_dir and cluster.listen, and list each node's gossip address in the other's \
+         cluster.seeds (docs/ONIONBALANCE.md)."
     );
     Ok(())
 }
@@ -84,21 +100,34 @@ pub fn import(
 fn write_service(
     svc: &ImportedService,
     dir: &Path,
-    target: &str,
-    admin: SocketAddr,
+    target: Option<&str>,
+    (admin, gossip): (SocketAddr, SocketAddr),
     protection: &KeyProtection,
     tor: &(Vec<String>, bool),
 ) -> Result<()> {
     create_private_dir(dir)?;
     let (key_file, passphrase_file) = write_master_key(&svc.key, dir, protection)?;
+    let secret_file = dir.join("cluster.secret");
+    let mut secret = zeroize::Zeroizing::new([0u8; 32]);
+    rand::RngExt::fill(&mut rand::rng(), &mut secret[..]);
+    write_atomic(&secret_file, &secret[..], 0o600)?;
     let at = ServicePlacement {
         name: "publisher1".into(),
         data_dir: dir.join("data"),
         key_file,
         passphrase_file,
-        target: target.to_string(),
+        target: target.map(str::to_string),
         admin,
         tor: tor.clone(),
+        cluster: Some(rustbalance_node::config::ClusterTemplate {
+            secret_file,
+            listen: gossip,
+            seeds: Vec::new(),
+            priority: 10,
+            cluster_id: None,
+            quorum: None,
+            gossip_signatures: None,
+        }),
     };
     let cfg = dir.join("rustbalance.toml");
     write_atomic(&cfg, service_config(svc, &at).as_bytes(), 0o600)?;

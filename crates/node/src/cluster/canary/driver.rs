@@ -40,7 +40,7 @@ pub struct CanaryCtx {
 }
 
 /// Where this node's tor's SOCKS port listens (it changes when tor restarts).
-async fn socks_addr(tor: &TorSupervisor) -> Option<SocketAddr> {
+pub(crate) async fn socks_addr(tor: &TorSupervisor) -> Option<SocketAddr> {
     let answer = tor
         .control()
         .await

@@ -84,6 +84,7 @@ fn this_node(h: &mut String, doc: &Value) {
             "<span class=\"bad\">down</span>: {}",
             show(&health["last_error"])
         ),
+        None if doc["mode"] == "publisher-only" => "none (publisher-only node)".into(),
         None => "unknown (no connection yet)".into(),
     };
     let _ = write!(
