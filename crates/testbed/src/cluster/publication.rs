@@ -190,8 +190,22 @@ pub async fn wait_cluster_up<N: StatusSource>(
         names.len(),
         p.waited.as_secs_f64()
     );
-    lab.wait_http(url, "served by", Duration::from_secs(120))
-        .await?;
+    // The lab client holds that publication first (an HSDir the upload has not reached
+    // yet may hand out an older one, which a tor client then keeps), then it must answer.
+    let host = url
+        .trim_start_matches("http://")
+        .split(['/', ':'])
+        .next()
+        .unwrap_or_default();
+    if let Ok(master) = rustbalance_hs::OnionAddress::parse(host) {
+        crate::client_cache::refetch_publication(lab, &master, &p.record, publish_timeout).await?;
+    }
+    lab.wait_http(
+        url,
+        "served by",
+        publish_timeout.max(Duration::from_secs(120)),
+    )
+    .await?;
     Ok(p)
 }
 
