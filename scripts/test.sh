@@ -106,8 +106,19 @@ stage "doc tests" cargo test --workspace --locked --doc
 # its own 127.B.C.0/24 and namespaces, and the suite took 800 s of wall time at
 # under 50 % CPU one binary at a time. The loopback lab's scenarios are split
 # over lanes A and C (`--shard 1/2` and `2/2`, each on a lab of its own: every
-# scenario runs exactly once, rustbalance_testbed::suite); lane B runs the other
-# binaries. Each lane's output goes to a log shown when the lane ends.
+# scenario runs exactly once, rustbalance_testbed::suite), each followed by some
+# of the small binaries; lane B runs the namespaced lab (the longest binary).
+# Each lane's output goes to a log shown when the lane ends.
+LANE_A=(lab_loopback@1/2 real_tor)
+LANE_B=(lab_netns)
+LANE_C=(lab_loopback@2/2 namespaces netns crosscheck tor_caps node_process)
+in_lanes=" ${LANE_A[*]%%@*} ${LANE_B[*]%%@*} ${LANE_C[*]%%@*} "
+for t in "${LAB_TESTS[@]}"; do
+  if [[ "$in_lanes" != *" $t "* ]]; then
+    echo "scripts/test.sh: lab test $t is in no lane (LANE_A, LANE_B, LANE_C)" >&2
+    exit 1
+  fi
+done
 lab_lane() { # LOG TEST[@K/N]...
   local log="$1" item t shard s
   shift
@@ -127,14 +138,12 @@ lab_lane() { # LOG TEST[@K/N]...
 lab_lanes() {
   local dir rc_a=0 rc_b=0 rc_c=0 t0=$SECONDS
   dir=$(mktemp -d)
-  local b=()
-  for t in "${LAB_TESTS[@]}"; do [ "$t" = lab_loopback ] || b+=("$t"); done
-  echo "== lab tests, three lanes: A = lab_loopback@1/2; C = lab_loopback@2/2; B = ${b[*]} (logs follow as each lane ends)"
-  lab_lane "$dir/a.log" lab_loopback@1/2 &
+  echo "== lab tests, three lanes: A = ${LANE_A[*]}; B = ${LANE_B[*]}; C = ${LANE_C[*]} (logs follow as each lane ends)"
+  lab_lane "$dir/a.log" "${LANE_A[@]}" &
   local pid_a=$!
-  lab_lane "$dir/c.log" lab_loopback@2/2 &
+  lab_lane "$dir/c.log" "${LANE_C[@]}" &
   local pid_c=$!
-  lab_lane "$dir/b.log" "${b[@]}" || rc_b=$?
+  lab_lane "$dir/b.log" "${LANE_B[@]}" || rc_b=$?
   echo "== lane B log"; cat "$dir/b.log"
   wait "$pid_a" || rc_a=$?
   echo "== lane A log"; cat "$dir/a.log"
