@@ -19,6 +19,15 @@ pub fn fake_intro_point<R: Rng + CryptoRng>(rng: &mut R) -> IntroPointDesc {
     intro_point_with(specs, rng)
 }
 
+/// Another intro point (new keys) on the relay of `same_relay_as` (its link specifiers):
+/// what two instances whose tors picked the same relay list.
+pub fn fake_intro_point_on<R: Rng + CryptoRng>(
+    same_relay_as: &IntroPointDesc,
+    rng: &mut R,
+) -> IntroPointDesc {
+    intro_point_with(same_relay_as.link_specifiers().to_vec(), rng)
+}
+
 /// The largest intro point tor writes: all four link specifier types (IPv4,
 /// legacy ID, ed25519, IPv6).
 pub fn full_intro_point<R: Rng + CryptoRng>(rng: &mut R) -> IntroPointDesc {

@@ -4,10 +4,16 @@
 //!  entries ─same name─▶ one group (a node with several instances counts once)
 //!          ─▶ per group: drop repeats (same auth key), keep the first; cap at the fair share
 //!          ─▶ round robin over groups in order: round 0 takes each group's first point,
-//!             round 1 each group's second, … ; a point already chosen for an earlier group
-//!             is skipped without using the turn
+//!             round 1 each group's second, … ; a point already chosen for an earlier group,
+//!             or on a relay a chosen point is on, is skipped without using the turn
 //!          ─▶ at most `max` points, in that order
 //! ```
+//!
+//! One intro point per relay: a tor client picks a random intro point, builds a circuit to
+//! its relay, and then takes the auth key of the *first* intro point the descriptor lists
+//! on that relay (`hs_client_setup_intro_circ_auth_key`, which looks the point up by the
+//! relay's legacy id). A second point on the same relay is never introduced to: in a small
+//! network this left whole nodes listed and silent (issue 15), and it skewed the split.
 //!
 //! The fair share is `ceil(max / groups)`: however many points a group lists, it gets no
 //! more than that, so one member cannot crowd the others out. The order is the order of
@@ -62,6 +68,9 @@ pub struct Selected {
     /// Points left out as repeats: the same auth key twice in one group, or already
     /// chosen for another group.
     pub duplicates: usize,
+    /// Per group (in order), points left out because a chosen point of another group (or
+    /// of its own) is on the same relay: clients could never introduce through them.
+    pub same_relay: Vec<(String, usize)>,
     /// Per group (in order), the distinct points not chosen: over its fair share, or
     /// past `max`.
     pub left_out: Vec<(String, usize)>,
@@ -106,6 +115,7 @@ pub fn select_intro_points(instances: &[InstanceIntros], max: usize) -> Selected
     }
     out.share = max.div_ceil(groups.len());
     let mut chosen_ids: HashSet<[u8; 32]> = HashSet::new();
+    let mut chosen_relays: HashSet<String> = HashSet::new();
     let mut next = vec![0usize; groups.len()];
     let mut round = 0;
     while out.chosen.len() < max && round < out.share {
@@ -114,15 +124,27 @@ pub fn select_intro_points(instances: &[InstanceIntros], max: usize) -> Selected
             if out.chosen.len() >= max {
                 break;
             }
-            // This group's next point not chosen yet (a repeat does not use the turn).
+            // This group's next point not chosen yet and on a relay no chosen point is on
+            // (a repeat or a taken relay does not use the turn).
             while let Some(ip) = points.get(next[g]) {
                 next[g] += 1;
-                if chosen_ids.insert(point_id(ip)) {
-                    out.chosen.push((name.to_string(), (*ip).clone()));
-                    took = true;
-                    break;
+                if chosen_ids.contains(&point_id(ip)) {
+                    out.duplicates += 1;
+                    continue;
                 }
-                out.duplicates += 1;
+                let relay = super::intro_point_relay(ip);
+                if relay.as_ref().is_some_and(|r| chosen_relays.contains(r)) {
+                    match out.same_relay.iter_mut().find(|(n, _)| n == name) {
+                        Some(e) => e.1 += 1,
+                        None => out.same_relay.push((name.to_string(), 1)),
+                    }
+                    continue;
+                }
+                chosen_ids.insert(point_id(ip));
+                chosen_relays.extend(relay);
+                out.chosen.push((name.to_string(), (*ip).clone()));
+                took = true;
+                break;
             }
         }
         if !took {
@@ -167,6 +189,45 @@ mod test {
 
     fn pts(rng: &mut rand_chacha::ChaCha20Rng, n: usize) -> Vec<IntroPointDesc> {
         (0..n).map(|_| fake_intro_point(rng)).collect()
+    }
+
+    /// Found in the lab (issue 15): clients only ever introduce through the first point
+    /// listed on a relay, so a node whose points all sat on relays where another node's
+    /// point came first was listed and never served.
+    #[test]
+    fn never_two_points_on_one_relay() {
+        use crate::fixture::fake_intro_point_on;
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+        let a = pts(&mut rng, 3);
+        // "b" has one point on a relay of "a" and two on relays of its own; "c" has all
+        // three on "a"'s relays.
+        let b = vec![
+            fake_intro_point_on(&a[0], &mut rng),
+            fake_intro_point(&mut rng),
+            fake_intro_point(&mut rng),
+        ];
+        let c: Vec<IntroPointDesc> = a
+            .iter()
+            .map(|ip| fake_intro_point_on(ip, &mut rng))
+            .collect();
+        let s = select_intro_points(&[group("a", &a), group("b", &b), group("c", &c)], 20);
+        let relays: Vec<Option<String>> = s
+            .chosen
+            .iter()
+            .map(|(_, ip)| super::super::intro_point_relay(ip))
+            .collect();
+        let distinct: HashSet<&Option<String>> = relays.iter().collect();
+        assert_eq!(distinct.len(), relays.len(), "{relays:?}");
+        // Round robin still shares: every group keeps a point on a relay of its own.
+        assert_eq!(
+            counts(&s),
+            vec![("a".into(), 2), ("b".into(), 2), ("c".into(), 1)]
+        );
+        assert_eq!(
+            s.same_relay,
+            vec![("b".into(), 1), ("c".into(), 2), ("a".into(), 1)]
+        );
+        assert_eq!(s.duplicates, 0);
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! ```text
 //!  entries of one node ─▶ its first MAX_INSTANCES_PER_NODE keys (in key order) count, the rest
 //!                         are ignored
-//!  all nodes ─▶ hs select_intro_points: repeats dropped (same auth key: the first kept);
+//!  all nodes ─▶ hs select_intro_points: repeats dropped (same auth key: the first kept),
+//!               and points on a relay a chosen point is on (clients use only the first);
 //!               each node at most its fair share ceil(max / nodes) of the `max` slots;
 //!               round robin over nodes in name order, each node's points in its order
 //!  ─▶ Selection (chosen, and what was left out and why, for the log)
@@ -38,6 +39,9 @@ pub struct Selection {
     pub duplicates: usize,
     /// Per node, distinct points left out over its fair share (or over `max`).
     pub left_out: Vec<(String, usize)>,
+    /// Per node, points left out because a chosen point is on the same relay (clients
+    /// only ever use the first point listed on a relay).
+    pub same_relay: Vec<(String, usize)>,
     /// The fair share: the most points one node may have.
     pub share: usize,
 }
@@ -63,6 +67,7 @@ pub fn choose(nodes: &[InstanceIntros], max: usize) -> Selection {
         extra_instances: extra,
         duplicates: s.duplicates,
         left_out: s.left_out,
+        same_relay: s.same_relay,
         share: s.share,
     }
 }
@@ -103,6 +108,13 @@ impl Selection {
                  two nodes sharing one data directory do this: give each node its own, with \
                  `rustbalance join`)",
                 self.duplicates
+            );
+        }
+        if !self.same_relay.is_empty() {
+            tracing::info!(
+                "intro points: left out {} (on a relay another chosen point is on: a client \
+                 only ever introduces through the first point listed on a relay)",
+                fmt_counts(&self.same_relay)
             );
         }
         if !self.left_out.is_empty() {
