@@ -117,8 +117,19 @@ async fn skew(
         );
         ensure!(served(&sp) >= 15, "clients must keep being served: {sp:?}");
     }
-    // The clock is right again: the node is listed again.
+    // The clock is right again: the node is listed again. While its clock ran ahead, its
+    // tor may have uploaded its *instance* descriptor with a revision counter from ten
+    // minutes ahead; the HSDirs then refuse the lower counters of the fixed clock until
+    // real time catches up, the peers' canaries (which reach the node through that
+    // descriptor) keep failing it, and it stays out of the master descriptor that long
+    // (seen in CI on 2026-12-06: failing for over 300 s). The remedy docs/OPERATIONS.md
+    // gives is a new instance key (delete DATA/hs-instance/ before the restart): done
+    // here, so the step checks the re-listing and not tor's revision rule.
     nodes[s].stop();
+    let instance_dir = rustbalance_node::layout::Layout::new(&nodes[s].data).instance_hs_dir();
+    if instance_dir.exists() {
+        std::fs::remove_dir_all(&instance_dir)?;
+    }
     let since = SystemTime::now();
     let log = lab.dir().join(format!("{skewed}-clock-fixed.log"));
     nodes[s].start(bin, &log)?;
