@@ -101,21 +101,22 @@ for t in "${FUZZ_TESTS[@]}"; do FUZZ_ARGS+=(--test "$t"); done
 stage "fuzz smoke (seed corpus, stable)" cargo test --workspace --locked "${FUZZ_ARGS[@]}" -- --test-threads="${TEST_THREADS:-2}"
 stage "tool-free integration tests" cargo test --workspace --locked "${UNIT_ARGS[@]}" -- --test-threads="${TEST_THREADS:-2}"
 stage "doc tests" cargo test --workspace --locked --doc
-# The lab tests run in three lanes side by side: they spend most of their time
+# The lab tests run in four lanes side by side: they spend most of their time
 # waiting on tor (publication, bootstrap, failure detection), every lab owns
 # its own 127.B.C.0/24 and namespaces, and the suite took 800 s of wall time at
 # under 50 % CPU one binary at a time. The loopback lab's scenarios are split
 # over lanes A and C (`--shard 1/2` and `2/2`, each on a lab of its own: every
 # scenario runs exactly once, rustbalance_testbed::suite), each followed by some
-# of the small binaries; lane B runs the namespaced lab (the longest binary).
+# of the small binaries; lanes B and D split the namespaced lab the same way.
 # Each lane's output goes to a log shown when the lane ends.
 LANE_A=(lab_loopback@1/2 real_tor)
-LANE_B=(lab_netns)
+LANE_B=(lab_netns@1/2)
 LANE_C=(lab_loopback@2/2 namespaces netns crosscheck tor_caps node_process)
-in_lanes=" ${LANE_A[*]%%@*} ${LANE_B[*]%%@*} ${LANE_C[*]%%@*} "
+LANE_D=(lab_netns@2/2)
+in_lanes=" ${LANE_A[*]%%@*} ${LANE_B[*]%%@*} ${LANE_C[*]%%@*} ${LANE_D[*]%%@*} "
 for t in "${LAB_TESTS[@]}"; do
   if [[ "$in_lanes" != *" $t "* ]]; then
-    echo "scripts/test.sh: lab test $t is in no lane (LANE_A, LANE_B, LANE_C)" >&2
+    echo "scripts/test.sh: lab test $t is in no lane (LANE_A to LANE_D)" >&2
     exit 1
   fi
 done
@@ -136,29 +137,33 @@ lab_lane() { # LOG TEST[@K/N]...
   done >"$log" 2>&1
 }
 lab_lanes() {
-  local dir rc_a=0 rc_b=0 rc_c=0 t0=$SECONDS
+  local dir rc_a=0 rc_b=0 rc_c=0 rc_d=0 t0=$SECONDS
   dir=$(mktemp -d)
-  echo "== lab tests, three lanes: A = ${LANE_A[*]}; B = ${LANE_B[*]}; C = ${LANE_C[*]} (logs follow as each lane ends)"
+  echo "== lab tests, four lanes: A = ${LANE_A[*]}; B = ${LANE_B[*]}; C = ${LANE_C[*]}; D = ${LANE_D[*]} (logs follow as each lane ends)"
   lab_lane "$dir/a.log" "${LANE_A[@]}" &
   local pid_a=$!
   lab_lane "$dir/c.log" "${LANE_C[@]}" &
   local pid_c=$!
+  lab_lane "$dir/d.log" "${LANE_D[@]}" &
+  local pid_d=$!
   lab_lane "$dir/b.log" "${LANE_B[@]}" || rc_b=$?
   echo "== lane B log"; cat "$dir/b.log"
   wait "$pid_a" || rc_a=$?
   echo "== lane A log"; cat "$dir/a.log"
   wait "$pid_c" || rc_c=$?
   echo "== lane C log"; cat "$dir/c.log"
-  for lane in a b c; do
+  wait "$pid_d" || rc_d=$?
+  echo "== lane D log"; cat "$dir/d.log"
+  for lane in a b c d; do
     while read -r _ _ _ t secs; do
       STAGES+=("$(printf '%-34s %5d s' "  lab: $t (lane ${lane^^})" "$secs")")
     done < <(grep '^== lab time: ' "$dir/$lane.log")
   done
   rm -rf "$dir"
-  echo "== lab tests: lane A rc=$rc_a, lane B rc=$rc_b, lane C rc=$rc_c, $((SECONDS - t0)) s"
-  [ "$rc_a" = 0 ] && [ "$rc_b" = 0 ] && [ "$rc_c" = 0 ]
+  echo "== lab tests: lane A rc=$rc_a, lane B rc=$rc_b, lane C rc=$rc_c, lane D rc=$rc_d, $((SECONDS - t0)) s"
+  [ "$rc_a" = 0 ] && [ "$rc_b" = 0 ] && [ "$rc_c" = 0 ] && [ "$rc_d" = 0 ]
 }
-stage "lab tests (three lanes)" lab_lanes
+stage "lab tests (four lanes)" lab_lanes
 bash deploy/test-install.sh
 # The Debian package of the debug binary built above (no release build here:
 # scripts/package.sh builds release packages). Installs cargo-deb first if it
