@@ -4,7 +4,7 @@
 use rustbalance_lab::{HttpResponse, Lab};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Per-request limit of the client batches.
@@ -93,7 +93,7 @@ pub fn spawn_batch(
     t0: Instant,
 ) -> tokio::task::JoinHandle<Vec<Req>> {
     let next = AtomicUsize::new(0);
-    spawn_requests(lab, url, conc, t0, move || {
+    spawn_requests(lab, url, conc, t0, None, move || {
         next.fetch_add(1, Ordering::SeqCst) < n
     })
 }
@@ -107,15 +107,59 @@ pub fn spawn_until(
     t0: Instant,
     stop: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<Vec<Req>> {
-    spawn_requests(lab, url, conc, t0, move || !stop.load(Ordering::SeqCst))
+    spawn_requests(lab, url, conc, t0, None, move || {
+        !stop.load(Ordering::SeqCst)
+    })
 }
 
-/// `conc` request loops that go on while `more()` says so.
+/// A client loop whose finished requests can be read while it runs: a test waits
+/// for what it needs to see (a request served after some moment) instead of
+/// stopping at a moment that may fall while every running request is in trouble.
+pub struct ClientLoop {
+    stop: Arc<AtomicBool>,
+    done: Arc<Mutex<Vec<Req>>>,
+    handle: tokio::task::JoinHandle<Vec<Req>>,
+}
+
+impl ClientLoop {
+    /// `conc` GET loops on fresh circuits, times measured from `t0`.
+    pub fn spawn(lab: &Lab, url: &str, conc: usize, t0: Instant) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(Mutex::new(Vec::new()));
+        let s = stop.clone();
+        let handle = spawn_requests(lab, url, conc, t0, Some(done.clone()), move || {
+            !s.load(Ordering::SeqCst)
+        });
+        Self { stop, done, handle }
+    }
+
+    /// Finished requests that started at or after `from` (seconds on the loop's
+    /// clock) and were served.
+    pub fn served_since(&self, from: f64) -> usize {
+        self.done
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|r| r.start >= from && r.outcome.starts_with("served by"))
+            .count()
+    }
+
+    /// Stops the loop (running requests finish) and returns every request, sorted by
+    /// start.
+    pub async fn finish(self) -> Vec<Req> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.handle.await.unwrap_or_default()
+    }
+}
+
+/// `conc` request loops that go on while `more()` says so; each finished request is
+/// also appended to `done` when given.
 fn spawn_requests(
     lab: &Lab,
     url: &str,
     conc: usize,
     t0: Instant,
+    done: Option<Arc<Mutex<Vec<Req>>>>,
     more: impl Fn() -> bool + Send + Sync + 'static,
 ) -> tokio::task::JoinHandle<Vec<Req>> {
     let lab = lab.clone();
@@ -124,17 +168,23 @@ fn spawn_requests(
     tokio::spawn(async move {
         let mut set = tokio::task::JoinSet::new();
         for _ in 0..conc {
-            let (lab, url, more) = (lab.clone(), url.clone(), more.clone());
+            let (lab, url, more, done) = (lab.clone(), url.clone(), more.clone(), done.clone());
             set.spawn(async move {
                 let mut out = Vec::new();
                 while more() {
                     let start = t0.elapsed();
                     let r = lab.http_get(&url, REQUEST_TIMEOUT).await;
-                    out.push(Req {
+                    let req = Req {
                         start: start.as_secs_f64(),
                         end: t0.elapsed().as_secs_f64(),
                         outcome: outcome(&r),
-                    });
+                    };
+                    if let Some(d) = &done {
+                        d.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(req.clone());
+                    }
+                    out.push(req);
                 }
                 out
             });

@@ -13,7 +13,7 @@ use rustbalance_hs::descriptor::{parse_descriptor, ParsedDescriptor};
 use rustbalance_hs::{OnionAddress, TimeParams};
 use rustbalance_lab::Lab;
 use rustbalance_testbed::client_cache;
-use rustbalance_testbed::clients::{longest_gap, spawn_until, split, summarize, Req};
+use rustbalance_testbed::clients::{longest_gap, spawn_until, split, summarize, ClientLoop, Req};
 use rustbalance_testbed::{
     confirmed, poll_until, prepare, published_nodes, publisher, wait_cluster_up, wait_published,
     ClusterNodeProc,
@@ -96,9 +96,8 @@ async fn switch_and_back(
 
     // The follower dies; the client loop runs until the survivor is single-node and the
     // lab client fetched tor's own descriptor (pow-params in it).
-    let stop = Arc::new(AtomicBool::new(false));
     let t0 = Instant::now();
-    let loop1 = spawn_until(lab, &url, CONC, t0, stop.clone());
+    let loop1 = ClientLoop::spawn(lab, &url, CONC, t0);
     nodes[f].kill();
     eprintln!("{follower} SIGKILLed (daemon and tor)");
     let (_, took) = poll_until(
@@ -132,8 +131,18 @@ async fn switch_and_back(
     // Served on the descriptor it holds now (tor's own, through the master service).
     let (answer, _) = lab.wait_http(&url, "served by", LIVENESS).await?;
     eprintln!("on tor's own descriptor: {}", answer.text().trim());
-    stop.store(true, Ordering::SeqCst);
-    let reqs = loop1.await?;
+    // The loop itself must be served after the switch. The refetch above (NEWNYM)
+    // can fail the loop's requests running at that moment, so wait for one that
+    // started after the client held tor's own descriptor.
+    let fetched_at = t0.elapsed().as_secs_f64();
+    let served_loop = poll_until(
+        "a request of the client loop served by the single-node service",
+        LIVENESS,
+        Duration::from_millis(250),
+        async || Ok((loop1.served_since(fetched_at) > 0).then_some(())),
+    )
+    .await;
+    let reqs = loop1.finish().await;
     let sum = summarize(&reqs, None);
     eprintln!(
         "GAP to single-node: longest stretch without a successful request {:.1}s; {}/{} served over {:.1}s (latency median {:.1}s, max {:.1}s); {:?}",
@@ -145,11 +154,13 @@ async fn switch_and_back(
         sum.max_s,
         sum.outcomes
     );
-    ensure!(
-        served_after(&reqs, solo_at) > 0,
-        "the client must be served by the single-node service: {:?}",
-        sum.outcomes
-    );
+    served_loop.with_context(|| {
+        format!(
+            "the client loop must be served by the single-node service: {:?}",
+            sum.outcomes
+        )
+    })?;
+    ensure!(served_after(&reqs, solo_at) > 0);
     let metrics = rustbalance_node::admin::get(nodes[s].admin, "/metrics").await?;
     ensure!(
         metrics.contains("\nrustbalance_cluster_single_node 1\n"),

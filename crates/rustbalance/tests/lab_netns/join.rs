@@ -23,14 +23,19 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Send raw bytes to the master address through the lab client; returns the status line.
-/// A worker's `503` (it cannot admit) is tried again over a fresh circuit, as `join` does.
+/// A worker's `503` (it cannot admit) is tried again over a fresh circuit, as `join` does;
+/// so is a stream tor could not open (a failed circuit or introduction: SOCKS error).
 async fn raw(socks: SocketAddr, master: &OnionAddress, bytes: &[u8]) -> anyhow::Result<String> {
     let mut status = String::new();
+    let mut socks_error = None;
     for _ in 0..12 {
         let mut s = tokio::net::TcpStream::connect(socks).await?;
-        socks::connect(&mut s, &master.to_string(), 80, &Isolation::fresh())
-            .await
-            .map_err(|e| anyhow::anyhow!("socks: {e}"))?;
+        if let Err(e) = socks::connect(&mut s, &master.to_string(), 80, &Isolation::fresh()).await {
+            eprintln!("raw request: socks: {e}; again over a fresh circuit");
+            socks_error = Some(e);
+            continue;
+        }
+        socks_error = None;
         s.write_all(bytes).await?;
         let mut out = Vec::new();
         tokio::time::timeout(Duration::from_secs(60), s.read_to_end(&mut out)).await??;
@@ -42,6 +47,9 @@ async fn raw(socks: SocketAddr, master: &OnionAddress, bytes: &[u8]) -> anyhow::
         if !status.contains(" 503 ") {
             break;
         }
+    }
+    if let Some(e) = socks_error {
+        anyhow::bail!("socks: {e} (12 attempts over fresh circuits)");
     }
     Ok(status)
 }
