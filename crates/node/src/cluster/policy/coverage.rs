@@ -177,7 +177,8 @@ pub struct SlotCoverage {
     pub reuploads: u64,
     /// Re-uploads refused since this node started.
     pub refused: u64,
-    /// When this slot was last checked (RFC 3339).
+    /// When the last check of this slot began asking the HSDirs (RFC 3339): every
+    /// answer it reports came after that moment.
     pub last_check: Option<String>,
     /// Each HSDir at the last check: `latest`, `missing`, `differs` or `unknown`, with
     /// `, re-uploaded`, `, refused <reason>` or `, re-upload unconfirmed` after a repair.

@@ -245,6 +245,9 @@ impl PublishCtx {
     /// asked and repaired, every slot's coverage goes to `/status`, each repair is logged
     /// (info; a refusal at warn). Returns whether the tor connection broke.
     pub(super) async fn check_hsdirs(&self, p: &mut Publisher, ae: &mut AntiEntropy) -> bool {
+        // The check's time is when it began asking: every answer it reports came later
+        // (stamping the end let an answer from before an HSDir's restart pass as after).
+        let started = SystemTime::now();
         let slots = p.last_published().to_vec();
         if slots.is_empty() {
             ae.checked(Instant::now(), self.timers.hsdir_check);
@@ -303,8 +306,7 @@ impl PublishCtx {
                     cov.hsdirs = check.describe();
                     cov.reuploads += check.repaired.len() as u64;
                     cov.refused += check.refused.len() as u64;
-                    cov.last_check =
-                        Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
+                    cov.last_check = Some(humantime::format_rfc3339_seconds(started).to_string());
                     repaired += check.repaired.len() as u64;
                     refused += check.refused.len() as u64;
                 }
