@@ -93,23 +93,17 @@ pub fn spawn_batch(
     t0: Instant,
 ) -> tokio::task::JoinHandle<Vec<Req>> {
     let next = AtomicUsize::new(0);
-    spawn_requests(lab, url, conc, t0, None, move || {
+    spawn_requests(lab, url, conc, t0, Arc::default(), move || {
         next.fetch_add(1, Ordering::SeqCst) < n
     })
 }
 
-/// GETs like [`spawn_batch`], `conc` at a time, until `stop` is set (each running
-/// request finishes); sorted by start.
-pub fn spawn_until(
-    lab: &Lab,
-    url: &str,
-    conc: usize,
-    t0: Instant,
-    stop: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<Vec<Req>> {
-    spawn_requests(lab, url, conc, t0, None, move || {
-        !stop.load(Ordering::SeqCst)
-    })
+/// Requests that started at or after `from` (seconds on the batch's clock) and were
+/// served.
+pub fn served_after(reqs: &[Req], from: f64) -> usize {
+    reqs.iter()
+        .filter(|r| r.start >= from && r.outcome.starts_with("served by"))
+        .count()
 }
 
 /// A client loop whose finished requests can be read while it runs: a test waits
@@ -122,26 +116,21 @@ pub struct ClientLoop {
 }
 
 impl ClientLoop {
-    /// `conc` GET loops on fresh circuits, times measured from `t0`.
+    /// `conc` GET loops on fresh circuits, times measured from `t0`, until
+    /// [`ClientLoop::finish`].
     pub fn spawn(lab: &Lab, url: &str, conc: usize, t0: Instant) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let done = Arc::new(Mutex::new(Vec::new()));
         let s = stop.clone();
-        let handle = spawn_requests(lab, url, conc, t0, Some(done.clone()), move || {
+        let handle = spawn_requests(lab, url, conc, t0, done.clone(), move || {
             !s.load(Ordering::SeqCst)
         });
         Self { stop, done, handle }
     }
 
-    /// Finished requests that started at or after `from` (seconds on the loop's
-    /// clock) and were served.
+    /// [`served_after`] over the requests finished so far.
     pub fn served_since(&self, from: f64) -> usize {
-        self.done
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .filter(|r| r.start >= from && r.outcome.starts_with("served by"))
-            .count()
+        served_after(&lock(&self.done), from)
     }
 
     /// Stops the loop (running requests finish) and returns every request, sorted by
@@ -152,14 +141,19 @@ impl ClientLoop {
     }
 }
 
-/// `conc` request loops that go on while `more()` says so; each finished request is
-/// also appended to `done` when given.
+/// The finished requests (a panicked request task leaves them readable).
+fn lock(done: &Mutex<Vec<Req>>) -> std::sync::MutexGuard<'_, Vec<Req>> {
+    done.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `conc` request loops that go on while `more()` says so, each finished request
+/// appended to `done`; the handle returns them all, sorted by start.
 fn spawn_requests(
     lab: &Lab,
     url: &str,
     conc: usize,
     t0: Instant,
-    done: Option<Arc<Mutex<Vec<Req>>>>,
+    done: Arc<Mutex<Vec<Req>>>,
     more: impl Fn() -> bool + Send + Sync + 'static,
 ) -> tokio::task::JoinHandle<Vec<Req>> {
     let lab = lab.clone();
@@ -170,29 +164,19 @@ fn spawn_requests(
         for _ in 0..conc {
             let (lab, url, more, done) = (lab.clone(), url.clone(), more.clone(), done.clone());
             set.spawn(async move {
-                let mut out = Vec::new();
                 while more() {
                     let start = t0.elapsed();
                     let r = lab.http_get(&url, REQUEST_TIMEOUT).await;
-                    let req = Req {
+                    lock(&done).push(Req {
                         start: start.as_secs_f64(),
                         end: t0.elapsed().as_secs_f64(),
                         outcome: outcome(&r),
-                    };
-                    if let Some(d) = &done {
-                        d.lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push(req.clone());
-                    }
-                    out.push(req);
+                    });
                 }
-                out
             });
         }
-        let mut all = Vec::new();
-        while let Some(r) = set.join_next().await {
-            all.extend(r.unwrap_or_default());
-        }
+        while set.join_next().await.is_some() {}
+        let mut all = std::mem::take(&mut *lock(&done));
         all.sort_by(|a, b| a.start.total_cmp(&b.start));
         all
     })

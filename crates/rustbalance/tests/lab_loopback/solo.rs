@@ -13,14 +13,12 @@ use rustbalance_hs::descriptor::{parse_descriptor, ParsedDescriptor};
 use rustbalance_hs::{OnionAddress, TimeParams};
 use rustbalance_lab::Lab;
 use rustbalance_testbed::client_cache;
-use rustbalance_testbed::clients::{longest_gap, spawn_until, split, summarize, ClientLoop, Req};
+use rustbalance_testbed::clients::{longest_gap, served_after, split, summarize, ClientLoop};
 use rustbalance_testbed::{
     confirmed, poll_until, prepare, published_nodes, publisher, wait_cluster_up, wait_published,
     ClusterNodeProc,
 };
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Liveness bound for each wait (a loaded 2-core machine must pass; times are printed).
@@ -57,13 +55,6 @@ async fn tors_own(n: &ClusterNodeProc, master: &OnionAddress) -> Result<Option<P
     let d = parse_descriptor(&text, master, &TimeParams::testing(20), SystemTime::now())
         .context("parse the survivor tor's own master descriptor")?;
     Ok(Some(d))
-}
-
-/// Requests served after `from` (seconds on the loop's clock).
-fn served_after(reqs: &[Req], from: f64) -> usize {
-    reqs.iter()
-        .filter(|r| r.start >= from && r.outcome.starts_with("served by"))
-        .count()
 }
 
 async fn switch_and_back(
@@ -195,10 +186,9 @@ async fn switch_and_back(
 
     // The follower comes back: merged descriptors listing both, then the master service
     // goes from the survivor's tor (after the drain).
-    let stop = Arc::new(AtomicBool::new(false));
     let t0 = Instant::now();
     let back_at = SystemTime::now();
-    let loop2 = spawn_until(lab, &url, CONC, t0, stop.clone());
+    let loop2 = ClientLoop::spawn(lab, &url, CONC, t0);
     let log = lab.dir().join(format!("{follower}-again.log"));
     nodes[f].start(bin, &log)?;
     let mut both = [survivor.as_str(), follower.as_str()];
@@ -248,8 +238,7 @@ async fn switch_and_back(
         last["reason"],
         d.intro_points.len()
     );
-    stop.store(true, Ordering::SeqCst);
-    let reqs = loop2.await?;
+    let reqs = loop2.finish().await;
     let sum = summarize(&reqs, None);
     eprintln!(
         "GAP back to merged: longest stretch without a successful request {:.1}s; {}/{} served over {:.1}s (latency median {:.1}s, max {:.1}s); {:?}",
