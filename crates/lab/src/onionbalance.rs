@@ -65,6 +65,30 @@ pub struct ObBackends {
     pub instances: Vec<ObInstance>,
     /// Onionbalance's `config.yaml` listing them (instance names: their tors' names).
     pub config: PathBuf,
+    /// Further master keys the same backends are instances of (tor's `ob_config` takes
+    /// several `MasterOnionAddress` lines), each with a `config.yaml` of its own: two
+    /// publishers can serve the same backends side by side under two addresses.
+    pub more: Vec<ObMaster>,
+}
+
+/// One more master key of [`ObBackends`].
+#[derive(Debug)]
+pub struct ObMaster {
+    /// The key file `onionbalance-config` wrote.
+    pub key: PathBuf,
+    /// The master address, with `.onion`.
+    pub master: String,
+    /// A `config.yaml` naming this key and every backend.
+    pub config: PathBuf,
+}
+
+/// An Onionbalance daemon with the tor whose control port it uses, publishing for a
+/// `config.yaml` written elsewhere (e.g. by [`ObBackends`]).
+#[derive(Debug)]
+pub struct ObDaemon {
+    control_tor: LabTor,
+    daemon: LabProcess,
+    started: Instant,
 }
 
 /// The `[rend]info` log of instance `inst` of the setup in `dir`.
@@ -77,15 +101,40 @@ impl ObBackends {
     /// and digits, at most 14) and writes the `config.yaml`; returns once each tor wrote
     /// its hostname (not bootstrapped).
     pub async fn start(lab: &Lab, name: &str, instances: usize) -> Result<Self> {
+        Self::start_for(lab, name, instances, 1).await
+    }
+
+    /// [`Self::start`] with backends that are instances of `masters` master keys (at
+    /// least 1): the first is [`Self::master`], the others are in [`Self::more`].
+    pub async fn start_for(
+        lab: &Lab,
+        name: &str,
+        instances: usize,
+        masters: usize,
+    ) -> Result<Self> {
+        Self::start_with(lab, name, instances, masters, &[]).await
+    }
+
+    /// [`Self::start_for`] with restricted discovery on every backend: each tor's
+    /// `authorized_clients/` holds `auth_lines` (tor `.auth` lines,
+    /// `descriptor:x25519:KEY`) as `c0.auth`, `c1.auth`, …, so that its own descriptor
+    /// is readable only with one of those clients' keys.
+    pub async fn start_with(
+        lab: &Lab,
+        name: &str,
+        instances: usize,
+        masters: usize,
+        auth_lines: &[String],
+    ) -> Result<Self> {
         if name.is_empty() || name.len() > 14 || !name.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(Error::Name {
                 name: name.into(),
                 detail: "an Onionbalance setup name is 1 to 14 letters and digits".into(),
             });
         }
-        if instances == 0 {
+        if instances == 0 || masters == 0 {
             return Err(Error::Options(
-                "an Onionbalance setup needs at least one instance".into(),
+                "an Onionbalance setup needs at least one instance and one master key".into(),
             ));
         }
         let dir = lab.dir().join("onionbalance").join(name);
@@ -93,7 +142,14 @@ impl ObBackends {
             std::fs::remove_dir_all(&dir).map_err(|e| file_err("remove", &dir, e))?;
         }
         private_dir(&dir)?;
-        let (key, master) = generate_master(&dir).await?;
+        let mut keys = Vec::new();
+        for m in 0..masters {
+            keys.push(generate_master(&dir.join(format!("gen{m}"))).await?);
+        }
+        let ob_lines: String = keys
+            .iter()
+            .map(|(_, master)| format!("MasterOnionAddress {master}\n"))
+            .collect();
 
         let mut backends = Vec::new();
         for i in 1..=instances {
@@ -102,8 +158,16 @@ impl ObBackends {
             let hs = dir.join(format!("{inst}-hs"));
             private_dir(&hs)?;
             let ob_config = hs.join("ob_config");
-            std::fs::write(&ob_config, format!("MasterOnionAddress {master}\n"))
-                .map_err(|e| file_err("write", &ob_config, e))?;
+            std::fs::write(&ob_config, &ob_lines).map_err(|e| file_err("write", &ob_config, e))?;
+            if !auth_lines.is_empty() {
+                let auth = hs.join("authorized_clients");
+                private_dir(&auth)?;
+                for (c, line) in auth_lines.iter().enumerate() {
+                    let f = auth.join(format!("c{c}.auth"));
+                    std::fs::write(&f, format!("{line}\n"))
+                        .map_err(|e| file_err("write", &f, e))?;
+                }
+            }
             let torrc = Torrc::new()
                 .with("HiddenServiceDir", hs.display())?
                 .with("HiddenServicePort", format!("80 {}", target.addr()))?
@@ -122,22 +186,31 @@ impl ObBackends {
                 target,
             });
         }
-        let config = dir.join("config.yaml");
-        let mut yaml = format!("services:\n- key: {}\n  instances:\n", key.display());
-        for b in &backends {
-            yaml.push_str(&format!(
-                "  - address: {}\n    name: {}\n",
-                b.address,
-                b.tor.name()
-            ));
+        let mut more = Vec::new();
+        for (m, (key, master)) in keys.into_iter().enumerate() {
+            let config = match m {
+                0 => dir.join("config.yaml"),
+                m => dir.join(format!("config-{m}.yaml")),
+            };
+            write_config(&config, &key, &backends)?;
+            more.push(ObMaster {
+                key,
+                master,
+                config,
+            });
         }
-        std::fs::write(&config, yaml).map_err(|e| file_err("write", &config, e))?;
+        let ObMaster {
+            key,
+            master,
+            config,
+        } = more.remove(0);
         Ok(ObBackends {
             dir,
             key,
             master,
             instances: backends,
             config,
+            more,
         })
     }
 
@@ -157,6 +230,57 @@ impl ObBackends {
     }
 }
 
+impl ObDaemon {
+    /// Starts a tor for Onionbalance's control port named `NAMEctl`, waits (up to
+    /// `timeout`) for it to bootstrap (Onionbalance crashes without a consensus), then
+    /// starts `onionbalance --is-testnet -v info` on `config`, named `NAMEob`.
+    pub async fn start(lab: &Lab, name: &str, config: &Path, timeout: Duration) -> Result<Self> {
+        let control_tor = lab.spawn_tor(&format!("{name}ctl"), &Torrc::new()).await?;
+        control_tor.wait_bootstrapped(timeout).await?;
+        let ctl = control_tor.control_addr();
+        let args: Vec<OsString> = vec![
+            "--is-testnet".into(),
+            "-s".into(),
+            "".into(),
+            "-i".into(),
+            ctl.ip().to_string().into(),
+            "-p".into(),
+            ctl.port().to_string().into(),
+            "-c".into(),
+            config.into(),
+            "-v".into(),
+            "info".into(),
+        ];
+        let daemon = lab.spawn_program(&format!("{name}ob"), ONIONBALANCE, &args)?;
+        Ok(ObDaemon {
+            control_tor,
+            daemon,
+            started: Instant::now(),
+        })
+    }
+
+    /// The Onionbalance process.
+    pub fn daemon(&self) -> &LabProcess {
+        &self.daemon
+    }
+    /// When Onionbalance was started.
+    pub fn started_at(&self) -> Instant {
+        self.started
+    }
+
+    /// Stops Onionbalance and its tor. Blocks the calling thread.
+    pub fn stop(&self) -> Result<()> {
+        let daemon = [self.daemon.process_id()];
+        let tor = [self.control_tor.process_id()];
+        for id in daemon.iter().chain(&tor) {
+            id.terminate()?;
+        }
+        stop_all(&daemon, crate::lab::PROGRAM_GRACE)?;
+        stop_all(&tor, Duration::from_secs(10))?;
+        Ok(())
+    }
+}
+
 impl OnionbalanceSetup {
     /// Starts a setup named `name` (letters/digits, at most 14) with
     /// `instances` backends in `lab`, and returns right after Onionbalance
@@ -169,25 +293,11 @@ impl OnionbalanceSetup {
             config,
             ..
         } = ObBackends::start(lab, name, instances).await?;
-        let control_tor = lab.spawn_tor(&format!("{name}ctl"), &Torrc::new()).await?;
-        control_tor.wait_bootstrapped(timeout).await?;
-
-        let ctl = control_tor.control_addr();
-        let args: Vec<OsString> = vec![
-            "--is-testnet".into(),
-            "-s".into(),
-            "".into(),
-            "-i".into(),
-            ctl.ip().to_string().into(),
-            "-p".into(),
-            ctl.port().to_string().into(),
-            "-c".into(),
-            config.into_os_string(),
-            "-v".into(),
-            "info".into(),
-        ];
-        let daemon = lab.spawn_program(&format!("{name}ob"), ONIONBALANCE, &args)?;
-        let started = Instant::now();
+        let ObDaemon {
+            control_tor,
+            daemon,
+            started,
+        } = ObDaemon::start(lab, name, &config, timeout).await?;
         Ok(OnionbalanceSetup {
             name: name.to_string(),
             dir,
@@ -280,10 +390,23 @@ impl OnionbalanceSetup {
     }
 }
 
-/// Runs `onionbalance-config` in `dir/gen`; returns the master key path and
-/// the master address (`<address>.onion`).
-async fn generate_master(dir: &Path) -> Result<(PathBuf, String)> {
-    let gen = dir.join("gen");
+/// Onionbalance's `config.yaml` for one master key and the backends (instance names:
+/// their tors' names).
+fn write_config(config: &Path, key: &Path, backends: &[ObInstance]) -> Result<()> {
+    let mut yaml = format!("services:\n- key: {}\n  instances:\n", key.display());
+    for b in backends {
+        yaml.push_str(&format!(
+            "  - address: {}\n    name: {}\n",
+            b.address,
+            b.tor.name()
+        ));
+    }
+    std::fs::write(config, yaml).map_err(|e| file_err("write", config, e))
+}
+
+/// Runs `onionbalance-config` in `gen`; returns the master key path and the master
+/// address (`<address>.onion`).
+async fn generate_master(gen: &Path) -> Result<(PathBuf, String)> {
     let out = tokio::process::Command::new(ONIONBALANCE_CONFIG)
         .args([
             "--hs-version",
@@ -293,7 +416,7 @@ async fn generate_master(dir: &Path) -> Result<(PathBuf, String)> {
             "2",
             "--output",
         ])
-        .arg(&gen)
+        .arg(gen)
         .stdin(Stdio::null())
         .output()
         .await
@@ -309,7 +432,7 @@ async fn generate_master(dir: &Path) -> Result<(PathBuf, String)> {
             output: String::from_utf8_lossy(&out.stderr).into_owned(),
         });
     }
-    let entries = std::fs::read_dir(&gen).map_err(|e| file_err("list", &gen, e))?;
+    let entries = std::fs::read_dir(gen).map_err(|e| file_err("list", gen, e))?;
     for entry in entries.flatten() {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "key") {

@@ -56,17 +56,7 @@ pub async fn run(
         (Some(_), Some(m)) if m.endpoint.is_some() => Some(JoinService::new()),
         _ => None,
     };
-    // A publisher-only node (no [target]) runs no proxy and no onion service.
-    let (proxy, socks) = match cfg.publisher_only() {
-        true => {
-            progress("publisher-only node: no proxy, no onion service of its own");
-            (None, None)
-        }
-        false => {
-            let (p, s) = proxy::start_proxy(&cfg, join_svc.as_ref(), progress).await?;
-            (Some(p), s)
-        }
-    };
+    let (proxy, socks) = start_front(&cfg, join_svc.as_ref(), progress).await?;
     let tor = start_tor(
         &cfg,
         &layout,
@@ -139,6 +129,21 @@ pub async fn run(
         }
         End::TaskDied(death) => Err(Error::TaskDied(death)),
     }
+}
+
+/// The reverse proxy in front of the target, and the SOCKS port it reaches onion
+/// targets through. A publisher-only node (no `[target]`) runs neither.
+async fn start_front(
+    cfg: &Config,
+    join_svc: Option<&Arc<JoinService>>,
+    progress: &dyn Fn(&str),
+) -> Result<(Option<ProxyHandle>, Option<SocketAddr>)> {
+    if cfg.publisher_only() {
+        progress("publisher-only node: no proxy, no onion service of its own");
+        return Ok((None, None));
+    }
+    let (p, s) = proxy::start_proxy(cfg, join_svc, progress).await?;
+    Ok((Some(p), s))
 }
 
 /// Why a running node stops.

@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod backend_auth;
 pub mod client_auth;
 pub mod cluster;
 pub mod config;

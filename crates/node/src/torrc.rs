@@ -57,6 +57,7 @@ pub fn instance(cfg: &Config, layout: &Layout, proxy: SocketAddr, owner_pid: u32
     // so the nodes are ahead of them by at least 40 minutes, not behind.
     t.push("FetchDirInfoEarly", 1)?;
     t.push("FetchDirInfoExtraEarly", 1)?;
+    backend_client_auth(&mut t, cfg)?;
     t.push("HiddenServiceDir", layout.instance_hs_dir().display())?;
     t.push(
         "HiddenServicePort",
@@ -89,8 +90,22 @@ pub fn publisher_only(cfg: &Config, layout: &Layout, owner_pid: u32) -> Result<T
     // backends' descriptors of a new time period are fetched without delay.
     t.push("FetchDirInfoEarly", 1)?;
     t.push("FetchDirInfoExtraEarly", 1)?;
+    backend_client_auth(&mut t, cfg)?;
     extra(&mut t, &cfg.tor.extra_torrc)?;
     Ok(t)
+}
+
+/// `ClientOnionAuthDir` for restricted fetch-mode backends
+/// (`cluster.backends_client_auth_dir`): the node's tor reaches them when it probes.
+fn backend_client_auth(t: &mut Torrc, cfg: &Config) -> Result<()> {
+    let dir = cfg
+        .cluster
+        .as_ref()
+        .and_then(|c| c.backends_client_auth_dir.as_ref());
+    if let (Some(dir), false) = (dir, cfg.backends.is_empty()) {
+        t.push("ClientOnionAuthDir", dir.display())?;
+    }
+    Ok(())
 }
 
 /// The lines after `HiddenServicePort` both kinds of service get: `[pow]`, the stream
@@ -203,6 +218,30 @@ mod tests {
         assert_eq!(value(&t, "DirAuthority"), ["a 127.0.0.1:1 00"]);
         assert!(!t.contains("HiddenServiceDir") && !t.contains("HiddenServicePort"));
         assert!(t.contains("SocksPort"), "the backend probe needs SOCKS");
+    }
+
+    /// Restricted backends: both kinds of publisher-eligible tor get the key directory as
+    /// `ClientOnionAuthDir` (the backend probe goes through them); without backends, no.
+    #[test]
+    fn backend_client_keys_reach_the_tor_that_probes_them() {
+        let l = Layout::new(Path::new("/x"));
+        let p = SocketAddr::from(([127, 0, 0, 1], 1));
+        let cluster = "[cluster]\nsecret_file = \"/s\"\nlisten = \"127.0.0.1:1\"\n\
+                       backends_client_auth_dir = \"/keys\"\n";
+        let backend = "[[backends]]\naddress = \"x\"\n";
+        let c = config(&format!("{cluster}{backend}"));
+        assert_eq!(
+            value(&instance(&c, &l, p, 1).unwrap(), "ClientOnionAuthDir"),
+            ["/keys"]
+        );
+        assert_eq!(
+            value(&publisher_only(&c, &l, 1).unwrap(), "ClientOnionAuthDir"),
+            ["/keys"]
+        );
+        let c = config(cluster);
+        assert!(!instance(&c, &l, p, 1)
+            .unwrap()
+            .contains("ClientOnionAuthDir"));
     }
 
     #[test]

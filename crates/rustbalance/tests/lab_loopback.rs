@@ -37,6 +37,11 @@
 //!   backend; the publishing node is SIGKILLed and the other publishes; a backend is
 //!   SIGKILLed and its intro points leave the master descriptor.
 //!
+//! * `restricted_backend` (issue 17): a plain tor backend with restricted discovery and
+//!   a publisher-only node holding its client key (`cluster.backends_client_auth_dir`):
+//!   the master address is served by it; its own address refuses a client without the
+//!   key (0xF4).
+//!
 //! * `status_page`: headless Chromium opens the status page of a two-node cluster; the
 //!   publisher is SIGKILLed and the page shows it down, the other node publishing, its
 //!   descriptors and the failover event.
@@ -65,6 +70,8 @@ mod instances;
 mod onionbalance_auth;
 #[path = "lab_loopback/pow.rs"]
 mod pow;
+#[path = "lab_loopback/restricted_backend.rs"]
+mod restricted_backend;
 #[path = "lab_loopback/single.rs"]
 mod single;
 #[path = "lab_loopback/skew.rs"]
@@ -126,6 +133,10 @@ fn main() -> std::process::ExitCode {
         Scenario {
             name: "master_address_served_by_both_instances",
             run: |lab| Box::pin(instances::master_address_served_by_both_instances(lab)),
+        },
+        Scenario {
+            name: "restricted_backend",
+            run: |lab| Box::pin(restricted_backend::restricted_backend(lab)),
         },
     ];
     if std::env::var_os("RB_LAB_FLOOD").is_some_and(|v| v == "1") {

@@ -33,6 +33,7 @@ use rustbalance_lab::Lab;
 use rustbalance_testbed::bench::{cores, cpu_model, loadavg, secs, unix, work_dir, BenchArgs};
 use rustbalance_testbed::clients::{spawn_batch, summarize};
 use rustbalance_testbed::cluster::publication::{publisher, wait_published, Publication};
+use rustbalance_testbed::dropin::{ob_instances, watch_ob_drop};
 use rustbalance_testbed::log_watch::LogWatch;
 use rustbalance_testbed::{prepare, with_lab, ClusterNodeProc};
 use serde_json::{json, Value};
@@ -40,12 +41,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 const NAMES: [&str; 3] = ["node1", "node2", "node3"];
-
-/// "We got 6 intros from 3 instances. ..." → 3
-fn ob_instances(line: &str) -> Option<usize> {
-    let rest = line.split(" intros from ").nth(1)?;
-    rest.split_whitespace().next()?.parse().ok()
-}
 
 struct Args {
     bin: PathBuf,
@@ -427,49 +422,6 @@ async fn period_position(lab: &Lab, killed_wall: SystemTime, out: &mut Value) {
     ));
 }
 
-/// Watches Onionbalance's log from `mark` until it built a descriptor from
-/// fewer than 3 instances and uploaded it, or `cap` passed; returns (built, uploaded).
-async fn watch_ob_drop(
-    ob: &OnionbalanceSetup,
-    watch: &mut LogWatch,
-    mark: usize,
-    killed: Instant,
-    cap: Duration,
-) -> (Option<Instant>, Option<Instant>) {
-    let mut built = None;
-    let mut uploaded = None;
-    let mut last_report = Instant::now();
-    while killed.elapsed() < cap {
-        watch.poll();
-        for (t, l) in &watch.lines[mark..] {
-            if built.is_none() && ob_instances(l).is_some_and(|n| n < 3) {
-                built = Some(*t);
-            }
-            if let Some(b) = built {
-                if uploaded.is_none() && *t >= b && l.contains("Uploading ") {
-                    uploaded = Some(*t);
-                }
-            }
-        }
-        if uploaded.is_some() {
-            break;
-        }
-        if ob.daemon().check_alive().is_err() {
-            log("(d) Onionbalance died");
-            break;
-        }
-        if last_report.elapsed() > Duration::from_secs(60) {
-            last_report = Instant::now();
-            log(format!(
-                "(d) {:.0}s since the kill, Onionbalance still lists 3 instances",
-                killed.elapsed().as_secs_f64()
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    (built, uploaded)
-}
-
 /// (d) SIGKILL one Onionbalance instance's tor: time until Onionbalance
 /// uploads a descriptor without it, and the client batch meanwhile.
 async fn onionbalance_instance_dies(
@@ -493,8 +445,11 @@ async fn onionbalance_instance_dies(
     period_position(lab, killed_wall, out).await;
     let batch = spawn_batch(lab, &ob.master_url(), a.requests, a.conc, killed);
     // Wait for "We got N intros from 2 instances" then "Uploading ...".
-    let (built, uploaded) = watch_ob_drop(ob, &mut watch, mark, killed, a.ob_cap).await;
-    let d_s = uploaded.map(|t| secs(t - killed));
+    let drop = watch_ob_drop(ob.daemon(), &mut watch, (mark, 3), killed, a.ob_cap, |m| {
+        log(format!("(d) {m}"))
+    })
+    .await;
+    let d_s = drop.uploaded.map(|t| secs(t - killed));
     let offline_lines: Vec<String> = watch.lines[mark..]
         .iter()
         .filter(|(_, l)| {
@@ -523,7 +478,7 @@ async fn onionbalance_instance_dies(
     out["d"] = json!({
         "killed": inst_name,
         "drop_s": d_s,
-        "built_from_2_s": built.map(|t| secs(t - killed)),
+        "built_from_2_s": drop.built.map(|t| secs(t - killed)),
         "cap_s": a.ob_cap.as_secs(),
         "log": offline_lines,
         "clients": sd,

@@ -8,6 +8,7 @@ pub mod client_cache;
 pub mod clients;
 pub mod cluster;
 pub mod demo;
+pub mod dropin;
 pub mod flood;
 pub mod harness;
 pub mod instances;

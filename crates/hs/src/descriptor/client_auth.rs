@@ -137,6 +137,49 @@ impl ClientSecret {
         ))
     }
 
+    /// Reads a `ClientOnionAuthDir/NAME.auth_private` file's contents
+    /// (`ADDRESS:descriptor:x25519:BASE32(secret)`, ADDRESS without `.onion`, surrounding
+    /// white space ignored, base32 in either case): the service's address and the key.
+    /// The error never contains the key.
+    pub fn from_auth_private(text: &str) -> std::result::Result<(OnionAddress, Self), String> {
+        let line = text.trim();
+        if line.lines().count() > 1 {
+            return Err("more than one line; an .auth_private file holds one key".into());
+        }
+        let mut parts = line.splitn(4, ':');
+        let (addr, kind, alg, key) =
+            match (parts.next(), parts.next(), parts.next(), parts.next()) {
+                (Some(a), Some(k), Some(g), Some(key)) => (a, k, g, key),
+                _ => return Err(
+                    "expected `<address without .onion>:descriptor:x25519:<52 base32 characters>`"
+                        .into(),
+                ),
+            };
+        if kind != "descriptor" || alg != "x25519" {
+            return Err(format!(
+                "expected `descriptor:x25519` after the address, found `{kind}:{alg}`"
+            ));
+        }
+        let address = OnionAddress::parse(addr).map_err(|e| e.to_string())?;
+        let upper = Zeroizing::new(key.to_ascii_uppercase());
+        let bytes = Zeroizing::new(
+            data_encoding::BASE32_NOPAD
+                .decode(upper.as_bytes())
+                .map_err(|_| "the key is not 52 base32 characters".to_string())?,
+        );
+        let b: Zeroizing<[u8; 32]> = Zeroizing::new(
+            bytes[..]
+                .try_into()
+                .map_err(|_| format!("the key is {} bytes, not 32", bytes.len()))?,
+        );
+        Ok((
+            address,
+            ClientSecret {
+                secret: curve25519::StaticSecret::from(*b),
+            },
+        ))
+    }
+
     /// The key pair arti's descriptor decryption takes.
     pub(crate) fn keypair(&self) -> HsClientDescEncKeypair {
         HsClientDescEncKeypair::new(self.public().into(), self.secret.clone().into())

@@ -180,6 +180,8 @@ pub struct ClusterParams {
     /// `[[backends]]` (named, config order): fetched and probed on publisher-eligible
     /// nodes, listed in the master descriptor next to the nodes.
     pub backends: Vec<(String, OnionAddress)>,
+    /// Client keys of restricted backends (`cluster.backends_client_auth_dir`).
+    pub backend_keys: crate::backend_auth::BackendKeys,
     /// Publisher-only (no `[target]`): this node's tor runs no onion service; the node
     /// advertises no intro points and is probed by no canary.
     pub publisher_only: bool,
@@ -312,6 +314,7 @@ fn spawn_tasks(
                 testing: p.testing_network,
                 port: p.virtual_port,
                 status: status.clone(),
+                keys: p.backend_keys.clone(),
             }),
         ));
     }

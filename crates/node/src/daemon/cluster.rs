@@ -99,6 +99,13 @@ pub(super) async fn start(
         auth_clients_dir: cfg.service.authorized_clients_dir.clone(),
         solo,
         backends: crate::config::named_backends(&cfg.backends),
+        backend_keys: match &c.backends_client_auth_dir {
+            Some(dir) if !cfg.backends.is_empty() => crate::backend_auth::read_backend_keys(
+                dir,
+                &crate::config::named_backends(&cfg.backends),
+            )?,
+            _ => Default::default(),
+        },
         publisher_only: cfg.publisher_only(),
     })
     .await?;

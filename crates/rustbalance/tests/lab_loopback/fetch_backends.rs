@@ -21,16 +21,14 @@
 use anyhow::{ensure, Context, Result};
 use rustbalance_lab::onionbalance::ObBackends;
 use rustbalance_lab::{DemoTarget, Lab};
-use rustbalance_node::keystore::write_atomic;
 use rustbalance_testbed::client_cache::refetch_publication;
 use rustbalance_testbed::clients::{served, split};
-use rustbalance_testbed::node_config::node_config;
+use rustbalance_testbed::dropin::{import, loopback, variant};
 use rustbalance_testbed::{wait_published, ClusterNodeProc};
-use rustbalance_tor::port::{free_port, Proto};
+use rustbalance_tor::port::Proto;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 const SETUP: &str = "fetch";
@@ -46,81 +44,6 @@ pub async fn publisher_only_cluster_for_onionbalance_backends(lab: Lab) -> Resul
     }
     backends.stop()?;
     r
-}
-
-fn loopback(proto: Proto) -> Result<SocketAddr> {
-    Ok(SocketAddr::from(([127, 0, 0, 1], free_port(proto)?)))
-}
-
-/// `rustbalance onionbalance import` of the setup's `config.yaml` (plain key, the lab's
-/// `[tor]` section); returns the config it wrote.
-fn import(lab: &Lab, b: &ObBackends, gossip: SocketAddr) -> Result<PathBuf> {
-    let out = lab.dir().join("fetch-import");
-    // The lab's [tor] section (testing network, its authorities) for `--tor-from`.
-    let tor_from = lab.dir().join("fetch-tor.toml");
-    let text = node_config(lab, "fetchtor", "127.0.0.1:9", None, loopback(Proto::Tcp)?)?;
-    write_atomic(&tor_from, text.as_bytes(), 0o600)?;
-    let admin = loopback(Proto::Tcp)?;
-    let o = Command::new(env!("CARGO_BIN_EXE_rustbalance"))
-        .args(["onionbalance", "import", "--plain-key", "--config"])
-        .arg(&b.config)
-        .arg("--out")
-        .arg(&out)
-        .args([
-            "--admin",
-            &admin.to_string(),
-            "--gossip",
-            &gossip.to_string(),
-        ])
-        .arg("--tor-from")
-        .arg(&tor_from)
-        .output()?;
-    let printed = String::from_utf8_lossy(&o.stdout);
-    ensure!(
-        o.status.success(),
-        "import failed: {printed}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    eprintln!("`rustbalance onionbalance import` printed:\n{printed}");
-    let dir = out.join(b.master.trim_end_matches(".onion"));
-    Ok(dir.join("rustbalance.toml"))
-}
-
-/// The imported config with `name`, its own data directory, admin and gossip ports,
-/// seeding `seed`, with election priority `priority`, and a `[target]` when given (a
-/// node that serves clients itself next to the backends).
-fn variant(
-    imported: &Path,
-    name: &str,
-    (gossip, seed): (SocketAddr, SocketAddr),
-    priority: i64,
-    target: Option<SocketAddr>,
-) -> Result<PathBuf> {
-    let mut t: toml::Table = std::fs::read_to_string(imported)?.parse()?;
-    let dir = imported.parent().context("config dir")?;
-    let set = |t: &mut toml::Table, sec: &str, k: &str, v: toml::Value| -> Result<()> {
-        t.get_mut(sec)
-            .and_then(|s| s.as_table_mut())
-            .with_context(|| format!("[{sec}] in the imported config"))?
-            .insert(k.into(), v);
-        Ok(())
-    };
-    set(&mut t, "node", "name", name.into())?;
-    let data = dir.join(format!("data-{name}")).display().to_string();
-    set(&mut t, "node", "data_dir", data.into())?;
-    let admin = loopback(Proto::Tcp)?.to_string();
-    set(&mut t, "admin", "listen", admin.into())?;
-    set(&mut t, "cluster", "listen", gossip.to_string().into())?;
-    set(&mut t, "cluster", "seeds", vec![seed.to_string()].into())?;
-    set(&mut t, "cluster", "priority", priority.into())?;
-    if let Some(target) = target {
-        let mut sec = toml::Table::new();
-        sec.insert("url".into(), format!("tcp://{target}").into());
-        t.insert("target".into(), sec.into());
-    }
-    let path = dir.join(format!("{name}.toml"));
-    write_atomic(&path, toml::to_string(&t)?.as_bytes(), 0o600)?;
-    Ok(path)
 }
 
 /// Rounds of 30 requests (each a fresh circuit) until every name in `want` served one,
@@ -263,10 +186,10 @@ async fn compare_intro_points(
 
 async fn scenario(lab: &Lab, b: &ObBackends, nodes: &mut Vec<ClusterNodeProc>) -> Result<()> {
     let (g1, g2) = (loopback(Proto::Udp)?, loopback(Proto::Udp)?);
-    let imported = import(lab, b, g1)?;
+    let bin = Path::new(env!("CARGO_BIN_EXE_rustbalance"));
+    let imported = import(lab, bin, SETUP, (&b.config, &b.master), g1)?;
     let c1 = variant(&imported, "fetchpub1", (g1, g2), 10, None)?;
     let c2 = variant(&imported, "fetchpub2", (g2, g1), 20, None)?;
-    let bin = Path::new(env!("CARGO_BIN_EXE_rustbalance"));
     // Publisher-only nodes have no target: the address is never used.
     let none = SocketAddr::from(([127, 0, 0, 1], 9));
     for c in [&c1, &c2] {

@@ -196,3 +196,32 @@ fn tor_key_file_formats() {
     assert_eq!(format!("{addr}.onion"), master.address().to_string());
     assert!(rest.starts_with("descriptor:x25519:") && rest.len() == 18 + 52);
 }
+
+#[test]
+fn auth_private_line_round_trips_and_bad_lines_are_refused_without_the_key() {
+    let mut rng = ChaCha20Rng::seed_from_u64(17);
+    let c = ClientSecret::generate(&mut rng);
+    let master = IdentityKey::generate(&mut rng);
+    let line = c.auth_private_line(&master.address());
+    let (addr, back) = ClientSecret::from_auth_private(&format!("\n{}\n", line.as_str())).unwrap();
+    assert_eq!(addr, master.address());
+    assert_eq!(back.public().as_bytes(), c.public().as_bytes());
+    // Lower-case base32, as tor also accepts.
+    let (a, k) = line.rsplit_once(':').unwrap();
+    let lower = format!("{a}:{}", k.to_lowercase());
+    let (_, back) = ClientSecret::from_auth_private(&lower).unwrap();
+    assert_eq!(back.public().as_bytes(), c.public().as_bytes());
+    let secret_part = k.to_string();
+    let addr56 = master.address().without_suffix();
+    for bad in [
+        String::new(),
+        format!("{addr56}:descriptor:x25519"),
+        format!("{addr56}:descriptor:ed25519:{secret_part}"),
+        format!("{addr56}:descriptor:x25519:{}", &secret_part[..40]),
+        format!("notanaddress:descriptor:x25519:{secret_part}"),
+        format!("{}\n{}", line.as_str(), line.as_str()),
+    ] {
+        let e = ClientSecret::from_auth_private(&bad).unwrap_err();
+        assert!(!e.contains(&secret_part), "the error shows the key: {e}");
+    }
+}

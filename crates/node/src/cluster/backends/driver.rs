@@ -20,7 +20,7 @@ use super::Backends;
 use crate::cluster::canary::{probe, socks_addr};
 use crate::cluster::node::ClusterStatus;
 use crate::cluster::publisher::ViewCache;
-use rustbalance_hs::descriptor::parse_descriptor;
+use rustbalance_hs::descriptor::{parse_descriptor, parse_descriptor_as_client};
 use rustbalance_hs::OnionAddress;
 use rustbalance_tor::control::{ControlClient, Event};
 use rustbalance_tor::{TorPhase, TorSupervisor};
@@ -44,6 +44,8 @@ pub struct BackendCtx {
     pub port: u16,
     /// `/status` (`cluster.backends`).
     pub status: Arc<Mutex<ClusterStatus>>,
+    /// Client keys of restricted backends: their descriptors are decrypted as that client.
+    pub keys: crate::backend_auth::BackendKeys,
 }
 
 /// A fetch waiting for tor's answer.
@@ -214,11 +216,29 @@ impl BackendCtx {
             );
             return;
         }
-        match parse_descriptor(&content.descriptor, &p.address, time, SystemTime::now()) {
+        let now_wall = SystemTime::now();
+        let parsed = match self.keys.get(&p.address) {
+            Some(k) => {
+                parse_descriptor_as_client(&content.descriptor, &p.address, time, now_wall, k)
+            }
+            None => parse_descriptor(&content.descriptor, &p.address, time, now_wall),
+        };
+        match parsed {
             Ok(d) => s.fetched(&p.address, &d, now, SystemTime::now()),
             Err(e) => {
-                tracing::warn!(backend = %p.address, "backend descriptor refused: {e}");
-                s.failed(&p.address, format!("bad descriptor: {e}"), now);
+                // A restricted backend (its tor has authorized_clients) without our key.
+                let hint = match (
+                    self.keys.contains_key(&p.address),
+                    e.to_string().to_lowercase(),
+                ) {
+                    (false, t) if t.contains("decrypt") || t.contains("auth") => {
+                        " (restricted discovery? give this node the backend's client key: \
+                         cluster.backends_client_auth_dir)"
+                    }
+                    _ => "",
+                };
+                tracing::warn!(backend = %p.address, "backend descriptor refused: {e}{hint}");
+                s.failed(&p.address, format!("bad descriptor: {e}{hint}"), now);
             }
         }
     }
