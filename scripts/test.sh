@@ -106,13 +106,15 @@ stage "doc tests" cargo test --workspace --locked --doc
 # its own 127.B.C.0/24 and namespaces, and the suite took 800 s of wall time at
 # under 50 % CPU one binary at a time. The loopback lab's scenarios are split
 # over lanes A and C (`--shard 1/2` and `2/2`, each on a lab of its own: every
-# scenario runs exactly once, rustbalance_testbed::suite), each followed by some
-# of the small binaries; lanes B and D split the namespaced lab the same way.
+# scenario runs exactly once, rustbalance_testbed::suite); lanes B and D split the
+# namespaced lab the same way, and the small binaries go where the lanes come out
+# even (one run, 2026-12-06: loopback shards ~320 s each with the lab's start,
+# namespaced shards ~250 s, real_tor 57 s, namespaces 32 s, the rest 7 s).
 # Each lane's output goes to a log shown when the lane ends.
-LANE_A=(lab_loopback@1/2 real_tor)
-LANE_B=(lab_netns@1/2)
-LANE_C=(lab_loopback@2/2 namespaces netns crosscheck tor_caps node_process)
-LANE_D=(lab_netns@2/2)
+LANE_A=(lab_loopback@1/2)
+LANE_B=(lab_netns@1/2 real_tor)
+LANE_C=(lab_loopback@2/2 netns crosscheck tor_caps node_process)
+LANE_D=(lab_netns@2/2 namespaces)
 in_lanes=" ${LANE_A[*]%%@*} ${LANE_B[*]%%@*} ${LANE_C[*]%%@*} ${LANE_D[*]%%@*} "
 for t in "${LAB_TESTS[@]}"; do
   if [[ "$in_lanes" != *" $t "* ]]; then
@@ -136,10 +138,28 @@ lab_lane() { # LOG TEST[@K/N]...
     echo "== lab time: $item $((SECONDS - s))"
   done >"$log" 2>&1
 }
+# Beside the lab lanes, the install tests: install.sh (deploy/install.sh, as root: a
+# system user, /etc/rustbalance, a systemd unit) and the Debian package of the debug
+# binary built above (no release build here: scripts/package.sh builds release packages;
+# cargo-deb is installed first if missing, `cargo install --locked cargo-deb`, once per
+# machine). Both touch only system paths no lab test uses; they run one after the other
+# (both create and delete the rustbalance user).
+install_lane() { # LOG
+  local log="$1" s=$SECONDS
+  {
+    bash deploy/test-install.sh || { echo "== install: install.sh FAILED"; return 1; }
+    echo "== lab time: install.sh $((SECONDS - s))"
+    s=$SECONDS
+    bash deploy/test-package.sh || { echo "== install: debian package FAILED"; return 1; }
+    echo "== lab time: debian-package $((SECONDS - s))"
+  } >"$log" 2>&1
+}
 lab_lanes() {
-  local dir rc_a=0 rc_b=0 rc_c=0 rc_d=0 t0=$SECONDS
+  local dir rc_a=0 rc_b=0 rc_c=0 rc_d=0 rc_e=0 t0=$SECONDS
   dir=$(mktemp -d)
-  echo "== lab tests, four lanes: A = ${LANE_A[*]}; B = ${LANE_B[*]}; C = ${LANE_C[*]}; D = ${LANE_D[*]} (logs follow as each lane ends)"
+  echo "== lab tests, four lanes: A = ${LANE_A[*]}; B = ${LANE_B[*]}; C = ${LANE_C[*]}; D = ${LANE_D[*]}; and lane E: install.sh and the Debian package (logs follow as each lane ends)"
+  install_lane "$dir/e.log" &
+  local pid_e=$!
   lab_lane "$dir/a.log" "${LANE_A[@]}" &
   local pid_a=$!
   lab_lane "$dir/c.log" "${LANE_C[@]}" &
@@ -154,18 +174,15 @@ lab_lanes() {
   echo "== lane C log"; cat "$dir/c.log"
   wait "$pid_d" || rc_d=$?
   echo "== lane D log"; cat "$dir/d.log"
-  for lane in a b c d; do
+  wait "$pid_e" || rc_e=$?
+  echo "== lane E log"; cat "$dir/e.log"
+  for lane in a b c d e; do
     while read -r _ _ _ t secs; do
       STAGES+=("$(printf '%-34s %5d s' "  lab: $t (lane ${lane^^})" "$secs")")
     done < <(grep '^== lab time: ' "$dir/$lane.log")
   done
   rm -rf "$dir"
-  echo "== lab tests: lane A rc=$rc_a, lane B rc=$rc_b, lane C rc=$rc_c, lane D rc=$rc_d, $((SECONDS - t0)) s"
-  [ "$rc_a" = 0 ] && [ "$rc_b" = 0 ] && [ "$rc_c" = 0 ] && [ "$rc_d" = 0 ]
+  echo "== lab tests: lane A rc=$rc_a, lane B rc=$rc_b, lane C rc=$rc_c, lane D rc=$rc_d, lane E (install) rc=$rc_e, $((SECONDS - t0)) s"
+  [ "$rc_a" = 0 ] && [ "$rc_b" = 0 ] && [ "$rc_c" = 0 ] && [ "$rc_d" = 0 ] && [ "$rc_e" = 0 ]
 }
-stage "lab tests (four lanes)" lab_lanes
-bash deploy/test-install.sh
-# The Debian package of the debug binary built above (no release build here:
-# scripts/package.sh builds release packages). Installs cargo-deb first if it
-# is missing (`cargo install --locked cargo-deb`, once per machine).
-stage "debian package (install, remove, purge)" bash deploy/test-package.sh
+stage "lab tests (four lanes) + install" lab_lanes

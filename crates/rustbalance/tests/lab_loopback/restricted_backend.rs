@@ -72,7 +72,8 @@ async fn scenario(
     let g = loopback(Proto::Udp)?;
     let bin = Path::new(env!("CARGO_BIN_EXE_rustbalance"));
     let imported = import(lab, bin, SETUP, (&b.config, &b.master), g)?;
-    let c = variant(&imported, "rstrpub", (g, g), 10, None)?;
+    // A cluster of one: its seed is a port nobody listens on.
+    let c = variant(&imported, "rstrpub", (g, loopback(Proto::Udp)?), 10, None)?;
     let backend = OnionAddress::parse(&b.instances[0].address)?;
     let c = with_key(&c, &backend, secret)?;
     let none = SocketAddr::from(([127, 0, 0, 1], 9));
