@@ -37,9 +37,11 @@
 use anyhow::{Context, Result};
 use rustbalance_lab::onionbalance::{ObBackends, ObDaemon};
 use rustbalance_lab::Lab;
-use rustbalance_testbed::bench::{cores, cpu_model, loadavg, secs, work_dir, BenchArgs};
+use rustbalance_testbed::bench::{
+    cores, cpu_model, fmt_s, loadavg, log, secs, work_dir, BenchArgs,
+};
 use rustbalance_testbed::clients::{longest_gap, summarize, ClientLoop, Req};
-use rustbalance_testbed::dropin::{import, loopback, ob_instances, variant, watch_ob_drop};
+use rustbalance_testbed::dropin::{import, loopback, variant, wait_ob_instances, watch_ob_drop};
 use rustbalance_testbed::log_watch::LogWatch;
 use rustbalance_testbed::{poll_until, wait_published, with_lab, ClusterNodeProc};
 use rustbalance_tor::port::Proto;
@@ -74,14 +76,6 @@ fn args() -> Result<Args> {
         work: b.path("--work"),
         json: b.path("--json"),
     })
-}
-
-fn log(msg: impl AsRef<str>) {
-    eprintln!(
-        "[{}] {}",
-        humantime::format_rfc3339_seconds(SystemTime::now()),
-        msg.as_ref()
-    );
 }
 
 /// What runs, for the cleanup.
@@ -280,21 +274,7 @@ async fn all_listed(
     let all: Vec<&str> = all.iter().map(String::as_str).collect();
     let p = wait_published(nodes, &[], SystemTime::UNIX_EPOCH, &all, LIVENESS).await?;
     log(format!("{} published all 3 backends", nodes[p.node].name));
-    poll_until(
-        "Onionbalance building a descriptor from 3 instances",
-        LIVENESS * 2,
-        Duration::from_millis(500),
-        async || {
-            watch.poll();
-            ob.daemon().check_alive()?;
-            Ok(watch
-                .lines
-                .iter()
-                .any(|(_, l)| ob_instances(l) == Some(3))
-                .then_some(()))
-        },
-    )
-    .await?;
+    wait_ob_instances(ob.daemon(), watch, 3, LIVENESS * 2).await?;
     log("Onionbalance built a descriptor from all 3 instances");
     Ok(())
 }
@@ -386,12 +366,6 @@ fn windows(reqs: &[Req], kill: f64) -> Value {
         })
     };
     json!({"before_kill": part(false), "after_kill": part(true)})
-}
-
-fn fmt_s(v: &Value) -> String {
-    v.as_f64()
-        .map(|s| format!("{s:.1} s"))
-        .unwrap_or_else(|| "—".into())
 }
 
 fn ratio(ob: &Value, rb: &Value) -> String {

@@ -145,6 +145,23 @@ pub fn work_dir(
     }
 }
 
+/// One progress line of a benchmark program on stderr, stamped with the UTC time.
+pub fn log(msg: impl AsRef<str>) {
+    eprintln!(
+        "[{}] {}",
+        humantime::format_rfc3339_seconds(SystemTime::now()),
+        msg.as_ref()
+    );
+}
+
+/// `12.3 s` for a JSON number of seconds, `—` for anything else (not measured).
+pub fn fmt_s(v: &serde_json::Value) -> String {
+    match v.as_f64() {
+        Some(x) => format!("{x:.1} s"),
+        None => "—".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
