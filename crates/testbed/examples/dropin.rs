@@ -37,9 +37,7 @@
 use anyhow::{Context, Result};
 use rustbalance_lab::onionbalance::{ObBackends, ObDaemon};
 use rustbalance_lab::Lab;
-use rustbalance_testbed::bench::{
-    cores, cpu_model, fmt_s, loadavg, log, secs, work_dir, BenchArgs,
-};
+use rustbalance_testbed::bench::{bench_start, fmt_s, lab_progress, loadavg, log, secs, BenchArgs};
 use rustbalance_testbed::clients::{longest_gap, summarize, ClientLoop, Req};
 use rustbalance_testbed::dropin::{import, loopback, variant, wait_ob_instances, watch_ob_drop};
 use rustbalance_testbed::log_watch::LogWatch;
@@ -89,24 +87,9 @@ struct Running {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let a = args()?;
-    let (work, _tmp) = work_dir(a.work.clone(), "rb-dropin")?;
-    let labdir = work.join("lab");
-    if labdir.exists() {
-        std::fs::remove_dir_all(&labdir)?;
-    }
-    log(format!("lab in {} (load {})", labdir.display(), loadavg()));
-    let mut out = json!({
-        "machine": {"cores": cores(), "cpu": cpu_model(), "load_start": loadavg()},
-        "concurrency": a.conc,
-    });
-    let progress = |p: &rustbalance_lab::Progress| {
-        log(format!(
-            "lab: {} ({:.1}s)",
-            p.phase,
-            p.elapsed.as_secs_f64()
-        ))
-    };
-    let res = with_lab(&labdir, Default::default(), progress, async |lab, _| {
+    let (labdir, _tmp, mut out) = bench_start(a.work.clone(), "rb-dropin")?;
+    out["concurrency"] = json!(a.conc);
+    let res = with_lab(&labdir, Default::default(), lab_progress, async |lab, _| {
         let mut running = Running::default();
         let res = run(&a, lab, &mut running, &mut out).await;
         if let Err(e) = &res {

@@ -31,7 +31,7 @@ use anyhow::{Context, Result};
 use rustbalance_lab::onionbalance::OnionbalanceSetup;
 use rustbalance_lab::Lab;
 use rustbalance_testbed::bench::{
-    cores, cpu_model, fmt_s, loadavg, log, secs, unix, work_dir, BenchArgs,
+    bench_start, fmt_s, lab_progress, loadavg, log, secs, unix, BenchArgs,
 };
 use rustbalance_testbed::clients::{spawn_batch, summarize};
 use rustbalance_testbed::cluster::publication::{publisher, wait_published, Publication};
@@ -82,27 +82,14 @@ fn args() -> Result<Args> {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let a = args()?;
-    let (work, _tmp) = work_dir(a.work.clone(), "rb-failover")?;
-    let labdir = work.join("lab");
-    if labdir.exists() {
-        std::fs::remove_dir_all(&labdir)?;
-    }
-    log(format!("lab in {} (load {})", labdir.display(), loadavg()));
-    let mut out = json!({
-        "machine": {"cores": cores(), "cpu": cpu_model(), "load_start": loadavg()},
-        "requests": a.requests, "concurrency": a.conc,
-    });
-    let progress = |p: &rustbalance_lab::Progress| {
-        log(format!(
-            "lab: {} ({:.1}s)",
-            p.phase,
-            p.elapsed.as_secs_f64()
-        ))
-    };
+    let (labdir, _tmp, mut out) = bench_start(a.work.clone(), "rb-failover")?;
+    let work = labdir.parent().context("work directory")?.to_path_buf();
+    out["requests"] = json!(a.requests);
+    out["concurrency"] = json!(a.conc);
     let res = with_lab(
         &labdir,
         Default::default(),
-        progress,
+        lab_progress,
         async |lab, started| {
             out["lab_usable_s"] = json!(secs(started.report.total));
             let mut nodes: Vec<ClusterNodeProc> = Vec::new();

@@ -162,6 +162,34 @@ pub fn fmt_s(v: &serde_json::Value) -> String {
     }
 }
 
+/// A benchmark's work directory (`work`, or a fresh temporary one named `prefix…`, kept
+/// alive by the returned guard), its `lab/` subdirectory emptied, and the JSON output
+/// started with the machine (cores, CPU, load). Logs where the lab goes.
+pub fn bench_start(
+    work: Option<PathBuf>,
+    prefix: &str,
+) -> std::io::Result<(PathBuf, Option<tempfile::TempDir>, serde_json::Value)> {
+    let (work, tmp) = work_dir(work, prefix)?;
+    let labdir = work.join("lab");
+    if labdir.exists() {
+        std::fs::remove_dir_all(&labdir)?;
+    }
+    log(format!("lab in {} (load {})", labdir.display(), loadavg()));
+    let out = serde_json::json!({
+        "machine": {"cores": cores(), "cpu": cpu_model(), "load_start": loadavg()},
+    });
+    Ok((labdir, tmp, out))
+}
+
+/// The lab's start-up phases as [`log`] lines.
+pub fn lab_progress(p: &rustbalance_lab::Progress) {
+    log(format!(
+        "lab: {} ({:.1}s)",
+        p.phase,
+        p.elapsed.as_secs_f64()
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
