@@ -13,8 +13,8 @@
 //! * one backend's tor is SIGKILLed: its intro points leave the master descriptor
 //!   (seconds printed; Onionbalance keeps a dead instance until its descriptor expires at
 //!   the HSDirs) and the client is served by the other two;
-//! * a mixed cluster: a node with a target of its own joins, and the client is served by
-//!   it and by both live backends.
+//! * a mixed cluster: two nodes with targets of their own join, and the client is served
+//!   by both and by both live backends.
 //!
 //! Durations below are liveness bounds only; the times printed are what is measured.
 
@@ -270,9 +270,9 @@ async fn scenario(lab: &Lab, b: &ObBackends, nodes: &mut Vec<ClusterNodeProc>) -
     mixed(lab, &imported, (live_gossip, master), nodes, dead, &rest).await
 }
 
-/// A mixed cluster: a node with a target of its own joins (the same config with a
-/// `[target]`, a lower priority: the publisher stays); the publication lists its intro
-/// points next to the live backends, and the lab client is served by all of them.
+/// A mixed cluster: two nodes with targets of their own join (the same config with a
+/// `[target]`, lower priorities: the publisher stays); the publication lists both nodes'
+/// intro points next to the live backends, and the lab client is served by all of them.
 async fn mixed(
     lab: &Lab,
     imported: &Path,
@@ -281,28 +281,31 @@ async fn mixed(
     dead: usize,
     backends: &[String],
 ) -> Result<()> {
-    let target = DemoTarget::start("served by fetchmix\n").await?;
-    let c3 = variant(
-        imported,
-        "fetchmix",
-        (loopback(Proto::Udp)?, seed),
-        30,
-        Some(target.addr()),
-    )?;
-    let mut n = ClusterNodeProc::from_config(&c3, target.addr())?;
-    n.target = Some(target);
     let started = SystemTime::now();
-    n.start(
-        Path::new(env!("CARGO_BIN_EXE_rustbalance")),
-        &lab.dir().join("fetchmix.log"),
-    )?;
-    nodes.push(n);
+    let names = ["fetchmix1", "fetchmix2"];
+    for (i, name) in names.iter().enumerate() {
+        let target = DemoTarget::start(&format!("served by {name}\n")).await?;
+        let c = variant(
+            imported,
+            name,
+            (loopback(Proto::Udp)?, seed),
+            30 + i as i64,
+            Some(target.addr()),
+        )?;
+        let mut n = ClusterNodeProc::from_config(&c, target.addr())?;
+        n.target = Some(target);
+        n.start(
+            Path::new(env!("CARGO_BIN_EXE_rustbalance")),
+            &lab.dir().join(format!("{name}.log")),
+        )?;
+        nodes.push(n);
+    }
     let mut want: Vec<&str> = backends.iter().map(String::as_str).collect();
-    want.push("fetchmix");
+    want.extend(names);
     want.sort_unstable();
     let p = wait_published(nodes, &[dead], started, &want, LIVENESS).await?;
     eprintln!(
-        "mixed: {} published {want:?} {:.1}s after fetchmix started",
+        "mixed: {} published {want:?} {:.1}s after the two nodes started",
         nodes[p.node].name,
         p.waited.as_secs_f64()
     );
@@ -310,7 +313,7 @@ async fn mixed(
         .iter()
         .map(|b| b.trim_start_matches("backend/").to_string())
         .collect();
-    who.push("fetchmix".into());
+    who.extend(names.map(String::from));
     served_by_all(lab, &master, &p.record, &who).await?;
     Ok(())
 }
