@@ -50,6 +50,31 @@ pub async fn describe(ctl: &ControlClient, master: &OnionAddress) -> String {
     }
 }
 
+/// NEWNYM to the lab client (it forgets descriptors, failure caches, circuits and every
+/// client-authorization key given over the control port); tor refuses to act on one
+/// within 10 s of the last, so this keeps them [`NEWNYM_SPACING`] apart (a rate limit of
+/// tor's, not a wait for something to happen).
+#[derive(Debug, Default)]
+pub struct Newnym(Option<Instant>);
+
+impl Newnym {
+    /// A pacer that counts one NEWNYM as sent just now: its first [`Self::send`] waits
+    /// the whole spacing (when another pacer, or another scenario, may have sent one).
+    pub fn assume_recent() -> Self {
+        Newnym(Some(Instant::now()))
+    }
+
+    /// Sends one, waiting out the spacing since the previous one this pacer sent.
+    pub async fn send(&mut self, ctl: &ControlClient) -> Result<()> {
+        if let Some(at) = self.0 {
+            tokio::time::sleep(NEWNYM_SPACING.saturating_sub(at.elapsed())).await;
+        }
+        ctl.signal("NEWNYM").await?;
+        self.0 = Some(Instant::now());
+        Ok(())
+    }
+}
+
 /// Make the lab client forget its descriptors (NEWNYM), reach `master` (which fetches
 /// the descriptor again from an HSDir) and read what it fetched, until `accept` takes it.
 /// NEWNYMs are kept 11 s apart (tor's rate limit, not a wait for something). Fails
@@ -63,14 +88,10 @@ pub async fn refetch_until(
     let ctl = ControlClient::connect_authenticated(lab.client_control_addr()).await?;
     let url = format!("http://{master}/");
     let t0 = Instant::now();
-    let mut last: Option<Instant> = None;
+    let mut newnym = Newnym::default();
     let mut held = String::from("nothing yet");
     loop {
-        if let Some(at) = last {
-            tokio::time::sleep(NEWNYM_SPACING.saturating_sub(at.elapsed())).await;
-        }
-        ctl.signal("NEWNYM").await?;
-        last = Some(Instant::now());
+        newnym.send(&ctl).await?;
         // A failed request is retried by the loop: the fetch is what matters.
         let _ = lab
             .wait_http(&url, "served by", Duration::from_secs(60))

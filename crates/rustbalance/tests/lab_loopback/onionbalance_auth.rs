@@ -17,6 +17,7 @@ use rustbalance_hs::IdentityKey;
 use rustbalance_lab::{DemoTarget, Lab};
 use rustbalance_node::config::ClusterTemplate;
 use rustbalance_node::keystore::{write_atomic, KeyFiles};
+use rustbalance_testbed::client_cache::Newnym;
 use rustbalance_testbed::node_config::{node_config_with, node_dir};
 use rustbalance_testbed::{poll_until, wait_published, ClusterNodeProc, Publication};
 use rustbalance_tor::port::{free_port, Proto};
@@ -127,10 +128,11 @@ async fn give_client_key(ctl: &rustbalance_tor::ControlClient, line: &str) -> Re
 
 /// NEWNYM: the client forgets its descriptors and, as tor does on NEWNYM
 /// (`purge_ephemeral_client_auth`), every key given over the control port; so `key` (if
-/// any) is given again afterwards. tor delays a NEWNYM within 10 s of the last one.
+/// any) is given again afterwards, once tor has acted on it: tor only delays a NEWNYM
+/// within 10 s of the last one, and a key given before a delayed NEWNYM would be purged by
+/// it, so the whole spacing is waited first.
 async fn newnym(ctl: &rustbalance_tor::ControlClient, key: Option<&str>) -> Result<()> {
-    tokio::time::sleep(Duration::from_secs(11)).await;
-    ctl.signal("NEWNYM").await?;
+    Newnym::assume_recent().send(ctl).await?;
     if let Some(k) = key {
         give_client_key(ctl, k).await?;
     }

@@ -22,6 +22,7 @@ use rustbalance_lab::{DemoTarget, Lab, LabTor, Torrc};
 use rustbalance_node::cluster::pow::{master_pow, suggested_effort, OwnPow};
 use rustbalance_node::keystore::KeyFiles;
 use rustbalance_node::publisher::{instance_descriptor, network_view, require_uploaded, Publisher};
+use rustbalance_testbed::client_cache::Newnym;
 use rustbalance_testbed::clients::outcome;
 use rustbalance_testbed::flood::{Flood, FloodClients, FloodPlan};
 use rustbalance_testbed::poll_until;
@@ -272,23 +273,6 @@ async fn flooded(
         .await?;
     eprintln!("fixed rule: served in {:.1}s", took.as_secs_f64());
     Ok(())
-}
-
-/// NEWNYM (the lab client forgets descriptors, failure caches and circuits); tor
-/// refuses to act on one within 10 s of the last, so this keeps them apart.
-#[derive(Default)]
-struct Newnym(Option<Instant>);
-
-impl Newnym {
-    async fn send(&mut self, c: &rustbalance_tor::ControlClient) -> Result<()> {
-        if let Some(at) = self.0 {
-            // A rate limit of tor's, not a wait for something to happen.
-            tokio::time::sleep(Duration::from_secs(11).saturating_sub(at.elapsed())).await;
-        }
-        c.signal("NEWNYM").await?;
-        self.0 = Some(Instant::now());
-        Ok(())
-    }
 }
 
 /// How many lines of `path` contain `needle`.
