@@ -5,13 +5,16 @@
 use rustbalance_proxy::proxy_protocol::{encode_v1, ProxyAddrs};
 use rustbalance_proxy::{Mode, Proxy, ProxyConfig, Target};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 #[path = "support/echo.rs"]
 mod echo;
+#[path = "support/poll.rs"]
+mod poll;
 use echo::echo_server;
+use poll::poll_until;
 
 const T: Duration = Duration::from_secs(10);
 
@@ -28,14 +31,6 @@ fn cfg(target: SocketAddr) -> ProxyConfig {
 /// The line tor writes first with `HiddenServiceExportCircuitID haproxy`.
 fn tor_line(circuit: u32) -> Vec<u8> {
     encode_v1(&ProxyAddrs::tor_circuit(circuit, 80))
-}
-
-async fn poll_until(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < T * 3, "not within {:?}: {what}", T * 3);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// One client on its own circuit: says hello, expects it back.
@@ -72,7 +67,7 @@ async fn a_thousand_slow_streams_on_one_circuit_do_not_starve_the_others() {
             slow.push(s);
         }
         let stats = p.stats();
-        poll_until("the proxy saw every slow connection", || {
+        poll_until("the proxy saw every slow connection", T * 3, || {
             let s = stats.snapshot();
             s.accepted == 1000 && s.circuit_rejected + s.rejected + s.active == 1000
         })

@@ -11,7 +11,10 @@ use tokio::net::{TcpListener, TcpStream};
 
 #[path = "support/echo.rs"]
 mod echo;
+#[path = "support/poll.rs"]
+mod poll;
 use echo::{echo_on, echo_server};
+use poll::poll_until;
 
 const ONION: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb.onion";
 const T: Duration = Duration::from_secs(5);
@@ -52,15 +55,6 @@ async fn read_to_end(s: &mut TcpStream) -> Vec<u8> {
     v
 }
 
-/// Polls `done` every 10 ms until it holds; panics after `T` naming `what`.
-async fn poll_until(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < T, "not within {T:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 async fn roundtrip(p: &ProxyHandle, msg: &[u8]) -> Vec<u8> {
     let mut c = TcpStream::connect(p.local_addr()).await.unwrap();
     c.write_all(msg).await.unwrap();
@@ -81,7 +75,10 @@ async fn tcp_echo_with_half_close() {
     assert_eq!(read_to_end(&mut c).await, b"world");
     drop(c);
     // The counters are final once the connection is no longer active.
-    poll_until("the connection ends", || p.stats().snapshot().active == 0).await;
+    poll_until("the connection ends", T, || {
+        p.stats().snapshot().active == 0
+    })
+    .await;
     let s = p.stats().snapshot();
     assert_eq!(
         (s.accepted, s.active, s.bytes_to_target, s.bytes_to_client),
@@ -258,7 +255,7 @@ async fn connection_limit_rejects_the_excess_at_once() {
     let s = p.stats().snapshot();
     assert_eq!((s.accepted, s.active, s.rejected), (3, 2, 1));
     drop(open.pop());
-    poll_until("a slot is free", || p.stats().snapshot().active == 1).await;
+    poll_until("a slot is free", T, || p.stats().snapshot().active == 1).await;
     assert_eq!(roundtrip(&p, b"ok").await, b"ok");
 }
 
@@ -510,11 +507,11 @@ async fn active_health_probe_follows_the_target() {
     let mut cfg = tcp_cfg(target);
     cfg.health_check_interval = Some(Duration::from_millis(50));
     let p = start(cfg).await;
-    poll_until("a probe result", || p.health().source == Some("probe")).await;
+    poll_until("a probe result", T, || p.health().source == Some("probe")).await;
     let h = p.health();
     assert_eq!((h.up, h.source), (Some(true), Some("probe")));
     drop(l);
-    poll_until("a probe sees the target gone", || {
+    poll_until("a probe sees the target gone", T, || {
         p.health().up == Some(false)
     })
     .await;
