@@ -357,6 +357,8 @@ pub(super) async fn publish_task(mut c: PublishCtx) {
         if let Some((outcome, b)) = c.round(p, &mut state, solo_epoch).await {
             if outcome.confirmed {
                 health.confirmed(Instant::now());
+            } else {
+                health.unconfirmed(Instant::now());
             }
             if let Some(s) = solo.as_mut() {
                 s.merged_published(outcome.confirmed, outcome.lists_peers);

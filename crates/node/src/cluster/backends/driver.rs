@@ -207,7 +207,8 @@ impl BackendCtx {
             return;
         };
         let mut s = lock(&self.state);
-        if content.descriptor.is_empty() {
+        // A fetch that found nothing (404) comes as an empty block, or one of white space.
+        if content.descriptor.trim().is_empty() {
             let r = p.reason.unwrap_or_else(|| "NOT_FOUND".into());
             s.failed(
                 &p.address,
@@ -237,7 +238,14 @@ impl BackendCtx {
                     }
                     _ => "",
                 };
-                tracing::warn!(backend = %p.address, "backend descriptor refused: {e}{hint}");
+                // What tor handed over (a public descriptor, or whatever came instead).
+                let start: String = content.descriptor.chars().take(40).collect();
+                tracing::warn!(
+                    backend = %p.address,
+                    starts = %start.escape_debug(),
+                    size = content.descriptor.len(),
+                    "backend descriptor refused: {e}{hint}"
+                );
                 s.failed(&p.address, format!("bad descriptor: {e}{hint}"), now);
             }
         }

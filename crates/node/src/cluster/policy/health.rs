@@ -6,7 +6,9 @@
 //!  clock behind the consensus (valid-after in our future)                  │ unhealthy at once:
 //!  consensus past its valid-until, or unreadable                           ├─▶ ineligible (yields
 //!  tor not running                                                         │   the lease if held)
-//!  holding, and no confirmed upload for `yield_after` ─────────────────────┘
+//!  holding, and no upload confirmed for `yield_after` since holding began ─┘
+//!    or since a publication no HSDir confirmed (an idle holder whose last
+//!    publication was confirmed awaits nothing)
 //!
 //!  ineligible ──every reason gone (and, after an upload failure, `yield_after` passed)──▶ eligible
 //! ```
@@ -100,8 +102,12 @@ pub enum Verdict {
 /// The health check's memory between rounds.
 #[derive(Debug, Clone, Default)]
 pub struct Health {
-    /// Since when an upload is awaited: when holding began, or the last confirmed upload.
+    /// Since when an upload is awaited: when holding began, or the publication no HSDir
+    /// confirmed.
     awaiting_since: Option<Instant>,
+    /// The holder's latest publication was confirmed and nothing newer was uploaded:
+    /// nothing is awaited (an idle publisher is a healthy one).
+    settled: bool,
     /// Set while ineligible: why.
     unfit: Option<Unfit>,
     /// After an upload failure: not eligible again before this.
@@ -112,6 +118,16 @@ impl Health {
     /// An HSDir confirmed an upload of every slot.
     pub fn confirmed(&mut self, now: Instant) {
         self.awaiting_since = Some(now);
+        self.settled = true;
+    }
+
+    /// A publication was uploaded and no HSDir confirmed it: from now, a confirmed one
+    /// is awaited (`yield_after`).
+    pub fn unconfirmed(&mut self, now: Instant) {
+        if self.settled {
+            self.settled = false;
+            self.awaiting_since = Some(now);
+        }
     }
 
     /// Why this node is ineligible now, if it is.
@@ -141,6 +157,10 @@ impl Health {
         }
         if !i.holding {
             self.awaiting_since = None;
+            self.settled = false;
+            return None;
+        }
+        if self.settled {
             return None;
         }
         let since = *self.awaiting_since.get_or_insert(i.now);
@@ -155,6 +175,7 @@ impl Health {
             (None, Some(r)) => {
                 self.unfit = Some(r);
                 self.awaiting_since = None;
+                self.settled = false;
                 if matches!(r, Unfit::NoConfirmedUpload(_)) {
                     self.cooldown_until = Some(i.now + l.yield_after);
                 }
@@ -206,6 +227,42 @@ mod tests {
             }
             assert_eq!(h.assess(&inputs(now), &LIMITS), None, "{s}");
         }
+    }
+
+    /// A holder whose publication was confirmed and that has nothing new to publish
+    /// (nothing changed, the next republication is `republish_secs` away) is healthy: the
+    /// dropin benchmark's publisher-only node yielded 180 s after its last confirmed
+    /// upload although the HSDirs held it, and the address had no publisher for 104 s.
+    #[test]
+    fn an_idle_holder_whose_last_upload_was_confirmed_stays_eligible() {
+        let t0 = Instant::now();
+        let mut h = Health::default();
+        assert_eq!(h.assess(&inputs(t0), &LIMITS), None);
+        h.confirmed(t0 + Duration::from_secs(1));
+        for s in 1..1200 {
+            let now = t0 + Duration::from_secs(s);
+            assert_eq!(h.assess(&inputs(now), &LIMITS), None, "{s}");
+        }
+    }
+
+    /// The rule itself: a publication the HSDirs do not confirm (refused, or every
+    /// upload failing) makes the holder yield `yield_after` later, however quiet the
+    /// rounds in between, and only a confirmed one settles it again.
+    #[test]
+    fn an_unconfirmed_publication_yields_after_the_limit() {
+        let t0 = Instant::now();
+        let mut h = Health::default();
+        h.confirmed(t0);
+        h.unconfirmed(t0 + Duration::from_secs(10));
+        for s in 10..190 {
+            let now = t0 + Duration::from_secs(s);
+            assert_eq!(h.assess(&inputs(now), &LIMITS), None, "{s}");
+        }
+        let late = t0 + Duration::from_secs(190);
+        assert!(matches!(
+            h.assess(&inputs(late), &LIMITS),
+            Some(Verdict::Ineligible(Unfit::NoConfirmedUpload(_)))
+        ));
     }
 
     #[test]
