@@ -72,6 +72,8 @@ impl Default for BackendTimers {
 struct Fetched {
     intros: Vec<IntroPointDesc>,
     flow: Option<(Protocols, u8)>,
+    /// The time period it was made for: revision counters count again in each.
+    period: u64,
     revision: u64,
     at: Instant,
     at_wall: SystemTime,
@@ -239,10 +241,15 @@ impl Backends {
         b.fetches_total += 1;
         b.last_error = None;
         b.next_fetch = Some(now + refresh);
-        let newer = b
-            .fetched
-            .as_ref()
-            .is_none_or(|f| d.revision >= f.revision || d.signing_cert_expiry > f.cert_expiry);
+        // Newer: a later time period (its revision counter starts again, and its signing
+        // certificate need not expire later), or in the same period a revision at least as
+        // high or a certificate expiring later. An older period's descriptor, which its
+        // HSDirs keep for its whole lifetime, lists intro points the backend has closed.
+        let newer = b.fetched.as_ref().is_none_or(|f| {
+            d.period_num > f.period
+                || (d.period_num == f.period
+                    && (d.revision >= f.revision || d.signing_cert_expiry > f.cert_expiry))
+        });
         match (&mut b.fetched, newer) {
             (Some(f), false) => {
                 f.at = now;
@@ -252,6 +259,7 @@ impl Backends {
                 b.fetched = Some(Fetched {
                     intros: d.intro_points.clone(),
                     flow: d.flow_control.clone(),
+                    period: d.period_num,
                     revision: d.revision,
                     at: now,
                     at_wall: wall,

@@ -162,6 +162,40 @@ fn an_older_revision_refreshes_the_time_but_keeps_the_newer_points() {
     assert_eq!(s.status(later, wall)[0].fetch_age_secs, Some(0));
 }
 
+/// A new time period's descriptor starts its revision counter again (OPE of the time
+/// since its SRV period began) and may carry a signing certificate expiring no later than
+/// the old one's: it must replace the previous period's all the same. In the dropin
+/// benchmark a publisher kept a backend's previous-period intro points, which the backend
+/// had closed at its rotation, and clients of the master failed with SOCKS 0xF2 while the
+/// backend's new descriptor was being fetched and thrown away every minute.
+#[test]
+fn a_new_periods_descriptor_replaces_the_old_one_whatever_its_revision() {
+    let (mut s, a, _) = two();
+    let t0 = Instant::now();
+    let wall = SystemTime::now();
+    s.take_due(t0);
+    let old = descriptor(a, 22_531_702, 3, wall + HOUR);
+    s.fetched(&a, &old, t0, wall);
+    let new = ParsedDescriptor {
+        period_num: 2,
+        ..descriptor(a, 867_042, 3, wall + HOUR)
+    };
+    let later = t0 + Duration::from_secs(60);
+    s.fetched(&a, &new, later, wall);
+    let l = s.listed(later, wall);
+    assert_eq!(
+        crate::cluster::gossip::encode_intros(&l[0].intro_points),
+        crate::cluster::gossip::encode_intros(&new.intro_points)
+    );
+    // The old period's descriptor, still held by its HSDirs, does not come back.
+    s.fetched(&a, &old, later + Duration::from_secs(60), wall);
+    let l = s.listed(later + Duration::from_secs(60), wall);
+    assert_eq!(
+        crate::cluster::gossip::encode_intros(&l[0].intro_points),
+        crate::cluster::gossip::encode_intros(&new.intro_points)
+    );
+}
+
 #[test]
 fn a_backend_failing_its_probe_leaves_at_once_and_is_fetched_again() {
     let (mut s, a, b) = two();
