@@ -156,13 +156,19 @@ async fn run(a: &Args, lab: &Lab, r: &mut Running, out: &mut Value) -> Result<()
     let k = secs(killed - t0);
     publisher_dies(&mut r.nodes, &names, out).await?;
     let end = secs(t0.elapsed());
-    poll_until(
+    // Both masters served once more after the last kill; a master that is not is what
+    // the figures show (its requests are kept), not a reason to lose them.
+    if let Err(e) = poll_until(
         "both loops served after the kills",
         LIVENESS,
         Duration::from_millis(500),
         async || Ok(loops.iter().all(|l| l.served_since(end) >= 1).then_some(())),
     )
-    .await?;
+    .await
+    {
+        log(format!("NOT SERVED after the kills: {e:#}"));
+        out["not_served_after_kills"] = json!(format!("{e:#}"));
+    }
     let [la, lb] = loops;
     let (ra, rb) = (la.finish().await, lb.finish().await);
     out["clients"] = json!({
