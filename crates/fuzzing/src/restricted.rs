@@ -2,12 +2,15 @@
 //! `[service] authorized_clients_dir` (tor's `descriptor:x25519:BASE32`), as the publisher
 //! reads them every round (`client_auth::read_clients`) and `rustbalance client-auth
 //! add|remove|list` manage them, and a `--key-file` given to `client-auth add`
-//! (`parse_auth_file`).
+//! (`parse_auth_file`); and tor's `NAME.auth_private` lines a node reads for restricted
+//! fetch-mode backends (`cluster.backends_client_auth_dir`, `ClientSecret::from_auth_private`).
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use rustbalance_hs::descriptor::{auth_line, parse_auth_file, ClientAuthKey, MAX_AUTH_CLIENTS};
+use rustbalance_hs::descriptor::{
+    auth_line, parse_auth_file, ClientAuthKey, ClientSecret, MAX_AUTH_CLIENTS,
+};
 use rustbalance_node::client_auth::{
     add_client, fingerprint, read_clients, remove_client, valid_client_name, AUTH_SUFFIX,
 };
@@ -61,9 +64,11 @@ pub fn client_auth(data: &[u8]) {
             format!("c{}{AUTH_SUFFIX}", i - 1)
         };
         std::fs::write(dir().join(file), bytes).expect("write a client file");
-        if let Ok(key) = parse_auth_file(&String::from_utf8_lossy(bytes)) {
+        let text = String::from_utf8_lossy(bytes);
+        if let Ok(key) = parse_auth_file(&text) {
             round_trip(&key);
         }
+        auth_private(&text);
     }
     let Ok(before) = read_clients(dir()) else {
         return;
@@ -129,4 +134,28 @@ fn round_trip(key: &ClientAuthKey) {
     let back = parse_auth_file(&line).expect("a rendered .auth line parses");
     assert_eq!(back, *key, "round trip changed the key");
     assert_eq!(auth_line(&back), line, "rendering is not canonical");
+}
+
+/// An `.auth_private` line that parses renders (`auth_private_line`) to a line that parses
+/// to the same address and key; one that does not parse says why without the key part.
+fn auth_private(text: &str) {
+    match ClientSecret::from_auth_private(text) {
+        Ok((addr, secret)) => {
+            let line = secret.auth_private_line(&addr);
+            let (addr2, back) =
+                ClientSecret::from_auth_private(&line).expect("a rendered line parses");
+            assert_eq!(addr2, addr, "round trip changed the address");
+            assert_eq!(back.public(), secret.public(), "round trip changed the key");
+        }
+        Err(e) => {
+            // The key part (after the last ':'), when it is long enough to be one and
+            // does not also stand elsewhere in the line (an address the error may name).
+            let t = text.trim();
+            let key_part = t.rsplit(':').next().unwrap_or_default();
+            let rest = &t[..t.len() - key_part.len()];
+            if key_part.len() >= 16 && !rest.contains(key_part) {
+                assert!(!e.contains(key_part), "the error repeats the key part: {e}");
+            }
+        }
+    }
 }
