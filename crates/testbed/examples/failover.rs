@@ -33,7 +33,7 @@ use rustbalance_lab::Lab;
 use rustbalance_testbed::bench::{cores, cpu_model, loadavg, secs, unix, work_dir, BenchArgs};
 use rustbalance_testbed::clients::{spawn_batch, summarize};
 use rustbalance_testbed::cluster::publication::{publisher, wait_published, Publication};
-use rustbalance_testbed::dropin::{ob_instances, watch_ob_drop};
+use rustbalance_testbed::dropin::{ob_instances, wait_ob_built_from, watch_ob_drop};
 use rustbalance_testbed::log_watch::LogWatch;
 use rustbalance_testbed::{prepare, with_lab, ClusterNodeProc};
 use serde_json::{json, Value};
@@ -375,21 +375,7 @@ async fn onionbalance_up(a: &Args, lab: &Lab, out: &mut Value) -> Result<Onionba
     ));
     let mut watch = LogWatch::new(ob.daemon().log_file());
     // Precondition: Onionbalance has built a descriptor from all 3 instances.
-    rustbalance_testbed::poll_until(
-        "Onionbalance building a descriptor from 3 instances",
-        Duration::from_secs(300),
-        Duration::from_millis(500),
-        async || {
-            watch.poll();
-            ob.daemon().check_alive()?;
-            Ok(watch
-                .lines
-                .iter()
-                .any(|(_, l)| ob_instances(l) == Some(3))
-                .then_some(()))
-        },
-    )
-    .await?;
+    wait_ob_built_from(ob.daemon(), &mut watch, 3, Duration::from_secs(300)).await?;
     let warm = spawn_batch(lab, &ob.master_url(), 12, a.conc, Instant::now()).await?;
     let ws = summarize(&warm, None);
     log(format!("Onionbalance warm-up: {:?}", ws.outcomes));

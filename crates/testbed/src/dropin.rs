@@ -109,6 +109,32 @@ pub fn ob_instances(line: &str) -> Option<usize> {
     rest.split_whitespace().next()?.parse().ok()
 }
 
+/// Waits until Onionbalance's log (read through `watch`) shows a descriptor built from
+/// `n` instances, for at most `timeout`; fails at once if the daemon dies.
+pub async fn wait_ob_built_from(
+    daemon: &LabProcess,
+    watch: &mut LogWatch,
+    n: usize,
+    timeout: Duration,
+) -> Result<()> {
+    crate::poll_until(
+        &format!("Onionbalance building a descriptor from {n} instances"),
+        timeout,
+        Duration::from_millis(500),
+        async || {
+            watch.poll();
+            daemon.check_alive()?;
+            Ok(watch
+                .lines
+                .iter()
+                .any(|(_, l)| ob_instances(l) == Some(n))
+                .then_some(()))
+        },
+    )
+    .await?;
+    Ok(())
+}
+
 /// What Onionbalance did after an instance died.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ObDrop {
