@@ -37,7 +37,7 @@
 use anyhow::{Context, Result};
 use rustbalance_lab::onionbalance::{ObBackends, ObDaemon};
 use rustbalance_lab::Lab;
-use rustbalance_testbed::bench::{cores, cpu_model, loadavg, secs, work_dir, BenchArgs};
+use rustbalance_testbed::bench::{cores, cpu_model, loadavg, log, secs, work_dir, BenchArgs};
 use rustbalance_testbed::clients::{window, ClientLoop, Req};
 use rustbalance_testbed::dropin::{import, loopback, variant, wait_ob_built_from, watch_ob_drop};
 use rustbalance_testbed::log_watch::LogWatch;
@@ -74,14 +74,6 @@ fn args() -> Result<Args> {
         work: b.path("--work"),
         json: b.path("--json"),
     })
-}
-
-fn log(msg: impl AsRef<str>) {
-    eprintln!(
-        "[{}] {}",
-        humantime::format_rfc3339_seconds(SystemTime::now()),
-        msg.as_ref()
-    );
 }
 
 /// What runs, for the cleanup.

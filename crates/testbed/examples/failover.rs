@@ -30,7 +30,7 @@
 use anyhow::{Context, Result};
 use rustbalance_lab::onionbalance::OnionbalanceSetup;
 use rustbalance_lab::Lab;
-use rustbalance_testbed::bench::{cores, cpu_model, loadavg, secs, unix, work_dir, BenchArgs};
+use rustbalance_testbed::bench::{cores, cpu_model, loadavg, log, secs, unix, work_dir, BenchArgs};
 use rustbalance_testbed::clients::{spawn_batch, summarize};
 use rustbalance_testbed::cluster::publication::{publisher, wait_published, Publication};
 use rustbalance_testbed::dropin::{ob_instances, wait_ob_built_from, watch_ob_drop};
@@ -75,14 +75,6 @@ fn args() -> Result<Args> {
         json: b.path("--json"),
         onionbalance: !b.flag("--no-onionbalance"),
     })
-}
-
-fn log(msg: impl AsRef<str>) {
-    eprintln!(
-        "[{}] {}",
-        humantime::format_rfc3339_seconds(SystemTime::now()),
-        msg.as_ref()
-    );
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

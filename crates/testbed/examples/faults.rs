@@ -44,7 +44,7 @@
 use anyhow::{Context, Result};
 use rustbalance_lab::onionbalance::OnionbalanceSetup;
 use rustbalance_lab::{Lab, LabOptions, Placement};
-use rustbalance_testbed::bench::{cores, cpu_model, loadavg, secs, work_dir, BenchArgs};
+use rustbalance_testbed::bench::{cores, cpu_model, loadavg, log, secs, work_dir, BenchArgs};
 use rustbalance_testbed::clients::{window, ClientLoop};
 use rustbalance_testbed::cluster::ns::start_ns_cluster;
 use rustbalance_testbed::dropin::{wait_ob_built_from, watch_ob_drop};
@@ -124,14 +124,6 @@ impl Args {
     fn runs(&self, fault: &str) -> bool {
         self.faults.iter().any(|f| f == fault)
     }
-}
-
-fn log(msg: impl AsRef<str>) {
-    eprintln!(
-        "[{}] {}",
-        humantime::format_rfc3339_seconds(SystemTime::now()),
-        msg.as_ref()
-    );
 }
 
 fn progress(p: &rustbalance_lab::Progress) {
