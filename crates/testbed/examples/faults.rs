@@ -45,9 +45,10 @@ use anyhow::{Context, Result};
 use rustbalance_lab::onionbalance::OnionbalanceSetup;
 use rustbalance_lab::{Lab, LabOptions, Placement};
 use rustbalance_testbed::bench::{cores, cpu_model, loadavg, log, secs, work_dir, BenchArgs};
+use rustbalance_testbed::client_cache::{refetch_publication, refetch_until};
 use rustbalance_testbed::clients::{window, ClientLoop};
 use rustbalance_testbed::cluster::ns::start_ns_cluster;
-use rustbalance_testbed::dropin::{wait_ob_built_from, watch_ob_drop};
+use rustbalance_testbed::dropin::{ob_instances, wait_ob_built_from, watch_ob_drop};
 use rustbalance_testbed::faults::{
     ns_tor_pid, relay_fingerprints, revision, signal, signal_ns_target, HsDirFetch,
 };
@@ -280,7 +281,10 @@ async fn rustbalance_faults(
         let r = match *fault {
             "tor" => tor_dies(a, lab, nodes, url).await,
             "silent" => silent_node(a, lab, nodes, url).await,
-            "hsdir" => hsdir_restart(a, lab, url, None).await,
+            "hsdir" => match client_holds_newest(lab, nodes, url).await {
+                Ok(()) => hsdir_restart(a, lab, url, None).await,
+                Err(e) => Err(e),
+            },
             _ => cut_and_heal(a, lab, nodes, url).await,
         };
         record(out, side, fault, r)?;
@@ -298,9 +302,21 @@ fn err(r: &Result<impl Sized>) -> Value {
         .map_or(Value::Null, |e| json!(format!("{e:#}")))
 }
 
+/// The lab client holds the cluster's newest publication (NEWNYM and fetch again): a
+/// client holding an older descriptor may never be introduced to a node, and a fault
+/// of that node would go unseen.
+async fn client_holds_newest(lab: &Lab, nodes: &[NsNode], url: &str) -> Result<()> {
+    let (_, record) = publisher(nodes, &[]).await.context("no publisher")?;
+    let host = url.trim_start_matches("http://").trim_end_matches('/');
+    let master = rustbalance_hs::OnionAddress::parse(host)?;
+    refetch_publication(lab, &master, &record, LIVENESS).await?;
+    Ok(())
+}
+
 /// The publisher's tor SIGKILLed, its daemon running.
 async fn tor_dies(a: &Args, lab: &Lab, nodes: &[NsNode], url: &str) -> Result<Value> {
     let all = names(nodes);
+    client_holds_newest(lab, nodes, url).await?;
     let c = Clients::start(a, lab, url).await;
     let (p, _) = publisher(nodes, &[]).await.context("no publisher")?;
     let old = nodes[p].name.clone();
@@ -349,6 +365,7 @@ async fn silent_node(a: &Args, lab: &Lab, nodes: &[NsNode], url: &str) -> Result
         .context("no non-publisher")?;
     let silent = nodes[s].name.clone();
     let rest: Vec<&str> = all.iter().copied().filter(|n| *n != silent).collect();
+    client_holds_newest(lab, nodes, url).await?;
     let c = Clients::start(a, lab, url).await;
     let at = SystemTime::now();
     let fault = c.now();
@@ -387,6 +404,7 @@ async fn silent_node(a: &Args, lab: &Lab, nodes: &[NsNode], url: &str) -> Result
 /// The publisher cut off for CUT_SECS, then healed.
 async fn cut_and_heal(a: &Args, lab: &Lab, nodes: &[NsNode], url: &str) -> Result<Value> {
     let all = names(nodes);
+    client_holds_newest(lab, nodes, url).await?;
     let c = Clients::start(a, lab, url).await;
     let (p, _) = publisher(nodes, &[]).await.context("no publisher")?;
     let cut = nodes[p].name.clone();
@@ -561,6 +579,7 @@ async fn onionbalance_faults(
     ));
     if a.runs("hsdir") {
         log("Onionbalance: fault hsdir");
+        client_holds_all_instances(lab, ob).await?;
         let r = hsdir_restart(a, lab, &ob.master_url(), Some(ob)).await;
         record(out, "onionbalance", "hsdir", r)?;
     }
@@ -572,6 +591,36 @@ async fn onionbalance_faults(
     Ok(())
 }
 
+/// The lab client holds a descriptor of Onionbalance's with every intro point of its
+/// last "We got N intros from 3 instances" (NEWNYM and fetch again).
+async fn client_holds_all_instances(lab: &Lab, ob: &OnionbalanceSetup) -> Result<()> {
+    let mut watch = LogWatch::new(ob.daemon().log_file());
+    watch.poll();
+    let intros: usize = watch
+        .lines
+        .iter()
+        .rev()
+        .filter(|(_, l)| ob_instances(l) == Some(3))
+        .find_map(|(_, l)| {
+            l.split("We got ")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .context("no descriptor built from 3 instances in Onionbalance's log")?;
+    let master = rustbalance_hs::OnionAddress::parse(ob.master_address())?;
+    let (d, took) =
+        refetch_until(lab, &master, LIVENESS, |d| d.intro_points.len() >= intros).await?;
+    log(format!(
+        "  the lab client holds Onionbalance's descriptor with {} intro points ({:.1}s)",
+        d.intro_points.len(),
+        took.as_secs_f64()
+    ));
+    Ok(())
+}
+
 /// One Onionbalance instance's tor SIGSTOPped: alive to the network (its descriptor at
 /// the HSDirs, its intro circuits open), answering nothing.
 async fn ob_silent(a: &Args, lab: &Lab, ob: &OnionbalanceSetup) -> Result<Value> {
@@ -579,6 +628,7 @@ async fn ob_silent(a: &Args, lab: &Lab, ob: &OnionbalanceSetup) -> Result<Value>
     let inst = &ob.instances()[0];
     let name = inst.tor.name().to_string();
     let pid = inst.tor.process_id().pid;
+    client_holds_all_instances(lab, ob).await?;
     let c = Clients::start(a, lab, &ob.master_url()).await;
     watch.poll();
     let mark = watch.mark();
