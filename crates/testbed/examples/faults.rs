@@ -302,10 +302,49 @@ fn err(r: &Result<impl Sized>) -> Value {
         .map_or(Value::Null, |e| json!(format!("{e:#}")))
 }
 
+/// The cluster is whole: the publication lists every node and every node's canary
+/// passes every peer (a node ejected by an earlier fault would make the next fault's
+/// victim absent from the descriptor before the fault).
+async fn cluster_whole(nodes: &[NsNode]) -> Result<()> {
+    let all = names(nodes);
+    let (_, took) = poll_until(
+        "every node listed and every canary passing",
+        LIVENESS,
+        Duration::from_secs(1),
+        async || {
+            let Some((_, record)) = publisher(nodes, &[]).await else {
+                return Ok(None);
+            };
+            if published_nodes(&record) != all {
+                return Ok(None);
+            }
+            for n in nodes {
+                let Some(s) = n.status().await else {
+                    return Ok(None);
+                };
+                let passing = s["cluster"]["canary"]
+                    .as_object()
+                    .is_some_and(|m| m.values().all(|v| v["verdict"] == "pass"));
+                if !passing {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(()))
+        },
+    )
+    .await?;
+    log(format!(
+        "  cluster whole (all listed, canaries passing) after {:.1}s",
+        took.as_secs_f64()
+    ));
+    Ok(())
+}
+
 /// The lab client holds the cluster's newest publication (NEWNYM and fetch again): a
 /// client holding an older descriptor may never be introduced to a node, and a fault
 /// of that node would go unseen.
 async fn client_holds_newest(lab: &Lab, nodes: &[NsNode], url: &str) -> Result<()> {
+    cluster_whole(nodes).await?;
     let (_, record) = publisher(nodes, &[]).await.context("no publisher")?;
     let host = url.trim_start_matches("http://").trim_end_matches('/');
     let master = rustbalance_hs::OnionAddress::parse(host)?;
