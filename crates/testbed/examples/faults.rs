@@ -630,8 +630,9 @@ async fn onionbalance_faults(
     Ok(())
 }
 
-/// The lab client holds a descriptor of Onionbalance's with every intro point of its
-/// last "We got N intros from 3 instances" (NEWNYM and fetch again).
+/// The lab client holds a descriptor of Onionbalance's as large as its last one built
+/// from 3 instances (NEWNYM and fetch again): "We got 9 intros from 3 instances. We want
+/// 6 intros ourselves (got: 6)" → 6.
 async fn client_holds_all_instances(lab: &Lab, ob: &OnionbalanceSetup) -> Result<()> {
     let mut watch = LogWatch::new(ob.daemon().log_file());
     watch.poll();
@@ -641,12 +642,8 @@ async fn client_holds_all_instances(lab: &Lab, ob: &OnionbalanceSetup) -> Result
         .rev()
         .filter(|(_, l)| ob_instances(l) == Some(3))
         .find_map(|(_, l)| {
-            l.split("We got ")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
+            let n = l.split("(got: ").nth(1)?.split(')').next()?;
+            n.trim().parse().ok()
         })
         .context("no descriptor built from 3 instances in Onionbalance's log")?;
     let master = rustbalance_hs::OnionAddress::parse(ob.master_address())?;
