@@ -11,7 +11,7 @@
 #
 # Defaults: 2 GETs at a time, 45 s before each fault, 30 s after each recovery, the
 # cut lasts 120 s, Onionbalance's waits capped at 300 s. Root only (network
-# namespaces). About 40 minutes: run it in the background with a pid file, e.g.
+# namespaces). About 20 minutes: run it in the background with a pid file, e.g.
 #   nohup bench/faults.sh --json /tmp/faults.json >/tmp/faults.out 2>&1 &
 #   echo $! >/tmp/faults.pid
 # Needs: cargo, tor (0.4.8+), tor-gencert, Debian's onionbalance package.
