@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! faults --bin target/release/rustbalance [--concurrency 2] [--before 45] [--tail 30]
-//!        [--cut-secs 120] [--ob-cap 300] [--faults tor,silent,hsdir,cut]
+//!        [--cut-secs 120] [--ob-cap 300] [--faults tor,silent,hsdir,cut,frozen]
 //!        [--work DIR] [--json FILE] [--no-onionbalance]
 //! ```
 //!
@@ -22,6 +22,8 @@
 //!    * `hsdir`: a lab relay that hands out the master descriptor restarted (empty
 //!      cache, same fingerprint). Reaction: the relay bootstrapped again; recovery: the
 //!      lab client fetches the master descriptor from that relay alone again.
+//!    * `frozen`: a non-publisher's tor SIGSTOPped (what Onionbalance's silent instance
+//!      gets). Reaction and recovery: a confirmed publication without it. SIGCONT after.
 //!    * `cut`: the publisher cut off the network for CUT_SECS, then healed. Reaction: a
 //!      confirmed publication without it by another node; recovery: a confirmed
 //!      publication listing all 3 after the heal.
@@ -66,7 +68,7 @@ const PREFIX: &str = "flt";
 /// Liveness bound of each RustBalance wait (a loaded 2-core machine must pass).
 const LIVENESS: Duration = Duration::from_secs(300);
 /// Every fault, in the order they run.
-const ALL: [&str; 4] = ["tor", "silent", "hsdir", "cut"];
+const ALL: [&str; 5] = ["tor", "silent", "hsdir", "cut", "frozen"];
 
 struct Args {
     bin: PathBuf,
@@ -280,7 +282,8 @@ async fn rustbalance_faults(
         log(format!("RustBalance: fault {fault}"));
         let r = match *fault {
             "tor" => tor_dies(a, lab, nodes, url).await,
-            "silent" => silent_node(a, lab, nodes, url).await,
+            "silent" => silent_node(a, lab, nodes, url, false).await,
+            "frozen" => silent_node(a, lab, nodes, url, true).await,
             "hsdir" => match client_holds_newest(lab, nodes, url).await {
                 Ok(()) => hsdir_restart(a, lab, url, None).await,
                 Err(e) => Err(e),
@@ -396,7 +399,14 @@ async fn tor_dies(a: &Args, lab: &Lab, nodes: &[NsNode], url: &str) -> Result<Va
 }
 
 /// A non-publisher's target SIGSTOPped: alive and listed, not answering.
-async fn silent_node(a: &Args, lab: &Lab, nodes: &[NsNode], url: &str) -> Result<Value> {
+/// `frozen`: its tor SIGSTOPped instead (the fault Onionbalance's silent instance gets).
+async fn silent_node(
+    a: &Args,
+    lab: &Lab,
+    nodes: &[NsNode],
+    url: &str,
+    frozen: bool,
+) -> Result<Value> {
     let all = names(nodes);
     let (p, _) = publisher(nodes, &[]).await.context("no publisher")?;
     let s = (0..nodes.len())
@@ -405,18 +415,24 @@ async fn silent_node(a: &Args, lab: &Lab, nodes: &[NsNode], url: &str) -> Result
     let silent = nodes[s].name.clone();
     let rest: Vec<&str> = all.iter().copied().filter(|n| *n != silent).collect();
     client_holds_newest(lab, nodes, url).await?;
+    let tor = ns_tor_pid(lab, &silent)?;
+    let stop = |sig: &str| match frozen {
+        true => signal(tor, sig),
+        false => signal_ns_target(lab, &silent, sig),
+    };
     let c = Clients::start(a, lab, url).await;
     let at = SystemTime::now();
     let fault = c.now();
-    signal_ns_target(lab, &silent, "-STOP")?;
-    log(format!("  {silent}'s target SIGSTOPped"));
+    stop("-STOP")?;
+    let what = if frozen { "tor" } else { "target" };
+    log(format!("  {silent}'s {what} SIGSTOPped"));
     let out = wait_published(nodes, &[], at, &rest, LIVENESS).await;
     let recovered = out.as_ref().ok().map(|_| c.now());
     log(format!(
         "  published without {silent} at +{:?}s",
         recovered.map(|x| x - fault)
     ));
-    let detail = json!({"silent": silent, "error": err(&out)});
+    let detail = json!({"silent": silent, "stopped": what, "error": err(&out)});
     let mut v = c
         .end(
             a,
@@ -429,7 +445,7 @@ async fn silent_node(a: &Args, lab: &Lab, nodes: &[NsNode], url: &str) -> Result
         )
         .await;
     let cont = SystemTime::now();
-    signal_ns_target(lab, &silent, "-CONT")?;
+    stop("-CONT")?;
     let back = wait_published(nodes, &[], cont, &all, LIVENESS).await?;
     log(format!(
         "  {silent} listed again {:.1}s after SIGCONT",
