@@ -776,6 +776,13 @@ fn print_table(o: &Value) {
     );
     row(
         o,
+        "rustbalance",
+        "frozen",
+        "frozen node (tor SIGSTOP)",
+        None,
+    );
+    row(
+        o,
         "onionbalance",
         "silent",
         "silent instance (tor SIGSTOP)",
