@@ -38,8 +38,8 @@ use anyhow::{Context, Result};
 use rustbalance_lab::onionbalance::{ObBackends, ObDaemon};
 use rustbalance_lab::Lab;
 use rustbalance_testbed::bench::{bench_start, fmt_s, lab_progress, loadavg, log, secs, BenchArgs};
-use rustbalance_testbed::clients::{longest_gap, summarize, ClientLoop, Req};
-use rustbalance_testbed::dropin::{import, loopback, variant, wait_ob_instances, watch_ob_drop};
+use rustbalance_testbed::clients::{window, ClientLoop, Req};
+use rustbalance_testbed::dropin::{import, loopback, variant, wait_ob_built_from, watch_ob_drop};
 use rustbalance_testbed::log_watch::LogWatch;
 use rustbalance_testbed::{poll_until, wait_published, with_lab, ClusterNodeProc};
 use rustbalance_tor::port::Proto;
@@ -263,7 +263,7 @@ async fn all_listed(
     let all: Vec<&str> = all.iter().map(String::as_str).collect();
     let p = wait_published(nodes, &[], SystemTime::UNIX_EPOCH, &all, LIVENESS).await?;
     log(format!("{} published all 3 backends", nodes[p.node].name));
-    wait_ob_instances(ob.daemon(), watch, 3, LIVENESS * 2).await?;
+    wait_ob_built_from(ob.daemon(), watch, 3, LIVENESS * 2).await?;
     log("Onionbalance built a descriptor from all 3 instances");
     Ok(())
 }
@@ -337,24 +337,12 @@ async fn publisher_dies(
     Ok(())
 }
 
-fn p90(reqs: &[&Req]) -> f64 {
-    let mut lat: Vec<f64> = reqs.iter().map(|r| r.end - r.start).collect();
-    lat.sort_by(f64::total_cmp);
-    lat.get(lat.len() * 9 / 10).copied().unwrap_or(0.0)
-}
-
 /// Requests before the backend's death and after it.
 fn windows(reqs: &[Req], kill: f64) -> Value {
-    let part = |after: bool| {
-        let w: Vec<&Req> = reqs.iter().filter(|r| (r.start >= kill) == after).collect();
-        let owned: Vec<Req> = w.iter().map(|r| (*r).clone()).collect();
-        json!({
-            "summary": summarize(&owned, None),
-            "p90_s": p90(&w),
-            "longest_gap_s": longest_gap(&owned),
-        })
-    };
-    json!({"before_kill": part(false), "after_kill": part(true)})
+    json!({
+        "before_kill": window(reqs, 0.0, kill),
+        "after_kill": window(reqs, kill, f64::INFINITY),
+    })
 }
 
 fn ratio(ob: &Value, rb: &Value) -> String {

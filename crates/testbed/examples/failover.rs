@@ -35,7 +35,7 @@ use rustbalance_testbed::bench::{
 };
 use rustbalance_testbed::clients::{spawn_batch, summarize};
 use rustbalance_testbed::cluster::publication::{publisher, wait_published, Publication};
-use rustbalance_testbed::dropin::{ob_instances, wait_ob_instances, watch_ob_drop};
+use rustbalance_testbed::dropin::{ob_instances, wait_ob_built_from, watch_ob_drop};
 use rustbalance_testbed::log_watch::LogWatch;
 use rustbalance_testbed::{prepare, with_lab, ClusterNodeProc};
 use serde_json::{json, Value};
@@ -356,7 +356,7 @@ async fn onionbalance_up(a: &Args, lab: &Lab, out: &mut Value) -> Result<Onionba
     ));
     let mut watch = LogWatch::new(ob.daemon().log_file());
     // Precondition: Onionbalance has built a descriptor from all 3 instances.
-    wait_ob_instances(ob.daemon(), &mut watch, 3, Duration::from_secs(300)).await?;
+    wait_ob_built_from(ob.daemon(), &mut watch, 3, Duration::from_secs(300)).await?;
     let warm = spawn_batch(lab, &ob.master_url(), 12, a.conc, Instant::now()).await?;
     let ws = summarize(&warm, None);
     log(format!("Onionbalance warm-up: {:?}", ws.outcomes));

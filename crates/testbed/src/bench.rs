@@ -75,6 +75,15 @@ impl BenchArgs {
     }
 }
 
+/// A progress line on stderr, stamped with the time.
+pub fn log(msg: impl AsRef<str>) {
+    eprintln!(
+        "[{}] {}",
+        humantime::format_rfc3339_seconds(SystemTime::now()),
+        msg.as_ref()
+    );
+}
+
 /// Seconds rounded to one decimal.
 pub fn secs(d: Duration) -> f64 {
     (d.as_secs_f64() * 10.0).round() / 10.0
@@ -143,15 +152,6 @@ pub fn work_dir(
             Ok((t.path().to_path_buf(), Some(t)))
         }
     }
-}
-
-/// One progress line of a benchmark program on stderr, stamped with the UTC time.
-pub fn log(msg: impl AsRef<str>) {
-    eprintln!(
-        "[{}] {}",
-        humantime::format_rfc3339_seconds(SystemTime::now()),
-        msg.as_ref()
-    );
 }
 
 /// `12.3 s` for a JSON number of seconds, `—` for anything else (not measured).

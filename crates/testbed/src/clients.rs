@@ -228,6 +228,39 @@ pub fn longest_gap(reqs: &[Req]) -> f64 {
     marks.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max)
 }
 
+/// The requests of a client loop that started in one stretch of time, summed up.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Window {
+    /// Start of the stretch, seconds on the loop's clock.
+    pub from_s: f64,
+    /// Its end (requests starting before it count).
+    pub to_s: f64,
+    /// Counts and latencies ([`summarize`]).
+    pub summary: BatchSummary,
+    /// 90th percentile latency, seconds.
+    pub p90_s: f64,
+    /// [`longest_gap`] over these requests.
+    pub longest_gap_s: f64,
+}
+
+/// The requests that started in `[from, to)` (seconds on the loop's clock), summed up.
+pub fn window(reqs: &[Req], from: f64, to: f64) -> Window {
+    let w: Vec<Req> = reqs
+        .iter()
+        .filter(|r| r.start >= from && r.start < to)
+        .cloned()
+        .collect();
+    let mut lat: Vec<f64> = w.iter().map(|r| r.end - r.start).collect();
+    lat.sort_by(f64::total_cmp);
+    Window {
+        from_s: from,
+        to_s: to,
+        summary: summarize(&w, None),
+        p90_s: lat.get(lat.len() * 9 / 10).copied().unwrap_or(0.0),
+        longest_gap_s: longest_gap(&w),
+    }
+}
+
 /// Sums up a batch; `fix_after_kill`: when the repairing publication was
 /// seen (seconds on the batch's clock), if it was.
 pub fn summarize(reqs: &[Req], fix_after_kill: Option<f64>) -> BatchSummary {
@@ -296,6 +329,25 @@ mod tests {
         assert_eq!((s.requests, s.ok, s.failed), (3, 2, 1));
         assert_eq!((s.before_fix, s.before_fix_failed), (2, 1));
         assert_eq!((s.ok_pct, s.duration_s, s.max_s), (66.7, 3.0, 2.5));
+    }
+
+    #[test]
+    fn windows_take_the_requests_started_in_them() {
+        let r = |start: f64, end: f64, o: &str| Req {
+            start,
+            end,
+            outcome: o.into(),
+        };
+        let reqs = [
+            r(0.0, 1.0, "served by a"),
+            r(2.0, 9.0, "failed: x"),
+            r(3.0, 4.0, "served by b"),
+            r(9.0, 10.0, "served by b"),
+        ];
+        let w = window(&reqs, 2.0, 9.0);
+        assert_eq!((w.summary.requests, w.summary.ok), (2, 1));
+        assert_eq!((w.p90_s, w.longest_gap_s), (7.0, 5.0));
+        assert_eq!(window(&reqs, 20.0, 30.0).summary.requests, 0);
     }
 
     #[test]

@@ -109,9 +109,9 @@ pub fn ob_instances(line: &str) -> Option<usize> {
     rest.split_whitespace().next()?.parse().ok()
 }
 
-/// Waits (up to `timeout`) until Onionbalance's log shows a descriptor built from `n`
-/// instances; fails early if it dies.
-pub async fn wait_ob_instances(
+/// Waits until Onionbalance's log (read through `watch`) shows a descriptor built from
+/// `n` instances, for at most `timeout`; fails at once if the daemon dies.
+pub async fn wait_ob_built_from(
     daemon: &LabProcess,
     watch: &mut LogWatch,
     n: usize,

@@ -9,6 +9,7 @@ pub mod clients;
 pub mod cluster;
 pub mod demo;
 pub mod dropin;
+pub mod faults;
 pub mod flood;
 pub mod harness;
 pub mod instances;
@@ -22,7 +23,7 @@ pub mod suite;
 
 pub use cluster::publication::{
     at_unix, confirmed, listed_intro_points, published_nodes, publisher, sole_publisher,
-    wait_cluster_up, wait_published, Publication, StatusSource,
+    wait_cluster_up, wait_publication, wait_published, Publication, StatusSource,
 };
 pub use cluster::{prepare, prepare_with, ClusterNodeProc, NsNode};
 pub use harness::{with_lab, Started};

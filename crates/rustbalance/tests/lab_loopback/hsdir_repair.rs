@@ -13,9 +13,10 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use rustbalance_hs::IdentityKey;
-use rustbalance_lab::{DemoTarget, Lab, Role};
+use rustbalance_lab::{DemoTarget, Lab};
 use rustbalance_node::config::ClusterTemplate;
 use rustbalance_node::keystore::{write_atomic, KeyFiles};
+use rustbalance_testbed::faults::{self, relay_fingerprints, HsDirFetch};
 use rustbalance_testbed::node_config::{node_config_with, node_dir};
 use rustbalance_testbed::{poll_until, wait_published, ClusterNodeProc};
 use rustbalance_tor::control::relay_fingerprint;
@@ -278,21 +279,6 @@ async fn scenario(lab: &Lab, master: &IdentityKey, node: &mut ClusterNodeProc) -
     bail!("{ATTEMPTS} restarts, each time a publication reached the relay before the check")
 }
 
-/// `(name, fingerprint)` of the lab's relays (not the authorities: their restart would
-/// stall the votes).
-async fn relay_fingerprints(lab: &Lab) -> Result<Vec<(String, String)>> {
-    let mut out = Vec::new();
-    for n in lab
-        .nodes()
-        .iter()
-        .filter(|n| matches!(n.role, Role::Guard | Role::Exit))
-    {
-        let fp = lab.control(&n.name).await?.getinfo("fingerprint").await?;
-        out.push((n.name.clone(), fp.trim().to_ascii_uppercase()));
-    }
-    Ok(out)
-}
-
 /// The revision counter of the descriptor HSDir `fp` serves for `master`, fetched by the
 /// lab client from that HSDir alone, once it is one the node's latest publication lists:
 /// the client asks for the descriptor of *its* current time period, which can be the
@@ -303,34 +289,15 @@ async fn fetch_revision(
     node: &ClusterNodeProc,
     fp: &str,
 ) -> Result<u64> {
-    let ctl = ControlClient::connect_authenticated(lab.client_control_addr()).await?;
-    let mut events = ctl.take_events().context("events")?;
-    ctl.setevents(&["HS_DESC_CONTENT"]).await?;
+    let mut hsdir = HsDirFetch::connect(lab).await?;
     let addr = master.address().without_suffix();
     let (revision, _) = poll_until(
         &format!("{fp} serving a descriptor of the node's latest publication"),
         LIVENESS,
         Duration::from_secs(1),
         async || {
-            ctl.hsfetch(&addr, &[fp]).await?;
-            let text = tokio::time::timeout(Duration::from_secs(30), async {
-                while let Some(ev) = events.recv().await {
-                    if let Some(c) = ev.hs_desc_content() {
-                        if c.address == addr && c.hsdir_fingerprint() == fp {
-                            return Some(c.descriptor);
-                        }
-                    }
-                }
-                None
-            })
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-            let revision: Option<u64> = text
-                .lines()
-                .find_map(|l| l.strip_prefix("revision-counter "))
-                .and_then(|v| v.trim().parse().ok());
+            let text = hsdir.fetch(&addr, fp, Duration::from_secs(30)).await?;
+            let revision = faults::revision(&text);
             let published = published_revisions(node).await;
             match revision {
                 Some(r) if published.contains(&r) => Ok(Some(r)),

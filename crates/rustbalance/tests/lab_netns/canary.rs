@@ -15,6 +15,7 @@
 use anyhow::{ensure, Context, Result};
 use rustbalance_lab::Lab;
 use rustbalance_testbed::cluster::ns::start_ns_cluster;
+use rustbalance_testbed::faults::signal_ns_target as signal_target;
 use rustbalance_testbed::{wait_cluster_up, wait_published, NsNode};
 use std::time::{Duration, SystemTime};
 
@@ -32,26 +33,6 @@ pub async fn canary_ejects_a_silent_node(lab: Lab) -> Result<()> {
         n.stop(&lab)?;
     }
     r
-}
-
-/// SIGSTOP / SIGCONT node `name`'s demo target, by the pid in its lab pid file.
-fn signal_target(lab: &Lab, name: &str, sig: &str) -> Result<()> {
-    let file = lab
-        .dir()
-        .join("nodes")
-        .join(format!("target{name}"))
-        .join("pid");
-    let pid: u32 = std::fs::read_to_string(&file)
-        .with_context(|| format!("reading {}", file.display()))?
-        .trim()
-        .parse()
-        .with_context(|| format!("pid in {}", file.display()))?;
-    let ok = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()?
-        .success();
-    ensure!(ok, "kill {sig} {pid} failed");
-    Ok(())
 }
 
 /// The earliest time a peer's canary started failing `silent` (`/status`

@@ -14,7 +14,7 @@ use anyhow::{ensure, Context, Result};
 use rustbalance_lab::Lab;
 use rustbalance_testbed::cluster::ns::start_ns_cluster;
 use rustbalance_testbed::cluster::publication::{at_unix, confirmed, publisher};
-use rustbalance_testbed::node_config::node_dir;
+use rustbalance_testbed::faults::{ns_tor_pid, signal};
 use rustbalance_testbed::{poll_until, wait_cluster_up, NsNode};
 use std::time::{Duration, SystemTime};
 
@@ -34,16 +34,6 @@ pub async fn publisher_tor_dies_and_the_lease_moves(lab: Lab) -> Result<()> {
     r
 }
 
-/// The pid of node `name`'s tor (its pid file in the node's data directory).
-fn tor_pid(lab: &Lab, name: &str) -> Result<u32> {
-    let file = node_dir(lab, name).join("data").join("tor.pid");
-    std::fs::read_to_string(&file)
-        .with_context(|| format!("reading {}", file.display()))?
-        .trim()
-        .parse()
-        .with_context(|| format!("pid in {}", file.display()))
-}
-
 /// The lease holders node `n` sees (`/status` `cluster.lease_holders`).
 async fn holders(n: &NsNode) -> Option<Vec<String>> {
     let s = n.status().await?;
@@ -60,14 +50,10 @@ async fn scenario(lab: &Lab, nodes: &[NsNode], url: &str) -> Result<()> {
         .await?
         .node;
     let old = nodes[p].name.clone();
-    let pid = tor_pid(lab, &old)?;
+    let pid = ns_tor_pid(lab, &old)?;
 
     let killed_at = SystemTime::now();
-    let ok = std::process::Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()?
-        .success();
-    ensure!(ok, "kill -KILL {pid} ({old}'s tor) failed");
+    signal(pid, "-KILL").with_context(|| format!("{old}'s tor"))?;
 
     // The lease moves: another node holds it alone, by its own view.
     let (q, moved) = poll_until(

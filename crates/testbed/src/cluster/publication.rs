@@ -144,23 +144,36 @@ pub async fn wait_published<N: StatusSource>(
     want: &[&str],
     timeout: Duration,
 ) -> Result<Publication> {
+    let what = format!("a publication listing {want:?}");
+    wait_publication(nodes, not, since, &what, timeout, |p| {
+        published_nodes(p) == want
+    })
+    .await
+}
+
+/// Wait until a node not in `not` has published, at or after `since`, descriptors
+/// confirmed by at least one HSDir each whose `cluster.last_publish` record satisfies
+/// `accept`; `what` names it in the error.
+pub async fn wait_publication<N: StatusSource>(
+    nodes: &[N],
+    not: &[usize],
+    since: SystemTime,
+    what: &str,
+    timeout: Duration,
+    accept: impl Fn(&Value) -> bool,
+) -> Result<Publication> {
     let since_s = rustbalance_hs::time::unix_secs(since);
     let mut last = None;
-    let found = poll_until(
-        &format!("a publication listing {want:?}"),
-        timeout,
-        Duration::from_millis(200),
-        async || {
-            let Some((i, p)) = publisher(nodes, not).await else {
-                return Ok(None);
-            };
-            if at_unix(&p) >= since_s && published_nodes(&p) == want && confirmed(&p) {
-                return Ok(Some((i, p)));
-            }
-            last = Some((i, p));
-            Ok(None)
-        },
-    )
+    let found = poll_until(what, timeout, Duration::from_millis(200), async || {
+        let Some((i, p)) = publisher(nodes, not).await else {
+            return Ok(None);
+        };
+        if at_unix(&p) >= since_s && accept(&p) && confirmed(&p) {
+            return Ok(Some((i, p)));
+        }
+        last = Some((i, p));
+        Ok(None)
+    })
     .await;
     match found {
         Ok(((node, record), waited)) => Ok(Publication {
