@@ -155,12 +155,15 @@ impl ClientSecret {
                         .into(),
                 ),
             };
+        // The fields are not repeated in the errors: in a mis-ordered line one of them may
+        // be the key.
         if kind != "descriptor" || alg != "x25519" {
-            return Err(format!(
-                "expected `descriptor:x25519` after the address, found `{kind}:{alg}`"
-            ));
+            return Err("expected `descriptor:x25519` after the address".into());
         }
-        let address = OnionAddress::parse(addr).map_err(|e| e.to_string())?;
+        let address = OnionAddress::parse(addr).map_err(|_| {
+            "the part before the first ':' is not a v3 onion address (56 characters, without .onion)"
+                .to_string()
+        })?;
         let upper = Zeroizing::new(key.to_ascii_uppercase());
         let bytes = Zeroizing::new(
             data_encoding::BASE32_NOPAD

@@ -251,6 +251,9 @@ impl Backends {
                     && (d.revision >= f.revision || d.signing_cert_expiry > f.cert_expiry))
         });
         match (&mut b.fetched, newer) {
+            // An earlier period's descriptor (its HSDirs keep it for hours) says nothing
+            // about the intro points listed: it does not count as a fresh fetch.
+            (Some(f), false) if d.period_num < f.period => {}
             (Some(f), false) => {
                 f.at = now;
                 f.at_wall = wall;

@@ -555,6 +555,9 @@ impl PublishCtx {
         let limits = HealthLimits {
             clock_tolerance: self.election.clock_tolerance,
             yield_after: self.timers.yield_after,
+            settled_max: self.timers.republish
+                + self.timers.upload_confirm
+                + self.timers.yield_after,
         };
         match health.assess(&inputs, &limits) {
             Some(Verdict::Ineligible(why)) => {

@@ -213,15 +213,23 @@ fn auth_private_line_round_trips_and_bad_lines_are_refused_without_the_key() {
     assert_eq!(back.public().as_bytes(), c.public().as_bytes());
     let secret_part = k.to_string();
     let addr56 = master.address().without_suffix();
+    let truncated = &secret_part[..40];
     for bad in [
         String::new(),
         format!("{addr56}:descriptor:x25519"),
         format!("{addr56}:descriptor:ed25519:{secret_part}"),
-        format!("{addr56}:descriptor:x25519:{}", &secret_part[..40]),
+        format!("{addr56}:descriptor:x25519:{truncated}"),
         format!("notanaddress:descriptor:x25519:{secret_part}"),
         format!("{}\n{}", line.as_str(), line.as_str()),
+        // Mis-ordered: the key where the address or the kind belong.
+        format!("{secret_part}:descriptor:x25519:{addr56}"),
+        format!("{addr56}:{secret_part}:x25519:{addr56}"),
+        format!("descriptor:x25519:{secret_part}:{addr56}"),
     ] {
         let e = ClientSecret::from_auth_private(&bad).unwrap_err();
-        assert!(!e.contains(&secret_part), "the error shows the key: {e}");
+        assert!(
+            !e.contains(&secret_part) && !e.contains(truncated),
+            "the error shows the key: {e}"
+        );
     }
 }

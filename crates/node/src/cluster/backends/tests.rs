@@ -187,13 +187,16 @@ fn a_new_periods_descriptor_replaces_the_old_one_whatever_its_revision() {
         crate::cluster::gossip::encode_intros(&l[0].intro_points),
         crate::cluster::gossip::encode_intros(&new.intro_points)
     );
-    // The old period's descriptor, still held by its HSDirs, does not come back.
-    s.fetched(&a, &old, later + Duration::from_secs(60), wall);
-    let l = s.listed(later + Duration::from_secs(60), wall);
+    // The old period's descriptor, still held by its HSDirs, does not come back, and
+    // does not count as a fresh fetch of the points listed either.
+    let replay = later + Duration::from_secs(60);
+    s.fetched(&a, &old, replay, wall);
+    let l = s.listed(replay, wall);
     assert_eq!(
         crate::cluster::gossip::encode_intros(&l[0].intro_points),
         crate::cluster::gossip::encode_intros(&new.intro_points)
     );
+    assert_eq!(s.status(replay, wall)[0].fetch_age_secs, Some(60));
 }
 
 #[test]

@@ -88,6 +88,13 @@ pub struct HealthLimits {
     /// A holder without a confirmed upload for this long yields; it competes again this
     /// long after.
     pub yield_after: Duration,
+    /// A settled holder (last publication confirmed, nothing new to publish) still yields
+    /// when its last confirmed upload is this old: a healthy holder republishes every
+    /// `republish_secs` and has that confirmed within seconds, so this is
+    /// `republish + upload_confirm + yield_after`. It bounds the cases in which a holder
+    /// stops uploading at all (its own view has no intro points, its client directory
+    /// cannot be read, its clock stepped back), which would otherwise never unsettle it.
+    pub settled_max: Duration,
 }
 
 /// What to tell the elector.
@@ -106,7 +113,8 @@ pub struct Health {
     /// confirmed.
     awaiting_since: Option<Instant>,
     /// The holder's latest publication was confirmed and nothing newer was uploaded:
-    /// nothing is awaited (an idle publisher is a healthy one).
+    /// nothing is awaited (an idle publisher is a healthy one), up to
+    /// [`HealthLimits::settled_max`] after that confirmation.
     settled: bool,
     /// Set while ineligible: why.
     unfit: Option<Unfit>,
@@ -161,7 +169,9 @@ impl Health {
             return None;
         }
         if self.settled {
-            return None;
+            let since = *self.awaiting_since.get_or_insert(i.now);
+            let quiet = i.now.saturating_duration_since(since);
+            return (quiet >= l.settled_max).then_some(Unfit::NoConfirmedUpload(quiet));
         }
         let since = *self.awaiting_since.get_or_insert(i.now);
         let waited = i.now.saturating_duration_since(since);
@@ -203,6 +213,7 @@ mod tests {
     const LIMITS: HealthLimits = HealthLimits {
         clock_tolerance: Duration::from_secs(2),
         yield_after: Duration::from_secs(180),
+        settled_max: Duration::from_secs(600 + 10 + 180),
     };
 
     fn inputs(now: Instant) -> HealthInputs {
@@ -239,8 +250,28 @@ mod tests {
         let mut h = Health::default();
         assert_eq!(h.assess(&inputs(t0), &LIMITS), None);
         h.confirmed(t0 + Duration::from_secs(1));
-        for s in 1..1200 {
+        for s in 1..791 {
             let now = t0 + Duration::from_secs(s);
+            assert_eq!(h.assess(&inputs(now), &LIMITS), None, "{s}");
+        }
+        // ...until its last confirmed upload is older than a republication, its
+        // confirmation and the yield time together: it stopped uploading at all.
+        assert!(matches!(
+            h.assess(&inputs(t0 + Duration::from_secs(791)), &LIMITS),
+            Some(Verdict::Ineligible(Unfit::NoConfirmedUpload(_)))
+        ));
+    }
+
+    /// Republishing every 600 s, each confirmed, keeps a holder eligible for good.
+    #[test]
+    fn a_holder_republishing_on_schedule_stays_eligible() {
+        let t0 = Instant::now();
+        let mut h = Health::default();
+        for s in 0..3600 {
+            let now = t0 + Duration::from_secs(s);
+            if s % 600 == 5 {
+                h.confirmed(now);
+            }
             assert_eq!(h.assess(&inputs(now), &LIMITS), None, "{s}");
         }
     }
@@ -256,6 +287,10 @@ mod tests {
         h.unconfirmed(t0 + Duration::from_secs(10));
         for s in 10..190 {
             let now = t0 + Duration::from_secs(s);
+            if s == 100 {
+                // A retry that fails again does not put the yield back.
+                h.unconfirmed(now);
+            }
             assert_eq!(h.assess(&inputs(now), &LIMITS), None, "{s}");
         }
         let late = t0 + Duration::from_secs(190);
