@@ -164,14 +164,7 @@ lab_lanes() {
   local pid_c=$!
   lab_lane "$dir/d.log" "${LANE_D[@]}" &
   local pid_d=$!
-  # The install tests start when lane D (the shortest) is done, not with the labs:
-  # four labs booting at once are the busiest moment of the run (in the one run that
-  # started the install tests with them, one lab took 79 s to be usable, ~30 s before).
-  # (A background job cannot `wait` for its sibling: it polls whether lane D runs.)
-  {
-    while kill -0 "$pid_d" 2>/dev/null; do sleep 2; done
-    install_lane "$dir/e.log"
-  } &
+  install_lane "$dir/e.log" &
   local pid_e=$!
   lab_lane "$dir/b.log" "${LANE_B[@]}" || rc_b=$?
   echo "== lane B log"; cat "$dir/b.log"

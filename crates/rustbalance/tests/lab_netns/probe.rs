@@ -148,11 +148,24 @@ async fn story(lab: &Lab, master: &OnionAddress, nodes: &[NsNode]) -> Result<()>
     .await
     .map_err(|e| anyhow::anyhow!("{e}; open at the nodes: {active:?}"))?;
     eprintln!("open at the nodes while the slow client holds its streams: {active:?}");
+    // Each other client gets a second fresh circuit when its first attempt fails: one
+    // lab circuit that cannot be built or introduced (seen once in CI: 19/20) is not the
+    // slow client hogging the service, which would refuse or stall both attempts.
     let mut ok = 0;
     let t = Instant::now();
-    for _ in 0..OTHER_CLIENTS {
-        if let Ok(r) = lab.http_get(&url, Duration::from_secs(60)).await {
-            ok += usize::from(r.text().contains("served by probe"));
+    for i in 0..OTHER_CLIENTS {
+        for attempt in 1..=2 {
+            let r = lab.http_get(&url, Duration::from_secs(60)).await;
+            if r.as_ref()
+                .is_ok_and(|r| r.text().contains("served by probe"))
+            {
+                ok += 1;
+                break;
+            }
+            eprintln!(
+                "  other client {i}, attempt {attempt}: {}",
+                rustbalance_testbed::clients::outcome(&r)
+            );
         }
     }
     eprintln!(
