@@ -37,7 +37,9 @@
 use anyhow::{Context, Result};
 use rustbalance_lab::onionbalance::{ObBackends, ObDaemon};
 use rustbalance_lab::Lab;
-use rustbalance_testbed::bench::{bench_start, fmt_s, lab_progress, loadavg, log, secs, BenchArgs};
+use rustbalance_testbed::bench::{
+    bench_start, fmt_s, lab_progress, loadavg, log, save_json, secs, BenchArgs,
+};
 use rustbalance_testbed::clients::{window, ClientLoop, Req};
 use rustbalance_testbed::dropin::{import, loopback, variant, wait_ob_built_from, watch_ob_drop};
 use rustbalance_testbed::log_watch::LogWatch;
@@ -110,9 +112,7 @@ async fn main() -> Result<()> {
     })
     .await;
     print_table(&out);
-    if let Some(p) = &a.json {
-        std::fs::write(p, serde_json::to_string_pretty(&out)?)?;
-    }
+    save_json(a.json.as_deref(), &out)?;
     res
 }
 

@@ -31,7 +31,7 @@ use anyhow::{Context, Result};
 use rustbalance_lab::onionbalance::OnionbalanceSetup;
 use rustbalance_lab::Lab;
 use rustbalance_testbed::bench::{
-    bench_start, fmt_s, lab_progress, loadavg, log, secs, unix, BenchArgs,
+    bench_start, fmt_s, lab_progress, loadavg, log, save_json, secs, unix, BenchArgs,
 };
 use rustbalance_testbed::clients::{spawn_batch, summarize};
 use rustbalance_testbed::cluster::publication::{publisher, wait_published, Publication};
@@ -111,9 +111,7 @@ async fn main() -> Result<()> {
     )
     .await;
     print_table(&out);
-    if let Some(p) = &a.json {
-        std::fs::write(p, serde_json::to_string_pretty(&out)?)?;
-    }
+    save_json(a.json.as_deref(), &out)?;
     res
 }
 

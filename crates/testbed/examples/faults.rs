@@ -46,7 +46,9 @@
 use anyhow::{Context, Result};
 use rustbalance_lab::onionbalance::OnionbalanceSetup;
 use rustbalance_lab::{Lab, LabOptions, Placement};
-use rustbalance_testbed::bench::{cores, cpu_model, loadavg, log, secs, work_dir, BenchArgs};
+use rustbalance_testbed::bench::{
+    cores, cpu_model, loadavg, log, save_json, secs, work_dir, BenchArgs,
+};
 use rustbalance_testbed::client_cache::{refetch_publication, refetch_until};
 use rustbalance_testbed::clients::{window, ClientLoop};
 use rustbalance_testbed::cluster::ns::start_ns_cluster;
@@ -217,9 +219,7 @@ async fn main() -> Result<()> {
     };
     out["machine"]["load_end"] = json!(loadavg());
     print_table(&out);
-    if let Some(p) = &a.json {
-        std::fs::write(p, serde_json::to_string_pretty(&out)?)?;
-    }
+    save_json(a.json.as_deref(), &out)?;
     rb.and(ob)
 }
 

@@ -190,6 +190,15 @@ pub fn lab_progress(p: &rustbalance_lab::Progress) {
     ))
 }
 
+/// Writes a benchmark's JSON output to `path`, when one was asked for (`--json`).
+pub fn save_json(path: Option<&std::path::Path>, out: &serde_json::Value) -> std::io::Result<()> {
+    if let Some(p) = path {
+        let text = serde_json::to_string_pretty(out).map_err(std::io::Error::other)?;
+        std::fs::write(p, text)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
