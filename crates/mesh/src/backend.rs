@@ -1,6 +1,7 @@
 //! The boundary to WireGuard: a [`Backend`] trait, its real implementation over
-//! `defguard_wireguard_rs` (kernel module through netlink, or boringtun in-process over
-//! /dev/net/tun), and an in-process [`FakeBackend`] for tests.
+//! `defguard_wireguard_rs` (kernel module through netlink, or boringtun over /dev/net/tun
+//! in a child process: see [`crate::device_process`]), and an in-process [`FakeBackend`]
+//! for tests.
 
 mod fake;
 
@@ -9,6 +10,7 @@ use std::fs::OpenOptions;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use defguard_wireguard_rs::error::WireguardInterfaceError;
@@ -22,6 +24,7 @@ use tracing::{debug, warn};
 use zeroize::Zeroize;
 
 use crate::config::BackendChoice;
+use crate::device_process::DeviceProcess;
 use crate::err::{BackendFailure, Error, Result};
 use crate::key::{PrivateKey, PublicKey};
 
@@ -33,7 +36,7 @@ pub use fake::{FakeBackend, FakeState};
 pub enum BackendKind {
     /// The Linux kernel module, driven over netlink.
     Kernel,
-    /// boringtun running inside this process over /dev/net/tun.
+    /// boringtun over /dev/net/tun, in a device process of its own.
     Userspace,
     /// [`FakeBackend`].
     Fake,
@@ -178,21 +181,22 @@ fn open_userspace(ifname: &str) -> Result<Api, BackendFailure> {
         .write(true)
         .open("/dev/net/tun")
         .map_err(BackendFailure::Tun)?;
-    let mut api = WGApi::<Userspace>::new(ifname).map_err(BackendFailure::Library)?;
-    api.create_interface().map_err(BackendFailure::Library)?;
-    Ok(Api::Userspace(api))
+    let process = DeviceProcess::start(ifname)?;
+    // The device lives in the child; this handle only talks to its control socket.
+    let api = WGApi::<Userspace>::new(ifname).map_err(BackendFailure::Library)?;
+    Ok(Api::Userspace(api, Mutex::new(process)))
 }
 
 enum Api {
     Kernel(WGApi<Kernel>),
-    Userspace(WGApi<Userspace>),
+    Userspace(WGApi<Userspace>, Mutex<DeviceProcess>),
 }
 
 impl Api {
     fn get(&self) -> &dyn WireguardInterfaceApi {
         match self {
             Api::Kernel(a) => a,
-            Api::Userspace(a) => a,
+            Api::Userspace(a, _) => a,
         }
     }
 }
@@ -206,10 +210,42 @@ struct Wg {
 
 impl Wg {
     fn api(&self, action: &'static str) -> Result<&dyn WireguardInterfaceApi> {
-        self.api
-            .as_ref()
-            .map(Api::get)
-            .ok_or_else(|| self.err(action, WireguardInterfaceError::Interface("removed".into())))
+        let api = self.api.as_ref().ok_or_else(|| {
+            self.err(action, WireguardInterfaceError::Interface("removed".into()))
+        })?;
+        if let Api::Userspace(_, process) = api {
+            let mut p = process.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(status) = p.exited() {
+                return Err(Error::DeviceGone {
+                    ifname: self.ifname.clone(),
+                    pid: p.pid(),
+                    status: status.to_string(),
+                });
+            }
+        }
+        Ok(api.get())
+    }
+
+    /// The device really listens on `wanted`. boringtun's control socket reports success
+    /// when the worker handling the request panicked (it reads "no errno" as 0): seen when
+    /// re-binding the UDP sockets hits an out-of-range fd in its event table (defguard_boringtun
+    /// 0.7.1, `clear_event_by_fd`), which leaves the device without sockets. Its port then
+    /// still reads as the random one it started with.
+    fn check_listening(&self, wanted: u16) -> Result<()> {
+        let got = self
+            .api("read the interface")?
+            .read_interface_data()
+            .map_err(|e| self.err("read the interface back", e))?
+            .listen_port;
+        if wanted == 0 || got == wanted {
+            return Ok(());
+        }
+        Err(Error::DeviceBroken {
+            ifname: self.ifname.clone(),
+            backend: self.kind(),
+            wanted,
+            got,
+        })
     }
 
     fn err(&self, action: &'static str, source: WireguardInterfaceError) -> Error {
@@ -268,7 +304,8 @@ impl Backend for Wg {
         };
         let result = api.configure_interface(&config);
         config.prvkey.zeroize();
-        result.map_err(|e| self.err("configure the interface", e))
+        result.map_err(|e| self.err("configure the interface", e))?;
+        self.check_listening(setup.listen_port)
     }
 
     fn set_peer(&mut self, peer: &WgPeer) -> Result<()> {
@@ -297,8 +334,16 @@ impl Backend for Wg {
         let Some(api) = self.api.take() else {
             return Ok(());
         };
+        if let Api::Userspace(_, process) = &api {
+            // The device process removes the interface when its stdin closes.
+            let mut p = process.lock().unwrap_or_else(PoisonError::into_inner);
+            if p.stop().is_none() {
+                warn!(ifname = %self.ifname, pid = p.pid(), "the WireGuard device process did not exit by itself; it was killed");
+            }
+        }
         // The crate also clears per-interface DNS settings on removal (we never set any) and
         // fails when the host has neither systemd-resolved nor resolvconf: ignore that part.
+        // (For a userspace device whose process has exited this finds nothing to do.)
         match api.get().remove_interface() {
             Ok(()) | Err(WireguardInterfaceError::DnsError(_)) => {}
             Err(e) => {
@@ -306,8 +351,6 @@ impl Backend for Wg {
             }
         }
         let kernel = matches!(api, Api::Kernel(_));
-        // Dropping the userspace handle stops boringtun's threads; the tun device goes away
-        // when the last one exits.
         drop(api);
         if kernel && interface_exists(&self.ifname) {
             // The crate deletes a kernel link only after the DNS step, which may have failed:

@@ -53,6 +53,41 @@ pub enum Error {
         source: WireguardInterfaceError,
     },
 
+    /// The interface was configured, but does not listen where it was told to: the
+    /// device is broken (the userspace WireGuard's worker died while re-binding its UDP
+    /// sockets, and its control socket still answered "no error").
+    #[error(
+        "WireGuard interface {ifname} was configured to listen on UDP port {wanted} but \
+         listens on {got}: the device is broken (its {backend} backend failed while re-binding \
+         its sockets); the mesh is recreated a few times before this is reported, so check that \
+         UDP port {wanted} is free and look for a panic in the log above"
+    )]
+    DeviceBroken {
+        /// The interface.
+        ifname: String,
+        /// Which backend.
+        backend: crate::backend::BackendKind,
+        /// The port set in the configuration.
+        wanted: u16,
+        /// The port the device reports (0: none).
+        got: u16,
+    },
+
+    /// The process running the userspace device exited: the mesh carries nothing any more.
+    #[error(
+        "the userspace WireGuard device of {ifname} (process {pid}) exited ({status}): the mesh \
+         is down and gossip with it; restart the node (the lines above from the device \
+         process say why it died)"
+    )]
+    DeviceGone {
+        /// The interface.
+        ifname: String,
+        /// The device process.
+        pid: u32,
+        /// How it ended.
+        status: String,
+    },
+
     /// The interface name is not usable.
     #[error(
         "invalid mesh interface name {name:?}: {reason}; use 1 to 15 characters from \
@@ -201,6 +236,10 @@ pub enum BackendFailure {
     /// The tun device cannot be opened (userspace backend).
     #[error("cannot open /dev/net/tun: {0}")]
     Tun(io::Error),
+
+    /// The process that runs the userspace device failed (see `device_process`).
+    #[error("the WireGuard device process failed: {0}")]
+    DeviceProcess(String),
 }
 
 /// Result with the mesh [`Error`].

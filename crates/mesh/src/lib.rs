@@ -5,6 +5,7 @@
 mod addr;
 pub mod backend;
 mod config;
+pub mod device_process;
 mod err;
 mod key;
 mod mesh;

@@ -22,6 +22,9 @@ use crate::key::PublicKey;
 /// How long `up` waits for the overlay address to become bindable.
 const ADDRESS_WAIT: Duration = Duration::from_secs(3);
 
+/// How long [`Mesh::up`] waits for an interface name in use to become free.
+const NAME_FREE_WAIT: Duration = Duration::from_secs(3);
+
 /// A running mesh interface. All methods block briefly (netlink or control-socket round
 /// trips): from async code call them through `spawn_blocking`.
 pub struct Mesh {
@@ -37,19 +40,26 @@ pub struct Mesh {
 }
 
 impl Mesh {
+    /// How often [`Mesh::up`] creates a device that comes up broken before it gives up.
+    pub const CREATE_ATTEMPTS: u32 = 3;
+
     /// Create and configure the interface (kernel module if present, else userspace, unless
     /// `cfg.backend` says otherwise). When this returns, the overlay address can be bound.
     pub fn up(cfg: MeshConfig) -> Result<Self> {
         cfg.validate()?;
-        if backend::interface_exists(&cfg.interface)
-            || backend::control_socket_in_use(&cfg.interface)
-        {
+        let in_use = |n: &str| backend::interface_exists(n) || backend::control_socket_in_use(n);
+        // The device process of a node killed a moment ago removes its interface once it
+        // sees its stdin close: give it that moment before calling the name taken.
+        let deadline = Instant::now() + NAME_FREE_WAIT;
+        while in_use(&cfg.interface) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if in_use(&cfg.interface) {
             return Err(Error::InterfaceExists {
                 ifname: cfg.interface.clone(),
             });
         }
-        let backend = backend::open(&cfg.interface, cfg.backend)?;
-        let mesh = Self::with_backend(cfg, backend)?;
+        let mesh = Self::create(cfg)?;
         if let Err(e) = mesh.wait_address_usable() {
             let _ = mesh.down();
             return Err(e);
@@ -64,9 +74,34 @@ impl Mesh {
         Ok(mesh)
     }
 
+    /// Create and configure the interface; a device that comes up broken (see
+    /// [`Error::DeviceBroken`]) is removed and created again, up to
+    /// [`Self::CREATE_ATTEMPTS`] times.
+    fn create(cfg: MeshConfig) -> Result<Self> {
+        let mut attempt = 1;
+        loop {
+            let backend = backend::open(&cfg.interface, cfg.backend)?;
+            match Self::with_backend(&cfg, backend) {
+                Err(e @ Error::DeviceBroken { .. }) if attempt < Self::CREATE_ATTEMPTS => {
+                    warn!(ifname = %cfg.interface, attempt, error = %e, "WireGuard device came up broken; creating it again");
+                    attempt += 1;
+                    // `with_backend` removed it; wait until the name is free again.
+                    let deadline = Instant::now() + NAME_FREE_WAIT;
+                    while (backend::interface_exists(&cfg.interface)
+                        || backend::control_socket_in_use(&cfg.interface))
+                        && Instant::now() < deadline
+                    {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Configure an already created interface (tests pass a
     /// [`FakeBackend`](crate::FakeBackend)). The backend is removed again if this fails.
-    pub fn with_backend(cfg: MeshConfig, mut backend: Box<dyn Backend>) -> Result<Self> {
+    pub fn with_backend(cfg: &MeshConfig, mut backend: Box<dyn Backend>) -> Result<Self> {
         let fail = |mut backend: Box<dyn Backend>, e| {
             let _ = backend.remove();
             Err(e)
@@ -84,7 +119,11 @@ impl Mesh {
             overlay,
             listen_port: cfg.listen_port,
             keepalive: cfg.keepalive,
-            peers: cfg.peers.into_iter().map(|p| (p.public_key, p)).collect(),
+            peers: cfg
+                .peers
+                .iter()
+                .map(|p| (p.public_key, p.clone()))
+                .collect(),
             backend: None,
         };
         let wg_peers: Vec<WgPeer> = mesh.peers.values().map(|p| mesh.wg_peer(p)).collect();
@@ -295,7 +334,7 @@ mod tests {
     fn mesh(peers: Vec<MeshPeer>) -> (Mesh, FakeBackend) {
         let fake = FakeBackend::new();
         let cfg = MeshConfig::new("rbmesh0", "c.onion", PrivateKey::generate(), 51820, peers);
-        let m = Mesh::with_backend(cfg, Box::new(fake.clone())).unwrap();
+        let m = Mesh::with_backend(&cfg, Box::new(fake.clone())).unwrap();
         (m, fake)
     }
 
@@ -377,7 +416,7 @@ mod tests {
     fn invalid_config_removes_the_created_interface() {
         let fake = FakeBackend::new();
         let cfg = MeshConfig::new("rbmesh0", "c.onion", PrivateKey::generate(), 0, vec![]);
-        assert!(Mesh::with_backend(cfg, Box::new(fake.clone())).is_err());
+        assert!(Mesh::with_backend(&cfg, Box::new(fake.clone())).is_err());
         assert!(fake.state().removed);
         assert!(!fake.state().configured);
     }

@@ -436,3 +436,52 @@ fn two_nodes_talk_over_the_overlay() {
     }
     let _ = std::io::stdout().flush();
 }
+
+/// The CI run of 2026-12-06 under two CPU hogs: a node's userspace device panicked while
+/// re-binding its UDP port (defguard_boringtun 0.7.1 indexes its fd-keyed event table with
+/// a descriptor number that other threads' closes made stale), its control socket still
+/// said "no error", and the node went on with a dead mesh. In-process, `rbmesh-node churn`
+/// (two threads opening and closing descriptors while the mesh goes up and down) hit that
+/// panic within 30 rounds and then hung for good on dropping the wedged device. With the
+/// device in a process of its own every round must come up listening on its port.
+#[test]
+fn userspace_device_survives_descriptor_churn() {
+    if !is_root() {
+        println!("SKIPPED userspace_device_survives_descriptor_churn: needs root (network namespaces, /dev/net/tun)");
+        return;
+    }
+    const ROUNDS: u32 = 200;
+    let ns = format!("rbmesh-c-{}", std::process::id());
+    let mut lab = Lab::new(std::slice::from_ref(&ns));
+    let ifname = format!("rbmc{}", std::process::id() % 100_000);
+    lab.interfaces.push(ifname.clone());
+    let (key, _) = write_key(lab.dir.path(), "churn");
+    let args: Vec<String> = [
+        "--ifname",
+        &ifname,
+        "--key-file",
+        key.to_str().expect("utf-8 path"),
+        "--port",
+        "51830",
+        "--cluster",
+        "churn.onion",
+        "--backend",
+        "userspace",
+        "churn",
+        "--rounds",
+        &ROUNDS.to_string(),
+    ]
+    .map(String::from)
+    .to_vec();
+    let i = lab.spawn("churn", &ns, &args);
+    // Not a speed bound: the in-process device hung forever here; 200 rounds take ~5 s.
+    let v = lab.nodes[i].next("churn", Duration::from_secs(600));
+    println!("descriptor churn: {v}");
+    assert_eq!(v["errors"], serde_json::json!([]), "{v}");
+    assert_eq!(v["listening"], ROUNDS, "{v}");
+    lab.wait_exit(i, Duration::from_secs(30));
+    assert!(
+        !ip_output(&["-n", &ns, "link", "show"]).contains(&ifname),
+        "the device process left {ifname} behind"
+    );
+}

@@ -81,7 +81,7 @@ pub async fn run(
     let mesh_view = parts
         .mesh
         .as_ref()
-        .map(|m| mesh::watch_mesh(m.clone(), &metrics));
+        .map(|m| mesh::watch_mesh(m.clone(), &metrics, &parts.supervisor));
     let status = admin::status_fn(
         &cfg,
         &keys,
@@ -304,7 +304,7 @@ async fn wait_for_end(
 struct Running {
     join_svc: Option<Arc<JoinService>>,
     parts: ClusterParts,
-    mesh_view: Option<tokio::task::JoinHandle<()>>,
+    mesh_view: Option<tokio::task::AbortHandle>,
     admin: crate::admin::Admin,
     watcher: tokio::task::JoinHandle<()>,
     proxy: Option<ProxyHandle>,

@@ -38,6 +38,10 @@ use rustbalance_lab::{LabOptions, Placement};
 use rustbalance_testbed::suite::{run_suite, Scenario};
 
 fn main() -> std::process::ExitCode {
+    // The hostile member brings a userspace mesh up: its device process is this binary.
+    if let Some(code) = rustbalance_mesh::device_process::main_if_requested() {
+        return code;
+    }
     if let Some((config, claim)) = hostile_member::requested() {
         return hostile_member::main(&config, &claim);
     }

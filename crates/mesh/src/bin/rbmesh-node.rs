@@ -11,6 +11,9 @@
 //!                                            # until stdin closes
 //!           | probe --target [ADDR]:P [--bytes N]  # first packet / handshake / RTT /
 //!                                                  # TCP throughput, then exit
+//!           | churn [--rounds N]             # bring the mesh up and down N times while
+//!                                            # other threads open and close fds; report
+//!                                            # the rounds in which the UDP port was bound
 //! ```
 
 use std::error::Error;
@@ -35,6 +38,7 @@ struct Args {
     mode: String,
     target: Option<SocketAddr>,
     bytes: u64,
+    rounds: u32,
 }
 
 fn parse_args() -> Res<Args> {
@@ -49,6 +53,7 @@ fn parse_args() -> Res<Args> {
         mode: String::new(),
         target: None,
         bytes: 50 * 1024 * 1024,
+        rounds: 20,
     };
     while let Some(arg) = it.next() {
         let mut val = || it.next().ok_or_else(|| format!("{arg} needs a value"));
@@ -68,7 +73,8 @@ fn parse_args() -> Res<Args> {
             }
             "--target" => a.target = Some(val()?.parse()?),
             "--bytes" => a.bytes = val()?.parse()?,
-            "serve" | "probe" => a.mode = arg,
+            "--rounds" => a.rounds = val()?.parse()?,
+            "serve" | "probe" | "churn" => a.mode = arg,
             other => return Err(format!("unknown argument {other:?}").into()),
         }
     }
@@ -82,6 +88,9 @@ fn emit(v: serde_json::Value) {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = rustbalance_mesh::device_process::main_if_requested() {
+        return code;
+    }
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -93,6 +102,9 @@ fn main() -> ExitCode {
 
 fn run() -> Res<()> {
     let a = parse_args()?;
+    if a.mode == "churn" {
+        return churn(&a);
+    }
     let key = PrivateKey::load(&a.key_file)?;
     let mut cfg = MeshConfig::new(&a.ifname, &a.cluster, key, a.port, a.peers.clone());
     cfg.backend = a.backend;
@@ -298,4 +310,52 @@ fn peer_removal(
         }
     };
     Ok((blocked, rejoin))
+}
+
+/// Bring the mesh up and down `a.rounds` times while two threads open and close file
+/// descriptors, as a busy daemon's other threads do. A device that comes up broken (it
+/// re-binds its UDP sockets when configured, and defguard_boringtun 0.7.1 can panic doing
+/// that when fd numbers are reused underneath it) must be caught by `Mesh::up`, never
+/// handed out. Each round checks, apart from the mesh's own check, that the UDP port is
+/// taken. Emits one `churn` event.
+fn churn(a: &Args) -> Res<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = AtomicBool::new(false);
+    let (mut listening, mut errors) = (0u32, Vec::new());
+    std::thread::scope(|s| -> Res<()> {
+        for _ in 0..2 {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    let held: Vec<_> = (0..4)
+                        .filter_map(|_| std::fs::File::open("/dev/null").ok())
+                        .collect();
+                    drop(held);
+                    std::thread::yield_now();
+                }
+            });
+        }
+        let result = (|| -> Res<()> {
+            for _ in 0..a.rounds {
+                let key = PrivateKey::load(&a.key_file)?;
+                let mut cfg = MeshConfig::new(&a.ifname, &a.cluster, key, a.port, a.peers.clone());
+                cfg.backend = a.backend;
+                match Mesh::up(cfg) {
+                    Ok(mesh) => {
+                        // boringtun binds with SO_REUSEADDR; a plain bind is refused while it
+                        // holds the port.
+                        if UdpSocket::bind(("0.0.0.0", a.port)).is_err() {
+                            listening += 1;
+                        }
+                        mesh.down()?;
+                    }
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
+            Ok(())
+        })();
+        stop.store(true, Ordering::Relaxed);
+        result
+    })?;
+    emit(json!({ "event": "churn", "rounds": a.rounds, "listening": listening, "errors": errors }));
+    Ok(())
 }

@@ -13,7 +13,6 @@ use crate::metrics::Metrics;
 use rustbalance_proxy::ProxyHandle;
 use rustbalance_tor::TorSupervisor;
 use std::sync::{Arc, Mutex};
-use tokio::task::JoinHandle;
 
 /// The `/status` document.
 pub(super) fn status_fn(
@@ -23,7 +22,7 @@ pub(super) fn status_fn(
     proxy: Option<&ProxyHandle>,
     uploads: &Arc<Mutex<UploadStatus>>,
     parts: &ClusterParts,
-    mesh_view: &Option<(Arc<Mutex<MeshView>>, JoinHandle<()>)>,
+    mesh_view: &Option<(Arc<Mutex<MeshView>>, tokio::task::AbortHandle)>,
 ) -> StatusFn {
     let (tor, stats, uploads, addr) = (
         tor.clone(),

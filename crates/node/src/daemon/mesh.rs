@@ -86,7 +86,8 @@ pub(super) struct MeshView {
 pub(super) fn watch_mesh(
     mesh: Arc<Mutex<rustbalance_mesh::Mesh>>,
     metrics: &Metrics,
-) -> (Arc<Mutex<MeshView>>, tokio::task::JoinHandle<()>) {
+    supervisor: &crate::supervise::Supervisor,
+) -> (Arc<Mutex<MeshView>>, tokio::task::AbortHandle) {
     let view = Arc::new(Mutex::new(MeshView::default()));
     let v = view.clone();
     metrics.register(move |w| {
@@ -118,24 +119,32 @@ pub(super) fn watch_mesh(
         );
     });
     let v = view.clone();
-    let task = tokio::spawn(async move {
+    // Supervised: when the userspace device's process has died the task ends, and the node
+    // with it (a node without its mesh cannot gossip; its supervisor restarts it).
+    let task = supervisor.spawn("mesh-watch", async move {
         loop {
             let m = mesh.clone();
             let read = tokio::task::spawn_blocking(move || {
                 let g = m.lock().ok()?;
-                let peers = g.peers_status().ok()?;
-                Some(MeshView {
+                Some(g.peers_status().map(|peers| MeshView {
                     interface: g.interface().to_string(),
                     backend: format!("{:?}", g.backend_kind()).to_lowercase(),
                     overlay_addr: g.overlay_addr().to_string(),
                     peers,
-                })
+                }))
             })
             .await;
-            if let Ok(Some(now)) = read {
-                if let Ok(mut s) = v.lock() {
-                    *s = now;
+            match read {
+                Ok(Some(Ok(now))) => {
+                    if let Ok(mut s) = v.lock() {
+                        *s = now;
+                    }
                 }
+                Ok(Some(Err(e @ rustbalance_mesh::Error::DeviceGone { .. }))) => {
+                    tracing::error!("{e}");
+                    return;
+                }
+                _ => {}
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
