@@ -37,9 +37,12 @@ pub struct PublishInput<'a> {
     pub time: TimeParams,
     /// Now.
     pub now: SystemTime,
-    /// The intro points to list (already chosen and capped); a descriptor over the
-    /// size limit keeps only the first ones.
-    pub intro_points: &'a [IntroPointDesc],
+    /// The intro points of each descriptor of a slot (each already chosen and capped; a
+    /// descriptor over the size limit keeps only its first ones). One list: one merged
+    /// descriptor for every responsible HSDir. Several (per-HSDir descriptors): the HSDirs
+    /// clients fetch from get list 0, 1, … in their order, the other responsible HSDirs
+    /// take them again in turn.
+    pub descriptors: &'a [Vec<IntroPointDesc>],
     /// `flow-control` to advertise.
     pub flow_control: Option<(Protocols, u8)>,
     /// `pow-params` to carry.
@@ -67,36 +70,72 @@ pub fn plan_uploads<R: Rng + CryptoRng>(
     let slots = input
         .time
         .live_slots(unix_secs(input.now), input.consensus.valid_after_unix());
-    slots
-        .iter()
-        .map(|slot| {
-            let descriptor = build_master_descriptor_within(
-                &BuildParams {
-                    master: input.master,
-                    time: input.time,
-                    slot: *slot,
-                    now: input.now,
-                    intro_points: input.intro_points,
-                    flow_control: input.flow_control.clone(),
-                    pow_params: input.pow_params,
-                    lifetime_minutes: DEFAULT_LIFETIME_MINUTES,
-                    auth_clients: input.auth_clients,
-                },
-                limit,
-                rng,
-            )?;
-            let srv = input.consensus.srv_for(&input.time, slot);
-            let hsdirs = input.hsdirs.responsible(
-                &descriptor.blinded_key,
-                slot.period_num,
-                input.time.period_minutes,
-                &srv,
-            );
-            Ok(SlotUpload {
+    let mut uploads = Vec::new();
+    for slot in &slots {
+        uploads.extend(plan_slot(input, slot, limit, rng)?);
+    }
+    Ok(uploads)
+}
+
+/// The uploads of one slot: one descriptor to every responsible HSDir (merged), or one
+/// per list of `input.descriptors`, each to its HSDirs.
+fn plan_slot<R: Rng + CryptoRng>(
+    input: &PublishInput<'_>,
+    slot: &DescriptorSlot,
+    limit: usize,
+    rng: &mut R,
+) -> Result<Vec<SlotUpload>> {
+    let empty = [Vec::new()];
+    let lists = if input.descriptors.is_empty() {
+        &empty[..]
+    } else {
+        input.descriptors
+    };
+    let mut built = Vec::with_capacity(lists.len());
+    for points in lists {
+        built.push(build_master_descriptor_within(
+            &BuildParams {
+                master: input.master,
+                time: input.time,
                 slot: *slot,
-                descriptor,
-                hsdirs,
-            })
+                now: input.now,
+                intro_points: points,
+                flow_control: input.flow_control.clone(),
+                pow_params: input.pow_params,
+                lifetime_minutes: DEFAULT_LIFETIME_MINUTES,
+                auth_clients: input.auth_clients,
+            },
+            limit,
+            rng,
+        )?);
+    }
+    let srv = input.consensus.srv_for(&input.time, slot);
+    let blinded = built[0].blinded_key;
+    let (period, minutes) = (slot.period_num, input.time.period_minutes);
+    let responsible = input.hsdirs.responsible(&blinded, period, minutes, &srv);
+    let fetched = input.hsdirs.fetched_from(&blinded, period, minutes, &srv);
+    let mut by_list: Vec<Vec<HsDir>> = vec![Vec::new(); built.len()];
+    let mut spare = 0;
+    for d in &responsible {
+        let i = match fetched.iter().position(|f| f == d) {
+            Some(i) => i,
+            None => {
+                spare += 1;
+                spare - 1
+            }
+        };
+        by_list[i % built.len()].push(d.clone());
+    }
+    Ok(built
+        .into_iter()
+        .zip(by_list)
+        .enumerate()
+        // A list no HSDir takes (fewer HSDirs than lists) is not uploaded.
+        .filter(|(i, (_, dirs))| *i == 0 || !dirs.is_empty())
+        .map(|(_, (descriptor, hsdirs))| SlotUpload {
+            slot: *slot,
+            descriptor,
+            hsdirs,
         })
-        .collect()
+        .collect())
 }

@@ -266,6 +266,8 @@ pub struct HsDirSet {
     pub n_replicas: u8,
     /// `hsdir_spread_store`.
     pub spread_store: usize,
+    /// `hsdir_spread_fetch`: clients fetch from the first this many of each replica.
+    pub spread_fetch: usize,
     /// Relays with the HSDir flag but no known ed25519 id (skipped).
     pub missing_ed25519: usize,
 }
@@ -294,6 +296,7 @@ impl HsDirSet {
             dirs,
             n_replicas: consensus.param("hsdir_n_replicas", 2).clamp(1, 16) as u8,
             spread_store: consensus.param("hsdir_spread_store", 4).clamp(1, 128) as usize,
+            spread_fetch: consensus.param("hsdir_spread_fetch", 3).clamp(1, 128) as usize,
             missing_ed25519: missing,
         }
     }
@@ -304,6 +307,7 @@ impl HsDirSet {
             dirs,
             n_replicas,
             spread_store,
+            spread_fetch: 3.min(spread_store),
             missing_ed25519: 0,
         }
     }
@@ -332,6 +336,39 @@ impl HsDirSet {
         period_minutes: u32,
         srv: &[u8; 32],
     ) -> Vec<HsDir> {
+        self.walk(
+            blinded_pk,
+            period_num,
+            period_minutes,
+            srv,
+            self.spread_store,
+        )
+    }
+
+    /// The HSDirs clients fetch that descriptor from: the first `hsdir_spread_fetch` of
+    /// each replica (tor picks one of them at random per fetch). A subset of
+    /// [`HsDirSet::responsible`] (the same walk, stopped earlier).
+    pub fn fetched_from(
+        &self,
+        blinded_pk: &[u8; 32],
+        period_num: u64,
+        period_minutes: u32,
+        srv: &[u8; 32],
+    ) -> Vec<HsDir> {
+        let spread = self.spread_fetch.min(self.spread_store);
+        self.walk(blinded_pk, period_num, period_minutes, srv, spread)
+    }
+
+    /// For each replica, the next `spread` HSDirs on the ring from its index that no
+    /// earlier replica took.
+    fn walk(
+        &self,
+        blinded_pk: &[u8; 32],
+        period_num: u64,
+        period_minutes: u32,
+        srv: &[u8; 32],
+        spread: usize,
+    ) -> Vec<HsDir> {
         let mut ring: Vec<([u8; 32], &HsDir)> = self
             .dirs
             .iter()
@@ -352,7 +389,7 @@ impl HsDirSet {
             let start = ring.partition_point(|(k, _)| *k < idx) % ring.len();
             let mut i = start;
             let mut added = 0;
-            while added < self.spread_store {
+            while added < spread {
                 let d = ring[i].1;
                 if !chosen.contains(d) {
                     chosen.push(d.clone());

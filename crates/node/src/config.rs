@@ -178,6 +178,18 @@ pub struct ClusterSection {
     /// `init`/`join`); a node made before identities existed must set it.
     #[serde(default)]
     pub gossip_signatures: Option<rustbalance_cluster::SignatureMode>,
+    /// Above 20 intro points (the most a client takes in one descriptor), give each HSDir
+    /// that clients fetch from a descriptor of its own, each listing a window of at most 20
+    /// of the cluster's points: up to 20 × 6 = 120 per time period (docs/ARCHITECTURE.md,
+    /// "Per-HSDir descriptors").
+    /// `false`: one merged descriptor everywhere, at most 20 points. At 20 or fewer points
+    /// both are the same.
+    #[serde(default = "default_true")]
+    pub per_hsdir_descriptors: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_phi() -> f64 {

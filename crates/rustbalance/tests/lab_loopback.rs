@@ -22,6 +22,10 @@
 //!   descriptor itself with `pow-params`, the lab client is served; the follower comes
 //!   back: merged descriptors listing both, the master service removed (issue 16). The
 //!   longest stretch without a successful request is printed for both switches.
+//! * `eight_nodes_per_hsdir_descriptors`: eight nodes of three intro points each (24,
+//!   over the 20 a client takes): one descriptor per HSDir clients fetch from, none over
+//!   20 points or 49,999 bytes, the HSDirs hold several distinct descriptors, and the lab
+//!   client on fresh circuits is served by every node (issue 16 item 2).
 //! * `pow_under_flood` (only with `RB_LAB_FLOOD=1`, see `main`): a flood from extra lab client tors makes tor suggest
 //!   PoW effort > 0; a tor holding its own key serves the solving lab client,
 //!   main's old fallback (an instance's pow-params in the master descriptor)
@@ -68,6 +72,8 @@ mod hsdir_repair;
 mod instances;
 #[path = "lab_loopback/onionbalance_auth.rs"]
 mod onionbalance_auth;
+#[path = "lab_loopback/per_hsdir.rs"]
+mod per_hsdir;
 #[path = "lab_loopback/pow.rs"]
 mod pow;
 #[path = "lab_loopback/restricted_backend.rs"]
@@ -91,9 +97,10 @@ use rustbalance_testbed::suite::{run_suite, Scenario};
 fn main() -> std::process::ExitCode {
     let mut scenarios = vec![
         // Order: CI runs every other scenario in each of two lanes (`--shard 1/2`, `2/2`,
-        // scripts/test.sh). Longest first, alternating, so that both lanes take about as
-        // long; seconds from one clean-clone run of scripts/test.sh (2026-12-06):
-        // shard 1: 107 + 82 + 61 + 22 + 14 + 5 = 291; shard 2: 91 + 81 + 68 + 32 + 12 = 284.
+        // scripts/test.sh), so that both lanes take about as long; seconds from one
+        // clean-clone run of scripts/test.sh (2026-12-07, the eight-node one run alone):
+        // shard 1: 103 + 109 + 119 + 14 + 11 + 5 = 361;
+        // shard 2: 99 + 161 + 61 + 63 + 15 + 10 = 409.
         Scenario {
             name: "publisher_only_cluster_for_onionbalance_backends",
             run: |lab| {
@@ -113,32 +120,36 @@ fn main() -> std::process::ExitCode {
             run: |lab| Box::pin(skew::a_skewed_node_does_not_publish(lab)),
         },
         Scenario {
-            name: "restricted_discovery",
-            run: |lab| Box::pin(onionbalance_auth::restricted_discovery(lab)),
+            name: "eight_nodes_per_hsdir_descriptors",
+            run: |lab| Box::pin(per_hsdir::eight_nodes_per_hsdir_descriptors(lab)),
         },
         Scenario {
-            name: "hsdir_restart_repaired",
-            run: |lab| Box::pin(hsdir_repair::hsdir_restart_repaired(lab)),
+            name: "restricted_discovery",
+            run: |lab| Box::pin(onionbalance_auth::restricted_discovery(lab)),
         },
         Scenario {
             name: "master_address_served_by_both_instances",
             run: |lab| Box::pin(instances::master_address_served_by_both_instances(lab)),
         },
         Scenario {
-            name: "status_page",
-            run: |lab| Box::pin(status_page::status_page(lab)),
+            name: "hsdir_restart_repaired",
+            run: |lab| Box::pin(hsdir_repair::hsdir_restart_repaired(lab)),
         },
         Scenario {
             name: "single_node_in_the_lab",
             run: |lab| Box::pin(single::single_node_in_the_lab(lab)),
         },
         Scenario {
-            name: "restricted_backend",
-            run: |lab| Box::pin(restricted_backend::restricted_backend(lab)),
+            name: "status_page",
+            run: |lab| Box::pin(status_page::status_page(lab)),
         },
         Scenario {
             name: "revision_counter_matches_c_tor",
             run: |lab| Box::pin(instances::revision_counter_matches_c_tor(lab)),
+        },
+        Scenario {
+            name: "restricted_backend",
+            run: |lab| Box::pin(restricted_backend::restricted_backend(lab)),
         },
     ];
     if std::env::var_os("RB_LAB_FLOOD").is_some_and(|v| v == "1") {

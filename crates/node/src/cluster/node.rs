@@ -354,6 +354,7 @@ fn spawn_tasks(
                 auth_clients_dir: p.auth_clients_dir,
                 backends: (!p.backends.is_empty()).then_some(backends),
                 solo,
+                per_hsdir: p.cfg.per_hsdir_descriptors,
             }),
         ));
     }

@@ -46,6 +46,7 @@ pub use super::view::{
 };
 
 mod hsdir_check;
+mod record;
 
 pub use hsdir_check::{PublishedSlot, SlotCheck};
 
@@ -81,6 +82,8 @@ pub struct Publisher {
     master: IdentityKey,
     testing_network: bool,
     max_intro_points: usize,
+    /// Above `max_intro_points`, one descriptor per HSDir clients fetch from.
+    per_hsdir: bool,
     views: ViewCache,
     /// Restricted discovery: the authorized clients (`None`: open to anyone).
     auth_clients: Option<Vec<ClientAuthKey>>,
@@ -106,10 +109,19 @@ impl Publisher {
             master,
             testing_network,
             max_intro_points: max_intro_points.clamp(1, MAX_INTRO_POINTS),
+            per_hsdir: false,
             views: ViewCache::default(),
             auth_clients: None,
             last: Vec::new(),
         })
+    }
+
+    /// Above `max_intro_points` intro points, give each HSDir that clients fetch from a
+    /// descriptor of its own, each listing at most `max_intro_points` (a window of the
+    /// selection: `rustbalance_hs::publish::windows`).
+    pub fn per_hsdir(mut self, on: bool) -> Self {
+        self.per_hsdir = on;
+        self
     }
 
     /// Share `views` with other readers of the same tor instead of a cache of its own.
@@ -166,9 +178,23 @@ impl Publisher {
         rng: &mut R,
     ) -> Result<Vec<SlotReport>> {
         let view = self.views.get(&self.ctl, self.testing_network).await?;
-        let selection = super::selection::choose(intros, self.max_intro_points);
+        // Per-HSDir descriptors above `max_intro_points` distinct points: one window per
+        // HSDir clients fetch from (2 replicas × 3).
+        let fetched = usize::from(view.hsdirs.n_replicas) * view.hsdirs.spread_fetch;
+        let selections = if self.per_hsdir
+            && super::selection::distinct_points(intros) > self.max_intro_points
+            && fetched > 1
+        {
+            super::selection::choose_windows(intros, fetched, self.max_intro_points)
+        } else {
+            vec![super::selection::choose(intros, self.max_intro_points)]
+        };
+        // What the first window (or the merged descriptor) left out is logged; the others
+        // leave out other points by design.
+        let selection = &selections[0];
         selection.log();
-        let chosen = selection.points();
+        let lists: Vec<Vec<rustbalance_hs::descriptor::IntroPointDesc>> =
+            selections.iter().map(|s| s.points()).collect();
         let plan = plan_uploads(
             &PublishInput {
                 master: &self.master,
@@ -176,7 +202,7 @@ impl Publisher {
                 hsdirs: &view.hsdirs,
                 time: view.time,
                 now,
-                intro_points: &chosen,
+                descriptors: &lists,
                 flow_control,
                 pow_params,
                 auth_clients: self.auth_clients.as_deref(),
@@ -258,13 +284,23 @@ fn report_of(up: &SlotUpload) -> SlotReport {
     }
 }
 
-/// Fail unless every slot reached at least one HSDir.
+/// Fail unless every slot (time period) reached at least one HSDir. With per-HSDir
+/// descriptors a period has several reports, one per descriptor.
 pub fn require_uploaded(reports: &[SlotReport]) -> Result<()> {
     for r in reports {
-        if r.uploaded() == 0 {
+        let period_reached = reports
+            .iter()
+            .filter(|o| o.period_num == r.period_num)
+            .any(|o| o.uploaded() > 0);
+        if !period_reached {
+            let all: BTreeMap<&String, &String> = reports
+                .iter()
+                .filter(|o| o.period_num == r.period_num)
+                .flat_map(|o| o.hsdirs.iter())
+                .collect();
             return Err(Error::NotUploaded {
                 period: r.period_num,
-                hsdirs: format!("{:?}", r.hsdirs),
+                hsdirs: format!("{all:?}"),
             });
         }
     }
@@ -303,6 +339,8 @@ pub(super) struct PublishCtx {
     pub solo: Option<SoloDriver>,
     /// Fetch-mode backends (`None`: the config lists none).
     pub backends: Option<Arc<Mutex<super::backends::Backends>>>,
+    /// `cluster.per_hsdir_descriptors`.
+    pub per_hsdir: bool,
 }
 
 /// While this node holds the lease: publish the healthy nodes' intro points whenever the
@@ -592,7 +630,10 @@ impl PublishCtx {
             let ctl = self.tor.control().await.ok()?;
             let key = self.master.duplicate();
             match Publisher::new(ctl, key, self.testing, MAX_PUBLISHED_INTROS).await {
-                Ok(p) => *publisher = Some((pid, p.with_views(self.views.clone()))),
+                Ok(p) => {
+                    let p = p.with_views(self.views.clone()).per_hsdir(self.per_hsdir);
+                    *publisher = Some((pid, p));
+                }
                 Err(e) => {
                     tracing::warn!(
                         "cannot publish through tor's control port: {e}; tried again next round; \
@@ -611,79 +652,5 @@ impl PublishCtx {
         if let Ok(mut s) = self.status.lock() {
             s.role = role.as_str().into();
         }
-    }
-
-    /// Log a publication, gossip `last_publish` (its revision time, rule 8), update
-    /// `/status`; returns its outcome and whether every slot reached an HSDir.
-    async fn record(
-        &self,
-        result: Result<Vec<SlotReport>>,
-        intros: &HealthyIntros,
-        pow: bool,
-        now: SystemTime,
-        reason: Reason,
-        t0: Instant,
-    ) -> (Outcome, bool) {
-        let slots = match result {
-            Ok(slots) => slots,
-            Err(e) => {
-                tracing::warn!(
-                    "publishing failed: {e}; tried again with backoff; `rustbalance status` \
-                     shows each HSDir's answer, `rustbalance doctor --config FILE` checks tor and the clock"
-                );
-                if let Ok(mut s) = self.status.lock() {
-                    s.publish_failures += 1;
-                }
-                return (Outcome::Failed, false);
-            }
-        };
-        let complete = slots.iter().all(|s| s.uploaded() == s.hsdirs.len());
-        let any = slots.iter().all(|s| s.uploaded() > 0);
-        tracing::info!(
-            "published ({}): {} intro points from {} nodes{} in {:.1}s; HSDirs {}",
-            reason.as_str(),
-            intros
-                .nodes
-                .iter()
-                .map(|i| i.intro_points.len())
-                .sum::<usize>(),
-            intros.nodes.len(),
-            if pow {
-                " with PoW (own tor holds the master key)"
-            } else {
-                ""
-            },
-            t0.elapsed().as_secs_f64(),
-            slots
-                .iter()
-                .map(|s| format!("{}/{}", s.uploaded(), s.hsdirs.len()))
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
-        let value = gossip::last_publish(unix_secs(now), any);
-        self.membership.set(gossip::LAST_PUBLISH, &value).await;
-        if let Ok(mut s) = self.status.lock() {
-            s.publishes += 1;
-            if !any {
-                s.publish_failures += 1;
-            }
-            s.last_publish = Some(PublishRecord {
-                at: humantime::format_rfc3339_seconds(now).to_string(),
-                reason: reason.as_str().to_string(),
-                intro_points: intros
-                    .nodes
-                    .iter()
-                    .map(|i| (i.instance.clone(), i.intro_points.len().min(20)))
-                    .collect(),
-                pow,
-                slots,
-            });
-        }
-        let outcome = if complete {
-            Outcome::Complete
-        } else {
-            Outcome::Incomplete
-        };
-        (outcome, any)
     }
 }

@@ -72,6 +72,65 @@ pub fn choose(nodes: &[InstanceIntros], max: usize) -> Selection {
     }
 }
 
+/// How many distinct intro points `nodes` offer in all, counting only the keys that count
+/// ([`MAX_INSTANCES_PER_NODE`]), repeats once, points on one relay each (each can go into a
+/// different per-HSDir descriptor).
+pub fn distinct_points(nodes: &[InstanceIntros]) -> usize {
+    let mut keys = std::collections::HashSet::new();
+    let mut counted: Vec<&str> = Vec::new();
+    for e in nodes {
+        if counted.iter().filter(|n| **n == e.instance).count() >= MAX_INSTANCES_PER_NODE {
+            continue;
+        }
+        counted.push(&e.instance);
+        for p in &e.intro_points {
+            keys.insert(p.ipt_sid_key().to_bytes());
+        }
+    }
+    keys.len()
+}
+
+/// Per-HSDir descriptors: `windows` choices of at most `max` points each. Window `j` is
+/// [`choose`] over the same nodes with the round robin starting `j` nodes further on and
+/// each node's points turned by `j`, so every window keeps the fair-share guarantee of a
+/// merged descriptor (a member with many points gets no more than its share of any
+/// window), and the points a window leaves out (over a node's share, or on a relay another
+/// point of the window is on) differ from window to window.
+pub fn choose_windows(nodes: &[InstanceIntros], windows: usize, max: usize) -> Vec<Selection> {
+    let mut names: Vec<&str> = Vec::new();
+    for e in nodes {
+        if !names.contains(&e.instance.as_str()) {
+            names.push(&e.instance);
+        }
+    }
+    (0..windows.max(1))
+        .map(|j| {
+            let first = if names.is_empty() { 0 } else { j % names.len() };
+            let order: Vec<&str> = names[first..]
+                .iter()
+                .chain(&names[..first])
+                .copied()
+                .collect();
+            let turned: Vec<InstanceIntros> = order
+                .iter()
+                .flat_map(|n| nodes.iter().filter(move |e| e.instance == *n))
+                .map(|e| {
+                    let mut points = e.intro_points.clone();
+                    if !points.is_empty() {
+                        let k = j % points.len();
+                        points.rotate_left(k);
+                    }
+                    InstanceIntros {
+                        instance: e.instance.clone(),
+                        intro_points: points,
+                    }
+                })
+                .collect();
+            choose(&turned, max)
+        })
+        .collect()
+}
+
 impl Selection {
     /// The chosen intro points, in order.
     pub fn points(&self) -> Vec<IntroPointDesc> {

@@ -58,6 +58,15 @@ pub struct SlotCheck {
 }
 
 impl SlotCheck {
+    /// Add the findings of another descriptor of the same period (per-HSDir descriptors:
+    /// their HSDirs do not overlap).
+    pub fn merge(&mut self, other: SlotCheck) {
+        self.copies.extend(other.copies);
+        self.repaired.extend(other.repaired);
+        self.refused.extend(other.refused);
+        self.unconfirmed.extend(other.unconfirmed);
+    }
+
     /// Each HSDir's state as `/status` shows it ([`policy::SlotCoverage::hsdirs`]).
     pub fn describe(&self) -> BTreeMap<String, String> {
         self.copies
@@ -241,6 +250,64 @@ impl Publisher {
 }
 
 impl PublishCtx {
+    /// Ask the HSDirs of every descriptor of the fetchable period (one, or one per HSDir
+    /// group) and repair them; the findings merged, and whether the tor connection broke.
+    async fn check_period(
+        &self,
+        p: &mut Publisher,
+        ae: &AntiEntropy,
+        entries: &[&PublishedSlot],
+    ) -> (Option<SlotCheck>, bool) {
+        let mut all = SlotCheck::default();
+        for entry in entries {
+            match p.check_slot(entry, ae, self.timers.hsdir_fetch).await {
+                Ok(c) => all.merge(c),
+                Err(e) => {
+                    tracing::warn!(
+                        "could not ask the HSDirs for our descriptor of period {}: {e}; \
+                         asked again in {}s",
+                        entry.period_num,
+                        self.timers.hsdir_check.as_secs()
+                    );
+                    return (None, e.is_tor());
+                }
+            }
+        }
+        (Some(all), false)
+    }
+
+    /// Give each descriptor of an unchecked period again to its HSDirs that lost the
+    /// checked period's copy ([`policy::emptied`]); what was given, and whether the tor
+    /// connection broke.
+    async fn give_period_again(
+        &self,
+        p: &mut Publisher,
+        check: &SlotCheck,
+        entries: &[&PublishedSlot],
+    ) -> (SlotCheck, bool) {
+        let mut given_all = SlotCheck::default();
+        for entry in entries {
+            let emptied = policy::emptied(&check.copies, &entry.hsdirs);
+            if emptied.is_empty() {
+                continue;
+            }
+            match p.give_again(entry, &emptied, self.timers.hsdir_fetch).await {
+                Ok(given) => {
+                    log_given(entry, &given);
+                    given_all.merge(given);
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "could not upload our descriptor of period {} again: {e}",
+                        entry.period_num
+                    );
+                    return (given_all, e.is_tor());
+                }
+            }
+        }
+        (given_all, false)
+    }
+
     /// One anti-entropy check of the latest publication: the fetchable slot's HSDirs are
     /// asked and repaired, every slot's coverage goes to `/status`, each repair is logged
     /// (info; a refusal at warn). Returns whether the tor connection broke.
@@ -258,49 +325,46 @@ impl PublishCtx {
             Err(e) => return e.is_tor(),
         };
         let current = view.time.current_period(view.consensus.valid_after_unix());
-        let periods: Vec<u64> = slots.iter().map(|s| s.period_num).collect();
+        // Per-HSDir descriptors: several entries (each its text and its HSDirs) per period.
+        let mut periods: Vec<u64> = Vec::new();
+        for s in &slots {
+            if !periods.contains(&s.period_num) {
+                periods.push(s.period_num);
+            }
+        }
+        let of_period = |period: u64| -> Vec<&PublishedSlot> {
+            slots.iter().filter(|s| s.period_num == period).collect()
+        };
         let fetchable = policy::fetchable_slot(&periods, current);
         let before = self
             .status
             .lock()
             .map(|s| s.hsdir_coverage.clone())
             .unwrap_or_default();
-        let wait = self.timers.hsdir_fetch;
-        let mut broken = false;
-        let check = match fetchable {
-            Some(i) => match p.check_slot(&slots[i], ae, wait).await {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    tracing::warn!(
-                        "could not ask the HSDirs for our descriptor of period {}: {e}; \
-                         asked again in {}s",
-                        slots[i].period_num,
-                        self.timers.hsdir_check.as_secs()
-                    );
-                    broken = e.is_tor();
-                    None
-                }
-            },
-            None => None,
+        let (check, mut broken) = match fetchable {
+            Some(i) => self.check_period(p, ae, &of_period(periods[i])).await,
+            None => (None, false),
         };
         let mut coverage = Vec::new();
         let (mut repaired, mut refused) = (0u64, 0u64);
-        for (i, slot) in slots.iter().enumerate() {
+        for (i, period) in periods.iter().enumerate() {
+            let entries = of_period(*period);
+            let first = entries[0];
             let mut cov = before
                 .iter()
-                .find(|c| c.period_num == slot.period_num)
+                .find(|c| c.period_num == *period)
                 .cloned()
                 .unwrap_or_default();
-            cov.period_num = slot.period_num;
-            cov.responsible = slot.hsdirs.len();
+            cov.period_num = *period;
+            cov.responsible = entries.iter().map(|e| e.hsdirs.len()).sum();
             cov.checked = fetchable == Some(i);
             cov.holding_latest = None;
             cov.hsdirs.clear();
             match &check {
                 Some(check) if cov.checked => {
-                    log_check(slot, check);
+                    log_check(first, check);
                     for fp in check.refused.keys() {
-                        ae.refused(slot.period_num, fp);
+                        ae.refused(*period, fp);
                     }
                     cov.tally(&check.copies, check.repaired.len());
                     cov.hsdirs = check.describe();
@@ -311,25 +375,12 @@ impl PublishCtx {
                     refused += check.refused.len() as u64;
                 }
                 Some(check) if !broken => {
-                    let emptied = policy::emptied(&check.copies, &slot.hsdirs);
-                    if emptied.is_empty() {
-                        coverage.push(cov);
-                        continue;
-                    }
-                    match p.give_again(slot, &emptied, wait).await {
-                        Ok(given) => {
-                            log_given(slot, &given);
-                            cov.hsdirs = given.describe_unchecked();
-                            cov.reuploads += given.repaired.len() as u64;
-                            repaired += given.repaired.len() as u64;
-                        }
-                        Err(e) => {
-                            tracing::warn!(
-                                "could not upload our descriptor of period {} again: {e}",
-                                slot.period_num
-                            );
-                            broken = e.is_tor();
-                        }
+                    let given_all;
+                    (given_all, broken) = self.give_period_again(p, check, &entries).await;
+                    if given_all != SlotCheck::default() {
+                        cov.hsdirs = given_all.describe_unchecked();
+                        cov.reuploads += given_all.repaired.len() as u64;
+                        repaired += given_all.repaired.len() as u64;
                     }
                 }
                 _ => {}

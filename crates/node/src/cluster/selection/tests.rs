@@ -177,7 +177,7 @@ fn a_hostile_member_cannot_take_the_descriptor_or_stop_publication() {
             hsdirs: &hsdirs,
             time: TP,
             now: from_unix(NOW),
-            intro_points: &ips,
+            descriptors: std::slice::from_ref(&ips),
             flow_control: None,
             pow_params: None,
             auth_clients: None,
@@ -207,5 +207,151 @@ fn a_hostile_member_cannot_take_the_descriptor_or_stop_publication() {
         for h in &honest {
             assert!(listed.contains(h), "an honest intro point is missing");
         }
+    }
+}
+
+/// The lists of `windows`, as the publisher hands them to `plan_uploads`.
+fn lists(w: &[Selection]) -> Vec<Vec<IntroPointDesc>> {
+    w.iter().map(Selection::points).collect()
+}
+
+fn plan_for(
+    master: &IdentityKey,
+    descriptors: &[Vec<IntroPointDesc>],
+    rng: &mut ChaCha20Rng,
+) -> Vec<rustbalance_hs::publish::SlotUpload> {
+    let (consensus, hsdirs) = network();
+    plan_uploads(
+        &PublishInput {
+            master,
+            consensus: &consensus,
+            hsdirs: &hsdirs,
+            time: TP,
+            now: from_unix(NOW),
+            descriptors,
+            flow_control: None,
+            pow_params: None,
+            auth_clients: None,
+        },
+        rng,
+    )
+    .expect("plan")
+}
+
+/// Issue 16 item 2: 8 nodes × 3 intro points (24, over the 20 a client takes) through the
+/// whole path short of the upload. Every HSDir a client fetches from gets one descriptor
+/// of its own, none over 20 points or the size limit, every descriptor lists every node
+/// (2 or 3 of its points), every point is in some descriptor, and every responsible HSDir
+/// gets exactly one descriptor.
+#[test]
+fn per_hsdir_descriptors_put_every_nodes_points_in_front_of_clients() {
+    let mut rng = ChaCha20Rng::seed_from_u64(16);
+    let nodes: Vec<InstanceIntros> = (1..=8)
+        .map(|i| entry(&format!("node{i}"), points(&mut rng, 3)))
+        .collect();
+    let owner: BTreeMap<[u8; 32], String> = nodes
+        .iter()
+        .flat_map(|e| {
+            e.intro_points
+                .iter()
+                .map(|p| (p.ipt_sid_key().to_bytes(), e.instance.clone()))
+        })
+        .collect();
+    assert_eq!(distinct_points(&nodes), 24);
+    let (consensus, hsdirs) = network();
+    let groups = usize::from(hsdirs.n_replicas) * hsdirs.spread_fetch;
+    assert_eq!(groups, 6);
+    let windows = choose_windows(&nodes, groups, MAX_INTRO_POINTS);
+    let master = IdentityKey::generate(&mut rng);
+    let plan = plan_for(&master, &lists(&windows), &mut rng);
+    let periods: std::collections::BTreeSet<u64> = plan.iter().map(|u| u.slot.period_num).collect();
+    assert_eq!(periods.len(), 2, "both live slots");
+    for period in periods {
+        let ups: Vec<_> = plan
+            .iter()
+            .filter(|u| u.slot.period_num == period)
+            .collect();
+        assert_eq!(ups.len(), 6, "one descriptor per HSDir clients fetch from");
+        let blinded = ups[0].descriptor.blinded_key;
+        let srv = consensus.srv_for(&TP, &ups[0].slot);
+        let responsible = hsdirs.responsible(&blinded, period, TP.period_minutes, &srv);
+        let fetched = hsdirs.fetched_from(&blinded, period, TP.period_minutes, &srv);
+        assert_eq!(fetched.len(), 6);
+        assert!(fetched.iter().all(|f| responsible.contains(f)));
+        let mut given: Vec<&HsDir> = ups.iter().flat_map(|u| u.hsdirs.iter()).collect();
+        given.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+        let mut want: Vec<&HsDir> = responsible.iter().collect();
+        want.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+        assert_eq!(
+            given, want,
+            "every responsible HSDir gets exactly one descriptor"
+        );
+        let mut seen: BTreeMap<[u8; 32], usize> = BTreeMap::new();
+        for u in &ups {
+            assert_eq!(u.hsdirs.iter().filter(|d| fetched.contains(d)).count(), 1);
+            assert_eq!(u.descriptor.blinded_key, blinded);
+            assert!(u.descriptor.text.len() < MAX_DESCRIPTOR_SIZE);
+            let d = parse_descriptor(&u.descriptor.text, &master.address(), &TP, from_unix(NOW))
+                .expect("clients can read it");
+            assert_eq!(d.intro_points.len(), 20);
+            let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+            for p in &d.intro_points {
+                let id = p.ipt_sid_key().to_bytes();
+                *per_node.entry(owner[&id].clone()).or_default() += 1;
+                *seen.entry(id).or_default() += 1;
+            }
+            assert_eq!(per_node.len(), 8, "{per_node:?}");
+            assert!(
+                per_node.values().all(|c| (2..=3).contains(c)),
+                "{per_node:?}"
+            );
+        }
+        assert_eq!(seen.len(), 24, "a point is in no descriptor");
+    }
+    // At 20 points or fewer, one merged descriptor per slot, to all 8 responsible HSDirs.
+    let few: Vec<InstanceIntros> = nodes[..6].to_vec();
+    assert_eq!(distinct_points(&few), 18);
+    let merged = plan_for(
+        &master,
+        &[choose(&few, MAX_INTRO_POINTS).points()],
+        &mut rng,
+    );
+    assert_eq!(merged.len(), 2);
+    assert!(merged.iter().all(|u| u.hsdirs.len() == 8));
+}
+
+/// Attack 2 of issue 13 against per-HSDir descriptors: a member with two keys of 20 points
+/// each makes the cluster count 46 points, over 20. Each window is chosen like a merged
+/// descriptor, so in every one the member has at most its share and every honest point is
+/// listed (a window of the global order would have been the member's points alone).
+#[test]
+fn a_member_with_many_points_gets_its_share_of_every_window() {
+    let mut rng = ChaCha20Rng::seed_from_u64(13);
+    let nodes = vec![
+        entry("a-many", points(&mut rng, 20)),
+        entry("a-many", points(&mut rng, 20)),
+        entry("node1", points(&mut rng, 3)),
+        entry("node2", points(&mut rng, 3)),
+    ];
+    assert_eq!(distinct_points(&nodes), 46);
+    let honest: Vec<[u8; 32]> = nodes[2..]
+        .iter()
+        .flat_map(|e| e.intro_points.iter().map(|p| p.ipt_sid_key().to_bytes()))
+        .collect();
+    for w in choose_windows(&nodes, 6, MAX_INTRO_POINTS) {
+        assert!(
+            count(&w, "a-many") <= w.share && w.share == 7,
+            "{}",
+            count(&w, "a-many")
+        );
+        let ids: Vec<[u8; 32]> = w
+            .points()
+            .iter()
+            .map(|p| p.ipt_sid_key().to_bytes())
+            .collect();
+        assert!(
+            honest.iter().all(|h| ids.contains(h)),
+            "an honest point is missing"
+        );
     }
 }

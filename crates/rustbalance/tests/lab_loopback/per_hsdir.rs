@@ -1,0 +1,157 @@
+//! Issue 16 item 2: eight nodes of three intro points each (24, over the 20 a client takes
+//! from one descriptor) on one master address, with per-HSDir descriptors (the default).
+//!
+//! ```text
+//!  8 nodes up ─▶ a publication listing all 8 ─▶ per descriptor: period, intro points,
+//!  size, HSDirs (none over 20 points or 49,999 bytes; more than one per period)
+//!  ─▶ every responsible HSDir asked for its copy (HSFETCH SERVER=): how many distinct
+//!  descriptors they hold ─▶ the lab client on fresh circuits, served by every node
+//! ```
+
+use anyhow::{ensure, Context, Result};
+use rustbalance_lab::Lab;
+use rustbalance_testbed::client_cache;
+use rustbalance_testbed::clients::split;
+use rustbalance_testbed::faults::HsDirFetch;
+use rustbalance_testbed::{prepare, wait_cluster_up, ClusterNodeProc};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Nodes, each one tor with tor's default three intro points.
+const NODES: usize = 8;
+/// A liveness bound for the start (a busy 2-core machine must pass; times are printed).
+const START: Duration = Duration::from_secs(420);
+/// Largest descriptor an HSDir takes (`HSV3MaxDescriptorSize` default 50,000, exclusive).
+const MAX_BYTES: u64 = 49_999;
+
+pub async fn eight_nodes_per_hsdir_descriptors(lab: Lab) -> Result<()> {
+    let (master, mut nodes) = prepare(&lab, NODES).await?;
+    let r = run(&lab, &master, &mut nodes).await;
+    for n in nodes.iter_mut() {
+        n.stop();
+    }
+    r
+}
+
+async fn run(
+    lab: &Lab,
+    master: &rustbalance_hs::IdentityKey,
+    nodes: &mut [ClusterNodeProc],
+) -> Result<()> {
+    let bin = Path::new(env!("CARGO_BIN_EXE_rustbalance"));
+    for n in nodes.iter_mut() {
+        n.set_cluster_option("solo = false")?;
+        let log = lab.dir().join(format!("{}.log", n.name));
+        n.start(bin, &log)?;
+    }
+    let t0 = Instant::now();
+    let url = format!("http://{}/", master.address());
+    let up = wait_cluster_up(lab, nodes, &url, START).await?;
+    eprintln!(
+        "master reachable {:.1}s after the {NODES} nodes started",
+        t0.elapsed().as_secs_f64()
+    );
+    let points: u64 = up.record["intro_points"]
+        .as_object()
+        .map(|o| o.values().filter_map(|v| v.as_u64()).sum())
+        .unwrap_or(0);
+    ensure!(
+        points > 20,
+        "the nodes gossip {points} intro points, not over 20: {}",
+        up.record
+    );
+
+    // The split, as the publisher recorded it: one report per descriptor.
+    let slots = up.record["slots"].as_array().context("no slots")?;
+    let mut per_period: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut hsdirs: BTreeSet<String> = BTreeSet::new();
+    for s in slots {
+        let period = s["period_num"].as_u64().unwrap_or(0);
+        let listed = s["intro_points"].as_u64().unwrap_or(0);
+        let size = s["size"].as_u64().unwrap_or(0);
+        let dirs: Vec<String> = s["hsdirs"]
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        eprintln!(
+            "  period {period}: {listed} intro points, {size} bytes, to {} HSDirs",
+            dirs.len()
+        );
+        ensure!(listed <= 20, "a descriptor lists {listed} intro points");
+        ensure!(size <= MAX_BYTES, "a descriptor is {size} bytes");
+        *per_period.entry(period).or_default() += 1;
+        hsdirs.extend(dirs);
+    }
+    eprintln!("descriptors per time period: {per_period:?}");
+    ensure!(
+        per_period.values().all(|n| *n > 1),
+        "not one descriptor per HSDir: {per_period:?}"
+    );
+
+    // What the HSDirs hold for the lab client's current period.
+    let mut fetch = HsDirFetch::connect(lab).await?;
+    let addr = master.address().to_string();
+    let mut held: BTreeMap<String, usize> = BTreeMap::new();
+    let mut answered = 0;
+    for fp in &hsdirs {
+        let text = fetch.fetch(&addr, fp, Duration::from_secs(30)).await?;
+        if text.is_empty() {
+            continue;
+        }
+        answered += 1;
+        ensure!(
+            text.len() as u64 <= MAX_BYTES,
+            "HSDir {fp} holds {} bytes",
+            text.len()
+        );
+        let n = held.len();
+        held.entry(text).or_insert(n);
+    }
+    eprintln!(
+        "{answered} of {} responsible HSDirs hold a descriptor for the client's period; {} distinct",
+        hsdirs.len(),
+        held.len()
+    );
+    ensure!(
+        held.len() > 1,
+        "the HSDirs hold {} distinct descriptors",
+        held.len()
+    );
+
+    // Every node serves the lab client on fresh circuits. Every descriptor lists every
+    // node (2 or 3 of its points: a window of the round-robin order), so any HSDir's copy
+    // does. Between rounds the client starts afresh (NEWNYM: a new descriptor, maybe from
+    // another HSDir, and no intro-point failure cache).
+    let ctl =
+        rustbalance_tor::ControlClient::connect_authenticated(lab.client_control_addr()).await?;
+    let mut newnym = client_cache::Newnym::assume_recent();
+    let mut s: BTreeMap<String, usize> = BTreeMap::new();
+    for round in 1..=6 {
+        for (k, v) in split(lab, &url, 40).await {
+            *s.entry(k).or_insert(0) += v;
+        }
+        eprintln!("{} requests: {s:?}", round * 40);
+        let silent: Vec<&str> = nodes
+            .iter()
+            .filter(|n| !s.contains_key(&format!("served by {}", n.name)))
+            .map(|n| n.name.as_str())
+            .collect();
+        if silent.is_empty() {
+            break;
+        }
+        eprintln!(
+            "not served yet by {silent:?}; {}",
+            client_cache::describe(&ctl, &master.address()).await
+        );
+        newnym.send(&ctl).await?;
+    }
+    for n in nodes.iter() {
+        ensure!(
+            s.contains_key(&format!("served by {}", n.name)),
+            "{} never served: {s:?}",
+            n.name
+        );
+    }
+    Ok(())
+}

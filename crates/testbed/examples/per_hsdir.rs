@@ -1,0 +1,266 @@
+//! Issue 16 item 2 figures: one node of eight killed, per-HSDir descriptors against one
+//! merged descriptor, in the same private Tor lab. Driven by `bench/per_hsdir.sh`.
+//!
+//! ```text
+//! per_hsdir --bin target/release/rustbalance [--relays 20] [--nodes 8]
+//!           [--concurrency 2] [--before 30] [--tail 30] [--work DIR] [--json FILE]
+//! ```
+//!
+//! A host-loopback lab with RELAYS relays (more than the default 6, so that the nodes'
+//! intro points land on distinct relays as they do on the real network), NODES
+//! `rustbalance run` nodes of three intro points each, one master address. Twice, first
+//! with per-HSDir descriptors (the default), then with `per_hsdir_descriptors = false`
+//! (every node restarted with it, one at a time):
+//!
+//! 1. wait for a confirmed publication listing every node; the lab client fetches it;
+//! 2. a client loop (CONCURRENCY GETs at a time, each on a fresh circuit, 30 s limit)
+//!    runs BEFORE seconds, then the last node is SIGKILLed (node and tor: a machine
+//!    dying), and the loop runs until TAIL seconds after a confirmed publication without
+//!    it;
+//! 3. the node is started again.
+//!
+//! Reported per mode: descriptors per period and intro points per descriptor, how many
+//! nodes the publication listed; clients before the kill and from the kill to TAIL
+//! after the recovery (served, p50/p90, the longest stretch with no successful
+//! request); the time to the publication without the dead node.
+
+use anyhow::Result;
+use rustbalance_lab::{Lab, LabOptions};
+use rustbalance_testbed::bench::{
+    cores, cpu_model, loadavg, log, save_json, secs, work_dir, BenchArgs,
+};
+use rustbalance_testbed::client_cache::refetch_publication;
+use rustbalance_testbed::clients::{window, ClientLoop};
+use rustbalance_testbed::{prepare, published_nodes, wait_published, with_lab, ClusterNodeProc};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Liveness bound of each wait (a loaded 2-core machine must pass).
+const LIVENESS: Duration = Duration::from_secs(420);
+
+struct Args {
+    bin: PathBuf,
+    relays: usize,
+    nodes: usize,
+    conc: usize,
+    before: Duration,
+    tail: Duration,
+    work: Option<PathBuf>,
+    json: Option<PathBuf>,
+}
+
+fn args() -> Result<Args> {
+    let b = BenchArgs::from_env();
+    let with_value = [
+        "--bin",
+        "--relays",
+        "--nodes",
+        "--concurrency",
+        "--before",
+        "--tail",
+        "--work",
+        "--json",
+    ];
+    let unknown = b.unknown(&with_value, &[]);
+    anyhow::ensure!(unknown.is_empty(), "unknown argument {:?}", unknown[0]);
+    let bin = b.path("--bin").unwrap_or_default();
+    anyhow::ensure!(bin.is_file(), "--bin must name the rustbalance binary");
+    let nodes = b.number("--nodes", 8);
+    anyhow::ensure!(nodes >= 2, "--nodes must be at least 2");
+    Ok(Args {
+        bin: bin.canonicalize()?,
+        relays: b.number("--relays", 20),
+        nodes,
+        conc: b.number("--concurrency", 2),
+        before: b.secs("--before", 30),
+        tail: b.secs("--tail", 30),
+        work: b.path("--work"),
+        json: b.path("--json"),
+    })
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let a = args()?;
+    let (work, _tmp) = work_dir(a.work.clone(), "rb-per-hsdir")?;
+    let mut out = json!({
+        "machine": {"cores": cores(), "cpu": cpu_model(), "load_start": loadavg()},
+        "relays": a.relays, "nodes": a.nodes, "concurrency": a.conc,
+        "before_s": a.before.as_secs(), "tail_s": a.tail.as_secs(),
+    });
+    let options = LabOptions {
+        relays: a.relays,
+        ..Default::default()
+    };
+    let dir = work.join("lab");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    let r = with_lab(
+        &dir,
+        options,
+        |p| {
+            log(format!(
+                "lab: {} ({:.1}s)",
+                p.phase,
+                p.elapsed.as_secs_f64()
+            ))
+        },
+        async |lab, started| {
+            out["lab_usable_s"] = json!(secs(started.report.total));
+            let (master, mut nodes) = prepare(lab, a.nodes).await?;
+            for n in nodes.iter_mut() {
+                n.set_cluster_option("solo = false")?;
+                start(&a, lab, n)?;
+            }
+            let url = format!("http://{}/", master.address());
+            let r = async {
+                out["per_hsdir"] = one_mode(&a, lab, &master, &mut nodes, &url).await?;
+                log("restarting every node with per_hsdir_descriptors = false, one at a time");
+                for n in nodes.iter_mut() {
+                    n.stop();
+                    n.set_cluster_option("per_hsdir_descriptors = false")?;
+                    start(&a, lab, n)?;
+                }
+                out["merged"] = one_mode(&a, lab, &master, &mut nodes, &url).await?;
+                anyhow::Ok(())
+            }
+            .await;
+            for n in nodes.iter_mut() {
+                n.stop();
+            }
+            r
+        },
+    )
+    .await;
+    out["machine"]["load_end"] = json!(loadavg());
+    print_table(&out);
+    save_json(a.json.as_deref(), &out)?;
+    r
+}
+
+fn start(a: &Args, lab: &Lab, n: &mut ClusterNodeProc) -> Result<()> {
+    let log = lab.dir().join(format!("{}.log", n.name));
+    n.start(&a.bin, &log)
+}
+
+/// One mode: every node listed, the last one killed, the publication without it; the
+/// node started again at the end.
+async fn one_mode(
+    a: &Args,
+    lab: &Lab,
+    master: &rustbalance_hs::IdentityKey,
+    nodes: &mut [ClusterNodeProc],
+    url: &str,
+) -> Result<Value> {
+    let mut owned: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+    owned.sort_unstable();
+    let all: Vec<&str> = owned.iter().map(String::as_str).collect();
+    let t = Instant::now();
+    let up = wait_published(nodes, &[], SystemTime::now(), &all, LIVENESS).await?;
+    log(format!(
+        "a publication lists all {} nodes after {:.1}s",
+        all.len(),
+        t.elapsed().as_secs_f64()
+    ));
+    refetch_publication(lab, &master.address(), &up.record, LIVENESS).await?;
+    let split = descriptors(&up.record);
+    log(format!("descriptors: {split}"));
+
+    let t0 = Instant::now();
+    let lp = ClientLoop::spawn(lab, url, a.conc, t0);
+    // An observation window, not a wait for a condition.
+    tokio::time::sleep(a.before).await;
+    let victim = nodes.len() - 1;
+    let name = nodes[victim].name.clone();
+    let fault = t0.elapsed().as_secs_f64();
+    nodes[victim].kill();
+    log(format!("{name} SIGKILLed (node and tor)"));
+    let rest: Vec<&str> = all.iter().copied().filter(|n| *n != name).collect();
+    let since = SystemTime::now();
+    let gone = wait_published(nodes, &[victim], since, &rest, LIVENESS).await?;
+    let recovered = t0.elapsed().as_secs_f64();
+    log(format!(
+        "publication without {name} {:.1}s after the kill",
+        recovered - fault
+    ));
+    tokio::time::sleep(a.tail).await;
+    let reqs = lp.finish().await;
+    let before = window(&reqs, fault - a.before.as_secs_f64(), fault);
+    let during = window(&reqs, fault, recovered + a.tail.as_secs_f64());
+    log(format!(
+        "  clients before: {}/{} served; kill to recovery+{}s: {}/{} served, longest gap {:.1}s",
+        before.summary.ok,
+        before.summary.requests,
+        a.tail.as_secs(),
+        during.summary.ok,
+        during.summary.requests,
+        during.longest_gap_s
+    ));
+    start(a, lab, &mut nodes[victim])?;
+    Ok(json!({
+        "listed_nodes": published_nodes(&up.record).len(),
+        "descriptors": split,
+        "descriptors_after_kill": descriptors(&gone.record),
+        "dead_node_out_s": secs(Duration::from_secs_f64(recovered - fault)),
+        "before": before,
+        "during": during,
+        "requests": reqs,
+    }))
+}
+
+/// Per period: how many descriptors and their intro point counts.
+fn descriptors(record: &Value) -> Value {
+    let mut per: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    for s in record["slots"].as_array().into_iter().flatten() {
+        per.entry(s["period_num"].to_string())
+            .or_default()
+            .push(s["intro_points"].as_u64().unwrap_or(0));
+    }
+    json!(per)
+}
+
+fn print_table(out: &Value) {
+    println!("| | per-HSDir descriptors | one merged descriptor |");
+    println!("|---|---:|---:|");
+    let row = |label: &str, f: &dyn Fn(&Value) -> String| {
+        println!(
+            "| {label} | {} | {} |",
+            f(&out["per_hsdir"]),
+            f(&out["merged"])
+        );
+    };
+    row("intro points per descriptor (one period)", &|m| {
+        m["descriptors"]
+            .as_object()
+            .and_then(|o| o.values().next())
+            .map(|v| v.to_string())
+            .unwrap_or_default()
+    });
+    row("nodes listed", &|m| m["listed_nodes"].to_string());
+    row("dead node out of the publication", &|m| {
+        format!("{} s", m["dead_node_out_s"])
+    });
+    row("clients before the kill: served", &|m| {
+        format!(
+            "{}/{}",
+            m["before"]["summary"]["ok"], m["before"]["summary"]["requests"]
+        )
+    });
+    row("kill → recovery + tail: served", &|m| {
+        format!(
+            "{}/{}",
+            m["during"]["summary"]["ok"], m["during"]["summary"]["requests"]
+        )
+    });
+    row("kill → recovery + tail: p50 / p90", &|m| {
+        format!(
+            "{} / {} s",
+            m["during"]["summary"]["p50_s"], m["during"]["p90_s"]
+        )
+    });
+    row("longest stretch with no successful request", &|m| {
+        format!("{} s", m["during"]["longest_gap_s"])
+    });
+}
