@@ -13,14 +13,4 @@
 #   nohup bench/failover.sh --json /tmp/failover.json >/tmp/failover.out 2>&1 &
 #   echo $! >/tmp/failover.pid
 # Needs: cargo, tor (0.4.8+), tor-gencert, Debian's onionbalance package.
-set -euo pipefail
-
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$ROOT"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target-fbench}"
-
-echo "== building (release)" >&2
-cargo build --release -q -p rustbalance --bin rustbalance
-cargo build --release -q -p rustbalance-testbed --example failover
-echo "== machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(tor --version | head -1), onionbalance $(dpkg-query -W -f='${Version}' onionbalance 2>/dev/null), load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-exec "$CARGO_TARGET_DIR/release/examples/failover" --bin "$CARGO_TARGET_DIR/release/rustbalance" "$@"
+exec "$(dirname "$0")/lab_example.sh" failover "$@"

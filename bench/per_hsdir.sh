@@ -13,12 +13,4 @@
 #   nohup bench/per_hsdir.sh --json /tmp/per_hsdir.json >/tmp/per_hsdir.out 2>&1 &
 #   echo $! >/tmp/per_hsdir.pid
 # Needs: cargo, tor (0.4.8+), tor-gencert.
-set -euo pipefail
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$ROOT"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target-fbench}"
-echo "== building (release)" >&2
-cargo build --release -q -p rustbalance --bin rustbalance
-cargo build --release -q -p rustbalance-testbed --example per_hsdir
-echo "== machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(tor --version | head -1), load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-exec "$CARGO_TARGET_DIR/release/examples/per_hsdir" --bin "$CARGO_TARGET_DIR/release/rustbalance" "$@"
+exec "$(dirname "$0")/lab_example.sh" per_hsdir "$@"

@@ -52,6 +52,26 @@ pub fn failure_kind(e: &str) -> String {
     format!("failed: ...{tail}")
 }
 
+/// One round of `n` requests on fresh circuits ([`split`]) added to `tally` and printed;
+/// the names of `names` no request has been "served by" yet.
+pub async fn round_and_silent<'a>(
+    lab: &Lab,
+    url: &str,
+    n: usize,
+    tally: &mut BTreeMap<String, usize>,
+    names: &[&'a str],
+) -> Vec<&'a str> {
+    for (k, v) in split(lab, url, n).await {
+        *tally.entry(k).or_insert(0) += v;
+    }
+    eprintln!("{} requests: {tally:?}", tally.values().sum::<usize>());
+    names
+        .iter()
+        .copied()
+        .filter(|name| !tally.contains_key(&format!("served by {name}")))
+        .collect()
+}
+
 /// `n` GETs of `url` through the lab client, one after another, each on a
 /// fresh circuit; counts outcomes ([`outcome`]).
 pub async fn split(lab: &Lab, url: &str, n: usize) -> BTreeMap<String, usize> {

@@ -291,6 +291,44 @@ impl ClusterFiles {
     }
 }
 
+/// Start every node (`bin run`, output to `LAB/NAME.log`), each with the `[cluster]`
+/// lines of `options` set first (e.g. `solo = false`).
+pub fn start_all(
+    lab: &Lab,
+    nodes: &mut [ClusterNodeProc],
+    bin: &Path,
+    options: &[&str],
+) -> Result<()> {
+    for n in nodes.iter_mut() {
+        for line in options {
+            n.set_cluster_option(line)?;
+        }
+        let log = lab.dir().join(format!("{}.log", n.name));
+        n.start(bin, &log)?;
+    }
+    Ok(())
+}
+
+/// [`prepare`] `n` nodes, run `body` with the master key and the nodes, stop every node
+/// whatever `body` returned, and return that.
+pub async fn with_cluster(
+    lab: &Lab,
+    n: usize,
+    body: impl AsyncFnOnce(&IdentityKey, &mut [ClusterNodeProc]) -> Result<()>,
+) -> Result<()> {
+    let (master, mut nodes) = prepare(lab, n).await?;
+    let r = body(&master, &mut nodes).await;
+    stop_all(&mut nodes);
+    r
+}
+
+/// Stop every node that runs (by its pid).
+pub fn stop_all(nodes: &mut [ClusterNodeProc]) {
+    for n in nodes.iter_mut() {
+        n.stop();
+    }
+}
+
 /// Write configs (shared master key and cluster secret, priorities 10, 20, …)
 /// and start in-process targets for `n` nodes `node1`… under `lab.dir()/cluster`.
 pub async fn prepare(lab: &Lab, n: usize) -> Result<(IdentityKey, Vec<ClusterNodeProc>)> {

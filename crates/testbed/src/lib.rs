@@ -25,6 +25,8 @@ pub use cluster::publication::{
     at_unix, confirmed, listed_intro_points, published_nodes, publisher, sole_publisher,
     wait_cluster_up, wait_publication, wait_published, Publication, StatusSource,
 };
-pub use cluster::{prepare, prepare_with, ClusterNodeProc, NsNode};
+pub use cluster::{
+    prepare, prepare_with, start_all, stop_all, with_cluster, ClusterNodeProc, NsNode,
+};
 pub use harness::{with_lab, Started};
 pub use poll::poll_until;

@@ -4,9 +4,9 @@
 use anyhow::{ensure, Result};
 use rustbalance_lab::Lab;
 use rustbalance_testbed::client_cache;
-use rustbalance_testbed::clients::{served, split};
+use rustbalance_testbed::clients::{round_and_silent, served, split};
 use rustbalance_testbed::{
-    listed_intro_points, prepare, wait_cluster_up, wait_published, ClusterNodeProc,
+    listed_intro_points, start_all, wait_cluster_up, wait_published, with_cluster, ClusterNodeProc,
 };
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
@@ -27,12 +27,10 @@ async fn fetch_master(
 }
 
 pub async fn three_nodes_fail_over(lab: Lab) -> Result<()> {
-    let (master, mut nodes) = prepare(&lab, 3).await?;
-    let r = fail_over(&lab, &master, &mut nodes).await;
-    for n in nodes.iter_mut() {
-        n.stop();
-    }
-    r
+    with_cluster(&lab, 3, async |master, nodes| {
+        fail_over(&lab, master, nodes).await
+    })
+    .await
 }
 
 async fn fail_over(
@@ -41,13 +39,9 @@ async fn fail_over(
     nodes: &mut [ClusterNodeProc],
 ) -> Result<()> {
     let bin = Path::new(env!("CARGO_BIN_EXE_rustbalance"));
-    for n in nodes.iter_mut() {
-        // The last node standing is checked in cluster mode (merged descriptors, no
-        // instance pow-params); `lone_node_goes_single_node` shows the single-node switch.
-        n.set_cluster_option("solo = false")?;
-        let log = lab.dir().join(format!("{}.log", n.name));
-        n.start(bin, &log)?;
-    }
+    // The last node standing is checked in cluster mode (merged descriptors, no
+    // instance pow-params); `lone_node_goes_single_node` shows the single-node switch.
+    start_all(lab, nodes, bin, &["solo = false"])?;
     let t0 = Instant::now();
     let url = format!("http://{}/", master.address());
     let up = wait_cluster_up(lab, nodes, &url, Duration::from_secs(180)).await?;
@@ -75,16 +69,10 @@ async fn fail_over(
     // client starts afresh (NEWNYM) on the newest publication, as a new client would. A
     // node that never answers fails the test.
     let mut s = std::collections::BTreeMap::new();
+    let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
     for round in 1..=5 {
-        for (k, v) in split(lab, &url, 60).await {
-            *s.entry(k).or_insert(0) += v;
-        }
-        eprintln!("{} requests: {s:?}", round * 60);
-        let silent: Vec<&str> = nodes
-            .iter()
-            .filter(|n| !s.contains_key(&format!("served by {}", n.name)))
-            .map(|n| n.name.as_str())
-            .collect();
+        let silent = round_and_silent(lab, &url, 60, &mut s, &names).await;
         if silent.is_empty() {
             break;
         }

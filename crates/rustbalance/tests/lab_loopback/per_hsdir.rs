@@ -11,9 +11,9 @@
 use anyhow::{ensure, Context, Result};
 use rustbalance_lab::Lab;
 use rustbalance_testbed::client_cache;
-use rustbalance_testbed::clients::split;
+use rustbalance_testbed::clients::round_and_silent;
 use rustbalance_testbed::faults::HsDirFetch;
-use rustbalance_testbed::{prepare, wait_cluster_up, ClusterNodeProc};
+use rustbalance_testbed::{start_all, wait_cluster_up, with_cluster, ClusterNodeProc};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -26,12 +26,10 @@ const START: Duration = Duration::from_secs(420);
 const MAX_BYTES: u64 = 49_999;
 
 pub async fn eight_nodes_per_hsdir_descriptors(lab: Lab) -> Result<()> {
-    let (master, mut nodes) = prepare(&lab, NODES).await?;
-    let r = run(&lab, &master, &mut nodes).await;
-    for n in nodes.iter_mut() {
-        n.stop();
-    }
-    r
+    with_cluster(&lab, NODES, async |master, nodes| {
+        run(&lab, master, nodes).await
+    })
+    .await
 }
 
 async fn run(
@@ -40,11 +38,7 @@ async fn run(
     nodes: &mut [ClusterNodeProc],
 ) -> Result<()> {
     let bin = Path::new(env!("CARGO_BIN_EXE_rustbalance"));
-    for n in nodes.iter_mut() {
-        n.set_cluster_option("solo = false")?;
-        let log = lab.dir().join(format!("{}.log", n.name));
-        n.start(bin, &log)?;
-    }
+    start_all(lab, nodes, bin, &["solo = false"])?;
     let t0 = Instant::now();
     let url = format!("http://{}/", master.address());
     let up = wait_cluster_up(lab, nodes, &url, START).await?;
@@ -127,16 +121,10 @@ async fn run(
         rustbalance_tor::ControlClient::connect_authenticated(lab.client_control_addr()).await?;
     let mut newnym = client_cache::Newnym::assume_recent();
     let mut s: BTreeMap<String, usize> = BTreeMap::new();
-    for round in 1..=6 {
-        for (k, v) in split(lab, &url, 40).await {
-            *s.entry(k).or_insert(0) += v;
-        }
-        eprintln!("{} requests: {s:?}", round * 40);
-        let silent: Vec<&str> = nodes
-            .iter()
-            .filter(|n| !s.contains_key(&format!("served by {}", n.name)))
-            .map(|n| n.name.as_str())
-            .collect();
+    let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    for _ in 1..=6 {
+        let silent = round_and_silent(lab, &url, 40, &mut s, &names).await;
         if silent.is_empty() {
             break;
         }

@@ -16,8 +16,8 @@ use rustbalance_lab::Lab;
 use rustbalance_testbed::clients::{served, split};
 use rustbalance_testbed::cluster::faketime_env;
 use rustbalance_testbed::{
-    client_cache, poll_until, prepare, published_nodes, sole_publisher, wait_cluster_up,
-    wait_published, ClusterNodeProc,
+    client_cache, poll_until, published_nodes, sole_publisher, start_all, wait_cluster_up,
+    wait_published, with_cluster, ClusterNodeProc,
 };
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -26,12 +26,10 @@ use std::time::{Duration, SystemTime};
 const LIVENESS: Duration = Duration::from_secs(150);
 
 pub async fn a_skewed_node_does_not_publish(lab: Lab) -> Result<()> {
-    let (master, mut nodes) = prepare(&lab, 3).await?;
-    let r = skew(&lab, &master, &mut nodes).await;
-    for n in nodes.iter_mut() {
-        n.stop();
-    }
-    r
+    with_cluster(&lab, 3, async |master, nodes| {
+        skew(&lab, master, nodes).await
+    })
+    .await
 }
 
 async fn skew(
@@ -40,10 +38,7 @@ async fn skew(
     nodes: &mut [ClusterNodeProc],
 ) -> Result<()> {
     let bin = Path::new(env!("CARGO_BIN_EXE_rustbalance"));
-    for n in nodes.iter_mut() {
-        let log = lab.dir().join(format!("{}.log", n.name));
-        n.start(bin, &log)?;
-    }
+    start_all(lab, nodes, bin, &[])?;
     let url = format!("http://{}/", master.address());
     let up = wait_cluster_up(lab, nodes, &url, Duration::from_secs(180)).await?;
     // The publisher's clock goes wrong: it holds the lease, the hardest case.

@@ -15,8 +15,8 @@ use rustbalance_lab::Lab;
 use rustbalance_testbed::client_cache;
 use rustbalance_testbed::clients::{longest_gap, served_after, split, summarize, ClientLoop};
 use rustbalance_testbed::{
-    confirmed, poll_until, prepare, published_nodes, publisher, wait_cluster_up, wait_published,
-    ClusterNodeProc,
+    confirmed, poll_until, prepare, published_nodes, publisher, start_all, stop_all,
+    wait_cluster_up, wait_published, ClusterNodeProc,
 };
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
@@ -30,9 +30,7 @@ const CONC: usize = 4;
 pub async fn lone_node_goes_single_node(lab: Lab) -> Result<()> {
     let (master, mut nodes) = prepare(&lab, 2).await?;
     let r = switch_and_back(&lab, &master.address(), &mut nodes).await;
-    for n in nodes.iter_mut() {
-        n.stop();
-    }
+    stop_all(&mut nodes);
     r
 }
 
@@ -63,10 +61,7 @@ async fn switch_and_back(
     nodes: &mut [ClusterNodeProc],
 ) -> Result<()> {
     let bin = Path::new(env!("CARGO_BIN_EXE_rustbalance"));
-    for n in nodes.iter_mut() {
-        let log = lab.dir().join(format!("{}.log", n.name));
-        n.start(bin, &log)?;
-    }
+    start_all(lab, nodes, bin, &[])?;
     let url = format!("http://{master}/");
     let up = wait_cluster_up(lab, nodes, &url, LIVENESS).await?;
     let (s, f) = (up.node, 1 - up.node);
