@@ -243,17 +243,30 @@ pub fn decode(s: &str) -> BTreeMap<String, Verdict> {
 
 /// The nodes that a strict majority of their live peers report failing. `reports` maps
 /// each live reporter to its verdicts; `live` holds every live member. A node's peers
-/// are the other live members; a reporter never counts for itself.
+/// are the other live members; a reporter never counts for itself. Nor does a reporter
+/// that fails every one of its two or more live peers: a canary that reaches nobody is
+/// more likely broken itself (its tor, its clock: a node restarted with its clock ten
+/// minutes off does exactly that) than all the others, and its verdicts must not tip
+/// the majority against a node that one other peer happens to fail. The majority is
+/// still of all live peers, so discounting a reporter never makes ejecting easier.
 pub fn ejected(
     reports: &BTreeMap<String, BTreeMap<String, Verdict>>,
     live: &BTreeSet<String>,
 ) -> BTreeSet<String> {
+    let fails_everyone = |reporter: &str, verdicts: &BTreeMap<String, Verdict>| {
+        let peers: Vec<&String> = live.iter().filter(|p| *p != reporter).collect();
+        peers.len() >= 2
+            && peers
+                .iter()
+                .all(|p| verdicts.get(*p) == Some(&Verdict::Fail))
+    };
     live.iter()
         .filter(|node| {
             let peers = live.iter().filter(|p| p != node).count();
             let failing = reports
                 .iter()
                 .filter(|(reporter, _)| *reporter != *node && live.contains(*reporter))
+                .filter(|(reporter, verdicts)| !fails_everyone(reporter, verdicts))
                 .filter(|(_, verdicts)| verdicts.get(*node) == Some(&Verdict::Fail))
                 .count();
             peers > 0 && failing * 2 > peers

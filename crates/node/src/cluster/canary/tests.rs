@@ -103,6 +103,32 @@ fn a_node_leaves_the_descriptor_only_when_a_majority_of_its_peers_see_it_fail() 
     assert!(ejected(&r, &set(&["a"])).is_empty());
 }
 
+/// Seen in CI (2026-12-07, `a_skewed_node_does_not_publish`): node1 restarted with its
+/// clock ten minutes behind reaches no peer through Tor and fails them all; one failed
+/// verdict of node3 on node2 then made a majority against node2, which left the
+/// descriptor for good (its own publication listed only node3 for 150 s).
+#[test]
+fn a_reporter_that_fails_everyone_does_not_tip_the_majority() {
+    use Verdict::{Fail, Pass};
+    let live = set(&["node1", "node2", "node3"]);
+    let r = reports(&[
+        ("node1", &[("node2", Fail), ("node3", Fail)]),
+        ("node3", &[("node2", Fail), ("node1", Pass)]),
+        ("node2", &[("node3", Pass), ("node1", Fail)]),
+    ]);
+    // node2 is failed by node3 only (node1's verdicts do not count): it stays.
+    assert!(ejected(&r, &live).is_empty());
+    // A reporter that fails all but one still counts.
+    let r = reports(&[
+        ("node1", &[("node2", Fail), ("node3", Pass)]),
+        ("node3", &[("node2", Fail)]),
+    ]);
+    assert_eq!(ejected(&r, &live), set(&["node2"]));
+    // With one peer, failing it is not "failing everyone": two nodes, the peer decides.
+    let r = reports(&[("a", &[("b", Fail)])]);
+    assert_eq!(ejected(&r, &set(&["a", "b"])), set(&["b"]));
+}
+
 #[test]
 fn forgotten_members_lose_their_verdicts() {
     let t = Instant::now() + Duration::from_secs(1);
