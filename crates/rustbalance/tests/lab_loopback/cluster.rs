@@ -83,11 +83,7 @@ async fn fail_over(
         );
         // What the cluster thinks (issue 15, "alive, listed and silent"): every node's
         // canary verdicts on its peers, and the newest publication.
-        for n in nodes.iter() {
-            if let Some(st) = n.status().await {
-                eprintln!("  {}: canary {}", n.name, st["cluster"]["canary"]);
-            }
-        }
+        rustbalance_testbed::cluster::publication::print_canaries(nodes).await;
         // What the silent nodes' tors and daemons said about intro points (which
         // introductions they saw, which circuits they rebuilt).
         for n in nodes.iter().filter(|n| silent.contains(&n.name.as_str())) {

@@ -15,6 +15,23 @@ pub trait StatusSource {
     fn name(&self) -> &str;
 }
 
+/// Print what each node's `/status` says about its peers' canary verdicts and its
+/// target (why a node may be missing from a publication: ejected by the canary, or its
+/// target down).
+pub async fn print_canaries<N: StatusSource>(nodes: &[N]) {
+    for n in nodes {
+        match n.status().await {
+            Some(st) => eprintln!(
+                "  {}: canary {}, target {}",
+                n.name(),
+                st["cluster"]["canary"],
+                st["target"]
+            ),
+            None => eprintln!("  {}: no /status", n.name()),
+        }
+    }
+}
+
 /// One publication seen at a publisher.
 #[derive(Debug, Clone)]
 pub struct Publication {
