@@ -29,6 +29,8 @@ mod hostile;
 mod hostile_member;
 #[path = "lab_netns/join.rs"]
 mod join;
+#[path = "lab_netns/join_helpers.rs"]
+mod join_helpers;
 #[path = "lab_netns/ops.rs"]
 mod ops;
 #[path = "lab_netns/probe.rs"]

@@ -147,8 +147,8 @@ async fn story(
     *nodes = started;
     let url = format!("http://{}/", master.address());
     wait_cluster_up(lab, nodes, &url, LIVENESS).await?;
-    super::join::one_join_key(nodes).await?;
-    let (_, token_text) = super::join::create_token(&nodes[0]).await?;
+    super::join_helpers::one_join_key(nodes).await?;
+    let (_, token_text) = super::join_helpers::create_token(&nodes[0]).await?;
     let token_file = lab.dir().join("hostile-join-token");
     rustbalance_node::keystore::write_atomic(&token_file, token_text.as_bytes(), 0o600)?;
     let worker = join_ns_node(lab, WORKER, bin, &token_file, &nodes[0].config, |l| {
