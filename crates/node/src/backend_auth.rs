@@ -70,26 +70,8 @@ pub fn read_backend_keys(dir: &Path, backends: &[(String, OnionAddress)]) -> Res
         ));
     }
     private(dir, "the directory")?;
-    let rd = std::fs::read_dir(dir).map_err(|source| Error::Io {
-        action: "cannot list",
-        path: dir.to_path_buf(),
-        source,
-    })?;
     let mut keys = BTreeMap::new();
-    for entry in rd {
-        let entry = entry.map_err(|source| Error::Io {
-            action: "cannot list",
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let path = entry.path();
-        let is_key = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.ends_with(AUTH_PRIVATE_SUFFIX));
-        if !is_key {
-            continue;
-        }
+    for (_, path) in crate::client_auth::files_ending(dir, AUTH_PRIVATE_SUFFIX, "cannot list")? {
         private(&path, "the key file")?;
         let text = zeroize::Zeroizing::new(std::fs::read_to_string(&path).map_err(|source| {
             Error::Io {

@@ -47,6 +47,31 @@ pub fn valid_client_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+/// The files of `dir` whose names end with `suffix` (other files are ignored, as tor
+/// does), as (name without the suffix, path), sorted by name; a listing error names `dir`
+/// and says `action`. Shared by the authorized-clients and the backend-key directories.
+pub(crate) fn files_ending(
+    dir: &Path,
+    suffix: &str,
+    action: &'static str,
+) -> Result<Vec<(String, PathBuf)>> {
+    let io = |source| Error::Io {
+        action,
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let fname = entry.file_name();
+        if let Some(name) = fname.to_str().and_then(|n| n.strip_suffix(suffix)) {
+            out.push((name.to_string(), entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// Every `*.auth` file of `dir`, sorted by name. Other files are ignored (as tor does).
 /// A directory that does not exist (yet) holds no client: the address is then open to
 /// nobody, never to everyone.
@@ -54,23 +79,12 @@ pub fn read_clients(dir: &Path) -> Result<Vec<AuthorizedClient>> {
     if !dir.exists() {
         return Ok(Vec::new());
     }
-    let rd = std::fs::read_dir(dir).map_err(|source| Error::Io {
-        action: "cannot read the authorized clients directory",
-        path: dir.to_path_buf(),
-        source,
-    })?;
     let mut out = Vec::new();
-    for entry in rd {
-        let entry = entry.map_err(|source| Error::Io {
-            action: "cannot read the authorized clients directory",
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let fname = entry.file_name();
-        let Some(name) = fname.to_str().and_then(|n| n.strip_suffix(AUTH_SUFFIX)) else {
-            continue;
-        };
-        let path = entry.path();
+    for (name, path) in files_ending(
+        dir,
+        AUTH_SUFFIX,
+        "cannot read the authorized clients directory",
+    )? {
         let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
             action: "cannot read the client key",
             path: path.clone(),
