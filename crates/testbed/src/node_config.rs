@@ -92,3 +92,43 @@ pub fn with_debug_log(config: &str) -> String {
         1,
     )
 }
+
+/// A one-node cluster in `lab` (it publishes the master descriptor itself): `master`'s key
+/// under `base/master`, a fresh cluster secret, free admin and gossip ports, the lab's
+/// node config with a `[cluster]` section, changed by `edit` (it must keep the sections
+/// it edits); written 0600 to `base/NAME.toml`, whose path is returned.
+pub fn lone_cluster_node(
+    lab: &Lab,
+    name: &str,
+    master: &rustbalance_hs::IdentityKey,
+    target: SocketAddr,
+    base: &std::path::Path,
+    edit: impl FnOnce(String) -> Result<String>,
+) -> Result<PathBuf> {
+    use rustbalance_node::keystore::write_atomic;
+    use rustbalance_tor::port::{free_port, Proto};
+    master.write_tor_dir(&base.join("master"))?;
+    let secret_file = base.join("cluster.secret");
+    let mut secret = zeroize::Zeroizing::new([0u8; 32]);
+    rand::RngExt::fill(&mut rand::rng(), &mut secret[..]);
+    write_atomic(&secret_file, &secret[..], 0o600)?;
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port(Proto::Tcp)?));
+    let gossip = SocketAddr::from(([127, 0, 0, 1], free_port(Proto::Udp)?));
+    let text = node_config_with(
+        lab,
+        name,
+        &target.to_string(),
+        Some(
+            base.join("master")
+                .join(rustbalance_hs::keys::SECRET_KEY_FILE),
+        ),
+        admin,
+        Some(ClusterTemplate::first_node(secret_file, gossip)),
+        None,
+    )?;
+    let text = edit(text)?;
+    rustbalance_node::keystore::create_private_dir(&node_dir(lab, name))?;
+    let config = base.join(format!("{name}.toml"));
+    write_atomic(&config, text.as_bytes(), 0o600)?;
+    Ok(config)
+}

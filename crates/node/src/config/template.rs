@@ -66,6 +66,22 @@ pub struct ClusterTemplate {
     pub gossip_signatures: Option<rustbalance_cluster::SignatureMode>,
 }
 
+impl ClusterTemplate {
+    /// The first node of a cluster (or a cluster of one): no seeds, priority 10, and the
+    /// defaults for the cluster id, the quorum and gossip signatures.
+    pub fn first_node(secret_file: PathBuf, listen: SocketAddr) -> Self {
+        ClusterTemplate {
+            secret_file,
+            listen,
+            seeds: Vec::new(),
+            priority: 10,
+            cluster_id: None,
+            quorum: None,
+            gossip_signatures: None,
+        }
+    }
+}
+
 /// TOML quoting of a string.
 fn q(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()

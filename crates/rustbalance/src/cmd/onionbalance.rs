@@ -119,15 +119,10 @@ fn write_service(
         target: target.map(str::to_string),
         admin,
         tor: tor.clone(),
-        cluster: Some(rustbalance_node::config::ClusterTemplate {
+        cluster: Some(rustbalance_node::config::ClusterTemplate::first_node(
             secret_file,
-            listen: gossip,
-            seeds: Vec::new(),
-            priority: 10,
-            cluster_id: None,
-            quorum: None,
-            gossip_signatures: None,
-        }),
+            gossip,
+        )),
     };
     let cfg = dir.join("rustbalance.toml");
     write_atomic(&cfg, service_config(svc, &at).as_bytes(), 0o600)?;

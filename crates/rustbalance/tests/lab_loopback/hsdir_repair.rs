@@ -14,13 +14,10 @@
 use anyhow::{bail, ensure, Context, Result};
 use rustbalance_hs::IdentityKey;
 use rustbalance_lab::{DemoTarget, Lab};
-use rustbalance_node::config::ClusterTemplate;
-use rustbalance_node::keystore::{write_atomic, KeyFiles};
 use rustbalance_testbed::faults::{self, relay_fingerprints, HsDirFetch};
-use rustbalance_testbed::node_config::{node_config_with, node_dir};
+use rustbalance_testbed::node_config::lone_cluster_node;
 use rustbalance_testbed::{poll_until, wait_published, ClusterNodeProc};
 use rustbalance_tor::control::relay_fingerprint;
-use rustbalance_tor::port::{free_port, Proto};
 use rustbalance_tor::ControlClient;
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -52,48 +49,19 @@ pub async fn hsdir_restart_repaired(lab: Lab) -> Result<()> {
 /// checks the HSDirs every [`CHECK_SECS`].
 fn write_config(lab: &Lab, master: &IdentityKey, target: SocketAddr) -> Result<PathBuf> {
     let base = lab.dir().join("cluster-ae");
-    master.write_tor_dir(&base.join("master"))?;
-    let secret_file = base.join("cluster.secret");
-    let mut secret = zeroize::Zeroizing::new([0u8; 32]);
-    rand::RngExt::fill(&mut rand::rng(), &mut secret[..]);
-    write_atomic(&secret_file, &secret[..], 0o600)?;
-    let admin = SocketAddr::from(([127, 0, 0, 1], free_port(Proto::Tcp)?));
-    let gossip = SocketAddr::from(([127, 0, 0, 1], free_port(Proto::Udp)?));
-    let text = node_config_with(
-        lab,
-        NAME,
-        &target.to_string(),
-        Some(
-            base.join("master")
-                .join(rustbalance_hs::keys::SECRET_KEY_FILE),
-        ),
-        admin,
-        Some(ClusterTemplate {
-            secret_file,
-            listen: gossip,
-            seeds: Vec::new(),
-            priority: 10,
-            cluster_id: None,
-            quorum: None,
-            gossip_signatures: None,
-        }),
-        None,
-    )?;
-    ensure!(
-        text.contains("[cluster]\n"),
-        "the template has a [cluster] section"
-    );
-    let text = text.replacen(
-        "[cluster]\n",
-        // A one-node cluster: without `solo = false` it would go single-node and leave
-        // publishing to its tor (no merged descriptors, nothing for anti-entropy to check).
-        &format!("[cluster]\nhsdir_check_secs = {CHECK_SECS}\nsolo = false\n"),
-        1,
-    );
-    rustbalance_node::keystore::create_private_dir(&node_dir(lab, NAME))?;
-    let config = base.join(format!("{NAME}.toml"));
-    write_atomic(&config, text.as_bytes(), 0o600)?;
-    Ok(config)
+    lone_cluster_node(lab, NAME, master, target, &base, |text| {
+        ensure!(
+            text.contains("[cluster]\n"),
+            "the template has a [cluster] section"
+        );
+        Ok(text.replacen(
+            "[cluster]\n",
+            // A one-node cluster: without `solo = false` it would go single-node and leave
+            // publishing to its tor (no merged descriptors, nothing for anti-entropy to check).
+            &format!("[cluster]\nhsdir_check_secs = {CHECK_SECS}\nsolo = false\n"),
+            1,
+        ))
+    })
 }
 
 /// The node's coverage of the checked slot, with the total of re-uploads.

@@ -15,12 +15,9 @@ use base64::Engine;
 use rustbalance_hs::descriptor::{auth_line, ClientSecret};
 use rustbalance_hs::IdentityKey;
 use rustbalance_lab::{DemoTarget, Lab};
-use rustbalance_node::config::ClusterTemplate;
-use rustbalance_node::keystore::{write_atomic, KeyFiles};
 use rustbalance_testbed::client_cache::Newnym;
-use rustbalance_testbed::node_config::{node_config_with, node_dir};
+use rustbalance_testbed::node_config::lone_cluster_node;
 use rustbalance_testbed::{poll_until, wait_published, ClusterNodeProc, Publication};
-use rustbalance_tor::port::{free_port, Proto};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -53,47 +50,18 @@ pub async fn restricted_discovery(lab: Lab) -> Result<()> {
 /// itself) with `authorized_clients_dir`.
 fn write_config(lab: &Lab, master: &IdentityKey, target: SocketAddr) -> Result<PathBuf> {
     let base = lab.dir().join("cluster-auth");
-    master.write_tor_dir(&base.join("master"))?;
-    let secret_file = base.join("cluster.secret");
-    let mut secret = [0u8; 32];
-    rand::RngExt::fill(&mut rand::rng(), &mut secret[..]);
-    write_atomic(&secret_file, &secret, 0o600)?;
-    let admin = SocketAddr::from(([127, 0, 0, 1], free_port(Proto::Tcp)?));
-    let gossip = SocketAddr::from(([127, 0, 0, 1], free_port(Proto::Udp)?));
-    let text = node_config_with(
-        lab,
-        NAME,
-        &target.to_string(),
-        Some(
-            base.join("master")
-                .join(rustbalance_hs::keys::SECRET_KEY_FILE),
-        ),
-        admin,
-        Some(ClusterTemplate {
-            secret_file,
-            listen: gossip,
-            seeds: Vec::new(),
-            priority: 10,
-            cluster_id: None,
-            quorum: None,
-            gossip_signatures: None,
-        }),
-        None,
-    )?;
     let clients = base.join("authorized_clients");
-    let line = format!(
-        "[service]\nauthorized_clients_dir = {}\n",
-        toml_str(&clients.display().to_string())
-    );
-    ensure!(
-        text.contains("[service]\n"),
-        "the template has a [service] section"
-    );
-    let text = text.replacen("[service]\n", &line, 1);
-    rustbalance_node::keystore::create_private_dir(&node_dir(lab, NAME))?;
-    let config = base.join(format!("{NAME}.toml"));
-    write_atomic(&config, text.as_bytes(), 0o600)?;
-    Ok(config)
+    lone_cluster_node(lab, NAME, master, target, &base, |text| {
+        let line = format!(
+            "[service]\nauthorized_clients_dir = {}\n",
+            toml_str(&clients.display().to_string())
+        );
+        ensure!(
+            text.contains("[service]\n"),
+            "the template has a [service] section"
+        );
+        Ok(text.replacen("[service]\n", &line, 1))
+    })
 }
 
 fn toml_str(s: &str) -> String {
