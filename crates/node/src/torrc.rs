@@ -40,24 +40,8 @@ pub fn single_node(
 /// `publisher::instance_descriptor_from_hsdirs`); the cluster's publisher
 /// uploads the merged master descriptor.
 pub fn instance(cfg: &Config, layout: &Layout, proxy: SocketAddr, owner_pid: u32) -> Result<Torrc> {
-    let mut t = Torrc::new();
     // A SOCKS port for the canary (cluster/canary.rs: peers reached through Tor).
-    common(
-        &mut t,
-        layout,
-        owner_pid,
-        true,
-        cfg.tor.debug_log.as_deref(),
-    )?;
-    // Take each new consensus as directory caches do (1-3 min after it is made on the real
-    // network), not as clients do (45-110 min after). A node learns from its consensus that
-    // a new time period has started, and only then can it fetch its instance's descriptor
-    // for that period and have the publisher list those intro points (the ones that outlive
-    // the next SRV). Clients compute the new period only once they hold that consensus,
-    // so the nodes are ahead of them by at least 40 minutes, not behind.
-    t.push("FetchDirInfoEarly", 1)?;
-    t.push("FetchDirInfoExtraEarly", 1)?;
-    backend_client_auth(&mut t, cfg)?;
+    let mut t = fetching_client(cfg, layout, owner_pid)?;
     t.push("HiddenServiceDir", layout.instance_hs_dir().display())?;
     t.push(
         "HiddenServicePort",
@@ -74,10 +58,15 @@ pub fn instance(cfg: &Config, layout: &Layout, proxy: SocketAddr, owner_pid: u32
     Ok(t)
 }
 
-/// A publisher-only node's tor: a client with the control and SOCKS ports (fetching and
-/// probing the backends, uploading the master descriptor) and no onion service, then
-/// `tor.extra_torrc`.
-pub fn publisher_only(cfg: &Config, layout: &Layout, owner_pid: u32) -> Result<Torrc> {
+/// What a cluster node's tor and a publisher-only node's tor share: the common part with
+/// a SOCKS port, each new consensus as directory caches take it, and the backends' client
+/// keys. Directory caches take a consensus 1-3 min after it is made on the real network,
+/// clients 45-110 min after. A node learns from its consensus that a new time period has
+/// started, and only then can it fetch its instance's (or a backend's) descriptor for that
+/// period and have the publisher list those intro points (the ones that outlive the next
+/// SRV). Clients compute the new period only once they hold that consensus, so the nodes
+/// are ahead of them by at least 40 minutes, not behind.
+fn fetching_client(cfg: &Config, layout: &Layout, owner_pid: u32) -> Result<Torrc> {
     let mut t = Torrc::new();
     common(
         &mut t,
@@ -86,11 +75,19 @@ pub fn publisher_only(cfg: &Config, layout: &Layout, owner_pid: u32) -> Result<T
         true,
         cfg.tor.debug_log.as_deref(),
     )?;
-    // Each new consensus as soon as directory caches take it (see `instance`): the
-    // backends' descriptors of a new time period are fetched without delay.
     t.push("FetchDirInfoEarly", 1)?;
     t.push("FetchDirInfoExtraEarly", 1)?;
     backend_client_auth(&mut t, cfg)?;
+    Ok(t)
+}
+
+/// A publisher-only node's tor: a client with the control and SOCKS ports (fetching and
+/// probing the backends, uploading the master descriptor) and no onion service, then
+/// `tor.extra_torrc`.
+pub fn publisher_only(cfg: &Config, layout: &Layout, owner_pid: u32) -> Result<Torrc> {
+    // Each new consensus as soon as directory caches take it: the backends' descriptors of
+    // a new time period are fetched without delay.
+    let mut t = fetching_client(cfg, layout, owner_pid)?;
     extra(&mut t, &cfg.tor.extra_torrc)?;
     Ok(t)
 }
