@@ -77,13 +77,8 @@ async fn skew(
             "{skewed} restarted with its clock {offset}: after {:.1}s it reads an offset of {off:?} ms and says: {why}",
             took.as_secs_f64()
         );
-        let p = match wait_published(nodes, &[s], since, &rest, LIVENESS).await {
-            Ok(p) => p,
-            Err(e) => {
-                rustbalance_testbed::cluster::publication::print_canaries(nodes).await;
-                return Err(e);
-            }
-        };
+        // On failure, wait_published prints every node's canary verdicts and target.
+        let p = wait_published(nodes, &[s], since, &rest, LIVENESS).await?;
         eprintln!(
             "{} published {rest:?} after {:.1}s",
             nodes[p.node].name,

@@ -22,10 +22,12 @@ pub async fn print_canaries<N: StatusSource>(nodes: &[N]) {
     for n in nodes {
         match n.status().await {
             Some(st) => eprintln!(
-                "  {}: canary {}, target {}",
+                "  {}: own intro points {}, canary {}, target {}, members {}",
                 n.name(),
+                st["cluster"]["own_intro_points"],
                 st["cluster"]["canary"],
-                st["target"]
+                st["target"],
+                st["cluster"]["members"]
             ),
             None => eprintln!("  {}: no /status", n.name()),
         }
@@ -198,7 +200,12 @@ pub async fn wait_publication<N: StatusSource>(
             record,
             waited,
         }),
-        Err(e) => Err(e.context(format!("last publication seen: {last:?}"))),
+        Err(e) => {
+            // Why a node is missing: its own intro points, the canary's verdicts, its
+            // target, what every member sees.
+            print_canaries(nodes).await;
+            Err(e.context(format!("last publication seen: {last:?}")))
+        }
     }
 }
 
