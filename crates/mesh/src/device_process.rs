@@ -129,17 +129,18 @@ impl DeviceProcess {
         match first_line {
             Some(Ok(line)) if line.trim() == "ready" => Ok(process),
             other => {
-                let why = match other {
-                    Some(Ok(line)) if line.starts_with("error: ") => {
+                // Stopped once, whatever it said: its exit status explains a silent exit.
+                let status = process.stop();
+                let why = match (other, status) {
+                    (Some(Ok(line)), _) if line.starts_with("error: ") => {
                         line["error: ".len()..].trim().to_owned()
                     }
-                    Some(Ok(_)) => match process.stop() {
-                        Some(status) => format!("it exited ({status}) before its device was up"),
-                        None => "it stopped answering before its device was up".into(),
-                    },
+                    (Some(Ok(_)), Some(status)) => {
+                        format!("it exited ({status}) before its device was up")
+                    }
+                    (Some(Ok(_)), None) => "it stopped answering before its device was up".into(),
                     _ => format!("its device was not up after {} s", READY_WAIT.as_secs()),
                 };
-                process.stop();
                 Err(BackendFailure::DeviceProcess(why))
             }
         }

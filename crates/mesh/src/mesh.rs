@@ -25,6 +25,17 @@ const ADDRESS_WAIT: Duration = Duration::from_secs(3);
 /// How long [`Mesh::up`] waits for an interface name in use to become free.
 const NAME_FREE_WAIT: Duration = Duration::from_secs(3);
 
+/// Wait up to [`NAME_FREE_WAIT`] until no interface and no live userspace control socket
+/// has the name `ifname`; whether it is free.
+fn wait_name_free(ifname: &str) -> bool {
+    let in_use = || backend::interface_exists(ifname) || backend::control_socket_in_use(ifname);
+    let deadline = Instant::now() + NAME_FREE_WAIT;
+    while in_use() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    !in_use()
+}
+
 /// A running mesh interface. All methods block briefly (netlink or control-socket round
 /// trips): from async code call them through `spawn_blocking`.
 pub struct Mesh {
@@ -47,14 +58,9 @@ impl Mesh {
     /// `cfg.backend` says otherwise). When this returns, the overlay address can be bound.
     pub fn up(cfg: MeshConfig) -> Result<Self> {
         cfg.validate()?;
-        let in_use = |n: &str| backend::interface_exists(n) || backend::control_socket_in_use(n);
         // The device process of a node killed a moment ago removes its interface once it
         // sees its stdin close: give it that moment before calling the name taken.
-        let deadline = Instant::now() + NAME_FREE_WAIT;
-        while in_use(&cfg.interface) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if in_use(&cfg.interface) {
+        if !wait_name_free(&cfg.interface) {
             return Err(Error::InterfaceExists {
                 ifname: cfg.interface.clone(),
             });
@@ -85,14 +91,9 @@ impl Mesh {
                 Err(e @ Error::DeviceBroken { .. }) if attempt < Self::CREATE_ATTEMPTS => {
                     warn!(ifname = %cfg.interface, attempt, error = %e, "WireGuard device came up broken; creating it again");
                     attempt += 1;
-                    // `with_backend` removed it; wait until the name is free again.
-                    let deadline = Instant::now() + NAME_FREE_WAIT;
-                    while (backend::interface_exists(&cfg.interface)
-                        || backend::control_socket_in_use(&cfg.interface))
-                        && Instant::now() < deadline
-                    {
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
+                    // `with_backend` removed it; the next `open` fails if the name is
+                    // still taken.
+                    wait_name_free(&cfg.interface);
                 }
                 other => return other,
             }

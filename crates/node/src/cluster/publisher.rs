@@ -117,8 +117,8 @@ impl Publisher {
     }
 
     /// Above `max_intro_points` intro points, give each HSDir that clients fetch from a
-    /// descriptor of its own, each listing at most `max_intro_points` (a window of the
-    /// selection: `rustbalance_hs::publish::windows`).
+    /// descriptor of its own, each listing at most `max_intro_points` (chosen per window:
+    /// `selection::choose_windows`).
     pub fn per_hsdir(mut self, on: bool) -> Self {
         self.per_hsdir = on;
         self

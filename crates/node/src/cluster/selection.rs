@@ -48,19 +48,8 @@ pub struct Selection {
 
 /// Choose at most `max` intro points from `nodes` (see the module documentation).
 pub fn choose(nodes: &[InstanceIntros], max: usize) -> Selection {
-    let mut counted: Vec<InstanceIntros> = Vec::with_capacity(nodes.len());
-    let mut extra: Vec<(String, usize)> = Vec::new();
-    for e in nodes {
-        let already = counted.iter().filter(|c| c.instance == e.instance).count();
-        if already < MAX_INSTANCES_PER_NODE {
-            counted.push(e.clone());
-        } else {
-            match extra.iter_mut().find(|(n, _)| *n == e.instance) {
-                Some(x) => x.1 += 1,
-                None => extra.push((e.instance.clone(), 1)),
-            }
-        }
-    }
+    let (counted, extra) = counted_keys(nodes);
+    let counted: Vec<InstanceIntros> = counted.into_iter().cloned().collect();
     let s = select_intro_points(&counted, max);
     Selection {
         chosen: s.chosen,
@@ -72,21 +61,34 @@ pub fn choose(nodes: &[InstanceIntros], max: usize) -> Selection {
     }
 }
 
+/// The entries of `nodes` that count (each node's first [`MAX_INSTANCES_PER_NODE`] keys,
+/// in key order), and per node how many keys over that are ignored.
+fn counted_keys(nodes: &[InstanceIntros]) -> (Vec<&InstanceIntros>, Vec<(String, usize)>) {
+    let mut counted: Vec<&InstanceIntros> = Vec::with_capacity(nodes.len());
+    let mut extra: Vec<(String, usize)> = Vec::new();
+    for e in nodes {
+        let already = counted.iter().filter(|c| c.instance == e.instance).count();
+        if already < MAX_INSTANCES_PER_NODE {
+            counted.push(e);
+        } else {
+            match extra.iter_mut().find(|(n, _)| *n == e.instance) {
+                Some(x) => x.1 += 1,
+                None => extra.push((e.instance.clone(), 1)),
+            }
+        }
+    }
+    (counted, extra)
+}
+
 /// How many distinct intro points `nodes` offer in all, counting only the keys that count
 /// ([`MAX_INSTANCES_PER_NODE`]), repeats once, points on one relay each (each can go into a
 /// different per-HSDir descriptor).
 pub fn distinct_points(nodes: &[InstanceIntros]) -> usize {
-    let mut keys = std::collections::HashSet::new();
-    let mut counted: Vec<&str> = Vec::new();
-    for e in nodes {
-        if counted.iter().filter(|n| **n == e.instance).count() >= MAX_INSTANCES_PER_NODE {
-            continue;
-        }
-        counted.push(&e.instance);
-        for p in &e.intro_points {
-            keys.insert(p.ipt_sid_key().to_bytes());
-        }
-    }
+    let (counted, _) = counted_keys(nodes);
+    let keys: std::collections::HashSet<[u8; 32]> = counted
+        .iter()
+        .flat_map(|e| e.intro_points.iter().map(|p| p.ipt_sid_key().to_bytes()))
+        .collect();
     keys.len()
 }
 
