@@ -115,9 +115,9 @@ pub(super) async fn intro_task(c: IntroCtx) {
                 c.views.clear().await;
             }
             match &ctl {
-                None => Want::Wait,
+                None => Want::Wait("no control connection to tor".into()),
                 Some(conn) => match c.established(conn).await {
-                    Ok(Some(d)) => {
+                    Ok(Ok(d)) => {
                         if !d.intro_points.is_empty() {
                             if let Ok(mut o) = c.own.lock() {
                                 o.flow = d.flow_control.clone();
@@ -126,12 +126,12 @@ pub(super) async fn intro_task(c: IntroCtx) {
                         }
                         Want::Established(d)
                     }
-                    Ok(None) => Want::Wait,
+                    Ok(Err(why)) => Want::Wait(why.into()),
                     Err(e) => {
                         if e.is_tor() {
                             ctl = None;
                         }
-                        Want::Wait
+                        Want::Wait(format!("reading tor's descriptor: {e}"))
                     }
                 },
             }
@@ -142,9 +142,12 @@ pub(super) async fn intro_task(c: IntroCtx) {
 }
 
 impl IntroCtx {
-    /// The descriptor to advertise, trimmed to established intro circuits; `None` while
-    /// the policy says to wait.
-    async fn established(&self, ctl: &ControlClient) -> Result<Option<ParsedDescriptor>> {
+    /// The descriptor to advertise, trimmed to established intro circuits; `Err(why)`
+    /// while the policy says to wait.
+    async fn established(
+        &self,
+        ctl: &ControlClient,
+    ) -> Result<std::result::Result<ParsedDescriptor, &'static str>> {
         let view = self.views.get(ctl, self.testing).await?;
         let current =
             instance_descriptor(ctl, &self.instance, &view.time, SystemTime::now()).await?;
@@ -159,7 +162,7 @@ impl IntroCtx {
         let chosen = match policy::advertise_source(period, &next, Instant::now(), &self.timers) {
             Source::Wait(why) => {
                 tracing::trace!("intro points: {why}");
-                return Ok(None);
+                return Ok(Err(why));
             }
             Source::Fetched => fetched.unwrap_or(current),
             Source::Current => current,
@@ -168,13 +171,14 @@ impl IntroCtx {
             tracing::debug!("own instance descriptor: intro point {i} left out: {fault}");
         }
         // Only intro points whose circuits are up right now.
-        Ok(Some(only_established(ctl, &self.instance, chosen).await?))
+        Ok(Ok(only_established(ctl, &self.instance, chosen).await?))
     }
 
     /// Gossip, withdraw or keep this node's intro-point advert.
     async fn apply(&self, key: &str, last_enc: &mut String, wanted: Want) {
+        self.show_state(&wanted, last_enc.is_empty());
         let enc = match &wanted {
-            Want::Wait => return,
+            Want::Wait(_) => return,
             Want::TorDown => None,
             // tor lists intro points but none has a live circuit: withdraw ours until it
             // has re-established some.
@@ -209,10 +213,32 @@ impl IntroCtx {
     }
 }
 
+impl IntroCtx {
+    /// `/status` `cluster.advert`: what this node advertises and why (a node missing from
+    /// the descriptor says here whether it is waiting, and for what).
+    fn show_state(&self, wanted: &Want, nothing_advertised: bool) {
+        let state = match wanted {
+            Want::Wait(why) if nothing_advertised => format!("nothing yet: {why}"),
+            Want::Wait(why) => format!("keeping the last advert: {why}"),
+            Want::TorDown => "withdrawn: tor is down".to_owned(),
+            Want::Established(d) if d.intro_points.is_empty() => {
+                "withdrawn: no established intro circuit".to_owned()
+            }
+            Want::Established(d) => format!("advertising {} intro points", d.intro_points.len()),
+        };
+        if let Ok(mut s) = self.status.lock() {
+            if s.advert != state {
+                s.advert = state;
+            }
+        }
+    }
+}
+
 /// What the intro task wants advertised this round.
 enum Want {
-    /// Nothing new (no control connection, or the policy says wait): keep the advert.
-    Wait,
+    /// Nothing new (no control connection, or the policy says wait, and why): keep the
+    /// advert.
+    Wait(String),
     /// tor is down: its intro points are dead.
     TorDown,
     /// This descriptor, trimmed to established intro circuits.

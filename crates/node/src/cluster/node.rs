@@ -45,6 +45,10 @@ pub struct ClusterStatus {
     pub members: Vec<MemberStatus>,
     /// Intro points this node advertises.
     pub own_intro_points: usize,
+    /// What this node advertises and why: `advertising N intro points`, `nothing yet:
+    /// <why>` (waiting for tor's descriptor, its rotation, a control connection),
+    /// `keeping the last advert: <why>`, `withdrawn: <why>`.
+    pub advert: String,
     /// Descriptor publications by this node.
     pub publishes: u64,
     /// Failed publications by this node.

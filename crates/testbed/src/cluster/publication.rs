@@ -15,23 +15,64 @@ pub trait StatusSource {
     fn name(&self) -> &str;
 }
 
-/// Print what each node's `/status` says about its peers' canary verdicts and its
-/// target (why a node may be missing from a publication: ejected by the canary, or its
-/// target down).
+/// Print [`node_states`] (why a node may be missing from a publication: nothing
+/// advertised and why, ejected by the canary, its target down).
 pub async fn print_canaries<N: StatusSource>(nodes: &[N]) {
+    eprint!("{}", node_states(nodes).await);
+}
+
+/// One line per node from its `/status`: role, what it advertises and why, why it does
+/// not publish, its target, and the peers its canary fails.
+pub async fn node_states<N: StatusSource>(nodes: &[N]) -> String {
+    let mut out = String::new();
     for n in nodes {
-        match n.status().await {
-            Some(st) => eprintln!(
-                "  {}: own intro points {}, canary {}, target {}, members {}",
-                n.name(),
-                st["cluster"]["own_intro_points"],
-                st["cluster"]["canary"],
-                st["target"],
-                st["cluster"]["members"]
-            ),
-            None => eprintln!("  {}: no /status", n.name()),
-        }
+        let line = match n.status().await {
+            Some(st) => {
+                let c = &st["cluster"];
+                let failing: Vec<&str> = c["canary"]
+                    .as_object()
+                    .map(|o| {
+                        o.iter()
+                            .filter(|(_, v)| v["verdict"] != "pass")
+                            .map(|(k, _)| k.as_str())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let dead: Vec<&str> = c["members"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter(|m| m["live"] == false)
+                            .filter_map(|m| m["name"].as_str())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                format!(
+                    "  {}: {} {}, advert [{}], not publishing [{}], target {}, canary not passing {failing:?}, members dead {dead:?}\n",
+                    n.name(),
+                    c["role"].as_str().unwrap_or("?"),
+                    c["own_intro_points"],
+                    c["advert"].as_str().unwrap_or("?"),
+                    c["not_publishing_because"].as_str().unwrap_or("-"),
+                    st["target"],
+                )
+            }
+            None => format!("  {}: no /status\n", n.name()),
+        };
+        out.push_str(&line);
     }
+    out
+}
+
+/// A publication record without its per-slot detail: who published when, why, and each
+/// node's intro points.
+pub fn brief(p: &Value) -> String {
+    format!(
+        "at {} ({}): {}",
+        p["at"].as_str().unwrap_or("?"),
+        p["reason"].as_str().unwrap_or("?"),
+        p["intro_points"]
+    )
 }
 
 /// One publication seen at a publisher.
@@ -201,10 +242,17 @@ pub async fn wait_publication<N: StatusSource>(
             waited,
         }),
         Err(e) => {
-            // Why a node is missing: its own intro points, the canary's verdicts, its
-            // target, what every member sees.
-            print_canaries(nodes).await;
-            Err(e.context(format!("last publication seen: {last:?}")))
+            // Why a node is missing: what it advertises and why, the canary's
+            // verdicts, its target, what every member sees. In the error too: a CI
+            // report may show only the failing test's summary.
+            let states = node_states(nodes).await;
+            eprint!("{states}");
+            eprintln!("last publication seen, in full: {last:?}");
+            let last = last.map(|(i, p)| format!("node index {i}, {}", brief(&p)));
+            Err(e.context(format!(
+                "last publication seen: {}; the nodes now:\n{states}",
+                last.as_deref().unwrap_or("none")
+            )))
         }
     }
 }
@@ -261,5 +309,51 @@ impl StatusSource for super::NsNode {
     }
     fn name(&self) -> &str {
         &self.name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    struct Fake(&'static str, Option<Value>);
+
+    impl StatusSource for Fake {
+        async fn status(&self) -> Option<Value> {
+            self.1.clone()
+        }
+        fn name(&self) -> &str {
+            self.0
+        }
+    }
+
+    #[tokio::test]
+    async fn node_states_say_why_a_node_is_missing() {
+        let waiting = json!({
+            "target": "up",
+            "cluster": {
+                "role": "follower",
+                "own_intro_points": 0,
+                "advert": "nothing yet: waiting for the running period's instance descriptor",
+                "not_publishing_because": null,
+                "canary": {"node1": {"verdict": "pass"}, "node3": {"verdict": "fail"}},
+                "members": [{"name": "node1", "live": true}, {"name": "node3", "live": false}],
+            }
+        });
+        let nodes = [Fake("node2", Some(waiting)), Fake("node3", None)];
+        let s = node_states(&nodes).await;
+        assert_eq!(
+            s,
+            "  node2: follower 0, advert [nothing yet: waiting for the running period's \
+             instance descriptor], not publishing [-], target \"up\", canary not passing \
+             [\"node3\"], members dead [\"node3\"]\n  node3: no /status\n"
+        );
+        let p = json!({"at": "2026-12-07T02:20:14Z", "reason": "changed",
+                       "intro_points": {"node1": 3}, "slots": [1, 2, 3]});
+        assert_eq!(
+            brief(&p),
+            "at 2026-12-07T02:20:14Z (changed): {\"node1\":3}"
+        );
     }
 }
