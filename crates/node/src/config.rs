@@ -351,6 +351,30 @@ pub struct TorSection {
     /// A second tor log for diagnosis, in tor's `Log` severity syntax (e.g. `[rend]info`:
     /// introductions and descriptor builds), written to `DATA/tor-debug.log`. Off when unset.
     pub debug_log: Option<String>,
+    /// Turbo mode: how many tor processes serve clients on this cluster node, each an
+    /// instance of its own (key, data directory, intro points), all behind the one proxy
+    /// ([`TorSection::instance_count`]). Unset: from the core count.
+    pub instances: Option<usize>,
+}
+
+/// Most tor processes one node runs (`tor.instances`).
+pub const MAX_TOR_INSTANCES: usize = 8;
+
+impl TorSection {
+    /// How many tors serve clients on this node: `tor.instances`, or when unset one per
+    /// two cores (tor does its onion-service crypto on one core; the other half is left to
+    /// the proxy, the target and RustBalance), at most 4. Always 1 where more cannot work
+    /// (`multi`: a cluster node with a target; `circuit_ids`: `proxy.export_circuit_id`,
+    /// whose circuit numbers are per tor and would be mixed up).
+    pub fn instance_count(&self, multi: bool, circuit_ids: bool) -> usize {
+        if !multi || circuit_ids {
+            return 1;
+        }
+        self.instances.unwrap_or_else(|| {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            (cores / 2).clamp(1, 4)
+        })
+    }
 }
 
 /// `[admin]`.
@@ -419,6 +443,7 @@ impl Default for TorSection {
             bootstrap_timeout_secs: 300,
             debug_log: None,
             testing_network: false,
+            instances: None,
         }
     }
 }

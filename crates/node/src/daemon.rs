@@ -64,14 +64,17 @@ pub async fn run(
         proxy.as_ref(),
         socks,
     )?;
+    let extra_tors = start_extra_tors(&cfg, &layout, &keys, proxy.as_ref())?;
     let uploads = Arc::new(Mutex::new(UploadStatus::default()));
     let metrics = Metrics::new();
     telemetry::register_metrics(&metrics, &tor, proxy.as_ref(), &uploads);
+    telemetry::register_instance_metrics(&metrics, &tor, &extra_tors);
     let parts = cluster::start(
         &cfg,
         &layout,
         &keys,
         &tor,
+        &extra_tors,
         proxy.as_ref(),
         join_svc.as_ref(),
         &metrics,
@@ -85,7 +88,7 @@ pub async fn run(
     let status = admin::status_fn(
         &cfg,
         &keys,
-        &tor,
+        (&tor, &extra_tors),
         proxy.as_ref(),
         &uploads,
         &parts,
@@ -114,6 +117,7 @@ pub async fn run(
         watcher,
         proxy,
         tor,
+        extra_tors,
     }
     .stop()
     .await;
@@ -188,6 +192,9 @@ pub(crate) struct Keys {
     master_address: OnionAddress,
     /// This node's instance address (cluster mode).
     instance: Option<OnionAddress>,
+    /// Turbo mode (`tor.instances` > 1): the instance addresses of the extra tors, in
+    /// order (tor 1, 2, ...).
+    extra_instances: Vec<OnionAddress>,
 }
 
 /// Single-node mode: the master key goes into tor's HiddenServiceDir. Multi-node mode:
@@ -206,29 +213,81 @@ fn prepare_keys(cfg: &Config, layout: &Layout, progress: &dyn Fn(&str)) -> Resul
             None
         }
         Some(_) => {
-            let dir = layout.instance_hs_dir();
-            let file = dir.join(rustbalance_hs::keys::SECRET_KEY_FILE);
-            let key = if file.exists() {
-                IdentityKey::load(&file)?
-            } else {
-                let k = IdentityKey::generate(&mut rand::rng());
-                k.write_tor_dir(&dir)?;
-                k
-            };
-            write_atomic(
-                &dir.join("ob_config"),
-                format!("MasterOnionAddress {master_address}\n").as_bytes(),
-                0o600,
-            )?;
+            let key = instance_key(&layout.instance_hs_dir(), &master_address)?;
             progress(&format!("cluster mode: instance {}", key.address()));
             Some(key.address())
         }
     };
+    let count = cfg.tor.instance_count(
+        cfg.target.is_some() && instance.is_some(),
+        cfg.proxy.export_circuit_id,
+    );
+    let mut extra_instances = Vec::new();
+    for k in 1..count {
+        let sub = layout.extra_instance(k);
+        create_private_dir(&sub.data_dir)?;
+        extra_instances.push(instance_key(&sub.instance_hs_dir(), &master_address)?.address());
+    }
+    if count > 1 {
+        progress(&format!(
+            "turbo mode: {count} tors (tor.instances), extra instances {}",
+            extra_instances
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     Ok(Keys {
         master,
         master_address,
         instance,
+        extra_instances,
     })
+}
+
+/// An instance key in `dir` (tor's HiddenServiceDir), made on first start, and the
+/// `ob_config` naming the master address.
+fn instance_key(dir: &std::path::Path, master_address: &OnionAddress) -> Result<IdentityKey> {
+    let file = dir.join(rustbalance_hs::keys::SECRET_KEY_FILE);
+    let key = if file.exists() {
+        IdentityKey::load(&file)?
+    } else {
+        let k = IdentityKey::generate(&mut rand::rng());
+        k.write_tor_dir(dir)?;
+        k
+    };
+    write_atomic(
+        &dir.join("ob_config"),
+        format!("MasterOnionAddress {master_address}\n").as_bytes(),
+        0o600,
+    )?;
+    Ok(key)
+}
+
+/// Turbo mode: the extra tors (one per [`Keys::extra_instances`]), each from its own
+/// [`Layout::extra_instance`], behind the same proxy, supervised each on its own.
+fn start_extra_tors(
+    cfg: &Config,
+    layout: &Layout,
+    keys: &Keys,
+    proxy: Option<&ProxyHandle>,
+) -> Result<Vec<Arc<TorSupervisor>>> {
+    let Some(p) = proxy else {
+        return Ok(Vec::new());
+    };
+    let pid = std::process::id();
+    (1..=keys.extra_instances.len())
+        .map(|k| {
+            let sub = layout.extra_instance(k);
+            let torrc = crate::torrc::extra_instance(cfg, &sub, p.local_addr(), pid)?;
+            write_atomic(&sub.torrc(), torrc.render().as_bytes(), 0o600)?;
+            Ok(Arc::new(TorSupervisor::start(sub.tor_spec(
+                cfg.tor.binary.clone(),
+                Duration::from_secs(30),
+            ))))
+        })
+        .collect()
 }
 
 /// Render the torrc (a master service, or an instance in cluster mode) and start the
@@ -309,6 +368,7 @@ struct Running {
     watcher: tokio::task::JoinHandle<()>,
     proxy: Option<ProxyHandle>,
     tor: Arc<TorSupervisor>,
+    extra_tors: Vec<Arc<TorSupervisor>>,
 }
 
 impl Running {
@@ -342,6 +402,9 @@ impl Running {
         if let Some(proxy) = self.proxy {
             let report = proxy.shutdown(Duration::from_secs(5)).await;
             tracing::info!("proxy drained: {report:?}");
+        }
+        for t in &self.extra_tors {
+            t.stop().await;
         }
         self.tor.stop().await;
         tracing::info!("tor stopped");

@@ -35,6 +35,11 @@ impl Layout {
             data_dir: data_dir.to_path_buf(),
         }
     }
+    /// Turbo mode: the files of this node's extra tor number `k` (1..): its own torrc,
+    /// tor data directory, instance key, logs and pid file, under `DATA/instance-<k>/`.
+    pub fn extra_instance(&self, k: usize) -> Layout {
+        Layout::new(&self.data_dir.join(format!("instance-{k}")))
+    }
     /// tor's DataDirectory.
     pub fn tor_dir(&self) -> PathBuf {
         self.data_dir.join("tor")

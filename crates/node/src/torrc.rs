@@ -41,7 +41,30 @@ pub fn single_node(
 /// uploads the merged master descriptor.
 pub fn instance(cfg: &Config, layout: &Layout, proxy: SocketAddr, owner_pid: u32) -> Result<Torrc> {
     // A SOCKS port for the canary (cluster/canary.rs: peers reached through Tor).
-    let mut t = fetching_client(cfg, layout, owner_pid)?;
+    instance_service(cfg, layout, proxy, owner_pid, true)
+}
+
+/// Turbo mode (`tor.instances`): the torrc of an extra tor of a cluster node, from its
+/// own [`Layout::extra_instance`]: an instance like the first one's, behind the same proxy,
+/// without a SOCKS port (the canary and the publisher use the first tor).
+pub fn extra_instance(
+    cfg: &Config,
+    layout: &Layout,
+    proxy: SocketAddr,
+    owner_pid: u32,
+) -> Result<Torrc> {
+    instance_service(cfg, layout, proxy, owner_pid, false)
+}
+
+/// An instance service behind `proxy`, with or without a SOCKS port.
+fn instance_service(
+    cfg: &Config,
+    layout: &Layout,
+    proxy: SocketAddr,
+    owner_pid: u32,
+    socks: bool,
+) -> Result<Torrc> {
+    let mut t = fetching_client(cfg, layout, owner_pid, socks)?;
     t.push("HiddenServiceDir", layout.instance_hs_dir().display())?;
     t.push(
         "HiddenServicePort",
@@ -58,21 +81,21 @@ pub fn instance(cfg: &Config, layout: &Layout, proxy: SocketAddr, owner_pid: u32
     Ok(t)
 }
 
-/// What a cluster node's tor and a publisher-only node's tor share: the common part with
-/// a SOCKS port, each new consensus as directory caches take it, and the backends' client
+/// What a cluster node's tors and a publisher-only node's tor share: the common part (with
+/// a SOCKS port when `socks`), each new consensus as directory caches take it, and the backends' client
 /// keys. Directory caches take a consensus 1-3 min after it is made on the real network,
 /// clients 45-110 min after. A node learns from its consensus that a new time period has
 /// started, and only then can it fetch its instance's (or a backend's) descriptor for that
 /// period and have the publisher list those intro points (the ones that outlive the next
 /// SRV). Clients compute the new period only once they hold that consensus, so the nodes
 /// are ahead of them by at least 40 minutes, not behind.
-fn fetching_client(cfg: &Config, layout: &Layout, owner_pid: u32) -> Result<Torrc> {
+fn fetching_client(cfg: &Config, layout: &Layout, owner_pid: u32, socks: bool) -> Result<Torrc> {
     let mut t = Torrc::new();
     common(
         &mut t,
         layout,
         owner_pid,
-        true,
+        socks,
         cfg.tor.debug_log.as_deref(),
     )?;
     t.push("FetchDirInfoEarly", 1)?;
@@ -87,7 +110,7 @@ fn fetching_client(cfg: &Config, layout: &Layout, owner_pid: u32) -> Result<Torr
 pub fn publisher_only(cfg: &Config, layout: &Layout, owner_pid: u32) -> Result<Torrc> {
     // Each new consensus as soon as directory caches take it: the backends' descriptors of
     // a new time period are fetched without delay.
-    let mut t = fetching_client(cfg, layout, owner_pid)?;
+    let mut t = fetching_client(cfg, layout, owner_pid, true)?;
     extra(&mut t, &cfg.tor.extra_torrc)?;
     Ok(t)
 }
@@ -198,6 +221,27 @@ mod tests {
 
     fn value<'a>(t: &'a Torrc, o: &'a str) -> Vec<&'a str> {
         t.values(o).collect()
+    }
+
+    /// Turbo mode: an extra tor is an instance like the first, in its own directory, behind
+    /// the same proxy port, with the lab's lines, and with no SOCKS port.
+    #[test]
+    fn an_extra_tor_is_an_instance_of_its_own() {
+        let l = Layout::new(Path::new("/x"));
+        let p = SocketAddr::from(([127, 0, 0, 1], 9));
+        let c = config("[tor]\nextra_torrc = [\"TestingTorNetwork 1\"]\n");
+        let first = instance(&c, &l, p, 1).unwrap();
+        let t = extra_instance(&c, &l.extra_instance(2), p, 1).unwrap();
+        assert_eq!(value(&t, "DataDirectory"), ["/x/instance-2/tor"]);
+        assert_eq!(value(&t, "HiddenServiceDir"), ["/x/instance-2/hs-instance"]);
+        assert_eq!(
+            value(&t, "HiddenServicePort"),
+            value(&first, "HiddenServicePort")
+        );
+        assert_eq!(value(&t, "HiddenServiceOnionbalanceInstance"), ["1"]);
+        assert_eq!(value(&t, "TestingTorNetwork"), ["1"]);
+        assert_eq!(value(&t, "SocksPort"), ["0"]);
+        assert_eq!(value(&first, "SocksPort"), ["127.0.0.1:auto"]);
     }
 
     /// A publisher-only node's tor runs no onion service but gets `tor.extra_torrc`: the

@@ -26,6 +26,10 @@
 //!   over the 20 a client takes): one descriptor per HSDir clients fetch from, none over
 //!   20 points or 49,999 bytes, the HSDirs hold several distinct descriptors, and the lab
 //!   client on fresh circuits is served by every node (issue 16 item 2).
+//! * `four_nodes_of_two_tors`: turbo mode, four nodes of two tors each (`[tor]
+//!   instances = 2`): every tor advertises, no descriptor over 20 points or 49,999 bytes,
+//!   every node serves the lab client and every extra tor builds rendezvous circuits
+//!   (issue 16 item 3).
 //! * `pow_under_flood` (only with `RB_LAB_FLOOD=1`, see `main`): a flood from extra lab client tors makes tor suggest
 //!   PoW effort > 0; a tor holding its own key serves the solving lab client,
 //!   main's old fallback (an instance's pow-params in the master descriptor)
@@ -86,6 +90,8 @@ mod skew;
 mod solo;
 #[path = "lab_loopback/status_page.rs"]
 mod status_page;
+#[path = "lab_loopback/turbo.rs"]
+mod turbo;
 
 use rustbalance_testbed::suite::{run_suite, Scenario};
 
@@ -124,6 +130,10 @@ fn main() -> std::process::ExitCode {
             run: |lab| Box::pin(per_hsdir::eight_nodes_per_hsdir_descriptors(lab)),
         },
         Scenario {
+            name: "four_nodes_of_two_tors",
+            run: |lab| Box::pin(turbo::four_nodes_of_two_tors(lab)),
+        },
+        Scenario {
             name: "restricted_discovery",
             run: |lab| Box::pin(onionbalance_auth::restricted_discovery(lab)),
         },
@@ -158,5 +168,15 @@ fn main() -> std::process::ExitCode {
             run: |lab| Box::pin(pow::pow_under_flood(lab)),
         });
     }
-    run_suite("lab_loopback", Default::default(), &scenarios)
+    // `RB_LAB_RELAYS=N`: a lab of N relays (default 6) for the scenarios that run many
+    // tors (scripts/test.sh's tail): with few relays their intro points share relays, and
+    // a descriptor lists one point per relay (hs::descriptor::merge).
+    let mut options = rustbalance_lab::LabOptions::default();
+    if let Some(n) = std::env::var("RB_LAB_RELAYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        options.relays = n;
+    }
+    run_suite("lab_loopback", options, &scenarios)
 }

@@ -71,7 +71,18 @@ impl ClusterNodeProc {
 
     /// Pid of its tor.
     pub fn tor_pid(&self) -> Option<u32> {
-        std::fs::read_to_string(self.data.join("tor.pid"))
+        self.tor_pid_of(0)
+    }
+
+    /// Pid of its tor `slot` (0: the first; turbo mode's extra tors from 1).
+    pub fn tor_pid_of(&self, slot: usize) -> Option<u32> {
+        let layout = rustbalance_node::layout::Layout::new(&self.data);
+        let layout = if slot == 0 {
+            layout
+        } else {
+            layout.extra_instance(slot)
+        };
+        std::fs::read_to_string(layout.tor_pid())
             .ok()?
             .trim()
             .parse()
@@ -81,7 +92,19 @@ impl ClusterNodeProc {
     /// A control connection to its tor (the port tor wrote into the node's data
     /// directory; cookie authentication).
     pub async fn tor_control(&self) -> Result<rustbalance_tor::ControlClient> {
-        let file = rustbalance_node::layout::Layout::new(&self.data).control_port_file();
+        self.tor_control_of(0).await
+    }
+
+    /// [`Self::tor_control`] of its tor `slot` (0: the first; turbo mode's extra tors from
+    /// 1, each in its own `instance-<k>` directory).
+    pub async fn tor_control_of(&self, slot: usize) -> Result<rustbalance_tor::ControlClient> {
+        let layout = rustbalance_node::layout::Layout::new(&self.data);
+        let layout = if slot == 0 {
+            layout
+        } else {
+            layout.extra_instance(slot)
+        };
+        let file = layout.control_port_file();
         let text =
             std::fs::read_to_string(&file).with_context(|| format!("read {}", file.display()))?;
         let addr = text
@@ -130,13 +153,19 @@ impl ClusterNodeProc {
     /// Put `line` (`key = value`) into the node's `[cluster]` section; takes effect at its
     /// next start.
     pub fn set_cluster_option(&self, line: &str) -> Result<()> {
+        self.set_option("cluster", line)
+    }
+
+    /// Add `line` at the top of the config's `[section]` (it must have one).
+    pub fn set_option(&self, section: &str, line: &str) -> Result<()> {
         let text = std::fs::read_to_string(&self.config)?;
+        let head = format!("[{section}]\n");
         anyhow::ensure!(
-            text.contains("[cluster]\n"),
-            "{} has no [cluster] section",
+            text.contains(&head),
+            "{} has no [{section}] section",
             self.config.display()
         );
-        let text = text.replacen("[cluster]\n", &format!("[cluster]\n{line}\n"), 1);
+        let text = text.replacen(&head, &format!("{head}{line}\n"), 1);
         write_atomic(&self.config, text.as_bytes(), 0o600)?;
         Ok(())
     }
@@ -148,12 +177,18 @@ impl ClusterNodeProc {
 
     /// SIGKILL the node and its tor (a machine dying).
     pub fn kill(&mut self) {
-        let tor = self.tor_pid();
+        // Every tor it runs (turbo mode: its extra tors too).
+        let tors: Vec<u32> = (0..=rustbalance_node::config::MAX_TOR_INSTANCES)
+            .filter_map(|slot| self.tor_pid_of(slot))
+            .collect();
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
-        if let Some(p) = tor.and_then(rustbalance_tor::ProcessId::of_pid) {
+        for p in tors
+            .into_iter()
+            .filter_map(rustbalance_tor::ProcessId::of_pid)
+        {
             let _ = p.kill();
         }
     }

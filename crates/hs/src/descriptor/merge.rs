@@ -1,7 +1,8 @@
 //! Fair, deterministic choice of introduction points across instances.
 //!
 //! ```text
-//!  entries ─same name─▶ one group (a node with several instances counts once)
+//!  entries ─same name─▶ one group (a node with several instances counts once), its
+//!             entries' points interleaved (first of each entry, then second of each, …)
 //!          ─▶ per group: drop repeats (same auth key), keep the first; cap at the fair share
 //!          ─▶ round robin over groups in order: round 0 takes each group's first point,
 //!             round 1 each group's second, … ; a point already chosen for an earlier group,
@@ -90,18 +91,23 @@ fn point_id(ip: &IntroPointDesc) -> [u8; 32] {
 /// module documentation).
 pub fn select_intro_points(instances: &[InstanceIntros], max: usize) -> Selected {
     let mut out = Selected::default();
-    // Groups in order of first appearance, each its distinct points in order.
+    // Groups in order of first appearance, each its distinct points: the points of its
+    // entries interleaved, so that a node running several tors (turbo mode) has each of
+    // them in any window of its share, not its first tor only.
     let mut groups: Vec<Group<'_>> = Vec::new();
+    let mut entries: Vec<Vec<&[IntroPointDesc]>> = Vec::new();
     for e in instances {
-        let i = match groups.iter().position(|(n, _, _)| *n == e.instance) {
-            Some(i) => i,
+        match groups.iter().position(|(n, _, _)| *n == e.instance) {
+            Some(i) => entries[i].push(&e.intro_points),
             None => {
                 groups.push((e.instance.as_str(), Vec::new(), HashSet::new()));
-                groups.len() - 1
+                entries.push(vec![&e.intro_points]);
             }
-        };
-        let (_, points, seen) = &mut groups[i];
-        for ip in &e.intro_points {
+        }
+    }
+    for ((_, points, seen), lists) in groups.iter_mut().zip(&entries) {
+        let longest = lists.iter().map(|l| l.len()).max().unwrap_or(0);
+        for ip in (0..longest).flat_map(|k| lists.iter().filter_map(move |l| l.get(k))) {
             if seen.insert(point_id(ip)) {
                 points.push(ip);
             } else {
@@ -189,6 +195,31 @@ mod test {
 
     fn pts(rng: &mut rand_chacha::ChaCha20Rng, n: usize) -> Vec<IntroPointDesc> {
         (0..n).map(|_| fake_intro_point(rng)).collect()
+    }
+
+    /// Turbo mode: a node with two tors of ten points each, share five (four nodes of 20
+    /// slots): both tors are in its five, first points first, not only the first tor's.
+    #[test]
+    fn a_node_s_tors_are_interleaved_within_its_share() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(11);
+        let (t0, t1) = (pts(&mut rng, 10), pts(&mut rng, 10));
+        let mut all = vec![group("n1", &t0), group("n1", &t1)];
+        for n in ["n2", "n3", "n4"] {
+            all.push(group(n, &pts(&mut rng, 10)));
+        }
+        let s = select_intro_points(&all, 20);
+        assert_eq!(s.share, 5);
+        let mine: Vec<[u8; 32]> = s
+            .chosen
+            .iter()
+            .filter(|(n, _)| n == "n1")
+            .map(|(_, ip)| point_id(ip))
+            .collect();
+        let want: Vec<[u8; 32]> = [&t0[0], &t1[0], &t0[1], &t1[1], &t0[2]]
+            .iter()
+            .map(|ip| point_id(ip))
+            .collect();
+        assert_eq!(mine, want);
     }
 
     /// Found in the lab (issue 15): clients only ever introduce through the first point

@@ -83,7 +83,10 @@ pub(super) struct IntroCtx {
     pub membership: Arc<Membership>,
     pub tor: Arc<TorSupervisor>,
     pub instance: OnionAddress,
+    /// The gossip key suffix (`intro/<name>`): [`super::node::instance_key_name`].
     pub name: String,
+    /// The node's first tor: its descriptor's flow control and PoW are the node's.
+    pub primary: bool,
     pub health: HealthHandle,
     pub testing: bool,
     pub timers: Timers,
@@ -118,7 +121,7 @@ pub(super) async fn intro_task(c: IntroCtx) {
                 None => Want::Wait("no control connection to tor".into()),
                 Some(conn) => match c.established(conn).await {
                     Ok(Ok(d)) => {
-                        if !d.intro_points.is_empty() {
+                        if c.primary && !d.intro_points.is_empty() {
                             if let Ok(mut o) = c.own.lock() {
                                 o.flow = d.flow_control.clone();
                                 o.pow = OwnPow::of(&d);
@@ -192,19 +195,15 @@ impl IntroCtx {
                     _ => 0,
                 };
                 self.membership.set(key, &enc).await;
-                tracing::info!("advertising {n} intro points");
-                if let Ok(mut s) = self.status.lock() {
-                    s.own_intro_points = n;
-                }
+                tracing::info!(instance = %self.name, "advertising {n} intro points");
+                self.count(n);
                 *last_enc = enc;
             }
             Advert::Withdraw => {
                 self.membership.delete(key).await;
                 if !matches!(wanted, Want::TorDown) {
-                    tracing::info!("no established intro circuit: intro points withdrawn");
-                    if let Ok(mut s) = self.status.lock() {
-                        s.own_intro_points = 0;
-                    }
+                    tracing::info!(instance = %self.name, "no established intro circuit: intro points withdrawn");
+                    self.count(0);
                 }
                 last_enc.clear();
             }
@@ -227,9 +226,21 @@ impl IntroCtx {
             Want::Established(d) => format!("advertising {} intro points", d.intro_points.len()),
         };
         if let Ok(mut s) = self.status.lock() {
-            if s.advert != state {
-                s.advert = state;
+            if self.primary && s.advert != state {
+                s.advert = state.clone();
             }
+            s.instances.entry(self.name.clone()).or_default().advert = state;
+        }
+    }
+
+    /// `/status`: this tor advertises `n` intro points; the node's total follows.
+    fn count(&self, n: usize) {
+        if let Ok(mut s) = self.status.lock() {
+            s.instances
+                .entry(self.name.clone())
+                .or_default()
+                .intro_points = n;
+            s.own_intro_points = s.instances.values().map(|i| i.intro_points).sum();
         }
     }
 }

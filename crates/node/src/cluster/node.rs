@@ -43,8 +43,11 @@ pub struct ClusterStatus {
     pub lease_holders: Vec<String>,
     /// Every known node.
     pub members: Vec<MemberStatus>,
-    /// Intro points this node advertises.
+    /// Intro points this node advertises (all its tors).
     pub own_intro_points: usize,
+    /// Per tor of this node (its `intro/*` gossip key: the node name, then
+    /// `<name>.tor<k>` for turbo mode's extra tors): its intro points and advert state.
+    pub instances: BTreeMap<String, InstanceAdvert>,
     /// What this node advertises and why: `advertising N intro points`, `nothing yet:
     /// <why>` (waiting for tor's descriptor, its rotation, a control connection),
     /// `keeping the last advert: <why>`, `withdrawn: <why>`.
@@ -96,6 +99,25 @@ pub struct CanaryStatus {
     /// When the current run of failed probes began (the first failed probe ended;
     /// RFC 3339); `None` while the last probe answered.
     pub failing_since: Option<String>,
+}
+
+/// What one of this node's tors advertises.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct InstanceAdvert {
+    /// Intro points advertised.
+    pub intro_points: usize,
+    /// As [`ClusterStatus::advert`], for this tor.
+    pub advert: String,
+}
+
+/// The gossip key suffix of this node's tor `slot` (0: the node name; then
+/// `<name>.tor<slot>`: node names hold no `.`).
+pub fn instance_key_name(name: &str, slot: usize) -> String {
+    if slot == 0 {
+        name.to_owned()
+    } else {
+        format!("{name}.tor{slot}")
+    }
 }
 
 /// One member as seen from here.
@@ -164,6 +186,9 @@ pub struct ClusterParams {
     pub master: Option<IdentityKey>,
     /// This node's instance address.
     pub instance: OnionAddress,
+    /// Turbo mode (`tor.instances`): the extra tors and their instance addresses, each
+    /// advertised under a gossip key of its own ([`instance_key_name`]).
+    pub extra_instances: Vec<(Arc<TorSupervisor>, OnionAddress)>,
     /// The port clients connect to (the canary probes peers on it).
     pub virtual_port: u16,
     /// Target health from the proxy.
@@ -376,34 +401,55 @@ fn spawn_instance_tasks(
     views: &ViewCache,
 ) -> Vec<AbortHandle> {
     let sup = p.supervisor.clone();
-    let next = NextDescriptor::default();
-    let mut tasks = vec![sup.spawn(
-        "intro",
-        intro_task(IntroCtx {
-            membership: membership.clone(),
-            tor: p.tor.clone(),
-            instance: p.instance,
-            name: p.name.clone(),
-            health: p.target_health.clone(),
-            testing: p.testing_network,
-            timers: p.timers.clone(),
-            status: status.clone(),
-            own: own.clone(),
-            next: next.clone(),
-            views: views.clone(),
-        }),
-    )];
-    tasks.push(sup.spawn(
-        "next-descriptor",
-        next_descriptor_task(
-            p.tor.clone(),
-            p.instance,
-            p.testing_network,
-            p.timers.clone(),
-            next,
-            views.clone(),
-        ),
-    ));
+    let mut tasks = Vec::new();
+    let tors =
+        std::iter::once((p.tor.clone(), p.instance)).chain(p.extra_instances.iter().cloned());
+    for (slot, (tor, instance)) in tors.enumerate() {
+        let next = NextDescriptor::default();
+        // The first tor shares the node's view cache with the publisher; an extra tor has
+        // a control connection, and so a cache, of its own.
+        let views = if slot == 0 {
+            views.clone()
+        } else {
+            ViewCache::default()
+        };
+        tasks.push(sup.spawn(
+            if slot == 0 {
+                "intro"
+            } else {
+                "intro (extra tor)"
+            },
+            intro_task(IntroCtx {
+                membership: membership.clone(),
+                tor: tor.clone(),
+                instance,
+                name: instance_key_name(&p.name, slot),
+                primary: slot == 0,
+                health: p.target_health.clone(),
+                testing: p.testing_network,
+                timers: p.timers.clone(),
+                status: status.clone(),
+                own: own.clone(),
+                next: next.clone(),
+                views: views.clone(),
+            }),
+        ));
+        tasks.push(sup.spawn(
+            if slot == 0 {
+                "next-descriptor"
+            } else {
+                "next-descriptor (extra tor)"
+            },
+            next_descriptor_task(
+                tor,
+                instance,
+                p.testing_network,
+                p.timers.clone(),
+                next,
+                views,
+            ),
+        ));
+    }
     tasks.push(sup.spawn(
         "canary",
         super::canary::canary_task(super::canary::CanaryCtx {

@@ -22,10 +22,11 @@
 use rustbalance_hs::descriptor::{select_intro_points, InstanceIntros, IntroPointDesc};
 use rustbalance_hs::publish::SlotUpload;
 
-/// Most `intro/*` keys (tor instances) of one node that count. A node runs one instance
-/// today (`intro/<node name>`); one more leaves room for a second instance or a renamed
-/// key during an upgrade.
-pub const MAX_INSTANCES_PER_NODE: usize = 2;
+/// Most `intro/*` keys (tor instances) of one node that count: `tor.instances` at most
+/// ([`crate::config::MAX_TOR_INSTANCES`]: `intro/<node name>`, `intro/<node name>.tor<k>`),
+/// and one more for a renamed key during an upgrade. However many count, the node's points
+/// together get no more than its fair share.
+pub const MAX_INSTANCES_PER_NODE: usize = crate::config::MAX_TOR_INSTANCES + 1;
 
 /// The intro points chosen for the master descriptor, and what was left out.
 #[derive(Debug, Clone, Default)]

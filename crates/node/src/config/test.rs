@@ -198,3 +198,40 @@ fn target_urls() {
         assert_eq!(c.target_url().is_ok(), ok, "{u}");
     }
 }
+
+#[test]
+fn tor_instances_turbo_mode_is_checked() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("secret"), [7u8; 32]).unwrap();
+    let cluster = format!(
+        "[cluster]\nsecret_file = \"{}/secret\"\nlisten = \"127.0.0.1:7946\"\n",
+        d.path().display()
+    );
+    let c = cfg(d.path(), &format!("[tor]\ninstances = 3\n{cluster}")).unwrap();
+    assert_eq!(c.tor.instance_count(true, false), 3);
+    // Where several tors cannot work, one runs whatever the key says.
+    assert_eq!(c.tor.instance_count(false, false), 1);
+    assert_eq!(c.tor.instance_count(true, true), 1);
+    // Unset: from the core count, 1 to 4.
+    let auto = cfg(d.path(), &cluster)
+        .unwrap()
+        .tor
+        .instance_count(true, false);
+    assert!((1..=4).contains(&auto), "{auto}");
+    let err = |extra: &str| cfg(d.path(), extra).unwrap_err().to_string();
+    for bad in ["0", "9"] {
+        let e = err(&format!("[tor]\ninstances = {bad}\n{cluster}"));
+        assert!(e.contains("tor.instances") && e.contains("1..8"), "{e}");
+    }
+    let e = err("[tor]\ninstances = 2\n");
+    assert!(
+        e.contains("tor.instances") && e.contains("[cluster]"),
+        "{e}"
+    );
+    let e = err(&format!(
+        "[proxy]\nexport_circuit_id = true\n[tor]\ninstances = 2\n{cluster}"
+    ));
+    assert!(e.contains("export_circuit_id"), "{e}");
+    // One tor is always fine.
+    cfg(d.path(), "[tor]\ninstances = 1\n").unwrap();
+}

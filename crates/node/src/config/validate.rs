@@ -70,6 +70,7 @@ impl Config {
         proxy(&self.proxy)?;
         intro_dos(&self.intro_dos)?;
         tor(&self.tor)?;
+        self.instances()?;
         let master = self.master_address().ok();
         super::backends::check(&self.backends, master.as_ref())?;
         if !self.backends.is_empty() && self.cluster.is_none() {
@@ -115,6 +116,34 @@ impl Config {
             OnionAddress::parse(a).map_err(|e| invalid("service.master_address", e.to_string()))?;
         }
         Ok(())
+    }
+
+    /// `tor.instances`: 1 to [`super::MAX_TOR_INSTANCES`]; more than one only on a cluster
+    /// node with a target, and not with `proxy.export_circuit_id`.
+    fn instances(&self) -> Result<()> {
+        let Some(k) = self.tor.instances else {
+            return Ok(());
+        };
+        let max = super::MAX_TOR_INSTANCES;
+        if k == 0 || k > max {
+            return Err(invalid("tor.instances", format!("must be 1..{max}")));
+        }
+        if k == 1 {
+            return Ok(());
+        }
+        let why = if self.cluster.is_none() {
+            "several tors serve one master address only in a cluster (their intro points are \
+             merged by the publisher): add a [cluster] section, or set 1"
+        } else if self.target.is_none() {
+            "a publisher-only node runs no onion service of its own: set 1 or remove the key"
+        } else if self.proxy.export_circuit_id {
+            "proxy.export_circuit_id numbers circuits per tor, so with several tors two \
+             clients could share one number (and one per-circuit stream budget): set 1, or \
+             turn export_circuit_id off"
+        } else {
+            return Ok(());
+        };
+        Err(invalid("tor.instances", why))
     }
 
     /// A node without `[target]` is a publisher-only node: it needs the master key, a

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 pub(super) fn status_fn(
     cfg: &Config,
     keys: &Keys,
-    tor: &Arc<TorSupervisor>,
+    (tor, extra_tors): (&Arc<TorSupervisor>, &[Arc<TorSupervisor>]),
     proxy: Option<&ProxyHandle>,
     uploads: &Arc<Mutex<UploadStatus>>,
     parts: &ClusterParts,
@@ -36,6 +36,12 @@ pub(super) fn status_fn(
         proxy.map(|p| p.local_addr()),
     );
     let health = proxy.map(|p| p.health_handle());
+    let extra: Vec<(String, Arc<TorSupervisor>)> = keys
+        .extra_instances
+        .iter()
+        .map(|a| a.to_string())
+        .zip(extra_tors.iter().cloned())
+        .collect();
     let cluster_status = parts.cluster.as_ref().map(|c| c.status_handle());
     let join = parts.join_node.as_ref().map(|(jn, _)| jn.clone());
     let mesh_status = mesh_view.as_ref().map(|(v, _)| v.clone());
@@ -64,6 +70,7 @@ pub(super) fn status_fn(
             "mesh": mesh_status.as_ref().map(|m| m.lock().map(|m| m.clone()).unwrap_or_default()),
             "master_address": addr.to_string(),
             "tor": tor.status(),
+            "extra_tors": extra.iter().map(|(a, t)| serde_json::json!({ "instance": a, "tor": t.status() })).collect::<Vec<_>>(),
             "proxy": stats.as_ref().map(|s| serde_json::json!({ "listen": listen, "stats": s.snapshot() })),
             "target": health.as_ref().map(|h| serde_json::json!({ "url": target, "health": h.get() })),
             "uploads": uploads.lock().map(|u| u.clone()).unwrap_or_default(),

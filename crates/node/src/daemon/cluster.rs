@@ -38,6 +38,7 @@ pub(super) async fn start(
     layout: &Layout,
     keys: &Keys,
     tor: &Arc<TorSupervisor>,
+    extra_tors: &[Arc<TorSupervisor>],
     proxy: Option<&ProxyHandle>,
     join_svc: Option<&Arc<JoinService>>,
     metrics: &Metrics,
@@ -88,6 +89,11 @@ pub(super) async fn start(
         tor: tor.clone(),
         master: keys.master.as_ref().map(|m| m.duplicate()),
         instance,
+        extra_instances: extra_tors
+            .iter()
+            .cloned()
+            .zip(keys.extra_instances.iter().copied())
+            .collect(),
         virtual_port: cfg.service.virtual_port,
         // A publisher-only node has no target: its health stays unknown, and it
         // advertises no intro points anyway.

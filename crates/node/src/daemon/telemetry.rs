@@ -40,6 +40,34 @@ pub(super) fn register_metrics(
     register_upload_metrics(m, uploads);
 }
 
+/// Turbo mode (`tor.instances`): how many tors this node runs and how many of them are
+/// bootstrapped and running (the first one included).
+pub(super) fn register_instance_metrics(
+    m: &Metrics,
+    tor: &Arc<TorSupervisor>,
+    extra: &[Arc<TorSupervisor>],
+) {
+    let all: Vec<Arc<TorSupervisor>> = std::iter::once(tor.clone())
+        .chain(extra.iter().cloned())
+        .collect();
+    m.register(move |w| {
+        let up = all
+            .iter()
+            .filter(|t| t.status().phase == TorPhase::Running)
+            .count();
+        w.gauge(
+            "rustbalance_tor_instances",
+            "tor processes this node runs (tor.instances).",
+            all.len() as f64,
+        );
+        w.gauge(
+            "rustbalance_tor_instances_up",
+            "Of those, bootstrapped and running.",
+            up as f64,
+        );
+    });
+}
+
 /// The `rustbalance_proxy_*` metrics (nodes with a `[target]`).
 fn register_proxy_metrics(m: &Metrics, proxy: &ProxyHandle) {
     let stats = proxy.stats();

@@ -45,9 +45,12 @@ fn a_node_with_twenty_keys_gets_no_more_than_its_share() {
     assert_eq!(s.share, 7);
     assert_eq!(count(&s, "node1"), 3);
     assert_eq!(count(&s, "node2"), 3);
-    // Two keys count (6 points), the other 18 are ignored.
-    assert_eq!(count(&s, "a-many"), 6);
-    assert_eq!(s.extra_instances, [("a-many".to_string(), 18)]);
+    // Nine keys count (27 points), the other 11 are ignored; of the 27, its share.
+    assert_eq!(count(&s, "a-many"), 7);
+    assert_eq!(
+        s.extra_instances,
+        [("a-many".to_string(), 20 - MAX_INSTANCES_PER_NODE)]
+    );
     // Same input, same choice.
     let again = choose(&nodes, MAX_INTRO_POINTS);
     let ids = |s: &Selection| {
