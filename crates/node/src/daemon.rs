@@ -403,10 +403,17 @@ impl Running {
             let report = proxy.shutdown(Duration::from_secs(5)).await;
             tracing::info!("proxy drained: {report:?}");
         }
-        for t in &self.extra_tors {
-            t.stop().await;
-        }
+        // All tors at once (each may take its grace before SIGKILL): the node's stop stays
+        // within one tor's grace however many it runs.
+        let extra: Vec<_> = self
+            .extra_tors
+            .into_iter()
+            .map(|t| tokio::spawn(async move { t.stop().await }))
+            .collect();
         self.tor.stop().await;
+        for t in extra {
+            let _ = t.await;
+        }
         tracing::info!("tor stopped");
     }
 }

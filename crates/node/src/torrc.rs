@@ -28,7 +28,7 @@ pub fn single_node(
         "HiddenServicePort",
         format!("{} {proxy}", cfg.service.virtual_port),
     )?;
-    service_tail(&mut t, cfg, !cfg.pow.enabled)?;
+    service_tail(&mut t, cfg, !cfg.pow.enabled, true)?;
     Ok(t)
 }
 
@@ -46,7 +46,9 @@ pub fn instance(cfg: &Config, layout: &Layout, proxy: SocketAddr, owner_pid: u32
 
 /// Turbo mode (`tor.instances`): the torrc of an extra tor of a cluster node, from its
 /// own [`Layout::extra_instance`]: an instance like the first one's, behind the same proxy,
-/// without a SOCKS port (the canary and the publisher use the first tor).
+/// without a SOCKS port and the backends' client keys (the canary, the backend probes and
+/// the publisher use the first tor), and without the `*Port` lines of `tor.extra_torrc`
+/// (a fixed port can be bound once: they go to the first tor only).
 pub fn extra_instance(
     cfg: &Config,
     layout: &Layout,
@@ -56,15 +58,15 @@ pub fn extra_instance(
     instance_service(cfg, layout, proxy, owner_pid, false)
 }
 
-/// An instance service behind `proxy`, with or without a SOCKS port.
+/// An instance service behind `proxy`: the node's first tor, or an extra one.
 fn instance_service(
     cfg: &Config,
     layout: &Layout,
     proxy: SocketAddr,
     owner_pid: u32,
-    socks: bool,
+    first_tor: bool,
 ) -> Result<Torrc> {
-    let mut t = fetching_client(cfg, layout, owner_pid, socks)?;
+    let mut t = fetching_client(cfg, layout, owner_pid, first_tor)?;
     t.push("HiddenServiceDir", layout.instance_hs_dir().display())?;
     t.push(
         "HiddenServicePort",
@@ -77,30 +79,37 @@ fn instance_service(
     // are still served, at the lowest priority, as with any PoW service; tor's queue still
     // orders introductions. The intro points' own rate limit is on by default: the master
     // descriptor of a cluster carries no PoW parameters, so it is the defence clients meet.
-    service_tail(&mut t, cfg, true)?;
+    service_tail(&mut t, cfg, true, first_tor)?;
     Ok(t)
 }
 
-/// What a cluster node's tors and a publisher-only node's tor share: the common part (with
-/// a SOCKS port when `socks`), each new consensus as directory caches take it, and the backends' client
+/// What a cluster node's tors and a publisher-only node's tor share: the common part (the
+/// node's first tor: with a SOCKS port and the backends' client keys), each new consensus as directory caches take it, and the backends' client
 /// keys. Directory caches take a consensus 1-3 min after it is made on the real network,
 /// clients 45-110 min after. A node learns from its consensus that a new time period has
 /// started, and only then can it fetch its instance's (or a backend's) descriptor for that
 /// period and have the publisher list those intro points (the ones that outlive the next
 /// SRV). Clients compute the new period only once they hold that consensus, so the nodes
 /// are ahead of them by at least 40 minutes, not behind.
-fn fetching_client(cfg: &Config, layout: &Layout, owner_pid: u32, socks: bool) -> Result<Torrc> {
+fn fetching_client(
+    cfg: &Config,
+    layout: &Layout,
+    owner_pid: u32,
+    first_tor: bool,
+) -> Result<Torrc> {
     let mut t = Torrc::new();
     common(
         &mut t,
         layout,
         owner_pid,
-        socks,
+        first_tor,
         cfg.tor.debug_log.as_deref(),
     )?;
     t.push("FetchDirInfoEarly", 1)?;
     t.push("FetchDirInfoExtraEarly", 1)?;
-    backend_client_auth(&mut t, cfg)?;
+    if first_tor {
+        backend_client_auth(&mut t, cfg)?;
+    }
     Ok(t)
 }
 
@@ -131,7 +140,12 @@ fn backend_client_auth(t: &mut Torrc, cfg: &Config) -> Result<()> {
 /// The lines after `HiddenServicePort` both kinds of service get: `[pow]`, the stream
 /// limits per circuit, the intro points' rate limit (`intro_dos_default`: whether it is on
 /// when `intro_dos.enabled` is unset), the circuit-id export, then `tor.extra_torrc`.
-fn service_tail(t: &mut Torrc, cfg: &Config, intro_dos_default: bool) -> Result<()> {
+fn service_tail(
+    t: &mut Torrc,
+    cfg: &Config,
+    intro_dos_default: bool,
+    first_tor: bool,
+) -> Result<()> {
     t.push("HiddenServicePoWDefensesEnabled", u8::from(cfg.pow.enabled))?;
     if cfg.pow.enabled {
         t.push("HiddenServicePoWQueueRate", cfg.pow.queue_rate)?;
@@ -152,7 +166,26 @@ fn service_tail(t: &mut Torrc, cfg: &Config, intro_dos_default: bool) -> Result<
     if cfg.proxy.export_circuit_id {
         t.push("HiddenServiceExportCircuitID", "haproxy")?;
     }
-    extra(t, &cfg.tor.extra_torrc)
+    if first_tor {
+        extra(t, &cfg.tor.extra_torrc)
+    } else {
+        let unported: Vec<String> = cfg
+            .tor
+            .extra_torrc
+            .iter()
+            .filter(|l| !binds_a_port(l))
+            .cloned()
+            .collect();
+        extra(t, &unported)
+    }
+}
+
+/// An `extra_torrc` line that binds a port (`SocksPort`, `ORPort`, `MetricsPort`, ...):
+/// two tors cannot both bind a fixed one.
+fn binds_a_port(line: &str) -> bool {
+    line.split_whitespace()
+        .next()
+        .is_some_and(|o| o.to_ascii_lowercase().ends_with("port"))
 }
 
 /// Append `tor.extra_torrc`-style lines (`Option value`).
@@ -229,7 +262,9 @@ mod tests {
     fn an_extra_tor_is_an_instance_of_its_own() {
         let l = Layout::new(Path::new("/x"));
         let p = SocketAddr::from(([127, 0, 0, 1], 9));
-        let c = config("[tor]\nextra_torrc = [\"TestingTorNetwork 1\"]\n");
+        let c = config(
+            "[tor]\nextra_torrc = [\"TestingTorNetwork 1\", \"MetricsPort 127.0.0.1:9035\"]\n",
+        );
         let first = instance(&c, &l, p, 1).unwrap();
         let t = extra_instance(&c, &l.extra_instance(2), p, 1).unwrap();
         assert_eq!(value(&t, "DataDirectory"), ["/x/instance-2/tor"]);
@@ -242,6 +277,9 @@ mod tests {
         assert_eq!(value(&t, "TestingTorNetwork"), ["1"]);
         assert_eq!(value(&t, "SocksPort"), ["0"]);
         assert_eq!(value(&first, "SocksPort"), ["127.0.0.1:auto"]);
+        // A fixed port from extra_torrc goes to the first tor only (two cannot bind it).
+        assert_eq!(value(&first, "MetricsPort"), ["127.0.0.1:9035"]);
+        assert!(!t.contains("MetricsPort"));
     }
 
     /// A publisher-only node's tor runs no onion service but gets `tor.extra_torrc`: the
@@ -279,6 +317,10 @@ mod tests {
             value(&publisher_only(&c, &l, 1).unwrap(), "ClientOnionAuthDir"),
             ["/keys"]
         );
+        // Turbo mode's extra tors probe nothing: no keys.
+        assert!(!extra_instance(&c, &l.extra_instance(1), p, 1)
+            .unwrap()
+            .contains("ClientOnionAuthDir"));
         let c = config(cluster);
         assert!(!instance(&c, &l, p, 1)
             .unwrap()

@@ -168,10 +168,12 @@ async fn one_k(
         let count = (a.rate * a.secs as f64).ceil() as u64;
         let mut plan = FloodPlan::new(a.rate, count, Duration::from_secs(a.secs))?;
         plan.max_in_flight = a.in_flight;
-        let report = Flood::spawn(flood.socks(), url.clone(), plan)?
-            .finish()
-            .await
-            .context("flood")?;
+        let f = Flood::spawn(flood.socks(), url.clone(), plan)?;
+        // It ends by itself (count or duration); `finish` would stop it at once.
+        while !f.is_finished() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let report = f.finish().await.context("flood")?;
         let (tor1, node1) = cpu(n, k);
         let tor_cpu: f64 = tor1.iter().zip(&tor0).map(|(b, a)| b - a).sum();
         let served = report.served.max(1) as f64;

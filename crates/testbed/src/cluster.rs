@@ -156,16 +156,12 @@ impl ClusterNodeProc {
         self.set_option("cluster", line)
     }
 
-    /// Add `line` at the top of the config's `[section]` (it must have one).
+    /// Set `line` (`key = value`) in the config's `[section]` (it must have one): in place
+    /// of that key's line there, or at the top of the section.
     pub fn set_option(&self, section: &str, line: &str) -> Result<()> {
         let text = std::fs::read_to_string(&self.config)?;
-        let head = format!("[{section}]\n");
-        anyhow::ensure!(
-            text.contains(&head),
-            "{} has no [{section}] section",
-            self.config.display()
-        );
-        let text = text.replacen(&head, &format!("{head}{line}\n"), 1);
+        let text = crate::node_config::set_option(&text, section, line)
+            .with_context(|| format!("{} has no [{section}] section", self.config.display()))?;
         write_atomic(&self.config, text.as_bytes(), 0o600)?;
         Ok(())
     }
@@ -382,6 +378,18 @@ pub fn prepare_with(
 ) -> Result<(IdentityKey, Vec<ClusterNodeProc>)> {
     let n = targets.len();
     let files = ClusterFiles::create(lab, DEFAULT_PREFIX)?;
+    // A fresh deployment: scenarios on one lab reuse the node names and directories
+    // (tor's cached consensus speeds its start), but not an earlier scenario's instance
+    // keys, whose descriptors (another master's, dead intro points) are still on the
+    // lab's HSDirs.
+    for i in 0..n {
+        let data = node_dir(lab, &format!("{DEFAULT_PREFIX}{}", i + 1)).join("data");
+        let layout = rustbalance_node::layout::Layout::new(&data);
+        let _ = std::fs::remove_dir_all(layout.instance_hs_dir());
+        for k in 1..=rustbalance_node::config::MAX_TOR_INSTANCES {
+            let _ = std::fs::remove_dir_all(layout.extra_instance(k).data_dir);
+        }
+    }
     let gossip: Vec<SocketAddr> = (0..n)
         .map(|_| Ok(SocketAddr::from(([127, 0, 0, 1], free_port(Proto::Udp)?))))
         .collect::<Result<_>>()?;

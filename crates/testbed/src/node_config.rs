@@ -61,7 +61,7 @@ pub fn node_config_with(
             .into_iter()
             .map(|l| format!("DirAuthority {l}")),
     );
-    Ok(with_debug_log(
+    Ok(with_lab_tor(
         &Template {
             name: name.to_string(),
             data_dir: base.join("data"),
@@ -84,13 +84,42 @@ pub fn node_config_with(
 /// introductions and descriptor builds, for the "alive, listed and silent" fault (issue 15).
 pub const LAB_TOR_DEBUG_LOG: &str = "[rend]info";
 
-/// `config` (a node config file's text) with `tor.debug_log` set to [`LAB_TOR_DEBUG_LOG`].
-pub fn with_debug_log(config: &str) -> String {
+/// `config` (a node config file's text) with `tor.debug_log` set to [`LAB_TOR_DEBUG_LOG`]
+/// and `tor.instances = 1`: one tor per lab node whatever the machine's core count (unset,
+/// a node on 4 cores or more would run several); a scenario that wants more sets it
+/// (`ClusterNodeProc::set_option`).
+pub fn with_lab_tor(config: &str) -> String {
     config.replacen(
         "[tor]\n",
-        &format!("[tor]\ndebug_log = \"{LAB_TOR_DEBUG_LOG}\"\n"),
+        &format!("[tor]\ndebug_log = \"{LAB_TOR_DEBUG_LOG}\"\ninstances = 1\n"),
         1,
     )
+}
+
+/// `config` with `line` (`key = value`) in its `[section]`: replacing that key's line in
+/// the section, or first in it; `None` without such a section.
+pub fn set_option(config: &str, section: &str, line: &str) -> Option<String> {
+    let head = format!("[{section}]\n");
+    let start = config.find(&head)? + head.len();
+    let end = config[start..]
+        .find("\n[")
+        .map_or(config.len(), |i| start + i + 1);
+    let key = line.split('=').next().unwrap_or("").trim();
+    let body: Vec<&str> = config[start..end].lines().collect();
+    let same = |l: &&str| l.split('=').next().is_some_and(|k| k.trim() == key);
+    let mut out = String::from(&config[..start]);
+    if body.iter().any(same) {
+        for l in &body {
+            out.push_str(if same(l) { line } else { l });
+            out.push('\n');
+        }
+    } else {
+        out.push_str(line);
+        out.push('\n');
+        out.push_str(&config[start..end]);
+    }
+    out.push_str(&config[end..]);
+    Some(out)
 }
 
 /// A one-node cluster in `lab` (it publishes the master descriptor itself): `master`'s key
@@ -131,4 +160,27 @@ pub fn lone_cluster_node(
     let config = base.join(format!("{name}.toml"));
     write_atomic(&config, text.as_bytes(), 0o600)?;
     Ok(config)
+}
+
+#[cfg(test)]
+mod set_option_tests {
+    use super::set_option;
+
+    #[test]
+    fn a_key_is_replaced_in_its_section_or_added_first() {
+        let c = "[a]\nx = 1\n[tor]\ninstances = 1\ndebug_log = \"info\"\n\n[b]\ninstances = 7\n";
+        assert_eq!(
+            set_option(c, "tor", "instances = 2").unwrap(),
+            "[a]\nx = 1\n[tor]\ninstances = 2\ndebug_log = \"info\"\n\n[b]\ninstances = 7\n"
+        );
+        assert_eq!(
+            set_option(c, "a", "y = 2").unwrap(),
+            "[a]\ny = 2\nx = 1\n[tor]\ninstances = 1\ndebug_log = \"info\"\n\n[b]\ninstances = 7\n"
+        );
+        assert_eq!(
+            set_option(c, "b", "instances = 3").unwrap(),
+            "[a]\nx = 1\n[tor]\ninstances = 1\ndebug_log = \"info\"\n\n[b]\ninstances = 3\n"
+        );
+        assert_eq!(set_option(c, "cluster", "solo = false"), None);
+    }
 }

@@ -71,6 +71,13 @@ impl NextDescriptor {
             .and_then(|n| n.desc.as_ref().map(|(t, _)| *t))
     }
 
+    /// Drop the fetched descriptor (the next-descriptor task fetches again at once).
+    fn forget(&self) {
+        if let Ok(mut n) = self.0.lock() {
+            n.desc = None;
+        }
+    }
+
     fn store(&self, d: ParsedDescriptor, at: Instant) {
         if let Ok(mut n) = self.0.lock() {
             n.desc = Some((at, d));
@@ -104,7 +111,8 @@ pub(super) async fn intro_task(c: IntroCtx) {
     let mut ctl = None;
     loop {
         let h = gossip::target_health(c.health.get().up);
-        if h != last_health {
+        // The node's target health, said once: by its first tor's task.
+        if c.primary && h != last_health {
             c.membership.set(gossip::TARGET_HEALTH, h).await;
             last_health = h.to_string();
         }
@@ -167,7 +175,25 @@ impl IntroCtx {
                 tracing::trace!("intro points: {why}");
                 return Ok(Err(why));
             }
-            Source::Fetched => fetched.unwrap_or(current),
+            Source::Fetched => match fetched {
+                Some(f) => {
+                    let f = only_established(ctl, &self.instance, f).await?;
+                    if !f.intro_points.is_empty() {
+                        return Ok(Ok(f));
+                    }
+                    // None of its points has a circuit of this tor: a copy uploaded by an
+                    // earlier run of it (a restart with the same instance key, in the
+                    // window), still on the HSDirs. Forget it (fetched again at once) and
+                    // advertise what this tor has meanwhile.
+                    tracing::debug!(
+                        instance = %self.name,
+                        "fetched instance descriptor has no intro point of this tor: fetching again"
+                    );
+                    self.next.forget();
+                    current
+                }
+                None => current,
+            },
             Source::Current => current,
         };
         for (i, fault) in &chosen.refused_intro_points {
@@ -203,8 +229,8 @@ impl IntroCtx {
                 self.membership.delete(key).await;
                 if !matches!(wanted, Want::TorDown) {
                     tracing::info!(instance = %self.name, "no established intro circuit: intro points withdrawn");
-                    self.count(0);
                 }
+                self.count(0);
                 last_enc.clear();
             }
             Advert::Keep => {}

@@ -114,9 +114,18 @@ pub fn choose_windows(nodes: &[InstanceIntros], windows: usize, max: usize) -> V
                 .chain(&names[..first])
                 .copied()
                 .collect();
+            // Each node's entries (its tors, turbo mode) turned by `j` too: the merge
+            // interleaves them from the first, so a node whose share is below its number
+            // of tors has each tor in some window, not its first ones only.
             let turned: Vec<InstanceIntros> = order
                 .iter()
-                .flat_map(|n| nodes.iter().filter(move |e| e.instance == *n))
+                .flat_map(|n| {
+                    let mut mine: Vec<&InstanceIntros> =
+                        nodes.iter().filter(|e| e.instance == *n).collect();
+                    let k = j % mine.len().max(1);
+                    mine.rotate_left(k);
+                    mine
+                })
                 .map(|e| {
                     let mut points = e.intro_points.clone();
                     if !points.is_empty() {

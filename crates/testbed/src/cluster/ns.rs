@@ -293,7 +293,7 @@ pub async fn join_ns_node(
     ));
     // The joined node's config is `join`'s; lab nodes all write the second tor log.
     let text = std::fs::read_to_string(&config)?;
-    std::fs::write(&config, crate::node_config::with_debug_log(&text))?;
+    std::fs::write(&config, crate::node_config::with_lab_tor(&text))?;
     let args: Vec<OsString> = vec!["run".into(), "--config".into(), config.into()];
     node.process = Some(lab.spawn_program_in(name, &node.host, bin, &args)?);
     Ok(node)

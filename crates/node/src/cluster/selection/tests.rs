@@ -358,3 +358,34 @@ fn a_member_with_many_points_gets_its_share_of_every_window() {
         );
     }
 }
+
+/// Turbo mode: eight nodes of four tors each, a share of 3 per node (below its 4 tors).
+/// Each of the 32 tors is in some per-HSDir window (found in review: with a node's tors
+/// always interleaved from its first, a node's fourth tor was in none).
+#[test]
+fn every_tor_of_a_node_is_in_some_window_when_its_share_is_smaller() {
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    let mut nodes = Vec::new();
+    let mut tors: Vec<Vec<[u8; 32]>> = Vec::new();
+    for n in 0..8 {
+        for _ in 0..4 {
+            let pts = points(&mut rng, 3);
+            tors.push(pts.iter().map(|p| p.ipt_sid_key().to_bytes()).collect());
+            nodes.push(entry(&format!("node{n}"), pts));
+        }
+    }
+    let windows = choose_windows(&nodes, 6, MAX_INTRO_POINTS);
+    assert_eq!(windows[0].share, 3);
+    let listed: std::collections::HashSet<[u8; 32]> = windows
+        .iter()
+        .flat_map(|w| w.chosen.iter().map(|(_, p)| p.ipt_sid_key().to_bytes()))
+        .collect();
+    for (i, t) in tors.iter().enumerate() {
+        assert!(
+            t.iter().any(|k| listed.contains(k)),
+            "tor {} of node{} is in no window",
+            i % 4,
+            i / 4
+        );
+    }
+}
