@@ -69,6 +69,34 @@ pub async fn relay_fingerprints(lab: &Lab) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
+/// What the responsible HSDirs of a publication hold for `address`, asked one by one
+/// through the lab client: how many answered, and how many distinct descriptors they hold.
+/// An error if one holds more than `max_bytes`.
+pub async fn held_at_hsdirs(
+    lab: &Lab,
+    address: &str,
+    hsdirs: &std::collections::BTreeSet<String>,
+    max_bytes: usize,
+) -> anyhow::Result<(usize, usize)> {
+    let mut fetch = HsDirFetch::connect(lab).await?;
+    let mut held = std::collections::BTreeSet::new();
+    let mut answered = 0;
+    for fp in hsdirs {
+        let text = fetch.fetch(address, fp, Duration::from_secs(30)).await?;
+        if text.is_empty() {
+            continue;
+        }
+        answered += 1;
+        anyhow::ensure!(
+            text.len() <= max_bytes,
+            "HSDir {fp} holds {} bytes",
+            text.len()
+        );
+        held.insert(text);
+    }
+    Ok((answered, held.len()))
+}
+
 /// The lab client asking one HSDir at a time for a descriptor (`HSFETCH SERVER=`).
 pub struct HsDirFetch {
     ctl: ControlClient,

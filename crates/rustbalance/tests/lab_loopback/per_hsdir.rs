@@ -12,7 +12,7 @@ use anyhow::{ensure, Context, Result};
 use rustbalance_lab::Lab;
 use rustbalance_testbed::client_cache;
 use rustbalance_testbed::clients::round_and_silent;
-use rustbalance_testbed::faults::HsDirFetch;
+use rustbalance_testbed::faults::held_at_hsdirs;
 use rustbalance_testbed::{start_all, wait_cluster_up, with_cluster, ClusterNodeProc};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -84,33 +84,15 @@ async fn run(
     );
 
     // What the HSDirs hold for the lab client's current period.
-    let mut fetch = HsDirFetch::connect(lab).await?;
     let addr = master.address().to_string();
-    let mut held: BTreeMap<String, usize> = BTreeMap::new();
-    let mut answered = 0;
-    for fp in &hsdirs {
-        let text = fetch.fetch(&addr, fp, Duration::from_secs(30)).await?;
-        if text.is_empty() {
-            continue;
-        }
-        answered += 1;
-        ensure!(
-            text.len() as u64 <= MAX_BYTES,
-            "HSDir {fp} holds {} bytes",
-            text.len()
-        );
-        let n = held.len();
-        held.entry(text).or_insert(n);
-    }
+    let (answered, distinct) = held_at_hsdirs(lab, &addr, &hsdirs, MAX_BYTES as usize).await?;
     eprintln!(
-        "{answered} of {} responsible HSDirs hold a descriptor for the client's period; {} distinct",
-        hsdirs.len(),
-        held.len()
+        "{answered} of {} responsible HSDirs hold a descriptor for the client's period; {distinct} distinct",
+        hsdirs.len()
     );
     ensure!(
-        held.len() > 1,
-        "the HSDirs hold {} distinct descriptors",
-        held.len()
+        distinct > 1,
+        "the HSDirs hold {distinct} distinct descriptors"
     );
 
     // Every node serves the lab client on fresh circuits. Every descriptor lists every

@@ -1,9 +1,10 @@
-//! Issue 16 item 3, turbo mode: four nodes of two tors each (`[tor] instances = 2`), every
-//! tor its own instance behind its node's one proxy.
+//! Issue 16 item 3, turbo mode: four nodes of two tors each (`[tor] instances = 2`) of ten
+//! intro points each, every tor its own instance behind its node's one proxy.
 //!
 //! ```text
 //!  4 nodes × 2 tors up ─▶ every node advertises both (/status cluster.instances)
-//!  ─▶ a publication listing all 4 (each descriptor ≤ 20 points, ≤ 49,999 bytes)
+//!  ─▶ a publication listing all 4 (each descriptor ≤ 20 points, ≤ 49,999 bytes; the
+//!     split printed) ─▶ what the responsible HSDirs hold (distinct descriptors)
 //!  ─▶ every tor's CIRC events counted (rendezvous circuits: one per introduction served)
 //!  ─▶ the lab client on fresh circuits until every node served it and every extra tor
 //!     built rendezvous circuits (the canary probes only first tors: an extra tor's count
@@ -23,6 +24,8 @@ use std::time::{Duration, Instant};
 
 const NODES: usize = 4;
 const TORS: usize = 2;
+/// Intro points per tor (`HiddenServiceNumIntroductionPoints`, via `tor.extra_torrc`).
+const POINTS: usize = 10;
 /// Liveness bounds for a busy 2-core machine (times are printed).
 const START: Duration = Duration::from_secs(420);
 const MAX_BYTES: u64 = 49_999;
@@ -41,6 +44,14 @@ async fn run(
 ) -> Result<()> {
     for n in nodes.iter() {
         n.set_option("tor", &format!("instances = {TORS}"))?;
+        let text = std::fs::read_to_string(&n.config)?;
+        let text = text.replacen(
+            "extra_torrc = [\n",
+            &format!("extra_torrc = [\n\"HiddenServiceNumIntroductionPoints {POINTS}\",\n"),
+            1,
+        );
+        // Rewritten in place: the file keeps its 0600.
+        std::fs::write(&n.config, text)?;
     }
     let bin = Path::new(env!("CARGO_BIN_EXE_rustbalance"));
     start_all(lab, nodes, bin, &["solo = false"])?;
@@ -53,7 +64,7 @@ async fn run(
     );
     let adverts = every_tor_advertises(nodes).await?;
     eprintln!("every tor advertises: {adverts:?}");
-    check_descriptors(nodes).await?;
+    check_descriptors(lab, master, nodes).await?;
 
     // Every tor, counted from its own CIRC events from now on.
     let mut tors = Vec::new();
@@ -136,8 +147,12 @@ async fn every_tor_advertises(nodes: &[ClusterNodeProc]) -> Result<BTreeMap<Stri
 }
 
 /// The publisher's last publication: per descriptor at most 20 points and 49,999 bytes;
-/// the split per node printed.
-async fn check_descriptors(nodes: &[ClusterNodeProc]) -> Result<()> {
+/// the split per node and per descriptor printed; what the responsible HSDirs hold.
+async fn check_descriptors(
+    lab: &Lab,
+    master: &rustbalance_hs::IdentityKey,
+    nodes: &[ClusterNodeProc],
+) -> Result<()> {
     let (_, record) = rustbalance_testbed::cluster::publication::publisher(nodes, &[])
         .await
         .context("no publisher")?;
@@ -146,16 +161,32 @@ async fn check_descriptors(nodes: &[ClusterNodeProc]) -> Result<()> {
         record["intro_points"]
     );
     let slots = record["slots"].as_array().context("no slots")?;
-    let mut per_period: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut per_period: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    let mut hsdirs = std::collections::BTreeSet::new();
     for s in slots {
         let listed = s["intro_points"].as_u64().unwrap_or(0);
         let size = s["size"].as_u64().unwrap_or(0);
         ensure!(listed <= 20, "a descriptor lists {listed} intro points");
         ensure!(size <= MAX_BYTES, "a descriptor is {size} bytes");
-        *per_period
+        per_period
             .entry(s["period_num"].as_u64().unwrap_or(0))
-            .or_default() += 1;
+            .or_default()
+            .push(listed);
+        if let Some(o) = s["hsdirs"].as_object() {
+            hsdirs.extend(o.keys().cloned());
+        }
     }
-    eprintln!("descriptors per time period: {per_period:?}");
+    eprintln!("intro points per descriptor, per time period: {per_period:?}");
+    let (answered, distinct) = rustbalance_testbed::faults::held_at_hsdirs(
+        lab,
+        &master.address().to_string(),
+        &hsdirs,
+        MAX_BYTES as usize,
+    )
+    .await?;
+    eprintln!(
+        "{answered} of {} responsible HSDirs hold a descriptor for the client's period; {distinct} distinct",
+        hsdirs.len()
+    );
     Ok(())
 }

@@ -38,7 +38,13 @@ impl PublishCtx {
                 .iter()
                 .map(|i| i.intro_points.len())
                 .sum::<usize>(),
-            intros.nodes.len(),
+            // Nodes, not entries: a turbo-mode node has one entry per tor.
+            intros
+                .nodes
+                .iter()
+                .map(|i| i.instance.as_str())
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
             if pow {
                 " with PoW (own tor holds the master key)"
             } else {
