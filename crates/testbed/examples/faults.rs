@@ -232,10 +232,7 @@ async fn main() -> Result<()> {
 
 /// A fresh lab directory under the work directory.
 fn lab_dir(work: &Path, name: &str) -> Result<PathBuf> {
-    let dir = work.join(name);
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)?;
-    }
+    let dir = rustbalance_testbed::bench::fresh_lab_dir(work, name)?;
     log(format!("lab in {} (load {})", dir.display(), loadavg()));
     Ok(dir)
 }

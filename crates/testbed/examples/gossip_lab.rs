@@ -43,19 +43,6 @@ struct Sample {
     cpu_ns: u64,
 }
 
-/// Run time of every thread of process `pid`, in ns (0 if unreadable).
-fn cpu_ns(pid: Option<u32>) -> u64 {
-    let Some(pid) = pid else { return 0 };
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
-}
-
 fn sample(s: &Value, pid: Option<u32>) -> Option<Sample> {
     let g = &s["cluster"]["gossip"];
     let peers = s["mesh"]["peers"].as_array()?;
@@ -68,7 +55,7 @@ fn sample(s: &Value, pid: Option<u32>) -> Option<Sample> {
         datagrams_in: g["datagrams_accepted"].as_u64()?,
         mesh_tx: sum("tx_bytes"),
         mesh_rx: sum("rx_bytes"),
-        cpu_ns: cpu_ns(pid),
+        cpu_ns: (rustbalance_testbed::bench::cpu_secs(pid) * 1e9) as u64,
     })
 }
 

@@ -27,7 +27,8 @@
 use anyhow::Result;
 use rustbalance_lab::{Lab, LabOptions};
 use rustbalance_testbed::bench::{
-    cores, cpu_model, loadavg, log, save_json, secs, work_dir, BenchArgs,
+    cores, cpu_model, fresh_lab_dir, lab_progress, loadavg, log, save_json, secs, work_dir,
+    BenchArgs,
 };
 use rustbalance_testbed::client_cache::refetch_publication;
 use rustbalance_testbed::clients::{window, ClientLoop};
@@ -93,46 +94,32 @@ async fn main() -> Result<()> {
         relays: a.relays,
         ..Default::default()
     };
-    let dir = work.join("lab");
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)?;
-    }
-    let r = with_lab(
-        &dir,
-        options,
-        |p| {
-            log(format!(
-                "lab: {} ({:.1}s)",
-                p.phase,
-                p.elapsed.as_secs_f64()
-            ))
-        },
-        async |lab, started| {
-            out["lab_usable_s"] = json!(secs(started.report.total));
-            let (master, mut nodes) = prepare(lab, a.nodes).await?;
-            for n in nodes.iter_mut() {
-                n.set_cluster_option("solo = false")?;
-                start(&a, lab, n)?;
-            }
-            let url = format!("http://{}/", master.address());
-            let r = async {
-                out["per_hsdir"] = one_mode(&a, lab, &master, &mut nodes, &url).await?;
-                log("restarting every node with per_hsdir_descriptors = false, one at a time");
-                for n in nodes.iter_mut() {
-                    n.stop();
-                    n.set_cluster_option("per_hsdir_descriptors = false")?;
-                    start(&a, lab, n)?;
-                }
-                out["merged"] = one_mode(&a, lab, &master, &mut nodes, &url).await?;
-                anyhow::Ok(())
-            }
-            .await;
+    let dir = fresh_lab_dir(&work, "lab")?;
+    let r = with_lab(&dir, options, lab_progress, async |lab, started| {
+        out["lab_usable_s"] = json!(secs(started.report.total));
+        let (master, mut nodes) = prepare(lab, a.nodes).await?;
+        for n in nodes.iter_mut() {
+            n.set_cluster_option("solo = false")?;
+            start(&a, lab, n)?;
+        }
+        let url = format!("http://{}/", master.address());
+        let r = async {
+            out["per_hsdir"] = one_mode(&a, lab, &master, &mut nodes, &url).await?;
+            log("restarting every node with per_hsdir_descriptors = false, one at a time");
             for n in nodes.iter_mut() {
                 n.stop();
+                n.set_cluster_option("per_hsdir_descriptors = false")?;
+                start(&a, lab, n)?;
             }
-            r
-        },
-    )
+            out["merged"] = one_mode(&a, lab, &master, &mut nodes, &url).await?;
+            anyhow::Ok(())
+        }
+        .await;
+        for n in nodes.iter_mut() {
+            n.stop();
+        }
+        r
+    })
     .await;
     out["machine"]["load_end"] = json!(loadavg());
     print_table(&out);

@@ -19,7 +19,8 @@
 use anyhow::{Context, Result};
 use rustbalance_lab::LabOptions;
 use rustbalance_testbed::bench::{
-    cores, cpu_model, loadavg, log, save_json, secs, work_dir, BenchArgs,
+    cores, cpu_model, cpu_secs, fresh_lab_dir, lab_progress, loadavg, log, save_json, secs,
+    work_dir, BenchArgs,
 };
 use rustbalance_testbed::flood::{Flood, FloodClients, FloodPlan};
 use rustbalance_testbed::rend_count::RendCounter;
@@ -70,24 +71,10 @@ fn args() -> Result<Args> {
     })
 }
 
-/// Run time of every thread of process `pid`, in seconds (0 if unreadable).
-fn cpu_s(pid: Option<u32>) -> f64 {
-    let Some(pid) = pid else { return 0.0 };
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0.0;
-    };
-    let ns: u64 = tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum();
-    ns as f64 / 1e9
-}
-
 /// CPU seconds of the node's tors (each) and of its rustbalance process.
 fn cpu(n: &ClusterNodeProc, k: usize) -> (Vec<f64>, f64) {
-    let tors = (0..k).map(|slot| cpu_s(n.tor_pid_of(slot))).collect();
-    (tors, cpu_s(n.pid()))
+    let tors = (0..k).map(|slot| cpu_secs(n.tor_pid_of(slot))).collect();
+    (tors, cpu_secs(n.pid()))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -103,34 +90,20 @@ async fn main() -> Result<()> {
         relays: a.relays,
         ..Default::default()
     };
-    let dir = work.join("lab");
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)?;
-    }
-    let r = with_lab(
-        &dir,
-        options,
-        |p| {
-            log(format!(
-                "lab: {} ({:.1}s)",
-                p.phase,
-                p.elapsed.as_secs_f64()
-            ))
-        },
-        async |lab, started| {
-            out["lab_usable_s"] = json!(secs(started.report.total));
-            let flood = FloodClients::start(lab, "turbo", a.clients, LIVENESS).await?;
-            let r = async {
-                for k in [1usize, 2] {
-                    out[format!("k{k}")] = one_k(&a, lab, &flood, k).await?;
-                }
-                anyhow::Ok(())
+    let dir = fresh_lab_dir(&work, "lab")?;
+    let r = with_lab(&dir, options, lab_progress, async |lab, started| {
+        out["lab_usable_s"] = json!(secs(started.report.total));
+        let flood = FloodClients::start(lab, "turbo", a.clients, LIVENESS).await?;
+        let r = async {
+            for k in [1usize, 2] {
+                out[format!("k{k}")] = one_k(&a, lab, &flood, k).await?;
             }
-            .await;
-            flood.stop().await?;
-            r
-        },
-    )
+            anyhow::Ok(())
+        }
+        .await;
+        flood.stop().await?;
+        r
+    })
     .await;
     out["machine"]["load_end"] = json!(loadavg());
     print_table(&out);

@@ -181,6 +181,30 @@ pub fn bench_start(
     Ok((labdir, tmp, out))
 }
 
+/// A fresh lab directory `work/name` (an earlier run's is removed first).
+pub fn fresh_lab_dir(work: &std::path::Path, name: &str) -> std::io::Result<PathBuf> {
+    let dir = work.join(name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    Ok(dir)
+}
+
+/// Run time of every thread of process `pid`, in seconds (0 if unreadable):
+/// `/proc/PID/task/*/schedstat`.
+pub fn cpu_secs(pid: Option<u32>) -> f64 {
+    let Some(pid) = pid else { return 0.0 };
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    let ns: u64 = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    ns as f64 / 1e9
+}
+
 /// The lab's start-up phases as [`log`] lines.
 pub fn lab_progress(p: &rustbalance_lab::Progress) {
     log(format!(

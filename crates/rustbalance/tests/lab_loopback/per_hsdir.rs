@@ -23,7 +23,7 @@ const NODES: usize = 8;
 /// A liveness bound for the start (a busy 2-core machine must pass; times are printed).
 const START: Duration = Duration::from_secs(420);
 /// Largest descriptor an HSDir takes (`HSV3MaxDescriptorSize` default 50,000, exclusive).
-const MAX_BYTES: u64 = 49_999;
+const MAX_BYTES: u64 = rustbalance_hs::descriptor::MAX_DESCRIPTOR_SIZE as u64;
 
 pub async fn eight_nodes_per_hsdir_descriptors(lab: Lab) -> Result<()> {
     with_cluster(&lab, NODES, async |master, nodes| {

@@ -28,7 +28,7 @@ const TORS: usize = 2;
 const POINTS: usize = 10;
 /// Liveness bounds for a busy 2-core machine (times are printed).
 const START: Duration = Duration::from_secs(420);
-const MAX_BYTES: u64 = 49_999;
+const MAX_BYTES: u64 = rustbalance_hs::descriptor::MAX_DESCRIPTOR_SIZE as u64;
 
 pub async fn four_nodes_of_two_tors(lab: Lab) -> Result<()> {
     with_cluster(&lab, NODES, async |master, nodes| {
