@@ -40,6 +40,15 @@ impl Layout {
     pub fn extra_instance(&self, k: usize) -> Layout {
         Layout::new(&self.data_dir.join(format!("instance-{k}")))
     }
+    /// The files of this node's tor `slot`: 0 is the first tor (this layout), then
+    /// [`Self::extra_instance`].
+    pub fn tor_slot(&self, slot: usize) -> Layout {
+        if slot == 0 {
+            self.clone()
+        } else {
+            self.extra_instance(slot)
+        }
+    }
     /// tor's DataDirectory.
     pub fn tor_dir(&self) -> PathBuf {
         self.data_dir.join("tor")

@@ -76,12 +76,7 @@ impl ClusterNodeProc {
 
     /// Pid of its tor `slot` (0: the first; turbo mode's extra tors from 1).
     pub fn tor_pid_of(&self, slot: usize) -> Option<u32> {
-        let layout = rustbalance_node::layout::Layout::new(&self.data);
-        let layout = if slot == 0 {
-            layout
-        } else {
-            layout.extra_instance(slot)
-        };
+        let layout = rustbalance_node::layout::Layout::new(&self.data).tor_slot(slot);
         std::fs::read_to_string(layout.tor_pid())
             .ok()?
             .trim()
@@ -98,12 +93,7 @@ impl ClusterNodeProc {
     /// [`Self::tor_control`] of its tor `slot` (0: the first; turbo mode's extra tors from
     /// 1, each in its own `instance-<k>` directory).
     pub async fn tor_control_of(&self, slot: usize) -> Result<rustbalance_tor::ControlClient> {
-        let layout = rustbalance_node::layout::Layout::new(&self.data);
-        let layout = if slot == 0 {
-            layout
-        } else {
-            layout.extra_instance(slot)
-        };
+        let layout = rustbalance_node::layout::Layout::new(&self.data).tor_slot(slot);
         let file = layout.control_port_file();
         let text =
             std::fs::read_to_string(&file).with_context(|| format!("read {}", file.display()))?;
