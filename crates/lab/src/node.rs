@@ -111,7 +111,11 @@ pub(crate) fn core_torrc(layout: &Layout, state: &LabState, node: &NodeSpec) -> 
                 // 180 s). A guarantee of 0 disables the guarantee (tor's
                 // voteflags.c tests it for non-zero); 1 byte puts the
                 // threshold at 0 kB/s.
-                .push("AuthDirFastGuarantee", "1 bytes")?;
+                .push("AuthDirFastGuarantee", "1 bytes")?
+                // Equal weights for every relay (crate::bandwidth): self-observed
+                // bandwidths on loopback gave half the relays weight 0, and intro
+                // points crowded onto a few relays.
+                .push("V3BandwidthsFile", layout.bandwidth_file().display())?;
         }
         Role::Guard => {
             relay(&mut t, node)?;

@@ -5,6 +5,7 @@
 //! ```text
 //! DIR/lab.json                the network: block, authorities, core nodes
 //! DIR/empty.geoip             shared empty GeoIP file
+//! DIR/v3bw                    the authorities' bandwidth file (equal relay weights)
 //! DIR/hosts/N                 claimed host numbers of extra processes
 //! DIR/nodes/NAME/             DataDirectory of tor NAME (0700)
 //!               torrc, notice.log, tor.pid, process.json
@@ -167,6 +168,10 @@ impl Layout {
     }
     pub fn geoip(&self) -> PathBuf {
         self.dir.join("empty.geoip")
+    }
+    /// The authorities' `V3BandwidthsFile` ([`crate::bandwidth`]).
+    pub fn bandwidth_file(&self) -> PathBuf {
+        self.dir.join("v3bw")
     }
     pub fn hosts(&self) -> PathBuf {
         self.dir.join("hosts")

@@ -127,7 +127,15 @@ impl Lab {
             .iter()
             .filter(|n| n.role != Role::Client)
             .collect();
+        let authorities: Vec<String> = self
+            .state
+            .authorities
+            .iter()
+            .map(|a| a.fingerprint.clone())
+            .collect();
+        crate::bandwidth::write(&self.layout.bandwidth_file(), &authorities)?;
         self.launch_nodes(&network).await?;
+        self.equal_relay_weights(&authorities).await?;
         mark(
             Phase::NetworkLaunched,
             format!("{} tor processes", network.len()),
@@ -145,6 +153,22 @@ impl Lab {
             phases,
             total: t0.elapsed(),
         })
+    }
+
+    /// Lists every relay in the authorities' bandwidth file, once the relays have
+    /// written their fingerprints ([`crate::bandwidth`]).
+    async fn equal_relay_weights(&self, authorities: &[String]) -> Result<()> {
+        let dirs: Vec<std::path::PathBuf> = self
+            .state
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.role, Role::Guard | Role::Exit))
+            .map(|n| self.layout.node(&n.name))
+            .collect();
+        let relays = crate::bandwidth::fingerprints(&dirs, self.timeout).await?;
+        let mut all = authorities.to_vec();
+        all.extend(relays);
+        crate::bandwidth::write(&self.layout.bandwidth_file(), &all)
     }
 
     /// Restarts the core relay or authority `name`, as a relay operator's restart would:
