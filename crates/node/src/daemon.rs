@@ -195,6 +195,8 @@ pub(crate) struct Keys {
     /// Turbo mode (`tor.instances` > 1): the instance addresses of the extra tors, in
     /// order (tor 1, 2, ...).
     extra_instances: Vec<OnionAddress>,
+    /// The instance keys (cluster mode), the first tor's first, then the extra tors'.
+    instance_keys: Vec<std::sync::Arc<IdentityKey>>,
 }
 
 /// Single-node mode: the master key goes into tor's HiddenServiceDir. Multi-node mode:
@@ -203,6 +205,7 @@ fn prepare_keys(cfg: &Config, layout: &Layout, progress: &dyn Fn(&str)) -> Resul
     let master = load_master(cfg)?;
     let master_address = cfg.master_address()?;
     progress(&format!("master address {master_address}"));
+    let mut instance_keys = Vec::new();
     let instance = match &cfg.cluster {
         None => {
             let m = master.as_ref().ok_or_else(|| Error::Config {
@@ -215,7 +218,9 @@ fn prepare_keys(cfg: &Config, layout: &Layout, progress: &dyn Fn(&str)) -> Resul
         Some(_) => {
             let key = instance_key(&layout.instance_hs_dir(), &master_address)?;
             progress(&format!("cluster mode: instance {}", key.address()));
-            Some(key.address())
+            let address = key.address();
+            instance_keys.push(std::sync::Arc::new(key));
+            Some(address)
         }
     };
     let count = cfg.tor.instance_count(
@@ -226,7 +231,9 @@ fn prepare_keys(cfg: &Config, layout: &Layout, progress: &dyn Fn(&str)) -> Resul
     for k in 1..count {
         let sub = layout.extra_instance(k);
         create_private_dir(&sub.data_dir)?;
-        extra_instances.push(instance_key(&sub.instance_hs_dir(), &master_address)?.address());
+        let key = instance_key(&sub.instance_hs_dir(), &master_address)?;
+        extra_instances.push(key.address());
+        instance_keys.push(std::sync::Arc::new(key));
     }
     if count > 1 {
         progress(&format!(
@@ -243,6 +250,7 @@ fn prepare_keys(cfg: &Config, layout: &Layout, progress: &dyn Fn(&str)) -> Resul
         master_address,
         instance,
         extra_instances,
+        instance_keys,
     })
 }
 

@@ -72,6 +72,9 @@ pub struct TorStatus {
     pub control: Option<SocketAddr>,
     /// How the last tor exited, with the tail of its log.
     pub last_exit: Option<String>,
+    /// When the running (or last) tor process was launched. Anything a tor published
+    /// before this moment was published by an earlier process.
+    pub launched_at: Option<std::time::SystemTime>,
 }
 
 /// A supervised tor.
@@ -91,6 +94,7 @@ impl TorSupervisor {
             restarts: 0,
             control: None,
             last_exit: None,
+            launched_at: None,
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let task = tokio::spawn(watchdog::run(spec, tx, stop_rx));

@@ -282,6 +282,33 @@ enum Want {
     Established(ParsedDescriptor),
 }
 
+/// Whether a fetched copy of this tor's instance descriptor was published by the tor
+/// process running now, not by an earlier one with the same key (a restart): its revision
+/// counter is at least the counter tor computes at `launched_at` for the same descriptor.
+/// tor's counter is the order-preserving encryption of the seconds since the descriptor's
+/// SR run began, keyed by the blinded key, so it only grows with the upload time; a copy
+/// uploaded before the launch has a smaller one. `None` when the period's slot or key is
+/// unknown here (then the copy is not judged by this test).
+pub(super) fn published_since(
+    key: &rustbalance_hs::IdentityKey,
+    time: &rustbalance_hs::time::TimeParams,
+    valid_after: u64,
+    launched_at: SystemTime,
+    period_num: u64,
+    revision: u64,
+) -> Option<bool> {
+    let slot = time
+        .live_slots(valid_after, valid_after)
+        .into_iter()
+        .find(|s| s.period_num == period_num)?;
+    let (_, blinded, _) = key
+        .to_hs_keypair()
+        .compute_blinded_key(time.period(period_num))
+        .ok()?;
+    let floor = rustbalance_hs::descriptor::revision_counter(&blinded, &slot, launched_at);
+    Some(revision >= floor)
+}
+
 /// The running time period (of the consensus' valid-after), when known.
 fn running_period(view: &NetworkView) -> Option<u64> {
     view.time
@@ -298,6 +325,7 @@ fn running_period(view: &NetworkView) -> Option<u64> {
 pub(super) async fn next_descriptor_task(
     tor: Arc<TorSupervisor>,
     instance: OnionAddress,
+    key: Option<Arc<rustbalance_hs::IdentityKey>>,
     testing: bool,
     timers: Timers,
     next: NextDescriptor,
@@ -340,7 +368,19 @@ pub(super) async fn next_descriptor_task(
         if !between || !policy::refetch_due(next.fetched_at(), Instant::now(), &timers) {
             continue;
         }
-        match fetch_running(c, &instance, &view, &timers).await {
+        let launched_at = tor.status().launched_at;
+        let this_run = |d: &ParsedDescriptor| match (&key, launched_at) {
+            (Some(k), Some(at)) => published_since(
+                k,
+                &view.time,
+                view.consensus.valid_after_unix(),
+                at,
+                d.period_num,
+                d.revision,
+            ),
+            _ => None,
+        };
+        match fetch_running(c, &instance, &view, &timers, this_run).await {
             Ok(Some(d)) => next.store(d, Instant::now()),
             Ok(None) => tokio::time::sleep(timers.next_retry).await,
             Err(e) if e.is_tor() => ctl = None,
@@ -356,6 +396,7 @@ async fn fetch_running(
     instance: &OnionAddress,
     view: &NetworkView,
     timers: &Timers,
+    this_run: impl Fn(&ParsedDescriptor) -> Option<bool>,
 ) -> Result<Option<ParsedDescriptor>> {
     let d = instance_descriptor_from_hsdirs(
         ctl,
@@ -373,9 +414,75 @@ async fn fetch_running(
         );
         return Ok(None);
     }
+    if this_run(&d) == Some(false) {
+        // The HSDirs still hold what the previous tor process (same key) uploaded: its
+        // intro points are gone, and some may sit on relays where this tor also has a
+        // circuit, so the established-circuit filter would not catch them all.
+        tracing::debug!(
+            "fetched instance descriptor (revision {}) predates this tor's start: not used",
+            d.revision
+        );
+        return Ok(None);
+    }
     tracing::debug!(
         "fetched this instance's current-period descriptor: {} intro points",
         d.intro_points.len()
     );
     Ok(Some(d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustbalance_hs::descriptor::revision_counter;
+    use rustbalance_hs::time::{from_unix, TimeParams};
+    use rustbalance_hs::IdentityKey;
+
+    /// A copy uploaded by the previous tor process (same key) is told apart from the
+    /// running one's by its revision counter: the restart bug of FIELD-NOTES ("a restarted
+    /// node advertising its previous run's intro points").
+    #[test]
+    fn a_copy_uploaded_before_this_tor_started_is_not_this_run_s() {
+        let key = IdentityKey::generate(&mut rand::rng());
+        let time = TimeParams::testing(20);
+        // A consensus between a period start and the next SRV: the running period is
+        // the second live slot, the one the node fetches back from the HSDirs.
+        let mut valid_after = 1_765_000_000;
+        while !time.between_tp_and_srv(valid_after) {
+            valid_after += 20;
+        }
+        let slot = time.live_slots(valid_after, valid_after)[1];
+        let period = slot.period_num;
+        assert_eq!(period, time.current_period(valid_after));
+        let (_, blinded, _) = key
+            .to_hs_keypair()
+            .compute_blinded_key(time.period(period))
+            .unwrap();
+        // What tor puts in a descriptor it uploads at `t` (same counter as ours).
+        let uploaded_at = |t: u64| revision_counter(&blinded, &slot, from_unix(t));
+        let launched = from_unix(valid_after + 30);
+        let judge =
+            |t: u64| published_since(&key, &time, valid_after, launched, period, uploaded_at(t));
+        assert_eq!(
+            judge(valid_after + 29),
+            Some(false),
+            "uploaded a second before"
+        );
+        assert_eq!(
+            judge(valid_after - 60),
+            Some(false),
+            "uploaded a minute before"
+        );
+        assert_eq!(
+            judge(valid_after + 30),
+            Some(true),
+            "uploaded as it started"
+        );
+        assert_eq!(judge(valid_after + 45), Some(true), "uploaded after");
+        // Another period than the live ones: not judged.
+        assert_eq!(
+            published_since(&key, &time, valid_after, launched, period + 5, 1),
+            None
+        );
+    }
 }

@@ -189,6 +189,9 @@ pub struct ClusterParams {
     /// Turbo mode (`tor.instances`): the extra tors and their instance addresses, each
     /// advertised under a gossip key of its own ([`instance_key_name`]).
     pub extra_instances: Vec<(Arc<TorSupervisor>, OnionAddress)>,
+    /// The instance keys, first tor first: a node tells its tor's fresh uploads from an
+    /// earlier process's by their revision counters ([`super::advertise::published_since`]).
+    pub instance_keys: Vec<Arc<rustbalance_hs::IdentityKey>>,
     /// The port clients connect to (the canary probes peers on it).
     pub virtual_port: u16,
     /// Target health from the proxy.
@@ -443,6 +446,7 @@ fn spawn_instance_tasks(
             next_descriptor_task(
                 tor,
                 instance,
+                p.instance_keys.get(slot).cloned(),
                 p.testing_network,
                 p.timers.clone(),
                 next,

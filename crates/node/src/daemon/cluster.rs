@@ -94,6 +94,7 @@ pub(super) async fn start(
             .cloned()
             .zip(keys.extra_instances.iter().copied())
             .collect(),
+        instance_keys: keys.instance_keys.clone(),
         virtual_port: cfg.service.virtual_port,
         // A publisher-only node has no target: its health stays unknown, and it
         // advertises no intro points anyway.

@@ -83,6 +83,8 @@ async fn follow(
     mut child: Child,
     attempt: &mut u32,
 ) -> Ended {
+    // Before anything else: the previous process (if any) is already dead.
+    let launched_at = std::time::SystemTime::now();
     let pid = child.id();
     if let Some(p) = pid {
         let _ = std::fs::write(&spec.pid_file, format!("{p}\n"));
@@ -92,6 +94,7 @@ async fn follow(
         s.pid = pid;
         s.bootstrap = 0;
         s.control = None;
+        s.launched_at = Some(launched_at);
     });
     let started = Instant::now();
     let monitor = follow_bootstrap(spec, tx);
