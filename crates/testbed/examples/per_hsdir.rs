@@ -14,15 +14,23 @@
 //!
 //! 1. wait for a confirmed publication listing every node; the lab client fetches it;
 //! 2. a client loop (CONCURRENCY GETs at a time, each on a fresh circuit, 30 s limit)
-//!    runs BEFORE seconds, then the last node is SIGKILLed (node and tor: a machine
-//!    dying), and the loop runs until TAIL seconds after a confirmed publication without
-//!    it;
-//! 3. the node is started again.
+//!    starts, and beside it the lab client is made to forget its descriptors (NEWNYM)
+//!    every 11 s, tor's own limit, so that it fetches again from a random responsible
+//!    HSDir: in per-HSDir mode the loop samples every descriptor, not the one it
+//!    fetched first;
+//! 3. settle: the loop runs until every node the publication lists has served it (the
+//!    cluster is whole, as seen by a client), then BEFORE seconds more;
+//! 4. the last node is SIGKILLed (node and tor: a machine dying), and the loop runs
+//!    until TAIL seconds after a confirmed publication without it;
+//! 5. the node is started again.
 //!
 //! Reported per mode: descriptors per period and intro points per descriptor, how many
 //! nodes the publication listed; clients before the kill and from the kill to TAIL
 //! after the recovery (served, p50/p90, the longest stretch with no successful
-//! request); the time to the publication without the dead node.
+//! request), which nodes served; the time to the first publication without the dead
+//! node, and to the first listing every survivor (a descriptor lists one point per
+//! relay, so a survivor whose points all share relays with others' can be left out of
+//! one publication and listed in the next).
 
 use anyhow::Result;
 use rustbalance_lab::{Lab, LabOptions};
@@ -30,8 +38,9 @@ use rustbalance_testbed::bench::{
     cores, cpu_model, fresh_lab_dir, lab_progress, loadavg, log, save_json, secs, work_dir,
     BenchArgs,
 };
-use rustbalance_testbed::client_cache::refetch_publication;
+use rustbalance_testbed::client_cache::{refetch_publication, Newnym};
 use rustbalance_testbed::clients::{window, ClientLoop};
+use rustbalance_testbed::cluster::publication::wait_publication;
 use rustbalance_testbed::{prepare, published_nodes, wait_published, with_lab, ClusterNodeProc};
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -155,8 +164,18 @@ async fn one_mode(
     let split = descriptors(&up.record);
     log(format!("descriptors: {split}"));
 
+    let listed = published_nodes(&up.record);
+    let per_node = up.record["intro_points"].clone();
     let t0 = Instant::now();
     let lp = ClientLoop::spawn(lab, url, a.conc, t0);
+    let refetch = spawn_refetch(lab).await?;
+    let settled = settle(&lp, &listed).await;
+    let settled_s = t0.elapsed().as_secs_f64();
+    refetch.stop_if_failed(settled)?;
+    log(format!(
+        "every listed node ({}) served the loop {settled_s:.1}s after it started",
+        listed.len()
+    ));
     // An observation window, not a wait for a condition.
     tokio::time::sleep(a.before).await;
     let victim = nodes.len() - 1;
@@ -166,14 +185,25 @@ async fn one_mode(
     log(format!("{name} SIGKILLed (node and tor)"));
     let rest: Vec<&str> = all.iter().copied().filter(|n| *n != name).collect();
     let since = SystemTime::now();
-    let gone = wait_published(nodes, &[victim], since, &rest, LIVENESS).await?;
+    let what = format!("a publication without {name}");
+    wait_publication(nodes, &[victim], since, &what, LIVENESS, |p| {
+        !published_nodes(p).contains(&name)
+    })
+    .await?;
     let recovered = t0.elapsed().as_secs_f64();
     log(format!(
         "publication without {name} {:.1}s after the kill",
         recovered - fault
     ));
+    let gone = wait_published(nodes, &[victim], since, &rest, LIVENESS).await?;
+    let all_rest = t0.elapsed().as_secs_f64();
+    log(format!(
+        "a publication listing every survivor {:.1}s after the kill",
+        all_rest - fault
+    ));
     tokio::time::sleep(a.tail).await;
     let reqs = lp.finish().await;
+    let newnyms = refetch.stop().await;
     let before = window(&reqs, fault - a.before.as_secs_f64(), fault);
     let during = window(&reqs, fault, recovered + a.tail.as_secs_f64());
     log(format!(
@@ -187,14 +217,97 @@ async fn one_mode(
     ));
     start(a, lab, &mut nodes[victim])?;
     Ok(json!({
-        "listed_nodes": published_nodes(&up.record).len(),
+        "listed_nodes": listed.len(),
+        "listed_points_per_node": per_node,
+        "settled_s": secs(Duration::from_secs_f64(settled_s)),
+        "newnyms": newnyms,
+        "served_by_before": served_by(&before.summary),
+        "served_by_during": served_by(&during.summary),
         "descriptors": split,
         "descriptors_after_kill": descriptors(&gone.record),
         "dead_node_out_s": secs(Duration::from_secs_f64(recovered - fault)),
+        "every_survivor_listed_s": secs(Duration::from_secs_f64(all_rest - fault)),
         "before": before,
         "during": during,
         "requests": reqs,
     }))
+}
+
+/// Polls until every node in `listed` has served a request of the loop. Returns
+/// whether it happened within [`LIVENESS`].
+async fn settle(lp: &ClientLoop, listed: &[String]) -> bool {
+    let t = Instant::now();
+    loop {
+        let seen = lp.nodes_served_since(0.0);
+        if listed.iter().all(|n| seen.contains(n)) {
+            return true;
+        }
+        if t.elapsed() > LIVENESS {
+            let missing: Vec<&String> = listed.iter().filter(|n| !seen.contains(*n)).collect();
+            log(format!("never served by {missing:?} in {LIVENESS:?}"));
+            return false;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// NEWNYM to the lab client every 11 s until stopped: each makes it forget its
+/// descriptors, so its next request fetches one again from a random responsible HSDir.
+struct Refetch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: tokio::task::JoinHandle<Result<usize>>,
+}
+
+async fn spawn_refetch(lab: &Lab) -> Result<Refetch> {
+    let ctl =
+        rustbalance_tor::control::ControlClient::connect_authenticated(lab.client_control_addr())
+            .await?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s = stop.clone();
+    let handle = tokio::spawn(async move {
+        let mut newnym = Newnym::assume_recent();
+        let mut sent = 0;
+        while !s.load(std::sync::atomic::Ordering::SeqCst) {
+            newnym.send(&ctl).await?;
+            sent += 1;
+        }
+        Ok(sent)
+    });
+    Ok(Refetch { stop, handle })
+}
+
+impl Refetch {
+    /// An error if the cluster never settled (the pacer is stopped first).
+    fn stop_if_failed(&self, settled: bool) -> Result<()> {
+        if !settled {
+            self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            anyhow::bail!("the client loop was never served by every listed node");
+        }
+        Ok(())
+    }
+
+    /// Stops the pacer; how many NEWNYMs it sent.
+    async fn stop(self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        match self.handle.await {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                log(format!("the NEWNYM pacer stopped: {e:#}"));
+                0
+            }
+            Err(_) => 0,
+        }
+    }
+}
+
+/// Requests served per node in a window's summary.
+fn served_by(s: &rustbalance_testbed::clients::BatchSummary) -> Value {
+    let m: serde_json::Map<String, Value> = s
+        .outcomes
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("served by ")?.to_string(), json!(v))))
+        .collect();
+    Value::Object(m)
 }
 
 /// Per period: how many descriptors and their intro point counts.
@@ -229,6 +342,9 @@ fn print_table(out: &Value) {
     row("dead node out of the publication", &|m| {
         format!("{} s", m["dead_node_out_s"])
     });
+    row("a publication listing every survivor", &|m| {
+        format!("{} s", m["every_survivor_listed_s"])
+    });
     row("clients before the kill: served", &|m| {
         format!(
             "{}/{}",
@@ -243,11 +359,35 @@ fn print_table(out: &Value) {
     });
     row("kill → recovery + tail: p50 / p90", &|m| {
         format!(
-            "{} / {} s",
-            m["during"]["summary"]["p50_s"], m["during"]["p90_s"]
+            "{:.2} / {:.2} s",
+            m["during"]["summary"]["p50_s"].as_f64().unwrap_or(f64::NAN),
+            m["during"]["p90_s"].as_f64().unwrap_or(f64::NAN)
         )
     });
     row("longest stretch with no successful request", &|m| {
-        format!("{} s", m["during"]["longest_gap_s"])
+        format!(
+            "{:.1} s",
+            m["during"]["longest_gap_s"].as_f64().unwrap_or(f64::NAN)
+        )
+    });
+    row("every listed node served, after", &|m| {
+        format!("{} s", m["settled_s"])
+    });
+    row("nodes that answered before the kill", &|m| {
+        m["served_by_before"]
+            .as_object()
+            .map(|o| o.len())
+            .unwrap_or(0)
+            .to_string()
+    });
+    row("nodes that answered from the kill on", &|m| {
+        m["served_by_during"]
+            .as_object()
+            .map(|o| o.len())
+            .unwrap_or(0)
+            .to_string()
+    });
+    row("NEWNYMs (descriptor refetches)", &|m| {
+        m["newnyms"].to_string()
     });
 }

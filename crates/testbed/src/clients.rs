@@ -153,6 +153,17 @@ impl ClientLoop {
         served_after(&lock(&self.done), from)
     }
 
+    /// The nodes that served a request started at or after `from`, over the requests
+    /// finished so far (the names after "served by ").
+    pub fn nodes_served_since(&self, from: f64) -> std::collections::BTreeSet<String> {
+        lock(&self.done)
+            .iter()
+            .filter(|r| r.start >= from)
+            .filter_map(|r| r.outcome.strip_prefix("served by "))
+            .map(|n| n.trim().to_string())
+            .collect()
+    }
+
     /// Stops the loop (running requests finish) and returns every request, sorted by
     /// start.
     pub async fn finish(self) -> Vec<Req> {
