@@ -52,6 +52,9 @@ pub struct CanaryConfig {
     pub fail_after: u32,
     /// Successes in a row that make a verdict `Pass`.
     pub pass_after: u32,
+    /// A live peer is first probed this long after it began to advertise intro points
+    /// ([`Canary::ready`]).
+    pub settle: Duration,
 }
 
 impl Default for CanaryConfig {
@@ -62,6 +65,7 @@ impl Default for CanaryConfig {
             timeout: Duration::from_secs(15),
             fail_after: 2,
             pass_after: 2,
+            settle: Duration::from_secs(10),
         }
     }
 }
@@ -124,6 +128,8 @@ impl Default for Peer {
 pub struct Canary {
     cfg: CanaryConfig,
     peers: BTreeMap<String, Peer>,
+    /// Since when each live peer has advertised intro points.
+    advertising: BTreeMap<String, Instant>,
 }
 
 impl Canary {
@@ -132,7 +138,30 @@ impl Canary {
         Canary {
             cfg,
             peers: BTreeMap::new(),
+            advertising: BTreeMap::new(),
         }
+    }
+
+    /// Whether `peer` may be probed at all: a member silent in gossip always may (the
+    /// Tor witness needs its verdict); a live one only once it has advertised intro
+    /// points for [`CanaryConfig::settle`].
+    ///
+    /// Why: a tor client that asked an HSDir for an address asks that HSDir again only
+    /// 15 minutes later (`REND_HID_SERV_DIR_REQUERY_PERIOD`, 5 s in a test network),
+    /// and only a successful connection clears that memory. A probe sent before the
+    /// peer's tor has uploaded its first descriptor fails at one HSDir; a failing probe
+    /// is retried every `retry`, so about six of them would use up all six HSDirs
+    /// clients fetch from, and this node's tor would refuse to fetch the peer for 15
+    /// minutes: failed, then ejected if most peers did the same (docs/FIELD-NOTES.md).
+    /// A peer advertises intro points once its tor has established them, and its tor
+    /// uploads its descriptor at that moment; `settle` covers the upload.
+    pub fn ready(&mut self, peer: &str, live: bool, advertises: bool, now: Instant) -> bool {
+        if !advertises {
+            self.advertising.remove(peer);
+            return !live;
+        }
+        let since = *self.advertising.entry(peer.to_owned()).or_insert(now);
+        !live || now.saturating_duration_since(since) >= self.cfg.settle
     }
 
     /// Whether `peer` should be probed at `now`: never probed, or `interval` after the
@@ -185,6 +214,7 @@ impl Canary {
     /// Forgets peers that are no longer members.
     pub fn retain(&mut self, members: &BTreeSet<String>) {
         self.peers.retain(|id, _| members.contains(id));
+        self.advertising.retain(|id, _| members.contains(id));
     }
 
     /// The verdict on `peer` from here.

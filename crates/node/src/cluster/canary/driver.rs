@@ -78,6 +78,10 @@ pub async fn canary_task(ctx: CanaryCtx) {
                 let now = Instant::now();
                 for v in members.iter().filter(|v| v.node_id != ctx.me) {
                     let Some((host, port)) = v.get(INSTANCE_KEY).and_then(target) else { continue };
+                    let advertises = crate::cluster::gossip::intro_count(v) > 0;
+                    if !canary.ready(&v.node_id, v.live, advertises, now) {
+                        continue;
+                    }
                     if in_flight.contains(&v.node_id) || !canary.due(&v.node_id, now, !v.live) {
                         continue;
                     }

@@ -138,3 +138,28 @@ fn forgotten_members_lose_their_verdicts() {
     c.retain(&set(&["c"]));
     assert_eq!(c.verdict("b"), Verdict::Unknown);
 }
+
+#[test]
+fn a_live_peer_is_probed_only_once_it_has_advertised_intro_points_for_a_while() {
+    let cfg = CanaryConfig::default();
+    let t = Instant::now();
+    let mut c = Canary::new(cfg.clone());
+    // Gossiping its instance address, no intro points yet: its tor may not have
+    // uploaded a descriptor, and a probe would spend one of the six HSDirs for 15 min.
+    assert!(!c.ready("b", true, false, t));
+    assert!(!c.ready("b", true, false, t + Duration::from_secs(60)));
+    // Intro points advertised: probed after `settle`, not at once.
+    let t1 = t + Duration::from_secs(61);
+    assert!(!c.ready("b", true, true, t1));
+    assert!(!c.ready("b", true, true, t1 + cfg.settle - Duration::from_millis(1)));
+    assert!(c.ready("b", true, true, t1 + cfg.settle));
+    // Withdrawn (its tor died) and advertised again: the wait starts over.
+    let t2 = t1 + Duration::from_secs(100);
+    assert!(!c.ready("b", true, false, t2));
+    assert!(!c.ready("b", true, true, t2));
+    assert!(c.ready("b", true, true, t2 + cfg.settle));
+    // A member silent in gossip is always probed (the Tor witness needs its verdict),
+    // whatever it last advertised.
+    assert!(c.ready("c", false, false, t));
+    assert!(c.ready("d", false, true, t));
+}
