@@ -126,6 +126,19 @@ impl ObBackends {
         masters: usize,
         auth_lines: &[String],
     ) -> Result<Self> {
+        Self::start_with_options(lab, name, instances, masters, auth_lines, &[]).await
+    }
+
+    /// [`Self::start_with`] with `service_options` (torrc `(key, value)` lines, e.g.
+    /// tor's PoW defences) after each backend's `HiddenServicePort`.
+    pub async fn start_with_options(
+        lab: &Lab,
+        name: &str,
+        instances: usize,
+        masters: usize,
+        auth_lines: &[String],
+        service_options: &[(String, String)],
+    ) -> Result<Self> {
         if name.is_empty() || name.len() > 14 || !name.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(Error::Name {
                 name: name.into(),
@@ -168,9 +181,13 @@ impl ObBackends {
                         .map_err(|e| file_err("write", &f, e))?;
                 }
             }
-            let torrc = Torrc::new()
+            let mut torrc = Torrc::new()
                 .with("HiddenServiceDir", hs.display())?
-                .with("HiddenServicePort", format!("80 {}", target.addr()))?
+                .with("HiddenServicePort", format!("80 {}", target.addr()))?;
+            for (k, v) in service_options {
+                torrc.push(k, v)?;
+            }
+            let torrc = torrc
                 .with("HiddenServiceOnionbalanceInstance", 1)?
                 // What the instance did with each introduction (INTRODUCE2 decrypted with
                 // which subcredential, or refused): read by tests when a backend is silent.

@@ -1,0 +1,336 @@
+//! Issue 16 figures: a legitimate client during an introduction flood, against plain tor
+//! (one service, tor's PoW), a RustBalance cluster and Onionbalance, side by side in one
+//! private Tor lab under the same flood. Driven by `bench/flood.sh`.
+//!
+//! ```text
+//! flood --bin target/release/rustbalance [--relays 12] [--rate 4] [--queue-rate 1]
+//!       [--secs 420] [--flood-clients 3] [--work DIR] [--json FILE]
+//! ```
+//!
+//! Three services, each with tor's PoW defences on every tor behind it
+//! (`HiddenServicePoWDefensesEnabled 1`, `HiddenServicePoWQueueRate`/`Burst` = QUEUE_RATE:
+//! each tor dispatches QUEUE_RATE introductions a second from its queue, a stand-in for a
+//! tor whose CPU is the limit, which this 2-core machine cannot reach with real clients):
+//!
+//! * `plain`: one tor holding its own key (what an operator without a balancer runs);
+//! * `rustbalance`: two `rustbalance run` nodes, merged descriptor (its tors are
+//!   instances, so it carries no `pow-params`: clients do not solve);
+//! * `onionbalance`: Onionbalance with two backends (Debian's 0.2.2; its descriptor
+//!   carries no `pow-params` either).
+//!
+//! Once all three answer, each gets RATE introductions a second from FLOOD_CLIENTS extra
+//! client tors (`testbed::flood`, a fresh circuit per request, 30 s limit), and a
+//! legitimate client — the lab client, one GET at a time on fresh circuits; it solves
+//! when a descriptor suggests effort, as every tor client does — asks each of them, for
+//! SECS seconds. tor re-evaluates its suggested effort every 300 s, so the report splits
+//! at 300 s after the flood began: before any effort can show, and after.
+//!
+//! Reported per service and window: the legitimate client's requests served, p50 and p90
+//! latency, the longest stretch without an answer; the flood's requests served; the effort
+//! the descriptor the client held at the end suggested.
+
+use anyhow::{Context, Result};
+use rustbalance_hs::descriptor::ParsedDescriptor;
+use rustbalance_hs::{IdentityKey, OnionAddress};
+use rustbalance_lab::onionbalance::{ObBackends, ObDaemon};
+use rustbalance_lab::{DemoTarget, Lab, LabOptions, LabTor, Torrc};
+use rustbalance_node::cluster::pow::suggested_effort;
+use rustbalance_node::keystore::KeyFiles;
+use rustbalance_testbed::bench::{
+    cores, cpu_model, fresh_lab_dir, lab_progress, loadavg, log, save_json, secs, work_dir,
+    BenchArgs,
+};
+use rustbalance_testbed::client_cache::cached;
+use rustbalance_testbed::clients::{window, ClientLoop, Req};
+use rustbalance_testbed::flood::{Flood, FloodClients, FloodPlan};
+use rustbalance_testbed::{prepare, published_nodes, wait_published, with_lab, ClusterNodeProc};
+use rustbalance_tor::control::ControlClient;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Liveness bound of each wait (a loaded 2-core machine must pass).
+const LIVENESS: Duration = Duration::from_secs(420);
+/// tor's `HS_UPDATE_PERIOD`: the suggested effort changes at most this often.
+const EFFORT_PERIOD: f64 = 300.0;
+
+struct Args {
+    bin: PathBuf,
+    relays: usize,
+    rate: f64,
+    queue_rate: u32,
+    secs: Duration,
+    flood_clients: usize,
+    work: Option<PathBuf>,
+    json: Option<PathBuf>,
+}
+
+fn args() -> Result<Args> {
+    let b = BenchArgs::from_env();
+    let with_value = [
+        "--bin",
+        "--relays",
+        "--rate",
+        "--queue-rate",
+        "--secs",
+        "--flood-clients",
+        "--work",
+        "--json",
+    ];
+    let unknown = b.unknown(&with_value, &[]);
+    anyhow::ensure!(unknown.is_empty(), "unknown argument {:?}", unknown[0]);
+    let bin = b.path("--bin").unwrap_or_default();
+    anyhow::ensure!(bin.is_file(), "--bin must name the rustbalance binary");
+    let secs = b.secs("--secs", 420);
+    anyhow::ensure!(
+        secs.as_secs_f64() > EFFORT_PERIOD + 60.0,
+        "--secs must exceed 360: tor changes its effort every 300 s, and the second window needs a minute"
+    );
+    Ok(Args {
+        bin: bin.canonicalize()?,
+        relays: b.number("--relays", 12),
+        rate: b.number("--rate", 4.0),
+        queue_rate: b.number("--queue-rate", 1),
+        secs,
+        flood_clients: b.number("--flood-clients", 3),
+        work: b.path("--work"),
+        json: b.path("--json"),
+    })
+}
+
+/// tor's PoW defences with a queue that dispatches `rate` introductions a second.
+fn pow_options(rate: u32) -> Vec<(String, String)> {
+    vec![
+        ("HiddenServicePoWDefensesEnabled".into(), "1".into()),
+        ("HiddenServicePoWQueueRate".into(), rate.to_string()),
+        ("HiddenServicePoWQueueBurst".into(), rate.to_string()),
+    ]
+}
+
+/// The plain service: one tor with its own key.
+struct Plain {
+    address: OnionAddress,
+    tor: LabTor,
+    _target: DemoTarget,
+}
+
+impl Plain {
+    async fn start(lab: &Lab, rate: u32) -> Result<Plain> {
+        let key = IdentityKey::generate(&mut rand::rng());
+        let hs = lab.dir().join("rustbalance").join("plain").join("hs");
+        key.write_tor_dir(&hs)?;
+        let target = DemoTarget::start("served by plain\n").await?;
+        let mut t = Torrc::new();
+        t.push("HiddenServiceDir", hs.display())?;
+        t.push("HiddenServicePort", format!("80 {}", target.addr()))?;
+        for (k, v) in pow_options(rate) {
+            t.push(&k, v)?;
+        }
+        let tor = lab.spawn_tor("plain", &t).await?;
+        Ok(Plain {
+            address: key.address(),
+            tor,
+            _target: target,
+        })
+    }
+}
+
+/// Each node gets a `[pow]` section with the bench's queue rate.
+fn node_pow(n: &ClusterNodeProc, rate: u32) -> Result<()> {
+    let text = std::fs::read_to_string(&n.config)?;
+    anyhow::ensure!(
+        !text.contains("\n[pow]"),
+        "{} already has [pow]",
+        n.config.display()
+    );
+    let text = format!(
+        "{text}\n[pow]\nenabled = true\nqueue_rate = {rate}\nqueue_burst = {rate}\n"
+    );
+    rustbalance_node::keystore::write_atomic(&n.config, text.as_bytes(), 0o600)?;
+    Ok(())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let a = args()?;
+    let (work, _tmp) = work_dir(a.work.clone(), "rb-flood")?;
+    let mut out = json!({
+        "machine": {"cores": cores(), "cpu": cpu_model(), "load_start": loadavg()},
+        "relays": a.relays, "rate_per_service": a.rate, "queue_rate_per_tor": a.queue_rate,
+        "secs": a.secs.as_secs(), "flood_clients": a.flood_clients,
+    });
+    let options = LabOptions {
+        relays: a.relays,
+        ..Default::default()
+    };
+    let dir = fresh_lab_dir(&work, "lab")?;
+    let r = with_lab(&dir, options, lab_progress, async |lab, started| {
+        out["lab_usable_s"] = json!(secs(started.report.total));
+        let plain = Plain::start(lab, a.queue_rate).await?;
+        let (master, mut nodes) = prepare(lab, 2).await?;
+        for n in nodes.iter_mut() {
+            n.set_cluster_option("solo = false")?;
+            node_pow(n, a.queue_rate)?;
+            let log = lab.dir().join(format!("{}.log", n.name));
+            n.start(&a.bin, &log)?;
+        }
+        let ob = ObBackends::start_with_options(
+            lab,
+            "obflood",
+            2,
+            1,
+            &[],
+            &pow_options(a.queue_rate),
+        )
+        .await?;
+        let r = async {
+            let obd = ObDaemon::start(lab, "obflood", &ob.config, LIVENESS).await?;
+            let r = measure(&a, lab, &plain, &master, &nodes, &ob.master).await;
+            obd.stop()?;
+            r
+        }
+        .await;
+        for n in nodes.iter_mut() {
+            n.stop();
+        }
+        ob.stop()?;
+        let tor = plain.tor;
+        tokio::task::spawn_blocking(move || tor.stop()).await??;
+        out["services"] = r?;
+        anyhow::Ok(())
+    })
+    .await;
+    out["machine"]["load_end"] = json!(loadavg());
+    print_table(&out);
+    save_json(a.json.as_deref(), &out)?;
+    r
+}
+
+/// The three services answering, then the flood and the legitimate client on each.
+async fn measure(
+    a: &Args,
+    lab: &Lab,
+    plain: &Plain,
+    master: &IdentityKey,
+    nodes: &[ClusterNodeProc],
+    ob_master: &str,
+) -> Result<Value> {
+    let all: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+    let up = wait_published(nodes, &[], SystemTime::now(), &all, LIVENESS).await?;
+    log(format!(
+        "rustbalance: a publication lists {:?}",
+        published_nodes(&up.record)
+    ));
+    let services = [
+        ("plain", format!("http://{}/", plain.address)),
+        ("rustbalance", format!("http://{}/", master.address())),
+        ("onionbalance", format!("http://{ob_master}/")),
+    ];
+    for (name, url) in &services {
+        let t = Instant::now();
+        lab.wait_http(url, "served by", LIVENESS)
+            .await
+            .with_context(|| format!("{name} never answered"))?;
+        log(format!(
+            "{name} answers ({:.1}s)",
+            t.elapsed().as_secs_f64()
+        ));
+    }
+    let clients = FloodClients::start(lab, "flood", a.flood_clients, LIVENESS).await?;
+    let plan = FloodPlan::new(a.rate, u64::MAX, a.secs)?;
+    let t0 = Instant::now();
+    let mut running = Vec::new();
+    for (name, url) in &services {
+        let flood = Flood::spawn(clients.socks(), url.clone(), plan)?;
+        let legit = ClientLoop::spawn(lab, url, 1, t0);
+        running.push((*name, url.clone(), flood, legit));
+    }
+    log(format!(
+        "flooding each service at {}/s for {} s; the legitimate client asks each one at a time",
+        a.rate,
+        a.secs.as_secs()
+    ));
+    // An observation window, not a wait for a condition.
+    tokio::time::sleep(a.secs).await;
+    let ctl = ControlClient::connect_authenticated(lab.client_control_addr()).await?;
+    let mut report = serde_json::Map::new();
+    for (name, url, flood, legit) in running {
+        let reqs = legit.finish().await;
+        let flood = flood.finish().await?;
+        let address: OnionAddress = url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .context("service address")?;
+        let held = cached(&ctl, &address).await.ok().flatten();
+        let v = summary(&reqs, a.secs.as_secs_f64(), held.as_ref());
+        log(format!("{name}: {}", brief(&v)));
+        let mut v = v;
+        v["flood"] = json!({"sent": flood.sent, "served": flood.served, "outcomes": flood.outcomes});
+        report.insert(name.to_string(), v);
+    }
+    clients.stop().await?;
+    Ok(Value::Object(report))
+}
+
+/// The legitimate client's requests in the two windows, and what its descriptor said.
+fn summary(reqs: &[Req], end: f64, held: Option<&ParsedDescriptor>) -> Value {
+    let early = window(reqs, 0.0, EFFORT_PERIOD);
+    let late = window(reqs, EFFORT_PERIOD, end);
+    let effort = held.map(|d| d.pow_params.first().map_or(0, suggested_effort));
+    json!({
+        "before_300s": early,
+        "after_300s": late,
+        "effort_in_client_descriptor": effort,
+        "requests": reqs,
+    })
+}
+
+fn brief(v: &Value) -> String {
+    let w = |k: &str| {
+        format!(
+            "{}/{} served",
+            v[k]["summary"]["ok"], v[k]["summary"]["requests"]
+        )
+    };
+    format!(
+        "first 300 s {}, after {}; effort in its descriptor {}",
+        w("before_300s"),
+        w("after_300s"),
+        v["effort_in_client_descriptor"]
+    )
+}
+
+fn print_table(out: &Value) {
+    let names = ["plain", "rustbalance", "onionbalance"];
+    println!("| | plain tor (1 tor, PoW) | RustBalance (2 nodes) | Onionbalance (2 backends) |");
+    println!("|---|---:|---:|---:|");
+    let row = |label: &str, f: &dyn Fn(&Value) -> String| {
+        let cells: Vec<String> = names.iter().map(|n| f(&out["services"][n])).collect();
+        println!("| {label} | {} |", cells.join(" | "));
+    };
+    for (key, label) in [("before_300s", "first 300 s"), ("after_300s", "after 300 s")] {
+        row(&format!("{label}: legitimate requests served"), &|s| {
+            format!(
+                "{}/{}",
+                s[key]["summary"]["ok"], s[key]["summary"]["requests"]
+            )
+        });
+        row(&format!("{label}: p50 / p90 of all (s)"), &|s| {
+            format!(
+                "{:.1} / {:.1}",
+                s[key]["summary"]["p50_s"].as_f64().unwrap_or(f64::NAN),
+                s[key]["p90_s"].as_f64().unwrap_or(f64::NAN)
+            )
+        });
+        row(&format!("{label}: longest stretch unanswered (s)"), &|s| {
+            format!("{:.0}", s[key]["longest_gap_s"].as_f64().unwrap_or(f64::NAN))
+        });
+    }
+    row("flood requests served", &|s| {
+        format!("{}/{}", s["flood"]["served"], s["flood"]["sent"])
+    });
+    row("effort in the client's descriptor at the end", &|s| {
+        s["effort_in_client_descriptor"].to_string()
+    });
+}
