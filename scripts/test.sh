@@ -119,7 +119,10 @@ LANE_A=(lab_loopback@1/2)
 # beside two CPU hogs. The Onionbalance-backends one lists 12 points of four groups: on
 # the default lab's 9 relays all three of one backend's points once sat on relays other
 # groups' points took (a descriptor lists one point per relay), so that backend was in
-# no descriptor (CI run of 5fd662c under two CPU hogs).
+# no descriptor (CI run of 5fd662c under two CPU hogs). Those collisions were mostly the
+# lab's uneven consensus weights (half the relays weighed 0); the lab now gives every relay
+# the same weight (crates/lab/README.md), and the tail stays for the load it takes off the
+# lanes.
 TAIL=(eight_nodes_per_hsdir_descriptors four_nodes_of_two_tors
   publisher_only_cluster_for_onionbalance_backends)
 

@@ -22,12 +22,14 @@
 //! client tors (`testbed::flood`, a fresh circuit per request, 30 s limit), and a
 //! legitimate client — the lab client, one GET at a time on fresh circuits; it solves
 //! when a descriptor suggests effort, as every tor client does — asks each of them, for
-//! SECS seconds. tor re-evaluates its suggested effort every 300 s, so the report splits
-//! at 300 s after the flood began: before any effort can show, and after.
+//! SECS seconds. The lab client forgets its descriptors every 11 s (NEWNYM, tor's limit),
+//! as clients arriving over time fetch fresh ones. tor re-evaluates its suggested effort
+//! every 300 s from the service's start; the plain tor's own descriptor is read every 5 s,
+//! and the report splits where its effort first rose above 0: before, and after.
 //!
 //! Reported per service and window: the legitimate client's requests served, p50 and p90
 //! latency, the longest stretch without an answer; the flood's requests served; the effort
-//! the descriptor the client held at the end suggested.
+//! the descriptor the client held at the end suggested; the plain tor's effort over time.
 
 use anyhow::{Context, Result};
 use rustbalance_hs::descriptor::ParsedDescriptor;
@@ -40,7 +42,7 @@ use rustbalance_testbed::bench::{
     cores, cpu_model, fresh_lab_dir, lab_progress, loadavg, log, save_json, secs, work_dir,
     BenchArgs,
 };
-use rustbalance_testbed::client_cache::cached;
+use rustbalance_testbed::client_cache::{cached, NewnymLoop};
 use rustbalance_testbed::clients::{window, ClientLoop, Req};
 use rustbalance_testbed::flood::{Flood, FloodClients, FloodPlan};
 use rustbalance_testbed::{prepare, published_nodes, wait_published, with_lab, ClusterNodeProc};
@@ -135,19 +137,11 @@ impl Plain {
     }
 }
 
-/// Each node gets a `[pow]` section with the bench's queue rate.
+/// Each node's `[pow]`: on, with the bench's queue rate.
 fn node_pow(n: &ClusterNodeProc, rate: u32) -> Result<()> {
-    let text = std::fs::read_to_string(&n.config)?;
-    anyhow::ensure!(
-        !text.contains("\n[pow]"),
-        "{} already has [pow]",
-        n.config.display()
-    );
-    let text = format!(
-        "{text}\n[pow]\nenabled = true\nqueue_rate = {rate}\nqueue_burst = {rate}\n"
-    );
-    rustbalance_node::keystore::write_atomic(&n.config, text.as_bytes(), 0o600)?;
-    Ok(())
+    n.set_option("pow", "enabled = true")?;
+    n.set_option("pow", &format!("queue_rate = {rate}"))?;
+    n.set_option("pow", &format!("queue_burst = {rate}"))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -174,15 +168,9 @@ async fn main() -> Result<()> {
             let log = lab.dir().join(format!("{}.log", n.name));
             n.start(&a.bin, &log)?;
         }
-        let ob = ObBackends::start_with_options(
-            lab,
-            "obflood",
-            2,
-            1,
-            &[],
-            &pow_options(a.queue_rate),
-        )
-        .await?;
+        let ob =
+            ObBackends::start_with_options(lab, "obflood", 2, 1, &[], &pow_options(a.queue_rate))
+                .await?;
         let r = async {
             let obd = ObDaemon::start(lab, "obflood", &ob.config, LIVENESS).await?;
             let r = measure(&a, lab, &plain, &master, &nodes, &ob.master).await;
@@ -245,13 +233,21 @@ async fn measure(
         let legit = ClientLoop::spawn(lab, url, 1, t0);
         running.push((*name, url.clone(), flood, legit));
     }
+    let refetch = NewnymLoop::spawn(lab).await?;
     log(format!(
         "flooding each service at {}/s for {} s; the legitimate client asks each one at a time",
         a.rate,
         a.secs.as_secs()
     ));
-    // An observation window, not a wait for a condition.
-    tokio::time::sleep(a.secs).await;
+    // The observation window, with the plain tor's effort read every 5 s meanwhile.
+    let efforts = effort_timeline(plain, t0, a.secs).await;
+    let raised = efforts
+        .iter()
+        .find(|(_, e)| *e > 0)
+        .map(|(t, _)| *t)
+        .unwrap_or(a.secs.as_secs_f64());
+    log(format!("plain tor's effort: {efforts:?}"));
+    let newnyms = refetch.stop().await;
     let ctl = ControlClient::connect_authenticated(lab.client_control_addr()).await?;
     let mut report = serde_json::Map::new();
     for (name, url, flood, legit) in running {
@@ -263,24 +259,61 @@ async fn measure(
             .parse()
             .context("service address")?;
         let held = cached(&ctl, &address).await.ok().flatten();
-        let v = summary(&reqs, a.secs.as_secs_f64(), held.as_ref());
+        let v = summary(&reqs, raised, a.secs.as_secs_f64(), held.as_ref());
         log(format!("{name}: {}", brief(&v)));
         let mut v = v;
-        v["flood"] = json!({"sent": flood.sent, "served": flood.served, "outcomes": flood.outcomes});
+        v["flood"] =
+            json!({"sent": flood.sent, "served": flood.served, "outcomes": flood.outcomes});
         report.insert(name.to_string(), v);
     }
     clients.stop().await?;
+    report.insert("plain_effort_timeline".into(), json!(efforts));
+    report.insert("split_s".into(), json!(raised));
+    report.insert("newnyms".into(), json!(newnyms));
     Ok(Value::Object(report))
 }
 
-/// The legitimate client's requests in the two windows, and what its descriptor said.
-fn summary(reqs: &[Req], end: f64, held: Option<&ParsedDescriptor>) -> Value {
-    let early = window(reqs, 0.0, EFFORT_PERIOD);
-    let late = window(reqs, EFFORT_PERIOD, end);
+/// The plain tor's suggested effort (from its own descriptor) every 5 s for `span`, as
+/// (seconds after `t0`, effort) at each change.
+async fn effort_timeline(plain: &Plain, t0: Instant, span: Duration) -> Vec<(f64, u32)> {
+    let mut out: Vec<(f64, u32)> = Vec::new();
+    while t0.elapsed() < span {
+        if let Some(e) = plain_effort(plain).await {
+            if out.last().is_none_or(|(_, last)| *last != e) {
+                out.push((t0.elapsed().as_secs_f64(), e));
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(5).min(span.saturating_sub(t0.elapsed()))).await;
+    }
+    out
+}
+
+/// The effort the plain tor's own descriptor suggests (None while it cannot be read).
+async fn plain_effort(plain: &Plain) -> Option<u32> {
+    let ctl = plain.tor.control().await.ok()?;
+    let view = rustbalance_node::publisher::network_view(&ctl, true)
+        .await
+        .ok()?;
+    let d = rustbalance_node::publisher::instance_descriptor(
+        &ctl,
+        &plain.address,
+        &view.time,
+        SystemTime::now(),
+    )
+    .await
+    .ok()?;
+    Some(d.pow_params.first().map_or(0, suggested_effort))
+}
+
+/// The legitimate client's requests before and after `split` (when the plain tor's effort
+/// rose), and what its descriptor said at the end.
+fn summary(reqs: &[Req], split: f64, end: f64, held: Option<&ParsedDescriptor>) -> Value {
+    let early = window(reqs, 0.0, split);
+    let late = window(reqs, split, end);
     let effort = held.map(|d| d.pow_params.first().map_or(0, suggested_effort));
     json!({
-        "before_300s": early,
-        "after_300s": late,
+        "before": early,
+        "after": late,
         "effort_in_client_descriptor": effort,
         "requests": reqs,
     })
@@ -294,14 +327,17 @@ fn brief(v: &Value) -> String {
         )
     };
     format!(
-        "first 300 s {}, after {}; effort in its descriptor {}",
-        w("before_300s"),
-        w("after_300s"),
+        "before the plain tor's effort rose {}, after {}; effort in its descriptor {}",
+        w("before"),
+        w("after"),
         v["effort_in_client_descriptor"]
     )
 }
 
 fn print_table(out: &Value) {
+    if out["services"].is_null() {
+        return;
+    }
     let names = ["plain", "rustbalance", "onionbalance"];
     println!("| | plain tor (1 tor, PoW) | RustBalance (2 nodes) | Onionbalance (2 backends) |");
     println!("|---|---:|---:|---:|");
@@ -309,7 +345,11 @@ fn print_table(out: &Value) {
         let cells: Vec<String> = names.iter().map(|n| f(&out["services"][n])).collect();
         println!("| {label} | {} |", cells.join(" | "));
     };
-    for (key, label) in [("before_300s", "first 300 s"), ("after_300s", "after 300 s")] {
+    println!(
+        "(the plain tor's effort first rose {} s into the flood: {})",
+        out["services"]["split_s"], out["services"]["plain_effort_timeline"]
+    );
+    for (key, label) in [("before", "before"), ("after", "after")] {
         row(&format!("{label}: legitimate requests served"), &|s| {
             format!(
                 "{}/{}",
@@ -324,7 +364,10 @@ fn print_table(out: &Value) {
             )
         });
         row(&format!("{label}: longest stretch unanswered (s)"), &|s| {
-            format!("{:.0}", s[key]["longest_gap_s"].as_f64().unwrap_or(f64::NAN))
+            format!(
+                "{:.0}",
+                s[key]["longest_gap_s"].as_f64().unwrap_or(f64::NAN)
+            )
         });
     }
     row("flood requests served", &|s| {

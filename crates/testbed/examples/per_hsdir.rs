@@ -38,7 +38,7 @@ use rustbalance_testbed::bench::{
     cores, cpu_model, fresh_lab_dir, lab_progress, loadavg, log, save_json, secs, work_dir,
     BenchArgs,
 };
-use rustbalance_testbed::client_cache::{refetch_publication, Newnym};
+use rustbalance_testbed::client_cache::{refetch_publication, NewnymLoop};
 use rustbalance_testbed::clients::{window, ClientLoop};
 use rustbalance_testbed::cluster::publication::wait_publication;
 use rustbalance_testbed::{prepare, published_nodes, wait_published, with_lab, ClusterNodeProc};
@@ -168,10 +168,14 @@ async fn one_mode(
     let per_node = up.record["intro_points"].clone();
     let t0 = Instant::now();
     let lp = ClientLoop::spawn(lab, url, a.conc, t0);
-    let refetch = spawn_refetch(lab).await?;
+    let refetch = NewnymLoop::spawn(lab).await?;
     let settled = settle(&lp, &listed).await;
     let settled_s = t0.elapsed().as_secs_f64();
-    refetch.stop_if_failed(settled)?;
+    if !settled {
+        refetch.stop().await;
+        lp.finish().await;
+        anyhow::bail!("the client loop was never served by every listed node");
+    }
     log(format!(
         "every listed node ({}) served the loop {settled_s:.1}s after it started",
         listed.len()
@@ -251,61 +255,12 @@ async fn settle(lp: &ClientLoop, listed: &[String]) -> bool {
     }
 }
 
-/// NEWNYM to the lab client every 11 s until stopped: each makes it forget its
-/// descriptors, so its next request fetches one again from a random responsible HSDir.
-struct Refetch {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    handle: tokio::task::JoinHandle<Result<usize>>,
-}
-
-async fn spawn_refetch(lab: &Lab) -> Result<Refetch> {
-    let ctl =
-        rustbalance_tor::control::ControlClient::connect_authenticated(lab.client_control_addr())
-            .await?;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let s = stop.clone();
-    let handle = tokio::spawn(async move {
-        let mut newnym = Newnym::assume_recent();
-        let mut sent = 0;
-        while !s.load(std::sync::atomic::Ordering::SeqCst) {
-            newnym.send(&ctl).await?;
-            sent += 1;
-        }
-        Ok(sent)
-    });
-    Ok(Refetch { stop, handle })
-}
-
-impl Refetch {
-    /// An error if the cluster never settled (the pacer is stopped first).
-    fn stop_if_failed(&self, settled: bool) -> Result<()> {
-        if !settled {
-            self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-            anyhow::bail!("the client loop was never served by every listed node");
-        }
-        Ok(())
-    }
-
-    /// Stops the pacer; how many NEWNYMs it sent.
-    async fn stop(self) -> usize {
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        match self.handle.await {
-            Ok(Ok(n)) => n,
-            Ok(Err(e)) => {
-                log(format!("the NEWNYM pacer stopped: {e:#}"));
-                0
-            }
-            Err(_) => 0,
-        }
-    }
-}
-
 /// Requests served per node in a window's summary.
 fn served_by(s: &rustbalance_testbed::clients::BatchSummary) -> Value {
     let m: serde_json::Map<String, Value> = s
         .outcomes
         .iter()
-        .filter_map(|(k, v)| Some((k.strip_prefix("served by ")?.to_string(), json!(v))))
+        .filter_map(|(k, v)| Some((k.strip_prefix("served by ")?.trim().to_string(), json!(v))))
         .collect();
     Value::Object(m)
 }

@@ -64,14 +64,64 @@ impl Newnym {
         Newnym(Some(Instant::now()))
     }
 
-    /// Sends one, waiting out the spacing since the previous one this pacer sent.
-    pub async fn send(&mut self, ctl: &ControlClient) -> Result<()> {
+    /// Waits out the spacing since the previous one this pacer sent.
+    pub async fn wait(&self) {
         if let Some(at) = self.0 {
             tokio::time::sleep(NEWNYM_SPACING.saturating_sub(at.elapsed())).await;
         }
+    }
+
+    /// Sends one, waiting out the spacing since the previous one this pacer sent.
+    pub async fn send(&mut self, ctl: &ControlClient) -> Result<()> {
+        self.wait().await;
         ctl.signal("NEWNYM").await?;
         self.0 = Some(Instant::now());
         Ok(())
+    }
+}
+
+/// NEWNYM to the lab client every [`NEWNYM_SPACING`] until stopped, beside a client loop:
+/// each makes it forget its descriptors, so its next request fetches one again from a
+/// random responsible HSDir — as clients over time do, rather than one client holding
+/// one descriptor for the whole run (per-HSDir descriptors differ by HSDir, and tor
+/// changes its `pow-params` at most every 5 minutes).
+pub struct NewnymLoop {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: tokio::task::JoinHandle<Result<usize>>,
+}
+
+impl NewnymLoop {
+    /// Starts it (its first NEWNYM waits one spacing).
+    pub async fn spawn(lab: &Lab) -> Result<NewnymLoop> {
+        let ctl = ControlClient::connect_authenticated(lab.client_control_addr()).await?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let handle = tokio::spawn(async move {
+            let mut newnym = Newnym::assume_recent();
+            let mut sent = 0;
+            loop {
+                newnym.wait().await;
+                if s.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Ok(sent);
+                }
+                newnym.send(&ctl).await?;
+                sent += 1;
+            }
+        });
+        Ok(NewnymLoop { stop, handle })
+    }
+
+    /// Stops it; how many NEWNYMs it sent (0 if it failed, with the error printed).
+    pub async fn stop(self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        match self.handle.await {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                eprintln!("the NEWNYM loop stopped: {e:#}");
+                0
+            }
+            Err(_) => 0,
+        }
     }
 }
 

@@ -284,7 +284,7 @@ enum Want {
 
 /// Whether a fetched copy of this tor's instance descriptor was published by the tor
 /// process running now, not by an earlier one with the same key (a restart): its revision
-/// counter is at least the counter tor computes at `launched_at` for the same descriptor.
+/// counter is above the counter tor computes at `launched_at` for the same descriptor.
 /// tor's counter is the order-preserving encryption of the seconds since the descriptor's
 /// SR run began, keyed by the blinded key, so it only grows with the upload time; a copy
 /// uploaded before the launch has a smaller one. `None` when the period's slot or key is
@@ -305,8 +305,10 @@ pub(super) fn published_since(
         .to_hs_keypair()
         .compute_blinded_key(time.period(period_num))
         .ok()?;
+    // tor's counter for an upload in the launch second itself: only the old process
+    // can have uploaded then (the new one needs seconds to bootstrap), so strictly above.
     let floor = rustbalance_hs::descriptor::revision_counter(&blinded, &slot, launched_at);
-    Some(revision >= floor)
+    Some(revision > floor)
 }
 
 /// The running time period (of the consensus' valid-after), when known.
@@ -341,9 +343,19 @@ pub(super) async fn next_descriptor_task(
     }
     let mut ctl = None;
     let mut was_between = false;
+    let mut launch_seen = None;
     loop {
         tokio::time::sleep(timers.next_poll).await;
-        if tor.status().phase != TorPhase::Running {
+        let status = tor.status();
+        if status.launched_at != launch_seen {
+            // A new tor process (the supervisor restarted it): a copy fetched from the
+            // old one's upload lists points that are gone.
+            if launch_seen.is_some() {
+                next.forget();
+            }
+            launch_seen = status.launched_at;
+        }
+        if status.phase != TorPhase::Running {
             ctl = None;
             continue;
         }
@@ -368,8 +380,7 @@ pub(super) async fn next_descriptor_task(
         if !between || !policy::refetch_due(next.fetched_at(), Instant::now(), &timers) {
             continue;
         }
-        let launched_at = tor.status().launched_at;
-        let this_run = |d: &ParsedDescriptor| match (&key, launched_at) {
+        let this_run = |d: &ParsedDescriptor| match (&key, launch_seen) {
             (Some(k), Some(at)) => published_since(
                 k,
                 &view.time,
@@ -381,23 +392,40 @@ pub(super) async fn next_descriptor_task(
             _ => None,
         };
         match fetch_running(c, &instance, &view, &timers, this_run).await {
-            Ok(Some(d)) => next.store(d, Instant::now()),
-            Ok(None) => tokio::time::sleep(timers.next_retry).await,
+            Ok(Fetched::Running(d)) => next.store(d, Instant::now()),
+            Ok(Fetched::OtherPeriod) => tokio::time::sleep(timers.next_retry).await,
+            Ok(Fetched::Stale) => {
+                // Whatever was kept came from the same HSDirs; and each fetch without
+                // named HSDirs uses one of the six for tor's 15-minute requery memory,
+                // so the next try waits a refresh, not a retry.
+                next.forget();
+                tokio::time::sleep(timers.next_refresh).await;
+            }
             Err(e) if e.is_tor() => ctl = None,
             Err(e) => tracing::debug!("instance descriptor from the HSDirs: {e}"),
         }
     }
 }
 
-/// The instance's descriptor for the running period from the HSDirs; `None` when they
-/// (or the client cache) served another period's copy.
+/// What a fetch of the instance's own descriptor brought.
+enum Fetched {
+    /// The running period's copy, uploaded by the tor running now.
+    Running(ParsedDescriptor),
+    /// Another period's copy (the HSDirs, or the client cache, have nothing newer).
+    OtherPeriod,
+    /// The running period's copy, uploaded by an earlier tor process
+    /// ([`published_since`]).
+    Stale,
+}
+
+/// The instance's descriptor for the running period from the HSDirs.
 async fn fetch_running(
     ctl: &ControlClient,
     instance: &OnionAddress,
     view: &NetworkView,
     timers: &Timers,
     this_run: impl Fn(&ParsedDescriptor) -> Option<bool>,
-) -> Result<Option<ParsedDescriptor>> {
+) -> Result<Fetched> {
     let d = instance_descriptor_from_hsdirs(
         ctl,
         instance,
@@ -412,7 +440,7 @@ async fn fetch_running(
             "fetched instance descriptor is for period {}, not {want:?}",
             d.period_num
         );
-        return Ok(None);
+        return Ok(Fetched::OtherPeriod);
     }
     if this_run(&d) == Some(false) {
         // The HSDirs still hold what the previous tor process (same key) uploaded: its
@@ -422,13 +450,13 @@ async fn fetch_running(
             "fetched instance descriptor (revision {}) predates this tor's start: not used",
             d.revision
         );
-        return Ok(None);
+        return Ok(Fetched::Stale);
     }
     tracing::debug!(
         "fetched this instance's current-period descriptor: {} intro points",
         d.intro_points.len()
     );
-    Ok(Some(d))
+    Ok(Fetched::Running(d))
 }
 
 #[cfg(test)]
@@ -475,8 +503,13 @@ mod tests {
         );
         assert_eq!(
             judge(valid_after + 30),
+            Some(false),
+            "uploaded in the launch second"
+        );
+        assert_eq!(
+            judge(valid_after + 31),
             Some(true),
-            "uploaded as it started"
+            "uploaded a second after"
         );
         assert_eq!(judge(valid_after + 45), Some(true), "uploaded after");
         // Another period than the live ones: not judged.

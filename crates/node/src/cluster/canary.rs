@@ -155,9 +155,16 @@ impl Canary {
     /// minutes: failed, then ejected if most peers did the same (docs/FIELD-NOTES.md).
     /// A peer advertises intro points once its tor has established them, and its tor
     /// uploads its descriptor at that moment; `settle` covers the upload.
+    ///
+    /// A live peer that advertises nothing is not probed, and what was concluded about
+    /// it is dropped (its verdict reads `Unknown`): no probe would keep it fresh, and a
+    /// stale `Fail` would make the Tor witness call it dead the moment it went silent.
     pub fn ready(&mut self, peer: &str, live: bool, advertises: bool, now: Instant) -> bool {
         if !advertises {
             self.advertising.remove(peer);
+            if live {
+                self.peers.remove(peer);
+            }
             return !live;
         }
         let since = *self.advertising.entry(peer.to_owned()).or_insert(now);

@@ -78,8 +78,19 @@ pub async fn canary_task(ctx: CanaryCtx) {
                 let now = Instant::now();
                 for v in members.iter().filter(|v| v.node_id != ctx.me) {
                     let Some((host, port)) = v.get(INSTANCE_KEY).and_then(target) else { continue };
-                    let advertises = crate::cluster::gossip::intro_count(v) > 0;
-                    if !canary.ready(&v.node_id, v.live, advertises, now) {
+                    // Its first tor's points: the instance probed is that tor's.
+                    let advertises = v
+                        .get(&crate::cluster::gossip::intro_points(&v.node_id))
+                        .is_some_and(|e| !e.is_empty());
+                    let before = canary.verdict(&v.node_id);
+                    let ready = canary.ready(&v.node_id, v.live, advertises, now);
+                    if canary.verdict(&v.node_id) != before {
+                        failing_since.remove(&v.node_id);
+                        ctx.membership.set(CANARY_KEY, &canary.encode()).await;
+                        ctx.elector.set_witness(canary.failing());
+                        show(&ctx.status, &canary, &failing_since);
+                    }
+                    if !ready {
                         continue;
                     }
                     if in_flight.contains(&v.node_id) || !canary.due(&v.node_id, now, !v.live) {

@@ -158,6 +158,14 @@ fn a_live_peer_is_probed_only_once_it_has_advertised_intro_points_for_a_while() 
     assert!(!c.ready("b", true, false, t2));
     assert!(!c.ready("b", true, true, t2));
     assert!(c.ready("b", true, true, t2 + cfg.settle));
+    // A verdict on a peer that stops advertising is dropped: nothing refreshes it, and
+    // a stale Fail would make the witness call it dead as soon as it went silent.
+    c.record("b", false, t2);
+    c.record("b", false, t2);
+    assert_eq!(c.verdict("b"), Verdict::Fail);
+    assert!(!c.ready("b", true, false, t2 + Duration::from_secs(30)));
+    assert_eq!(c.verdict("b"), Verdict::Unknown);
+    assert!(!c.dead_from_here("b"));
     // A member silent in gossip is always probed (the Tor witness needs its verdict),
     // whatever it last advertised.
     assert!(c.ready("c", false, false, t));
