@@ -63,14 +63,10 @@ struct Args {
 }
 
 fn args() -> Result<Args> {
-    let b = BenchArgs::from_env();
     let with_value = ["--bin", "--concurrency", "--ob-cap", "--work", "--json"];
-    let unknown = b.unknown(&with_value, &[]);
-    anyhow::ensure!(unknown.is_empty(), "unknown argument {:?}", unknown[0]);
-    let bin = b.path("--bin").unwrap_or_default();
-    anyhow::ensure!(bin.is_file(), "--bin must name the rustbalance binary");
+    let (b, bin) = BenchArgs::checked(&with_value, &[])?;
     Ok(Args {
-        bin: bin.canonicalize()?,
+        bin,
         conc: b.number("--concurrency", 2),
         ob_cap: b.secs("--ob-cap", 720),
         work: b.path("--work"),

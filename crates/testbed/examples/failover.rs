@@ -55,7 +55,6 @@ struct Args {
 }
 
 fn args() -> Result<Args> {
-    let b = BenchArgs::from_env();
     let with_value = [
         "--bin",
         "--requests",
@@ -64,12 +63,9 @@ fn args() -> Result<Args> {
         "--work",
         "--json",
     ];
-    let unknown = b.unknown(&with_value, &["--no-onionbalance"]);
-    anyhow::ensure!(unknown.is_empty(), "unknown argument {:?}", unknown[0]);
-    let bin = b.path("--bin").unwrap_or_default();
-    anyhow::ensure!(bin.is_file(), "--bin must name the rustbalance binary");
+    let (b, bin) = BenchArgs::checked(&with_value, &["--no-onionbalance"])?;
     Ok(Args {
-        bin: bin.canonicalize()?,
+        bin,
         requests: b.number("--requests", 200),
         conc: b.number("--concurrency", 4),
         ob_cap: b.secs("--ob-cap", 720),

@@ -93,7 +93,6 @@ struct Args {
 }
 
 fn args() -> Result<Args> {
-    let b = BenchArgs::from_env();
     let with_value = [
         "--bin",
         "--concurrency",
@@ -105,10 +104,7 @@ fn args() -> Result<Args> {
         "--work",
         "--json",
     ];
-    let unknown = b.unknown(&with_value, &["--no-onionbalance"]);
-    anyhow::ensure!(unknown.is_empty(), "unknown argument {:?}", unknown[0]);
-    let bin = b.path("--bin").unwrap_or_default();
-    anyhow::ensure!(bin.is_file(), "--bin must name the rustbalance binary");
+    let (b, bin) = BenchArgs::checked(&with_value, &["--no-onionbalance"])?;
     let faults: Vec<String> = b
         .value("--faults")
         .unwrap_or_else(|| ALL.join(","))
@@ -119,7 +115,7 @@ fn args() -> Result<Args> {
         anyhow::bail!("unknown fault {f:?} (known: {ALL:?})");
     }
     Ok(Args {
-        bin: bin.canonicalize()?,
+        bin,
         conc: b.number("--concurrency", 2),
         before: b.secs("--before", 45),
         tail: b.secs("--tail", 30),

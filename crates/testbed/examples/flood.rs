@@ -68,7 +68,6 @@ struct Args {
 }
 
 fn args() -> Result<Args> {
-    let b = BenchArgs::from_env();
     let with_value = [
         "--bin",
         "--relays",
@@ -79,17 +78,14 @@ fn args() -> Result<Args> {
         "--work",
         "--json",
     ];
-    let unknown = b.unknown(&with_value, &[]);
-    anyhow::ensure!(unknown.is_empty(), "unknown argument {:?}", unknown[0]);
-    let bin = b.path("--bin").unwrap_or_default();
-    anyhow::ensure!(bin.is_file(), "--bin must name the rustbalance binary");
+    let (b, bin) = BenchArgs::checked(&with_value, &[])?;
     let secs = b.secs("--secs", 420);
     anyhow::ensure!(
         secs.as_secs_f64() > EFFORT_PERIOD + 60.0,
         "--secs must exceed 360: tor changes its effort every 300 s, and the second window needs a minute"
     );
     Ok(Args {
-        bin: bin.canonicalize()?,
+        bin,
         relays: b.number("--relays", 12),
         rate: b.number("--rate", 4.0),
         queue_rate: b.number("--queue-rate", 1),

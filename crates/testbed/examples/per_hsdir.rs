@@ -61,7 +61,6 @@ struct Args {
 }
 
 fn args() -> Result<Args> {
-    let b = BenchArgs::from_env();
     let with_value = [
         "--bin",
         "--relays",
@@ -72,14 +71,11 @@ fn args() -> Result<Args> {
         "--work",
         "--json",
     ];
-    let unknown = b.unknown(&with_value, &[]);
-    anyhow::ensure!(unknown.is_empty(), "unknown argument {:?}", unknown[0]);
-    let bin = b.path("--bin").unwrap_or_default();
-    anyhow::ensure!(bin.is_file(), "--bin must name the rustbalance binary");
+    let (b, bin) = BenchArgs::checked(&with_value, &[])?;
     let nodes = b.number("--nodes", 8);
     anyhow::ensure!(nodes >= 2, "--nodes must be at least 2");
     Ok(Args {
-        bin: bin.canonicalize()?,
+        bin,
         relays: b.number("--relays", 20),
         nodes,
         conc: b.number("--concurrency", 2),

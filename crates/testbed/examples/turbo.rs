@@ -44,7 +44,6 @@ struct Args {
 }
 
 fn args() -> Result<Args> {
-    let b = BenchArgs::from_env();
     let with_value = [
         "--bin",
         "--relays",
@@ -55,12 +54,9 @@ fn args() -> Result<Args> {
         "--work",
         "--json",
     ];
-    let unknown = b.unknown(&with_value, &[]);
-    anyhow::ensure!(unknown.is_empty(), "unknown argument {:?}", unknown[0]);
-    let bin = b.path("--bin").unwrap_or_default();
-    anyhow::ensure!(bin.is_file(), "--bin must name the rustbalance binary");
+    let (b, bin) = BenchArgs::checked(&with_value, &[])?;
     Ok(Args {
-        bin: bin.canonicalize()?,
+        bin,
         relays: b.number("--relays", 12),
         clients: b.number("--clients", 4),
         rate: b.number("--rate", 40.0),

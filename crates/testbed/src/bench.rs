@@ -60,6 +60,19 @@ impl BenchArgs {
         std::path::absolute(&p).unwrap_or(p)
     }
 
+    /// This process's arguments, checked: none but `with_value` flags (each with its
+    /// value) and `bare` ones, and `--bin` naming an existing file; with that binary's
+    /// absolute path.
+    pub fn checked(with_value: &[&str], bare: &[&str]) -> anyhow::Result<(BenchArgs, PathBuf)> {
+        let b = BenchArgs::from_env();
+        let unknown = b.unknown(with_value, bare);
+        anyhow::ensure!(unknown.is_empty(), "unknown argument {:?}", unknown[0]);
+        let bin = b.path("--bin").unwrap_or_default();
+        anyhow::ensure!(bin.is_file(), "--bin must name the rustbalance binary");
+        let bin = bin.canonicalize()?;
+        Ok((b, bin))
+    }
+
     /// Arguments that are neither a known flag nor a known flag's value.
     pub fn unknown(&self, with_value: &[&str], bare: &[&str]) -> Vec<String> {
         let mut out = Vec::new();
