@@ -31,6 +31,9 @@ pub const MESH_ADMITTED: &str = "mesh_admitted";
 pub const MESH_REMOVED: &str = "mesh_removed";
 /// The join generation this node accepts tokens of (decimal; the highest in the cluster wins).
 pub const JOIN_GENERATION: &str = "join_gen";
+/// Fleet PoW: the intro points and PoW parameters of the node's tor's master service
+/// (opaque, produced by the node).
+pub const FLEET_POW: &str = "fleet_pow";
 /// Prefix of the intro-point keys, one per tor instance.
 pub const INTRO_POINTS_PREFIX: &str = "intro/";
 

@@ -91,6 +91,7 @@ fn merge_build<R: Rng + CryptoRng>(
             pow_params: None,
             lifetime_minutes: DEFAULT_LIFETIME_MINUTES,
             auth_clients: None,
+            revision: None,
         },
         rng,
     )

@@ -7,6 +7,8 @@
 //! introduction points. [`build_master_descriptor_within`] lists fewer intro
 //! points rather than build a descriptor HSDirs would refuse.
 
+use std::time::SystemTime;
+
 mod build;
 mod client_auth;
 mod intro_check;
@@ -16,8 +18,8 @@ mod merge;
 mod parse;
 
 pub use build::{
-    build_master_descriptor, build_master_descriptor_within, revision_counter, BuildParams,
-    BuiltDescriptor, DEFAULT_LIFETIME_MINUTES,
+    above_tor_counter, build_master_descriptor, build_master_descriptor_within, revision_counter,
+    BuildParams, BuiltDescriptor, ABOVE_TOR_COUNTER_BASE, DEFAULT_LIFETIME_MINUTES,
 };
 pub use client_auth::{
     auth_line, padded_clients, parse_auth_file, ClientAuthKey, ClientSecret, AUTH_CLIENT_MULTIPLE,
@@ -61,3 +63,39 @@ pub const MAX_INTRO_POINTS: usize = tor_hscrypto::NUM_INTRO_POINT_MAX;
 pub use tor_netdoc::doc::hsdesc::pow::PowParams;
 pub use tor_netdoc::doc::hsdesc::IntroPointDesc;
 pub use tor_protover::Protocols;
+
+/// The parts of a `pow-params v1` line: seed, suggested effort, seed expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PowV1 {
+    /// The service's current seed.
+    pub seed: [u8; 32],
+    /// The suggested effort.
+    pub effort: u32,
+    /// When the seed expires.
+    pub expires: SystemTime,
+}
+
+impl PowV1 {
+    /// The parts of `p`; `None` for another scheme or a seed without an expiry.
+    pub fn of(p: &PowParams) -> Option<PowV1> {
+        let PowParams::V1(v1) = p else { return None };
+        let seed: &[u8; 32] = v1.seed().dangerously_peek().as_ref();
+        Some(PowV1 {
+            seed: *seed,
+            effort: v1.suggested_effort().into(),
+            expires: v1.seed().bounds_start_end().1?,
+        })
+    }
+
+    /// The `pow-params v1` line these parts make.
+    pub fn params(&self) -> PowParams {
+        let seed = tor_checkable::timed::TimeRangeBound::new(
+            tor_hscrypto::pow::v1::Seed::from(self.seed),
+            ..self.expires,
+        );
+        PowParams::V1(tor_netdoc::doc::hsdesc::pow::v1::PowParamsV1::new(
+            seed,
+            self.effort.into(),
+        ))
+    }
+}

@@ -129,6 +129,7 @@ fn tor_like_descriptor<R: Rng + CryptoRng>(
             pow_params: pow,
             lifetime_minutes: crate::descriptor::DEFAULT_LIFETIME_MINUTES,
             auth_clients: None,
+            revision: None,
         },
         rng,
     )?;
@@ -144,14 +145,12 @@ pub fn fake_pow_params<R: Rng + CryptoRng>(
 ) -> crate::descriptor::PowParams {
     let mut seed = [0u8; 32];
     rng.fill_bytes(&mut seed);
-    let seed = tor_checkable::timed::TimeRangeBound::new(
-        tor_hscrypto::pow::v1::Seed::from(seed),
-        ..expires,
-    );
-    crate::descriptor::PowParams::V1(tor_netdoc::doc::hsdesc::pow::v1::PowParamsV1::new(
+    crate::descriptor::PowV1 {
         seed,
-        effort.into(),
-    ))
+        effort,
+        expires,
+    }
+    .params()
 }
 
 /// A descriptor for `key` with three fake intro points and `pow`, as a tor with

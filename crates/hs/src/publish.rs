@@ -4,8 +4,9 @@
 //! the intro points and the time, and performs the uploads.
 
 use crate::descriptor::{
-    build_master_descriptor_within, max_descriptor_size, BuildParams, BuiltDescriptor,
-    ClientAuthKey, IntroPointDesc, PowParams, Protocols, DEFAULT_LIFETIME_MINUTES, MAX_SIZE_PARAM,
+    above_tor_counter, build_master_descriptor_within, max_descriptor_size, BuildParams,
+    BuiltDescriptor, ClientAuthKey, IntroPointDesc, PowParams, Protocols, DEFAULT_LIFETIME_MINUTES,
+    MAX_SIZE_PARAM,
 };
 use crate::err::{Error, Result};
 use crate::keys::IdentityKey;
@@ -49,6 +50,22 @@ pub struct PublishInput<'a> {
     pub pow_params: Option<&'a PowParams>,
     /// Restricted discovery: the authorized clients (`None`: open).
     pub auth_clients: Option<&'a [ClientAuthKey]>,
+    /// Fleet PoW: for a slot of one of these periods, these descriptors instead of
+    /// `descriptors`, each with the `pow-params` of the one tor whose intro points it lists.
+    pub fleet: &'a [FleetSlot],
+    /// Revision counters above any tor's ([`above_tor_counter`]) instead of tor's own: with
+    /// fleet PoW, node tors holding the master key upload descriptors of their own.
+    pub above_tor_counters: bool,
+}
+
+/// Fleet PoW descriptors for one time period.
+#[derive(Debug, Clone)]
+pub struct FleetSlot {
+    /// The time period (the one the tors' descriptors were made for).
+    pub period_num: u64,
+    /// One descriptor per entry: one tor's intro points and its `pow-params`. The HSDirs
+    /// clients fetch from get entry 0, 1, … in their order (and again in turn).
+    pub descriptors: Vec<(Vec<IntroPointDesc>, PowParams)>,
 }
 
 /// Build both live descriptors and find their HSDirs. A descriptor that would be over
@@ -86,13 +103,28 @@ fn plan_slot<R: Rng + CryptoRng>(
     rng: &mut R,
 ) -> Result<Vec<SlotUpload>> {
     let empty = [Vec::new()];
-    let lists = if input.descriptors.is_empty() {
-        &empty[..]
-    } else {
-        input.descriptors
+    let fleet = input
+        .fleet
+        .iter()
+        .find(|f| f.period_num == slot.period_num && !f.descriptors.is_empty());
+    let lists: Vec<(&[IntroPointDesc], Option<&PowParams>)> = match fleet {
+        Some(f) => f
+            .descriptors
+            .iter()
+            .map(|(points, pow)| (&points[..], Some(pow)))
+            .collect(),
+        None if input.descriptors.is_empty() => vec![(&empty[0][..], input.pow_params)],
+        None => input
+            .descriptors
+            .iter()
+            .map(|points| (&points[..], input.pow_params))
+            .collect(),
     };
+    let revision = input
+        .above_tor_counters
+        .then(|| above_tor_counter(input.now));
     let mut built = Vec::with_capacity(lists.len());
-    for points in lists {
+    for (points, pow_params) in lists {
         built.push(build_master_descriptor_within(
             &BuildParams {
                 master: input.master,
@@ -101,9 +133,10 @@ fn plan_slot<R: Rng + CryptoRng>(
                 now: input.now,
                 intro_points: points,
                 flow_control: input.flow_control.clone(),
-                pow_params: input.pow_params,
+                pow_params,
                 lifetime_minutes: DEFAULT_LIFETIME_MINUTES,
                 auth_clients: input.auth_clients,
+                revision,
             },
             limit,
             rng,

@@ -61,6 +61,7 @@ fn build(
             pow_params: None,
             lifetime_minutes: DEFAULT_LIFETIME_MINUTES,
             auth_clients: None,
+            revision: None,
         },
         rng,
     )
@@ -179,6 +180,7 @@ fn refuses_more_than_twenty_and_none() {
         pow_params: None,
         lifetime_minutes: 180,
         auth_clients: None,
+        revision: None,
     };
     let e = build_master_descriptor(&p(&ips), &mut rng).unwrap_err();
     assert!(e.to_string().contains("at most 20"), "{e}");
@@ -252,6 +254,7 @@ fn an_oversized_descriptor_lists_fewer_points_instead_of_failing() {
         pow_params: None,
         lifetime_minutes: DEFAULT_LIFETIME_MINUTES,
         auth_clients: None,
+        revision: None,
     };
     let e = build_master_descriptor(&p(&ips), &mut rng).unwrap_err();
     assert!(matches!(e, Error::DescriptorTooLarge { .. }), "{e}");

@@ -18,6 +18,9 @@
 //! * [`roster`] — who is live, healthy or removed, and their intro points.
 //! * [`selection`] — which of them go into the descriptor: fair per node, repeats dropped.
 //! * [`pow`] — which `pow-params` the master descriptor may carry (none from an instance).
+//! * [`fleet`] — fleet PoW (`cluster.fleet_pow`): every eligible node's tor hosts the master
+//!   key and each descriptor lists one tor's intro points with its `pow-params` (pure), and
+//!   `fleet::host`, the task that hosts the key and advertises what its tor offers.
 //! * [`solo`] — when a lone publisher-eligible node hosts the master key itself (pure), and
 //!   `solo::host`, the thin driver that adds and removes the master service on its tor.
 //! * [`policy`] — the decisions, pure (they take `now`; tests run them on fake time).
@@ -32,6 +35,7 @@ mod auth;
 pub mod backends;
 pub mod canary;
 pub mod credentials;
+pub mod fleet;
 pub mod gossip;
 pub mod node;
 pub mod policy;

@@ -186,6 +186,22 @@ pub struct ClusterSection {
     /// both are the same.
     #[serde(default = "default_true")]
     pub per_hsdir_descriptors: bool,
+    /// Fleet PoW (opt-in): every publisher-eligible node's tor also hosts the master key
+    /// (`ADD_ONION`, with `[pow]`), and each descriptor for an HSDir clients fetch from
+    /// lists one such tor's intro points with its `pow-params`, so that tor's PoW
+    /// verifies for the clients that solve (docs/OPERATIONS.md, "Fleet PoW"). Costs: every
+    /// eligible node's tor holds the master key in memory; a descriptor lists one tor's
+    /// points instead of every node's; from a time-period start to the next SRV (half of
+    /// each day) descriptors carry no PoW (tor does not show that descriptor). Needs
+    /// `[pow] enabled`; off with `service.authorized_clients_dir` or
+    /// `proxy.export_circuit_id`; replaces the single-node switch (`solo`).
+    #[serde(default)]
+    pub fleet_pow: bool,
+    /// With fleet PoW, the least effort the descriptors suggest (tor's own suggestion when
+    /// higher; at most 10,000). 0 (default): tor's suggestion; above 0, every client
+    /// solves before it is served, even without a flood.
+    #[serde(default)]
+    pub fleet_pow_min_effort: u32,
 }
 
 fn default_true() -> bool {

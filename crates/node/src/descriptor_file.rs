@@ -241,6 +241,7 @@ pub fn merge(req: &MergeRequest<'_>) -> Result<Merged> {
             pow_params: pow,
             lifetime_minutes: DEFAULT_LIFETIME_MINUTES,
             auth_clients: None,
+            revision: None,
         },
         &mut rand::rng(),
     )?;

@@ -50,6 +50,9 @@ pub struct BuildParams<'a> {
     /// (`None`: anyone who knows the address). Padded with fake entries
     /// ([`super::client_auth`]).
     pub auth_clients: Option<&'a [super::ClientAuthKey]>,
+    /// The revision counter, when not tor's own for `now` ([`revision_counter`]): fleet
+    /// PoW's counters above any tor's ([`above_tor_counter`]).
+    pub revision: Option<u64>,
 }
 
 /// A built master descriptor.
@@ -84,6 +87,19 @@ pub fn revision_counter(blinded: &HsBlindIdKeypair, slot: &DescriptorSlot, now: 
         .saturating_sub(slot.srv_run_start)
         .min(OPE_INPUT_MAX - 1);
     key.encrypt(SrvPeriodOffset::from(elapsed as u32))
+}
+
+/// Where [`above_tor_counter`]s start: tor's OPE counters stay below 2^34
+/// (`OPE_INPUT_MAX` inputs, each step at most 2^16), so every counter from here on is
+/// above any a tor can upload for the same blinded key.
+pub const ABOVE_TOR_COUNTER_BASE: u64 = 1 << 40;
+
+/// A revision counter above any tor's for the same key, still growing with time:
+/// [`ABOVE_TOR_COUNTER_BASE`] + `now` in Unix seconds. With fleet PoW every node's tor
+/// holds the master key and uploads its own master descriptors with tor's counters; the
+/// HSDirs keep the highest counter, so the publisher's must be above all of those.
+pub fn above_tor_counter(now: SystemTime) -> u64 {
+    ABOVE_TOR_COUNTER_BASE + crate::time::unix_secs(now)
 }
 
 /// Build, sign and encrypt a master descriptor; an error if it is over
@@ -176,7 +192,9 @@ fn build_any_size<R: Rng + CryptoRng>(p: &BuildParams<'_>, rng: &mut R) -> Resul
         .map_err(|e| build_err("key blinding failed", &e))?;
     let blinded_bytes: [u8; 32] = *blinded_pub.as_bytes();
     let subcred_bytes: [u8; 32] = *subcred.as_ref();
-    let revision = revision_counter(&blinded_kp, &p.slot, p.now);
+    let revision = p
+        .revision
+        .unwrap_or_else(|| revision_counter(&blinded_kp, &p.slot, p.now));
 
     let padded = match p.auth_clients {
         Some(real) => {

@@ -17,6 +17,7 @@
 //! | `join_gen` | join | the join generation, `N` or `N SALTHEX` |
 //! | `join_spent` | join | one `<token id hex> <expires unix secs>` per line (spent join tokens) |
 //! | `instance` | canary task | `<instance address>.onion:<virtual port>`, what peers probe ([`super::canary::INSTANCE_KEY`]) |
+//! | `fleet_pow` | fleet task | [`super::fleet::FleetEntry::encode`]: `v1 <period> <seed hex> <effort> <seed expiry, unix secs>`, a newline, the encoded intro points of this node's tor's master service |
 //! | `canary` | canary task | `peer=pass\|fail ...`, this node's verdicts ([`super::canary::CANARY_KEY`]) |
 //!
 //! The mesh and join values are parsed and written by the join code (`join_node.rs`);
@@ -28,8 +29,8 @@ use rustbalance_hs::descriptor::{decode_intro_points, encode_intro_points, Intro
 pub(crate) use crate::join_node::mesh_key;
 pub use crate::join_node::Removal;
 pub use rustbalance_cluster::keys::{
-    intro_points, ELIGIBLE, INTRO_POINTS_PREFIX, JOIN_GENERATION, LAST_PUBLISH, LEASE, MESH,
-    MESH_ADMITTED, MESH_REMOVED, PRIORITY, ROLE, TARGET_HEALTH,
+    intro_points, ELIGIBLE, FLEET_POW, INTRO_POINTS_PREFIX, JOIN_GENERATION, LAST_PUBLISH, LEASE,
+    MESH, MESH_ADMITTED, MESH_REMOVED, PRIORITY, ROLE, TARGET_HEALTH,
 };
 
 /// The value of [`ROLE`] (and `/status`'s `role`).

@@ -89,6 +89,9 @@ pub struct ClusterStatus {
     /// Fetch-mode backends (`[[backends]]`), as this node's backend task sees them
     /// (publisher-eligible nodes only).
     pub backends: Vec<super::backends::BackendStatus>,
+    /// Fleet PoW (`cluster.fleet_pow`): what this node's tor's master service offers the
+    /// fleet descriptors now (`None`: off, or nothing usable yet).
+    pub fleet_pow: Option<super::fleet::FleetStatus>,
 }
 
 /// What this node's canary concluded about one peer.
@@ -159,8 +162,12 @@ pub struct PublishRecord {
     /// Intro points per node in the published descriptors.
     pub intro_points: BTreeMap<String, usize>,
     /// The descriptors carry `pow-params`: only when this node's own tor holds the master
-    /// key and lists every intro point (`cluster::pow`); never for a cluster of instances.
+    /// key and lists every intro point (`cluster::pow`), or with fleet PoW; never from an
+    /// instance tor.
     pub pow: bool,
+    /// Fleet PoW: the nodes whose tors' intro points and `pow-params` went into fleet
+    /// descriptors, per time period (`cluster::fleet`).
+    pub fleet: BTreeMap<u64, Vec<String>>,
     /// Per descriptor slot: HSDir answers.
     pub slots: Vec<SlotReport>,
 }
@@ -209,6 +216,9 @@ pub struct ClusterParams {
     /// `ADD_ONION` arguments of the master service for the single-node switch
     /// ([`super::solo::master_service_args`]); `None`: the switch is off.
     pub solo: Option<Vec<String>>,
+    /// `ADD_ONION` arguments of the master service for fleet PoW on this node's tor
+    /// (`cluster.fleet_pow` on an eligible node with a target); `None`: not hosted here.
+    pub fleet: Option<Vec<String>>,
     /// `[[backends]]` (named, config order): fetched and probed on publisher-eligible
     /// nodes, listed in the master descriptor next to the nodes.
     pub backends: Vec<(String, OnionAddress)>,
@@ -364,6 +374,21 @@ fn spawn_tasks(
             p.timers.status_poll,
         ),
     ));
+    if let (Some(master), Some(args)) = (&p.master, &p.fleet) {
+        tasks.push(sup.spawn(
+            "fleet",
+            super::fleet::host::fleet_task(super::fleet::host::FleetCtx {
+                membership: membership.clone(),
+                tor: p.tor.clone(),
+                master: master.duplicate(),
+                args: args.clone(),
+                testing: p.testing_network,
+                timers: p.timers.clone(),
+                views: views.clone(),
+                status: status.clone(),
+            }),
+        ));
+    }
     if let Some(master) = p.master {
         let solo = p
             .solo
@@ -387,6 +412,7 @@ fn spawn_tasks(
                 backends: (!p.backends.is_empty()).then_some(backends),
                 solo,
                 per_hsdir: p.cfg.per_hsdir_descriptors,
+                fleet_pow: p.cfg.fleet_pow.then_some(p.cfg.fleet_pow_min_effort),
             }),
         ));
     }

@@ -30,7 +30,7 @@ use rustbalance_hs::descriptor::{
     common_flow_control, ClientAuthKey, InstanceIntros, ParsedDescriptor, PowParams, Protocols,
     MAX_INTRO_POINTS,
 };
-use rustbalance_hs::publish::{plan_uploads, PublishInput, SlotUpload};
+use rustbalance_hs::publish::{plan_uploads, FleetSlot, PublishInput, SlotUpload};
 use rustbalance_hs::time::unix_secs;
 use rustbalance_hs::{IdentityKey, OnionAddress};
 use rustbalance_tor::control::{ControlClient, Event};
@@ -89,6 +89,11 @@ pub struct Publisher {
     auth_clients: Option<Vec<ClientAuthKey>>,
     /// What the latest publication uploaded, slot by slot (anti-entropy checks it).
     last: Vec<PublishedSlot>,
+    /// Fleet PoW: the next publication's descriptors for the periods the node tors'
+    /// descriptors were made for ([`super::fleet`]).
+    fleet: Vec<FleetSlot>,
+    /// Revision counters above tor's (fleet PoW: node tors publish master descriptors too).
+    above_tor_counters: bool,
 }
 
 impl Publisher {
@@ -113,6 +118,8 @@ impl Publisher {
             views: ViewCache::default(),
             auth_clients: None,
             last: Vec::new(),
+            fleet: Vec::new(),
+            above_tor_counters: false,
         })
     }
 
@@ -128,6 +135,13 @@ impl Publisher {
     pub fn with_views(mut self, views: ViewCache) -> Self {
         self.views = views;
         self
+    }
+
+    /// Fleet PoW: upload every descriptor with a revision counter above any tor's, and use
+    /// `slots`' descriptors for their periods in the next publications.
+    pub fn set_fleet(&mut self, slots: Vec<FleetSlot>) {
+        self.above_tor_counters = true;
+        self.fleet = slots;
     }
 
     /// Restrict the next descriptors to these clients (`None`: open to anyone).
@@ -206,6 +220,8 @@ impl Publisher {
                 flow_control,
                 pow_params,
                 auth_clients: self.auth_clients.as_deref(),
+                fleet: &self.fleet,
+                above_tor_counters: self.above_tor_counters,
             },
             rng,
         )?;
@@ -341,6 +357,8 @@ pub(super) struct PublishCtx {
     pub backends: Option<Arc<Mutex<super::backends::Backends>>>,
     /// `cluster.per_hsdir_descriptors`.
     pub per_hsdir: bool,
+    /// Fleet PoW (`cluster.fleet_pow`): `Some(cluster.fleet_pow_min_effort)`.
+    pub fleet_pow: Option<u32>,
 }
 
 /// While this node holds the lease: publish the healthy nodes' intro points whenever the
@@ -413,6 +431,15 @@ pub(super) async fn publish_task(mut c: PublishCtx) {
     }
 }
 
+/// What fleet PoW put into a round.
+#[derive(Default)]
+struct FleetRound {
+    /// The adverts used (empty without fleet PoW).
+    fingerprint: String,
+    /// Per time period, the nodes whose tors are in fleet descriptors.
+    nodes: BTreeMap<u64, Vec<String>>,
+}
+
 /// How a publication went, for the health check and the single-node switch.
 struct Confirmed {
     /// Every slot reached at least one HSDir.
@@ -443,6 +470,7 @@ impl PublishCtx {
             return None;
         }
         let view = p.view().await.ok()?;
+        let fleet = self.fleet_round(p, &view).await;
         let own_pow = self.own.lock().ok().and_then(|o| o.pow.clone());
         let pow = pow::master_pow(
             &intros.nodes,
@@ -451,7 +479,7 @@ impl PublishCtx {
             &self.master.address(),
         );
         let input = PublishInputs {
-            intros: format!("{}{clients_fp}", intros.fingerprint),
+            intros: format!("{}{clients_fp}{}", intros.fingerprint, fleet.fingerprint),
             pow: policy::pow_fingerprint(pow.as_ref()),
             periods: view
                 .time
@@ -498,7 +526,14 @@ impl PublishCtx {
             .await;
         let broken = result.as_ref().is_err_and(Error::is_tor);
         let (outcome, reached) = self
-            .record(result, &intros, pow.is_some(), now, reason, t0)
+            .record(
+                result,
+                &intros,
+                (pow.is_some(), fleet.nodes),
+                now,
+                reason,
+                t0,
+            )
             .await;
         state.finished(input, outcome, Instant::now(), &self.timers);
         let lists_peers = intros.nodes.iter().any(|i| i.instance != self.name);
@@ -509,6 +544,27 @@ impl PublishCtx {
             },
             broken,
         ))
+    }
+
+    /// Fleet PoW: give `p` this round's fleet descriptors (from the healthy eligible
+    /// members' `fleet_pow` adverts); what they are made of, to notice changes.
+    async fn fleet_round(&self, p: &mut Publisher, view: &NetworkView) -> FleetRound {
+        let Some(min_effort) = self.fleet_pow else {
+            return FleetRound::default();
+        };
+        let entries = super::roster::healthy_fleet(&self.membership).await;
+        let fetched = usize::from(view.hsdirs.n_replicas) * view.hsdirs.spread_fetch;
+        let slots = super::fleet::fleet_slots(&entries, fetched, min_effort, SystemTime::now());
+        let nodes = super::fleet::fleet_nodes(&entries, &slots);
+        let mut fingerprint = String::from("fleet:");
+        for (name, e) in &entries {
+            fingerprint.push_str(name);
+            fingerprint.push('=');
+            fingerprint.push_str(&e.encode());
+            fingerprint.push(';');
+        }
+        p.set_fleet(slots);
+        FleetRound { fingerprint, nodes }
     }
 
     /// The single-node switch's round (on every eligible node: a node that loses the

@@ -50,6 +50,59 @@ pub fn removed_keys(nodes: &[NodeView], authority: Option<&AuthorityKey>) -> BTr
         .collect()
 }
 
+/// The members whose intro points may be listed: live, target not down, not failing its
+/// canary from most peers (issue 15 item 4), WireGuard key not listed as removed by a live
+/// member; sorted by name.
+pub fn healthy_members(members: Vec<NodeView>, authority: Option<&AuthorityKey>) -> Vec<NodeView> {
+    let mut nodes = live(members);
+    let removed = removed_keys(&nodes, authority);
+    let silent = super::canary::ejected_members(&nodes);
+    nodes.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+    nodes.retain(|v| {
+        !gossip::target_down(v)
+            && !silent.contains(&v.node_id)
+            && !gossip::mesh_key(v).is_some_and(|k| removed.contains(&k))
+    });
+    nodes
+}
+
+/// The fleet PoW adverts of the healthy ([`healthy_members`]) publisher-eligible members
+/// (only a node holding the master key can host the master service), by node name; a bad
+/// advert is logged and left out.
+pub fn fleet_checked(
+    members: Vec<NodeView>,
+    authority: Option<&AuthorityKey>,
+) -> Vec<(String, super::fleet::FleetEntry)> {
+    let mut out = Vec::new();
+    for v in healthy_members(members, authority) {
+        let Some(value) = v.get(gossip::FLEET_POW) else {
+            continue;
+        };
+        if !v.eligible() {
+            tracing::warn!(
+                node = %v.node_id,
+                "ignoring a fleet PoW advert from a node that does not hold the master key"
+            );
+            continue;
+        }
+        match super::fleet::FleetEntry::decode(value) {
+            Ok(e) => out.push((v.node_id.clone(), e)),
+            Err(e) => tracing::warn!(
+                node = %v.node_id,
+                "ignoring a bad fleet PoW advert: {e}; that node's tor is left out of the \
+                 fleet descriptors until it sends a good one"
+            ),
+        }
+    }
+    out
+}
+
+/// [`fleet_checked`] on the membership's current view.
+pub async fn healthy_fleet(m: &Membership) -> Vec<(String, super::fleet::FleetEntry)> {
+    let authority = m.trust().map(|t| *t.authority());
+    fleet_checked(m.members().await, authority.as_ref())
+}
+
 /// [`intros_checked`] without an authority key: removal lists count for nothing.
 pub fn intros_of(members: Vec<NodeView>) -> HealthyIntros {
     intros_checked(members, None)
@@ -60,19 +113,8 @@ pub fn intros_of(members: Vec<NodeView>) -> HealthyIntros {
 /// publisher drops a removed node at once, without waiting for the node to stop or for its
 /// mesh peer to go.
 pub fn intros_checked(members: Vec<NodeView>, authority: Option<&AuthorityKey>) -> HealthyIntros {
-    let mut nodes = live(members);
     let mut out = HealthyIntros::default();
-    let removed = removed_keys(&nodes, authority);
-    // Issue 15 item 4: unreachable through Tor from most of its peers (canary).
-    let silent = super::canary::ejected_members(&nodes);
-    nodes.sort_by(|a, b| a.node_id.cmp(&b.node_id));
-    for v in nodes {
-        if gossip::target_down(&v) || silent.contains(&v.node_id) {
-            continue;
-        }
-        if gossip::mesh_key(&v).is_some_and(|k| removed.contains(&k)) {
-            continue;
-        }
+    for v in healthy_members(members, authority) {
         for (_, enc) in v.intro_points() {
             match decode_intro_points(enc) {
                 Ok(ips) if !ips.is_empty() => {

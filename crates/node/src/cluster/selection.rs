@@ -224,4 +224,4 @@ fn fmt_counts(c: &[(String, usize)]) -> String {
 
 #[cfg(test)]
 #[path = "selection/tests.rs"]
-mod tests;
+pub(crate) mod tests;

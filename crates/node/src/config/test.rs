@@ -87,6 +87,44 @@ fn errors_name_the_key() {
     assert!(e.contains("listen"), "{e}");
 }
 
+/// Fleet PoW is off by default, and asking for it where `ADD_ONION` with PoW cannot work
+/// is an error naming the key and the conflict (not a silent fallback).
+#[test]
+fn fleet_pow_is_opt_in_and_refused_where_it_cannot_work() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("secret"), [7u8; 32]).unwrap();
+    let cluster = |extra: &str, rest: &str| {
+        format!(
+            "[cluster]\nsecret_file = \"{}/secret\"\nlisten = \"127.0.0.1:7946\"\n{extra}{rest}",
+            d.path().display()
+        )
+    };
+    let c = cfg(d.path(), &cluster("", "")).unwrap();
+    assert!(!c.cluster.as_ref().unwrap().fleet_pow);
+    let c = cfg(
+        d.path(),
+        &cluster("fleet_pow = true\nfleet_pow_min_effort = 25\n", ""),
+    )
+    .unwrap();
+    assert_eq!(c.cluster.as_ref().unwrap().fleet_pow_min_effort, 25);
+    for (rest, why) in [
+        ("[pow]\nenabled = false\n", "[pow] enabled"),
+        ("[proxy]\nexport_circuit_id = true\n", "export_circuit_id"),
+    ] {
+        let e = cfg(d.path(), &cluster("fleet_pow = true\n", rest))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cluster.fleet_pow") && e.contains(why), "{e}");
+    }
+    let e = cfg(
+        d.path(),
+        &cluster("fleet_pow = true\nfleet_pow_min_effort = 10001\n", ""),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("10000"), "{e}");
+}
+
 #[test]
 fn hsdir_check_interval_defaults_by_network_and_is_bounded() {
     use crate::cluster::Timers;

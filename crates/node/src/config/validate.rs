@@ -59,6 +59,7 @@ impl Config {
         }
         if let Some(c) = &self.cluster {
             cluster(c)?;
+            self.fleet_pow(c)?;
         }
         if self.service.virtual_port == 0 {
             return Err(invalid("service.virtual_port", "must be 1..65535"));
@@ -231,6 +232,29 @@ fn mesh(m: &MeshSection) -> Result<()> {
         }
     }
     Ok(())
+}
+
+impl Config {
+    /// `cluster.fleet_pow` needs what `ADD_ONION` of the master key with PoW needs.
+    fn fleet_pow(&self, c: &ClusterSection) -> Result<()> {
+        if !c.fleet_pow {
+            return Ok(());
+        }
+        let why = if !self.pow.enabled {
+            "needs [pow] enabled = true (tor's PoW is what fleet PoW publishes)"
+        } else if self.service.authorized_clients_dir.is_some() {
+            "cannot be used with service.authorized_clients_dir (tor's ADD_ONION does not \
+             take restricted discovery)"
+        } else if self.proxy.export_circuit_id {
+            "cannot be used with proxy.export_circuit_id (tor's ADD_ONION cannot export \
+             circuit ids)"
+        } else if c.fleet_pow_min_effort > crate::cluster::fleet::MAX_EFFORT {
+            "cluster.fleet_pow_min_effort is over 10000, the most tor's client solves"
+        } else {
+            return Ok(());
+        };
+        Err(invalid("cluster.fleet_pow", why))
+    }
 }
 
 /// `[cluster]`.

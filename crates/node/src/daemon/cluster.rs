@@ -71,8 +71,24 @@ pub(super) async fn start(
             wireguard,
         })?;
     let identity = auth.as_ref().map(|a| a.identity.public());
-    // A publisher-only node (no proxy) serves nothing itself: no single-node switch.
-    let solo = match proxy.map(|p| crate::cluster::solo::master_service_args(cfg, p.local_addr())) {
+    // A publisher-only node (no proxy) serves nothing itself: no single-node switch and
+    // no fleet PoW on its tor.
+    let master_args = proxy.map(|p| crate::cluster::solo::master_service_args(cfg, p.local_addr()));
+    let fleet = match &master_args {
+        Some(Ok(args)) if c.fleet_pow && keys.master.is_some() => {
+            progress(
+                "fleet PoW on: this node's tor hosts the master key too (single-node switch off)",
+            );
+            Some(args.clone())
+        }
+        _ if c.fleet_pow && keys.master.is_some() => {
+            progress("fleet PoW: a publisher-only node's tor hosts no service; it publishes the others' fleet descriptors");
+            None
+        }
+        _ => None,
+    };
+    let solo = match master_args {
+        _ if c.fleet_pow => None,
         None => None,
         Some(Ok(args)) if keys.master.is_some() => Some(args),
         Some(Ok(_)) => None,
@@ -105,6 +121,7 @@ pub(super) async fn start(
         supervisor: parts.supervisor.clone(),
         auth_clients_dir: cfg.service.authorized_clients_dir.clone(),
         solo,
+        fleet,
         backends: crate::config::named_backends(&cfg.backends),
         backend_keys: match &c.backends_client_auth_dir {
             Some(dir) if !cfg.backends.is_empty() => crate::backend_auth::read_backend_keys(

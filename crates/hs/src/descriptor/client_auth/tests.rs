@@ -37,6 +37,7 @@ fn build(
             pow_params: None,
             lifetime_minutes: DEFAULT_LIFETIME_MINUTES,
             auth_clients: clients,
+            revision: None,
         },
         rng,
     )

@@ -10,7 +10,7 @@ impl PublishCtx {
         &self,
         result: Result<Vec<SlotReport>>,
         intros: &HealthyIntros,
-        pow: bool,
+        (own_pow, fleet): (bool, BTreeMap<u64, Vec<String>>),
         now: SystemTime,
         reason: Reason,
         t0: Instant,
@@ -45,10 +45,12 @@ impl PublishCtx {
                 .map(|i| i.instance.as_str())
                 .collect::<std::collections::BTreeSet<_>>()
                 .len(),
-            if pow {
-                " with PoW (own tor holds the master key)"
+            if own_pow {
+                " with PoW (own tor holds the master key)".to_string()
+            } else if !fleet.is_empty() {
+                format!(" with fleet PoW (tors of {fleet:?} by period)")
             } else {
-                ""
+                String::new()
             },
             t0.elapsed().as_secs_f64(),
             slots
@@ -72,7 +74,8 @@ impl PublishCtx {
                     .iter()
                     .map(|i| (i.instance.clone(), i.intro_points.len().min(20)))
                     .collect(),
-                pow,
+                pow: own_pow || !fleet.is_empty(),
+                fleet,
                 slots,
             });
         }

@@ -104,11 +104,11 @@ fn a_point_listed_twice_or_by_two_nodes_is_kept_once() {
     assert_eq!(s.duplicates, 4);
 }
 
-const NOW: u64 = 1_795_000_000;
-const TP: TimeParams = TimeParams::REAL_NETWORK;
+pub(crate) const NOW: u64 = 1_795_000_000;
+pub(crate) const TP: TimeParams = TimeParams::REAL_NETWORK;
 
 /// A consensus and HSDir ring for `plan_uploads`, in process.
-fn network() -> (Consensus, HsDirSet) {
+pub(crate) fn network() -> (Consensus, HsDirSet) {
     let va = NOW - NOW % 3600;
     let consensus = Consensus {
         valid_after: from_unix(va),
@@ -184,6 +184,8 @@ fn a_hostile_member_cannot_take_the_descriptor_or_stop_publication() {
             flow_control: None,
             pow_params: None,
             auth_clients: None,
+            fleet: &[],
+            above_tor_counters: false,
         },
         &mut rng,
     );
@@ -235,6 +237,8 @@ fn plan_for(
             flow_control: None,
             pow_params: None,
             auth_clients: None,
+            fleet: &[],
+            above_tor_counters: false,
         },
         rng,
     )

@@ -34,17 +34,17 @@ use tokio::sync::mpsc::UnboundedReceiver;
 const ADD_RETRY: Duration = Duration::from_secs(10);
 
 /// The `ADD_ONION` arguments of the master service on this node's tor (no secret in
-/// them), or why the single-node switch is off for this configuration.
+/// them), or why the single-node switch (and fleet PoW) is off for this configuration.
 pub fn master_service_args(
     cfg: &Config,
     proxy: SocketAddr,
 ) -> std::result::Result<Vec<String>, &'static str> {
     let cluster = cfg.cluster.as_ref().ok_or("not a cluster node")?;
-    if !cluster.solo {
+    if !cluster.solo && !cluster.fleet_pow {
         return Err("cluster.solo = false");
     }
     if !cfg.pow.enabled {
-        return Err("[pow] enabled = false (PoW is what single-node mode is for)");
+        return Err("[pow] enabled = false (PoW is what hosting the master key is for)");
     }
     if cfg.service.authorized_clients_dir.is_some() {
         return Err("service.authorized_clients_dir is set (restricted discovery)");
