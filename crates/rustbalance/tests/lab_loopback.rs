@@ -35,6 +35,11 @@
 //!   main's old fallback (an instance's pow-params in the master descriptor)
 //!   loses it, the fixed rule serves it (issue 16).
 //!
+//! * `fleet_pow_served_by_every_node`: three nodes with fleet PoW and an effort floor of
+//!   25: every tor hosts the master key too, a publication's fleet descriptors list every
+//!   node's tor (counters above 2^40), and the solving lab client is served by every node,
+//!   each node's tor logging the PoW solutions it verified (issue 16 item 4).
+//!
 //! * `restricted_discovery`: a cluster node with `authorized_clients_dir`; the lab
 //!   client without a key is refused (0xF4), with a key from `client-auth add` it is
 //!   served, after `client-auth remove` and the republication it is refused (0xF5).
@@ -70,6 +75,8 @@
 mod cluster;
 #[path = "lab_loopback/fetch_backends.rs"]
 mod fetch_backends;
+#[path = "lab_loopback/fleet.rs"]
+mod fleet;
 #[path = "lab_loopback/hsdir_repair.rs"]
 mod hsdir_repair;
 #[path = "lab_loopback/instances.rs"]
@@ -156,6 +163,10 @@ fn main() -> std::process::ExitCode {
         Scenario {
             name: "revision_counter_matches_c_tor",
             run: |lab| Box::pin(instances::revision_counter_matches_c_tor(lab)),
+        },
+        Scenario {
+            name: "fleet_pow_served_by_every_node",
+            run: |lab| Box::pin(fleet::fleet_pow_served_by_every_node(lab)),
         },
         Scenario {
             name: "restricted_backend",

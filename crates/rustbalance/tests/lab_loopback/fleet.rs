@@ -1,0 +1,157 @@
+//! Issue 16 item 4, fleet PoW: three nodes with `cluster.fleet_pow = true` and
+//! `fleet_pow_min_effort = 25`, so that every client solves (no flood needed to make
+//! tor's suggestion rise; the flood version is `bench/flood.sh`).
+//!
+//! ```text
+//!  3 nodes up (instance + master service on each tor) ─▶ every node advertises fleet_pow
+//!  ─▶ a publication whose fleet descriptors list all three tors (revision ≥ 2^40)
+//!  ─▶ the lab client on fresh descriptors (NEWNYM) until every node served it AND
+//!     every node's tor logged "PoW INTRODUCE2 request successfully verified"
+//! ```
+//!
+//! Fleet descriptors cover the slots whose period matches the tors' current descriptor:
+//! from the SRV to the next period start (4 of every 8 minutes in the lab). Outside that
+//! window the client gets the ordinary descriptor and is served without solving; the
+//! loop goes on until the window comes, and prints which it got.
+
+use anyhow::{ensure, Result};
+use rustbalance_lab::Lab;
+use rustbalance_node::layout::Layout;
+use rustbalance_testbed::client_cache;
+use rustbalance_testbed::clients::split;
+use rustbalance_testbed::poll::poll_until;
+use rustbalance_testbed::{
+    start_all, wait_cluster_up, wait_publication, with_cluster, ClusterNodeProc,
+};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+const NODES: usize = 3;
+/// The effort floor the descriptors suggest.
+const MIN_EFFORT: u32 = 25;
+/// Liveness bounds for a busy 2-core machine (times are printed): the start, and the
+/// wait for every tor in a fleet publication and for every tor to verify a solution
+/// (up to one lab time period, 8 minutes, for the window, plus the work).
+const START: Duration = Duration::from_secs(420);
+const FLEET: Duration = Duration::from_secs(1200);
+/// tor's log line for a verified solution (`[rend]info`, the lab's `tor.debug_log`).
+const VERIFIED: &str = "PoW INTRODUCE2 request successfully verified";
+
+pub async fn fleet_pow_served_by_every_node(lab: Lab) -> Result<()> {
+    with_cluster(&lab, NODES, async |master, nodes| {
+        run(&lab, master, nodes).await
+    })
+    .await
+}
+
+async fn run(
+    lab: &Lab,
+    master: &rustbalance_hs::IdentityKey,
+    nodes: &mut [ClusterNodeProc],
+) -> Result<()> {
+    let bin = Path::new(env!("CARGO_BIN_EXE_rustbalance"));
+    let floor = format!("fleet_pow_min_effort = {MIN_EFFORT}");
+    start_all(lab, nodes, bin, &["fleet_pow = true", &floor])?;
+    let t0 = Instant::now();
+    let url = format!("http://{}/", master.address());
+    wait_cluster_up(lab, nodes, &url, START).await?;
+    eprintln!(
+        "master reachable {:.1}s after the {NODES} nodes started",
+        t0.elapsed().as_secs_f64()
+    );
+
+    // A publication whose fleet descriptors hold every node's tor.
+    let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+    let p = wait_publication(
+        nodes,
+        &[],
+        SystemTime::UNIX_EPOCH,
+        "a publication with fleet descriptors of every node's tor",
+        FLEET,
+        |r| fleet_of(r).values().any(|v| *v == names),
+    )
+    .await?;
+    eprintln!(
+        "fleet descriptors of {:?} (by period) {:.0}s after start; revisions {:?}",
+        fleet_of(&p.record),
+        t0.elapsed().as_secs_f64(),
+        p.record["slots"]
+            .as_array()
+            .map(|s| s.iter().map(|x| x["revision"].clone()).collect::<Vec<_>>())
+    );
+    ensure!(
+        p.record["pow"].as_bool() == Some(true),
+        "the record says no pow-params: {}",
+        p.record
+    );
+    for s in p.record["slots"].as_array().into_iter().flatten() {
+        let rev = s["revision"].as_u64().unwrap_or(0);
+        ensure!(
+            rev > rustbalance_hs::descriptor::ABOVE_TOR_COUNTER_BASE,
+            "a revision counter a node tor's own upload could beat: {rev}"
+        );
+    }
+
+    // The lab client, a fresh descriptor (from a random HSDir) each round, until every
+    // node has served it and every node's tor has verified a solution.
+    let logs: Vec<(String, std::path::PathBuf)> = nodes
+        .iter()
+        .map(|n| (n.name.clone(), Layout::new(&n.data).tor_debug_log()))
+        .collect();
+    let before: BTreeMap<String, usize> = logs
+        .iter()
+        .map(|(n, l)| (n.clone(), lines(l, VERIFIED)))
+        .collect();
+    let ctl =
+        rustbalance_tor::ControlClient::connect_authenticated(lab.client_control_addr()).await?;
+    let mut newnym = client_cache::Newnym::assume_recent();
+    let mut tally: BTreeMap<String, usize> = BTreeMap::new();
+    let t1 = Instant::now();
+    let (verified, _) = poll_until(
+        "every node serving the solving lab client, its tor verifying the solution",
+        FLEET,
+        Duration::from_millis(100),
+        async || {
+            newnym.send(&ctl).await?;
+            let round = split(lab, &url, 3).await;
+            for (k, v) in &round {
+                *tally.entry(k.clone()).or_insert(0) += v;
+            }
+            let verified: BTreeMap<String, usize> = logs
+                .iter()
+                .map(|(n, l)| (n.clone(), lines(l, VERIFIED) - before[n]))
+                .collect();
+            eprintln!(
+                "{:.0}s: round {round:?}; PoW solutions verified per node {verified:?}; {}",
+                t1.elapsed().as_secs_f64(),
+                client_cache::describe(&ctl, &master.address()).await
+            );
+            let all = names
+                .iter()
+                .all(|n| tally.contains_key(&format!("served by {n}")) && verified[n.as_str()] > 0);
+            Ok(all.then_some(verified))
+        },
+    )
+    .await?;
+    eprintln!(
+        "every node served the lab client ({tally:?}) and verified its PoW solutions \
+         ({verified:?}) within {:.0}s",
+        t1.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The record's `fleet` map: period → node names.
+fn fleet_of(record: &serde_json::Value) -> BTreeMap<String, Vec<String>> {
+    serde_json::from_value(record["fleet"].clone()).unwrap_or_default()
+}
+
+/// How many lines of `path` contain `needle`.
+fn lines(path: &Path, needle: &str) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .count()
+}
