@@ -16,7 +16,12 @@
 //! * `rustbalance`: two `rustbalance run` nodes, merged descriptor (its tors are
 //!   instances, so it carries no `pow-params`: clients do not solve);
 //! * `onionbalance`: Onionbalance with two backends (Debian's 0.2.2; its descriptor
-//!   carries no `pow-params` either).
+//!   carries no `pow-params` either);
+//! * `fleet`: two `rustbalance run` nodes with fleet PoW (`cluster.fleet_pow = true`, no
+//!   effort floor): each node's tor also hosts the master key, and each fleet descriptor
+//!   lists one tor's intro points with its `pow-params`, its effort tor's own. Fleet
+//!   descriptors cover only the half of each lab period from the SRV to the next period
+//!   start; the report says how many of the client's requests found each node.
 //!
 //! Once all three answer, each gets RATE introductions a second from FLOOD_CLIENTS extra
 //! client tors (`testbed::flood`, a fresh circuit per request, 30 s limit), and a
@@ -45,7 +50,9 @@ use rustbalance_testbed::bench::{
 use rustbalance_testbed::client_cache::{cached, NewnymLoop};
 use rustbalance_testbed::clients::{window, ClientLoop, Req};
 use rustbalance_testbed::flood::{Flood, FloodClients, FloodPlan};
-use rustbalance_testbed::{prepare, published_nodes, wait_published, with_lab, ClusterNodeProc};
+use rustbalance_testbed::{
+    prepare_named, published_nodes, wait_published, with_lab, ClusterNodeProc,
+};
 use rustbalance_tor::control::ControlClient;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -133,6 +140,27 @@ impl Plain {
     }
 }
 
+/// Start a two-node cluster `prefix1`, `prefix2` with `[pow]` at the bench's queue rate
+/// and `cluster_options`.
+async fn start_cluster(
+    lab: &Lab,
+    bin: &std::path::Path,
+    prefix: &str,
+    rate: u32,
+    cluster_options: &[&str],
+) -> Result<(IdentityKey, Vec<ClusterNodeProc>)> {
+    let (master, mut nodes) = prepare_named(lab, prefix, 2).await?;
+    for n in nodes.iter_mut() {
+        for o in cluster_options {
+            n.set_cluster_option(o)?;
+        }
+        node_pow(n, rate)?;
+        let log = lab.dir().join(format!("{}.log", n.name));
+        n.start(bin, &log)?;
+    }
+    Ok((master, nodes))
+}
+
 /// Each node's `[pow]`: on, with the bench's queue rate.
 fn node_pow(n: &ClusterNodeProc, rate: u32) -> Result<()> {
     n.set_option("pow", "enabled = true")?;
@@ -157,24 +185,22 @@ async fn main() -> Result<()> {
     let r = with_lab(&dir, options, lab_progress, async |lab, started| {
         out["lab_usable_s"] = json!(secs(started.report.total));
         let plain = Plain::start(lab, a.queue_rate).await?;
-        let (master, mut nodes) = prepare(lab, 2).await?;
-        for n in nodes.iter_mut() {
-            n.set_cluster_option("solo = false")?;
-            node_pow(n, a.queue_rate)?;
-            let log = lab.dir().join(format!("{}.log", n.name));
-            n.start(&a.bin, &log)?;
-        }
+        let (master, mut nodes) =
+            start_cluster(lab, &a.bin, "node", a.queue_rate, &["solo = false"]).await?;
+        let (fleet_master, mut fleet) =
+            start_cluster(lab, &a.bin, "fleet", a.queue_rate, &["fleet_pow = true"]).await?;
         let ob =
             ObBackends::start_with_options(lab, "obflood", 2, 1, &[], &pow_options(a.queue_rate))
                 .await?;
         let r = async {
             let obd = ObDaemon::start(lab, "obflood", &ob.config, LIVENESS).await?;
-            let r = measure(&a, lab, &plain, &master, &nodes, &ob.master).await;
+            let clusters = [(&master, &nodes[..]), (&fleet_master, &fleet[..])];
+            let r = measure(&a, lab, &plain, clusters, &ob.master).await;
             obd.stop()?;
             r
         }
         .await;
-        for n in nodes.iter_mut() {
+        for n in nodes.iter_mut().chain(fleet.iter_mut()) {
             n.stop();
         }
         ob.stop()?;
@@ -195,20 +221,24 @@ async fn measure(
     a: &Args,
     lab: &Lab,
     plain: &Plain,
-    master: &IdentityKey,
-    nodes: &[ClusterNodeProc],
+    clusters: [(&IdentityKey, &[ClusterNodeProc]); 2],
     ob_master: &str,
 ) -> Result<Value> {
-    let all: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
-    let up = wait_published(nodes, &[], SystemTime::now(), &all, LIVENESS).await?;
-    log(format!(
-        "rustbalance: a publication lists {:?}",
-        published_nodes(&up.record)
-    ));
+    for (_, nodes) in clusters {
+        let all: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+        let up = wait_published(nodes, &[], SystemTime::UNIX_EPOCH, &all, LIVENESS).await?;
+        log(format!(
+            "a publication lists {:?}",
+            published_nodes(&up.record)
+        ));
+    }
+    let [(master, _), (fleet_master, fleet)] = clusters;
+    let verified_before: Vec<usize> = fleet.iter().map(verified).collect();
     let services = [
         ("plain", format!("http://{}/", plain.address)),
         ("rustbalance", format!("http://{}/", master.address())),
         ("onionbalance", format!("http://{ob_master}/")),
+        ("fleet", format!("http://{}/", fleet_master.address())),
     ];
     for (name, url) in &services {
         let t = Instant::now();
@@ -263,10 +293,42 @@ async fn measure(
         report.insert(name.to_string(), v);
     }
     clients.stop().await?;
+    // Per fleet node: the legitimate client's requests it served after the split, and the
+    // PoW solutions its tor verified during the run (the flood's and the client's).
+    let mut per_node = serde_json::Map::new();
+    for (n, before) in fleet.iter().zip(verified_before) {
+        let served_after = report["fleet"]["requests"]
+            .as_array()
+            .map(|r| {
+                r.iter()
+                    .filter(|q| q["start"].as_f64().unwrap_or(0.0) >= raised)
+                    .filter(|q| q["outcome"].as_str() == Some(&format!("served by {}", n.name)))
+                    .count()
+            })
+            .unwrap_or(0);
+        per_node.insert(
+            n.name.clone(),
+            json!({"legitimate_served_after": served_after,
+                   "pow_solutions_verified": verified(n) - before}),
+        );
+    }
+    log(format!("fleet nodes: {per_node:?}"));
+    report.insert("fleet_nodes".into(), Value::Object(per_node));
     report.insert("plain_effort_timeline".into(), json!(efforts));
     report.insert("split_s".into(), json!(raised));
     report.insert("newnyms".into(), json!(newnyms));
     Ok(Value::Object(report))
+}
+
+/// How many PoW solutions `n`'s tor has verified so far (its `tor.debug_log`, which the
+/// lab sets to `[rend]info`).
+fn verified(n: &ClusterNodeProc) -> usize {
+    let log = rustbalance_node::layout::Layout::new(&n.data).tor_debug_log();
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("PoW INTRODUCE2 request successfully verified"))
+        .count()
 }
 
 /// The plain tor's suggested effort (from its own descriptor) every 5 s for `span`, as
@@ -334,9 +396,11 @@ fn print_table(out: &Value) {
     if out["services"].is_null() {
         return;
     }
-    let names = ["plain", "rustbalance", "onionbalance"];
-    println!("| | plain tor (1 tor, PoW) | RustBalance (2 nodes) | Onionbalance (2 backends) |");
-    println!("|---|---:|---:|---:|");
+    let names = ["plain", "rustbalance", "onionbalance", "fleet"];
+    println!(
+        "| | plain tor (1 tor, PoW) | RustBalance (2 nodes) | Onionbalance (2 backends) | RustBalance, fleet PoW (2 nodes) |"
+    );
+    println!("|---|---:|---:|---:|---:|");
     let row = |label: &str, f: &dyn Fn(&Value) -> String| {
         let cells: Vec<String> = names.iter().map(|n| f(&out["services"][n])).collect();
         println!("| {label} | {} |", cells.join(" | "));
@@ -372,4 +436,5 @@ fn print_table(out: &Value) {
     row("effort in the client's descriptor at the end", &|s| {
         s["effort_in_client_descriptor"].to_string()
     });
+    println!("(fleet nodes: {})", out["services"]["fleet_nodes"]);
 }

@@ -353,12 +353,22 @@ pub fn stop_all(nodes: &mut [ClusterNodeProc]) {
 /// Write configs (shared master key and cluster secret, priorities 10, 20, …)
 /// and start in-process targets for `n` nodes `node1`… under `lab.dir()/cluster`.
 pub async fn prepare(lab: &Lab, n: usize) -> Result<(IdentityKey, Vec<ClusterNodeProc>)> {
+    prepare_named(lab, DEFAULT_PREFIX, n).await
+}
+
+/// [`prepare`] a cluster of its own whose nodes are `PREFIX1`… (a second cluster beside
+/// the default one in the same lab: own master key, secret and gossip ports).
+pub async fn prepare_named(
+    lab: &Lab,
+    prefix: &str,
+    n: usize,
+) -> Result<(IdentityKey, Vec<ClusterNodeProc>)> {
     let mut targets = Vec::new();
     for i in 0..n {
-        let t = DemoTarget::start(&format!("served by {DEFAULT_PREFIX}{}\n", i + 1)).await?;
+        let t = DemoTarget::start(&format!("served by {prefix}{}\n", i + 1)).await?;
         targets.push((t.addr(), Some(t)));
     }
-    prepare_with(lab, targets)
+    prepare_in(lab, prefix, targets)
 }
 
 /// [`prepare`] with the given targets (address, and the in-process target if any).
@@ -366,14 +376,23 @@ pub fn prepare_with(
     lab: &Lab,
     targets: Vec<(SocketAddr, Option<DemoTarget>)>,
 ) -> Result<(IdentityKey, Vec<ClusterNodeProc>)> {
+    prepare_in(lab, DEFAULT_PREFIX, targets)
+}
+
+/// [`prepare_with`] for nodes named `PREFIX1`….
+fn prepare_in(
+    lab: &Lab,
+    prefix: &str,
+    targets: Vec<(SocketAddr, Option<DemoTarget>)>,
+) -> Result<(IdentityKey, Vec<ClusterNodeProc>)> {
     let n = targets.len();
-    let files = ClusterFiles::create(lab, DEFAULT_PREFIX)?;
+    let files = ClusterFiles::create(lab, prefix)?;
     // A fresh deployment: scenarios on one lab reuse the node names and directories
     // (tor's cached consensus speeds its start), but not an earlier scenario's instance
     // keys, whose descriptors (another master's, dead intro points) are still on the
     // lab's HSDirs.
     for i in 0..n {
-        let data = node_dir(lab, &format!("{DEFAULT_PREFIX}{}", i + 1)).join("data");
+        let data = node_dir(lab, &format!("{prefix}{}", i + 1)).join("data");
         let layout = rustbalance_node::layout::Layout::new(&data);
         let _ = std::fs::remove_dir_all(layout.instance_hs_dir());
         for k in 1..=rustbalance_node::config::MAX_TOR_INSTANCES {
@@ -385,7 +404,7 @@ pub fn prepare_with(
         .collect::<Result<_>>()?;
     let mut nodes = Vec::new();
     for (i, (target_addr, target)) in targets.into_iter().enumerate() {
-        let name = format!("{DEFAULT_PREFIX}{}", i + 1);
+        let name = format!("{prefix}{}", i + 1);
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port(Proto::Tcp)?));
         let config = files.node_config(
             lab,

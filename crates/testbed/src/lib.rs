@@ -27,7 +27,8 @@ pub use cluster::publication::{
     wait_cluster_up, wait_publication, wait_published, Publication, StatusSource,
 };
 pub use cluster::{
-    prepare, prepare_with, start_all, stop_all, with_cluster, ClusterNodeProc, NsNode,
+    prepare, prepare_named, prepare_with, start_all, stop_all, with_cluster, ClusterNodeProc,
+    NsNode,
 };
 pub use harness::{with_lab, Started};
 pub use poll::poll_until;

@@ -94,6 +94,45 @@ pub struct Publisher {
     fleet: Vec<FleetSlot>,
     /// Revision counters above tor's (fleet PoW: node tors publish master descriptors too).
     above_tor_counters: bool,
+    /// Counters above tor's until then, fleet PoW or not: an HSDir refused a new
+    /// descriptor ([`CounterMemory`]).
+    counters: CounterMemory,
+}
+
+/// How long a descriptor stays at an HSDir: its lifetime (tor's default, 3 hours, which
+/// ours use too), plus a margin.
+const HSDIR_MEMORY: Duration = Duration::from_secs(190 * 60);
+
+/// Whether to use revision counters above tor's without fleet PoW. After fleet PoW is
+/// turned off, the HSDirs hold descriptors with counters above 2^40 until they expire
+/// (3 hours); tor's counters would be refused (`UPLOAD_REJECTED`) and clients would keep
+/// getting fleet descriptors whose intro points are gone. So a publisher whose new
+/// descriptor an HSDir refused uses counters above tor's for [`HSDIR_MEMORY`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CounterMemory {
+    until: Option<Instant>,
+}
+
+impl CounterMemory {
+    /// Counters above tor's now?
+    pub fn above_tor(&self, now: Instant) -> bool {
+        self.until.is_some_and(|u| now < u)
+    }
+
+    /// A publication's answers came in at `now`: remember a refusal; true when this
+    /// starts a stretch of counters above tor's.
+    pub fn answered(&mut self, reports: &[SlotReport], now: Instant) -> bool {
+        let refused = reports
+            .iter()
+            .flat_map(|r| r.hsdirs.values())
+            .any(|v| v.starts_with("FAILED UPLOAD_REJECTED"));
+        if !refused {
+            return false;
+        }
+        let starts = !self.above_tor(now);
+        self.until = Some(now + HSDIR_MEMORY);
+        starts
+    }
 }
 
 impl Publisher {
@@ -120,6 +159,7 @@ impl Publisher {
             last: Vec::new(),
             fleet: Vec::new(),
             above_tor_counters: false,
+            counters: CounterMemory::default(),
         })
     }
 
@@ -221,7 +261,8 @@ impl Publisher {
                 pow_params,
                 auth_clients: self.auth_clients.as_deref(),
                 fleet: &self.fleet,
-                above_tor_counters: self.above_tor_counters,
+                above_tor_counters: self.above_tor_counters
+                    || self.counters.above_tor(Instant::now()),
             },
             rng,
         )?;
@@ -245,6 +286,15 @@ impl Publisher {
         }
         self.last = plan.iter().map(PublishedSlot::of).collect();
         self.confirm(&addr, &mut reports, confirm_timeout).await;
+        if self.counters.answered(&reports, Instant::now()) && !self.above_tor_counters {
+            tracing::warn!(
+                "an HSDir refused a new descriptor (UPLOAD_REJECTED): it holds a higher \
+                 revision counter, most likely a fleet PoW descriptor (counter above 2^40) \
+                 from before cluster.fleet_pow was turned off; publishing with counters above \
+                 tor's for {} minutes, until such descriptors have expired",
+                HSDIR_MEMORY.as_secs() / 60
+            );
+        }
         Ok(reports)
     }
 
@@ -708,5 +758,45 @@ impl PublishCtx {
         if let Ok(mut s) = self.status.lock() {
             s.role = role.as_str().into();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(answers: &[&str]) -> SlotReport {
+        SlotReport {
+            period_num: 1,
+            revision: 5,
+            intro_points: 3,
+            size: 100,
+            hsdirs: answers
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (format!("D{i}"), a.to_string()))
+                .collect(),
+        }
+    }
+
+    /// After fleet PoW is turned off the HSDirs refuse tor's counters for hours: the
+    /// first refusal of a new descriptor switches to counters above tor's until such
+    /// descriptors have expired; other failures do not.
+    #[test]
+    fn a_refused_new_descriptor_moves_the_counters_above_tors_for_the_hsdirs_memory() {
+        let t0 = Instant::now();
+        let mut m = CounterMemory::default();
+        assert!(!m.above_tor(t0));
+        let other = [report(&["UPLOADED", "FAILED UNEXPECTED", "NO ANSWER"])];
+        assert!(!m.answered(&other, t0));
+        assert!(!m.above_tor(t0));
+        let refused = [report(&["UPLOADED", "FAILED UPLOAD_REJECTED"])];
+        assert!(m.answered(&refused, t0), "the stretch starts");
+        assert!(m.above_tor(t0 + HSDIR_MEMORY - Duration::from_secs(1)));
+        let later = t0 + Duration::from_secs(60);
+        assert!(!m.answered(&refused, later), "already above");
+        assert!(m.above_tor(later + HSDIR_MEMORY - Duration::from_secs(1)));
+        assert!(!m.above_tor(later + HSDIR_MEMORY));
+        assert!(HSDIR_MEMORY > Duration::from_secs(180 * 60));
     }
 }

@@ -7,6 +7,8 @@
 //!  ─▶ a publication whose fleet descriptors list all three tors (revision ≥ 2^40)
 //!  ─▶ the lab client on fresh descriptors (NEWNYM) until every node served it AND
 //!     every node's tor logged "PoW INTRODUCE2 request successfully verified"
+//!  ─▶ all restarted with fleet PoW off: the HSDirs hold counters above 2^40, the first
+//!     publication is refused, the next (counters above tor's) is confirmed, client served
 //! ```
 //!
 //! Fleet descriptors cover the slots whose period matches the tors' current descriptor:
@@ -21,7 +23,8 @@ use rustbalance_testbed::client_cache;
 use rustbalance_testbed::clients::split;
 use rustbalance_testbed::poll::poll_until;
 use rustbalance_testbed::{
-    start_all, wait_cluster_up, wait_publication, with_cluster, ClusterNodeProc,
+    start_all, stop_all, wait_cluster_up, wait_publication, wait_published, with_cluster,
+    ClusterNodeProc,
 };
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -139,6 +142,38 @@ async fn run(
          ({verified:?}) within {:.0}s",
         t1.elapsed().as_secs_f64()
     );
+
+    // Fleet PoW turned off: the HSDirs still hold descriptors with counters above 2^40,
+    // whose intro points die with the master services. The publisher must still get its
+    // descriptors in (a refusal moves its counters above tor's) and the client served.
+    stop_all(nodes);
+    for n in nodes.iter_mut() {
+        n.set_cluster_option("fleet_pow = false")?;
+        n.set_cluster_option("fleet_pow_min_effort = 0")?;
+        n.start(bin, &lab.dir().join(format!("{}-nofleet.log", n.name)))?;
+    }
+    let t2 = Instant::now();
+    let want: Vec<&str> = names.iter().map(String::as_str).collect();
+    let p = wait_published(nodes, &[], SystemTime::now(), &want, START).await?;
+    let revisions: Vec<u64> = p.record["slots"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["revision"].as_u64())
+        .collect();
+    eprintln!(
+        "fleet PoW off: a confirmed publication of all {NODES} nodes {:.0}s after the restart, \
+         revisions {revisions:?}, fleet {:?}",
+        t2.elapsed().as_secs_f64(),
+        fleet_of(&p.record)
+    );
+    ensure!(
+        fleet_of(&p.record).is_empty(),
+        "fleet descriptors with fleet PoW off"
+    );
+    newnym.send(&ctl).await?;
+    let (_, took) = lab.wait_http(&url, "served by", START).await?;
+    eprintln!("the lab client served again ({:.1}s)", took.as_secs_f64());
     Ok(())
 }
 
