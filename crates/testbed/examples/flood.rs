@@ -28,7 +28,9 @@
 //! legitimate client — the lab client, one GET at a time on fresh circuits; it solves
 //! when a descriptor suggests effort, as every tor client does — asks each of them, for
 //! SECS seconds. The lab client forgets its descriptors every 11 s (NEWNYM, tor's limit),
-//! as clients arriving over time fetch fresh ones. tor re-evaluates its suggested effort
+//! as clients arriving over time fetch fresh ones; the flood's client tors do too for the
+//! first 150 s (a flood from one cached descriptor per client tor would hit only the tors
+//! of a few fleet descriptors), and then keep descriptors fetched at effort 0. tor re-evaluates its suggested effort
 //! every 300 s from the service's start; the plain tor's own descriptor is read every 5 s,
 //! and the report splits where its effort first rose above 0: before, and after.
 //!
@@ -60,6 +62,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// Liveness bound of each wait (a loaded 2-core machine must pass).
 const LIVENESS: Duration = Duration::from_secs(420);
+/// How long the flood's clients refetch descriptors (see `measure`).
+const FLOOD_REFETCH: Duration = Duration::from_secs(150);
 /// tor's `HS_UPDATE_PERIOD`: the suggested effort changes at most this often.
 const EFFORT_PERIOD: f64 = 300.0;
 
@@ -253,6 +257,7 @@ async fn measure(
     let clients = FloodClients::start(lab, "flood", a.flood_clients, LIVENESS).await?;
     let plan = FloodPlan::new(a.rate, u64::MAX, a.secs)?;
     let t0 = Instant::now();
+    let wall0 = SystemTime::now();
     let mut running = Vec::new();
     for (name, url) in &services {
         let flood = Flood::spawn(clients.socks(), url.clone(), plan)?;
@@ -260,6 +265,16 @@ async fn measure(
         running.push((*name, url.clone(), flood, legit));
     }
     let refetch = NewnymLoop::spawn(lab).await?;
+    // The flood's clients forget their descriptors too for the first FLOOD_REFETCH: a
+    // real flood comes from many clients, whose fetches land on every HSDir (with fleet
+    // descriptors, on every tor). Then they keep what they hold: every tor suggests
+    // effort 0 until its first update (300 s after its service started), so the flood
+    // does not solve, as in a flood from clients that do not.
+    let flood_refetch = NewnymLoop::spawn_for(clients.controls().await?);
+    let flood_refetch = tokio::spawn(async move {
+        tokio::time::sleep(FLOOD_REFETCH).await;
+        flood_refetch.stop().await
+    });
     log(format!(
         "flooding each service at {}/s for {} s; the legitimate client asks each one at a time",
         a.rate,
@@ -274,6 +289,7 @@ async fn measure(
         .unwrap_or(a.secs.as_secs_f64());
     log(format!("plain tor's effort: {efforts:?}"));
     let newnyms = refetch.stop().await;
+    let flood_newnyms = flood_refetch.await.unwrap_or(0);
     let ctl = ControlClient::connect_authenticated(lab.client_control_addr()).await?;
     let mut report = serde_json::Map::new();
     for (name, url, flood, legit) in running {
@@ -301,7 +317,10 @@ async fn measure(
             .as_array()
             .map(|r| {
                 r.iter()
-                    .filter(|q| q["start"].as_f64().unwrap_or(0.0) >= raised)
+                    .filter(|q| {
+                        let s = q["start"].as_f64().unwrap_or(0.0);
+                        s >= raised && s < a.secs.as_secs_f64()
+                    })
                     .filter(|q| q["outcome"].as_str() == Some(&format!("served by {}", n.name)))
                     .count()
             })
@@ -313,11 +332,51 @@ async fn measure(
         );
     }
     log(format!("fleet nodes: {per_node:?}"));
+    report.insert(
+        "fleet_by_phase".into(),
+        by_phase(&report["fleet"]["requests"], wall0, a.secs.as_secs_f64()),
+    );
+    log(format!("fleet by phase: {}", report["fleet_by_phase"]));
     report.insert("fleet_nodes".into(), Value::Object(per_node));
     report.insert("plain_effort_timeline".into(), json!(efforts));
     report.insert("split_s".into(), json!(raised));
     report.insert("newnyms".into(), json!(newnyms));
+    report.insert("flood_newnyms".into(), json!(flood_newnyms));
     Ok(Value::Object(report))
+}
+
+/// The legitimate client's requests to the fleet cluster (started before `end`), split by
+/// where they fell in the lab's time period: from the SRV to the next period start (fleet
+/// descriptors, with PoW) or from the period start to the SRV (ordinary descriptors).
+/// Phase boundaries by the wall clock; tor switches with the consensus, up to one voting
+/// interval (20 s) later.
+fn by_phase(reqs: &Value, wall0: SystemTime, end: f64) -> Value {
+    let tp = rustbalance_hs::TimeParams::testing(20);
+    let len = u64::from(tp.period_minutes) * 60;
+    let start_unix = rustbalance_hs::time::unix_secs(wall0) as f64;
+    let mut out = json!({"srv_to_period_start": {"requests": 0, "served": 0},
+                         "period_start_to_srv": {"requests": 0, "served": 0}});
+    for r in reqs.as_array().into_iter().flatten() {
+        let s = r["start"].as_f64().unwrap_or(0.0);
+        if s >= end {
+            continue;
+        }
+        let phase = ((start_unix + s) as u64 - tp.period_offset_secs()) % len;
+        // The SRV comes half a period after the period start.
+        let key = if phase >= len / 2 {
+            "srv_to_period_start"
+        } else {
+            "period_start_to_srv"
+        };
+        out[key]["requests"] = json!(out[key]["requests"].as_u64().unwrap_or(0) + 1);
+        if r["outcome"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("served by"))
+        {
+            out[key]["served"] = json!(out[key]["served"].as_u64().unwrap_or(0) + 1);
+        }
+    }
+    out
 }
 
 /// How many PoW solutions `n`'s tor has verified so far (its `tor.debug_log`, which the
@@ -437,4 +496,5 @@ fn print_table(out: &Value) {
         s["effort_in_client_descriptor"].to_string()
     });
     println!("(fleet nodes: {})", out["services"]["fleet_nodes"]);
+    println!("(fleet by phase: {})", out["services"]["fleet_by_phase"]);
 }

@@ -7,7 +7,11 @@
 //!
 //! ```text
 //! rotation --bin target/release/rustbalance [--duration 720] [--tor-line "Option value"]...
+//!          [--cluster-option "key = value"]...
 //! ```
+//!
+//! `--cluster-option` (repeatable) sets a `[cluster]` key on every node, e.g.
+//! `--cluster-option "fleet_pow = true"` for fleet PoW across the rotations.
 //!
 //! With the environment variable `RUSTBALANCE_DIAG_CURRENT_DESC_ONLY=1` the nodes keep
 //! advertising the intro points of tor's *current* descriptor after a period starts (the
@@ -53,6 +57,12 @@ async fn main() -> Result<()> {
                     std::fs::write(&n.config, text)?;
                 }
                 eprintln!("tor lines added to every node: {}", extra.concat());
+            }
+            for line in args.values("--cluster-option") {
+                for n in &nodes {
+                    n.set_cluster_option(&line)?;
+                }
+                eprintln!("[cluster] {line} on every node");
             }
             for n in nodes.iter_mut() {
                 let log = dir.path().join(format!("{}.log", n.name));

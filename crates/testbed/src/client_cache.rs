@@ -94,6 +94,12 @@ impl NewnymLoop {
     /// Starts it (its first NEWNYM waits one spacing).
     pub async fn spawn(lab: &Lab) -> Result<NewnymLoop> {
         let ctl = ControlClient::connect_authenticated(lab.client_control_addr()).await?;
+        Ok(Self::spawn_for(vec![ctl]))
+    }
+
+    /// The same for each of `ctls` (a flood's client tors: a flood from many clients
+    /// fetches descriptors from every HSDir, not the one each tor fetched first).
+    pub fn spawn_for(ctls: Vec<ControlClient>) -> NewnymLoop {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let s = stop.clone();
         let handle = tokio::spawn(async move {
@@ -104,11 +110,14 @@ impl NewnymLoop {
                 if s.load(std::sync::atomic::Ordering::SeqCst) {
                     return Ok(sent);
                 }
-                newnym.send(&ctl).await?;
+                for ctl in &ctls {
+                    ctl.signal("NEWNYM").await?;
+                }
+                newnym = Newnym::assume_recent();
                 sent += 1;
             }
         });
-        Ok(NewnymLoop { stop, handle })
+        NewnymLoop { stop, handle }
     }
 
     /// Stops it; how many NEWNYMs it sent (0 if it failed, with the error printed).

@@ -219,6 +219,15 @@ impl FloodClients {
         Ok(out)
     }
 
+    /// A control connection to each.
+    pub async fn controls(&self) -> Result<Vec<rustbalance_tor::ControlClient>> {
+        let mut out = Vec::new();
+        for t in &self.tors {
+            out.push(t.control().await?);
+        }
+        Ok(out)
+    }
+
     /// Their SOCKS ports.
     pub fn socks(&self) -> Vec<SocketAddr> {
         self.socks.clone()
