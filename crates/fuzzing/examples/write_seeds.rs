@@ -261,6 +261,7 @@ fn gossip_values_seeds() -> Vec<Vec<u8>> {
         until_ms: 9_000,
     }
     .encode();
+    let fleet = format!("v1 3743000 {} 12 1795007200\n{intros}", "ab".repeat(32));
     let mesh = format!("{} 10.0.0.1:51820", wg_key(1));
     let removed = format!("node9 {} 1795000000 n0", wg_key(9));
     let admitted = format!(
@@ -275,6 +276,7 @@ fn gossip_values_seeds() -> Vec<Vec<u8>> {
         ("target_health", "up"),
         ("last_publish", "1795000000 ok"),
         ("intro/n0", &intros),
+        ("fleet_pow", &fleet),
         ("mesh", &mesh),
         ("mesh_removed", &removed),
         ("mesh_admitted", &admitted),

@@ -1,6 +1,7 @@
 //! Gossip values: what every reader of another node's state makes of it (priority,
-//! eligibility, lease, intro points, target health, join generation, removal lines), then
-//! the roster and the election fed with the result.
+//! eligibility, lease, intro points, fleet PoW adverts, target health, join generation,
+//! removal lines), then the roster, the fleet descriptors' plan and the election fed with
+//! the result.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use rustbalance_cluster::election::{ElectionConfig, Input, Millis};
 use rustbalance_cluster::{Election, NodeView};
-use rustbalance_node::cluster::{gossip, roster};
+use rustbalance_node::cluster::{fleet, gossip, roster};
 use rustbalance_node::join::{JoinGeneration, Removal};
 
 /// Builds a `gossip_values` input: per member, its `(key, value)` pairs.
@@ -62,6 +63,14 @@ pub fn gossip_values(data: &[u8]) {
         if let Some(g) = v.get(gossip::JOIN_GENERATION) {
             let _ = JoinGeneration::parse(g).map(|g| g.to_string());
         }
+        if let Some(Ok(e)) = v.get(gossip::FLEET_POW).map(fleet::FleetEntry::decode) {
+            let once = e.encode();
+            let again = fleet::FleetEntry::decode(&once)
+                .expect("an encoded fleet advert decodes")
+                .encode();
+            assert_eq!(once, again, "a fleet advert must encode back to itself");
+            let _ = e.pow_params(25);
+        }
         for line in v.get(gossip::MESH_REMOVED).unwrap_or("").lines() {
             if let Some(r) = Removal::parse_line(line) {
                 let _ = (r.describe(), r.is_recent(u64::MAX, Duration::MAX));
@@ -70,6 +79,11 @@ pub fn gossip_values(data: &[u8]) {
     }
     let _ = roster::removed_keys(&views, None);
     let _ = roster::intros_of(views.clone());
+    let adverts = roster::fleet_checked(views.clone(), None);
+    for now in [0, 1_795_000_000, 4_000_000_000] {
+        let slots = fleet::fleet_slots(&adverts, 6, 25, rustbalance_hs::time::from_unix(now));
+        let _ = fleet::fleet_nodes(&adverts, &slots);
+    }
     let Ok(mut e) = Election::new("me", 5, true, 1, ElectionConfig::default()) else {
         return;
     };

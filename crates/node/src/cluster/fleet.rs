@@ -40,6 +40,10 @@ pub mod host;
 /// (`CLIENT_MAX_POW_EFFORT`); a member gossiping more is capped.
 pub const MAX_EFFORT: u32 = 10_000;
 
+/// The latest seed expiry an advert may give (9999-12-31T23:59:59Z): a time the clock
+/// types can hold; tor's seeds expire within hours.
+const LATEST_EXPIRY: u64 = 253_402_300_799;
+
 /// What `/status` shows of this node's part in fleet PoW.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct FleetStatus {
@@ -132,7 +136,9 @@ impl FleetEntry {
             seed: bytes,
             effort: u32::try_from(num(effort, "bad effort")?)
                 .map_err(|_| FleetError::Format("effort over 32 bits"))?,
-            expires: num(expires, "bad expiry")?,
+            expires: Some(num(expires, "bad expiry")?)
+                .filter(|e| *e <= LATEST_EXPIRY)
+                .ok_or(FleetError::Format("expiry after year 9999"))?,
             intro_points,
         })
     }

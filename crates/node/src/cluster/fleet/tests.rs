@@ -66,6 +66,10 @@ fn an_advert_reads_back_as_written_and_a_bad_one_says_what_is_wrong() {
         ),
         (format!("{head}\nnot base64!"), "intro points"),
         (format!("{head}\n"), "intro points"),
+        (
+            format!("v1 1 {} 0 {}\n{points}", hex::encode(e.seed), u64::MAX),
+            "year 9999",
+        ),
     ] {
         let err = FleetEntry::decode(&bad).expect_err(why).to_string();
         assert!(err.contains(why), "{why}: {err}");
