@@ -40,6 +40,9 @@
 //!   node's tor (counters above 2^40), and the solving lab client is served by every node,
 //!   each node's tor logging the PoW solutions it verified (issue 16 item 4).
 //!
+//! * `fleet_pow_under_flood` (only with `RB_LAB_FLOOD=1`): two fleet nodes flooded until
+//!   both tors suggest effort > 0; the solving lab client is served by both.
+//!
 //! * `restricted_discovery`: a cluster node with `authorized_clients_dir`; the lab
 //!   client without a key is refused (0xF4), with a key from `client-auth add` it is
 //!   served, after `client-auth remove` and the republication it is refused (0xF5).
@@ -177,6 +180,10 @@ fn main() -> std::process::ExitCode {
         scenarios.push(Scenario {
             name: "pow_under_flood",
             run: |lab| Box::pin(pow::pow_under_flood(lab)),
+        });
+        scenarios.push(Scenario {
+            name: "fleet_pow_under_flood",
+            run: |lab| Box::pin(fleet::fleet_pow_under_flood(lab)),
         });
     }
     // `RB_LAB_RELAYS=N`: a lab of N relays (default 6) for the scenarios that run many

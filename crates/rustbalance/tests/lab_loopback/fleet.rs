@@ -190,3 +190,131 @@ fn lines(path: &Path, needle: &str) -> usize {
         .filter(|l| l.contains(needle))
         .count()
 }
+
+/// Flood pace at the master address: four introductions a second against tors whose
+/// queues dispatch one (`[pow] queue_rate = 1`).
+const FLOOD_RATE: f64 = 4.0;
+/// tor re-evaluates its effort every 300 s from the service's start; two chances, and the
+/// fleet window (half of each 8-minute lab period).
+const EFFORT: Duration = Duration::from_secs(1200);
+
+/// Issue 16 item 4 under a flood (only with `RB_LAB_FLOOD=1`): two fleet nodes without an
+/// effort floor, their tors' queues dispatching one introduction a second. A flood from
+/// three client tors that refetch descriptors every 11 s (so it reaches both tors, and
+/// solves once they ask) runs until both tors suggest effort > 0; then the lab client,
+/// on fresh descriptors, must be served by both nodes while the descriptor it holds
+/// suggests effort > 0 (so it solved) — reported per node with the solutions each tor
+/// verified.
+pub async fn fleet_pow_under_flood(lab: Lab) -> Result<()> {
+    with_cluster(&lab, 2, async |master, nodes| {
+        flooded(&lab, master, nodes).await
+    })
+    .await
+}
+
+async fn flooded(
+    lab: &Lab,
+    master: &rustbalance_hs::IdentityKey,
+    nodes: &mut [ClusterNodeProc],
+) -> Result<()> {
+    use rustbalance_testbed::client_cache::NewnymLoop;
+    use rustbalance_testbed::flood::{Flood, FloodClients, FloodPlan};
+    for n in nodes.iter() {
+        n.set_option("pow", "queue_rate = 1")?;
+        n.set_option("pow", "queue_burst = 1")?;
+    }
+    let bin = Path::new(env!("CARGO_BIN_EXE_rustbalance"));
+    start_all(lab, nodes, bin, &["fleet_pow = true"])?;
+    let t0 = Instant::now();
+    let url = format!("http://{}/", master.address());
+    wait_cluster_up(lab, nodes, &url, START).await?;
+    let clients = FloodClients::start(lab, "fleetflood", 3, START).await?;
+    let plan = FloodPlan::new(FLOOD_RATE, u64::MAX, EFFORT * 2)?;
+    let flood = Flood::spawn(clients.socks(), url.clone(), plan)?;
+    let refetch = NewnymLoop::spawn_for(clients.controls().await?);
+    let r = async {
+        let effort = |st: &serde_json::Value| {
+            st["cluster"]["fleet_pow"]["suggested_effort"]
+                .as_u64()
+                .unwrap_or(0)
+        };
+        let (efforts, _) = poll_until(
+            "both fleet tors suggesting effort > 0 under the flood",
+            EFFORT,
+            Duration::from_secs(2),
+            async || {
+                ensure!(!flood.is_finished(), "the flood ended");
+                let mut all = BTreeMap::new();
+                for n in nodes.iter() {
+                    let e = n.status().await.map_or(0, |s| effort(&s));
+                    all.insert(n.name.clone(), e);
+                }
+                Ok(all.values().all(|e| *e > 0).then_some(all))
+            },
+        )
+        .await?;
+        eprintln!(
+            "fleet tors' efforts {efforts:?} {:.0}s after start",
+            t0.elapsed().as_secs_f64()
+        );
+        let logs: Vec<(String, std::path::PathBuf)> = nodes
+            .iter()
+            .map(|n| (n.name.clone(), Layout::new(&n.data).tor_debug_log()))
+            .collect();
+        let before: BTreeMap<String, usize> = logs
+            .iter()
+            .map(|(n, l)| (n.clone(), lines(l, VERIFIED)))
+            .collect();
+        let ctl = rustbalance_tor::ControlClient::connect_authenticated(lab.client_control_addr())
+            .await?;
+        let mut newnym = client_cache::Newnym::assume_recent();
+        // Per node: requests served while the client's descriptor suggested effort > 0.
+        let mut solved: BTreeMap<String, usize> = BTreeMap::new();
+        let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+        let t1 = Instant::now();
+        poll_until(
+            "both nodes serving the lab client while its descriptor suggests effort",
+            EFFORT,
+            Duration::from_millis(100),
+            async || {
+                ensure!(!flood.is_finished(), "the flood ended");
+                newnym.send(&ctl).await?;
+                let round = split(lab, &url, 2).await;
+                let held = client_cache::cached(&ctl, &master.address()).await?;
+                let e = held
+                    .as_ref()
+                    .and_then(|d| d.pow_params.first())
+                    .map_or(0, rustbalance_node::cluster::pow::suggested_effort);
+                if e > 0 {
+                    for (k, v) in &round {
+                        if let Some(n) = k.strip_prefix("served by ") {
+                            *solved.entry(n.trim().to_string()).or_insert(0) += v;
+                        }
+                    }
+                }
+                let verified: BTreeMap<String, usize> = logs
+                    .iter()
+                    .map(|(n, l)| (n.clone(), lines(l, VERIFIED) - before[n]))
+                    .collect();
+                eprintln!(
+                    "{:.0}s: round {round:?} with effort {e} in the client's descriptor; \
+                     served while solving {solved:?}; solutions verified {verified:?}",
+                    t1.elapsed().as_secs_f64()
+                );
+                Ok(names
+                    .iter()
+                    .all(|n| solved.get(n).is_some_and(|s| *s > 0))
+                    .then_some(()))
+            },
+        )
+        .await?;
+        eprintln!("under the flood, the solving lab client was served by every node: {solved:?}");
+        Ok(())
+    }
+    .await;
+    refetch.stop().await;
+    let report = flood.finish().await?;
+    eprintln!("flood: {}", serde_json::to_string(&report)?);
+    clients.stop().await?;
+    r
+}
