@@ -301,6 +301,7 @@ impl Publisher {
     /// Fill in `HS_DESC UPLOADED/FAILED` answers until all are in or time runs out.
     async fn confirm(&mut self, addr: &str, reports: &mut [SlotReport], timeout: Duration) {
         let deadline = Instant::now() + timeout;
+        let mut tor_own = std::collections::BTreeSet::new();
         let pending = |r: &[SlotReport]| {
             r.iter()
                 .flat_map(|s| s.hsdirs.values())
@@ -316,6 +317,17 @@ impl Publisher {
             if h.address != addr || h.hsdir.is_empty() {
                 continue;
             }
+            // tor's own uploads of the master descriptor (single-node switch, fleet PoW)
+            // begin with `UPLOAD` (an `HSPOST` sends none): their answer is not ours.
+            let fpr = h.hsdir_fingerprint();
+            match h.action.as_str() {
+                "UPLOAD" => {
+                    tor_own.insert(fpr);
+                    continue;
+                }
+                "UPLOADED" | "FAILED" if tor_own.remove(&fpr) => continue,
+                _ => {}
+            }
             let status = match h.action.as_str() {
                 "UPLOADED" => "UPLOADED".to_string(),
                 // A late answer to an anti-entropy fetch, not to this upload.
@@ -323,7 +335,6 @@ impl Publisher {
                 "FAILED" => format!("FAILED {}", h.reason.as_deref().unwrap_or("")),
                 _ => continue,
             };
-            let fpr = h.hsdir_fingerprint();
             // An HSDir may hold both slots; fill the first slot still waiting on it.
             if let Some(v) = reports
                 .iter_mut()
@@ -798,5 +809,47 @@ mod tests {
         assert!(m.above_tor(later + HSDIR_MEMORY - Duration::from_secs(1)));
         assert!(!m.above_tor(later + HSDIR_MEMORY));
         assert!(HSDIR_MEMORY > Duration::from_secs(180 * 60));
+    }
+
+    /// With fleet PoW (or the single-node switch) tor uploads master descriptors of its
+    /// own to the same HSDirs, and the HSDirs refuse them (our counters are higher). Those
+    /// answers come on the publisher's control connection too; they begin with tor's
+    /// `UPLOAD` event (an `HSPOST` sends none) and must not be taken for ours.
+    #[tokio::test]
+    async fn tors_own_uploads_are_not_taken_for_the_publishers_answers() {
+        let fake = rustbalance_tor::fake::FakeTor::start().await.unwrap();
+        let ctl = ControlClient::connect_authenticated(fake.addr())
+            .await
+            .unwrap();
+        let key = IdentityKey::generate(&mut rand::rng());
+        let addr = key.address().without_suffix();
+        let mut p = Publisher::new(ctl, key, true, 20).await.unwrap();
+        let (a, b) = ("A".repeat(40), "B".repeat(40));
+        let mut reports = vec![SlotReport {
+            period_num: 1,
+            revision: 5,
+            intro_points: 3,
+            size: 100,
+            hsdirs: [
+                (a.clone(), "NO ANSWER".to_string()),
+                (b.clone(), "NO ANSWER".to_string()),
+            ]
+            .into_iter()
+            .collect(),
+        }];
+        for line in [
+            format!("HS_DESC UPLOAD {addr} UNKNOWN ${a}~r1 AAAA"),
+            format!("HS_DESC FAILED {addr} UNKNOWN ${a}~r1 REASON=UPLOAD_REJECTED"),
+            format!("HS_DESC UPLOADED {addr} UNKNOWN ${a}~r1"),
+            format!("HS_DESC UPLOADED {addr} UNKNOWN ${b}~r2"),
+        ] {
+            fake.emit(&line);
+        }
+        p.confirm(&addr, &mut reports, Duration::from_secs(5)).await;
+        assert_eq!(
+            reports[0].hsdirs[&a], "UPLOADED",
+            "tor's refusal taken for ours"
+        );
+        assert_eq!(reports[0].hsdirs[&b], "UPLOADED");
     }
 }
