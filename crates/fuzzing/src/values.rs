@@ -81,7 +81,14 @@ pub fn gossip_values(data: &[u8]) {
     let _ = roster::intros_of(views.clone());
     let adverts = roster::fleet_checked(views.clone(), None);
     for now in [0, 1_795_000_000, 4_000_000_000] {
-        let slots = fleet::fleet_slots(&adverts, 6, 25, rustbalance_hs::time::from_unix(now));
+        let period = adverts.first().map_or(0, |(_, e)| e.period_num);
+        let slots = fleet::fleet_slots(
+            &adverts,
+            period,
+            6,
+            25,
+            rustbalance_hs::time::from_unix(now),
+        );
         let _ = fleet::fleet_nodes(&adverts, &slots);
     }
     let Ok(mut e) = Election::new("me", 5, true, 1, ElectionConfig::default()) else {

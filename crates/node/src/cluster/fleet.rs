@@ -115,7 +115,7 @@ impl FleetEntry {
         let (head, points) = value
             .split_once('\n')
             .ok_or(FleetError::Format("no intro points line"))?;
-        let f: Vec<&str> = head.split(' ').collect();
+        let f: Vec<&str> = head.splitn(6, ' ').collect();
         let [scheme, period, seed, effort, expires] = f[..] else {
             return Err(FleetError::Format("not five fields"));
         };
@@ -155,43 +155,38 @@ impl FleetEntry {
     }
 }
 
-/// The fleet descriptors of each period that `entries` (node name, entry) cover: per
-/// period, one per tor whose seed has not expired at `now`, at most `fetched` (the HSDirs
-/// clients fetch from). With more tors than that, which ones go in turns with the period
-/// (each tor gets its share over the days). Sorted by period.
+/// The fleet descriptors of `period` (the first live slot's: the only one a tor's
+/// `desc_current`, and so an honest advert, can be for; an advert for another period is
+/// stale or hostile and would take that slot alone): one per tor whose seed has not
+/// expired at `now`, at most `fetched` (the HSDirs clients fetch from). With more tors
+/// than that, which ones go in turns with the period (each tor gets its share over the
+/// days). Empty when no tor advertises that period.
 pub fn fleet_slots(
     entries: &[(String, FleetEntry)],
+    period: u64,
     fetched: usize,
     min_effort: u32,
     now: SystemTime,
 ) -> Vec<FleetSlot> {
     let now = rustbalance_hs::time::unix_secs(now);
-    let mut periods: Vec<u64> = entries.iter().map(|(_, e)| e.period_num).collect();
-    periods.sort_unstable();
-    periods.dedup();
-    periods
-        .into_iter()
-        .filter_map(|period| {
-            let mut tors: Vec<&(String, FleetEntry)> = entries
-                .iter()
-                .filter(|(_, e)| e.period_num == period && e.expires > now)
-                .collect();
-            tors.sort_by(|a, b| a.0.cmp(&b.0));
-            if tors.is_empty() || fetched == 0 {
-                return None;
-            }
-            let start = usize::try_from(period % tors.len() as u64).unwrap_or(0);
-            tors.rotate_left(start);
-            tors.truncate(fetched);
-            Some(FleetSlot {
-                period_num: period,
-                descriptors: tors
-                    .iter()
-                    .map(|(_, e)| (e.intro_points.clone(), e.pow_params(min_effort)))
-                    .collect(),
-            })
-        })
-        .collect()
+    let mut tors: Vec<&(String, FleetEntry)> = entries
+        .iter()
+        .filter(|(_, e)| e.period_num == period && e.expires > now)
+        .collect();
+    tors.sort_by(|a, b| a.0.cmp(&b.0));
+    if tors.is_empty() || fetched == 0 {
+        return Vec::new();
+    }
+    let start = usize::try_from(period % tors.len() as u64).unwrap_or(0);
+    tors.rotate_left(start);
+    tors.truncate(fetched);
+    vec![FleetSlot {
+        period_num: period,
+        descriptors: tors
+            .iter()
+            .map(|(_, e)| (e.intro_points.clone(), e.pow_params(min_effort)))
+            .collect(),
+    }]
 }
 
 /// The node names whose tors are in `slots`' descriptors, per period (for `/status` and

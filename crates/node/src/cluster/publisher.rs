@@ -94,7 +94,7 @@ pub struct Publisher {
     fleet: Vec<FleetSlot>,
     /// Revision counters above tor's (fleet PoW: node tors publish master descriptors too).
     above_tor_counters: bool,
-    /// Counters above tor's until then, fleet PoW or not: an HSDir refused a new
+    /// Counters above tor's until then, fleet PoW or not: most HSDirs refused a new
     /// descriptor ([`CounterMemory`]).
     counters: CounterMemory,
 }
@@ -107,7 +107,7 @@ const HSDIR_MEMORY: Duration = Duration::from_secs(190 * 60);
 /// turned off, the HSDirs hold descriptors with counters above 2^40 until they expire
 /// (3 hours); tor's counters would be refused (`UPLOAD_REJECTED`) and clients would keep
 /// getting fleet descriptors whose intro points are gone. So a publisher whose new
-/// descriptor an HSDir refused uses counters above tor's for [`HSDIR_MEMORY`].
+/// descriptor most of the HSDirs that answered refused uses counters above tor's for [`HSDIR_MEMORY`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CounterMemory {
     until: Option<Instant>,
@@ -122,11 +122,21 @@ impl CounterMemory {
     /// A publication's answers came in at `now`: remember a refusal; true when this
     /// starts a stretch of counters above tor's.
     pub fn answered(&mut self, reports: &[SlotReport], now: Instant) -> bool {
-        let refused = reports
-            .iter()
-            .flat_map(|r| r.hsdirs.values())
-            .any(|v| v.starts_with("FAILED UPLOAD_REJECTED"));
-        if !refused {
+        // Most HSDirs of a time period, not one: fleet leftovers sit at every responsible
+        // HSDir of a period, while a single misbehaving HSDir must not move the counters
+        // (and so stop the single-node switch's own descriptors from winning) for hours.
+        let mut per_period: BTreeMap<u64, (usize, usize)> = BTreeMap::new();
+        for r in reports {
+            let e = per_period.entry(r.period_num).or_default();
+            for v in r.hsdirs.values().filter(|v| *v != "NO ANSWER") {
+                e.0 += 1;
+                e.1 += usize::from(v.starts_with("FAILED UPLOAD_REJECTED"));
+            }
+        }
+        if !per_period
+            .values()
+            .any(|(answers, refused)| *refused > 0 && refused * 2 > *answers)
+        {
             return false;
         }
         let starts = !self.above_tor(now);
@@ -288,7 +298,7 @@ impl Publisher {
         self.confirm(&addr, &mut reports, confirm_timeout).await;
         if self.counters.answered(&reports, Instant::now()) && !self.above_tor_counters {
             tracing::warn!(
-                "an HSDir refused a new descriptor (UPLOAD_REJECTED): it holds a higher \
+                "most HSDirs refused a new descriptor (UPLOAD_REJECTED): they hold a higher \
                  revision counter, most likely a fleet PoW descriptor (counter above 2^40) \
                  from before cluster.fleet_pow was turned off; publishing with counters above \
                  tor's for {} minutes, until such descriptors have expired",
@@ -301,7 +311,8 @@ impl Publisher {
     /// Fill in `HS_DESC UPLOADED/FAILED` answers until all are in or time runs out.
     async fn confirm(&mut self, addr: &str, reports: &mut [SlotReport], timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        let mut tor_own = std::collections::BTreeSet::new();
+        // Per HSDir, tor's own uploads still waiting for their answer.
+        let mut tor_own: BTreeMap<String, usize> = BTreeMap::new();
         let pending = |r: &[SlotReport]| {
             r.iter()
                 .flat_map(|s| s.hsdirs.values())
@@ -320,12 +331,21 @@ impl Publisher {
             // tor's own uploads of the master descriptor (single-node switch, fleet PoW)
             // begin with `UPLOAD` (an `HSPOST` sends none): their answer is not ours.
             let fpr = h.hsdir_fingerprint();
+            if h.action == "FAILED" && hsdir_check::is_fetch_failure(h.reason.as_deref()) {
+                // A late answer to an anti-entropy fetch, not to an upload.
+                continue;
+            }
             match h.action.as_str() {
                 "UPLOAD" => {
-                    tor_own.insert(fpr);
+                    *tor_own.entry(fpr).or_insert(0usize) += 1;
                     continue;
                 }
-                "UPLOADED" | "FAILED" if tor_own.remove(&fpr) => continue,
+                "UPLOADED" | "FAILED" => {
+                    if let Some(n) = tor_own.get_mut(&fpr).filter(|n| **n > 0) {
+                        *n -= 1;
+                        continue;
+                    }
+                }
                 _ => {}
             }
             let status = match h.action.as_str() {
@@ -614,8 +634,15 @@ impl PublishCtx {
             return FleetRound::default();
         };
         let entries = super::roster::healthy_fleet(&self.membership).await;
+        // A tor's `desc_current` is always for the first live slot's period.
+        let first = view.time.live_slots(
+            unix_secs(SystemTime::now()),
+            view.consensus.valid_after_unix(),
+        )[0]
+        .period_num;
         let fetched = usize::from(view.hsdirs.n_replicas) * view.hsdirs.spread_fetch;
-        let slots = super::fleet::fleet_slots(&entries, fetched, min_effort, SystemTime::now());
+        let slots =
+            super::fleet::fleet_slots(&entries, first, fetched, min_effort, SystemTime::now());
         let nodes = super::fleet::fleet_nodes(&entries, &slots);
         let mut fingerprint = String::from("fleet:");
         for (name, e) in &entries {
@@ -801,7 +828,19 @@ mod tests {
         let other = [report(&["UPLOADED", "FAILED UNEXPECTED", "NO ANSWER"])];
         assert!(!m.answered(&other, t0));
         assert!(!m.above_tor(t0));
-        let refused = [report(&["UPLOADED", "FAILED UPLOAD_REJECTED"])];
+        // One HSDir of three refusing is not enough (a misbehaving HSDir must not move
+        // the counters for hours); two of three is.
+        let one = [report(&["UPLOADED", "FAILED UPLOAD_REJECTED", "UPLOADED"])];
+        assert!(!m.answered(&one, t0));
+        assert!(!m.above_tor(t0));
+        // A new period's HSDirs (empty) take it, the old period's (fleet leftovers) refuse.
+        let mut old = report(&[
+            "FAILED UPLOAD_REJECTED",
+            "FAILED UPLOAD_REJECTED",
+            "UPLOADED",
+        ]);
+        old.period_num = 0;
+        let refused = [old, report(&["UPLOADED", "UPLOADED", "UPLOADED"])];
         assert!(m.answered(&refused, t0), "the stretch starts");
         assert!(m.above_tor(t0 + HSDIR_MEMORY - Duration::from_secs(1)));
         let later = t0 + Duration::from_secs(60);
@@ -837,9 +876,14 @@ mod tests {
             .into_iter()
             .collect(),
         }];
+        // tor uploads both of its descriptors to A (two UPLOADs, two refusals), a late
+        // anti-entropy fetch failure for B comes in, then the HSDirs' answers to us.
         for line in [
             format!("HS_DESC UPLOAD {addr} UNKNOWN ${a}~r1 AAAA"),
+            format!("HS_DESC UPLOAD {addr} UNKNOWN ${a}~r1 BBBB"),
             format!("HS_DESC FAILED {addr} UNKNOWN ${a}~r1 REASON=UPLOAD_REJECTED"),
+            format!("HS_DESC FAILED {addr} UNKNOWN ${a}~r1 REASON=UPLOAD_REJECTED"),
+            format!("HS_DESC FAILED {addr} UNKNOWN ${b}~r2 REASON=NOT_FOUND"),
             format!("HS_DESC UPLOADED {addr} UNKNOWN ${a}~r1"),
             format!("HS_DESC UPLOADED {addr} UNKNOWN ${b}~r2"),
         ] {

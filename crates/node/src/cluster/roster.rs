@@ -79,7 +79,8 @@ pub fn fleet_checked(
             continue;
         };
         if !v.eligible() {
-            tracing::warn!(
+            // Every round (a few a second): debug, not warn.
+            tracing::debug!(
                 node = %v.node_id,
                 "ignoring a fleet PoW advert from a node that does not hold the master key"
             );

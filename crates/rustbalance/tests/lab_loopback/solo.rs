@@ -98,9 +98,16 @@ async fn switch_and_back(
         "{survivor} single-node {:.1}s after the kill (tor uploaded its own master descriptor)",
         took.as_secs_f64()
     );
-    let own = tors_own(&nodes[s], master)
-        .await?
-        .context("single-node, but the survivor's tor holds no master descriptor")?;
+    // tor's first confirmed upload may be of its other descriptor: the one `GETINFO` shows
+    // (its current one) can still be waiting for its intro points, and then it does not
+    // parse ("no introduction points"; CI run of 6ea1232).
+    let (own, _) = poll_until(
+        "the survivor tor's own current master descriptor, with intro points",
+        LIVENESS,
+        Duration::from_millis(250),
+        async || Ok(tors_own(&nodes[s], master).await.ok().flatten()),
+    )
+    .await?;
     ensure!(
         !own.pow_params.is_empty(),
         "tor's own master descriptor must carry pow-params"
@@ -170,9 +177,13 @@ async fn switch_and_back(
         },
     )
     .await?;
-    let own = tors_own(&nodes[s], master)
-        .await?
-        .context("single-node again, but the restarted tor holds no master descriptor")?;
+    let (own, _) = poll_until(
+        "the restarted tor's own current master descriptor, with intro points",
+        LIVENESS,
+        Duration::from_millis(250),
+        async || Ok(tors_own(&nodes[s], master).await.ok().flatten()),
+    )
+    .await?;
     ensure!(!own.pow_params.is_empty(), "with pow-params again");
     eprintln!(
         "{survivor}'s tor SIGKILLed while single-node: the restarted tor hosts the master service and uploaded its descriptor {:.1}s later",

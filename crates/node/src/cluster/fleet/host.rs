@@ -100,9 +100,17 @@ pub(crate) async fn fleet_task(c: FleetCtx) {
         let entry = match &hosted {
             Some(h) => match read(&c, &h.ctl).await {
                 Ok(e) => e,
-                Err(e) if e.is_tor() => {
-                    // The connection broke: tor dropped the service with it.
+                Err(e) if connection_gone(&e) => {
+                    // The connection broke: tor dropped the service with it. (A refused
+                    // or slow answer keeps it: adding it again means a new seed, effort
+                    // 0 and new intro points, the opposite of what a flood calls for.)
+                    tracing::warn!(
+                        "fleet PoW: the control connection hosting the master service broke \
+                         ({e}); added again in {}s",
+                        ADD_RETRY.as_secs()
+                    );
                     hosted = None;
+                    retry_at = Some(Instant::now() + ADD_RETRY);
                     None
                 }
                 Err(e) => {
@@ -128,6 +136,16 @@ pub(crate) async fn fleet_task(c: FleetCtx) {
             });
         }
     }
+}
+
+/// Whether `e` means the control connection itself is gone (tor then drops the service).
+fn connection_gone(e: &crate::err::Error) -> bool {
+    matches!(
+        e,
+        crate::err::Error::Tor(
+            rustbalance_tor::Error::Io { .. } | rustbalance_tor::Error::Closed { .. }
+        )
+    )
 }
 
 /// `ADD_ONION` the master key on the tor process `pid`, on a connection of its own.

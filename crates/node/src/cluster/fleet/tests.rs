@@ -82,7 +82,7 @@ fn each_tor_gets_its_own_descriptor_with_its_own_seed_and_the_effort_floor() {
     let entries: Vec<(String, FleetEntry)> = (0..3)
         .map(|i| (format!("node{i}"), entry(&mut rng, 100, i * 40)))
         .collect();
-    let slots = fleet_slots(&entries, 6, 50, from_unix(NOW));
+    let slots = fleet_slots(&entries, 100, 6, 50, from_unix(NOW));
     assert_eq!(slots.len(), 1);
     assert_eq!(slots[0].period_num, 100);
     assert_eq!(slots[0].descriptors.len(), 3);
@@ -98,7 +98,7 @@ fn each_tor_gets_its_own_descriptor_with_its_own_seed_and_the_effort_floor() {
     // A huge suggestion is capped at what tor's client solves.
     let mut greedy = entries.clone();
     greedy[0].1.effort = u32::MAX;
-    let s = fleet_slots(&greedy, 6, 0, from_unix(NOW));
+    let s = fleet_slots(&greedy, 100, 6, 0, from_unix(NOW));
     let top = s[0]
         .descriptors
         .iter()
@@ -108,30 +108,30 @@ fn each_tor_gets_its_own_descriptor_with_its_own_seed_and_the_effort_floor() {
 }
 
 #[test]
-fn expired_seeds_drop_out_and_periods_stay_apart_and_more_tors_than_hsdirs_take_turns() {
+fn expired_seeds_and_other_periods_drop_out_and_more_tors_than_hsdirs_take_turns() {
     let mut rng = ChaCha20Rng::seed_from_u64(3);
     let mut entries: Vec<(String, FleetEntry)> = (0..8)
         .map(|i| (format!("node{i}"), entry(&mut rng, 100, 0)))
         .collect();
     entries[7].1.expires = NOW;
     entries[6].1.period_num = 101;
-    let slots = fleet_slots(&entries, 6, 0, from_unix(NOW));
-    assert_eq!(
-        slots.iter().map(|s| s.period_num).collect::<Vec<_>>(),
-        [100, 101]
-    );
-    assert_eq!(
-        slots[0].descriptors.len(),
-        6,
-        "six of the seven live tors of 100"
-    );
-    assert_eq!(slots[1].descriptors.len(), 1);
+    let slots = fleet_slots(&entries, 100, 6, 0, from_unix(NOW));
+    assert_eq!(slots.len(), 1);
+    assert_eq!(slots[0].descriptors.len(), 6, "the six live tors of 100");
     let names = fleet_nodes(&entries, &slots);
     assert!(
         !names[&100].contains(&"node7".to_string()),
         "expired seed listed"
     );
-    assert_eq!(names[&101], ["node6"]);
+    assert!(
+        !names[&100].contains(&"node6".to_string()),
+        "another period's advert"
+    );
+    // The publisher asks for the first live slot's period only: an advert for another
+    // (stale, or a hostile member's for the slot clients use between a period start and
+    // the SRV) makes no slot there, where it would be alone in every descriptor.
+    assert_eq!(fleet_slots(&entries, 101, 6, 0, from_unix(NOW)).len(), 1);
+    assert!(fleet_slots(&entries, 102, 6, 0, from_unix(NOW)).is_empty());
     // Over the periods every tor gets its turn.
     let mut seen = BTreeSet::new();
     for period in 100..107 {
@@ -141,7 +141,7 @@ fn expired_seeds_drop_out_and_periods_stay_apart_and_more_tors_than_hsdirs_take_
             x.period_num = period;
             x.expires = NOW + 1;
         }
-        let s = fleet_slots(&e, 6, 0, from_unix(NOW));
+        let s = fleet_slots(&e, period, 6, 0, from_unix(NOW));
         seen.extend(fleet_nodes(&e, &s).remove(&period).unwrap());
     }
     assert_eq!(seen.len(), 7, "{seen:?}");
@@ -161,7 +161,7 @@ fn fleet_descriptors_pair_each_tors_points_with_its_seed() {
     let entries: Vec<(String, FleetEntry)> = (0..3)
         .map(|i| (format!("node{i}"), entry(&mut rng, period, 3)))
         .collect();
-    let fleet = fleet_slots(&entries, 6, 0, from_unix(NOW));
+    let fleet = fleet_slots(&entries, period, 6, 0, from_unix(NOW));
     let ordinary: Vec<IntroPointDesc> = (0..6).map(|_| fake_intro_point(&mut rng)).collect();
     let plan = plan_uploads(
         &PublishInput {
