@@ -45,8 +45,14 @@ pub use super::view::{
     NetworkView, ViewCache,
 };
 
+mod confirm;
+mod counters;
+mod fleet_round;
 mod hsdir_check;
 mod record;
+
+pub use counters::CounterMemory;
+use counters::HSDIR_MEMORY;
 
 pub use hsdir_check::{PublishedSlot, SlotCheck};
 
@@ -97,52 +103,6 @@ pub struct Publisher {
     /// Counters above tor's until then, fleet PoW or not: most HSDirs refused a new
     /// descriptor ([`CounterMemory`]).
     counters: CounterMemory,
-}
-
-/// How long a descriptor stays at an HSDir: its lifetime (tor's default, 3 hours, which
-/// ours use too), plus a margin.
-const HSDIR_MEMORY: Duration = Duration::from_secs(190 * 60);
-
-/// Whether to use revision counters above tor's without fleet PoW. After fleet PoW is
-/// turned off, the HSDirs hold descriptors with counters above 2^40 until they expire
-/// (3 hours); tor's counters would be refused (`UPLOAD_REJECTED`) and clients would keep
-/// getting fleet descriptors whose intro points are gone. So a publisher whose new
-/// descriptor most of the HSDirs that answered refused uses counters above tor's for [`HSDIR_MEMORY`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CounterMemory {
-    until: Option<Instant>,
-}
-
-impl CounterMemory {
-    /// Counters above tor's now?
-    pub fn above_tor(&self, now: Instant) -> bool {
-        self.until.is_some_and(|u| now < u)
-    }
-
-    /// A publication's answers came in at `now`: remember a refusal; true when this
-    /// starts a stretch of counters above tor's.
-    pub fn answered(&mut self, reports: &[SlotReport], now: Instant) -> bool {
-        // Most HSDirs of a time period, not one: fleet leftovers sit at every responsible
-        // HSDir of a period, while a single misbehaving HSDir must not move the counters
-        // (and so stop the single-node switch's own descriptors from winning) for hours.
-        let mut per_period: BTreeMap<u64, (usize, usize)> = BTreeMap::new();
-        for r in reports {
-            let e = per_period.entry(r.period_num).or_default();
-            for v in r.hsdirs.values().filter(|v| *v != "NO ANSWER") {
-                e.0 += 1;
-                e.1 += usize::from(v.starts_with("FAILED UPLOAD_REJECTED"));
-            }
-        }
-        if !per_period
-            .values()
-            .any(|(answers, refused)| *refused > 0 && refused * 2 > *answers)
-        {
-            return false;
-        }
-        let starts = !self.above_tor(now);
-        self.until = Some(now + HSDIR_MEMORY);
-        starts
-    }
 }
 
 impl Publisher {
@@ -307,64 +267,6 @@ impl Publisher {
         }
         Ok(reports)
     }
-
-    /// Fill in `HS_DESC UPLOADED/FAILED` answers until all are in or time runs out.
-    async fn confirm(&mut self, addr: &str, reports: &mut [SlotReport], timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        // Per HSDir, tor's own uploads still waiting for their answer.
-        let mut tor_own: BTreeMap<String, usize> = BTreeMap::new();
-        let pending = |r: &[SlotReport]| {
-            r.iter()
-                .flat_map(|s| s.hsdirs.values())
-                .any(|v| v == "NO ANSWER")
-        };
-        while pending(reports) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(Some(ev)) = tokio::time::timeout(left, self.events.recv()).await else {
-                break;
-            };
-            // 650 HS_DESC UPLOADED|FAILED <addr> <auth> <$FPR~nick> [<desc-id>] [REASON=...]
-            let Some(h) = ev.hs_desc() else { continue };
-            if h.address != addr || h.hsdir.is_empty() {
-                continue;
-            }
-            // tor's own uploads of the master descriptor (single-node switch, fleet PoW)
-            // begin with `UPLOAD` (an `HSPOST` sends none): their answer is not ours.
-            let fpr = h.hsdir_fingerprint();
-            if h.action == "FAILED" && hsdir_check::is_fetch_failure(h.reason.as_deref()) {
-                // A late answer to an anti-entropy fetch, not to an upload.
-                continue;
-            }
-            match h.action.as_str() {
-                "UPLOAD" => {
-                    *tor_own.entry(fpr).or_insert(0usize) += 1;
-                    continue;
-                }
-                "UPLOADED" | "FAILED" => {
-                    if let Some(n) = tor_own.get_mut(&fpr).filter(|n| **n > 0) {
-                        *n -= 1;
-                        continue;
-                    }
-                }
-                _ => {}
-            }
-            let status = match h.action.as_str() {
-                "UPLOADED" => "UPLOADED".to_string(),
-                // A late answer to an anti-entropy fetch, not to this upload.
-                "FAILED" if hsdir_check::is_fetch_failure(h.reason.as_deref()) => continue,
-                "FAILED" => format!("FAILED {}", h.reason.as_deref().unwrap_or("")),
-                _ => continue,
-            };
-            // An HSDir may hold both slots; fill the first slot still waiting on it.
-            if let Some(v) = reports
-                .iter_mut()
-                .filter_map(|r| r.hsdirs.get_mut(&fpr))
-                .find(|v| *v == "NO ANSWER")
-            {
-                *v = status;
-            }
-        }
-    }
 }
 
 fn report_of(up: &SlotUpload) -> SlotReport {
@@ -512,15 +414,6 @@ pub(super) async fn publish_task(mut c: PublishCtx) {
     }
 }
 
-/// What fleet PoW put into a round.
-#[derive(Default)]
-struct FleetRound {
-    /// The adverts used (empty without fleet PoW).
-    fingerprint: String,
-    /// Per time period, the nodes whose tors are in fleet descriptors.
-    nodes: BTreeMap<u64, Vec<String>>,
-}
-
 /// How a publication went, for the health check and the single-node switch.
 struct Confirmed {
     /// Every slot reached at least one HSDir.
@@ -625,34 +518,6 @@ impl PublishCtx {
             },
             broken,
         ))
-    }
-
-    /// Fleet PoW: give `p` this round's fleet descriptors (from the healthy eligible
-    /// members' `fleet_pow` adverts); what they are made of, to notice changes.
-    async fn fleet_round(&self, p: &mut Publisher, view: &NetworkView) -> FleetRound {
-        let Some(min_effort) = self.fleet_pow else {
-            return FleetRound::default();
-        };
-        let entries = super::roster::healthy_fleet(&self.membership).await;
-        // A tor's `desc_current` is always for the first live slot's period.
-        let first = view.time.live_slots(
-            unix_secs(SystemTime::now()),
-            view.consensus.valid_after_unix(),
-        )[0]
-        .period_num;
-        let fetched = usize::from(view.hsdirs.n_replicas) * view.hsdirs.spread_fetch;
-        let slots =
-            super::fleet::fleet_slots(&entries, first, fetched, min_effort, SystemTime::now());
-        let nodes = super::fleet::fleet_nodes(&entries, &slots);
-        let mut fingerprint = String::from("fleet:");
-        for (name, e) in &entries {
-            fingerprint.push_str(name);
-            fingerprint.push('=');
-            fingerprint.push_str(&e.encode());
-            fingerprint.push(';');
-        }
-        p.set_fleet(slots);
-        FleetRound { fingerprint, nodes }
     }
 
     /// The single-node switch's round (on every eligible node: a node that loses the
@@ -800,100 +665,4 @@ impl PublishCtx {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn report(answers: &[&str]) -> SlotReport {
-        SlotReport {
-            period_num: 1,
-            revision: 5,
-            intro_points: 3,
-            size: 100,
-            hsdirs: answers
-                .iter()
-                .enumerate()
-                .map(|(i, a)| (format!("D{i}"), a.to_string()))
-                .collect(),
-        }
-    }
-
-    /// After fleet PoW is turned off the HSDirs refuse tor's counters for hours: the
-    /// first refusal of a new descriptor switches to counters above tor's until such
-    /// descriptors have expired; other failures do not.
-    #[test]
-    fn a_refused_new_descriptor_moves_the_counters_above_tors_for_the_hsdirs_memory() {
-        let t0 = Instant::now();
-        let mut m = CounterMemory::default();
-        assert!(!m.above_tor(t0));
-        let other = [report(&["UPLOADED", "FAILED UNEXPECTED", "NO ANSWER"])];
-        assert!(!m.answered(&other, t0));
-        assert!(!m.above_tor(t0));
-        // One HSDir of three refusing is not enough (a misbehaving HSDir must not move
-        // the counters for hours); two of three is.
-        let one = [report(&["UPLOADED", "FAILED UPLOAD_REJECTED", "UPLOADED"])];
-        assert!(!m.answered(&one, t0));
-        assert!(!m.above_tor(t0));
-        // A new period's HSDirs (empty) take it, the old period's (fleet leftovers) refuse.
-        let mut old = report(&[
-            "FAILED UPLOAD_REJECTED",
-            "FAILED UPLOAD_REJECTED",
-            "UPLOADED",
-        ]);
-        old.period_num = 0;
-        let refused = [old, report(&["UPLOADED", "UPLOADED", "UPLOADED"])];
-        assert!(m.answered(&refused, t0), "the stretch starts");
-        assert!(m.above_tor(t0 + HSDIR_MEMORY - Duration::from_secs(1)));
-        let later = t0 + Duration::from_secs(60);
-        assert!(!m.answered(&refused, later), "already above");
-        assert!(m.above_tor(later + HSDIR_MEMORY - Duration::from_secs(1)));
-        assert!(!m.above_tor(later + HSDIR_MEMORY));
-        assert!(HSDIR_MEMORY > Duration::from_secs(180 * 60));
-    }
-
-    /// With fleet PoW (or the single-node switch) tor uploads master descriptors of its
-    /// own to the same HSDirs, and the HSDirs refuse them (our counters are higher). Those
-    /// answers come on the publisher's control connection too; they begin with tor's
-    /// `UPLOAD` event (an `HSPOST` sends none) and must not be taken for ours.
-    #[tokio::test]
-    async fn tors_own_uploads_are_not_taken_for_the_publishers_answers() {
-        let fake = rustbalance_tor::fake::FakeTor::start().await.unwrap();
-        let ctl = ControlClient::connect_authenticated(fake.addr())
-            .await
-            .unwrap();
-        let key = IdentityKey::generate(&mut rand::rng());
-        let addr = key.address().without_suffix();
-        let mut p = Publisher::new(ctl, key, true, 20).await.unwrap();
-        let (a, b) = ("A".repeat(40), "B".repeat(40));
-        let mut reports = vec![SlotReport {
-            period_num: 1,
-            revision: 5,
-            intro_points: 3,
-            size: 100,
-            hsdirs: [
-                (a.clone(), "NO ANSWER".to_string()),
-                (b.clone(), "NO ANSWER".to_string()),
-            ]
-            .into_iter()
-            .collect(),
-        }];
-        // tor uploads both of its descriptors to A (two UPLOADs, two refusals), a late
-        // anti-entropy fetch failure for B comes in, then the HSDirs' answers to us.
-        for line in [
-            format!("HS_DESC UPLOAD {addr} UNKNOWN ${a}~r1 AAAA"),
-            format!("HS_DESC UPLOAD {addr} UNKNOWN ${a}~r1 BBBB"),
-            format!("HS_DESC FAILED {addr} UNKNOWN ${a}~r1 REASON=UPLOAD_REJECTED"),
-            format!("HS_DESC FAILED {addr} UNKNOWN ${a}~r1 REASON=UPLOAD_REJECTED"),
-            format!("HS_DESC FAILED {addr} UNKNOWN ${b}~r2 REASON=NOT_FOUND"),
-            format!("HS_DESC UPLOADED {addr} UNKNOWN ${a}~r1"),
-            format!("HS_DESC UPLOADED {addr} UNKNOWN ${b}~r2"),
-        ] {
-            fake.emit(&line);
-        }
-        p.confirm(&addr, &mut reports, Duration::from_secs(5)).await;
-        assert_eq!(
-            reports[0].hsdirs[&a], "UPLOADED",
-            "tor's refusal taken for ours"
-        );
-        assert_eq!(reports[0].hsdirs[&b], "UPLOADED");
-    }
-}
+mod tests;

@@ -71,34 +71,13 @@ pub(super) async fn start(
             wireguard,
         })?;
     let identity = auth.as_ref().map(|a| a.identity.public());
-    // A publisher-only node (no proxy) serves nothing itself: no single-node switch and
-    // no fleet PoW on its tor.
-    let master_args = proxy.map(|p| crate::cluster::solo::master_service_args(cfg, p.local_addr()));
-    let fleet = match &master_args {
-        Some(Ok(args)) if c.fleet_pow && keys.master.is_some() => {
-            progress(
-                "fleet PoW on: this node's tor hosts the master key too (single-node switch off)",
-            );
-            Some(args.clone())
-        }
-        _ if c.fleet_pow && keys.master.is_some() => {
-            progress("fleet PoW: a publisher-only node's tor hosts no service; it publishes the others' fleet descriptors");
-            None
-        }
-        _ => None,
-    };
-    let solo = match master_args {
-        _ if c.fleet_pow => None,
-        None => None,
-        Some(Ok(args)) if keys.master.is_some() => Some(args),
-        Some(Ok(_)) => None,
-        Some(Err(why)) => {
-            progress(&format!(
-                "single-node fallback off: {why}; a lone node publishes merged descriptors without PoW"
-            ));
-            None
-        }
-    };
+    let (fleet, solo) = master_service_uses(
+        cfg,
+        &c,
+        proxy.map(|p| p.local_addr()),
+        keys.master.is_some(),
+        progress,
+    );
     let node = ClusterNode::start(ClusterParams {
         name: cfg.node.name.clone(),
         cfg: c.clone(),
@@ -214,4 +193,44 @@ async fn start_join(
         identity,
     })
     .await
+}
+
+/// The `ADD_ONION` arguments of the master service on this node's tor, for fleet PoW and
+/// for the single-node switch (`None`: not used), saying on the start-up output why not.
+fn master_service_uses(
+    cfg: &Config,
+    c: &ClusterSection,
+    proxy: Option<std::net::SocketAddr>,
+    holds_master: bool,
+    progress: &dyn Fn(&str),
+) -> (Option<Vec<String>>, Option<Vec<String>>) {
+    // A publisher-only node (no proxy) serves nothing itself: no single-node switch and
+    // no fleet PoW on its tor.
+    let master_args = proxy.map(|p| crate::cluster::solo::master_service_args(cfg, p));
+    let fleet = match &master_args {
+        Some(Ok(args)) if c.fleet_pow && holds_master => {
+            progress(
+                "fleet PoW on: this node's tor hosts the master key too (single-node switch off)",
+            );
+            Some(args.clone())
+        }
+        _ if c.fleet_pow && holds_master => {
+            progress("fleet PoW: a publisher-only node's tor hosts no service; it publishes the others' fleet descriptors");
+            None
+        }
+        _ => None,
+    };
+    let solo = match master_args {
+        _ if c.fleet_pow => None,
+        None => None,
+        Some(Ok(args)) if holds_master => Some(args),
+        Some(Ok(_)) => None,
+        Some(Err(why)) => {
+            progress(&format!(
+                "single-node fallback off: {why}; a lone node publishes merged descriptors without PoW"
+            ));
+            None
+        }
+    };
+    (fleet, solo)
 }
