@@ -117,7 +117,9 @@ fn main() -> std::process::ExitCode {
         // long; seconds from one clean-clone run of scripts/test.sh (2026-12-07, with
         // fleet_pow_served_by_every_node then in shard 2): shard 1: 112 + 70 + 28 + 14 + 4
         // + 10 = 268; shard 2: 82 + 67 + 103 + 34 + 118 = 404. The fleet scenario now
-        // comes last, in shard 1 (about 346 against 296).
+        // comes last, in shard 1. It takes 90–220 s depending on where in the lab's 8-minute
+        // period it starts (its fleet descriptors wait for the SRV): lanes of 489 and 264 s
+        // in the clean-clone run of f9fbcdb.
         Scenario {
             name: "publisher_only_cluster_for_onionbalance_backends",
             run: |lab| {
