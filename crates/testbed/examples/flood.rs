@@ -52,6 +52,7 @@ use rustbalance_testbed::bench::{
 use rustbalance_testbed::client_cache::{cached, NewnymLoop};
 use rustbalance_testbed::clients::{window, ClientLoop, Req};
 use rustbalance_testbed::flood::{Flood, FloodClients, FloodPlan};
+use rustbalance_testbed::pow_log::PowVerified;
 use rustbalance_testbed::{
     prepare_named, published_nodes, wait_published, with_lab, ClusterNodeProc,
 };
@@ -237,7 +238,7 @@ async fn measure(
         ));
     }
     let [(master, _), (fleet_master, fleet)] = clusters;
-    let verified_before: Vec<usize> = fleet.iter().map(verified).collect();
+    let verified = PowVerified::mark(fleet);
     let services = [
         ("plain", format!("http://{}/", plain.address)),
         ("rustbalance", format!("http://{}/", master.address())),
@@ -312,7 +313,8 @@ async fn measure(
     // Per fleet node: the legitimate client's requests it served after the split, and the
     // PoW solutions its tor verified during the run (the flood's and the client's).
     let mut per_node = serde_json::Map::new();
-    for (n, before) in fleet.iter().zip(verified_before) {
+    let solutions = verified.since();
+    for n in fleet {
         let served_after = report["fleet"]["requests"]
             .as_array()
             .map(|r| {
@@ -328,7 +330,7 @@ async fn measure(
         per_node.insert(
             n.name.clone(),
             json!({"legitimate_served_after": served_after,
-                   "pow_solutions_verified": verified(n) - before}),
+                   "pow_solutions_verified": solutions[&n.name]}),
         );
     }
     log(format!("fleet nodes: {per_node:?}"));
@@ -377,17 +379,6 @@ fn by_phase(reqs: &Value, wall0: SystemTime, end: f64) -> Value {
         }
     }
     out
-}
-
-/// How many PoW solutions `n`'s tor has verified so far (its `tor.debug_log`, which the
-/// lab sets to `[rend]info`).
-fn verified(n: &ClusterNodeProc) -> usize {
-    let log = rustbalance_node::layout::Layout::new(&n.data).tor_debug_log();
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains("PoW INTRODUCE2 request successfully verified"))
-        .count()
 }
 
 /// The plain tor's suggested effort (from its own descriptor) every 5 s for `span`, as

@@ -18,6 +18,7 @@ pub mod log_watch;
 pub mod monitoring;
 pub mod node_config;
 pub mod poll;
+pub mod pow_log;
 pub mod rend_count;
 pub mod silent;
 pub mod suite;

@@ -18,10 +18,10 @@
 
 use anyhow::{ensure, Result};
 use rustbalance_lab::Lab;
-use rustbalance_node::layout::Layout;
 use rustbalance_testbed::client_cache;
 use rustbalance_testbed::clients::split;
 use rustbalance_testbed::poll::poll_until;
+use rustbalance_testbed::pow_log::PowVerified;
 use rustbalance_testbed::{
     start_all, stop_all, wait_cluster_up, wait_publication, wait_published, with_cluster,
     ClusterNodeProc,
@@ -38,8 +38,6 @@ const MIN_EFFORT: u32 = 25;
 /// (up to one lab time period, 8 minutes, for the window, plus the work).
 const START: Duration = Duration::from_secs(420);
 const FLEET: Duration = Duration::from_secs(1200);
-/// tor's log line for a verified solution (`[rend]info`, the lab's `tor.debug_log`).
-const VERIFIED: &str = "PoW INTRODUCE2 request successfully verified";
 
 pub async fn fleet_pow_served_by_every_node(lab: Lab) -> Result<()> {
     with_cluster(&lab, NODES, async |master, nodes| {
@@ -98,14 +96,7 @@ async fn run(
 
     // The lab client, a fresh descriptor (from a random HSDir) each round, until every
     // node has served it and every node's tor has verified a solution.
-    let logs: Vec<(String, std::path::PathBuf)> = nodes
-        .iter()
-        .map(|n| (n.name.clone(), Layout::new(&n.data).tor_debug_log()))
-        .collect();
-    let before: BTreeMap<String, usize> = logs
-        .iter()
-        .map(|(n, l)| (n.clone(), lines(l, VERIFIED)))
-        .collect();
+    let mark = PowVerified::mark(nodes);
     let ctl =
         rustbalance_tor::ControlClient::connect_authenticated(lab.client_control_addr()).await?;
     let mut newnym = client_cache::Newnym::assume_recent();
@@ -121,10 +112,7 @@ async fn run(
             for (k, v) in &round {
                 *tally.entry(k.clone()).or_insert(0) += v;
             }
-            let verified: BTreeMap<String, usize> = logs
-                .iter()
-                .map(|(n, l)| (n.clone(), lines(l, VERIFIED) - before[n]))
-                .collect();
+            let verified = mark.since();
             eprintln!(
                 "{:.0}s: round {round:?}; PoW solutions verified per node {verified:?}; {}",
                 t1.elapsed().as_secs_f64(),
@@ -180,15 +168,6 @@ async fn run(
 /// The record's `fleet` map: period → node names.
 fn fleet_of(record: &serde_json::Value) -> BTreeMap<String, Vec<String>> {
     serde_json::from_value(record["fleet"].clone()).unwrap_or_default()
-}
-
-/// How many lines of `path` contain `needle`.
-fn lines(path: &Path, needle: &str) -> usize {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains(needle))
-        .count()
 }
 
 /// Flood pace at the master address: four introductions a second against tors whose
@@ -257,14 +236,7 @@ async fn flooded(
             "fleet tors' efforts {efforts:?} {:.0}s after start",
             t0.elapsed().as_secs_f64()
         );
-        let logs: Vec<(String, std::path::PathBuf)> = nodes
-            .iter()
-            .map(|n| (n.name.clone(), Layout::new(&n.data).tor_debug_log()))
-            .collect();
-        let before: BTreeMap<String, usize> = logs
-            .iter()
-            .map(|(n, l)| (n.clone(), lines(l, VERIFIED)))
-            .collect();
+        let mark = PowVerified::mark(nodes);
         let ctl = rustbalance_tor::ControlClient::connect_authenticated(lab.client_control_addr())
             .await?;
         let mut newnym = client_cache::Newnym::assume_recent();
@@ -292,10 +264,7 @@ async fn flooded(
                         }
                     }
                 }
-                let verified: BTreeMap<String, usize> = logs
-                    .iter()
-                    .map(|(n, l)| (n.clone(), lines(l, VERIFIED) - before[n]))
-                    .collect();
+                let verified = mark.since();
                 eprintln!(
                     "{:.0}s: round {round:?} with effort {e} in the client's descriptor; \
                      served while solving {solved:?}; solutions verified {verified:?}",

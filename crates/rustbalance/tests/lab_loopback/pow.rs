@@ -26,6 +26,7 @@ use rustbalance_testbed::client_cache::Newnym;
 use rustbalance_testbed::clients::outcome;
 use rustbalance_testbed::flood::{Flood, FloodClients, FloodPlan};
 use rustbalance_testbed::poll_until;
+use rustbalance_testbed::pow_log::{count_lines, POW_VERIFIED};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -219,10 +220,7 @@ async fn flooded(
     let mut newnym = Newnym::default();
     newnym.send(&client).await?;
     let (_, took) = lab.wait_http(&solo_url, "served by powsolo", BOOT).await?;
-    let verified = lines(
-        &solo.rend_log(lab),
-        "PoW INTRODUCE2 request successfully verified",
-    );
+    let verified = count_lines(&solo.rend_log(lab), POW_VERIFIED);
     eprintln!(
         "powsolo under flood: solving client served in {:.1}s; its tor verified {verified} PoW solutions",
         took.as_secs_f64()
@@ -237,7 +235,7 @@ async fn flooded(
     let pow = OwnPow::of(&d1).context("powinst's descriptor has pow-params")?;
     publish(&mut publisher, &d1, Some(&pow.params)).await?;
     newnym.send(&client).await?;
-    let before = lines(inst.tor.log_file(), "PoW");
+    let before = count_lines(inst.tor.log_file(), "PoW");
     let r = lab.http_get(&master_url, Duration::from_secs(90)).await;
     let got = outcome(&r);
     let (line, _) = poll_until(
@@ -273,15 +271,6 @@ async fn flooded(
         .await?;
     eprintln!("fixed rule: served in {:.1}s", took.as_secs_f64());
     Ok(())
-}
-
-/// How many lines of `path` contain `needle`.
-fn lines(path: &Path, needle: &str) -> usize {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains(needle))
-        .count()
 }
 
 /// The first PoW verification failure tor logged after the first `skip` PoW lines.
