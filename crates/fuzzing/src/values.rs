@@ -79,7 +79,7 @@ pub fn gossip_values(data: &[u8]) {
     }
     let _ = roster::removed_keys(&views, None);
     let _ = roster::intros_of(views.clone());
-    let adverts = roster::fleet_checked(views.clone(), None);
+    let adverts = roster::fleet_checked(views.clone(), None).adverts;
     for now in [0, 1_795_000_000, 4_000_000_000] {
         let period = adverts.first().map_or(0, |(_, e)| e.period_num);
         let slots = fleet::fleet_slots(

@@ -102,7 +102,6 @@ fn plan_slot<R: Rng + CryptoRng>(
     limit: usize,
     rng: &mut R,
 ) -> Result<Vec<SlotUpload>> {
-    let empty = [Vec::new()];
     let fleet = input
         .fleet
         .iter()
@@ -113,7 +112,8 @@ fn plan_slot<R: Rng + CryptoRng>(
             .iter()
             .map(|(points, pow)| (&points[..], Some(pow)))
             .collect(),
-        None if input.descriptors.is_empty() => vec![(&empty[0][..], input.pow_params)],
+        // No intro points at all: one descriptor that lists none.
+        None if input.descriptors.is_empty() => vec![(&[][..], input.pow_params)],
         None => input
             .descriptors
             .iter()

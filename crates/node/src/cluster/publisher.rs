@@ -444,7 +444,11 @@ impl PublishCtx {
             return None;
         }
         let view = p.view().await.ok()?;
-        let fleet = self.fleet_round(p, &view).await;
+        let live = view
+            .time
+            .live_slots(wall_secs, view.consensus.valid_after_unix());
+        // A tor's `desc_current`, what fleet PoW lists, is always for the first live slot.
+        let fleet = self.fleet_round(p, &view, live[0].period_num).await;
         let own_pow = self.own.lock().ok().and_then(|o| o.pow.clone());
         let pow = pow::master_pow(
             &intros.nodes,
@@ -455,12 +459,7 @@ impl PublishCtx {
         let input = PublishInputs {
             intros: format!("{}{clients_fp}{}", intros.fingerprint, fleet.fingerprint),
             pow: policy::pow_fingerprint(pow.as_ref()),
-            periods: view
-                .time
-                .live_slots(wall_secs, view.consensus.valid_after_unix())
-                .iter()
-                .map(|s| s.period_num)
-                .collect(),
+            periods: live.iter().map(|s| s.period_num).collect(),
             ring: view.ring_fingerprint(),
             solo_epoch,
         };

@@ -66,14 +66,20 @@ pub fn healthy_members(members: Vec<NodeView>, authority: Option<&AuthorityKey>)
     nodes
 }
 
+/// The fleet PoW adverts of the healthy eligible members, with a fingerprint of the set.
+#[derive(Debug, Clone, Default)]
+pub struct HealthyFleet {
+    /// Per node, sorted by node name.
+    pub adverts: Vec<(String, super::fleet::FleetEntry)>,
+    /// Names and adverts as gossiped: changes when any advert changes.
+    pub fingerprint: String,
+}
+
 /// The fleet PoW adverts of the healthy ([`healthy_members`]) publisher-eligible members
 /// (only a node holding the master key can host the master service), by node name; a bad
 /// advert is logged and left out.
-pub fn fleet_checked(
-    members: Vec<NodeView>,
-    authority: Option<&AuthorityKey>,
-) -> Vec<(String, super::fleet::FleetEntry)> {
-    let mut out = Vec::new();
+pub fn fleet_checked(members: Vec<NodeView>, authority: Option<&AuthorityKey>) -> HealthyFleet {
+    let mut out = HealthyFleet::default();
     for v in healthy_members(members, authority) {
         let Some(value) = v.get(gossip::FLEET_POW) else {
             continue;
@@ -87,7 +93,15 @@ pub fn fleet_checked(
             continue;
         }
         match super::fleet::FleetEntry::decode(value) {
-            Ok(e) => out.push((v.node_id.clone(), e)),
+            Ok(e) => {
+                let fp = &mut out.fingerprint;
+                fp.push_str("fleet:");
+                fp.push_str(&v.node_id);
+                fp.push('=');
+                fp.push_str(value);
+                fp.push(';');
+                out.adverts.push((v.node_id.clone(), e));
+            }
             Err(e) => tracing::warn!(
                 node = %v.node_id,
                 "ignoring a bad fleet PoW advert: {e}; that node's tor is left out of the \
@@ -99,7 +113,7 @@ pub fn fleet_checked(
 }
 
 /// [`fleet_checked`] on the membership's current view.
-pub async fn healthy_fleet(m: &Membership) -> Vec<(String, super::fleet::FleetEntry)> {
+pub async fn healthy_fleet(m: &Membership) -> HealthyFleet {
     let authority = m.trust().map(|t| *t.authority());
     fleet_checked(m.members().await, authority.as_ref())
 }

@@ -238,6 +238,7 @@ fn only_live_eligible_members_with_good_adverts_count() {
         with("garbled", true, "v1 9 zz 0 0\nAAAA"),
     ];
     let names: Vec<String> = fleet_checked(members, None)
+        .adverts
         .into_iter()
         .map(|(n, _)| n)
         .collect();

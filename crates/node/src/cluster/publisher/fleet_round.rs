@@ -13,36 +13,32 @@ pub(super) struct FleetRound {
 }
 
 impl PublishCtx {
-    /// Fleet PoW: give `p` this round's fleet descriptors (from the healthy eligible
-    /// members' `fleet_pow` adverts); what they are made of, to notice changes.
-    pub(super) async fn fleet_round(&self, p: &mut Publisher, view: &NetworkView) -> FleetRound {
+    /// Fleet PoW: give `p` this round's fleet descriptors for time period `period` (from
+    /// the healthy eligible members' `fleet_pow` adverts); what they are made of, to notice
+    /// changes.
+    pub(super) async fn fleet_round(
+        &self,
+        p: &mut Publisher,
+        view: &NetworkView,
+        period: u64,
+    ) -> FleetRound {
         let Some(min_effort) = self.fleet_pow else {
             return FleetRound::default();
         };
-        let entries = crate::cluster::roster::healthy_fleet(&self.membership).await;
-        // A tor's `desc_current` is always for the first live slot's period.
-        let first = view.time.live_slots(
-            unix_secs(SystemTime::now()),
-            view.consensus.valid_after_unix(),
-        )[0]
-        .period_num;
+        let fleet = crate::cluster::roster::healthy_fleet(&self.membership).await;
         let fetched = usize::from(view.hsdirs.n_replicas) * view.hsdirs.spread_fetch;
         let slots = crate::cluster::fleet::fleet_slots(
-            &entries,
-            first,
+            &fleet.adverts,
+            period,
             fetched,
             min_effort,
             SystemTime::now(),
         );
-        let nodes = crate::cluster::fleet::fleet_nodes(&entries, &slots);
-        let mut fingerprint = String::from("fleet:");
-        for (name, e) in &entries {
-            fingerprint.push_str(name);
-            fingerprint.push('=');
-            fingerprint.push_str(&e.encode());
-            fingerprint.push(';');
-        }
+        let nodes = crate::cluster::fleet::fleet_nodes(&fleet.adverts, &slots);
         p.set_fleet(slots);
-        FleetRound { fingerprint, nodes }
+        FleetRound {
+            fingerprint: fleet.fingerprint,
+            nodes,
+        }
     }
 }
